@@ -190,7 +190,7 @@ class Engine:
             eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
             tokenizer = load_tokenizer(checkpoint.path, eos_token_ids=eos)
             mx.eval(model.parameters())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelLoadError(f"Could not load {checkpoint.name}: {exc}") from exc
         return cls(checkpoint, model, tokenizer)
 

@@ -365,6 +365,9 @@ def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) 
     t[f"{lm}.norm.weight"] = np.ones(s.hidden, np.float32)
     head = w(vocab, s.hidden)
     head[n_tokens:] = 0.0  # rows past the tokenizer's vocabulary
+    # A random model would end its turn at random; zeroed end-of-turn rows almost never win,
+    # so answers run to their token limit and tests know how long they are.
+    head[eos] = 0.0
     t["language_model.lm_head.weight"] = head
 
     vm, vh = "vision_model", s.vision_hidden

@@ -1,0 +1,44 @@
+"""App start-up: the QApplication, the style sheet, and the main window on screen.
+
+MLX is not imported here; the worker imports it on its own thread when the first model
+loads, so the window appears at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def style_sheet() -> str:
+    try:
+        return (ASSETS / "style.qss").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.main_window import MainWindow
+    from models.store import ModelNotFound, resolve_model
+
+    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    app.setApplicationName("Llama Desk")
+    app.setOrganizationName("Llama Desk")
+    app.setStyleSheet(style_sheet())
+    icon = ASSETS / "icon.png"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    window = MainWindow()
+    window.show()
+    target = model or window.settings.value("last_model", None, type=str)
+    if target:
+        try:
+            window.load_model(resolve_model(target))
+        except ModelNotFound as exc:
+            window.notice.show_message(str(exc))
+    return app.exec()

@@ -1,0 +1,49 @@
+"""The ``llama-desk`` command: opens the window, or runs a subcommand on the same engine.
+
+``llama-desk [--model PATH]`` starts the app. Subcommands live in their own modules, each
+with ``add_parser(subparsers)`` that registers a parser whose ``run`` default handles it.
+Bad input ends with a one-line message on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from desktop import cli_ask
+from desktop.command_error import CommandError
+
+_SUBCOMMANDS = [cli_ask]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llama-desk",
+        description="Offline chat with multimodal Llama 4 through MLX.",
+    )
+    parser.add_argument("--model", help="checkpoint folder (or downloaded repo id) to open")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from desktop.app import run_app
+
+            return run_app(model=args.model)
+        return args.run(args) or 0
+    except CommandError as exc:
+        print(f"llama-desk: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("llama-desk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

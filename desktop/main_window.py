@@ -1,0 +1,330 @@
+"""The main window: transcript, composer, menus and status bar, wired to the MLX worker.
+
+The window decides what happens on Send, Stop, a finished answer or a failed load; the
+worker (on its own thread) does the MLX work; the transcript model holds the conversation.
+Nothing here waits on MLX, disk or network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.composer import Composer, mime_has_images
+from desktop.transcript_model import TranscriptModel
+from desktop.transcript_view import TranscriptView
+from desktop.worker import InferenceWorker, WorkerThread
+from models.engine import GenerationSettings
+
+APP_NAME = "Llama Desk"
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
+
+
+class NoticeBar(QFrame):
+    """A dismissible one-line message above the composer (errors, refusals)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("noticeBar")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        layout.addWidget(self.label, 1)
+        close = QToolButton()
+        close.setText("×")
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+
+class MainWindow(QMainWindow):
+    """Signals:
+        answer_finished(object): the last GenerationStep of an answer, after the UI took it in.
+    """
+
+    answer_finished = Signal(object)
+
+    def __init__(self, engine_factory=None, settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle(APP_NAME)
+        self.resize(980, 760)
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings()
+        self.generation_settings = GenerationSettings()
+        self.system_prompt: str | None = None
+        self.model_name: str | None = None
+        self._loading = False
+        self._answer_row: int | None = None
+        self._sent_draft = None
+
+        self.worker = InferenceWorker(engine_factory)
+        self.worker_thread = WorkerThread(self.worker)
+        self.worker.load_started.connect(self._on_worker_load_started)
+        self.worker.load_progress.connect(self._on_worker_load_progress)
+        self.worker.loaded.connect(self._on_worker_loaded)
+        self.worker.load_failed.connect(self._on_worker_load_failed)
+        self.worker.text_ready.connect(self._on_worker_text_ready)
+        self.worker.finished.connect(self._on_worker_finished)
+
+        self.transcript_model = TranscriptModel(self)
+        self.transcript = TranscriptView()
+        self.transcript.set_model(self.transcript_model)
+        self.notice = NoticeBar()
+        self.composer = Composer()
+        self.composer.send_requested.connect(self.send)
+        self.composer.stop_requested.connect(self.stop)
+        self.composer.attach_requested.connect(self.choose_images)
+        self.composer.notice.connect(self.notice.show_message)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.composer)
+        self.setCentralWidget(central)
+        self._build_menus()
+        self._build_status_bar()
+        self._update_placeholder()
+        self.composer.edit.setFocus()
+
+    # Construction ------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_model_action = QAction("Open Model Folder…", self)
+        self.open_model_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.open_model_action.triggered.connect(self.choose_model_folder)
+        file_menu.addAction(self.open_model_action)
+        attach = QAction("Attach Images…", self)
+        attach.setShortcut(QKeySequence("Ctrl+Shift+A"))
+        attach.triggered.connect(self.choose_images)
+        file_menu.addAction(attach)
+        file_menu.addSeparator()
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        chat_menu = self.menuBar().addMenu("&Chat")
+        self.new_chat_action = QAction("New Chat", self)
+        self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
+        self.new_chat_action.triggered.connect(self.new_chat)
+        chat_menu.addAction(self.new_chat_action)
+        self.stop_action = QAction("Stop Answer", self)
+        self.stop_action.setShortcut(QKeySequence("Ctrl+."))
+        self.stop_action.triggered.connect(self.stop)
+        self.stop_action.setEnabled(False)
+        chat_menu.addAction(self.stop_action)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("About Llama Desk", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.model_label = QLabel("No model")
+        self.model_label.setObjectName("modelLabel")
+        bar.addWidget(self.model_label)
+        self.load_progress = QProgressBar()
+        self.load_progress.setRange(0, 0)
+        self.load_progress.setMaximumWidth(120)
+        self.load_progress.hide()
+        bar.addWidget(self.load_progress)
+        self.cancel_load_button = QPushButton("Cancel")
+        self.cancel_load_button.setObjectName("cancelLoad")
+        self.cancel_load_button.clicked.connect(self.cancel_load)
+        self.cancel_load_button.hide()
+        bar.addWidget(self.cancel_load_button)
+        self.stats_label = QLabel("")
+        self.stats_label.setObjectName("statsLabel")
+        bar.addPermanentWidget(self.stats_label)
+
+    def _update_placeholder(self) -> None:
+        if self._loading:
+            text = "Loading the model…"
+        elif self.model_name is None:
+            text = ("No model loaded.\nChoose File ▸ Open Model Folder… to pick an MLX Llama 4 "
+                    "checkpoint.\nThen drop a photo here and ask about it.")
+        else:
+            text = (f"{self.model_name} is ready.\nDrop, paste or attach up to five images, "
+                    "type a question and press Enter.")
+        self.transcript.set_placeholder(text)
+
+    # Model -------------------------------------------------------------------------------------
+    def load_model(self, path: str | Path) -> None:
+        """Ask the worker to load ``path``; any current answer is stopped first."""
+        self.worker.cancel()
+        self.worker.request_load.emit(str(path))
+
+    def choose_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open an MLX Llama 4 checkpoint folder")
+        if folder:
+            self.load_model(folder)
+
+    def cancel_load(self) -> None:
+        self.worker.cancel_load()
+        self.model_label.setText("Cancelling…")
+
+    def _on_worker_load_started(self, name: str) -> None:
+        self._loading = True
+        self.model_name = None
+        self.model_label.setText(f"Loading {name}…")
+        self.load_progress.show()
+        self.cancel_load_button.show()
+        self._update_placeholder()
+
+    def _on_worker_load_progress(self, stage: str) -> None:
+        self.model_label.setText(f"{stage}…")
+
+    def _end_loading(self) -> None:
+        self._loading = False
+        self.load_progress.hide()
+        self.cancel_load_button.hide()
+
+    def _on_worker_loaded(self, name: str) -> None:
+        self._end_loading()
+        self.model_name = name
+        self.model_label.setText(name)
+        engine = self.worker.engine
+        if engine is not None:
+            self.settings.setValue("last_model", str(engine.checkpoint.path))
+        self._update_placeholder()
+
+    def _on_worker_load_failed(self, message: str) -> None:
+        self._end_loading()
+        self.model_name = None
+        self.model_label.setText("No model")
+        self.notice.show_message(message)
+        self._update_placeholder()
+
+    # Images ------------------------------------------------------------------------------------
+    def choose_images(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Attach images", "", IMAGE_FILTER)
+        if paths:
+            self.composer.add_files(paths)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if mime_has_images(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        if mime_has_images(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        if self.composer.add_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    # Asking ------------------------------------------------------------------------------------
+    @property
+    def generating(self) -> bool:
+        return self._answer_row is not None
+
+    def send(self) -> None:
+        if self.generating or not self.composer.has_draft():
+            return
+        if self.model_name is None:
+            self.notice.show_message(
+                "Still loading the model; your question is kept." if self._loading else
+                "No model is loaded; open one with File ▸ Open Model Folder…. Your question is kept."
+            )
+            return
+        if self.composer.loader.pending:
+            self.notice.show_message("An image is still being read; try again in a moment.")
+            return
+        text = self.composer.text()
+        images, thumbnails = self.composer.images(), self.composer.thumbnails()
+        self._sent_draft = (text, images, thumbnails)
+        self.composer.clear_draft()
+        self.notice.hide()
+        user_row = self.transcript_model.append_user(text, images, thumbnails)
+        messages = self.transcript_model.messages(self.system_prompt)
+        self._answer_row = self.transcript_model.begin_answer()
+        self._user_row = user_row
+        self.composer.set_generating(True)
+        self.stop_action.setEnabled(True)
+        self.worker.request_generate.emit(messages, self.generation_settings)
+
+    def stop(self) -> None:
+        if self.generating:
+            self.worker.cancel()
+
+    def new_chat(self) -> None:
+        self.stop()
+        if self.generating:
+            self._pending_new_chat = True
+            return
+        self.transcript_model.clear()
+        self.stats_label.setText("")
+
+    def _on_worker_text_ready(self, text: str) -> None:
+        if self._answer_row is not None:
+            self.transcript_model.append_text(self._answer_row, text)
+
+    def _on_worker_finished(self, step) -> None:
+        row = self._answer_row
+        if row is None:
+            return
+        self._answer_row = None
+        self.composer.set_generating(False)
+        self.stop_action.setEnabled(False)
+        entry = self.transcript_model.entry(row)
+        self.transcript_model.finish_answer(row, step)
+        self.transcript.flush()
+        if step.finish_reason == "error":
+            if not entry.text and self._sent_draft is not None:
+                # Nothing came back: take the question out and give the draft back.
+                self.transcript_model.remove_from(self._user_row)
+                self.composer.restore_draft(*self._sent_draft)
+            self.notice.show_message(step.error or "The answer failed.")
+        else:
+            self.stats_label.setText(
+                f"TTFT {step.ttft_s:.2f} s · {step.generation_tps:.1f} tok/s · "
+                f"peak {step.peak_memory_gb:.2f} GB"
+            )
+        self._sent_draft = None
+        if getattr(self, "_pending_new_chat", False):
+            self._pending_new_chat = False
+            self.new_chat()
+        self.answer_finished.emit(step)
+
+    # About / quit ------------------------------------------------------------------------------
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Llama Desk",
+            "<b>Llama Desk</b><br>Offline multimodal chat with Llama 4 through MLX.<br><br>"
+            "Built with Llama.<br>Llama 4 is licensed under the Llama 4 Community License, "
+            "Copyright © Meta Platforms, Inc. All Rights Reserved.",
+        )
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.worker_thread.stop()
+        super().closeEvent(event)

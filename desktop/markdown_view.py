@@ -1,0 +1,88 @@
+"""A read-only, self-sizing Markdown view for model output that cannot load anything.
+
+Model text is untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``), links do not
+open by themselves, and ``loadResource`` refuses every resource, so an answer containing
+``![x](https://...)`` or ``<img src=...>`` fetches nothing. Code blocks get a tinted
+background and a monospace font.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QSize, Qt, QUrl
+from PySide6.QtGui import QColor, QFontDatabase, QTextBlockFormat, QTextCursor, QTextDocument
+from PySide6.QtWidgets import QSizePolicy, QTextBrowser
+
+MARKDOWN_FEATURES = (
+    QTextDocument.MarkdownFeature.MarkdownDialectGitHub
+    | QTextDocument.MarkdownFeature.MarkdownNoHTML
+)
+
+
+def render_markdown(document: QTextDocument, text: str, code_background: QColor) -> None:
+    """Fill ``document`` from untrusted Markdown ``text``; HTML stays literal text."""
+    document.setMarkdown(text, MARKDOWN_FEATURES)
+    mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    block = document.begin()
+    while block.isValid():
+        fmt = block.blockFormat()
+        if fmt.hasProperty(QTextBlockFormat.Property.BlockCodeFence) or fmt.hasProperty(
+            QTextBlockFormat.Property.BlockCodeLanguage
+        ):
+            cursor = QTextCursor(block)
+            fmt.setBackground(code_background)
+            cursor.setBlockFormat(fmt)
+            cursor.select(QTextCursor.SelectionType.BlockUnderCursor)
+            char = cursor.charFormat()
+            char.setFont(mono)
+            cursor.mergeCharFormat(char)
+        block = block.next()
+
+
+class MarkdownView(QTextBrowser):
+    """Shows one message; grows to fit its text instead of scrolling."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setReadOnly(True)
+        self.setFrameShape(QTextBrowser.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.document().setDocumentMargin(2)
+        self._markdown = ""
+        self.code_background = QColor(127, 127, 127, 40)
+
+    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
+        return None  # no images, style sheets or anything else from the text
+
+    def set_markdown(self, text: str) -> None:
+        if text == self._markdown:
+            return
+        self._markdown = text
+        render_markdown(self.document(), text, self.code_background)
+        self._fit_height()
+
+    def markdown(self) -> str:
+        return self._markdown
+
+    def _fit_height(self) -> None:
+        document = self.document()
+        document.setTextWidth(max(1, self.viewport().width()))
+        height = math.ceil(document.size().height()) + 2 * self.frameWidth() + 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_height()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(max(200, self.width()), self.height())

@@ -1,0 +1,51 @@
+"""Shared fixtures: synthesized Llama 4 checkpoints, offline Hub settings, offscreen Qt."""
+
+from __future__ import annotations
+
+import io
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Tiny Llama 4 checkpoints: HF-format bf16, and 4- and 8-bit MLX copies."""
+    from models.synthetic import quantize_checkpoint, write_checkpoint
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    bf16 = write_checkpoint(root / "tiny-llama4-bf16", seed=0)
+    return {
+        "bf16": bf16,
+        "4bit": quantize_checkpoint(bf16, root / "tiny-llama4-4bit", bits=4, group_size=64),
+        "8bit": quantize_checkpoint(bf16, root / "tiny-llama4-8bit", bits=8, group_size=64),
+    }
+
+
+@pytest.fixture(scope="session")
+def engine_4bit(checkpoints):
+    from models.engine import Engine
+
+    return Engine.load(checkpoints["4bit"])
+
+
+def image_bytes(width: int, height: int, fmt: str = "PNG", color=(200, 40, 40), mode="RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def png_file(tmp_path):
+    def make(name="photo.png", width=112, height=56, color=(200, 40, 40)):
+        path = tmp_path / name
+        path.write_bytes(image_bytes(width, height, "PNG", color))
+        return path
+
+    return make

@@ -1,0 +1,268 @@
+"""The engine on synthesized checkpoints: loading, fidelity fixes, streaming, cache reuse."""
+
+import threading
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from models.engine import Engine, GenerationSettings, fix_vision_tower
+from models.images import load_image_bytes
+from models.prompt import ChatMessage
+from tests.conftest import image_bytes
+
+GREEDY = GenerationSettings(max_tokens=8, temperature=0.0)
+
+
+def photo(width, height, color=(200, 40, 40)):
+    return load_image_bytes(image_bytes(width, height, "PNG", color), f"{width}x{height}.png")
+
+
+def answer(engine, messages, settings=GREEDY, cancel=None):
+    steps = list(engine.generate(messages, settings, cancel))
+    final = steps[-1]
+    assert final.finish_reason is not None
+    assert all(s.finish_reason is None for s in steps[:-1])
+    return "".join(s.text for s in steps), final, steps
+
+
+@pytest.mark.parametrize("variant", ["bf16", "4bit", "8bit"])
+def test_each_variant_answers_about_an_image(checkpoints, variant):
+    engine = Engine.load(checkpoints[variant])
+    text, final, steps = answer(engine, [ChatMessage("user", "What is this?", (photo(112, 56),))])
+    assert final.finish_reason in ("length", "stop")
+    assert final.generation_tokens == len(final.token_ids) + (final.finish_reason == "stop")
+    assert final.prompt_tokens == len(final.prompt_token_ids)
+    assert final.peak_memory_gb > 0 and final.ttft_s > 0
+    assert text == engine.tokenizer._tokenizer.decode(list(final.token_ids))
+
+
+def test_quantized_variants_are_quantized(checkpoints):
+    import mlx.nn as nn
+
+    for variant, bits in (("4bit", 4), ("8bit", 8)):
+        engine = Engine.load(checkpoints[variant])
+        layer = engine.model.language_model.model.layers[0].self_attn.q_proj
+        assert isinstance(layer, nn.QuantizedLinear) and layer.bits == bits
+
+
+def test_prompt_has_one_bos_and_image_layout(engine_4bit):
+    _, final, _ = answer(engine_4bit, [ChatMessage("user", "Describe", (photo(112, 56),))])
+    tok = engine_4bit.tokenizer._tokenizer
+    ids = list(final.prompt_token_ids)
+    bos = tok.convert_tokens_to_ids("<|begin_of_text|>")
+    assert ids[0] == bos and ids.count(bos) == 1
+    patch = tok.convert_tokens_to_ids("<|patch|>")
+    # 112x56 with 56-px tiles: a 1x2 grid plus the global tile, 4 features each.
+    assert ids.count(patch) == 12
+    text = tok.decode(ids)
+    assert text.index("<|image_end|>") < text.index("Describe")  # images before the text
+
+
+def test_vision_features_match_patch_tokens(engine_4bit):
+    """Each <|patch|> position gets exactly one vision feature; none is left over."""
+    prompt = engine_4bit.encoder.encode([ChatMessage("user", "hi", (photo(300, 900), photo(56, 56)))])
+    for item in prompt.images:
+        features = engine_4bit._image_features(item, threading.Event())
+        assert features.shape[0] == len(item.positions) == item.plan.tiles * 4
+
+
+def test_vision_tower_uses_exact_gelu_and_fast_unfold(engine_4bit):
+    import mlx.nn as nn
+    from mlx_vlm.models.llama4.vision import Llama4UnfoldConvolution, Llama4VisionMLP
+
+    mlps = [m for _, m in engine_4bit.model.vision_model.named_modules() if isinstance(m, Llama4VisionMLP)]
+    assert mlps and all(isinstance(m.activation_fn, nn.GELU) for m in mlps)
+    x = mx.array(np.random.default_rng(0).standard_normal((1, 1, 4)).astype(np.float32))
+    for m in mlps:
+        assert mx.allclose(m.activation_fn(x), nn.gelu(x))
+
+    unfold = engine_4bit.model.vision_model.patch_embedding
+    pixels = mx.array(np.random.default_rng(1).standard_normal((2, 3, 28, 42)).astype(np.float32))
+    fast = unfold.unfold(pixels)
+    slow = Llama4UnfoldConvolution.unfold(unfold, pixels)  # mlx-vlm's own implementation
+    assert fast.shape == slow.shape == (2, 3 * 14 * 14, 6)
+    assert mx.array_equal(fast, slow)
+
+
+def test_fix_is_idempotent(engine_4bit):
+    fix_vision_tower(engine_4bit.model)
+    text, final, _ = answer(engine_4bit, [ChatMessage("user", "again")])
+    assert final.finish_reason in ("length", "stop")
+
+
+def test_follow_up_prefills_only_new_tokens(checkpoints):
+    engine = Engine.load(checkpoints["4bit"])
+    first_q = ChatMessage("user", "What is in this picture?", (photo(112, 56),))
+    text1, final1, _ = answer(engine, [first_q])
+    history = [first_q, ChatMessage("assistant", text1, token_ids=final1.token_ids)]
+    total1 = len(final1.prompt_token_ids)
+
+    second_q = ChatMessage("user", "And in this one?", (photo(300, 900, (10, 10, 250)),))
+    text2, final2, _ = answer(engine, history + [second_q])
+    full = len(final2.prompt_token_ids)
+    # The cache held the first prompt and every generated token it was fed.
+    assert final2.cached_tokens == total1 + len(final1.token_ids)
+    assert final2.prompt_tokens == full - final2.cached_tokens
+    assert final2.prompt_tokens < full
+
+    # A text-only third turn reuses everything before it, images included.
+    history2 = history + [second_q, ChatMessage("assistant", text2, token_ids=final2.token_ids)]
+    _, final3, _ = answer(engine, history2 + [ChatMessage("user", "Thanks!")])
+    assert final3.cached_tokens == full + len(final2.token_ids)
+    assert final3.prompt_tokens == len(final3.prompt_token_ids) - final3.cached_tokens
+
+
+def test_same_answer_with_and_without_cache(checkpoints):
+    """Reusing the cache must not change the result: compare against a cold engine."""
+    warm = Engine.load(checkpoints["4bit"])
+    q1 = ChatMessage("user", "First", (photo(112, 56),))
+    t1, f1, _ = answer(warm, [q1])
+    conversation = [q1, ChatMessage("assistant", t1, token_ids=f1.token_ids), ChatMessage("user", "Second")]
+    warm_text, warm_final, _ = answer(warm, conversation)
+    cold = Engine.load(checkpoints["4bit"])
+    cold_text, cold_final, _ = answer(cold, conversation)
+    assert warm_final.cached_tokens > 0 and cold_final.cached_tokens == 0
+    assert warm_final.token_ids == cold_final.token_ids
+
+
+def test_different_image_same_layout_is_not_reused(engine_4bit):
+    """Two images with the same tile grid have identical token ids; the cache must tell them apart."""
+    engine_4bit.reset_cache()
+    _, f_red, _ = answer(engine_4bit, [ChatMessage("user", "colour?", (photo(112, 56, (255, 0, 0)),))])
+    _, f_blue, _ = answer(engine_4bit, [ChatMessage("user", "colour?", (photo(112, 56, (0, 0, 255)),))])
+    assert f_red.prompt_token_ids == f_blue.prompt_token_ids
+    patch = engine_4bit.tokenizer._tokenizer.convert_tokens_to_ids("<|patch|>")
+    assert f_blue.cached_tokens <= list(f_blue.prompt_token_ids).index(patch)
+
+
+def test_cancel_stops_within_one_token(engine_4bit):
+    cancel = threading.Event()
+    steps = []
+    for step in engine_4bit.generate([ChatMessage("user", "Tell me a story")],
+                                     GenerationSettings(max_tokens=200, temperature=0.0), cancel):
+        steps.append(step)
+        if len(steps) == 3:
+            cancel.set()
+    final = steps[-1]
+    assert final.finish_reason == "cancelled"
+    assert final.generation_tokens == 3
+    assert len(steps) == 4
+
+
+def test_cancel_during_prefill(engine_4bit):
+    engine_4bit.reset_cache()
+    calls = []
+
+    class CancelAfterFirstChunk(threading.Event):
+        def is_set(self):
+            calls.append(1)
+            return len(calls) > 2
+
+    cancel = CancelAfterFirstChunk()
+    long_text = "word " * 300
+    steps = list(engine_4bit.generate([ChatMessage("user", long_text)],
+                                      GenerationSettings(max_tokens=20, prefill_step_size=32), cancel))
+    assert steps[-1].finish_reason == "cancelled"
+    assert steps[-1].generation_tokens == 0
+    # The partial prefill is remembered, so the next try continues from it.
+    partial = len(engine_4bit._cache_keys)
+    assert 0 < partial < len(steps[-1].prompt_token_ids)
+    assert partial % 32 == 0  # whole prefill chunks
+    _, again, _ = answer(engine_4bit, [ChatMessage("user", long_text)], GREEDY)
+    assert again.cached_tokens == partial
+    assert again.prompt_tokens == len(again.prompt_token_ids) - partial
+
+
+def test_prompt_longer_than_context(engine_4bit):
+    _, final, steps = answer(engine_4bit, [ChatMessage("user", "word " * 200)],
+                             GenerationSettings(max_tokens=4, context_length=64))
+    assert len(steps) == 1
+    assert final.finish_reason == "error"
+    assert "context length of 64" in final.error
+
+
+def test_length_limit_and_seeded_sampling(engine_4bit):
+    settings = GenerationSettings(max_tokens=5, temperature=0.9, top_p=0.95, seed=7)
+    engine_4bit.reset_cache()
+    _, a, _ = answer(engine_4bit, [ChatMessage("user", "Say something")], settings)
+    engine_4bit.reset_cache()
+    _, b, _ = answer(engine_4bit, [ChatMessage("user", "Say something")], settings)
+    assert a.finish_reason == "length" and a.generation_tokens == 5
+    assert a.token_ids == b.token_ids
+
+
+def test_stop_on_end_of_turn(checkpoints, tmp_path):
+    """A checkpoint whose model says <|eot|> after two tokens ends with finish_reason stop."""
+    import json
+    import shutil
+
+    engine = Engine.load(checkpoints["4bit"])
+    messages = [ChatMessage("user", "Hi")]
+    _, final, _ = answer(engine, messages, GREEDY)
+    third = final.token_ids[2]
+    copy = tmp_path / "stops"
+    shutil.copytree(checkpoints["4bit"], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["text_config"]["eos_token_id"] = [third]
+    (copy / "config.json").write_text(json.dumps(config))
+    stopping = Engine.load(copy)
+    _, final2, _ = answer(stopping, messages, GREEDY)
+    assert final2.finish_reason == "stop"
+    assert final2.token_ids == final.token_ids[:2]
+
+
+def test_typed_control_tokens_stay_text(engine_4bit):
+    prompt = engine_4bit.encoder.encode([ChatMessage("user", "<|eot|><|patch|> hello")])
+    tok = engine_4bit.tokenizer._tokenizer
+    eot, patch = tok.convert_tokens_to_ids("<|eot|>"), tok.convert_tokens_to_ids("<|patch|>")
+    assert prompt.ids.count(patch) == 0
+    assert prompt.ids.count(eot) == 1  # only the template's end of the user turn
+
+
+def test_encoding_matches_the_chat_template(engine_4bit):
+    tok = engine_4bit.tokenizer._tokenizer
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there"),
+                ChatMessage("assistant", "Hi! How can I help?"), ChatMessage("user", "Count to 3")]
+    ours = engine_4bit.encoder.encode(messages).ids
+    rendered = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
+                                       tokenize=False, add_generation_prompt=True)
+    assert ours == tok.encode(rendered, add_special_tokens=False)
+
+
+def test_missing_file_in_model_folder(checkpoints, tmp_path):
+    import shutil
+
+    from models.checkpoint import CheckpointError
+
+    for missing in ("tokenizer.json", "preprocessor_config.json", "config.json", "model.safetensors"):
+        copy = tmp_path / f"no-{missing}"
+        shutil.copytree(checkpoints["bf16"], copy)
+        (copy / missing).unlink()
+        with pytest.raises(CheckpointError, match=missing.split(".")[0] if missing != "model.safetensors" else "safetensors"):
+            Engine.load(copy)
+
+
+def test_corrupt_weights_fail_cleanly(checkpoints, tmp_path):
+    import shutil
+
+    from models.engine import ModelLoadError
+
+    copy = tmp_path / "corrupt"
+    shutil.copytree(checkpoints["bf16"], copy)
+    data = (copy / "model.safetensors").read_bytes()
+    (copy / "model.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises((ModelLoadError,)):
+        Engine.load(copy)
+
+
+def test_pickled_weights_refused(checkpoints, tmp_path):
+    import shutil
+
+    from models.checkpoint import CheckpointError
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(checkpoints["bf16"], copy)
+    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="safetensors only"):
+        Engine.load(copy)
