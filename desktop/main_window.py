@@ -64,9 +64,11 @@ class NoticeBar(QFrame):
 
 class MainWindow(QMainWindow):
     """Signals:
+        model_ready(str): a model finished loading and the window shows it.
         answer_finished(object): the last GenerationStep of an answer, after the UI took it in.
     """
 
+    model_ready = Signal(str)
     answer_finished = Signal(object)
 
     def __init__(self, engine_factory=None, settings: QSettings | None = None):
@@ -216,6 +218,7 @@ class MainWindow(QMainWindow):
         if engine is not None:
             self.settings.setValue("last_model", str(engine.checkpoint.path))
         self._update_placeholder()
+        self.model_ready.emit(name)
 
     def _on_worker_load_failed(self, message: str) -> None:
         self._end_loading()

@@ -59,9 +59,11 @@ class MessageWidget(QFrame):
         self.footer = QLabel()
         self.footer.setObjectName("messageFooter")
         layout.addWidget(self.footer)
+        self.refresh_count = 0
         self.refresh(entry)
 
     def refresh(self, entry: TranscriptEntry) -> None:
+        self.refresh_count += 1
         if entry.role == "assistant":
             self.body.set_markdown(entry.text)
         else:
@@ -103,7 +105,6 @@ class TranscriptView(QScrollArea):
         self.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
         self.verticalScrollBar().valueChanged.connect(self._on_value_changed)
         self._model: TranscriptModel | None = None
-        self.render_count = 0  # message renders, for tests of the refresh policy
 
     def set_placeholder(self, text: str) -> None:
         self.placeholder.setText(text)
@@ -127,7 +128,6 @@ class TranscriptView(QScrollArea):
             widget = MessageWidget(self._model.entry(row), self._content)
             self._layout.insertWidget(1 + row, widget)
             self._widgets.insert(row, widget)
-            self.render_count += 1
         self._follow = True
         self._update_placeholder()
 
@@ -159,7 +159,6 @@ class TranscriptView(QScrollArea):
         for row in sorted(self._dirty):
             if row < len(self._widgets):
                 self._widgets[row].refresh(self._model.entry(row))
-                self.render_count += 1
         self._dirty.clear()
 
     def _on_timer_timeout(self) -> None:

@@ -128,7 +128,6 @@ class Engine:
     """A loaded checkpoint, its tokenizer, and the KV cache of the last conversation."""
 
     def __init__(self, checkpoint: Checkpoint, model, tokenizer):
-        import mlx.core as mx
 
         self.checkpoint = checkpoint
         self.model = model
@@ -337,7 +336,9 @@ class Engine:
         now = time.perf_counter()
         first = state["first"]
         ttft = (first or now) - start_time
-        gen_tps = (len(generated) - 1) / (now - first) if first and len(generated) > 1 and now > first else 0.0
+        gen_tps = 0.0
+        if first and len(generated) > 1 and now > first:
+            gen_tps = (len(generated) - 1) / (now - first)
         return replace(
             blank,
             prompt_tokens=state["prefilled"],

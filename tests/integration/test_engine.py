@@ -235,11 +235,13 @@ def test_missing_file_in_model_folder(checkpoints, tmp_path):
 
     from models.checkpoint import CheckpointError
 
-    for missing in ("tokenizer.json", "preprocessor_config.json", "config.json", "model.safetensors"):
+    cases = {"tokenizer.json": "tokenizer.json", "preprocessor_config.json": "preprocessor_config",
+             "config.json": "config.json", "model.safetensors": "safetensors"}
+    for missing, reason in cases.items():
         copy = tmp_path / f"no-{missing}"
         shutil.copytree(checkpoints["bf16"], copy)
         (copy / missing).unlink()
-        with pytest.raises(CheckpointError, match=missing.split(".")[0] if missing != "model.safetensors" else "safetensors"):
+        with pytest.raises(CheckpointError, match=reason):
             Engine.load(copy)
 
 
