@@ -35,6 +35,13 @@ APP_NAME = "Llama Desk"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
 
 
+def format_gigabytes(gigabytes: float) -> str:
+    """Memory for people: '61.2 GB', or '3.4 MB' for the small numbers of small models."""
+    if gigabytes >= 1:
+        return f"{gigabytes:.1f} GB"
+    return f"{gigabytes * 1000:.1f} MB"
+
+
 class NoticeBar(QFrame):
     """A dismissible one-line message above the composer (errors, refusals)."""
 
@@ -310,7 +317,7 @@ class MainWindow(QMainWindow):
         else:
             self.stats_label.setText(
                 f"TTFT {step.ttft_s:.2f} s · {step.generation_tps:.1f} tok/s · "
-                f"peak {step.peak_memory_gb:.2f} GB"
+                f"peak {format_gigabytes(step.peak_memory_gb)}"
             )
         self._sent_draft = None
         if getattr(self, "_pending_new_chat", False):

@@ -92,7 +92,7 @@ class TranscriptView(QScrollArea):
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)
         self.placeholder.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self._layout.addWidget(self.placeholder)
+        self._layout.addWidget(self.placeholder, 10)  # centred while the transcript is empty
         self._layout.addStretch(1)
         self.setWidget(self._content)
         self._widgets: list[MessageWidget] = []
