@@ -268,3 +268,25 @@ def test_pickled_weights_refused(checkpoints, tmp_path):
     (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="safetensors only"):
         Engine.load(copy)
+
+
+def test_long_conversation_past_the_attention_chunk_matches_cold(checkpoints):
+    """Turns that run past the chunk size (64 here), then an edit far back, match a cold engine."""
+    warm = Engine.load(checkpoints["4bit"])
+    settings = GenerationSettings(max_tokens=40, temperature=0.0)
+    history = []
+    for question in ("Describe the first picture in detail", "Now the second one", "Compare them"):
+        history.append(ChatMessage("user", question, (photo(112, 56),) if not history else ()))
+        text, final, _ = answer(warm, history, settings)
+        history.append(ChatMessage("assistant", text, token_ids=final.token_ids))
+    assert len(final.prompt_token_ids) > 2 * 64 and final.cached_tokens > 64
+
+    edited = [ChatMessage("user", "A different first question")] + history[1:-1]
+    _, warm_final, _ = answer(warm, edited, settings)
+    cold = Engine.load(checkpoints["4bit"])
+    _, cold_final, _ = answer(cold, edited, settings)
+    assert warm_final.token_ids == cold_final.token_ids
+    _, warm_again, _ = answer(warm, history[:-1], settings)
+    _, cold_again, _ = answer(Engine.load(checkpoints["4bit"]), history[:-1], settings)
+    assert warm_again.token_ids == cold_again.token_ids
+    assert cold_again.token_ids == final.token_ids  # the incremental turns matched a cold run
