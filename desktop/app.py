@@ -12,13 +12,6 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def style_sheet() -> str:
-    try:
-        return (ASSETS / "style.qss").read_text(encoding="utf-8")
-    except OSError:
-        return ""
-
-
 def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -29,7 +22,6 @@ def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     app.setApplicationName("Llama Desk")
     app.setOrganizationName("Llama Desk")
-    app.setStyleSheet(style_sheet())
     icon = ASSETS / "icon.png"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))

@@ -25,11 +25,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.appearance import apply_appearance
 from desktop.composer import Composer, mime_has_images
+from desktop.preferences import ChatDefaults, load_defaults, save_defaults
+from desktop.settings_dialog import SettingsDialog
 from desktop.transcript_model import TranscriptModel
 from desktop.transcript_view import TranscriptView
 from desktop.worker import InferenceWorker, WorkerThread
-from models.engine import GenerationSettings
 
 APP_NAME = "Llama Desk"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -84,8 +86,10 @@ class MainWindow(QMainWindow):
         self.resize(980, 760)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()
-        self.generation_settings = GenerationSettings()
-        self.system_prompt: str | None = None
+        self.defaults: ChatDefaults = load_defaults(self.settings)
+        self.generation_settings = self.defaults.generation_settings()
+        self.system_prompt: str | None = self.defaults.system_prompt or None
+        apply_appearance(self.defaults.appearance)
         self.model_name: str | None = None
         self._loading = False
         self._answer_row: int | None = None
@@ -134,6 +138,12 @@ class MainWindow(QMainWindow):
         attach.setShortcut(QKeySequence("Ctrl+Shift+A"))
         attach.triggered.connect(self.choose_images)
         file_menu.addAction(attach)
+        file_menu.addSeparator()
+        settings_action = QAction("Settings…", self)
+        settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        settings_action.triggered.connect(self.show_settings)
+        file_menu.addAction(settings_action)
         file_menu.addSeparator()
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -324,6 +334,20 @@ class MainWindow(QMainWindow):
             self._pending_new_chat = False
             self.new_chat()
         self.answer_finished.emit(step)
+
+    # Settings ----------------------------------------------------------------------------------
+    def set_defaults(self, defaults: ChatDefaults) -> None:
+        """Use and remember new defaults (the next answer uses them)."""
+        self.defaults = defaults
+        save_defaults(self.settings, defaults)
+        self.generation_settings = defaults.generation_settings()
+        self.system_prompt = defaults.system_prompt or None
+        apply_appearance(defaults.appearance)
+
+    def show_settings(self) -> None:
+        dialog = SettingsDialog(self.defaults, self)
+        if dialog.exec() == SettingsDialog.DialogCode.Accepted:
+            self.set_defaults(dialog.values())
 
     # About / quit ------------------------------------------------------------------------------
     def show_about(self) -> None:

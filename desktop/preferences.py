@@ -1,0 +1,77 @@
+"""Default answer settings and appearance, kept in QSettings.
+
+``ChatDefaults`` is what a new conversation starts with; a conversation may override any of
+it (the conversation store keeps those overrides). ``GenerationSettings`` for the engine is
+built from the effective values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from PySide6.QtCore import QSettings
+
+from models.engine import GenerationSettings
+
+APPEARANCES = ("system", "light", "dark")
+
+
+@dataclass(frozen=True)
+class ChatDefaults:
+    system_prompt: str = ""
+    temperature: float = 0.6  # Llama 4 Instruct's generation_config
+    top_p: float = 0.9
+    max_tokens: int = 2048
+    seed: int | None = None
+    context_length: int = 32768
+    kv_bits: int = 16  # 16 = unquantized KV cache; 8 or 4 quantize it
+    appearance: str = "system"
+
+    def generation_settings(self, **overrides) -> GenerationSettings:
+        values = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        settings = GenerationSettings(
+            max_tokens=values.max_tokens,
+            temperature=values.temperature,
+            top_p=values.top_p,
+            seed=values.seed,
+            context_length=values.context_length,
+        )
+        if values.kv_bits in (4, 8) and "kv_bits" in {f.name for f in fields(GenerationSettings)}:
+            settings = replace(settings, kv_bits=values.kv_bits)
+        return settings
+
+
+def load_defaults(settings: QSettings) -> ChatDefaults:
+    """Read the defaults, ignoring values that are missing or of the wrong type."""
+    base = ChatDefaults()
+    values = {}
+    for f in fields(ChatDefaults):
+        raw = settings.value(f"defaults/{f.name}", None)
+        if raw is None or raw == "":
+            continue
+        default = getattr(base, f.name)
+        try:
+            if f.name == "seed":
+                values[f.name] = int(raw)
+            elif isinstance(default, bool):
+                values[f.name] = str(raw).lower() in ("1", "true", "yes")
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = str(raw)
+        except (TypeError, ValueError):
+            continue
+    if values.get("appearance") not in (None, *APPEARANCES):
+        values.pop("appearance")
+    return replace(base, **values)
+
+
+def save_defaults(settings: QSettings, defaults: ChatDefaults) -> None:
+    for name, value in asdict(defaults).items():
+        if value is None:
+            settings.remove(f"defaults/{name}")
+        else:
+            settings.setValue(f"defaults/{name}", value)
+    settings.sync()
