@@ -11,10 +11,10 @@ import argparse
 import os
 import sys
 
-from desktop import cli_ask, cli_models
+from desktop import cli_ask, cli_chats, cli_models
 from desktop.command_error import CommandError
 
-_SUBCOMMANDS = [cli_ask, cli_models]
+_SUBCOMMANDS = [cli_ask, cli_chats, cli_models]
 
 
 def build_parser() -> argparse.ArgumentParser:
