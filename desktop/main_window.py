@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -30,7 +30,7 @@ from desktop.composer import Composer, mime_has_images
 from desktop.preferences import ChatDefaults, load_defaults, save_defaults
 from desktop.settings_dialog import SettingsDialog
 from desktop.transcript_model import TranscriptModel
-from desktop.transcript_view import TranscriptView
+from desktop.transcript_view import TranscriptView, code_blocks
 from desktop.worker import InferenceWorker, WorkerThread
 
 APP_NAME = "Llama Desk"
@@ -93,6 +93,9 @@ class MainWindow(QMainWindow):
         self.model_name: str | None = None
         self._loading = False
         self._answer_row: int | None = None
+        self._user_row: int | None = None
+        self._editing_row: int | None = None
+        self._continuing = False
         self._sent_draft = None
 
         self.worker = InferenceWorker(engine_factory)
@@ -107,6 +110,7 @@ class MainWindow(QMainWindow):
         self.transcript_model = TranscriptModel(self)
         self.transcript = TranscriptView()
         self.transcript.set_model(self.transcript_model)
+        self.transcript.action_requested.connect(self._on_transcript_action_requested)
         self.notice = NoticeBar()
         self.composer = Composer()
         self.composer.send_requested.connect(self.send)
@@ -284,13 +288,69 @@ class MainWindow(QMainWindow):
         self._sent_draft = (text, images, thumbnails)
         self.composer.clear_draft()
         self.notice.hide()
-        user_row = self.transcript_model.append_user(text, images, thumbnails)
+        if self._editing_row is not None:
+            # Sending an edited question replaces it and everything after it.
+            self.transcript_model.remove_from(self._editing_row)
+            self._editing_row = None
+        self._user_row = self.transcript_model.append_user(text, images, thumbnails)
+        self._start_answer(self.transcript_model.begin_answer())
+
+    def _start_answer(self, row: int, continue_final: bool = False) -> None:
+        """Ask the worker for the answer that goes (or continues) in ``row``."""
         messages = self.transcript_model.messages(self.system_prompt)
-        self._answer_row = self.transcript_model.begin_answer()
-        self._user_row = user_row
+        self._answer_row = row
+        self._continuing = continue_final
         self.composer.set_generating(True)
         self.stop_action.setEnabled(True)
-        self.worker.request_generate.emit(messages, self.generation_settings)
+        self.worker.request_generate.emit(messages, self.generation_settings, continue_final)
+
+    # Message actions ---------------------------------------------------------------------------
+    def _on_transcript_action_requested(self, action: str, row: int) -> None:
+        entry = self.transcript_model.entry(row)
+        if action == "copy":
+            QGuiApplication.clipboard().setText(entry.text)
+        elif action == "copy_code":
+            QGuiApplication.clipboard().setText("\n\n".join(code_blocks(entry.text)))
+        elif self.generating:
+            self.notice.show_message("Stop the current answer first.")
+        elif action == "edit":
+            self.edit_message(row)
+        elif action == "regenerate":
+            self.regenerate(row)
+        elif action == "continue":
+            self.continue_answer(row)
+
+    def edit_message(self, row: int) -> None:
+        """Put a question back in the composer; sending replaces it and what follows."""
+        entry = self.transcript_model.entry(row)
+        if entry.role != "user":
+            return
+        self.composer.clear_draft()
+        self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
+        self._editing_row = row
+        self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
+        self.composer.edit.setFocus()
+
+    def regenerate(self, row: int) -> None:
+        """Answer the last question again, replacing the answer at ``row``."""
+        if self.model_name is None or row != self.transcript_model.rowCount() - 1:
+            return
+        if self.transcript_model.entry(row).role != "assistant":
+            return
+        self.transcript_model.remove_from(row)
+        self._user_row = row - 1
+        self._sent_draft = None
+        self._start_answer(self.transcript_model.begin_answer())
+
+    def continue_answer(self, row: int) -> None:
+        """Continue the last answer where the token limit cut it."""
+        entry = self.transcript_model.entry(row)
+        last = row == self.transcript_model.rowCount() - 1
+        if self.model_name is None or not last or entry.role != "assistant":
+            return
+        self._sent_draft = None
+        self._start_answer(row, continue_final=True)  # takes the messages before the row streams
+        self.transcript_model.resume_answer(row)
 
     def stop(self) -> None:
         if self.generating:
@@ -302,6 +362,7 @@ class MainWindow(QMainWindow):
             self._pending_new_chat = True
             return
         self.transcript_model.clear()
+        self._editing_row = None
         self.stats_label.setText("")
 
     def _on_worker_text_ready(self, text: str) -> None:
@@ -316,7 +377,7 @@ class MainWindow(QMainWindow):
         self.composer.set_generating(False)
         self.stop_action.setEnabled(False)
         entry = self.transcript_model.entry(row)
-        self.transcript_model.finish_answer(row, step)
+        self.transcript_model.finish_answer(row, step, continued=self._continuing)
         self.transcript.flush()
         if step.finish_reason == "error":
             if not entry.text and self._sent_draft is not None:

@@ -110,13 +110,23 @@ class TranscriptModel(QAbstractListModel):
         self._entries[row].text += text
         self._changed(row)
 
-    def finish_answer(self, row: int, step) -> None:
+    def resume_answer(self, row: int) -> None:
+        """Mark an answer as streaming again (it is being continued)."""
+        self._entries[row].streaming = True
+        self._changed(row)
+
+    def finish_answer(self, row: int, step, continued: bool = False) -> None:
+        """Record how an answer ended; a continued answer extends its token ids."""
         entry = self._entries[row]
         entry.streaming = False
         entry.stats = step
         entry.finish_reason = getattr(step, "finish_reason", "error")
         entry.error = getattr(step, "error", None)
-        entry.token_ids = tuple(getattr(step, "token_ids", ()) or ()) or None
+        new_ids = tuple(getattr(step, "token_ids", ()) or ())
+        if continued:
+            entry.token_ids = (entry.token_ids or ()) + new_ids or None
+        else:
+            entry.token_ids = new_ids or None
         self._changed(row)
 
     def remove_from(self, row: int) -> None:

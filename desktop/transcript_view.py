@@ -8,7 +8,9 @@ the answer; if they scrolled up to read, it stays where they are.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer
+import re
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QFrame,
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QScrollArea,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -24,10 +27,33 @@ from desktop.markdown_view import MarkdownView
 from desktop.transcript_model import TranscriptEntry, TranscriptModel
 
 REFRESH_MS = 50
+_CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, without their fences."""
+    return [block.rstrip("\n") for block in _CODE_BLOCK.findall(markdown)]
+
+
+# (action, label, tooltip): which buttons a message offers; MessageWidget.refresh shows the
+# ones that apply.
+_ACTIONS = (
+    ("copy", "Copy", "Copy the message text"),
+    ("copy_code", "Copy code", "Copy the code blocks"),
+    ("edit", "Edit", "Edit this question and ask again (later messages are replaced)"),
+    ("regenerate", "Regenerate", "Answer this question again"),
+    ("continue", "Continue", "Continue the answer past the token limit"),
+)
 
 
 class MessageWidget(QFrame):
-    """One turn: who spoke, the images, the text (Markdown for answers), a footer."""
+    """One turn: who spoke, the images, the text (Markdown for answers), a footer, actions.
+
+    Signals:
+        action_triggered(str): one of "copy", "copy_code", "edit", "regenerate", "continue".
+    """
+
+    action_triggered = Signal(str)
 
     def __init__(self, entry: TranscriptEntry, parent=None):
         super().__init__(parent)
@@ -58,8 +84,22 @@ class MessageWidget(QFrame):
         layout.addWidget(self.body)
         self.footer = QLabel()
         self.footer.setObjectName("messageFooter")
-        layout.addWidget(self.footer)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.addWidget(self.footer, 1)
+        self.actions: dict[str, QToolButton] = {}
+        for action, label, tooltip in _ACTIONS:
+            button = QToolButton()
+            button.setObjectName("messageAction")
+            button.setText(label)
+            button.setToolTip(tooltip)
+            button.setAutoRaise(True)
+            button.clicked.connect(lambda _checked=False, a=action: self.action_triggered.emit(a))
+            bottom.addWidget(button)
+            self.actions[action] = button
+        layout.addLayout(bottom)
         self.refresh_count = 0
+        self.is_last = False
         self.refresh(entry)
 
     def refresh(self, entry: TranscriptEntry) -> None:
@@ -72,11 +112,27 @@ class MessageWidget(QFrame):
         self.body.setVisible(bool(entry.text) or entry.role == "assistant")
         footer = entry.footer()
         self.footer.setText(footer)
-        self.footer.setVisible(bool(footer))
         self.footer.setProperty("error", entry.finish_reason == "error")
+        answer = entry.role == "assistant"
+        idle = not entry.streaming
+        shown = {
+            "copy": idle and bool(entry.text),
+            "copy_code": idle and answer and bool(code_blocks(entry.text)),
+            "edit": not answer,
+            "regenerate": idle and answer and self.is_last,
+            "continue": idle and answer and self.is_last and entry.finish_reason == "length",
+        }
+        for action, button in self.actions.items():
+            button.setVisible(shown[action])
 
 
 class TranscriptView(QScrollArea):
+    """Signals:
+        action_requested(str, int): a message's action button was pressed (action, row).
+    """
+
+    action_requested = Signal(str, int)
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("transcript")
@@ -120,15 +176,29 @@ class TranscriptView(QScrollArea):
     def message_widget(self, row: int) -> MessageWidget:
         return self._widgets[row]
 
+    def _update_last(self) -> None:
+        """Only the last answer offers Regenerate/Continue: redraw rows whose lastness changed."""
+        for row, widget in enumerate(self._widgets):
+            is_last = row == len(self._widgets) - 1
+            if widget.is_last != is_last:
+                widget.is_last = is_last
+                widget.refresh(self._model.entry(row))
+
+    def _on_widget_action(self, widget: MessageWidget, action: str) -> None:
+        if widget in self._widgets:
+            self.action_requested.emit(action, self._widgets.index(widget))
+
     def _update_placeholder(self) -> None:
         self.placeholder.setVisible(not self._widgets)
 
     def _on_rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
         for row in range(first, last + 1):
             widget = MessageWidget(self._model.entry(row), self._content)
+            widget.action_triggered.connect(lambda action, w=widget: self._on_widget_action(w, action))
             self._layout.insertWidget(1 + row, widget)
             self._widgets.insert(row, widget)
         self._follow = True
+        self._update_last()
         self._update_placeholder()
 
     def _on_rows_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
@@ -137,6 +207,7 @@ class TranscriptView(QScrollArea):
             widget.deleteLater()
         del self._widgets[first : last + 1]
         self._dirty = {r for r in self._dirty if r < first}
+        self._update_last()
         self._update_placeholder()
 
     def _on_model_reset(self) -> None:

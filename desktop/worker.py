@@ -37,7 +37,7 @@ class InferenceWorker(QObject):
 
     # Requests from the UI thread (queued into this object's thread).
     request_load = Signal(str)
-    request_generate = Signal(object, object)
+    request_generate = Signal(object, object, bool)  # messages, settings, continue_final
     request_unload = Signal()
 
     def __init__(self, engine_factory=None):
@@ -100,8 +100,8 @@ class InferenceWorker(QObject):
     def _on_request_unload(self) -> None:
         self._release()
 
-    @Slot(object, object)
-    def _on_request_generate(self, messages, settings) -> None:
+    @Slot(object, object, bool)
+    def _on_request_generate(self, messages, settings, continue_final: bool = False) -> None:
         from models.engine import GenerationStep
 
         self._cancel.clear()
@@ -112,7 +112,7 @@ class InferenceWorker(QObject):
         pending: list[str] = []
         last_emit = time.monotonic()
         final = None
-        for step in self._engine.generate(messages, settings, self._cancel):
+        for step in self._engine.generate(messages, settings, self._cancel, continue_final):
             if step.text:
                 pending.append(step.text)
             if step.finish_reason:

@@ -279,8 +279,10 @@ class Engine:
         messages: list[ChatMessage],
         settings: GenerationSettings = GenerationSettings(),
         cancel: threading.Event | None = None,
+        continue_final: bool = False,
     ) -> Iterator[GenerationStep]:
-        """Stream the assistant's answer to ``messages`` (the last one is the user's)."""
+        """Stream the assistant's answer to ``messages`` (the last one is the user's), or, with
+        ``continue_final``, more of the last (assistant) message."""
         import mlx.core as mx
 
         cancel = cancel or threading.Event()
@@ -288,7 +290,7 @@ class Engine:
         mx.reset_peak_memory()
         blank = GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
         try:
-            prompt = self.encoder.encode(messages)
+            prompt = self.encoder.encode(messages, continue_final=continue_final)
         except ValueError as exc:
             yield replace(blank, finish_reason="error", error=f"Could not build the prompt: {exc}")
             return

@@ -88,7 +88,17 @@ class PromptEncoder:
             return []
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def encode(self, messages: list[ChatMessage], add_generation_prompt: bool = True) -> EncodedPrompt:
+    def encode(self, messages: list[ChatMessage], add_generation_prompt: bool = True,
+               continue_final: bool = False) -> EncodedPrompt:
+        """Encode ``messages``; with ``continue_final`` the last (assistant) turn is left open
+        so that generation continues it (an answer that stopped at the token limit)."""
+        if continue_final:
+            if not messages or messages[-1].role != "assistant":
+                raise ValueError("only an assistant answer can be continued")
+            head = self.encode(messages[:-1], add_generation_prompt=True)
+            last = messages[-1]
+            tail = list(last.token_ids) if last.token_ids is not None else self._text_ids(last.text)
+            return EncodedPrompt(ids=head.ids + tail, keys=head.keys + tail, images=head.images)
         conversation = []
         images: list[ChatImage] = []
         for i, message in enumerate(messages):
