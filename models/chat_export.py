@@ -87,6 +87,7 @@ def export_json(store: ConversationStore, conversation_id: int) -> dict[str, Any
 def write_json(store: ConversationStore, conversation_id: int, path: str | Path) -> Path:
     path = Path(path)
     text = json.dumps(export_json(store, conversation_id), ensure_ascii=False, indent=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n", encoding="utf-8")
     return path
 
@@ -238,6 +239,7 @@ def render_markdown(store: ConversationStore, conversation_id: int,
 def export_markdown(store: ConversationStore, conversation_id: int, path: str | Path) -> Path:
     """Write the conversation to ``path`` and its images to ``NAME_images/`` beside it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     folder = markdown_image_folder(path)
     links: dict[str, str] = {}
     for message in store.messages(conversation_id):

@@ -153,7 +153,7 @@ def title_from_question(text: str, limit: int = TITLE_LENGTH) -> str:
         return words
     cut = words[: limit - 1]
     space = cut.rfind(" ")
-    if space >= limit // 3:
+    if words[len(cut)] != " " and space >= limit // 3:  # the cut splits a word: drop the piece
         cut = cut[:space]
     return cut.rstrip(" ,.;:-–—") + "…"
 
