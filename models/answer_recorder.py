@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from models.conversations import ConversationStore, StoredMessage
 from models.images import ChatImage
+
+if TYPE_CHECKING:
+    from models.engine import GenerationStep
 
 FLUSH_INTERVAL_S = 2.0
 STAT_FIELDS = ("prompt_tokens", "cached_tokens", "generation_tokens", "ttft_s", "prompt_tps",
                "generation_tps", "peak_memory_gb")
 
 
-def step_stats(step: Any) -> dict[str, float]:
+def step_stats(step: GenerationStep) -> dict[str, float]:
     """The numbers of a ``GenerationStep`` worth keeping with the answer."""
     return {name: getattr(step, name) for name in STAT_FIELDS}
 
@@ -125,14 +128,14 @@ class AnswerRecorder:
             self._dirty = False
         self._last_flush = self.clock()
 
-    def record(self, step: Any) -> StoredMessage | None:
+    def record(self, step: GenerationStep) -> StoredMessage | None:
         """Feed one ``GenerationStep``: ``finish`` the last (returning the answer), ``add`` the others."""
         if step.finish_reason:
             return self.finish(step)
         self.add(step.text)
         return None
 
-    def finish(self, final: Any) -> StoredMessage:
+    def finish(self, final: GenerationStep) -> StoredMessage:
         """Commit the finished answer: the final step's text appended, its stats, token ids,
         finish reason and error; ``interrupted`` is cleared. Returns the stored answer."""
         self._require_active()
@@ -147,7 +150,7 @@ class AnswerRecorder:
             model=self.model,
             stats=step_stats(final),
             finish_reason=final.finish_reason,
-            error=getattr(final, "error", None),
+            error=final.error,
             interrupted=False,
             token_ids=token_ids,
         )

@@ -29,12 +29,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.chat_database import DATABASE_NAME, Database, StoreError, data_dir
 from models.chat_images import MAX_STORED_BYTES, ImageFolder, StoredImageFile
 from models.images import ChatImage, ImageError
 from models.prompt import ChatMessage, Role
+
+if TYPE_CHECKING:
+    from models.engine import GenerationSettings
 
 TITLE_LENGTH = 60
 UNTITLED = "New conversation"
@@ -59,7 +62,7 @@ class ConversationSettings:
     seed: int | None = None
     context_length: int | None = None
 
-    def generation_settings(self, base=None):
+    def generation_settings(self, base: GenerationSettings | None = None) -> GenerationSettings:
         """``base`` (a ``models.engine.GenerationSettings``) with this conversation's values set."""
         from models.engine import GenerationSettings
 
