@@ -76,7 +76,6 @@ IGNORE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.py", "*.gguf"
 KEYRING_SERVICE = "Llama Desk"
 KEYRING_USER = "huggingface-token"
 
-_CHUNK_BYTES = 256 * 1024
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -737,7 +736,7 @@ class _Downloader:
                 have = 0
             handle = _open_partial(partial)
             try:
-                for chunk in response.iter_bytes(_CHUNK_BYTES):
+                for chunk in response.iter_bytes():  # as the bytes arrive: none lost on a cut
                     self.check_cancel()
                     if remote.size is not None and have + len(chunk) > remote.size:
                         chunk = chunk[: remote.size - have]
