@@ -7,6 +7,7 @@ Nothing here waits on MLX, disk or network.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -15,11 +16,13 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -27,11 +30,14 @@ from PySide6.QtWidgets import (
 
 from desktop.appearance import apply_appearance
 from desktop.composer import Composer, mime_has_images
+from desktop.conversation_controller import ConversationController
 from desktop.preferences import ChatDefaults, load_defaults, save_defaults
 from desktop.settings_dialog import SettingsDialog
+from desktop.sidebar import Sidebar
 from desktop.transcript_model import TranscriptModel
 from desktop.transcript_view import TranscriptView, code_blocks
-from desktop.worker import InferenceWorker, WorkerThread
+from desktop.worker import AnswerJob, InferenceWorker, WorkerThread
+from models.conversations import ConversationSettings, ConversationStore, StoreError
 
 APP_NAME = "Llama Desk"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -56,6 +62,12 @@ class NoticeBar(QFrame):
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         layout.addWidget(self.label, 1)
+        self.action_button = QPushButton()
+        self.action_button.setObjectName("noticeAction")
+        self.action_button.clicked.connect(self._on_action_button_clicked)
+        self.action_button.hide()
+        layout.addWidget(self.action_button)
+        self._action = None
         close = QToolButton()
         close.setText("×")
         close.setToolTip("Dismiss")
@@ -63,9 +75,19 @@ class NoticeBar(QFrame):
         layout.addWidget(close)
         self.hide()
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, action_label: str | None = None, action=None) -> None:
+        """Show ``text``; with ``action_label``, a button that calls ``action`` (e.g. Undo)."""
         self.label.setText(text)
+        self._action = action
+        self.action_button.setText(action_label or "")
+        self.action_button.setVisible(bool(action_label and action))
         self.show()
+
+    def _on_action_button_clicked(self) -> None:
+        action, self._action = self._action, None
+        self.hide()
+        if action is not None:
+            action()
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
@@ -74,16 +96,19 @@ class NoticeBar(QFrame):
 class MainWindow(QMainWindow):
     """Signals:
         model_ready(str): a model finished loading and the window shows it.
+        conversation_opened(int): a stored conversation is shown (its id).
         answer_finished(object): the last GenerationStep of an answer, after the UI took it in.
     """
 
     model_ready = Signal(str)
     answer_finished = Signal(object)
+    conversation_opened = Signal(int)
 
-    def __init__(self, engine_factory=None, settings: QSettings | None = None):
+    def __init__(self, engine_factory=None, settings: QSettings | None = None,
+                 data_folder: str | Path | None = None):
         super().__init__()
         self.setWindowTitle(APP_NAME)
-        self.resize(980, 760)
+        self.resize(1180, 780)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()
         self.defaults: ChatDefaults = load_defaults(self.settings)
@@ -97,9 +122,18 @@ class MainWindow(QMainWindow):
         self._editing_row: int | None = None
         self._continuing = False
         self._sent_draft = None
+        self._after_answer = None
 
-        self.worker = InferenceWorker(engine_factory)
+        self.notice = NoticeBar()
+        store, store_problem = self._open_store(data_folder)
+        self.conversations = ConversationController(store, self)
+        self.conversations.opened.connect(self._on_conversations_opened)
+        self.conversations.notice.connect(self.notice.show_message)
+
+        self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
+        self.worker.recorded.connect(self._on_worker_recorded)
+        self.worker.storage_failed.connect(self.notice.show_message)
         self.worker.load_started.connect(self._on_worker_load_started)
         self.worker.load_progress.connect(self._on_worker_load_progress)
         self.worker.loaded.connect(self._on_worker_loaded)
@@ -111,25 +145,53 @@ class MainWindow(QMainWindow):
         self.transcript = TranscriptView()
         self.transcript.set_model(self.transcript_model)
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
-        self.notice = NoticeBar()
         self.composer = Composer()
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(self.stop)
         self.composer.attach_requested.connect(self.choose_images)
         self.composer.notice.connect(self.notice.show_message)
 
-        central = QWidget()
-        layout = QVBoxLayout(central)
+        self.sidebar = Sidebar(store)
+        self.sidebar.new_requested.connect(self.new_chat)
+        self.sidebar.conversation_selected.connect(self.open_conversation)
+        self.sidebar.hit_selected.connect(self.open_conversation)
+        self.sidebar.rename_requested.connect(self.rename_conversation)
+        self.sidebar.delete_requested.connect(self.delete_conversation)
+        self.sidebar.export_requested.connect(self.export_conversation)
+        self.conversations.list_changed.connect(self.sidebar.refresh)
+
+        chat = QWidget()
+        layout = QVBoxLayout(chat)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.notice)
         layout.addWidget(self.composer)
-        self.setCentralWidget(central)
+        splitter = QSplitter()
+        splitter.setObjectName("mainSplitter")
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(chat)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 920])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
         self._build_menus()
         self._build_status_bar()
         self._update_placeholder()
         self.composer.edit.setFocus()
+        if store_problem:
+            self.notice.show_message(store_problem)
+
+    def _open_store(self, data_folder) -> tuple[ConversationStore, str | None]:
+        """The conversation store, or a temporary one (and why) when the real one can't open."""
+        try:
+            return ConversationStore(data_folder), None
+        except (StoreError, OSError) as exc:
+            import tempfile
+
+            self._temporary_store = tempfile.TemporaryDirectory(prefix="llama-desk-")
+            return (ConversationStore(self._temporary_store.name),
+                    f"Conversations cannot be saved this session: {exc}")
 
     # Construction ------------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -159,6 +221,20 @@ class MainWindow(QMainWindow):
         self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
         self.new_chat_action.triggered.connect(self.new_chat)
         chat_menu.addAction(self.new_chat_action)
+        self.conversation_settings_action = QAction("Conversation Settings…", self)
+        self.conversation_settings_action.triggered.connect(self.show_conversation_settings)
+        chat_menu.addAction(self.conversation_settings_action)
+        chat_menu.addSeparator()
+        export_md = QAction("Export as Markdown…", self)
+        export_md.triggered.connect(lambda: self.export_conversation(self.conversations.current_id, "md"))
+        chat_menu.addAction(export_md)
+        export_json = QAction("Export as JSON…", self)
+        export_json.triggered.connect(lambda: self.export_conversation(self.conversations.current_id, "json"))
+        chat_menu.addAction(export_json)
+        import_action = QAction("Import Conversation…", self)
+        import_action.triggered.connect(self.import_conversation)
+        chat_menu.addAction(import_action)
+        chat_menu.addSeparator()
         self.stop_action = QAction("Stop Answer", self)
         self.stop_action.setShortcut(QKeySequence("Ctrl+."))
         self.stop_action.triggered.connect(self.stop)
@@ -288,21 +364,45 @@ class MainWindow(QMainWindow):
         self._sent_draft = (text, images, thumbnails)
         self.composer.clear_draft()
         self.notice.hide()
+        truncate_from = None
         if self._editing_row is not None:
             # Sending an edited question replaces it and everything after it.
+            truncate_from = self.transcript_model.entry(self._editing_row).message_id
             self.transcript_model.remove_from(self._editing_row)
             self._editing_row = None
+        conversation_id = self.conversations.ensure_current(self.system_prompt or "")
         self._user_row = self.transcript_model.append_user(text, images, thumbnails)
-        self._start_answer(self.transcript_model.begin_answer())
+        self._start_answer(self.transcript_model.begin_answer(), conversation_id=conversation_id,
+                           question=(text, tuple(images)), truncate_from=truncate_from)
 
-    def _start_answer(self, row: int, continue_final: bool = False) -> None:
-        """Ask the worker for the answer that goes (or continues) in ``row``."""
-        messages = self.transcript_model.messages(self.system_prompt)
+    def _effective_system_prompt(self) -> str | None:
+        if self.conversations.current is not None:
+            return self.conversations.settings.system_prompt.strip() or None
+        return self.system_prompt
+
+    def _start_answer(self, row: int, continue_final: bool = False, *, conversation_id=None,
+                      question=None, truncate_from=None, resume_message_id=None) -> None:
+        """Ask the worker for the answer that goes (or continues) in ``row``, and store it."""
+        messages = self.transcript_model.messages(self._effective_system_prompt())
+        settings = self.conversations.settings.generation_settings(self.generation_settings)
         self._answer_row = row
         self._continuing = continue_final
         self.composer.set_generating(True)
         self.stop_action.setEnabled(True)
-        self.worker.request_generate.emit(messages, self.generation_settings, continue_final)
+        self.worker.request_generate.emit(AnswerJob(
+            messages=messages, settings=settings, continue_final=continue_final,
+            conversation_id=conversation_id if conversation_id is not None else self.conversations.current_id,
+            question=question, truncate_from=truncate_from, resume_message_id=resume_message_id,
+        ))
+
+    def _on_worker_recorded(self, ids) -> None:
+        question_id, answer_id = ids
+        if question_id is not None and self._user_row is not None:
+            self.transcript_model.entry(self._user_row).message_id = question_id
+        if self._answer_row is not None:
+            self.transcript_model.entry(self._answer_row).message_id = answer_id
+        self.conversations.reload_current()
+        self.sidebar.set_current(self.conversations.current_id)
 
     # Message actions ---------------------------------------------------------------------------
     def _on_transcript_action_requested(self, action: str, row: int) -> None:
@@ -337,10 +437,11 @@ class MainWindow(QMainWindow):
             return
         if self.transcript_model.entry(row).role != "assistant":
             return
+        answer_id = self.transcript_model.entry(row).message_id
         self.transcript_model.remove_from(row)
         self._user_row = row - 1
         self._sent_draft = None
-        self._start_answer(self.transcript_model.begin_answer())
+        self._start_answer(self.transcript_model.begin_answer(), truncate_from=answer_id)
 
     def continue_answer(self, row: int) -> None:
         """Continue the last answer where the token limit cut it."""
@@ -349,21 +450,104 @@ class MainWindow(QMainWindow):
         if self.model_name is None or not last or entry.role != "assistant":
             return
         self._sent_draft = None
-        self._start_answer(row, continue_final=True)  # takes the messages before the row streams
+        self._start_answer(row, continue_final=True,  # takes the messages before the row streams
+                           resume_message_id=entry.message_id)
         self.transcript_model.resume_answer(row)
 
     def stop(self) -> None:
         if self.generating:
             self.worker.cancel()
 
-    def new_chat(self) -> None:
-        self.stop()
+    def _when_idle(self, action) -> bool:
+        """Run ``action`` now, or after the answer being generated is stopped; True if now."""
         if self.generating:
-            self._pending_new_chat = True
+            self._after_answer = action
+            self.stop()
+            return False
+        action()
+        return True
+
+    def new_chat(self) -> None:
+        if self.generating:
+            self._when_idle(self.new_chat)
             return
+        self.conversations.new()
         self.transcript_model.clear()
         self._editing_row = None
         self.stats_label.setText("")
+        self.sidebar.set_current(None)
+        self.composer.edit.setFocus()
+
+    # Conversations -----------------------------------------------------------------------------
+    def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
+        if self.generating:
+            self._when_idle(lambda: self.open_conversation(conversation_id, message_id))
+            return
+        self.conversations.open(conversation_id, message_id if message_id else None)
+
+    def _on_conversations_opened(self, result) -> None:
+        conversation, entries, row = result
+        self._editing_row = None
+        self.transcript_model.set_entries(entries)
+        self.sidebar.set_current(conversation.id)
+        self.stats_label.setText("")
+        if row is not None:
+            self.transcript.scroll_to(row)
+        self.conversation_opened.emit(conversation.id)
+
+    def rename_conversation(self, conversation_id: int) -> None:
+        current = self.conversations.store.conversation(conversation_id).display_title
+        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current)
+        if ok and title.strip():
+            self.conversations.rename(conversation_id, title.strip())
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        def delete() -> None:
+            was_open = self.conversations.current_id == conversation_id
+            title = self.conversations.delete(conversation_id)
+            if title is None:
+                return
+            if was_open:
+                self.new_chat()
+            self.notice.show_message(f"Deleted “{title}”.", "Undo",
+                                     lambda: self.conversations.restore(conversation_id))
+
+        if self.conversations.current_id == conversation_id:
+            self._when_idle(delete)
+        else:
+            delete()
+
+    def export_conversation(self, conversation_id: int | None, fmt: str) -> None:
+        if conversation_id is None:
+            self.notice.show_message("There is no saved conversation to export yet.")
+            return
+        title = self.conversations.store.conversation(conversation_id).display_title
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip() or "conversation"
+        kind = "Markdown (*.md)" if fmt == "md" else "JSON (*.json)"
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", f"{safe}.{fmt}", kind)
+        if path:
+            self.conversations.export(conversation_id, fmt, path)
+
+    def import_conversation(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a conversation", "", "JSON (*.json)")
+        if path:
+            self._when_idle(lambda: self.conversations.import_file(path))
+
+    def show_conversation_settings(self) -> None:
+        if self.conversations.current is None:
+            self.notice.show_message("Ask a first question; then this conversation has settings of its own.")
+            return
+        settings = self.conversations.settings
+        effective = replace(self.defaults, system_prompt=settings.system_prompt, **{
+            name: getattr(settings, name) for name in ("temperature", "top_p", "max_tokens", "seed",
+                                                        "context_length")
+            if getattr(settings, name) is not None})
+        dialog = SettingsDialog(effective, self, conversation_title=self.conversations.current.display_title)
+        if dialog.exec() == SettingsDialog.DialogCode.Accepted:
+            chosen = dialog.values()
+            self.conversations.update_settings(ConversationSettings(
+                system_prompt=chosen.system_prompt, temperature=chosen.temperature, top_p=chosen.top_p,
+                max_tokens=chosen.max_tokens, seed=chosen.seed, context_length=chosen.context_length))
 
     def _on_worker_text_ready(self, text: str) -> None:
         if self._answer_row is not None:
@@ -382,8 +566,10 @@ class MainWindow(QMainWindow):
         if step.finish_reason == "error":
             if not entry.text and self._sent_draft is not None:
                 # Nothing came back: take the question out and give the draft back.
+                question_id = self.transcript_model.entry(self._user_row).message_id
                 self.transcript_model.remove_from(self._user_row)
                 self.composer.restore_draft(*self._sent_draft)
+                self.conversations.forget_unanswered(question_id)
             self.notice.show_message(step.error or "The answer failed.")
         else:
             self.stats_label.setText(
@@ -391,9 +577,10 @@ class MainWindow(QMainWindow):
                 f"peak {format_gigabytes(step.peak_memory_gb)}"
             )
         self._sent_draft = None
-        if getattr(self, "_pending_new_chat", False):
-            self._pending_new_chat = False
-            self.new_chat()
+        self.sidebar.refresh()
+        after, self._after_answer = self._after_answer, None
+        if after is not None:
+            after()
         self.answer_finished.emit(step)
 
     # Settings ----------------------------------------------------------------------------------
@@ -422,4 +609,5 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.worker_thread.stop()
+        self.conversations.store.close()
         super().closeEvent(event)

@@ -27,6 +27,8 @@ class TranscriptEntry:
     finish_reason: str | None = None
     error: str | None = None
     stats: object | None = field(default=None, repr=False)  # the final GenerationStep
+    message_id: int | None = None  # the stored message, once the store has it
+    interrupted: bool = False  # cut off by a crash or kill before it finished
 
     def footer(self) -> str:
         """A short line under an answer: how it ended and its speed."""
@@ -35,7 +37,9 @@ class TranscriptEntry:
         if self.streaming:
             return "Answering…" if self.text else "Thinking…"
         parts = []
-        if self.finish_reason == "cancelled":
+        if self.interrupted and self.finish_reason is None:
+            parts.append("Interrupted")
+        elif self.finish_reason == "cancelled":
             parts.append("Stopped")
         elif self.finish_reason == "length":
             parts.append("Reached the token limit")
@@ -45,6 +49,25 @@ class TranscriptEntry:
         if step is not None and getattr(step, "generation_tokens", 0):
             parts.append(f"{step.generation_tokens} tokens · {step.generation_tps:.1f} tok/s")
         return " · ".join(parts)
+
+
+def entry_from_stored(message, images=(), thumbnails=()) -> TranscriptEntry:
+    """A transcript entry for a ``models.conversations.StoredMessage``."""
+    from types import SimpleNamespace
+
+    stats = SimpleNamespace(**message.stats) if message.stats else None
+    return TranscriptEntry(
+        role=message.role,
+        text=message.text,
+        images=tuple(images),
+        thumbnails=tuple(thumbnails),
+        token_ids=message.token_ids,
+        finish_reason=message.finish_reason,
+        error=message.error,
+        stats=stats,
+        message_id=message.id,
+        interrupted=message.interrupted,
+    )
 
 
 class TranscriptModel(QAbstractListModel):
@@ -138,15 +161,25 @@ class TranscriptModel(QAbstractListModel):
         self.endRemoveRows()
 
     def clear(self) -> None:
+        self.set_entries([])
+
+    def set_entries(self, entries: list[TranscriptEntry]) -> None:
+        """Show another conversation (one reset, not row by row)."""
         self.beginResetModel()
-        self._entries.clear()
+        self._entries = list(entries)
         self.endResetModel()
+
+    def row_of_message(self, message_id: int) -> int | None:
+        for row, entry in enumerate(self._entries):
+            if entry.message_id == message_id:
+                return row
+        return None
 
     def messages(self, system_prompt: str | None = None) -> list[ChatMessage]:
         """The finished turns as engine messages (the streaming answer is left out)."""
         out = [ChatMessage("system", system_prompt)] if system_prompt else []
         for entry in self._entries:
-            if entry.streaming:
+            if entry.streaming or entry.role == "system":
                 continue
             if entry.role == "assistant":
                 if entry.finish_reason == "error" and not entry.text:

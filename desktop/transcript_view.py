@@ -176,6 +176,13 @@ class TranscriptView(QScrollArea):
     def message_widget(self, row: int) -> MessageWidget:
         return self._widgets[row]
 
+    def scroll_to(self, row: int) -> None:
+        """Bring a message into view (a search hit) and stop following the end."""
+        if 0 <= row < len(self._widgets):
+            self._follow = False
+            self._content.adjustSize()
+            self.ensureWidgetVisible(self._widgets[row], 0, 40)
+
     def _update_last(self) -> None:
         """Only the last answer offers Regenerate/Continue: redraw rows whose lastness changed."""
         for row, widget in enumerate(self._widgets):

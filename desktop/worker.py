@@ -12,7 +12,14 @@ Signals:
     load_failed(str): loading failed or was cancelled; a message fit to show.
     unloaded(): the previous model is gone (its memory released).
     text_ready(str): new answer text, coalesced to at most one signal per ~30 ms.
+    recorded(object): (question message id or None, answer message id) once an answer that is
+        being stored has its rows in the conversation store.
+    storage_failed(str): the conversation store could not record the answer (it still streams).
     finished(object): the last GenerationStep of an answer (finish_reason set).
+
+Answers that belong to a stored conversation are written by this thread too (an
+``AnswerRecorder``): the question before generation starts, the partial answer every 2 s, the
+rest when it ends, so the UI thread never waits on the database and a crash loses at most 2 s.
 """
 
 from __future__ import annotations
@@ -20,10 +27,31 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 _COALESCE_S = 0.03
+
+
+@dataclass(frozen=True)
+class AnswerJob:
+    """One answer to generate, and how to record it.
+
+    ``messages``/``settings``/``continue_final`` go to ``Engine.generate``. With a
+    ``conversation_id`` the answer is stored: first ``truncate_from`` (a message id) and every
+    later message are removed (edit and resend, regenerate), then the ``question`` is stored, or
+    for ``resume_message_id`` that stored answer is carried on (continue).
+    """
+
+    messages: list
+    settings: object
+    continue_final: bool = False
+    conversation_id: int | None = None
+    question: tuple[str, tuple] | None = None  # (text, images)
+    truncate_from: int | None = None
+    resume_message_id: int | None = None
 
 
 class InferenceWorker(QObject):
@@ -33,16 +61,20 @@ class InferenceWorker(QObject):
     load_failed = Signal(str)
     unloaded = Signal()
     text_ready = Signal(str)
+    recorded = Signal(object)
+    storage_failed = Signal(str)
     finished = Signal(object)
 
     # Requests from the UI thread (queued into this object's thread).
     request_load = Signal(str)
-    request_generate = Signal(object, object, bool)  # messages, settings, continue_final
+    request_generate = Signal(object)  # an AnswerJob
     request_unload = Signal()
 
-    def __init__(self, engine_factory=None):
+    def __init__(self, engine_factory=None, data_folder: str | Path | None = None):
         super().__init__()
         self._engine = None
+        self._data_folder = data_folder
+        self._store = None  # this thread's own ConversationStore connection
         self._engine_factory = engine_factory
         self._cancel = threading.Event()
         self._cancel_load = threading.Event()
@@ -97,11 +129,63 @@ class InferenceWorker(QObject):
         self.loaded.emit(engine.name)
 
     @Slot()
+    def _on_thread_finished(self) -> None:
+        self._release()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @Slot()
     def _on_request_unload(self) -> None:
         self._release()
 
-    @Slot(object, object, bool)
-    def _on_request_generate(self, messages, settings, continue_final: bool = False) -> None:
+    def _conversation_store(self):
+        from models.conversations import ConversationStore
+
+        if self._store is None:
+            self._store = ConversationStore(self._data_folder)
+        return self._store
+
+    def _begin_recording(self, job: AnswerJob):
+        """Store the question / open the answer row; None (and a signal) if storage fails."""
+        from models.answer_recorder import AnswerRecorder
+        from models.conversations import StoreError
+
+        if job.conversation_id is None:
+            return None
+        try:
+            store = self._conversation_store()
+            recorder = AnswerRecorder(store, model=self._engine.name if self._engine else None)
+            with store.transaction():
+                if job.truncate_from is not None:
+                    store.truncate_after(job.truncate_from, inclusive=True)
+                if job.resume_message_id is not None:
+                    recorder.resume(job.resume_message_id)
+                elif job.question is not None:
+                    recorder.begin(job.conversation_id, job.question[0], job.question[1])
+                else:
+                    recorder.begin_answer(job.conversation_id)
+        except (StoreError, OSError) as exc:
+            self.storage_failed.emit(f"This answer is not being saved: {exc}")
+            return None
+        question = recorder.question.id if recorder.question is not None else None
+        self.recorded.emit((question, recorder.answer_id))
+        return recorder
+
+    def _record(self, recorder, step) -> object:
+        from models.conversations import StoreError
+
+        if recorder is None:
+            return None
+        try:
+            recorder.record(step)
+        except (StoreError, OSError) as exc:
+            self.storage_failed.emit(f"The answer could not be saved: {exc}")
+            return None
+        return recorder
+
+    @Slot(object)
+    def _on_request_generate(self, job: AnswerJob) -> None:
         from models.engine import GenerationStep
 
         self._cancel.clear()
@@ -109,10 +193,13 @@ class InferenceWorker(QObject):
             self.finished.emit(GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
                                               finish_reason="error", error="No model is loaded."))
             return
+        recorder = self._begin_recording(job)
         pending: list[str] = []
         last_emit = time.monotonic()
         final = None
-        for step in self._engine.generate(messages, settings, self._cancel, continue_final):
+        steps = self._engine.generate(job.messages, job.settings, self._cancel, job.continue_final)
+        for step in steps:
+            recorder = self._record(recorder, step)
             if step.text:
                 pending.append(step.text)
             if step.finish_reason:
@@ -136,6 +223,8 @@ class WorkerThread:
         self.thread = QThread()
         self.thread.setObjectName("mlx-worker")
         worker.moveToThread(self.thread)
+        # Runs in the worker's thread as it ends: the model and the database go with it.
+        self.thread.finished.connect(worker._on_thread_finished, Qt.ConnectionType.DirectConnection)
         self.thread.start()
 
     def stop(self, timeout_ms: int = 30000) -> bool:
@@ -144,6 +233,4 @@ class WorkerThread:
         self.worker.cancel_load()
         self.thread.quit()
         ended = self.thread.wait(timeout_ms)
-        if ended:
-            self.worker._release()  # the thread is gone, so nothing else touches the model
         return ended

@@ -49,3 +49,11 @@ def png_file(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own Llama Desk data folder (conversations, settings, licence)."""
+    folder = tmp_path_factory.mktemp("llama-desk-data")
+    monkeypatch.setenv("LLAMA_DESK_DATA_DIR", str(folder))
+    return folder

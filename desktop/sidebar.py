@@ -1,0 +1,195 @@
+"""The conversation sidebar: newest first, a search box over every message, and the actions.
+
+``ConversationListModel`` adapts the conversation store (a list of conversations, or, while
+searching, a list of hits with their snippets); ``Sidebar`` draws it and reports what the
+person chose. The window does the work.
+
+Signals (Sidebar):
+    new_requested(): "New Chat" pressed.
+    conversation_selected(int): a conversation was clicked.
+    hit_selected(int, int): a search hit was clicked (conversation id, message id).
+    rename_requested(int), delete_requested(int): from the context menu.
+    export_requested(int, str): export a conversation as "md" or "json".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QPushButton,
+    QVBoxLayout,
+)
+
+SEARCH_DELAY_MS = 200
+
+
+@dataclass(frozen=True)
+class SidebarRow:
+    conversation_id: int
+    title: str
+    detail: str  # when it was last used, or the matching snippet
+    message_id: int | None = None  # set for search hits
+
+
+def _when(timestamp: float, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    age = max(0.0, now - timestamp)
+    if age < 60:
+        return "just now"
+    if age < 3600:
+        return f"{int(age // 60)} min ago"
+    if age < 86400:
+        return f"{int(age // 3600)} h ago"
+    if age < 7 * 86400:
+        return f"{int(age // 86400)} d ago"
+    return time.strftime("%d %b %Y", time.localtime(timestamp))
+
+
+class ConversationListModel(QAbstractListModel):
+    ConversationIdRole = Qt.ItemDataRole.UserRole + 1
+    MessageIdRole = Qt.ItemDataRole.UserRole + 2
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._rows: list[SidebarRow] = []
+        self.searching = False
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008,N802 - Qt override
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{row.title}\n{row.detail}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.detail if row.message_id is not None else row.title
+        if role == self.ConversationIdRole:
+            return row.conversation_id
+        if role == self.MessageIdRole:
+            return row.message_id
+        return None
+
+    def row(self, index: int) -> SidebarRow:
+        return self._rows[index]
+
+    def rows(self) -> list[SidebarRow]:
+        return list(self._rows)
+
+    def _reset(self, rows: list[SidebarRow], searching: bool) -> None:
+        self.beginResetModel()
+        self._rows = rows
+        self.searching = searching
+        self.endResetModel()
+
+    def show_conversations(self, store) -> None:
+        now = time.time()
+        self._reset([SidebarRow(c.id, c.display_title, _when(c.updated, now))
+                     for c in store.list_conversations()], searching=False)
+
+    def show_search(self, store, text: str) -> None:
+        hits = store.search(text, start="«", end="»")
+        self._reset([SidebarRow(h.conversation_id, h.title or "Untitled", " ".join(h.snippet.split()),
+                                h.message_id) for h in hits], searching=True)
+
+    def index_of(self, conversation_id: int) -> QModelIndex:
+        for i, row in enumerate(self._rows):
+            if row.conversation_id == conversation_id and row.message_id is None:
+                return self.index(i)
+        return QModelIndex()
+
+
+class Sidebar(QFrame):
+    new_requested = Signal()
+    conversation_selected = Signal(int)
+    hit_selected = Signal(int, int)
+    rename_requested = Signal(int)
+    delete_requested = Signal(int)
+    export_requested = Signal(int, str)
+
+    def __init__(self, store, parent=None):
+        super().__init__(parent)
+        self.setObjectName("sidebar")
+        self.store = store
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 10, 10)
+        layout.setSpacing(8)
+        self.new_button = QPushButton("New Chat")
+        self.new_button.setObjectName("newChatButton")
+        self.new_button.clicked.connect(self.new_requested)
+        layout.addWidget(self.new_button)
+        self.search = QLineEdit()
+        self.search.setObjectName("searchBox")
+        self.search.setPlaceholderText("Search all chats")
+        self.search.setClearButtonEnabled(True)
+        layout.addWidget(self.search)
+        self.model = ConversationListModel(self)
+        self.view = QListView()
+        self.view.setObjectName("conversationList")
+        self.view.setModel(self.model)
+        self.view.setWordWrap(True)
+        self.view.setUniformItemSizes(False)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._on_view_context_menu_requested)
+        self.view.clicked.connect(self._on_view_clicked)
+        self.view.activated.connect(self._on_view_clicked)
+        layout.addWidget(self.view, 1)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.refresh)
+        self.search.textChanged.connect(self._on_search_text_changed)
+        self.current_id: int | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the list (or the search results) from the store."""
+        text = self.search.text().strip()
+        if text:
+            self.model.show_search(self.store, text)
+        else:
+            self.model.show_conversations(self.store)
+        self._show_current()
+
+    def set_current(self, conversation_id: int | None) -> None:
+        self.current_id = conversation_id
+        self._show_current()
+
+    def _show_current(self) -> None:
+        if self.model.searching:
+            return
+        index = self.model.index_of(self.current_id) if self.current_id is not None else QModelIndex()
+        self.view.setCurrentIndex(index)
+
+    def _on_search_text_changed(self, _text: str) -> None:
+        self._search_timer.start()
+
+    def _on_view_clicked(self, index: QModelIndex) -> None:
+        if not index.isValid():
+            return
+        row = self.model.row(index.row())
+        if row.message_id is not None:
+            self.hit_selected.emit(row.conversation_id, row.message_id)
+        else:
+            self.conversation_selected.emit(row.conversation_id)
+
+    def _on_view_context_menu_requested(self, pos: QPoint) -> None:
+        index = self.view.indexAt(pos)
+        if not index.isValid():
+            return
+        conversation_id = self.model.row(index.row()).conversation_id
+        menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self.rename_requested.emit(conversation_id))
+        menu.addAction("Export as Markdown…", lambda: self.export_requested.emit(conversation_id, "md"))
+        menu.addAction("Export as JSON…", lambda: self.export_requested.emit(conversation_id, "json"))
+        menu.addSeparator()
+        menu.addAction("Delete", lambda: self.delete_requested.emit(conversation_id))
+        menu.exec(self.view.viewport().mapToGlobal(pos))
