@@ -523,6 +523,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class MemoryKeyring:
+    """A keyring backend in a dict (``keyring.set_keyring(MemoryKeyring())``): tests never touch the
+    machine's keychain. Built on first use so importing this module does not import keyring."""
+
+    def __new__(cls):
+        from keyring.backend import KeyringBackend
+        from keyring.errors import PasswordDeleteError
+
+        class _Memory(KeyringBackend):
+            priority = 1
+
+            def __init__(self):
+                super().__init__()
+                self.secrets: dict[tuple[str, str], str] = {}
+
+            def get_password(self, service, username):
+                return self.secrets.get((service, username))
+
+            def set_password(self, service, username, password):
+                self.secrets[(service, username)] = password
+
+            def delete_password(self, service, username):
+                if self.secrets.pop((service, username), None) is None:
+                    raise PasswordDeleteError("no such password")
+
+        return _Memory()
+
+
 def point_huggingface_hub_at(monkeypatch, url: str, hf_home: Path) -> None:
     """Make this process's huggingface_hub talk to ``url`` and cache into ``hf_home/hub``.
 

@@ -10,36 +10,13 @@ from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 
 from models import store
-from tests.hub_server import HubServer, point_huggingface_hub_at
+from tests.hub_server import HubServer, MemoryKeyring, point_huggingface_hub_at
 
 REPO = "mlx-community/Llama-4-Tiny-Test-4bit"
 WEIGHTS = "model.safetensors"
 NO_RETRY = store.RetryPolicy(attempts=0)
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keychain in a dict, so token tests never touch the machine's keychain."""
-
-    priority = 1
-
-    def __init__(self):
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.secrets.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service, username):
-        from keyring.errors import PasswordDeleteError
-
-        if self.secrets.pop((service, username), None) is None:
-            raise PasswordDeleteError("not found")
 
 
 @pytest.fixture
@@ -330,3 +307,28 @@ def test_a_downloaded_model_loads_and_answers_with_the_server_gone(hub):
                                  GenerationSettings(max_tokens=4, temperature=0.0)))
     assert steps[-1].finish_reason == "length" and steps[-1].generation_tokens == 4
     assert "".join(s.text for s in steps)
+
+
+def test_check_online_reports_size_gating_and_absence(hub, checkpoints):
+    from models.catalog import CatalogEntry, check_online, find_entry
+
+    plan = store.fetch_plan(REPO)
+    entry = CatalogEntry(key=REPO, display_name="tiny", family="other", repo_id=REPO)
+    status = check_online(entry)
+    assert (status.state, status.size_bytes, status.commit) == ("available", plan.total_bytes, plan.commit)
+
+    hub.add_repo("meta-llama/Llama-4-Tiny-Gated", checkpoints["4bit"], gated=True)
+    gated = CatalogEntry(key="g", display_name="g", family="other", repo_id="meta-llama/Llama-4-Tiny-Gated")
+    assert check_online(gated).state == "gated"
+
+    scout = find_entry("mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit")
+    missing = check_online(scout)  # the fake Hub does not serve the catalog's repos
+    assert missing.state == "unavailable" and "was not found on the Hub" in missing.message
+
+    folder = CatalogEntry(key=str(checkpoints["4bit"]), display_name="local", family="other",
+                          path=checkpoints["4bit"], source="user")
+    assert check_online(folder).state == "available"
+
+    hub.stop()
+    offline = check_online(entry)
+    assert offline.state == "offline" and "Cannot reach the Hub" in offline.message
