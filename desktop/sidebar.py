@@ -17,13 +17,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFontMetrics, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QLineEdit,
     QListView,
     QMenu,
     QPushButton,
+    QStyle,
+    QStyledItemDelegate,
     QVBoxLayout,
 )
 
@@ -64,12 +67,19 @@ class ConversationListModel(QAbstractListModel):
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008,N802 - Qt override
         return 0 if parent.isValid() else len(self._rows)
 
+    TitleRole = Qt.ItemDataRole.UserRole + 3
+    DetailRole = Qt.ItemDataRole.UserRole + 4
+
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{row.title}\n{row.detail}"
+        if role == self.TitleRole:
+            return row.title
+        if role == self.DetailRole:
+            return row.detail
         if role == Qt.ItemDataRole.ToolTipRole:
             return row.detail if row.message_id is not None else row.title
         if role == self.ConversationIdRole:
@@ -107,6 +117,51 @@ class ConversationListModel(QAbstractListModel):
         return QModelIndex()
 
 
+class ConversationDelegate(QStyledItemDelegate):
+    """Draws a row as its title over a smaller, greyer line (the time, or the matching text)."""
+
+    PADDING = 8
+
+    def paint(self, painter, option, index) -> None:
+        self.initStyleOption(option, index)
+        option.text = ""
+        option.state &= ~QStyle.StateFlag.State_HasFocus
+        style = option.widget.style() if option.widget else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, option.widget)
+        title = index.data(ConversationListModel.TitleRole) or ""
+        detail = index.data(ConversationListModel.DetailRole) or ""
+        rect = option.rect.adjusted(self.PADDING, 6, -self.PADDING, -6)
+        painter.save()
+        title_font = option.font
+        title_font.setWeight(title_font.Weight.DemiBold)
+        painter.setFont(title_font)
+        color = option.palette.color(QPalette.ColorRole.Text)
+        painter.setPen(color)
+        metrics = QFontMetrics(title_font)
+        painter.drawText(QRect(rect.left(), rect.top(), rect.width(), metrics.height()),
+                         Qt.AlignmentFlag.AlignLeft, metrics.elidedText(title, Qt.TextElideMode.ElideRight,
+                                                                       rect.width()))
+        detail_font = option.font
+        detail_font.setWeight(detail_font.Weight.Normal)
+        detail_font.setPointSizeF(max(7.0, option.font.pointSizeF() - 1.5))
+        painter.setFont(detail_font)
+        grey = QColor(color)
+        grey.setAlphaF(0.55)
+        painter.setPen(grey)
+        detail_metrics = QFontMetrics(detail_font)
+        top = rect.top() + metrics.height() + 2
+        lines = 2 if index.data(ConversationListModel.MessageIdRole) is not None else 1
+        painter.drawText(QRect(rect.left(), top, rect.width(), detail_metrics.height() * lines),
+                         Qt.TextFlag.TextWordWrap, detail)
+        painter.restore()
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt override
+        metrics = QFontMetrics(option.font)
+        lines = 2 if index.data(ConversationListModel.MessageIdRole) is not None else 1
+        return QSize(option.rect.width(), 12 + metrics.height() * (1 + lines) + 4)
+
+
 class Sidebar(QFrame):
     new_requested = Signal()
     conversation_selected = Signal(int)
@@ -135,6 +190,7 @@ class Sidebar(QFrame):
         self.view = QListView()
         self.view.setObjectName("conversationList")
         self.view.setModel(self.model)
+        self.view.setItemDelegate(ConversationDelegate(self.view))
         self.view.setWordWrap(True)
         self.view.setUniformItemSizes(False)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
