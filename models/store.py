@@ -541,11 +541,13 @@ class _ProgressReporter:
         self.emit(force=True)
 
     def speed(self, now: float) -> float:
-        self._samples.append((now, self._transferred))
+        """Bytes per second over the last few seconds (one sample per 50 ms at most)."""
+        if not self._samples or now - self._samples[-1][0] >= 0.05:
+            self._samples.append((now, self._transferred))
         while len(self._samples) > 2 and now - self._samples[0][0] > self._WINDOW_S:
             self._samples.popleft()
         t0, b0 = self._samples[0]
-        return (self._transferred - b0) / (now - t0) if now > t0 else 0.0
+        return (self._transferred - b0) / (now - t0) if now - t0 > 1e-3 else 0.0
 
     def emit(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -680,9 +682,10 @@ class _Downloader:
         try:
             have = partial.stat().st_size
         except FileNotFoundError:
+            partial.touch()  # an empty file gets no bytes but must still be moved into place
             return hasher, 0
         if remote.size is not None and have > remote.size:
-            partial.unlink()
+            partial.write_bytes(b"")
             self.reporter.restart_file()
             return hasher, 0
         with open(partial, "rb") as handle:

@@ -35,7 +35,8 @@ def hub(checkpoints, tmp_path, monkeypatch, memory_keyring):
     server.start()
     # Files a Llama Desk download must never fetch: remote code and pickled weights.
     server.add_repo(REPO, checkpoints["4bit"],
-                    files={"modeling_llama4.py": b"import os\n", "pytorch_model.bin": b"\x80\x02" * 64})
+                    files={"modeling_llama4.py": b"import os\n", "pytorch_model.bin": b"\x80\x02" * 64,
+                           "empty.txt": b""})
     point_huggingface_hub_at(monkeypatch, server.url, tmp_path / "hf")
     monkeypatch.setenv("LLAMA_DESK_DATA_DIR", str(tmp_path / "data"))
     yield server
@@ -71,7 +72,8 @@ def test_download_reports_progress_and_fills_the_shared_cache(hub, checkpoints):
     assert events and all(e.repo_id == REPO and e.bytes_total == total for e in events)
     done = [e.bytes_done for e in events]
     assert done == sorted(done) and done[-1] == total
-    assert events[-1].files_done == events[-1].files_total == 10
+    assert events[-1].files_done == events[-1].files_total == 11
+    assert (path / "empty.txt").read_bytes() == b""
     assert any(e.file == WEIGHTS and 0 < e.file_bytes_done < e.file_bytes_total for e in events)
     with pytest.raises(AttributeError):
         events[0].bytes_done = 0  # frozen
@@ -280,7 +282,7 @@ def test_list_and_delete(hub):
     [model] = store.list_downloaded()
     on_disk = sum(f.stat().st_size for f in path.iterdir())
     assert (model.repo_id, model.path, model.complete, model.model_type) == (REPO, path, True, "llama4")
-    assert model.size_on_disk == on_disk and model.nb_files == 10 and model.partial_bytes == 0
+    assert model.size_on_disk == on_disk and model.nb_files == 11 and model.partial_bytes == 0
 
     from models.catalog import list_models
 
