@@ -13,6 +13,7 @@ This summary is a reading aid, not legal advice; the full texts at the links gov
 from __future__ import annotations
 
 import re
+import textwrap
 from datetime import UTC, datetime
 
 from models.user_data import read_json, write_json
@@ -31,6 +32,9 @@ EU_MULTIMODAL_NOTICE = (
     "multimodal models."
 )
 
+_EU_BULLET = textwrap.fill(f"- Acceptable Use Policy notice for the EU: {EU_MULTIMODAL_NOTICE}", width=98,
+                           subsequent_indent="  ")
+
 LICENSE_SUMMARY = f"""\
 Llama 4 is licensed under the {LICENSE_NAME} (version of April 5, 2025).
 In short:
@@ -46,7 +50,7 @@ In short:
   date need a separate license from Meta.
 - The materials come "as is", without warranty; Meta's liability is limited. No trademark rights
   are granted beyond the attribution above.
-- Acceptable Use Policy notice for the EU: {EU_MULTIMODAL_NOTICE}
+{_EU_BULLET}
 Full license: {LICENSE_URL}
 Acceptable Use Policy: {USE_POLICY_URL}
 """
