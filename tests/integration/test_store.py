@@ -103,6 +103,20 @@ def test_a_dropped_connection_is_retried_and_resumed_within_the_pull(hub, checkp
     assert hub.bytes_served(REPO, WEIGHTS) < _weights_size(hub) + 100_000
 
 
+def test_a_stalled_transfer_times_out_and_resumes(hub, checkpoints, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 0.5)
+    hub.stall(REPO, WEIGHTS, after_bytes=150_000)  # held until the server stops
+    delays: list[float] = []
+    path = store.download_model(REPO, sleep=delays.append)
+    _assert_snapshot_matches(path, checkpoints["4bit"])
+    assert delays == [1.0]
+    resumed = [r.range for r in hub.requests if r.path.endswith(WEIGHTS) and r.status == 206]
+    assert resumed == ["bytes=150000-"]
+    assert hub.bytes_served(REPO, WEIGHTS) == _weights_size(hub)
+
+
 def test_an_interrupted_pull_resumes_on_the_next_pull(hub, checkpoints):
     hub.drop_connection(REPO, WEIGHTS, after_bytes=300_000)
     with pytest.raises(store.NetworkError, match="pull again to resume"):
