@@ -15,13 +15,15 @@ Public API (no Qt; safe to call from a worker thread; one thread per download):
   ``check_disk_space(plan)`` raises DiskFullError; ``probe_access(plan)`` raises GatedRepoError
   when the token cannot fetch a gated repo's files.
 - ``download_model(repo_id, progress=..., cancel=...)`` -> snapshot ``Path``. Reports frozen
-  ``DownloadProgress`` values through ``progress`` (at most every ``progress_interval_s`` and at
-  each file's start and end); ``cancel`` is a ``threading.Event`` checked at every received
-  chunk (on a stalled connection, at the read timeout ``HF_HUB_DOWNLOAD_TIMEOUT``) and during
-  back-off. Network errors (dropped connection, timeouts, 408/429/5xx) are retried with
-  exponential back-off (``RetryPolicy``; ``sleep`` is injectable for tests). Each file is
-  verified against the Hub's sha256 (LFS files) or git blob id (small files); a mismatch
-  deletes the bytes and fetches the file once more, then fails with ``ChecksumError``.
+  ``DownloadProgress`` values through ``progress``, called on the downloading thread (a GUI
+  forwards them with a queued signal), at most every ``progress_interval_s`` and at each file's
+  start and end. ``refs/main`` is written last, so a partial download never resolves.
+  ``cancel`` is a ``threading.Event`` checked at every received chunk (on a stalled connection,
+  at the read timeout ``HF_HUB_DOWNLOAD_TIMEOUT``) and during back-off. Network errors (dropped
+  connection, timeouts, 408/429/5xx) are retried with exponential back-off (``RetryPolicy``;
+  ``sleep`` is injectable for tests). Each file is verified against the Hub's sha256 (LFS
+  files) or git blob id (small files); a mismatch deletes the bytes and fetches the file once
+  more, then fails with ``ChecksumError``.
 - ``list_downloaded()`` / ``downloaded_model(repo_id)`` -> ``DownloadedModel`` (size on disk,
   complete or partial, snapshot path); ``delete_model(repo_id)`` -> bytes freed;
   ``resolve_model(spec)`` -> checkpoint folder.
@@ -419,6 +421,10 @@ def fetch_plan(
         )
         for s in siblings
     )
+    unsafe = next((f.name for f in files
+                   if f.name.startswith(("/", "\\")) or ".." in f.name.replace("\\", "/").split("/")), None)
+    if unsafe is not None:
+        raise StoreError(f"{repo_id} lists a file outside the repo ({unsafe!r}); refusing to download it.")
     if not any(f.name.endswith(".safetensors") for f in files):
         raise StoreError(f"{repo_id} has no .safetensors weights; Llama Desk loads safetensors only.")
     if not info.sha:
