@@ -31,11 +31,16 @@ from PySide6.QtWidgets import (
 from desktop.appearance import apply_appearance
 from desktop.composer import Composer, mime_has_images
 from desktop.conversation_controller import ConversationController
+from desktop.license_dialog import ensure_license_accepted
+from desktop.model_library import ModelLibrary
+from desktop.model_manager_dialog import ModelManagerDialog
+from desktop.model_menu import ModelMenu
 from desktop.preferences import ChatDefaults, load_defaults, save_defaults
 from desktop.settings_dialog import SettingsDialog
 from desktop.sidebar import Sidebar
 from desktop.transcript_model import TranscriptModel
 from desktop.transcript_view import TranscriptView, code_blocks
+from desktop.welcome_panel import WelcomePanel, describe_progress
 from desktop.worker import AnswerJob, InferenceWorker, WorkerThread
 from models.conversations import ConversationSettings, ConversationStore, StoreError
 
@@ -105,7 +110,7 @@ class MainWindow(QMainWindow):
     conversation_opened = Signal(int)
 
     def __init__(self, engine_factory=None, settings: QSettings | None = None,
-                 data_folder: str | Path | None = None):
+                 data_folder: str | Path | None = None, library: ModelLibrary | None = None):
         super().__init__()
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
@@ -125,6 +130,12 @@ class MainWindow(QMainWindow):
         self._after_answer = None
 
         self.notice = NoticeBar()
+        self.library = library or ModelLibrary(self)
+        self.library.download_progress.connect(self._on_library_download_progress)
+        self.library.download_finished.connect(self._on_library_download_finished)
+        self.library.download_failed.connect(self._on_library_download_failed)
+        self.library.changed.connect(self._update_welcome)
+        self._manager_dialog: ModelManagerDialog | None = None
         store, store_problem = self._open_store(data_folder)
         self.conversations = ConversationController(store, self)
         self.conversations.opened.connect(self._on_conversations_opened)
@@ -164,6 +175,12 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(chat)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
+        self.welcome = WelcomePanel(self.library)
+        self.welcome.download_requested.connect(self.download_model)
+        self.welcome.pause_requested.connect(self.library.pause_download)
+        self.welcome.open_folder_requested.connect(self.choose_model_folder)
+        self.welcome.hide()
+        layout.addWidget(self.welcome)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.notice)
         layout.addWidget(self.composer)
@@ -181,6 +198,8 @@ class MainWindow(QMainWindow):
         self.composer.edit.setFocus()
         if store_problem:
             self.notice.show_message(store_problem)
+        if library is None:
+            self.library.refresh()
 
     def _open_store(self, data_folder) -> tuple[ConversationStore, str | None]:
         """The conversation store, or a temporary one (and why) when the real one can't open."""
@@ -215,6 +234,12 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+
+        self.model_menu = ModelMenu(self.library, self)
+        self.model_menu.use_requested.connect(self.use_model)
+        self.model_menu.download_requested.connect(self.download_model)
+        self.model_menu.manage_requested.connect(self.show_model_manager)
+        self.menuBar().addMenu(self.model_menu)
 
         chat_menu = self.menuBar().addMenu("&Chat")
         self.new_chat_action = QAction("New Chat", self)
@@ -261,6 +286,9 @@ class MainWindow(QMainWindow):
         self.cancel_load_button.clicked.connect(self.cancel_load)
         self.cancel_load_button.hide()
         bar.addWidget(self.cancel_load_button)
+        self.download_label = QLabel("")
+        self.download_label.setObjectName("downloadLabel")
+        bar.addPermanentWidget(self.download_label)
         self.stats_label = QLabel("")
         self.stats_label.setObjectName("statsLabel")
         bar.addPermanentWidget(self.stats_label)
@@ -314,7 +342,9 @@ class MainWindow(QMainWindow):
         engine = self.worker.engine
         if engine is not None:
             self.settings.setValue("last_model", str(engine.checkpoint.path))
+            self.model_menu.active_path = engine.checkpoint.path
         self._update_placeholder()
+        self._update_welcome()
         self.model_ready.emit(name)
 
     def _on_worker_load_failed(self, message: str) -> None:
@@ -323,6 +353,65 @@ class MainWindow(QMainWindow):
         self.model_label.setText("No model")
         self.notice.show_message(message)
         self._update_placeholder()
+
+    def use_model(self, listing) -> None:
+        """Switch to a downloaded variant: the answer in progress stops, the current model is
+        unloaded completely, then the new one loads; the conversation stays."""
+        if listing.path is None:
+            return
+        if self.worker.engine is not None and str(self.worker.engine.checkpoint.path) == str(listing.path):
+            return
+        self._when_idle(lambda: self.load_model(listing.path))
+
+    def download_model(self, listing) -> None:
+        from models.license import requires_license
+
+        repo = listing.entry.repo_id
+        if repo is None:
+            return
+        if requires_license(repo) and not ensure_license_accepted(self):
+            self.notice.show_message("The download needs the Llama 4 license to be accepted.")
+            return
+        self.library.start_download(repo)
+
+    def show_model_manager(self) -> None:
+        if self._manager_dialog is None:
+            self._manager_dialog = ModelManagerDialog(self.library, self)
+            self._manager_dialog.use_requested.connect(self.use_model)
+            self._manager_dialog.download_requested.connect(self.download_model)
+        self.library.refresh()
+        self._manager_dialog.show()
+        self._manager_dialog.raise_()
+
+    def _update_welcome(self) -> None:
+        first_run = (self.library.loaded and not self.library.runnable() and self.model_name is None
+                     and not self._loading)
+        self.welcome.setVisible(first_run)
+
+    def _listing_name(self, repo_id: str) -> str:
+        listing = self.library.listing(repo_id)
+        return listing.entry.display_name if listing else repo_id
+
+    def _on_library_download_progress(self, repo_id: str, progress) -> None:
+        percent = 100 * progress.bytes_done / progress.bytes_total if progress.bytes_total else 0
+        self.download_label.setText(f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · "
+                                    f"{describe_progress(progress)}")
+
+    def _on_library_download_finished(self, repo_id: str, path: str) -> None:
+        self.download_label.setText("")
+        self.notice.show_message(f"{self._listing_name(repo_id)} is downloaded and ready.")
+        if self.model_name is None and not self._loading:
+            self.load_model(path)
+
+    def _on_library_download_failed(self, repo_id: str, message: str) -> None:
+        self.download_label.setText("")
+        name = self._listing_name(repo_id)
+        if message == "Paused.":
+            self.notice.show_message(f"{name}: download paused; resume it from the Model menu.")
+        elif message == "Cancelled.":
+            self.notice.show_message(f"{name}: download cancelled.")
+        else:
+            self.notice.show_message(f"{name}: {message}")
 
     # Images ------------------------------------------------------------------------------------
     def choose_images(self) -> None:
@@ -609,5 +698,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.worker_thread.stop()
+        self.library.shutdown()
         self.conversations.store.close()
         super().closeEvent(event)

@@ -53,7 +53,14 @@ def png_file(tmp_path):
 
 @pytest.fixture(autouse=True)
 def private_data_dir(tmp_path_factory, monkeypatch):
-    """Every test gets its own Llama Desk data folder (conversations, settings, licence)."""
+    """Every test gets its own Llama Desk data folder (conversations, settings, licence) and its
+    own empty Hugging Face cache, so nothing on the machine leaks in or out."""
+    from huggingface_hub import constants
+
     folder = tmp_path_factory.mktemp("llama-desk-data")
     monkeypatch.setenv("LLAMA_DESK_DATA_DIR", str(folder))
+    hf_home = tmp_path_factory.mktemp("hf-home")
+    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setenv("HF_HOME", str(hf_home))
     return folder

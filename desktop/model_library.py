@@ -1,0 +1,228 @@
+"""The models the app knows about, and their downloads, for the menus and dialogs.
+
+``ModelLibrary`` keeps the last ``models.catalog.list_models()`` result (read on the thread
+pool, never on the UI thread) and runs downloads one at a time on its own QThread through
+``models.store.download_model``. Pausing keeps the bytes (the next start resumes); cancelling
+also deletes the partial download. The view classes only draw what this object says.
+
+Signals:
+    changed(): the listings (or a download's state) changed.
+    download_progress(str, object): repo id and its latest ``models.store.DownloadProgress``.
+    download_finished(str, str): repo id and the snapshot folder it can be loaded from.
+    download_failed(str, str): repo id and a one-line reason (also for pause and cancel).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desktop.background_task import run_in_background
+
+
+@dataclass(frozen=True)
+class FitBadge:
+    """How a model's weights sit in this machine's memory: 'fits', 'tight' or 'wont_fit'."""
+
+    verdict: str
+    detail: str
+
+    @property
+    def label(self) -> str:
+        return {"fits": "fits", "tight": "tight", "wont_fit": "won't fit"}.get(self.verdict, self.verdict)
+
+
+def total_memory_bytes() -> int:
+    """Physical memory (unified memory on Apple silicon)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def format_size(n: int | float | None) -> str:
+    if not n:
+        return "—"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+class _DownloadWorker(QObject):
+    progress = Signal(str, object)
+    finished = Signal(str, str)
+    failed = Signal(str, str)
+    request = Signal(str, object)  # repo id, cancel event
+
+    def __init__(self):
+        super().__init__()
+        self.request.connect(self._on_request)
+
+    @Slot(str, object)
+    def _on_request(self, repo_id: str, cancel: threading.Event) -> None:
+        from models import store
+
+        if cancel.is_set():
+            self.failed.emit(repo_id, "Paused.")
+            return
+        try:
+            path = store.download_model(repo_id, cancel=cancel,
+                                        progress=lambda p: self.progress.emit(repo_id, p))
+        except store.DownloadCancelled:
+            self.failed.emit(repo_id, "Paused." if not getattr(cancel, "discard", False) else "Cancelled.")
+            return
+        except store.StoreError as exc:
+            self.failed.emit(repo_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the app goes on; the message says what happened
+            self.failed.emit(repo_id, f"The download failed: {exc}")
+            return
+        self.finished.emit(repo_id, str(path))
+
+
+class _CancelEvent(threading.Event):
+    discard = False  # set for Cancel (delete the partial bytes), not for Pause
+
+
+class ModelLibrary(QObject):
+    changed = Signal()
+    download_progress = Signal(str, object)
+    download_finished = Signal(str, str)
+    download_failed = Signal(str, str)
+
+    def __init__(self, parent=None, memory_bytes: int | None = None):
+        super().__init__(parent)
+        self.listings: list = []
+        self.loaded = False
+        self.memory_bytes = memory_bytes if memory_bytes is not None else total_memory_bytes()
+        self.progress: dict[str, object] = {}  # repo id -> last DownloadProgress (or None: queued)
+        self.errors: dict[str, str] = {}
+        self._cancels: dict[str, _CancelEvent] = {}
+        self.fit_function = None  # set by the memory planner: listing -> FitBadge | None
+        self._thread = QThread()
+        self._thread.setObjectName("downloads")
+        self._worker = _DownloadWorker()
+        self._worker.moveToThread(self._thread)
+        self._worker.progress.connect(self._on_worker_progress)
+        self._worker.finished.connect(self._on_worker_finished)
+        self._worker.failed.connect(self._on_worker_failed)
+        self._thread.start()
+
+    # Listing -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the catalog and the cache on the thread pool; ``changed`` follows."""
+        from models.catalog import list_models
+
+        run_in_background(list_models, self._on_listed, self._on_list_failed)
+
+    def _on_listed(self, listings) -> None:
+        self.listings = list(listings)
+        self.loaded = True
+        self.changed.emit()
+
+    def _on_list_failed(self, message: str) -> None:
+        self.loaded = True
+        self.errors["__list__"] = message
+        self.changed.emit()
+
+    def listing(self, key: str):
+        return next((row for row in self.listings if row.key == key), None)
+
+    def runnable(self) -> list:
+        """Listings that can be loaded now (downloaded, or a valid local folder)."""
+        return [row for row in self.listings
+                if row.path is not None and row.status in ("downloaded", "local")]
+
+    def fit(self, listing) -> FitBadge | None:
+        if self.fit_function is not None:
+            return self.fit_function(listing)
+        size = listing.size_bytes
+        if not size or not self.memory_bytes:
+            return None
+        share = size / self.memory_bytes
+        verdict = "fits" if share <= 0.70 else "tight" if share <= 0.85 else "wont_fit"
+        detail = f"{format_size(size)} of weights in {format_size(self.memory_bytes)} of memory"
+        return FitBadge(verdict, detail)
+
+    def recommended(self):
+        """The largest catalog model whose badge says it fits (what the welcome screen offers)."""
+        candidates = [row for row in self.listings if row.entry.source == "catalog"
+                      and row.status in ("available", "partial", "downloaded")
+                      and (badge := self.fit(row)) is not None and badge.verdict == "fits"]
+        return max(candidates, key=lambda row: row.size_bytes or 0, default=None)
+
+    # Downloads ---------------------------------------------------------------------------------
+    def is_downloading(self, repo_id: str) -> bool:
+        return repo_id in self._cancels
+
+    def start_download(self, repo_id: str) -> None:
+        if repo_id in self._cancels:
+            return
+        self.errors.pop(repo_id, None)
+        cancel = _CancelEvent()
+        self._cancels[repo_id] = cancel
+        self.progress[repo_id] = None
+        self._worker.request.emit(repo_id, cancel)
+        self.changed.emit()
+
+    def pause_download(self, repo_id: str) -> None:
+        """Stop the download and keep its bytes (starting again resumes it)."""
+        cancel = self._cancels.get(repo_id)
+        if cancel is not None:
+            cancel.set()
+
+    def cancel_download(self, repo_id: str) -> None:
+        """Stop the download and delete what it fetched."""
+        cancel = self._cancels.get(repo_id)
+        if cancel is not None:
+            cancel.discard = True
+            cancel.set()
+        else:
+            self.delete(repo_id)
+
+    def delete(self, repo_id: str) -> None:
+        """Delete a downloaded (or partly downloaded) model from the shared cache."""
+        from models import store
+
+        def done(_freed) -> None:
+            self.refresh()
+
+        def failed(message: str) -> None:
+            self.errors[repo_id] = message
+            self.refresh()
+
+        run_in_background(lambda: store.delete_model(repo_id), done, failed)
+
+    def _on_worker_progress(self, repo_id: str, progress) -> None:
+        if repo_id in self._cancels:
+            self.progress[repo_id] = progress
+            self.download_progress.emit(repo_id, progress)
+
+    def _on_worker_finished(self, repo_id: str, path: str) -> None:
+        self._cancels.pop(repo_id, None)
+        self.progress.pop(repo_id, None)
+        self.download_finished.emit(repo_id, path)
+        self.refresh()
+
+    def _on_worker_failed(self, repo_id: str, message: str) -> None:
+        cancel = self._cancels.pop(repo_id, None)
+        self.progress.pop(repo_id, None)
+        if cancel is not None and cancel.discard:
+            self.delete(repo_id)
+            message = "Cancelled."
+        else:
+            self.errors[repo_id] = message
+        self.download_failed.emit(repo_id, message)
+        self.refresh()
+
+    def shutdown(self, timeout_ms: int = 15000) -> None:
+        """Pause every download (bytes kept for next time) and stop the download thread."""
+        for cancel in self._cancels.values():
+            cancel.set()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
