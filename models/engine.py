@@ -54,6 +54,8 @@ class GenerationSettings:
     seed: int | None = None
     prefill_step_size: int = 512
     context_length: int | None = None  # None: the model's maximum
+    kv_bits: int | None = None  # quantize the KV cache (8 or 4); only the global layers' caches can be
+    kv_group_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class Engine:
         self._logit_mask = self._make_logit_mask(int(text["vocab_size"]))
         self._cache = None
         self._cache_keys: list = []
+        self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
         self._features: OrderedDict[str, object] = OrderedDict()
 
     def _make_logit_mask(self, vocab: int):
@@ -361,6 +364,10 @@ class Engine:
         from mlx_lm.generate import generate_step
         from mlx_lm.sample_utils import make_sampler
 
+        kv = (settings.kv_bits, settings.kv_group_size) if settings.kv_bits else None
+        if self._cache is not None and self._cache_kv != kv:
+            self.reset_cache()  # a cache quantized differently (or not at all) is not reused
+        self._cache_kv = kv
         shared = self._reuse_cache(prompt.keys)
         state["cached"] = shared
         new_ids = prompt.ids[shared:]
@@ -396,6 +403,9 @@ class Engine:
             prefill_step_size=max(1, settings.prefill_step_size),
             prompt_progress_callback=on_prefill,
             input_embeddings=embeddings,
+            kv_bits=settings.kv_bits,
+            kv_group_size=settings.kv_group_size,
+            quantized_kv_start=0,
         )
         reason = "length"
         try:
