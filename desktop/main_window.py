@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -286,6 +286,13 @@ class MainWindow(QMainWindow):
         self.cancel_load_button.clicked.connect(self.cancel_load)
         self.cancel_load_button.hide()
         bar.addWidget(self.cancel_load_button)
+        self.memory_label = QLabel("")
+        self.memory_label.setObjectName("memoryLabel")
+        self.memory_label.setToolTip("Memory MLX holds now, and its peak during the last answer")
+        bar.addPermanentWidget(self.memory_label)
+        self._memory_timer = QTimer(self)
+        self._memory_timer.setInterval(1000)
+        self._memory_timer.timeout.connect(self._on_memory_timer_timeout)
         self.download_label = QLabel("")
         self.download_label.setObjectName("downloadLabel")
         bar.addPermanentWidget(self.download_label)
@@ -343,6 +350,8 @@ class MainWindow(QMainWindow):
         if engine is not None:
             self.settings.setValue("last_model", str(engine.checkpoint.path))
             self.model_menu.active_path = engine.checkpoint.path
+        self._memory_timer.start()
+        self._on_memory_timer_timeout()
         self._update_placeholder()
         self._update_welcome()
         self.model_ready.emit(name)
@@ -353,6 +362,17 @@ class MainWindow(QMainWindow):
         self.model_label.setText("No model")
         self.notice.show_message(message)
         self._update_placeholder()
+
+    def _on_memory_timer_timeout(self) -> None:
+        """The live memory readout (reads MLX's allocator counters; never waits on a computation)."""
+        import sys
+
+        mx = sys.modules.get("mlx.core")
+        if mx is None or self.model_name is None:
+            self.memory_label.setText("")
+            return
+        self.memory_label.setText(f"Memory {format_gigabytes(mx.get_active_memory() / 1e9)} · "
+                                  f"peak {format_gigabytes(mx.get_peak_memory() / 1e9)}")
 
     def use_model(self, listing) -> None:
         """Switch to a downloaded variant: the answer in progress stops, the current model is
