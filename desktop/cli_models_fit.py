@@ -1,5 +1,141 @@
-"""Subcommands of ``llama-desk models`` (being written; registers none yet)."""
+"""``llama-desk models fit``: how much memory a model needs, and the longest context that fits.
+
+``fit [REPO|PATH] [--context N] [--kv-bits 16|8|4] [--prefill-step N] [--json]`` plans from the
+checkpoint's ``config.json`` and safetensors headers, without loading anything: weights, KV
+cache per token, the peak at ``N`` tokens, the largest context that fits, and the budget of
+this machine (``models.memory_budget``). PATH may be a folder holding only a ``config.json``;
+a catalog repo that is not downloaded is planned from its known config. Without REPO|PATH
+every catalog variant is listed. ``--json`` prints the same figures as one JSON object (a
+list without REPO|PATH) with ``weights_bytes``, ``kv_bytes_per_token``, ``peak_bytes``,
+``max_context`` and ``budget_bytes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from desktop.command_error import CommandError
+
+DEFAULT_CONTEXT = 32768
 
 
 def add_subcommands(models_sub) -> None:
-    return None
+    fit = models_sub.add_parser("fit", help="memory needed and the longest context that fits")
+    fit.add_argument("model", nargs="?", metavar="REPO|PATH",
+                     help="downloaded or catalog repo id, checkpoint folder, or a folder with a config.json")
+    fit.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
+                     help=f"context length to plan for (default {DEFAULT_CONTEXT:,})")
+    fit.add_argument("--kv-bits", type=int, choices=(16, 8, 4), default=16,
+                     help="KV cache precision: 16 (bf16), 8 or 4 bits (global layers only)")
+    fit.add_argument("--prefill-step", type=int, default=None,
+                     help="prefill chunk size (default: the largest that keeps the peak in budget)")
+    fit.add_argument("--budget-gb", type=float, help="plan against this budget instead of this machine's")
+    fit.add_argument("--backend", choices=("metal", "cuda", "cpu"),
+                     help="MLX backend to plan for (default: this machine's)")
+    fit.add_argument("--json", action="store_true", help="print JSON")
+    fit.set_defaults(run=run_fit)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 0.95e9 else f"{n / 1e6:.0f} MB"
+
+
+def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, object]]:
+    """(label, MemoryPlan) for the named model, or for every catalog variant."""
+    from models.memory_planner import PlanError, catalog_config, plan_from_config, plan_model
+    from models.store import ModelNotFound, resolve_model
+
+    kv_bits = None if args.kv_bits == 16 else args.kv_bits
+    if args.model is None:
+        from models.catalog import load_catalog
+
+        plans = []
+        for entry in load_catalog():
+            config = catalog_config(entry.repo_id or entry.key)
+            if config is not None:
+                plans.append((entry.key, plan_from_config(config, entry.key, kv_bits, backend)))
+        return plans
+    try:
+        try:
+            path = resolve_model(args.model)
+        except ModelNotFound as exc:
+            config = catalog_config(args.model) if args.model.count("/") == 1 else None
+            if config is None:
+                raise CommandError(str(exc)) from None
+            return [(args.model, plan_from_config(config, args.model, kv_bits, backend))]
+        return [(args.model, plan_model(path, kv_bits, backend))]
+    except PlanError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _figures(label: str, plan, context: int, budget, step_arg: int | None) -> dict:
+    from models.memory_planner import choose_prefill_step
+
+    context = min(context, plan.layout.max_context)
+    step = step_arg or choose_prefill_step(plan, context, budget.budget_bytes) or 64
+    report = plan.fit(context, budget.budget_bytes, step)
+    return {
+        "model": label,
+        "weights_bytes": plan.weights.total,
+        "weights_source": plan.weights.source,
+        "kv_bits": report.kv_bits or 16,
+        "kv_bytes_per_token": round(plan.kv_bytes_per_token, 3),
+        "kv_bytes_per_token_within_chunk": round(plan.kv_bytes_per_token_within_chunk, 3),
+        "attention_chunk": plan.layout.chunk,
+        "context": report.context,
+        "prefill_step": step,
+        "kv_bytes": report.kv_bytes,
+        "peak_bytes": report.peak_bytes,
+        "max_context": report.max_context,
+        "model_max_context": plan.layout.max_context,
+        "budget_bytes": report.budget_bytes,
+        "budget_source": budget.source,
+        "app_bytes": budget.app_bytes,
+        "backend": plan.profile.name,
+        "verdict": report.verdict,
+        "summary": report.summary,
+    }
+
+
+def _print_text(f: dict) -> None:
+    kv = "bf16" if f["kv_bits"] == 16 else f"{f['kv_bits']}-bit (global layers)"
+    source = "safetensors headers" if f["weights_source"] == "safetensors" else "estimated from config.json"
+    print(f"{f['model']}")
+    print(f"  weights              {_gb(f['weights_bytes'])} ({source})")
+    print(f"  KV cache per token   {f['kv_bytes_per_token'] / 1e3:.1f} KB beyond the {f['attention_chunk']:,}-token "
+          f"chunk, {f['kv_bytes_per_token_within_chunk'] / 1e3:.1f} KB within it; {kv}")
+    print(f"  peak at {f['context']:,} tokens".ljust(23)
+          + f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})")
+    print(f"  largest context      {f['max_context']:,} tokens (model maximum {f['model_max_context']:,})")
+    print(f"  budget               {_gb(f['budget_bytes'])} ({f['budget_source']}, minus "
+          f"{_gb(f['app_bytes'])} used by the app; {f['backend']} backend)")
+    print(f"  {f['summary']}")
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from models.memory_budget import MemoryBudget, detect_backend, detect_budget
+
+    if args.context < 1:
+        raise CommandError("--context must be at least 1.", 2)
+    if args.prefill_step is not None and args.prefill_step < 1:
+        raise CommandError("--prefill-step must be at least 1.", 2)
+    if args.budget_gb is not None and args.budget_gb <= 0:
+        raise CommandError("--budget-gb must be positive.", 2)
+    backend = args.backend or detect_backend()
+    if args.budget_gb is not None:
+        budget = MemoryBudget(int(args.budget_gb * 1e9), int(args.budget_gb * 1e9), 0, backend, "--budget-gb")
+    else:
+        budget = detect_budget(backend=backend)
+    plans = _plans(args, backend)
+    if not plans:
+        raise CommandError("no model to plan.")
+    figures = [_figures(label, plan, args.context, budget, args.prefill_step) for label, plan in plans]
+    if args.json:
+        print(json.dumps(figures[0] if args.model is not None else figures, indent=2))
+    else:
+        for i, f in enumerate(figures):
+            if i:
+                print()
+            _print_text(f)
+    return 0

@@ -76,7 +76,7 @@ from typing import Literal
 
 GB = 1_000_000_000
 KV_STEP = 256  # mlx-vlm's KVCache / ChunkedKVCache / QuantizedKVCache grow in steps of 256 tokens
-PREFILL_STEPS = (4096, 2048, 1024, 512, 256, 128, 64)
+PREFILL_STEPS = (2048, 1024, 512, 256, 128, 64)  # mlx-engine uses 2048 down to 512
 TIGHT_MARGIN = 0.10  # "tight" when the peak uses more than 90 % of the budget
 
 Verdict = Literal["fits", "tight", "wont_fit"]
@@ -307,13 +307,13 @@ class BackendProfile:
     score_copies: float  # score-sized arrays alive in a non-fused attention
     fused_causal: bool  # global layers ("causal" mask, unquantized cache) never materialise scores
     fused_masked: bool  # chunked layers (boolean mask array) never materialise scores
-    cache_copies: float  # copies of the whole KV cache held while a chunk grows it (GPU)
+    fixed_bytes: int = 0  # a working set that does not scale with the chunk or the context
 
 
 CPU_PROFILE = BackendProfile("cpu", layers_in_flight=1.0, score_copies=1.0, fused_causal=False,
-                             fused_masked=False, cache_copies=0.0)
-GPU_PROFILE = BackendProfile("gpu", layers_in_flight=14.0, score_copies=3.5, fused_causal=True,
-                             fused_masked=False, cache_copies=3.0)
+                             fused_masked=False)
+GPU_PROFILE = BackendProfile("gpu", layers_in_flight=14.7, score_copies=8.4, fused_causal=True,
+                             fused_masked=False)
 PROFILES = {"cpu": CPU_PROFILE, "cuda": replace(GPU_PROFILE, name="cuda"),
             "metal": replace(GPU_PROFILE, name="metal"), "gpu": GPU_PROFILE}
 
@@ -344,7 +344,8 @@ class FitReport:
     transient_bytes: int  # prefill working memory at ``prefill_step``
     peak_bytes: int
     budget_bytes: int
-    max_context: int  # the largest context whose peak fits the budget (0: not even the weights)
+    max_context: int  # the largest context that fits, lowering the prefill chunk (0: not even the weights)
+    max_context_prefill_step: int  # the prefill chunk that context needs
     prefill_step: int
     kv_bits: int | None
     summary: str
@@ -472,15 +473,15 @@ class MemoryPlan:
             score_elems = max(score_elems, s.heads * L * k_global)
         scores = p.score_copies * score_elems * self.activation_bytes
         mask = L * k_chunked + (L * k_global if quantized_global else 0)  # boolean masks
-        # Cache growth: on a GPU every layer's old buffers wait for the chunk to complete; on the
-        # CPU one layer's (the largest, a global one) is copied at a time.
+        # Cache growth: each layer's cache is copied into a larger buffer; the old buffers of the
+        # layers in flight are held until their work completes.
         before = self.kv_cache_bytes(cached, adding=min(cached, L)) if cached else 0
         largest_layer = 0
         if cached:
             largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
-        regrow = p.cache_copies * before + largest_layer
+        regrow = min(1.0, p.layers_in_flight / s.layers) * before + largest_layer
         logits = 3 * s.vocab * 4  # the last token's float32 logits, log-probabilities, sample
-        return int(act + scores + mask + regrow + logits)
+        return int(act + scores + mask + regrow + logits + p.fixed_bytes)
 
     def _step_peak(self, step: int, end: int) -> int:
         """Peak of a prefill chunk of ``step`` tokens ending at position ``end``."""
@@ -488,6 +489,25 @@ class MemoryPlan:
         cached = end - L
         return int(self.weights.total + self.kv_cache_bytes(end, adding=L)
                    + self.prefill_transient_bytes(L, cached))
+
+    def prefill_peak_bytes(self, prompt_tokens: int, prefill_step: int = 512) -> int:
+        """Peak of prefilling a ``prompt_tokens`` prompt into an empty cache, chunk by chunk as
+        mlx-lm's ``generate_step`` does (chunks of the step while more than one token remains,
+        then the last token), and of the first decoded token."""
+        peak, done, remaining = 0, 0, max(1, int(prompt_tokens))
+        schedule = []
+        while remaining > 1:
+            n = min(prefill_step, remaining - 1)
+            schedule.append((n, done + n))
+            done, remaining = done + n, remaining - n
+        schedule += [(1, done + 1), (1, done + 2)]
+        seen = set()
+        for n, end in reversed(schedule):  # only the last chunk of each size can be the largest
+            if n in seen and n != 1:
+                continue
+            seen.add(n)
+            peak = max(peak, self._step_peak(n, end))
+        return peak
 
     def peak_bytes(self, context: int, prefill_step: int = 512) -> int:
         """Peak memory of a conversation reaching ``context`` tokens, prefilled ``prefill_step`` at a time.
@@ -503,8 +523,13 @@ class MemoryPlan:
     def transient_bytes(self, context: int, prefill_step: int = 512) -> int:
         return self.peak_bytes(context, prefill_step) - self.weights.total - self.kv_cache_bytes(context)
 
-    def max_context(self, budget_bytes: int, prefill_step: int = 512) -> int:
-        """The largest context (up to the model's maximum) whose peak fits ``budget_bytes``; 0 if none."""
+    def max_context(self, budget_bytes: int, prefill_step: int | None = None) -> int:
+        """The largest context (up to the model's maximum) whose peak fits ``budget_bytes``; 0 if none.
+
+        ``prefill_step`` None: with the prefill chunk lowered as far as ``PREFILL_STEPS`` go.
+        """
+        if prefill_step is None:
+            prefill_step = min(PREFILL_STEPS)
         if self.peak_bytes(1, prefill_step) > budget_bytes:
             return 0
         lo, hi = 1, self.layout.max_context
@@ -541,12 +566,19 @@ class MemoryPlan:
 
     # -- verdicts -------------------------------------------------------------------------------------
 
-    def fit(self, context: int, budget_bytes: int, prefill_step: int = 512) -> FitReport:
-        """The fit of ``context`` tokens in ``budget_bytes``: verdict, numbers and a summary line."""
+    def fit(self, context: int, budget_bytes: int, prefill_step: int | None = None) -> FitReport:
+        """The fit of ``context`` tokens in ``budget_bytes``: verdict, numbers and a summary line.
+
+        ``prefill_step`` None: the largest of ``PREFILL_STEPS`` that keeps the peak in budget
+        (the smallest if none does), as ``choose_prefill_step``.
+        """
         context = max(1, min(int(context), self.layout.max_context))
+        if prefill_step is None:
+            prefill_step = choose_prefill_step(self, context, budget_bytes) or min(PREFILL_STEPS)
         peak = self.peak_bytes(context, prefill_step)
         kv = self.kv_cache_bytes(context)
-        best = self.max_context(budget_bytes, prefill_step)
+        best = self.max_context(budget_bytes)
+        best_step = (choose_prefill_step(self, best, budget_bytes) or min(PREFILL_STEPS)) if best else 0
         verdict = _verdict(peak, budget_bytes)
         precision = "bf16" if self.kv_bits is None or self.kv_bits >= 16 else f"{self.kv_bits}-bit"
         if self.activation_bytes == 4 and (self.kv_bits is None or self.kv_bits >= 16):
@@ -555,13 +587,14 @@ class MemoryPlan:
         if best == 0:
             tail = f"the weights alone ({_gb(self.weights.total)}) exceed the {_gb(budget_bytes)} budget"
         else:
-            tail = f"up to {_tokens(best)} tokens fit"
+            tail = f"up to {_tokens(best)} tokens fit (prefilling {best_step} at a time)"
         summary = (f"{head}: {_gb(self.weights.total)} weights + {_gb(kv)} {precision} KV cache "
                    f"+ {_gb(peak - self.weights.total - kv)} working memory = {_gb(peak)} of "
                    f"{_gb(budget_bytes)} at {_tokens(context)} tokens; {tail}.")
+        kv_bits = self.kv_bits if self.kv_bits and self.kv_bits < 16 else None
         return FitReport(verdict, context, self.weights.total, kv, self.kv_bytes_per_token,
-                         peak - self.weights.total - kv, peak, int(budget_bytes), best, prefill_step,
-                         self.kv_bits if self.kv_bits and self.kv_bits < 16 else None, summary)
+                         peak - self.weights.total - kv, peak, int(budget_bytes), best, best_step,
+                         prefill_step, kv_bits, summary)
 
 
 def choose_prefill_step(plan: MemoryPlan, context: int, budget_bytes: int,
@@ -592,7 +625,7 @@ def conversation_budget_check(plan: MemoryPlan, tokens_so_far: int, next_turn_to
                plan.image_peak_bytes(image_tiles, tokens_so_far) if image_tiles else 0,
                int(plan.weights.total + plan.kv_cache_bytes(total)
                    + plan.prefill_transient_bytes(1, total - 1)))
-    limit = plan.max_context(budget_bytes, prefill_step)
+    limit = plan.max_context(budget_bytes)
     verdict = _verdict(peak, budget_bytes)
     if total > plan.layout.max_context:
         verdict = "wont_fit"
@@ -618,7 +651,7 @@ def plan_from_config(config: dict, name: str = "model", kv_bits: int | None = No
                      backend: str = "metal", weights: WeightBytes | None = None,
                      kv_group: int = 64) -> MemoryPlan:
     """A plan from a config dict alone (weights estimated unless given)."""
-    if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8, 16):
+    if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8, 16):  # what mx.quantize supports
         raise PlanError(f"KV cache bits must be 16, 8 or 4, not {kv_bits}.")
     layout = layout_from_config(config, name)
     weights = weights or estimate_weights(layout)
@@ -626,8 +659,12 @@ def plan_from_config(config: dict, name: str = "model", kv_bits: int | None = No
     if profile is None:
         raise PlanError(f"unknown backend {backend!r} (cpu, cuda or metal).")
     activation = weights.activation_bytes
-    if layout.quant_bits is None and backend == "cpu":
-        activation = 4  # the engine runs unquantized checkpoints in float32 on the CPU
+    if layout.quant_bits is None and backend == "cpu" and activation < 4:
+        # The engine runs unquantized checkpoints in float32 on the CPU (no bf16 gather_mm there).
+        scale = 4 // activation
+        weights = replace(weights, total=weights.total * scale, language=weights.language * scale,
+                          vision=weights.vision * scale, activation_bytes=4)
+        activation = 4
     return MemoryPlan(layout, weights, None if kv_bits in (None, 16) else kv_bits, kv_group, profile,
                       activation)
 
