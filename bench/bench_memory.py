@@ -44,11 +44,11 @@ MODELS = {
 }
 # (prompt tokens, prefill chunk, kv bits) per model and variant; each run well under a minute here.
 CASES = {
-    ("scout-like h512", "bf16"): [(1024, 256, None), (2048, 512, None), (2048, 1024, None),
-                                  (2048, 512, 8), (2048, 512, 4)],
-    ("scout-like h512", "4bit"): [(512, 128, None), (768, 256, None), (768, 256, 8)],
-    ("maverick-like h1024", "bf16"): [(1024, 512, None), (1536, 512, None), (1536, 768, 8)],
-    ("maverick-like h1024", "4bit"): [(256, 128, None), (384, 128, 4)],
+    ("scout-like h512", "bf16"): [(1024, 256, None), (1536, 512, None), (1536, 768, None),
+                                  (1536, 512, 8), (1536, 512, 4)],
+    ("scout-like h512", "4bit"): [(384, 128, None), (512, 256, None), (512, 256, 8)],
+    ("maverick-like h1024", "bf16"): [(768, 256, None), (1024, 512, None), (1024, 512, 8)],
+    ("maverick-like h1024", "4bit"): [(256, 128, None), (256, 128, 4)],
 }
 QUICK = {key: cases[:1] for key, cases in CASES.items()}
 
@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     cases = QUICK if args.quick else CASES
-    print(f"MLX {mx.__version__} on {mx.default_device()}; planner profile: cpu")
+    from models.memory_planner import CPU_PROFILE
+
+    print(f"MLX {mx.__version__} on {mx.default_device()}; planner profile: {CPU_PROFILE}")
     header = (f"{'model':<20} {'weights':<7} {'prompt':>6} {'chunk':>5} {'KV':>4} | {'weights GB':>17} | "
               f"{'peak GB pred/meas':>17} {'ratio':>6} | {'above weights MB':>17} {'ratio':>6} | {'s':>4}")
     print(header)

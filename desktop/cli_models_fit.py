@@ -69,12 +69,8 @@ def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, object]]:
         raise CommandError(str(exc)) from None
 
 
-def _figures(label: str, plan, context: int, budget, step_arg: int | None) -> dict:
-    from models.memory_planner import choose_prefill_step
-
-    context = min(context, plan.layout.max_context)
-    step = step_arg or choose_prefill_step(plan, context, budget.budget_bytes) or 64
-    report = plan.fit(context, budget.budget_bytes, step)
+def _figures(label: str, plan, context: int, budget, step: int | None) -> dict:
+    report = plan.fit(context, budget.budget_bytes, step)  # step None: the largest that fits
     return {
         "model": label,
         "weights_bytes": plan.weights.total,
@@ -84,10 +80,11 @@ def _figures(label: str, plan, context: int, budget, step_arg: int | None) -> di
         "kv_bytes_per_token_within_chunk": round(plan.kv_bytes_per_token_within_chunk, 3),
         "attention_chunk": plan.layout.chunk,
         "context": report.context,
-        "prefill_step": step,
+        "prefill_step": report.prefill_step,
         "kv_bytes": report.kv_bytes,
         "peak_bytes": report.peak_bytes,
         "max_context": report.max_context,
+        "max_context_prefill_step": report.max_context_prefill_step,
         "model_max_context": plan.layout.max_context,
         "budget_bytes": report.budget_bytes,
         "budget_source": budget.source,
@@ -101,15 +98,22 @@ def _figures(label: str, plan, context: int, budget, step_arg: int | None) -> di
 def _print_text(f: dict) -> None:
     kv = "bf16" if f["kv_bits"] == 16 else f"{f['kv_bits']}-bit (global layers)"
     source = "safetensors headers" if f["weights_source"] == "safetensors" else "estimated from config.json"
-    print(f"{f['model']}")
-    print(f"  weights              {_gb(f['weights_bytes'])} ({source})")
-    print(f"  KV cache per token   {f['kv_bytes_per_token'] / 1e3:.1f} KB beyond the {f['attention_chunk']:,}-token "
-          f"chunk, {f['kv_bytes_per_token_within_chunk'] / 1e3:.1f} KB within it; {kv}")
-    print(f"  peak at {f['context']:,} tokens".ljust(23)
-          + f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})")
-    print(f"  largest context      {f['max_context']:,} tokens (model maximum {f['model_max_context']:,})")
-    print(f"  budget               {_gb(f['budget_bytes'])} ({f['budget_source']}, minus "
-          f"{_gb(f['app_bytes'])} used by the app; {f['backend']} backend)")
+    beyond, within = f["kv_bytes_per_token"] / 1e3, f["kv_bytes_per_token_within_chunk"] / 1e3
+    rows = [
+        ("weights", f"{_gb(f['weights_bytes'])} ({source})"),
+        ("KV cache per token", f"{beyond:.1f} KB beyond the {f['attention_chunk']:,}-token chunk, "
+                               f"{within:.1f} KB within it; {kv}"),
+        (f"peak at {f['context']:,} tokens",
+         f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})"),
+        ("largest context", f"{f['max_context']:,} tokens, prefill chunk {f['max_context_prefill_step']} "
+                            f"(model maximum {f['model_max_context']:,})"),
+        ("budget", f"{_gb(f['budget_bytes'])} ({f['budget_source']}, minus {_gb(f['app_bytes'])} used by "
+                   f"the app; {f['backend']} backend)"),
+    ]
+    width = max(len(label) for label, _ in rows) + 2
+    print(f["model"])
+    for label, value in rows:
+        print(f"  {label.ljust(width)}{value}")
     print(f"  {f['summary']}")
 
 

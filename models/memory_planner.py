@@ -599,15 +599,18 @@ class MemoryPlan:
 
 def choose_prefill_step(plan: MemoryPlan, context: int, budget_bytes: int,
                         candidates: tuple[int, ...] = PREFILL_STEPS) -> int | None:
-    """The largest prefill chunk whose peak at ``context`` tokens fits the budget; None if none does.
+    """The largest prefill chunk that keeps the peak at ``context`` tokens in budget; None if none does.
 
-    Larger chunks prefill faster; the transient grows with the chunk size, so as the context
-    grows (and with it the KV cache and the attention scores) a smaller chunk keeps the peak in
-    budget.
+    Larger chunks prefill faster, but the transient grows with the chunk (and, through the
+    attention scores and the cache copies, with the context), so the chunk shrinks as the
+    context grows. A chunk that leaves the ``TIGHT_MARGIN`` of headroom is preferred to a
+    larger one that would not.
     """
-    for step in sorted(candidates, reverse=True):
-        if plan.peak_bytes(context, step) <= budget_bytes:
-            return step
+    steps = sorted(candidates, reverse=True)
+    for limit in (budget_bytes * (1 - TIGHT_MARGIN), budget_bytes):
+        for step in steps:
+            if plan.peak_bytes(context, step) <= limit:
+                return step
     return None
 
 

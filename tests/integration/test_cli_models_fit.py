@@ -1,0 +1,110 @@
+"""``llama-desk models fit``: planning from a folder, a bare config, or a catalog repo id."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from desktop.cli import main
+from models.memory_planner import plan_model
+
+SCOUT_4BIT = "mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit"
+KEYS = {"weights_bytes", "kv_bytes_per_token", "peak_bytes", "max_context", "budget_bytes"}
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["models", "fit", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def test_json_for_a_checkpoint_folder(checkpoints, capsys):
+    code, out, err = cli(capsys, str(checkpoints["4bit"]), "--context", "4096", "--budget-gb", "2",
+                         "--backend", "cpu", "--json")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert KEYS <= figures.keys()
+    plan = plan_model(checkpoints["4bit"], backend="cpu")
+    assert figures["weights_bytes"] == plan.weights.total and figures["weights_source"] == "safetensors"
+    assert figures["kv_bytes_per_token"] == plan.kv_bytes_per_token
+    assert figures["budget_bytes"] == 2_000_000_000
+    assert figures["peak_bytes"] == plan.peak_bytes(4096, figures["prefill_step"])
+    assert figures["max_context"] == plan.max_context(2_000_000_000)
+    assert figures["verdict"] == "fits" and figures["context"] == 4096
+
+
+def test_kv_bits_shrink_the_cost_per_token(checkpoints, capsys):
+    per_token = {}
+    for bits in ("16", "8", "4"):
+        code, out, err = cli(capsys, str(checkpoints["bf16"]), "--kv-bits", bits, "--budget-gb", "4",
+                             "--backend", "metal", "--json")
+        assert code == 0, err
+        per_token[bits] = json.loads(out)["kv_bytes_per_token"]
+    assert per_token["16"] > per_token["8"] > per_token["4"] > 0
+
+
+def test_text_output(checkpoints, capsys):
+    code, out, err = cli(capsys, str(checkpoints["4bit"]), "--context", "1000", "--budget-gb", "1",
+                         "--backend", "cpu")
+    assert code == 0, err
+    for label in ("weights", "KV cache per token", "peak at 1,000 tokens", "largest context", "budget"):
+        assert label in out
+    assert "1.0 GB (--budget-gb" in out
+
+
+def test_a_folder_with_only_a_config(checkpoints, tmp_path, capsys):
+    shutil.copy(checkpoints["4bit"] / "config.json", tmp_path / "config.json")
+    code, out, err = cli(capsys, str(tmp_path), "--budget-gb", "2", "--backend", "cpu", "--json")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert figures["weights_source"] == "estimated"
+    assert figures["weights_bytes"] == plan_model(checkpoints["4bit"], backend="cpu").weights.total
+
+
+def test_a_catalog_repo_that_is_not_downloaded(empty_hub_cache, capsys):
+    code, out, err = cli(capsys, SCOUT_4BIT, "--context", "131072", "--budget-gb", "102",
+                         "--backend", "metal", "--json")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert figures["weights_source"] == "estimated"
+    assert 60e9 < figures["weights_bytes"] < 64e9
+    assert figures["kv_bytes_per_token"] == 12 * 2 * 1024 * 2
+    assert figures["verdict"] in ("fits", "tight") and figures["max_context"] > 131072
+
+
+def test_every_catalog_variant_without_a_model(empty_hub_cache, capsys):
+    code, out, err = cli(capsys, "--budget-gb", "102", "--backend", "metal", "--json")
+    assert code == 0, err
+    rows = {row["model"]: row for row in json.loads(out)}
+    assert SCOUT_4BIT in rows
+    maverick = rows["mlx-community/Llama-4-Maverick-17B-128E-Instruct-4bit"]
+    assert maverick["verdict"] == "wont_fit" and maverick["max_context"] == 0
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["/no/such/folder"], 1, "does not exist"),
+    (["someone/Unknown-Model-4bit"], 1, "not downloaded"),
+    (["--context", "0"], 2, "--context"),
+    (["--budget-gb", "-1"], 2, "--budget-gb"),
+])
+def test_errors_are_one_line(empty_hub_cache, capsys, args, status, message):
+    code, out, err = cli(capsys, *args)
+    assert code == status
+    assert err.startswith("llama-desk: ") and message in err and err.count("\n") == 1
+    assert out == ""
+
+
+def test_a_folder_that_is_not_llama4(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+    code, out, err = cli(capsys, str(tmp_path), "--budget-gb", "2")
+    assert code == 1 and "not a Llama 4 model" in err
