@@ -185,10 +185,19 @@ class Composer(QFrame):
             self._remove_chip(chip)
 
     def restore_draft(self, text: str, images: list[ChatImage], thumbnails: list[QImage]) -> None:
-        """Put a draft back (after a failed send), keeping whatever is typed now."""
-        if not self.text().strip():
+        """Put a draft back (after a failed send) without losing what is typed now."""
+        current = self.text()
+        if not current.strip():
             self.edit.setPlainText(text)
+        elif text.strip() and text not in current:
+            self.edit.setPlainText(f"{current}\n{text}")
+        attached = {chip.image.sha256 for chip in self._chips}
         for image, thumbnail in zip(images, thumbnails, strict=False):
+            if image.sha256 in attached:
+                continue
+            if len(self._chips) >= MAX_IMAGES_PER_MESSAGE:
+                self._too_many()
+                break
             self._add_chip(image, thumbnail)
 
     # Images ------------------------------------------------------------------------------------

@@ -92,8 +92,9 @@ class ConversationController(QObject):
             self.opened.emit((conversation, entries, row))
 
         def on_error(message: str) -> None:
-            self._opening = None
-            self.notice.emit(f"The conversation could not be opened: {message}")
+            if self._opening == conversation_id:
+                self._opening = None
+                self.notice.emit(f"The conversation could not be opened: {message}")
 
         run_in_background(lambda: _load_conversation(folder, conversation_id, message_id), on_done, on_error)
 

@@ -7,6 +7,7 @@ Nothing here waits on MLX, disk or network.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,7 +128,12 @@ class MainWindow(QMainWindow):
         self._editing_row: int | None = None
         self._continuing = False
         self._sent_draft = None
-        self._after_answer = None
+        self._after_answer: list = []
+        self._job: AnswerJob | None = None
+        self._before: list | None = None  # the transcript before the running answer's changes
+        self._recorded_question: int | None = None
+        self.model_path: str | None = None
+        self._load_cancel = threading.Event()
 
         self.notice = NoticeBar()
         self.library = library or ModelLibrary(self)
@@ -274,6 +280,7 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.model_label = QLabel("No model")
+        self.model_label.setTextFormat(Qt.TextFormat.PlainText)
         self.model_label.setObjectName("modelLabel")
         bar.addWidget(self.model_label)
         self.load_progress = QProgressBar()
@@ -287,6 +294,7 @@ class MainWindow(QMainWindow):
         self.cancel_load_button.hide()
         bar.addWidget(self.cancel_load_button)
         self.memory_label = QLabel("")
+        self.memory_label.setTextFormat(Qt.TextFormat.PlainText)
         self.memory_label.setObjectName("memoryLabel")
         self.memory_label.setToolTip("Memory MLX holds now, and its peak during the last answer")
         bar.addPermanentWidget(self.memory_label)
@@ -294,9 +302,11 @@ class MainWindow(QMainWindow):
         self._memory_timer.setInterval(1000)
         self._memory_timer.timeout.connect(self._on_memory_timer_timeout)
         self.download_label = QLabel("")
+        self.download_label.setTextFormat(Qt.TextFormat.PlainText)
         self.download_label.setObjectName("downloadLabel")
         bar.addPermanentWidget(self.download_label)
         self.stats_label = QLabel("")
+        self.stats_label.setTextFormat(Qt.TextFormat.PlainText)
         self.stats_label.setObjectName("statsLabel")
         bar.addPermanentWidget(self.stats_label)
 
@@ -314,8 +324,10 @@ class MainWindow(QMainWindow):
     # Model -------------------------------------------------------------------------------------
     def load_model(self, path: str | Path) -> None:
         """Ask the worker to load ``path``; any current answer is stopped first."""
-        self.worker.cancel()
-        self.worker.request_load.emit(str(path))
+        self.stop()
+        self._load_cancel.set()  # a load still waiting or running is superseded
+        self._load_cancel = threading.Event()
+        self.worker.request_load.emit(str(path), self._load_cancel)
 
     def choose_model_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an MLX Llama 4 checkpoint folder")
@@ -323,7 +335,7 @@ class MainWindow(QMainWindow):
             self.load_model(folder)
 
     def cancel_load(self) -> None:
-        self.worker.cancel_load()
+        self._load_cancel.set()
         self.model_label.setText("Cancelling…")
 
     def _on_worker_load_started(self, name: str) -> None:
@@ -342,14 +354,13 @@ class MainWindow(QMainWindow):
         self.load_progress.hide()
         self.cancel_load_button.hide()
 
-    def _on_worker_loaded(self, name: str) -> None:
+    def _on_worker_loaded(self, name: str, path: str) -> None:
         self._end_loading()
         self.model_name = name
+        self.model_path = path
         self.model_label.setText(name)
-        engine = self.worker.engine
-        if engine is not None:
-            self.settings.setValue("last_model", str(engine.checkpoint.path))
-            self.model_menu.active_path = engine.checkpoint.path
+        self.settings.setValue("last_model", path)
+        self.model_menu.active_path = path
         self._memory_timer.start()
         self._on_memory_timer_timeout()
         self._update_placeholder()
@@ -379,7 +390,7 @@ class MainWindow(QMainWindow):
         unloaded completely, then the new one loads; the conversation stays."""
         if listing.path is None:
             return
-        if self.worker.engine is not None and str(self.worker.engine.checkpoint.path) == str(listing.path):
+        if self.model_name is not None and self.model_path == str(listing.path):
             return
         self._when_idle(lambda: self.load_model(listing.path))
 
@@ -471,6 +482,7 @@ class MainWindow(QMainWindow):
         text = self.composer.text()
         images, thumbnails = self.composer.images(), self.composer.thumbnails()
         self._sent_draft = (text, images, thumbnails)
+        self._before = self.transcript_model.entries()
         self.composer.clear_draft()
         self.notice.hide()
         truncate_from = None
@@ -496,16 +508,19 @@ class MainWindow(QMainWindow):
         settings = self.conversations.settings.generation_settings(self.generation_settings)
         self._answer_row = row
         self._continuing = continue_final
+        self._recorded_question = None
         self.composer.set_generating(True)
         self.stop_action.setEnabled(True)
-        self.worker.request_generate.emit(AnswerJob(
+        self._job = AnswerJob(
             messages=messages, settings=settings, continue_final=continue_final,
             conversation_id=conversation_id if conversation_id is not None else self.conversations.current_id,
             question=question, truncate_from=truncate_from, resume_message_id=resume_message_id,
-        ))
+        )
+        self.worker.request_generate.emit(self._job)
 
     def _on_worker_recorded(self, ids) -> None:
         question_id, answer_id = ids
+        self._recorded_question = question_id
         if question_id is not None and self._user_row is not None:
             self.transcript_model.entry(self._user_row).message_id = question_id
         if self._answer_row is not None:
@@ -534,6 +549,9 @@ class MainWindow(QMainWindow):
         entry = self.transcript_model.entry(row)
         if entry.role != "user":
             return
+        if self.composer.has_draft():
+            self.notice.show_message("Send or clear the question you are writing before editing another.")
+            return
         self.composer.clear_draft()
         self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
         self._editing_row = row
@@ -547,6 +565,7 @@ class MainWindow(QMainWindow):
         if self.transcript_model.entry(row).role != "assistant":
             return
         answer_id = self.transcript_model.entry(row).message_id
+        self._before = self.transcript_model.entries()
         self.transcript_model.remove_from(row)
         self._user_row = row - 1
         self._sent_draft = None
@@ -559,18 +578,19 @@ class MainWindow(QMainWindow):
         if self.model_name is None or not last or entry.role != "assistant":
             return
         self._sent_draft = None
+        self._before = None
         self._start_answer(row, continue_final=True,  # takes the messages before the row streams
                            resume_message_id=entry.message_id)
         self.transcript_model.resume_answer(row)
 
     def stop(self) -> None:
-        if self.generating:
-            self.worker.cancel()
+        if self.generating and self._job is not None:
+            self._job.cancel.set()
 
     def _when_idle(self, action) -> bool:
         """Run ``action`` now, or after the answer being generated is stopped; True if now."""
         if self.generating:
-            self._after_answer = action
+            self._after_answer.append(action)
             self.stop()
             return False
         action()
@@ -595,6 +615,9 @@ class MainWindow(QMainWindow):
         self.conversations.open(conversation_id, message_id if message_id else None)
 
     def _on_conversations_opened(self, result) -> None:
+        if self.generating:  # a question was sent while it loaded: show it after that answer
+            self._when_idle(lambda: self._on_conversations_opened(result))
+            return
         conversation, entries, row = result
         self._editing_row = None
         self.transcript_model.set_entries(entries)
@@ -673,12 +696,13 @@ class MainWindow(QMainWindow):
         self.transcript_model.finish_answer(row, step, continued=self._continuing)
         self.transcript.flush()
         if step.finish_reason == "error":
-            if not entry.text and self._sent_draft is not None:
-                # Nothing came back: take the question out and give the draft back.
-                question_id = self.transcript_model.entry(self._user_row).message_id
-                self.transcript_model.remove_from(self._user_row)
-                self.composer.restore_draft(*self._sent_draft)
-                self.conversations.forget_unanswered(question_id)
+            if not entry.text and self._before is not None:
+                # Nothing came back: show the conversation as it was and give the draft back.
+                self.transcript_model.set_entries(self._before)
+                if self._sent_draft is not None:
+                    self.composer.restore_draft(*self._sent_draft)
+                if self._recorded_question is not None:
+                    self.conversations.forget_unanswered(self._recorded_question)
             self.notice.show_message(step.error or "The answer failed.")
         else:
             self.stats_label.setText(
@@ -686,10 +710,12 @@ class MainWindow(QMainWindow):
                 f"peak {format_gigabytes(step.peak_memory_gb)}"
             )
         self._sent_draft = None
+        self._before = None
+        self._job = None
         self.sidebar.refresh()
-        after, self._after_answer = self._after_answer, None
-        if after is not None:
-            after()
+        pending, self._after_answer = self._after_answer, []
+        for action in pending:
+            action()
         self.answer_finished.emit(step)
 
     # Settings ----------------------------------------------------------------------------------
@@ -717,7 +743,14 @@ class MainWindow(QMainWindow):
         )
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.worker_thread.stop()
+        self._load_cancel.set()
+        self.stop()
+        if not self.worker_thread.stop(timeout_ms=3000):
+            # A model load cannot be interrupted inside MLX: hide now, quit when it returns.
+            event.ignore()
+            self.hide()
+            self.worker_thread.thread.finished.connect(self.close)
+            return
         self.library.shutdown()
         self.conversations.store.close()
         super().closeEvent(event)

@@ -1,17 +1,18 @@
 """A read-only, self-sizing Markdown view for model output that cannot load anything.
 
-Model text is untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``), links do not
-open by themselves, and ``loadResource`` refuses every resource, so an answer containing
-``![x](https://...)`` or ``<img src=...>`` fetches nothing. Code blocks get a tinted
-background and a monospace font.
+Model text is untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``) and links do
+not open by themselves. Images are never loaded: returning nothing from ``loadResource`` is
+not enough (QTextDocument then reads local paths itself, and ``file:///dev/zero`` would exhaust
+memory), so every image the Markdown names is given a blank 1x1 resource before layout.
+Code blocks get a tinted background and a monospace font.
 """
 
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QSize, Qt, QUrl
-from PySide6.QtGui import QColor, QFontDatabase, QTextBlockFormat, QTextCursor, QTextDocument
+from PySide6.QtCore import QByteArray, QSize, Qt, QUrl
+from PySide6.QtGui import QColor, QFontDatabase, QImage, QTextBlockFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QSizePolicy, QTextBrowser
 
 MARKDOWN_FEATURES = (
@@ -20,12 +21,31 @@ MARKDOWN_FEATURES = (
 )
 
 
+_BLANK = None
+
+
+def _blank_image() -> QImage:
+    global _BLANK
+    if _BLANK is None:
+        _BLANK = QImage(1, 1, QImage.Format.Format_ARGB32)
+        _BLANK.fill(0)
+    return _BLANK
+
+
 def render_markdown(document: QTextDocument, text: str, code_background: QColor) -> None:
-    """Fill ``document`` from untrusted Markdown ``text``; HTML stays literal text."""
+    """Fill ``document`` from untrusted Markdown ``text``; HTML stays literal text and no image
+    is ever loaded."""
     document.setMarkdown(text, MARKDOWN_FEATURES)
     mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
     block = document.begin()
     while block.isValid():
+        fragments = block.begin()
+        while not fragments.atEnd():
+            char_format = fragments.fragment().charFormat()
+            if char_format.isImageFormat():
+                document.addResource(QTextDocument.ResourceType.ImageResource,
+                                     QUrl(char_format.toImageFormat().name()), _blank_image())
+            fragments += 1
         fmt = block.blockFormat()
         if fmt.hasProperty(QTextBlockFormat.Property.BlockCodeFence) or fmt.hasProperty(
             QTextBlockFormat.Property.BlockCodeLanguage
@@ -61,7 +81,9 @@ class MarkdownView(QTextBrowser):
         self.code_background = QColor(127, 127, 127, 40)
 
     def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
-        return None  # no images, style sheets or anything else from the text
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            return _blank_image()
+        return QByteArray()  # no style sheets or anything else named by the text
 
     def set_markdown(self, text: str) -> None:
         if text == self._markdown:

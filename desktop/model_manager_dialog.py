@@ -59,6 +59,7 @@ class ModelManagerDialog(QDialog):
         self.table.itemDoubleClicked.connect(lambda _item: self._on_use_clicked())
         layout.addWidget(self.table, 1)
         self.message = QLabel()
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.message.setWordWrap(True)
         self.message.setObjectName("managerMessage")
         layout.addWidget(self.message)

@@ -147,7 +147,8 @@ class TranscriptModel(QAbstractListModel):
         entry.error = getattr(step, "error", None)
         new_ids = tuple(getattr(step, "token_ids", ()) or ())
         if continued:
-            entry.token_ids = (entry.token_ids or ()) + new_ids or None
+            # Unknown ids stay unknown: the text is re-tokenized rather than half-described.
+            entry.token_ids = None if entry.token_ids is None else entry.token_ids + new_ids
         else:
             entry.token_ids = new_ids or None
         self._changed(row)

@@ -63,6 +63,7 @@ class MessageWidget(QFrame):
         layout.setContentsMargins(14, 10, 14, 10)
         layout.setSpacing(6)
         self.author = QLabel("You" if entry.role == "user" else "Llama")
+        self.author.setTextFormat(Qt.TextFormat.PlainText)
         self.author.setObjectName("messageAuthor")
         layout.addWidget(self.author)
         self.thumbnails: list[QLabel] = []
@@ -84,6 +85,7 @@ class MessageWidget(QFrame):
         layout.addWidget(self.body)
         self.footer = QLabel()
         self.footer.setObjectName("messageFooter")
+        self.footer.setTextFormat(Qt.TextFormat.PlainText)  # errors can quote model or file text
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
         bottom.addWidget(self.footer, 1)
@@ -144,6 +146,7 @@ class TranscriptView(QScrollArea):
         self._layout.setContentsMargins(16, 16, 16, 16)
         self._layout.setSpacing(10)
         self.placeholder = QLabel()
+        self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
         self.placeholder.setObjectName("transcriptPlaceholder")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)

@@ -71,6 +71,7 @@ class WelcomePanel(QFrame):
         row.addWidget(self.open_button)
         layout.addLayout(row)
         self.progress_label = QLabel()
+        self.progress_label.setTextFormat(Qt.TextFormat.PlainText)
         self.progress_label.setObjectName("welcomeProgress")
         layout.addWidget(self.progress_label)
         library.changed.connect(self.refresh)

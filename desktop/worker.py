@@ -8,7 +8,7 @@ while the worker's event loop is busy generating.
 Signals:
     load_started(str): a model began loading (its display name).
     load_progress(str): a loading stage, for the status bar.
-    loaded(str): the model is ready (its display name).
+    loaded(str, str): the model is ready (its display name, its folder).
     load_failed(str): loading failed or was cancelled; a message fit to show.
     unloaded(): the previous model is gone (its memory released).
     text_ready(str): new answer text, coalesced to at most one signal per ~30 ms.
@@ -27,12 +27,16 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 _COALESCE_S = 0.03
+
+
+class _LoadCancelled(Exception):
+    """Raised from the load's progress callback when the person cancelled the load."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,13 @@ class AnswerJob:
     question: tuple[str, tuple] | None = None  # (text, images)
     truncate_from: int | None = None
     resume_message_id: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 class InferenceWorker(QObject):
     load_started = Signal(str)
     load_progress = Signal(str)
-    loaded = Signal(str)
+    loaded = Signal(str, str)
     load_failed = Signal(str)
     unloaded = Signal()
     text_ready = Signal(str)
@@ -66,7 +71,7 @@ class InferenceWorker(QObject):
     finished = Signal(object)
 
     # Requests from the UI thread (queued into this object's thread).
-    request_load = Signal(str)
+    request_load = Signal(str, object)  # folder, a threading.Event that cancels this load
     request_generate = Signal(object)  # an AnswerJob
     request_unload = Signal()
 
@@ -76,8 +81,8 @@ class InferenceWorker(QObject):
         self._data_folder = data_folder
         self._store = None  # this thread's own ConversationStore connection
         self._engine_factory = engine_factory
-        self._cancel = threading.Event()
-        self._cancel_load = threading.Event()
+        self._cancel = threading.Event()  # the running answer's (AnswerJob.cancel)
+        self._cancel_load = threading.Event()  # the running load's
         self.request_load.connect(self._on_request_load)
         self.request_generate.connect(self._on_request_generate)
         self.request_unload.connect(self._on_request_unload)
@@ -87,46 +92,71 @@ class InferenceWorker(QObject):
         return self._engine
 
     def cancel(self) -> None:
-        """Stop the running answer within one token (thread-safe)."""
+        """Stop the running answer within one token (thread-safe). A queued answer is stopped
+        through its own ``AnswerJob.cancel``."""
         self._cancel.set()
 
     def cancel_load(self) -> None:
-        """Abandon a model load in progress (thread-safe); the half-loaded model is released."""
+        """Abandon the model load in progress (thread-safe); the half-loaded model is released."""
         self._cancel_load.set()
+
+    @staticmethod
+    def _return_memory() -> None:
+        """Collect what Python still holds, then hand MLX's cached buffers back to the system."""
+        import sys
+
+        gc.collect()
+        mx = sys.modules.get("mlx.core")
+        if mx is not None:
+            mx.clear_cache()
 
     def _release(self) -> None:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-            gc.collect()
+            self._return_memory()
             self.unloaded.emit()
 
-    @Slot(str)
-    def _on_request_load(self, path: str) -> None:
+    @Slot(str, object)
+    def _on_request_load(self, path: str, cancel: threading.Event) -> None:
         from models.checkpoint import CheckpointError
         from models.engine import Engine, ModelLoadError
 
-        self._cancel_load.clear()
+        self._cancel_load = cancel
         self._release()  # never two models resident
-        from pathlib import Path
-
-        self.load_started.emit(Path(path).name)
+        name = Path(path).name
+        if cancel.is_set():
+            self.load_failed.emit("Loading was cancelled.")
+            return
+        self.load_started.emit(name)
         factory = self._engine_factory or Engine.load
+
+        def progress(stage: str) -> None:
+            if cancel.is_set():
+                raise _LoadCancelled
+            self.load_progress.emit(stage)
+
         try:
-            engine = factory(path, progress=self.load_progress.emit)
+            engine = factory(path, progress=progress)
+        except _LoadCancelled:
+            self._return_memory()
+            self.load_failed.emit("Loading was cancelled.")
+            return
         except (CheckpointError, ModelLoadError) as exc:
+            self._return_memory()
             self.load_failed.emit(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the app goes on
-            self.load_failed.emit(f"Could not load {Path(path).name}: {exc}")
+            self._return_memory()
+            self.load_failed.emit(f"Could not load {name}: {exc}")
             return
-        if self._cancel_load.is_set():
+        if cancel.is_set():
             engine.close()
-            gc.collect()
+            self._return_memory()
             self.load_failed.emit("Loading was cancelled.")
             return
         self._engine = engine
-        self.loaded.emit(engine.name)
+        self.loaded.emit(engine.name, str(engine.checkpoint.path))
 
     @Slot()
     def _on_thread_finished(self) -> None:
@@ -165,7 +195,7 @@ class InferenceWorker(QObject):
                     recorder.begin(job.conversation_id, job.question[0], job.question[1])
                 else:
                     recorder.begin_answer(job.conversation_id)
-        except (StoreError, OSError) as exc:
+        except (StoreError, OSError, ValueError) as exc:
             self.storage_failed.emit(f"This answer is not being saved: {exc}")
             return None
         question = recorder.question.id if recorder.question is not None else None
@@ -186,33 +216,70 @@ class InferenceWorker(QObject):
 
     @Slot(object)
     def _on_request_generate(self, job: AnswerJob) -> None:
-        from models.engine import GenerationStep
+        """Answer one job. Always ends with ``finished``, whatever goes wrong."""
+        from models.engine import PromptError
 
-        self._cancel.clear()
+        self._cancel = job.cancel
         if self._engine is None:
-            self.finished.emit(GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
-                                              finish_reason="error", error="No model is loaded."))
+            self.finished.emit(_error_step("No model is loaded."))
+            return
+        try:
+            prepared = self._engine.prepare(job.messages, job.settings, job.continue_final)
+        except PromptError as exc:
+            # Nothing was stored or computed: the window gives the draft back.
+            self.finished.emit(_error_step(str(exc), exc.prompt_ids))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.finished.emit(_error_step(f"Could not build the prompt: {exc}"))
             return
         recorder = self._begin_recording(job)
         pending: list[str] = []
         last_emit = time.monotonic()
         final = None
-        steps = self._engine.generate(job.messages, job.settings, self._cancel, job.continue_final)
-        for step in steps:
-            recorder = self._record(recorder, step)
-            if step.text:
-                pending.append(step.text)
-            if step.finish_reason:
-                final = step
-                break
-            now = time.monotonic()
-            if pending and now - last_emit >= _COALESCE_S:
-                self.text_ready.emit("".join(pending))
-                pending.clear()
-                last_emit = now
+        steps = None
+        try:
+            steps = self._engine.generate(job.messages, job.settings, job.cancel, job.continue_final,
+                                          prepared=prepared)
+            for step in steps:
+                recorder = self._record(recorder, step)
+                if step.text:
+                    pending.append(step.text)
+                if step.finish_reason:
+                    final = step
+                    break
+                now = time.monotonic()
+                if pending and now - last_emit >= _COALESCE_S:
+                    self.text_ready.emit("".join(pending))
+                    pending.clear()
+                    last_emit = now
+        except Exception as exc:  # noqa: BLE001 - the answer ends with a message, the app goes on
+            final = _error_step(f"The answer failed: {exc}")
+            self._abandon(recorder, str(exc))
+        finally:
+            if steps is not None:
+                steps.close()
+        if final is None:
+            final = _error_step("The answer ended without a result.")
+            self._abandon(recorder, final.error)
         if pending:
             self.text_ready.emit("".join(pending))
         self.finished.emit(final)
+
+    def _abandon(self, recorder, error: str | None) -> None:
+        from models.conversations import StoreError
+
+        if recorder is not None and recorder.active:
+            try:
+                recorder.abandon(error)
+            except (StoreError, OSError):
+                pass
+
+
+def _error_step(message: str, prompt_ids=()):
+    from models.engine import GenerationStep
+
+    return GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, finish_reason="error", error=message,
+                          prompt_token_ids=tuple(prompt_ids))
 
 
 class WorkerThread:

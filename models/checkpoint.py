@@ -60,6 +60,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(
             f"{path.name} is a '{config.get('model_type', 'unknown')}' model, not Llama 4."
         )
+    for key in ("model_file", "auto_map"):
+        if key in config:
+            raise CheckpointError(
+                f"{path.name}'s config.json asks to run code from the model folder ({key}); "
+                "Llama Desk never runs code that comes with a model."
+            )
     if not isinstance(config.get("vision_config"), dict) or not isinstance(
         config.get("text_config"), dict
     ):

@@ -42,6 +42,14 @@ class GenerationCancelled(Exception):
     """Raised inside the engine when the cancel event is set."""
 
 
+class PromptError(ValueError):
+    """A conversation that cannot be answered as it is (too long, bad template); say why."""
+
+    def __init__(self, message: str, prompt_ids: list[int] | tuple[int, ...] = ()):
+        super().__init__(message)
+        self.prompt_ids = tuple(prompt_ids)
+
+
 class ModelLoadError(RuntimeError):
     """The checkpoint exists but could not be loaded; the message says why."""
 
@@ -142,20 +150,20 @@ class Engine:
         eot = tokenizer._tokenizer.convert_tokens_to_ids("<|eot|>")
         if eot is not None:
             self.eos_ids.add(eot)
-        self._logit_mask = self._make_logit_mask(int(text["vocab_size"]))
+        self._vocab_size = min(int(text["vocab_size"]), len(tokenizer._tokenizer))
+        banned = self._banned_ids(int(text["vocab_size"]))
+        self._banned = {int(i): True for i in banned.nonzero()[0] if i < self._vocab_size}
+        self._logit_mask = self._make_logit_mask(banned)
         self._cache = None
         self._cache_keys: list = []
         self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
         self._features: OrderedDict[str, object] = OrderedDict()
+        self._continuing = False
 
-    def _make_logit_mask(self, vocab: int):
-        """An additive mask over ids the model must never emit.
-
-        Ids past the tokenizer's vocabulary (padding rows) cannot be decoded, and reserved
-        or image-layout tokens (``<|patch|>``, ``<|image|>``, tile separators...) have no
-        meaning in an answer.
-        """
-        import mlx.core as mx
+    def _banned_ids(self, vocab: int):
+        """Ids the model must never emit: past the tokenizer's vocabulary (padding rows, which
+        cannot be decoded), and reserved or image-layout tokens (``<|patch|>``, ``<|image|>``,
+        tile separators...), which have no meaning in an answer."""
         import numpy as np
 
         hf = self.tokenizer._tokenizer
@@ -167,6 +175,14 @@ class Engine:
         for token, token_id in hf.get_added_vocab().items():
             if token_id < vocab and ("reserved_special_token" in token or token in layout):
                 banned[token_id] = True
+        return banned
+
+    @staticmethod
+    def _make_logit_mask(banned):
+        """An additive logit mask (-inf on the banned ids), or None when nothing is banned."""
+        import mlx.core as mx
+        import numpy as np
+
         if not banned.any():
             return None
         return mx.array(np.where(banned, -np.inf, 0.0).astype(np.float32))
@@ -207,13 +223,16 @@ class Engine:
 
     def close(self) -> None:
         """Release the model and every cache so the memory can go to the next model."""
+        import gc
+
         import mlx.core as mx
 
         self.reset_cache()
         self._features.clear()
         self.model = None
         self._lm = None
-        mx.clear_cache()
+        gc.collect()  # the patched vision tower holds a reference cycle; free it before...
+        mx.clear_cache()  # ...handing MLX's cached buffers back to the system
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -236,7 +255,7 @@ class Engine:
         features = self.model.multi_modal_projector(features)
         mx.eval(features)
         self._features[sha] = features
-        if len(self._features) > 16:
+        if len(self._features) > 8:
             self._features.popitem(last=False)
         return features
 
@@ -270,12 +289,40 @@ class Engine:
         excess = len(self._cache_keys) - shared
         if excess > 0:
             trimmed = [c.trim(excess) for c in self._cache] if can_trim_prompt_cache(self._cache) else []
-            if not trimmed or any(t != excess for t in trimmed):
+            # A chunked-attention layer's cache drops its front as it grows; the tokens after
+            # ``shared`` attend from the start of their chunk, which must still be there.
+            lost_front = any(
+                getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
+                for c in self._cache if hasattr(c, "chunk_size")
+            )
+            if not trimmed or any(t != excess for t in trimmed) or lost_front:
                 self._cache = self._lm.make_cache()
                 self._cache_keys = []
                 return 0
         self._cache_keys = self._cache_keys[:shared]
         return shared
+
+    def prepare(self, messages: list[ChatMessage], settings: GenerationSettings = GenerationSettings(),
+                continue_final: bool = False) -> EncodedPrompt:
+        """Encode ``messages`` and check them against the context; raise ``PromptError`` with a
+        message fit to show when they cannot be answered. Nothing is computed on the model."""
+        try:
+            prompt = self.encoder.encode(messages, continue_final=continue_final,
+                                         valid_id=self._valid_generated_id)
+        except Exception as exc:  # noqa: BLE001 - a template or image failure is this prompt's problem
+            raise PromptError(f"Could not build the prompt: {exc}") from exc
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        if len(prompt.ids) >= limit:
+            raise PromptError(
+                f"The conversation is {len(prompt.ids):,} tokens, more than the context "
+                f"length of {limit:,}. Start a new conversation or raise the context length.",
+                prompt_ids=prompt.ids,
+            )
+        return prompt
+
+    def _valid_generated_id(self, token_id: int) -> bool:
+        """Whether a stored answer's token id can be fed back (else its text is re-tokenized)."""
+        return 0 <= token_id < self._vocab_size and not self._banned.get(token_id, False)
 
     def generate(
         self,
@@ -283,9 +330,11 @@ class Engine:
         settings: GenerationSettings = GenerationSettings(),
         cancel: threading.Event | None = None,
         continue_final: bool = False,
+        prepared: EncodedPrompt | None = None,
     ) -> Iterator[GenerationStep]:
         """Stream the assistant's answer to ``messages`` (the last one is the user's), or, with
-        ``continue_final``, more of the last (assistant) message."""
+        ``continue_final``, more of the last (assistant) message. ``prepared`` is the result of
+        ``prepare`` for the same arguments, when the caller already has it."""
         import mlx.core as mx
 
         cancel = cancel or threading.Event()
@@ -293,22 +342,12 @@ class Engine:
         mx.reset_peak_memory()
         blank = GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
         try:
-            prompt = self.encoder.encode(messages, continue_final=continue_final)
-        except ValueError as exc:
-            yield replace(blank, finish_reason="error", error=f"Could not build the prompt: {exc}")
+            prompt = prepared if prepared is not None else self.prepare(messages, settings, continue_final)
+        except PromptError as exc:
+            yield replace(blank, finish_reason="error", error=str(exc), prompt_token_ids=exc.prompt_ids)
             return
         limit = min(settings.context_length or self.max_context, self.max_context)
-        if len(prompt.ids) >= limit:
-            yield replace(
-                blank,
-                finish_reason="error",
-                error=(
-                    f"The conversation is {len(prompt.ids):,} tokens, more than the context "
-                    f"length of {limit:,}. Start a new conversation or raise the context length."
-                ),
-                prompt_token_ids=tuple(prompt.ids),
-            )
-            return
+        self._continuing = continue_final
         max_tokens = max(0, min(settings.max_tokens, limit - len(prompt.ids)))
 
         generated: list[int] = []
@@ -330,9 +369,17 @@ class Engine:
             return
         keys = prompt.keys + generated
         offset = self._cache[0].offset if self._cache else 0
-        if not isinstance(offset, int) or offset > len(keys):
+        if not isinstance(offset, int):
             self.reset_cache()
             return
+        if offset > len(keys):
+            # A stop right at the end of prefill: the cache took a sampled token we never
+            # received. Take it back out rather than throw the whole cache away.
+            excess = offset - len(keys)
+            if any(c.trim(excess) != excess for c in self._cache):
+                self.reset_cache()
+                return
+            offset = len(keys)
         self._cache_keys = keys[:offset]
 
     def _final(self, blank, reason, error, prompt, generated, state, start_time) -> GenerationStep:
@@ -393,6 +440,11 @@ class Engine:
             processors.append(lambda _tokens, logits: logits + mask)
         detokenizer = self.tokenizer.detokenizer
         detokenizer.reset()
+        if self._continuing and hasattr(detokenizer, "_maybe_trim_space"):
+            # mlx-lm's BPE detokenizer drops the leading space of an answer's first word; a
+            # continued answer is not at its start, so give it text to continue from.
+            detokenizer.text = " "
+            detokenizer.offset = 1
         steps = generate_step(
             mx.array(new_ids),
             self._lm,

@@ -110,11 +110,21 @@ def plan_tiles(width: int, height: int, config: ProcessorConfig) -> TilePlan:
     # Never upsample past one tile side (unless the image is smaller than a tile).
     limit_h = min(max(height, tile), canvas_h)
     limit_w = min(max(width, tile), canvas_w)
-    scale_w, scale_h = limit_w / width, limit_h / height
+    # The reference does this arithmetic in float32 where a limit is the canvas side (a torch
+    # tensor: min() returns it only when it is strictly smaller) and in float64 otherwise.
+    h_is_tensor = canvas_h < max(height, tile)
+    w_is_tensor = canvas_w < max(width, tile)
+    scale_w = np.float32(limit_w) / np.float32(width) if w_is_tensor else limit_w / width
+    scale_h = np.float32(limit_h) / np.float32(height) if h_is_tensor else limit_h / height
+
+    def scaled(side: int, scale) -> int:
+        product = np.float32(side) * scale if isinstance(scale, np.floating) else side * scale
+        return math.floor(product)
+
     if scale_w < scale_h:
-        new_w, new_h = limit_w, min(math.floor(height * scale_w), limit_h)
+        new_w, new_h = limit_w, min(scaled(height, scale_w), limit_h)
     else:
-        new_h, new_w = limit_h, min(math.floor(width * scale_h), limit_w)
+        new_h, new_w = limit_h, min(scaled(width, scale_h), limit_w)
     return TilePlan(rows, cols, (max(new_h, 1), max(new_w, 1)), (canvas_h, canvas_w))
 
 

@@ -57,7 +57,7 @@ class EncodedPrompt:
 class PromptEncoder:
     """Encodes conversations for one checkpoint's tokenizer and image processor."""
 
-    def __init__(self, tokenizer, processor: ProcessorConfig, cache_size: int = 32):
+    def __init__(self, tokenizer, processor: ProcessorConfig, cache_size: int = 8):
         self.tokenizer = tokenizer
         self.processor = processor
         self.patch_id = tokenizer.convert_tokens_to_ids("<|patch|>")
@@ -88,16 +88,26 @@ class PromptEncoder:
             return []
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def _answer_ids(self, message: ChatMessage, valid_id) -> list[int]:
+        """An answer's exact generated ids when they are usable, else its text tokenized.
+
+        Stored or imported ids are checked: one out of range (or a layout token) would crash
+        the embedding or break the prompt, so such an answer is re-tokenized from its text."""
+        ids = message.token_ids
+        if ids is not None and (valid_id is None or all(valid_id(t) for t in ids)):
+            return list(ids)
+        return self._text_ids(message.text)
+
     def encode(self, messages: list[ChatMessage], add_generation_prompt: bool = True,
-               continue_final: bool = False) -> EncodedPrompt:
+               continue_final: bool = False, valid_id=None) -> EncodedPrompt:
         """Encode ``messages``; with ``continue_final`` the last (assistant) turn is left open
-        so that generation continues it (an answer that stopped at the token limit)."""
+        so that generation continues it (an answer that stopped at the token limit).
+        ``valid_id(token_id) -> bool`` vets stored answer ids before they are reused."""
         if continue_final:
             if not messages or messages[-1].role != "assistant":
                 raise ValueError("only an assistant answer can be continued")
-            head = self.encode(messages[:-1], add_generation_prompt=True)
-            last = messages[-1]
-            tail = list(last.token_ids) if last.token_ids is not None else self._text_ids(last.text)
+            head = self.encode(messages[:-1], add_generation_prompt=True, valid_id=valid_id)
+            tail = self._answer_ids(messages[-1], valid_id)
             return EncodedPrompt(ids=head.ids + tail, keys=head.keys + tail, images=head.images)
         conversation = []
         images: list[ChatImage] = []
@@ -121,8 +131,8 @@ class PromptEncoder:
         for n, piece in enumerate(_SENTINEL.split(rendered)):
             if n % 2 == 1:  # a message's text
                 message = messages[int(piece)]
-                if message.role == "assistant" and message.token_ids is not None:
-                    ids.extend(message.token_ids)
+                if message.role == "assistant":
+                    ids.extend(self._answer_ids(message, valid_id))
                 else:
                     text = message.text.strip() if message.role == "system" else message.text
                     ids.extend(self._text_ids(text))

@@ -228,3 +228,79 @@ def test_model_output_html_is_text(window):
     assert "<b>raw</b>" in plain and "<img src=" in plain
     assert "bold" in plain and "**" not in plain  # Markdown is rendered
     assert "x = 1" in plain
+
+
+def test_model_output_cannot_load_local_files(window, tmp_path):
+    from PySide6.QtGui import QImage
+
+    picture = tmp_path / "secret.png"
+    image = QImage(300, 400, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.red)
+    image.save(str(picture))
+    model = window.transcript_model
+    model.append_user("hi")
+    row = model.begin_answer()
+    model.append_text(row, f"![a]({picture.as_uri()}) ![b](file:///dev/zero) ![c]({picture})")
+    model.finish_answer(row, None)
+    window.transcript.flush()
+    body = window.transcript.message_widget(row).body
+    assert body.document().size().height() < 60  # no 400-px picture was laid out
+
+
+def test_footer_shows_error_text_as_text(window):
+    model = window.transcript_model
+    model.append_user("hi")
+    row = model.begin_answer()
+    from types import SimpleNamespace
+
+    model.finish_answer(row, SimpleNamespace(finish_reason="error", error="<b>bold</b> <img src='x.png'>",
+                                             token_ids=(), generation_tokens=0))
+    window.transcript.flush()
+    footer = window.transcript.message_widget(row).footer
+    assert footer.textFormat() == Qt.TextFormat.PlainText
+    assert "<b>bold</b>" in footer.text()
+
+
+def test_an_engine_failure_ends_the_answer_and_the_next_works(loaded, qtbot, monkeypatch):
+    window = loaded
+    engine = window.worker._engine
+    real_generate = engine.generate
+
+    def broken(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("Metal command buffer failed")
+
+    monkeypatch.setattr(engine, "generate", broken)
+    qtbot.keyClicks(window.composer.edit, "First try")
+    with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert blocker.args[0].finish_reason == "error"
+    assert "Metal command buffer failed" in window.notice.text()
+    assert window.composer.text() == "First try" and not window.generating
+    monkeypatch.setattr(engine, "generate", real_generate)
+    with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert blocker.args[0].finish_reason == "length"
+
+
+def test_failed_edit_keeps_the_conversation(loaded, qtbot):
+    window = loaded
+    for text in ("One", "Two"):
+        qtbot.keyClicks(window.composer.edit, text)
+        with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
+            qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    before = [(e.role, e.text) for e in window.transcript_model.entries()]
+    qtbot.mouseClick(window.transcript.message_widget(0).actions["edit"], Qt.MouseButton.LeftButton)
+    window.composer.edit.selectAll()
+    qtbot.keyClicks(window.composer.edit, "A much longer edited question " * 10)
+    window.generation_settings = GenerationSettings(max_tokens=4, context_length=30)
+    with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert blocker.args[0].finish_reason == "error"
+    assert [(e.role, e.text) for e in window.transcript_model.entries()] == before
+    assert window.composer.text().startswith("A much longer edited question")
+    from models.conversations import ConversationStore
+
+    with ConversationStore(window.conversations.store.folder) as store:
+        stored = store.messages(window.conversations.current_id)
+    assert [(m.role, m.text) for m in stored] == before

@@ -290,3 +290,59 @@ def test_long_conversation_past_the_attention_chunk_matches_cold(checkpoints):
     _, cold_again, _ = answer(Engine.load(checkpoints["4bit"]), history[:-1], settings)
     assert warm_again.token_ids == cold_again.token_ids
     assert cold_again.token_ids == final.token_ids  # the incremental turns matched a cold run
+
+
+def test_config_asking_to_run_code_is_refused(checkpoints, tmp_path):
+    import json
+    import shutil
+
+    from models.checkpoint import CheckpointError
+
+    copy = tmp_path / "with-code"
+    shutil.copytree(checkpoints["4bit"], copy)
+    (copy / "model_code.py").write_text("raise SystemExit('code from the model folder ran')\n")
+    config = json.loads((copy / "config.json").read_text())
+    config["model_file"] = "model_code.py"
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="never runs code"):
+        Engine.load(copy)
+
+
+def test_regenerate_inside_a_trimmed_chunk_matches_cold(checkpoints):
+    """The chunked cache drops its front while decoding; reusing it for a prompt whose last chunk
+    starts before what is left would silently change attention (chunk 64 here)."""
+    warm = Engine.load(checkpoints["4bit"])
+    settings = GenerationSettings(max_tokens=40, temperature=0.0)
+    for words in range(150, 260):
+        question = [ChatMessage("user", "count " * words)]
+        length = len(warm.encoder.encode(question).ids)
+        if 25 <= (length - 1) % 64 <= 60:
+            break
+    _, first, _ = answer(warm, question, settings)  # the cache now runs 40 tokens past the prompt
+    assert first.generation_tokens == 40
+    _, again, _ = answer(warm, question, settings)  # regenerate: same prompt, shared = P - 1
+    _, cold, _ = answer(Engine.load(checkpoints["4bit"]), question, settings)
+    assert again.token_ids == cold.token_ids
+
+
+def test_stored_ids_that_do_not_fit_are_retokenized(engine_4bit):
+    tok = engine_4bit.tokenizer._tokenizer
+    patch = tok.convert_tokens_to_ids("<|patch|>")
+    for bad in ((10**9,), (patch, 5), (-1,)):
+        messages = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello", token_ids=bad),
+                    ChatMessage("user", "Again")]
+        ids = engine_4bit.prepare(messages).ids
+        assert ids == engine_4bit.prepare([*messages[:1], ChatMessage("assistant", "Hello"),
+                                            messages[2]]).ids
+
+
+def test_continue_keeps_the_text_exact(engine_4bit):
+    tok = engine_4bit.tokenizer._tokenizer
+    settings = GenerationSettings(max_tokens=12, temperature=0.0)
+    question = ChatMessage("user", "Write something long")
+    first_text, first, _ = answer(engine_4bit, [question], settings)
+    partial = ChatMessage("assistant", first_text, token_ids=first.token_ids)
+    more = list(engine_4bit.generate([question, partial], settings, continue_final=True))
+    more_text = "".join(s.text for s in more)
+    assert more[-1].prompt_tokens <= 1
+    assert more_text == tok.decode(list(more[-1].token_ids))

@@ -114,3 +114,8 @@ def test_config_from_checkpoint_dicts():
     assert config.tile == 56 and config.max_patches == 4 and config.patches_per_tile == 4
     with pytest.raises(ValueError):
         ProcessorConfig.from_dicts({"size": {"height": 56, "width": 28}})
+
+
+def test_resize_rounds_like_the_reference():
+    """transformers computes this size in float32 (the canvas side is a tensor): 1512, not 1511."""
+    assert plan_tiles(4908, 3272, REAL).resized == (1008, 1512)
