@@ -25,37 +25,53 @@ part is bounded, only the global layers' cost grows with the context: that margi
 ``kv_bytes_per_token``.
 
 **Prefill transient.** ``generate_step`` prefills the prompt in chunks of ``prefill_step``
-tokens; each chunk runs the whole network on ``L`` new tokens attending to ``K`` cached ones.
-What it allocates beyond weights and cache is modelled by four terms:
+tokens; each chunk runs the whole network on ``L`` new tokens attending to ``K`` cached ones
+(``K <= chunk + L`` for the chunked layers, the whole context for the global ones). Only the
+caches are evaluated, so the last layer's attention and MLP, and the logits, never run in a
+prefill chunk. What a chunk allocates beyond weights and cache is modelled by four terms, each
+from what mlx-vlm and MLX do, op by op:
 
-1. *Activations*, ``layers_in_flight x (bytes per token of one layer's intermediates) x L``.
-   Counted op by op from mlx-vlm's code: norms, q/k/v and their RoPE and QK-norm copies, the
-   attention output and its transposed copy, the residuals; for an MoE layer the router input,
-   the expert-sorted copy, the routed experts' gate/up/SiLU/product (``gather_qmm`` computes
-   only the chosen expert per token: ``L x intermediate``, never ``L x experts``), the shared
-   expert's, the unsort; for a dense layer its MLP. MLX frees a buffer only when the work that
-   used it has completed, and it encodes ahead of the device, so several layers' buffers are
-   alive at once on a GPU (measured: ~14 layers on CUDA) and about one layer's on the CPU.
-2. *Attention scores*, ``heads x L x K`` elements, for attention that is not fused. MLX's fused
-   kernels never materialise them; the chunked layers pass a boolean mask array, the global
-   layers the string ``"causal"``, and quantized caches go through mlx-vlm's explicit
-   ``quantized_scaled_dot_product_attention`` (``quantized_matmul``, ``where``, ``softmax``:
-   several score-sized arrays). On the CPU every path materialises scores; on CUDA the causal
-   path is fused (cuDNN) and the masked chunked path is not. This is why the transient grows
-   with the chunk size ``L`` far more than with the context: ``K`` is capped at
-   ``chunk + L`` for 3 of 4 layers, while every term scales with ``L``.
-3. *Cache reallocation*: every chunk grows each layer's cache by concatenation (old buffer,
-   zero extension, concatenated result, updated copy); on a GPU those of all layers are held
-   until the chunk completes (~3x the cache before the chunk), on the CPU one layer's at a time.
-4. *Masks* (the chunk mask, ``L x K`` booleans) and the last token's logits.
+1. *Activations*: ``layers_in_flight x (bytes per token of one layer's intermediates) x L``.
+   One layer's intermediates, counted from mlx-vlm's code: the norms, q/k/v with their RoPE
+   and QK-norm copies, the attention output and its transposed copy, ``o_proj`` and the
+   residuals; in an MoE layer the router input, the expert-sorted copy of the tokens, the
+   routed expert's gate/up/SiLU/product (``gather_qmm`` computes only the chosen expert per
+   token: ``L x intermediate``, never ``L x experts x intermediate``), the shared expert's,
+   the down projections and the unsort; in a dense layer its MLP. For Scout that is 336 KB per
+   token at bf16. MLX frees a buffer only when the work that used it has completed, and it
+   encodes ahead of the device, so on a GPU the buffers of many layers are alive at once.
+2. *Attention scores*: ``score_copies x heads x L x K`` elements for attention that is not
+   fused. MLX's fused kernels never materialise scores; the global layers pass the string
+   ``"causal"`` (fused by cuDNN on CUDA), the chunked layers a boolean mask array, and
+   quantized caches go through mlx-vlm's explicit ``quantized_scaled_dot_product_attention``
+   (``quantized_matmul``, ``where``, ``softmax``: three score-sized arrays per layer, over the
+   whole context). On the CPU every path materialises one copy at a time.
+3. *Cache growth*: each chunk extends every layer's cache by concatenation into a new buffer;
+   the old buffers of the layers in flight are held until their work completes, and the
+   largest layer's copy exists at least briefly.
+4. *Masks* (the chunk mask, ``L x K`` booleans; the causal mask of quantized attention) and the
+   last token's float32 logits.
 
-The coefficients of 1-3 that depend on the backend's scheduling (layers in flight, score
-copies, cache copies) are the only measured numbers: ``CPU_PROFILE`` from
-``bench/bench_memory.py`` on synthesized checkpoints, ``GPU_PROFILE`` from the Scout-shaped
-reference measured with MLX 0.32.4's CUDA backend (tests/unit/test_memory_planner.py); Metal
-uses the GPU profile until measured (it frees buffers the same way, on command-buffer
-completion, and is conservative if its masked attention is fused). There is no blanket reserve:
-every byte of the prediction is attributed to a term.
+So the transient grows with the chunk size ``L`` far more than with the context: every term
+scales with ``L``, while ``K`` is capped at ``chunk + L`` for three layers in four and the
+global layers' attention is fused. In the Scout-shaped reference (CUDA), going from 8,192 to
+24,576 tokens at a 512-token chunk raised the peak by 1.8 GB, 0.8 GB of it the cache itself;
+going from a 512- to a 2,048-token chunk at 8,192 tokens raised it by 8 GB.
+
+What cannot be read from the code is how many buffers the backend's scheduler keeps alive:
+``layers_in_flight`` and ``score_copies``. These are the only measured numbers, per backend:
+``CPU_PROFILE`` from ``bench/bench_memory.py`` on synthesized checkpoints (about one layer's
+intermediates in bf16, 0.65 of a layer's in float32; one score array), ``GPU_PROFILE`` from
+the Scout-shaped reference measured with MLX 0.32.4's CUDA backend (14.7 layers in flight;
+8.4 score-sized arrays, i.e. about three layers' unfused attention); the test suite holds the
+planner to that reference (tests/unit/test_memory_planner.py). Metal uses the GPU profile
+until it is measured: it too releases buffers when a command buffer completes, and if its
+masked attention is fused the profile errs on the safe side. There is no blanket reserve:
+every byte of a prediction belongs to one of the terms above.
+
+One consequence worth knowing: with a quantized KV cache the global layers' attention is no
+longer fused, so its scores grow with the whole context. A quantized cache saves memory while
+decoding, but prefilling a long context then needs small chunks (``choose_prefill_step``).
 
 The **vision tower** runs before the prefill, on all tiles of an image as one batch: its working
 memory per tile is counted the same way (577 tokens per 336-px tile, 34 layers' activations).
@@ -308,10 +324,11 @@ class BackendProfile:
     fused_causal: bool  # global layers ("causal" mask, unquantized cache) never materialise scores
     fused_masked: bool  # chunked layers (boolean mask array) never materialise scores
     fixed_bytes: int = 0  # a working set that does not scale with the chunk or the context
+    float32_layers_in_flight: float | None = None  # with float32 activations, if different
 
 
 CPU_PROFILE = BackendProfile("cpu", layers_in_flight=1.0, score_copies=1.0, fused_causal=False,
-                             fused_masked=False)
+                             fused_masked=False, float32_layers_in_flight=0.65)
 GPU_PROFILE = BackendProfile("gpu", layers_in_flight=14.7, score_copies=8.4, fused_causal=True,
                              fused_masked=False)
 PROFILES = {"cpu": CPU_PROFILE, "cuda": replace(GPU_PROFILE, name="cuda"),
@@ -455,13 +472,20 @@ class MemoryPlan:
         elements = max(self._layer_activation_elements(i) for i in range(self.layout.layers))
         return elements * self.activation_bytes
 
+    @property
+    def _layers_in_flight(self) -> float:
+        p = self.profile
+        if self.activation_bytes == 4 and p.float32_layers_in_flight is not None:
+            return p.float32_layers_in_flight
+        return p.layers_in_flight
+
     def prefill_transient_bytes(self, step: int, cached: int) -> int:
         """Working memory of one prefill chunk of ``step`` tokens after ``cached`` cached ones."""
         s, p = self.layout, self.profile
         L = max(1, step)
         k_chunked = min(cached, s.chunk) + L
         k_global = cached + L
-        act = p.layers_in_flight * self.activation_bytes_per_token() * L
+        act = self._layers_in_flight * self.activation_bytes_per_token() * L
         # Attention scores: the largest non-fused attention (the last layer's never runs in a
         # prefill chunk: only the cache it writes is evaluated, not its output).
         score_elems = 0
@@ -479,7 +503,7 @@ class MemoryPlan:
         largest_layer = 0
         if cached:
             largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
-        regrow = min(1.0, p.layers_in_flight / s.layers) * before + largest_layer
+        regrow = min(1.0, self._layers_in_flight / s.layers) * before + largest_layer
         logits = 3 * s.vocab * 4  # the last token's float32 logits, log-probabilities, sample
         return int(act + scores + mask + regrow + logits + p.fixed_bytes)
 
