@@ -60,7 +60,7 @@ going from a 512- to a 2,048-token chunk at 8,192 tokens raised it by 8 GB.
 
 What cannot be read from the code is how many buffers the backend's scheduler keeps alive:
 ``layers_in_flight`` and ``score_copies``. These are the only measured numbers, per backend:
-``CPU_PROFILE`` from ``bench/bench_memory.py`` on synthesized checkpoints (about one layer's
+``CPU_PROFILE`` from ``bench/bench_memory.py`` on synthesized checkpoints (1.15 layers'
 intermediates in bf16, 0.65 of a layer's in float32; one score array), ``GPU_PROFILE`` from
 the Scout-shaped reference measured with MLX 0.32.4's CUDA backend (14.7 layers in flight;
 8.4 score-sized arrays, i.e. about three layers' unfused attention); the test suite holds the
@@ -327,7 +327,7 @@ class BackendProfile:
     float32_layers_in_flight: float | None = None  # with float32 activations, if different
 
 
-CPU_PROFILE = BackendProfile("cpu", layers_in_flight=1.0, score_copies=1.0, fused_causal=False,
+CPU_PROFILE = BackendProfile("cpu", layers_in_flight=1.15, score_copies=1.0, fused_causal=False,
                              fused_masked=False, float32_layers_in_flight=0.65)
 GPU_PROFILE = BackendProfile("gpu", layers_in_flight=14.7, score_copies=8.4, fused_causal=True,
                              fused_masked=False)
