@@ -86,7 +86,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -421,7 +421,6 @@ class MemoryPlan:
     kv_group: int = 64
     profile: BackendProfile = GPU_PROFILE
     activation_bytes: int = 2
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     # -- KV cache ---------------------------------------------------------------------------------
 
