@@ -384,7 +384,7 @@ class TurnCheck:
     peak_bytes: int
     budget_bytes: int
     tokens_after_turn: int
-    tokens_left: int  # how many more tokens the conversation can grow to, at this prefill step
+    tokens_left: int  # how many more tokens the conversation can grow by (lowering the prefill chunk)
     prefill_step: int
     message: str
 
@@ -577,7 +577,7 @@ class MemoryPlan:
         # per token and layer: norms, q/k/v (RoPE in float32 complex: 2x), attention output and
         # its transposed copy, o_proj, residuals, fc1, exact GELU (erf and product), fc2.
         elems = 16 * v.hidden + 4 * v.intermediate
-        act = self.profile.layers_in_flight * elems * tokens * self.activation_bytes
+        act = self._layers_in_flight * elems * tokens * self.activation_bytes
         scores = 0 if self.profile.fused_causal else self.profile.score_copies * v.heads * tokens**2 * 4
         projector = tokens // 4 * (v.intermediate + 2 * v.projector_output + self.layout.hidden) * 4
         return int(act + scores + projector)
