@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.appearance import apply_appearance
+from desktop.background_task import run_in_background
 from desktop.composer import Composer, mime_has_images
 from desktop.conversation_controller import ConversationController
 from desktop.license_dialog import ensure_license_accepted
@@ -132,6 +133,7 @@ class MainWindow(QMainWindow):
         self._job: AnswerJob | None = None
         self._before: list | None = None  # the transcript before the running answer's changes
         self._recorded_question: int | None = None
+        self._next_settings = None
         self.model_path: str | None = None
         self._load_cancel = threading.Event()
 
@@ -141,6 +143,8 @@ class MainWindow(QMainWindow):
         self.library.download_finished.connect(self._on_library_download_finished)
         self.library.download_failed.connect(self._on_library_download_failed)
         self.library.changed.connect(self._update_welcome)
+        self.library.set_fit_parameters(self.defaults.context_length, self.defaults.kv_bits)
+        self.memory_plan = None  # models.memory_planner.MemoryPlan of the loaded model (unquantized KV)
         self._manager_dialog: ModelManagerDialog | None = None
         store, store_problem = self._open_store(data_folder)
         self.conversations = ConversationController(store, self)
@@ -361,6 +365,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText(name)
         self.settings.setValue("last_model", path)
         self.model_menu.active_path = path
+        self._plan_loaded_model(path)
         self._memory_timer.start()
         self._on_memory_timer_timeout()
         self._update_placeholder()
@@ -373,6 +378,60 @@ class MainWindow(QMainWindow):
         self.model_label.setText("No model")
         self.notice.show_message(message)
         self._update_placeholder()
+
+    def _plan_loaded_model(self, path: str) -> None:
+        """Work out the loaded model's memory plan off the UI thread (config + headers only)."""
+        from models.memory_budget import detect_budget
+        from models.memory_planner import plan_model
+
+        self.memory_plan = None
+        override = self.library.budget_override
+
+        def work():
+            budget = override or detect_budget()
+            return plan_model(path, backend=budget.backend), budget
+
+        def done(result) -> None:
+            if self.model_path == path:
+                self.memory_plan, self.library.budget = result[0], self.library.budget or result[1]
+
+        run_in_background(work, done, lambda _message: None)
+
+    def _turn_settings(self, settings, new_text: str, images) -> tuple[object, str | None]:
+        """The settings for the next turn with a prefill chunk that keeps the peak in budget,
+        or a reason the turn would outgrow the memory budget."""
+        from dataclasses import replace as replace_settings
+
+        from models.memory_planner import choose_prefill_step, conversation_budget_check
+        from models.preprocess import ProcessorConfig, plan_tiles
+
+        plan, budget = self.memory_plan, self.library.budget
+        if plan is None or budget is None:
+            return settings, None
+        plan = replace_settings(plan, kv_bits=settings.kv_bits)
+        so_far = self._tokens_in_conversation()
+        # Llama 4's real tiling (336-px tiles, up to 16 + 1): the tiny test models are smaller.
+        tiles = sum(plan_tiles(*image.size, ProcessorConfig()).tiles for image in images)
+        turn = len(new_text) // 3 + 8 + tiles * ProcessorConfig().patches_per_tile + settings.max_tokens
+        check = conversation_budget_check(plan, so_far, turn, budget.budget_bytes,
+                                          settings.prefill_step_size, image_tiles=tiles)
+        if not check.ok:
+            return settings, check.message
+        step = choose_prefill_step(plan, so_far + turn, budget.budget_bytes)
+        if step:
+            settings = replace_settings(settings, prefill_step_size=step)
+        return settings, None
+
+    def _tokens_in_conversation(self) -> int:
+        """Tokens the conversation holds so far, from its last answer's numbers (0 if none)."""
+        for entry in reversed(self.transcript_model.entries()):
+            stats = entry.stats
+            if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_token_ids", None):
+                return len(stats.prompt_token_ids) + int(getattr(stats, "generation_tokens", 0))
+            if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_tokens", None):
+                return int(stats.prompt_tokens) + int(getattr(stats, "cached_tokens", 0)) + int(
+                    getattr(stats, "generation_tokens", 0))
+        return 0
 
     def _on_memory_timer_timeout(self) -> None:
         """The live memory readout (reads MLX's allocator counters; never waits on a computation)."""
@@ -392,7 +451,23 @@ class MainWindow(QMainWindow):
             return
         if self.model_name is not None and self.model_path == str(listing.path):
             return
+        badge = self.library.fit(listing)
+        if badge is not None and badge.verdict == "wont_fit" and not self._confirm_load_anyway(
+                listing.entry.display_name, badge.detail):
+            return
         self._when_idle(lambda: self.load_model(listing.path))
+
+    def _confirm_load_anyway(self, name: str, detail: str) -> bool:
+        """Ask before loading a model the planner says won't fit (the OS could kill the app)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "This model won't fit",
+                          f"{name} needs more memory than this machine can give it.", parent=self)
+        box.setInformativeText(f"{detail}\n\nLoading it anyway may make the system swap heavily or "
+                               "end Llama Desk. A smaller context length or KV-cache precision "
+                               "(File ▸ Settings…) may make it fit.")
+        load = box.addButton("Load Anyway", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is load
 
     def download_model(self, listing) -> None:
         from models.license import requires_license
@@ -481,6 +556,12 @@ class MainWindow(QMainWindow):
             return
         text = self.composer.text()
         images, thumbnails = self.composer.images(), self.composer.thumbnails()
+        settings = self.conversations.settings.generation_settings(self.generation_settings)
+        turn_settings, too_big = self._turn_settings(settings, text, images)
+        if too_big is not None:
+            self._offer_fresh_start(too_big)
+            return
+        self._next_settings = turn_settings
         self._sent_draft = (text, images, thumbnails)
         self._before = self.transcript_model.entries()
         self.composer.clear_draft()
@@ -505,7 +586,9 @@ class MainWindow(QMainWindow):
                       question=None, truncate_from=None, resume_message_id=None) -> None:
         """Ask the worker for the answer that goes (or continues) in ``row``, and store it."""
         messages = self.transcript_model.messages(self._effective_system_prompt())
-        settings = self.conversations.settings.generation_settings(self.generation_settings)
+        settings = self._next_settings or self.conversations.settings.generation_settings(
+            self.generation_settings)
+        self._next_settings = None
         self._answer_row = row
         self._continuing = continue_final
         self._recorded_question = None
@@ -527,6 +610,42 @@ class MainWindow(QMainWindow):
             self.transcript_model.entry(self._answer_row).message_id = answer_id
         self.conversations.reload_current()
         self.sidebar.set_current(self.conversations.current_id)
+
+    def _ask_fresh_start(self, reason: str) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Warning, "This conversation is too long for memory",
+                          reason, parent=self)
+        box.setInformativeText("Continue in a new conversation that keeps the last question and "
+                               "answer? Your question stays in the composer.")
+        fresh = box.addButton("Continue in New Conversation", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is fresh
+
+    def _offer_fresh_start(self, reason: str) -> None:
+        """The next turn would outgrow memory: say so, and offer to carry on in a new conversation
+        that keeps only the last exchange (the draft stays in the composer either way)."""
+        if not self._ask_fresh_start(reason):
+            self.notice.show_message(reason)
+            return
+        carried = [entry for entry in self.transcript_model.entries() if not entry.streaming][-2:]
+        self.conversations.new()
+        conversation_id = self.conversations.ensure_current(self.system_prompt or "")
+        copies = []
+        for entry in carried:
+            copy = replace(entry, message_id=None)
+            if conversation_id is not None:
+                try:
+                    stored = self.conversations.store.add_message(
+                        conversation_id, entry.role, entry.text, entry.images,
+                        finish_reason=entry.finish_reason, token_ids=entry.token_ids)
+                    copy.message_id = stored.id
+                except (StoreError, OSError) as exc:
+                    self.notice.show_message(f"The earlier messages could not be copied: {exc}")
+            copies.append(copy)
+        self.transcript_model.set_entries(copies)
+        self.conversations.reload_current()
+        self.sidebar.set_current(self.conversations.current_id)
+        self.notice.show_message("Continued in a new conversation with the last exchange; press Send.")
 
     # Message actions ---------------------------------------------------------------------------
     def _on_transcript_action_requested(self, action: str, row: int) -> None:
@@ -674,7 +793,8 @@ class MainWindow(QMainWindow):
             name: getattr(settings, name) for name in ("temperature", "top_p", "max_tokens", "seed",
                                                         "context_length")
             if getattr(settings, name) is not None})
-        dialog = SettingsDialog(effective, self, conversation_title=self.conversations.current.display_title)
+        dialog = SettingsDialog(effective, self, conversation_title=self.conversations.current.display_title,
+                                memory=self._memory_hint_source())
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             chosen = dialog.values()
             self.conversations.update_settings(ConversationSettings(
@@ -718,6 +838,12 @@ class MainWindow(QMainWindow):
             action()
         self.answer_finished.emit(step)
 
+    def _memory_hint_source(self):
+        """(model name, plan, budget bytes) for the settings dialog's context hint, or None."""
+        if self.memory_plan is None or self.library.budget is None:
+            return None
+        return self.model_name, self.memory_plan, self.library.budget.budget_bytes
+
     # Settings ----------------------------------------------------------------------------------
     def set_defaults(self, defaults: ChatDefaults) -> None:
         """Use and remember new defaults (the next answer uses them)."""
@@ -726,9 +852,10 @@ class MainWindow(QMainWindow):
         self.generation_settings = defaults.generation_settings()
         self.system_prompt = defaults.system_prompt or None
         apply_appearance(defaults.appearance)
+        self.library.set_fit_parameters(defaults.context_length, defaults.kv_bits)
 
     def show_settings(self) -> None:
-        dialog = SettingsDialog(self.defaults, self)
+        dialog = SettingsDialog(self.defaults, self, memory=self._memory_hint_source())
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.set_defaults(dialog.values())
 

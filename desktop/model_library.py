@@ -24,10 +24,11 @@ from desktop.background_task import run_in_background
 
 @dataclass(frozen=True)
 class FitBadge:
-    """How a model's weights sit in this machine's memory: 'fits', 'tight' or 'wont_fit'."""
+    """How a model sits in this machine's memory: 'fits', 'tight' or 'wont_fit', and why."""
 
     verdict: str
     detail: str
+    report: object | None = None  # the memory planner's FitReport, when there is a plan
 
     @property
     def label(self) -> str:
@@ -51,6 +52,35 @@ def format_size(n: int | float | None) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{int(n)} B"
+
+
+def _plan_for(listing, backend: str):
+    """A listing's memory plan (unquantized KV), from its folder or its catalog config; or None."""
+    from models.memory_planner import PlanError, catalog_config, plan_from_config, plan_model
+
+    try:
+        if listing.path is not None:
+            return plan_model(listing.path, backend=backend)
+        if listing.entry.repo_id and (config := catalog_config(listing.entry.repo_id)):
+            return plan_from_config(config, listing.entry.display_name, backend=backend)
+    except (PlanError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def _survey(budget=None):
+    """Runs on the thread pool: listings, this machine's budget, and a plan per listing."""
+    from models.catalog import list_models
+    from models.memory_budget import detect_budget
+
+    listings = list_models()
+    budget = budget or detect_budget()
+    plans = {}
+    for listing in listings:
+        plan = _plan_for(listing, budget.backend)
+        if plan is not None:
+            plans[listing.key] = plan
+    return listings, budget, plans
 
 
 class _DownloadWorker(QObject):
@@ -95,15 +125,23 @@ class ModelLibrary(QObject):
     download_finished = Signal(str, str)
     download_failed = Signal(str, str)
 
-    def __init__(self, parent=None, memory_bytes: int | None = None):
+    def __init__(self, parent=None, memory_bytes: int | None = None, budget=None):
+        """``budget``: a ``MemoryBudget`` to plan against instead of this machine's (tests, and
+        a person asking what would fit another Mac)."""
         super().__init__(parent)
+        self.budget_override = budget
         self.listings: list = []
         self.loaded = False
         self.memory_bytes = memory_bytes if memory_bytes is not None else total_memory_bytes()
         self.progress: dict[str, object] = {}  # repo id -> last DownloadProgress (or None: queued)
         self.errors: dict[str, str] = {}
         self._cancels: dict[str, _CancelEvent] = {}
-        self.fit_function = None  # set by the memory planner: listing -> FitBadge | None
+        self.fit_function = None  # tests may replace the planner: listing -> FitBadge | None
+        self.budget = None  # models.memory_budget.MemoryBudget, once surveyed
+        self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
+        self.reports: dict[str, object] = {}  # listing key -> FitReport at context/kv_bits
+        self.context = 32768
+        self.kv_bits: int | None = None
         self._thread = QThread()
         self._thread.setObjectName("downloads")
         self._worker = _DownloadWorker()
@@ -115,15 +153,44 @@ class ModelLibrary(QObject):
 
     # Listing -----------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the catalog and the cache on the thread pool; ``changed`` follows."""
-        from models.catalog import list_models
+        """Re-read the catalog, the cache, this machine's memory budget and each model's memory
+        plan (config and safetensors headers only) on the thread pool; ``changed`` follows."""
+        run_in_background(lambda: _survey(self.budget_override), self._on_listed, self._on_list_failed)
 
-        run_in_background(list_models, self._on_listed, self._on_list_failed)
-
-    def _on_listed(self, listings) -> None:
+    def _on_listed(self, result) -> None:
+        listings, budget, plans = result
         self.listings = list(listings)
+        self.budget = budget
+        self.plans = plans
         self.loaded = True
+        self._recompute_fits()
         self.changed.emit()
+
+    def set_fit_parameters(self, context: int, kv_bits: int | None) -> None:
+        """The context length and KV precision the badges are computed for (arithmetic only)."""
+        kv_bits = None if not kv_bits or kv_bits >= 16 else kv_bits
+        if (context, kv_bits) != (self.context, self.kv_bits):
+            self.context, self.kv_bits = context, kv_bits
+            self._recompute_fits()
+            self.changed.emit()
+
+    def plan(self, key: str):
+        """The memory plan of a listing at the current KV precision, or None."""
+        from dataclasses import replace
+
+        plan = self.plans.get(key)
+        return None if plan is None else replace(plan, kv_bits=self.kv_bits)
+
+    def _recompute_fits(self) -> None:
+        self.reports = {}
+        if self.budget is None:
+            return
+        for key in self.plans:
+            plan = self.plan(key)
+            try:
+                self.reports[key] = plan.fit(self.context, self.budget.budget_bytes)
+            except (ValueError, ArithmeticError):
+                continue
 
     def _on_list_failed(self, message: str) -> None:
         self.loaded = True
@@ -139,9 +206,13 @@ class ModelLibrary(QObject):
                 if row.path is not None and row.status in ("downloaded", "local")]
 
     def fit(self, listing) -> FitBadge | None:
+        """The memory planner's verdict for this listing at the current context length."""
         if self.fit_function is not None:
             return self.fit_function(listing)
-        size = listing.size_bytes
+        report = self.reports.get(listing.key)
+        if report is not None:
+            return FitBadge(report.verdict, report.summary, report)
+        size = listing.size_bytes  # no plan (an unknown repo): weights against memory
         if not size or not self.memory_bytes:
             return None
         share = size / self.memory_bytes

@@ -29,16 +29,14 @@ class ChatDefaults:
 
     def generation_settings(self, **overrides) -> GenerationSettings:
         values = replace(self, **{k: v for k, v in overrides.items() if v is not None})
-        settings = GenerationSettings(
+        return GenerationSettings(
             max_tokens=values.max_tokens,
             temperature=values.temperature,
             top_p=values.top_p,
             seed=values.seed,
             context_length=values.context_length,
+            kv_bits=values.kv_bits if values.kv_bits in (4, 8) else None,
         )
-        if values.kv_bits in (4, 8) and "kv_bits" in {f.name for f in fields(GenerationSettings)}:
-            settings = replace(settings, kv_bits=values.kv_bits)
-        return settings
 
 
 def load_defaults(settings: QSettings) -> ChatDefaults:

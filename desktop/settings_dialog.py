@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -28,7 +29,8 @@ _KV_CHOICES = ((16, "bf16 (full precision)"), (8, "8-bit"), (4, "4-bit"))
 
 class SettingsDialog(QDialog):
     def __init__(self, values: ChatDefaults, parent=None, conversation_title: str | None = None,
-                 context_hint: str = ""):
+                 memory=None):
+        """``memory``: (model name, MemoryPlan, budget bytes) to say what context fits, or None."""
         super().__init__(parent)
         self._values = values
         self.setWindowTitle(f"Settings for “{conversation_title}”" if conversation_title else "Settings")
@@ -67,11 +69,13 @@ class SettingsDialog(QDialog):
         self.context_length.setSingleStep(1024)
         self.context_length.setValue(values.context_length)
         form.addRow("Context length:", self.context_length)
-        self.context_hint = QLabel(context_hint)
+        self.context_hint = QLabel()
         self.context_hint.setWordWrap(True)
         self.context_hint.setObjectName("contextHint")
-        self.context_hint.setVisible(bool(context_hint))
+        self.context_hint.setTextFormat(Qt.TextFormat.PlainText)
+        self.context_hint.setVisible(memory is not None)
         form.addRow("", self.context_hint)
+        self._memory = memory
         self.kv_bits = QComboBox()
         for bits, label in _KV_CHOICES:
             self.kv_bits.addItem(label, bits)
@@ -89,6 +93,9 @@ class SettingsDialog(QDialog):
         else:
             self.appearance.hide()
         layout.addLayout(form)
+        self.context_length.valueChanged.connect(self._update_context_hint)
+        self.kv_bits.currentIndexChanged.connect(self._update_context_hint)
+        self._update_context_hint()
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
             | QDialogButtonBox.StandardButton.RestoreDefaults
@@ -97,6 +104,19 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self._on_restore)
         layout.addWidget(buttons)
+
+    def _update_context_hint(self, *_args) -> None:
+        """What the chosen context length and KV precision mean for the loaded model's memory."""
+        if self._memory is None:
+            return
+        from dataclasses import replace as replace_plan
+
+        name, plan, budget = self._memory
+        bits = int(self.kv_bits.currentData())
+        plan = replace_plan(plan, kv_bits=None if bits >= 16 else bits)
+        report = plan.fit(self.context_length.value(), budget)
+        self.context_hint.setText(f"{name}: {report.summary}")
+        self.context_hint.setProperty("verdict", report.verdict)
 
     def _on_restore(self) -> None:
         defaults = ChatDefaults(appearance=self._values.appearance)

@@ -146,7 +146,9 @@ def test_pause_and_resume_a_download(qtbot, tmp_path, hub):
 
 
 def test_welcome_recommends_the_largest_variant_that_fits(qtbot, tmp_path):
-    library = ModelLibrary(memory_bytes=128 * 10**9)
+    from models.memory_budget import mac_budget
+
+    library = ModelLibrary(budget=mac_budget(128))  # a 128 GB MacBook Pro
     window = make_window(qtbot, tmp_path, library=library)
     wait_listed(qtbot, library, lambda: bool(library.listings))
     window._update_welcome()
@@ -155,6 +157,8 @@ def test_welcome_recommends_the_largest_variant_that_fits(qtbot, tmp_path):
     fitting = [row for row in library.listings if library.fit(row) and library.fit(row).verdict == "fits"]
     assert pick is not None and pick.size_bytes == max(row.size_bytes for row in fitting)
     assert pick.entry.display_name in window.welcome.recommendation.text()
+    assert "Scout" in pick.entry.display_name  # Maverick's weights alone exceed 128 GB
+    assert library.fit(pick).report is not None  # the planner's numbers, not a rule of thumb
     window.close()
 
 

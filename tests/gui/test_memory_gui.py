@@ -1,0 +1,138 @@
+"""Memory in the window: fit badges, load anyway, the per-turn budget, the settings hint."""
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from desktop.main_window import MainWindow
+from desktop.model_library import FitBadge, ModelLibrary
+from desktop.preferences import ChatDefaults
+from desktop.settings_dialog import SettingsDialog
+from models.catalog import add_user_model
+from models.engine import GenerationSettings
+from models.memory_budget import MemoryBudget, mac_budget
+from models.memory_planner import choose_prefill_step, plan_model
+
+TIMEOUT = 120_000
+
+
+def make_window(qtbot, tmp_path, library):
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     data_folder=tmp_path / "data", library=library)
+    qtbot.addWidget(win)
+    win.show()
+    win.generation_settings = GenerationSettings(max_tokens=6, temperature=0.0)
+    return win
+
+
+def wait_listed(qtbot, library, predicate):
+    library.refresh()
+    qtbot.waitUntil(lambda: library.loaded and predicate(), timeout=10_000)
+
+
+def test_badges_come_from_the_planner_and_follow_the_context(qtbot, tmp_path, checkpoints):
+    add_user_model(str(checkpoints["4bit"]))
+    library = ModelLibrary(budget=mac_budget(128))
+    wait_listed(qtbot, library, lambda: library.listing(str(checkpoints["4bit"])) is not None)
+    scout = next(row for row in library.listings if "Scout" in row.entry.display_name
+                 and row.entry.bits == 4)
+    maverick = next(row for row in library.listings if "Maverick" in row.entry.display_name
+                    and row.entry.bits == 8)
+    assert library.fit(scout).verdict == "fits" and "tokens" in library.fit(scout).detail
+    assert library.fit(maverick).verdict == "wont_fit"
+    assert library.fit(library.listing(str(checkpoints["4bit"]))).verdict == "fits"
+    max_context = library.fit(scout).report.max_context
+    library.set_fit_parameters(max_context * 2, 16)
+    assert library.fit(scout).verdict == "wont_fit"
+    library.set_fit_parameters(max_context * 2, 4)  # a 4-bit KV cache holds more
+    assert library.fit(scout).report.max_context > max_context
+    library.shutdown()
+
+
+@pytest.mark.parametrize("anyway", [False, True])
+def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypatch, anyway):
+    add_user_model(str(checkpoints["4bit"]))
+    library = ModelLibrary()
+    library.fit_function = lambda listing: FitBadge("wont_fit", "Won't fit: 90 GB of 60 GB.")
+    window = make_window(qtbot, tmp_path, library)
+    wait_listed(qtbot, library, lambda: len(library.runnable()) == 1)
+    asked = []
+    monkeypatch.setattr(window, "_confirm_load_anyway",
+                        lambda name, detail: asked.append(detail) or anyway)
+    if anyway:
+        with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
+            window.use_model(library.runnable()[0])
+    else:
+        window.use_model(library.runnable()[0])
+        assert window.model_name is None and not window._loading
+    assert asked == ["Won't fit: 90 GB of 60 GB."]
+    window.close()
+
+
+@pytest.fixture
+def loaded(qtbot, tmp_path, checkpoints):
+    library = ModelLibrary()
+    window = make_window(qtbot, tmp_path, library)
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
+        window.load_model(checkpoints["4bit"])
+    qtbot.waitUntil(lambda: window.memory_plan is not None, timeout=10_000)
+    yield window
+    window.close()
+
+
+def test_prefill_chunk_is_chosen_to_stay_in_budget(loaded, qtbot):
+    window = loaded
+    plan = window.memory_plan
+    tight = plan.peak_bytes(600, 64) + 1
+    window.library.budget = MemoryBudget(tight, tight, 0, "cpu", "test")
+    jobs = []
+    window.worker.request_generate.connect(jobs.append)
+    qtbot.keyClicks(window.composer.edit, "Hello")
+    with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    # The first turn: "Hello" (5 // 3 + 8 tokens of prompt, as estimated) plus 6 answer tokens.
+    expected = choose_prefill_step(plan, 5 // 3 + 8 + 6, tight)
+    assert expected is not None
+    assert jobs[0].settings.prefill_step_size == expected
+
+
+def test_a_turn_that_would_outgrow_memory_stops_first(loaded, qtbot, monkeypatch):
+    window = loaded
+    qtbot.keyClicks(window.composer.edit, "First")
+    with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    first_id = window.conversations.current_id
+    budget = window.memory_plan.weights.total + 1000  # nothing beyond the weights
+    window.library.budget = MemoryBudget(budget, budget, 0, "cpu", "test")
+    offered = []
+    monkeypatch.setattr(window, "_ask_fresh_start", lambda reason: offered.append(reason) or False)
+    qtbot.keyClicks(window.composer.edit, "Second")
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert offered and "over the" in offered[0]
+    assert not window.generating and window.composer.text() == "Second"  # nothing lost
+    assert offered[0] in window.notice.text()
+
+    monkeypatch.setattr(window, "_ask_fresh_start", lambda reason: True)
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.conversations.current_id != first_id
+    assert [e.text for e in window.transcript_model.entries()][0] == "First"
+    assert window.transcript_model.rowCount() == 2 and window.composer.text() == "Second"
+
+
+def test_settings_say_what_context_fits(loaded, qtbot):
+    window = loaded
+    name, plan, budget = window._memory_hint_source()
+    dialog = SettingsDialog(ChatDefaults(), window, memory=(name, plan, budget))
+    qtbot.addWidget(dialog)
+    assert "tokens fit" in dialog.context_hint.text()
+    dialog.context_length.setValue(4096)
+    text_16 = dialog.context_hint.text()
+    dialog.kv_bits.setCurrentIndex(2)  # 4-bit KV
+    assert dialog.context_hint.text() != text_16
+    expected = replace(plan, kv_bits=4).fit(4096, budget).summary
+    assert dialog.context_hint.text().endswith(expected)
+
+
+def test_loaded_model_plan_matches_the_folder(loaded, checkpoints):
+    assert loaded.memory_plan.weights.total == plan_model(checkpoints["4bit"], backend="cpu").weights.total
