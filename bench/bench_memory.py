@@ -48,7 +48,7 @@ CASES = {
                                   (1536, 512, 8), (1536, 512, 4)],
     ("scout-like h512", "4bit"): [(384, 128, None), (512, 256, None), (512, 256, 8)],
     ("maverick-like h1024", "bf16"): [(768, 256, None), (1024, 512, None), (1024, 512, 8)],
-    ("maverick-like h1024", "4bit"): [(160, 64, None), (160, 64, 4)],
+    ("maverick-like h1024", "4bit"): [(128, 64, None), (128, 64, 4)],
 }
 QUICK = {key: cases[:1] for key, cases in CASES.items()}
 
