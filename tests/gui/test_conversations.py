@@ -1,22 +1,13 @@
 """The sidebar and stored conversations, as a person uses them."""
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
-from desktop.main_window import MainWindow
 from models.conversations import ConversationSettings, ConversationStore
-from models.engine import GenerationSettings
+from tests.gui.window_helpers import make_window
 
 TIMEOUT = 120_000
 
-
-def make_window(qtbot, tmp_path, data):
-    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     data_folder=data)
-    qtbot.addWidget(win)
-    win.show()
-    win.generation_settings = GenerationSettings(max_tokens=5, temperature=0.0)
-    return win
 
 
 @pytest.fixture
@@ -26,7 +17,7 @@ def data(tmp_path):
 
 @pytest.fixture
 def window(qtbot, tmp_path, data, checkpoints):
-    win = make_window(qtbot, tmp_path, data)
+    win = make_window(qtbot, tmp_path, data=data, max_tokens=5)
     with qtbot.waitSignal(win.model_ready, timeout=TIMEOUT):
         win.load_model(checkpoints["4bit"])
     yield win
@@ -60,7 +51,7 @@ def test_conversation_is_saved_titled_and_restored(window, qtbot, tmp_path, data
     answer_text = window.transcript_model.entry(3).text
     window.close()
 
-    again = make_window(qtbot, tmp_path, data)
+    again = make_window(qtbot, tmp_path, data=data, max_tokens=5)
     assert sidebar_titles(again) == ["What kind of bird is on the fence?"]
     with qtbot.waitSignal(again.model_ready, timeout=TIMEOUT):
         again.load_model(checkpoints["4bit"])

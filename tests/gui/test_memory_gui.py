@@ -3,32 +3,19 @@
 from dataclasses import replace
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
-from desktop.main_window import MainWindow
 from desktop.model_library import FitBadge, ModelLibrary
 from desktop.preferences import ChatDefaults
 from desktop.settings_dialog import SettingsDialog
 from models.catalog import add_user_model
-from models.engine import GenerationSettings
 from models.memory_budget import MemoryBudget, mac_budget
 from models.memory_planner import choose_prefill_step, plan_model
+from tests.gui.window_helpers import make_window, wait_listed
 
 TIMEOUT = 120_000
 
 
-def make_window(qtbot, tmp_path, library):
-    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     data_folder=tmp_path / "data", library=library)
-    qtbot.addWidget(win)
-    win.show()
-    win.generation_settings = GenerationSettings(max_tokens=6, temperature=0.0)
-    return win
-
-
-def wait_listed(qtbot, library, predicate):
-    library.refresh()
-    qtbot.waitUntil(lambda: library.loaded and predicate(), timeout=10_000)
 
 
 def test_badges_come_from_the_planner_and_follow_the_context(qtbot, tmp_path, checkpoints):

@@ -8,31 +8,18 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 
 from desktop.license_dialog import LicenseDialog
-from desktop.main_window import MainWindow
 from desktop.model_library import ModelLibrary
 from models.catalog import add_user_model
 from models.engine import Engine, GenerationSettings
 from models.license import license_accepted
 from models.prompt import ChatMessage
+from tests.gui.window_helpers import make_window, wait_listed
 from tests.hub_server import HubServer, MemoryKeyring, point_huggingface_hub_at
 
 TIMEOUT = 120_000
 SCOUT_4BIT = "mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit"
 
 
-def make_window(qtbot, tmp_path, library=None):
-    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     data_folder=tmp_path / "data", library=library)
-    qtbot.addWidget(win)
-    win.show()
-    win.generation_settings = GenerationSettings(max_tokens=6, temperature=0.0)
-    return win
-
-
-def wait_listed(qtbot, library, predicate):
-    if not (library.loaded and predicate()):
-        library.refresh()
-        qtbot.waitUntil(lambda: library.loaded and predicate(), timeout=10_000)
 
 
 def menu_action(window, text_start):
