@@ -48,6 +48,16 @@ class ConversationController(QObject):
         self.current: Conversation | None = None
         self._opening: int | None = None
 
+    def purge_old_deleted(self) -> None:
+        """Forget conversations deleted long ago (past their undo), on the thread pool."""
+        folder = self.store.folder
+
+        def work() -> int:
+            with ConversationStore(folder) as store:
+                return store.purge_deleted()
+
+        run_in_background(work, lambda _count: None, lambda _message: None)
+
     @property
     def current_id(self) -> int | None:
         return self.current.id if self.current is not None else None

@@ -208,6 +208,8 @@ class MainWindow(QMainWindow):
         self.composer.edit.setFocus()
         if store_problem:
             self.notice.show_message(store_problem)
+        else:
+            self.conversations.purge_old_deleted()
         if library is None:
             self.library.refresh()
 
