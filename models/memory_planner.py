@@ -76,9 +76,21 @@ decoding, but prefilling a long context then needs small chunks (``choose_prefil
 The **vision tower** runs before the prefill, on all tiles of an image as one batch: its working
 memory per tile is counted the same way (577 tokens per 336-px tile, 34 layers' activations).
 
-Public API: ``ModelLayout``, ``read_layout``, ``scout_config``/``maverick_config``,
-``MemoryPlan`` (``plan_model``/``plan_from_config``) with ``peak_bytes``, ``max_context``,
-``fit``; ``FitReport``; ``choose_prefill_step``; ``conversation_budget_check`` -> ``TurnCheck``.
+Public API (no Qt, no MLX):
+
+- ``plan_model(path, kv_bits, backend)`` (a checkpoint folder, or a folder or file with just a
+  ``config.json``) / ``plan_from_config(config, ...)`` -> ``MemoryPlan``; ``scout_config(bits)``,
+  ``maverick_config(bits)``, ``catalog_config(repo_id)`` for models not downloaded.
+- ``MemoryPlan``: ``weights`` (``WeightBytes``), ``kv_bytes_per_token`` (beyond the chunk),
+  ``kv_bytes_per_token_within_chunk``, ``kv_cache_bytes(tokens)``,
+  ``prefill_transient_bytes(step, cached)``, ``prefill_peak_bytes(prompt, step)`` (the exact
+  ``generate_step`` schedule), ``peak_bytes(context, step)`` (a conversation reaching
+  ``context``, worst chunk alignment), ``max_context(budget, step=None)``,
+  ``vision_bytes_per_tile()``, ``image_peak_bytes(tiles, cached)``, ``fit(context, budget)``
+  -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``).
+- ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
+  tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
+- Budgets come from ``models.memory_budget.detect_budget()``.
 """
 
 from __future__ import annotations
