@@ -12,6 +12,27 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
+def _library_from_environment():
+    """``LLAMA_DESK_MEMORY_BUDGET_GB=N`` plans every model against N GB instead of this machine's
+    budget (what would fit another Mac); without it, None: the window detects the budget."""
+    import os
+
+    value = os.environ.get("LLAMA_DESK_MEMORY_BUDGET_GB")
+    if not value:
+        return None
+    from desktop.model_library import ModelLibrary
+    from models.memory_budget import MemoryBudget
+
+    try:
+        budget_bytes = int(float(value) * 1e9)
+    except ValueError:
+        return None
+    library = ModelLibrary(budget=MemoryBudget(budget_bytes, budget_bytes, 0, "metal",
+                                               "LLAMA_DESK_MEMORY_BUDGET_GB"))
+    library.refresh()
+    return library
+
+
 def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -25,7 +46,7 @@ def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
     icon = ASSETS / "icon.png"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
-    window = MainWindow()
+    window = MainWindow(library=_library_from_environment())
     window.show()
     target = model or window.settings.value("last_model", None, type=str)
     if target:

@@ -495,6 +495,7 @@ class MainWindow(QMainWindow):
         first_run = (self.library.loaded and not self.library.runnable() and self.model_name is None
                      and not self._loading)
         self.welcome.setVisible(first_run)
+        self.transcript.placeholder.setVisible(not first_run and self.transcript_model.rowCount() == 0)
 
     def _listing_name(self, repo_id: str) -> str:
         listing = self.library.listing(repo_id)

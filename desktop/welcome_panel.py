@@ -67,8 +67,10 @@ class WelcomePanel(QFrame):
         self.progress.hide()
         row.addWidget(self.progress, 1)
         self.open_button = QPushButton("Open Model Folder…")
+        self.open_button.setObjectName("welcomeOpen")
         self.open_button.clicked.connect(self.open_folder_requested)
         row.addWidget(self.open_button)
+        row.addStretch(1)
         layout.addLayout(row)
         self.progress_label = QLabel()
         self.progress_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -83,7 +85,7 @@ class WelcomePanel(QFrame):
         if self.listing is None:
             self.recommendation.setText(
                 "None of the catalog's variants fits this machine's memory by the planner's numbers. "
-                "You can still open a checkpoint folder you have, or pick one in Model ▸ Manage Models…."
+                "You can still open a checkpoint folder you have, or pick one in Model ▸ Manage Models."
                 if self.library.loaded else "Looking at this machine…")
             self.download_button.hide()
             return
