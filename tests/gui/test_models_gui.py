@@ -179,3 +179,16 @@ def test_engine_messages_reach_the_new_model(checkpoints):
     a = list(Engine.load(checkpoints["4bit"]).generate(messages, settings))[-1]
     b = list(Engine.load(checkpoints["8bit"]).generate(messages, settings))[-1]
     assert a.token_ids != b.token_ids
+
+
+def test_memory_budget_from_the_environment(monkeypatch):
+    from desktop.app import _library_from_environment
+
+    monkeypatch.delenv("LLAMA_DESK_MEMORY_BUDGET_GB", raising=False)
+    assert _library_from_environment() is None
+    monkeypatch.setenv("LLAMA_DESK_MEMORY_BUDGET_GB", "102.1")
+    library = _library_from_environment()
+    assert library.budget_override.budget_bytes == 102_100_000_000
+    library.shutdown()
+    monkeypatch.setenv("LLAMA_DESK_MEMORY_BUDGET_GB", "lots")
+    assert _library_from_environment() is None
