@@ -82,11 +82,12 @@ class ConversationController(QObject):
             try:
                 self.current = self.store.conversation(self.current.id)
             except StoreError:
-                pass
+                self.current = None  # deleted (a failed first question leaves nothing behind)
         self.list_changed.emit()
 
     def new(self) -> None:
         self.current = None
+        self._opening = None  # a conversation still loading is no longer wanted
 
     def open(self, conversation_id: int, message_id: int | None = None) -> None:
         """Load a conversation off the UI thread; ``opened`` follows."""
@@ -98,8 +99,7 @@ class ConversationController(QObject):
             if self._opening != conversation.id:
                 return  # another conversation was chosen meanwhile
             self._opening = None
-            self.current = conversation
-            self.opened.emit((conversation, entries, row))
+            self.opened.emit((conversation, entries, row))  # the window makes it current
 
         def on_error(message: str) -> None:
             if self._opening == conversation_id:
@@ -128,6 +128,8 @@ class ConversationController(QObject):
             return None
         if self.current_id == conversation_id:
             self.current = None
+        if self._opening == conversation_id:
+            self._opening = None
         self.list_changed.emit()
         return title
 

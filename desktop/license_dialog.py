@@ -32,9 +32,18 @@ class LicenseDialog(QDialog):
         layout.addWidget(self.buttons)
 
     def accept(self) -> None:  # noqa: D102 - records the acceptance
-        if self.accept_box.isChecked():
+        from PySide6.QtWidgets import QMessageBox
+
+        from models.user_data import UserDataError
+
+        if not self.accept_box.isChecked():
+            return
+        try:
             accept_license()
-            super().accept()
+        except (UserDataError, OSError) as exc:
+            QMessageBox.warning(self, "Could not record the acceptance", str(exc))
+            return
+        super().accept()
 
 
 def ensure_license_accepted(parent=None) -> bool:

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self._continuing = False
         self._sent_draft = None
         self._after_answer: list = []
+        self._closed = False
         self._job: AnswerJob | None = None
         self._before: list | None = None  # the transcript before the running answer's changes
         self._recorded_question: int | None = None
@@ -171,6 +172,7 @@ class MainWindow(QMainWindow):
         self.composer.stop_requested.connect(self.stop)
         self.composer.attach_requested.connect(self.choose_images)
         self.composer.notice.connect(self.notice.show_message)
+        self.composer.edit.textChanged.connect(self._on_composer_text_changed)
 
         self.sidebar = Sidebar(store)
         self.sidebar.new_requested.connect(self.new_chat)
@@ -338,7 +340,33 @@ class MainWindow(QMainWindow):
     def choose_model_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an MLX Llama 4 checkpoint folder")
         if folder:
-            self.load_model(folder)
+            self.load_checked(folder)
+
+    def load_checked(self, path: str | Path, ask: bool = True) -> None:
+        """Plan ``path`` off the UI thread, then load it if it fits; if it won't, ask first (or,
+        with ``ask`` False, only say so)."""
+        from models.memory_budget import detect_budget
+        from models.memory_planner import plan_model
+
+        override = self.library.budget_override
+        context, kv_bits = self.library.context, self.library.kv_bits
+        name = Path(path).name
+
+        def work():
+            budget = override or detect_budget()
+            return plan_model(path, kv_bits=kv_bits, backend=budget.backend).fit(context, budget.budget_bytes)
+
+        def done(report) -> None:
+            if report.verdict != "wont_fit":
+                self._when_idle(lambda: self.load_model(path))
+            elif ask and self._confirm_load_anyway(name, report.summary):
+                self._when_idle(lambda: self.load_model(path))
+            else:
+                self.notice.show_message(f"{name} won't fit: {report.summary} Choose it in the Model "
+                                         "menu to load it anyway.")
+
+        # A folder the planner cannot read is left to the loader, which says what is wrong.
+        run_in_background(work, done, lambda _message: self._when_idle(lambda: self.load_model(path)))
 
     def cancel_load(self) -> None:
         self._load_cancel.set()
@@ -377,6 +405,9 @@ class MainWindow(QMainWindow):
     def _on_worker_load_failed(self, message: str) -> None:
         self._end_loading()
         self.model_name = None
+        self.model_path = None
+        self.memory_plan = None
+        self.model_menu.active_path = None
         self.model_label.setText("No model")
         self.notice.show_message(message)
         self._update_placeholder()
@@ -404,7 +435,7 @@ class MainWindow(QMainWindow):
         or a reason the turn would outgrow the memory budget."""
         from dataclasses import replace as replace_settings
 
-        from models.memory_planner import choose_prefill_step, conversation_budget_check
+        from models.memory_planner import PREFILL_STEPS, choose_prefill_step, conversation_budget_check
         from models.preprocess import ProcessorConfig, plan_tiles
 
         plan, budget = self.memory_plan, self.library.budget
@@ -415,14 +446,11 @@ class MainWindow(QMainWindow):
         # Llama 4's real tiling (336-px tiles, up to 16 + 1): the tiny test models are smaller.
         tiles = sum(plan_tiles(*image.size, ProcessorConfig()).tiles for image in images)
         turn = len(new_text) // 3 + 8 + tiles * ProcessorConfig().patches_per_tile + settings.max_tokens
-        check = conversation_budget_check(plan, so_far, turn, budget.budget_bytes,
-                                          settings.prefill_step_size, image_tiles=tiles)
+        step = choose_prefill_step(plan, so_far + turn, budget.budget_bytes) or min(PREFILL_STEPS)
+        check = conversation_budget_check(plan, so_far, turn, budget.budget_bytes, step, image_tiles=tiles)
         if not check.ok:
             return settings, check.message
-        step = choose_prefill_step(plan, so_far + turn, budget.budget_bytes)
-        if step:
-            settings = replace_settings(settings, prefill_step_size=step)
-        return settings, None
+        return replace_settings(settings, prefill_step_size=step), None
 
     def _tokens_in_conversation(self) -> int:
         """Tokens the conversation holds so far, from its last answer's numbers (0 if none)."""
@@ -433,7 +461,10 @@ class MainWindow(QMainWindow):
             if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_tokens", None):
                 return int(stats.prompt_tokens) + int(getattr(stats, "cached_tokens", 0)) + int(
                     getattr(stats, "generation_tokens", 0))
-        return 0
+        # No numbers (a fresh start carried these over): estimate from the text and images.
+        return sum(len(e.token_ids) if e.token_ids else len(e.text) // 3 + 8
+                   for e in self.transcript_model.entries()) + sum(
+            len(e.images) * 17 * 144 for e in self.transcript_model.entries())
 
     def _on_memory_timer_timeout(self) -> None:
         """The live memory readout (reads MLX's allocator counters; never waits on a computation)."""
@@ -510,7 +541,7 @@ class MainWindow(QMainWindow):
         self.download_label.setText("")
         self.notice.show_message(f"{self._listing_name(repo_id)} is downloaded and ready.")
         if self.model_name is None and not self._loading:
-            self.load_model(path)
+            self.load_checked(path, ask=False)
 
     def _on_library_download_failed(self, repo_id: str, message: str) -> None:
         self.download_label.setText("")
@@ -605,6 +636,8 @@ class MainWindow(QMainWindow):
         self.worker.request_generate.emit(self._job)
 
     def _on_worker_recorded(self, ids) -> None:
+        if self._closed:
+            return
         question_id, answer_id = ids
         self._recorded_question = question_id
         if question_id is not None and self._user_row is not None:
@@ -624,6 +657,16 @@ class MainWindow(QMainWindow):
         box.exec()
         return box.clickedButton() is fresh
 
+    def _plan_turn(self, text: str = "", images=()) -> bool:
+        """Check the next turn against the memory budget and keep its settings; say why not."""
+        settings = self.conversations.settings.generation_settings(self.generation_settings)
+        turn_settings, too_big = self._turn_settings(settings, text, images)
+        if too_big is not None:
+            self.notice.show_message(too_big)
+            return False
+        self._next_settings = turn_settings
+        return True
+
     def _offer_fresh_start(self, reason: str) -> None:
         """The next turn would outgrow memory: say so, and offer to carry on in a new conversation
         that keeps only the last exchange (the draft stays in the composer either way)."""
@@ -631,11 +674,13 @@ class MainWindow(QMainWindow):
             self.notice.show_message(reason)
             return
         carried = [entry for entry in self.transcript_model.entries() if not entry.streaming][-2:]
+        self._editing_row = None
+        system_prompt = self._effective_system_prompt() or ""
         self.conversations.new()
-        conversation_id = self.conversations.ensure_current(self.system_prompt or "")
+        conversation_id = self.conversations.ensure_current(system_prompt)
         copies = []
         for entry in carried:
-            copy = replace(entry, message_id=None)
+            copy = replace(entry, message_id=None, stats=None)
             if conversation_id is not None:
                 try:
                     stored = self.conversations.store.add_message(
@@ -666,6 +711,16 @@ class MainWindow(QMainWindow):
         elif action == "continue":
             self.continue_answer(row)
 
+    def _on_composer_text_changed(self) -> None:
+        if self._editing_row is not None and not self.composer.has_draft():
+            # Checked once the edit in progress is done (replacing a selection empties it first).
+            QTimer.singleShot(0, self._end_abandoned_edit)
+
+    def _end_abandoned_edit(self) -> None:
+        if self._editing_row is not None and not self.composer.has_draft():
+            self._editing_row = None  # the draft was cleared: the next question is a new one
+            self.notice.hide()
+
     def edit_message(self, row: int) -> None:
         """Put a question back in the composer; sending replaces it and what follows."""
         entry = self.transcript_model.entry(row)
@@ -686,6 +741,8 @@ class MainWindow(QMainWindow):
             return
         if self.transcript_model.entry(row).role != "assistant":
             return
+        if not self._plan_turn():
+            return
         answer_id = self.transcript_model.entry(row).message_id
         self._before = self.transcript_model.entries()
         self.transcript_model.remove_from(row)
@@ -698,6 +755,8 @@ class MainWindow(QMainWindow):
         entry = self.transcript_model.entry(row)
         last = row == self.transcript_model.rowCount() - 1
         if self.model_name is None or not last or entry.role != "assistant":
+            return
+        if not self._plan_turn():
             return
         self._sent_draft = None
         self._before = None
@@ -738,9 +797,10 @@ class MainWindow(QMainWindow):
 
     def _on_conversations_opened(self, result) -> None:
         if self.generating:  # a question was sent while it loaded: show it after that answer
-            self._when_idle(lambda: self._on_conversations_opened(result))
+            self._after_answer.append(lambda: self._on_conversations_opened(result))
             return
         conversation, entries, row = result
+        self.conversations.current = conversation
         self._editing_row = None
         self.transcript_model.set_entries(entries)
         self.sidebar.set_current(conversation.id)
@@ -805,12 +865,12 @@ class MainWindow(QMainWindow):
                 max_tokens=chosen.max_tokens, seed=chosen.seed, context_length=chosen.context_length))
 
     def _on_worker_text_ready(self, text: str) -> None:
-        if self._answer_row is not None:
+        if self._answer_row is not None and not self._closed:
             self.transcript_model.append_text(self._answer_row, text)
 
     def _on_worker_finished(self, step) -> None:
         row = self._answer_row
-        if row is None:
+        if row is None or self._closed:
             return
         self._answer_row = None
         self.composer.set_generating(False)
@@ -824,8 +884,7 @@ class MainWindow(QMainWindow):
                 self.transcript_model.set_entries(self._before)
                 if self._sent_draft is not None:
                     self.composer.restore_draft(*self._sent_draft)
-                if self._recorded_question is not None:
-                    self.conversations.forget_unanswered(self._recorded_question)
+                self.conversations.reload_current()  # the worker removed what it had added
             self.notice.show_message(step.error or "The answer failed.")
         else:
             self.stats_label.setText(
@@ -835,11 +894,13 @@ class MainWindow(QMainWindow):
         self._sent_draft = None
         self._before = None
         self._job = None
-        self.sidebar.refresh()
         pending, self._after_answer = self._after_answer, []
-        for action in pending:
-            action()
-        self.answer_finished.emit(step)
+        try:
+            self.sidebar.refresh()
+        finally:
+            for action in pending:
+                action()
+            self.answer_finished.emit(step)
 
     def _memory_hint_source(self):
         """(model name, plan, budget bytes) for the settings dialog's context hint, or None."""
@@ -879,8 +940,23 @@ class MainWindow(QMainWindow):
             # A model load cannot be interrupted inside MLX: hide now, quit when it returns.
             event.ignore()
             self.hide()
-            self.worker_thread.thread.finished.connect(self.close)
+            self.worker_thread.thread.finished.connect(self._on_worker_thread_finished)
+            if self.worker_thread.thread.isFinished():
+                self._on_worker_thread_finished()
             return
+        self._shut_down()
+        super().closeEvent(event)
+
+    def _shut_down(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.library.shutdown()
         self.conversations.store.close()
-        super().closeEvent(event)
+
+    def _on_worker_thread_finished(self) -> None:
+        """The slow load ended after the window was closed: finish quitting."""
+        from PySide6.QtCore import QCoreApplication
+
+        self._shut_down()
+        QCoreApplication.quit()

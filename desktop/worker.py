@@ -80,6 +80,8 @@ class InferenceWorker(QObject):
         self._engine = None
         self._data_folder = data_folder
         self._store = None  # this thread's own ConversationStore connection
+        self._replacement_settled = False
+        self._new_rows: tuple[int | None, int | None] = (None, None)
         self._engine_factory = engine_factory
         self._cancel = threading.Event()  # the running answer's (AnswerJob.cancel)
         self._cancel_load = threading.Event()  # the running load's
@@ -136,19 +138,20 @@ class InferenceWorker(QObject):
                 raise _LoadCancelled
             self.load_progress.emit(stage)
 
+        failure = None
+        engine = None
         try:
             engine = factory(path, progress=progress)
         except _LoadCancelled:
-            self._return_memory()
-            self.load_failed.emit("Loading was cancelled.")
-            return
+            failure = "Loading was cancelled."
         except (CheckpointError, ModelLoadError) as exc:
-            self._return_memory()
-            self.load_failed.emit(str(exc))
-            return
+            failure = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the app goes on
+            failure = f"Could not load {name}: {exc}"
+        if failure is not None:
+            # Outside the except blocks: their traceback no longer holds the half-loaded model.
             self._return_memory()
-            self.load_failed.emit(f"Could not load {name}: {exc}")
+            self.load_failed.emit(failure)
             return
         if cancel.is_set():
             engine.close()
@@ -187,8 +190,8 @@ class InferenceWorker(QObject):
             store = self._conversation_store()
             recorder = AnswerRecorder(store, model=self._engine.name if self._engine else None)
             with store.transaction():
-                if job.truncate_from is not None:
-                    store.truncate_after(job.truncate_from, inclusive=True)
+                # An edit or a regenerate adds its new rows first; the rows it replaces are
+                # deleted only once the new answer has produced text (see _settle_replacement).
                 if job.resume_message_id is not None:
                     recorder.resume(job.resume_message_id)
                 elif job.question is not None:
@@ -199,6 +202,7 @@ class InferenceWorker(QObject):
             self.storage_failed.emit(f"This answer is not being saved: {exc}")
             return None
         question = recorder.question.id if recorder.question is not None else None
+        self._new_rows = (question, recorder.answer_id)
         self.recorded.emit((question, recorder.answer_id))
         return recorder
 
@@ -217,8 +221,16 @@ class InferenceWorker(QObject):
     @Slot(object)
     def _on_request_generate(self, job: AnswerJob) -> None:
         """Answer one job. Always ends with ``finished``, whatever goes wrong."""
+        try:
+            self._answer(job)
+        except Exception as exc:  # noqa: BLE001 - the window must never wait forever
+            self.finished.emit(_error_step(f"The answer failed: {exc}"))
+
+    def _answer(self, job: AnswerJob) -> None:
         from models.engine import PromptError
 
+        self._replacement_settled = False
+        self._new_rows = (None, None)
         self._cancel = job.cancel
         if self._engine is None:
             self.finished.emit(_error_step("No model is loaded."))
@@ -244,6 +256,7 @@ class InferenceWorker(QObject):
                 recorder = self._record(recorder, step)
                 if step.text:
                     pending.append(step.text)
+                    self._settle_replacement(job, recorder)
                 if step.finish_reason:
                     final = step
                     break
@@ -261,9 +274,46 @@ class InferenceWorker(QObject):
         if final is None:
             final = _error_step("The answer ended without a result.")
             self._abandon(recorder, final.error)
+        if final.finish_reason == "error" and recorder is not None and not recorder.text:
+            self._drop_new_rows(job, recorder)  # nothing came back: the store is as it was
+        elif final.finish_reason != "error":
+            self._settle_replacement(job, recorder)
         if pending:
             self.text_ready.emit("".join(pending))
         self.finished.emit(final)
+
+    def _settle_replacement(self, job: AnswerJob, recorder) -> None:
+        """Delete the turns an edit/regenerate replaces, now that the new answer exists."""
+        from models.conversations import StoreError
+
+        if job.truncate_from is None or recorder is None or self._replacement_settled:
+            return
+        self._replacement_settled = True
+        question, answer = self._new_rows
+        first_new = question if question is not None else answer
+        try:
+            self._conversation_store().delete_between(job.truncate_from, first_new)
+        except (StoreError, OSError) as exc:
+            self.storage_failed.emit(f"The replaced messages could not be removed: {exc}")
+
+    def _drop_new_rows(self, job: AnswerJob, recorder) -> None:
+        """Remove the question and empty answer this failed job added (and a conversation that
+        is empty without them), so that the store matches what the window shows again."""
+        from models.conversations import StoreError
+
+        if job.resume_message_id is not None:
+            return  # a continued answer keeps what it had
+        question, answer = self._new_rows
+        first_new = question if question is not None else answer
+        if first_new is None:
+            return
+        try:
+            store = self._conversation_store()
+            store.truncate_after(first_new, inclusive=True)
+            if not store.messages(job.conversation_id):
+                store.delete(job.conversation_id)
+        except (StoreError, OSError) as exc:
+            self.storage_failed.emit(f"The failed question could not be removed: {exc}")
 
     def _abandon(self, recorder, error: str | None) -> None:
         from models.conversations import StoreError

@@ -451,6 +451,18 @@ class ConversationStore(AbstractContextManager):
             )
         return deleted
 
+    def delete_between(self, first_id: int, before_id: int) -> int:
+        """Delete ``first_id`` and the messages after it that come before ``before_id`` (same
+        conversation): the old turns an edit or a regenerate replaces, once the new ones exist."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (first_id,)).fetchone()
+            if row is None:
+                return 0
+            return conn.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND id >= ? AND id < ?",
+                (row["conversation_id"], first_id, before_id),
+            ).rowcount
+
     # -- for the engine ---------------------------------------------------------------------------
 
     def load_image(self, image: StoredImage) -> ChatImage:

@@ -9,6 +9,7 @@ from desktop.model_library import FitBadge, ModelLibrary
 from desktop.preferences import ChatDefaults
 from desktop.settings_dialog import SettingsDialog
 from models.catalog import add_user_model
+from models.engine import GenerationSettings
 from models.memory_budget import MemoryBudget, mac_budget
 from models.memory_planner import choose_prefill_step, plan_model
 from tests.gui.window_helpers import make_window, wait_listed
@@ -44,15 +45,17 @@ def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypa
     library.fit_function = lambda listing: FitBadge("wont_fit", "Won't fit: 90 GB of 60 GB.")
     window = make_window(qtbot, tmp_path, library)
     wait_listed(qtbot, library, lambda: len(library.runnable()) == 1)
-    asked = []
+    asked, requested = [], []
     monkeypatch.setattr(window, "_confirm_load_anyway",
                         lambda name, detail: asked.append(detail) or anyway)
+    window.worker.request_load.connect(lambda path, _cancel: requested.append(path))
     if anyway:
         with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
             window.use_model(library.runnable()[0])
+        assert requested == [str(checkpoints["4bit"])]
     else:
         window.use_model(library.runnable()[0])
-        assert window.model_name is None and not window._loading
+        assert requested == [] and window.model_name is None
     assert asked == ["Won't fit: 90 GB of 60 GB."]
     window.close()
 
@@ -70,17 +73,19 @@ def loaded(qtbot, tmp_path, checkpoints):
 
 def test_prefill_chunk_is_chosen_to_stay_in_budget(loaded, qtbot):
     window = loaded
+    window.generation_settings = GenerationSettings(max_tokens=3000, temperature=0.0)
     plan = window.memory_plan
-    tight = plan.peak_bytes(600, 64) + 1
+    turn = 5 // 3 + 8 + 3000  # "Hello" as estimated, plus the answer's room
+    tight = plan.peak_bytes(turn, 256) + 1
     window.library.budget = MemoryBudget(tight, tight, 0, "cpu", "test")
+    expected = choose_prefill_step(plan, turn, tight)
+    assert expected is not None and expected < 2048  # the budget rules out the larger chunks
     jobs = []
     window.worker.request_generate.connect(jobs.append)
     qtbot.keyClicks(window.composer.edit, "Hello")
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT):
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-    # The first turn: "Hello" (5 // 3 + 8 tokens of prompt, as estimated) plus 6 answer tokens.
-    expected = choose_prefill_step(plan, 5 // 3 + 8 + 6, tight)
-    assert expected is not None
+        window.stop()
     assert jobs[0].settings.prefill_step_size == expected
 
 
@@ -100,9 +105,11 @@ def test_a_turn_that_would_outgrow_memory_stops_first(loaded, qtbot, monkeypatch
     assert not window.generating and window.composer.text() == "Second"  # nothing lost
     assert offered[0] in window.notice.text()
 
+    before = window._tokens_in_conversation()
     monkeypatch.setattr(window, "_ask_fresh_start", lambda reason: True)
     qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert window.conversations.current_id != first_id
+    assert window._tokens_in_conversation() < before  # the new conversation is measured afresh
     assert [e.text for e in window.transcript_model.entries()][0] == "First"
     assert window.transcript_model.rowCount() == 2 and window.composer.text() == "Second"
 

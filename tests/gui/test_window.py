@@ -304,3 +304,30 @@ def test_failed_edit_keeps_the_conversation(loaded, qtbot):
     with ConversationStore(window.conversations.store.folder) as store:
         stored = store.messages(window.conversations.current_id)
     assert [(m.role, m.text) for m in stored] == before
+
+
+def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, monkeypatch):
+    """The engine fails after the worker stored the new answer row: the store and the window
+    both go back to what they were."""
+    window = loaded
+    for text in ("One", "Two"):
+        qtbot.keyClicks(window.composer.edit, text)
+        with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
+            qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    before = [(e.role, e.text) for e in window.transcript_model.entries()]
+    engine = window.worker._engine
+
+    def broken(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("out of memory during prefill")
+
+    monkeypatch.setattr(engine, "generate", broken)
+    with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
+        qtbot.mouseClick(window.transcript.message_widget(3).actions["regenerate"], Qt.MouseButton.LeftButton)
+    assert [(e.role, e.text) for e in window.transcript_model.entries()] == before
+    from models.conversations import ConversationStore
+
+    with ConversationStore(window.conversations.store.folder) as store:
+        stored = store.messages(window.conversations.current_id)
+    assert [(m.role, m.text) for m in stored] == before
+    assert [m.id for m in stored] == [e.message_id for e in window.transcript_model.entries()]

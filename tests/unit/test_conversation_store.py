@@ -570,3 +570,14 @@ def test_markdown_export_writes_images_beside_it(store, tmp_path):
     assert [f.read_bytes() for f in files] == [red.data, jpeg.data, red.data]
     assert all(f.parent == tmp_path / "out" / "chat_images" for f in files)
     assert len(list((tmp_path / "out" / "chat_images").iterdir())) == 2
+
+
+def test_delete_between_removes_only_the_replaced_turns(store):
+    conversation = store.create()
+    old = [store.add_message(conversation.id, role, text) for role, text in
+           (("user", "Q1"), ("assistant", "A1"), ("user", "Q2"), ("assistant", "A2"))]
+    new_question = store.add_message(conversation.id, "user", "Q2 edited")
+    new_answer = store.add_message(conversation.id, "assistant", "A2 new")
+    assert store.delete_between(old[2].id, new_question.id) == 2
+    assert [m.text for m in store.messages(conversation.id)] == ["Q1", "A1", "Q2 edited", "A2 new"]
+    assert store.delete_between(new_answer.id + 100, new_answer.id + 200) == 0
