@@ -25,6 +25,7 @@ import hashlib
 import json
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -585,3 +586,23 @@ def child_env(url: str, hf_home: Path, data_dir: Path, **extra: str) -> dict[str
                HF_HUB_DISABLE_PROGRESS_BARS="1")
     env.update(extra)
     return env
+
+
+@contextmanager
+def running_hub(monkeypatch, hf_home: Path, repos: dict[str, Path]):
+    """A started HubServer serving ``repos`` (repo id -> checkpoint folder), this process pointed
+    at it, and an in-memory keychain; everything undone afterwards."""
+    import keyring
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    server = HubServer()
+    server.start()
+    try:
+        for repo_id, folder in repos.items():
+            server.add_repo(repo_id, folder)
+        point_huggingface_hub_at(monkeypatch, server.url, hf_home)
+        yield server
+    finally:
+        server.stop()
+        keyring.set_keyring(previous)

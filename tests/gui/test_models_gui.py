@@ -3,7 +3,6 @@
 import gc
 import weakref
 
-import keyring
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
@@ -14,7 +13,7 @@ from models.engine import Engine, GenerationSettings
 from models.license import license_accepted
 from models.prompt import ChatMessage
 from tests.gui.window_helpers import make_window, wait_listed
-from tests.hub_server import HubServer, MemoryKeyring, point_huggingface_hub_at
+from tests.hub_server import running_hub
 
 TIMEOUT = 120_000
 SCOUT_4BIT = "mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit"
@@ -69,15 +68,8 @@ def test_switch_variant_from_the_menu(qtbot, tmp_path, checkpoints):
 
 @pytest.fixture
 def hub(checkpoints, tmp_path, monkeypatch):
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    server = HubServer()
-    server.start()
-    server.add_repo(SCOUT_4BIT, checkpoints["4bit"])
-    point_huggingface_hub_at(monkeypatch, server.url, tmp_path / "hf")
-    yield server
-    server.stop()
-    keyring.set_keyring(previous)
+    with running_hub(monkeypatch, tmp_path / "hf", {SCOUT_4BIT: checkpoints["4bit"]}) as server:
+        yield server
 
 
 def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch):

@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 
-import keyring
 import pytest
 
 from desktop.cli import main
 from models import license, store
-from tests.hub_server import HubServer, MemoryKeyring, child_env, point_huggingface_hub_at
+from tests.hub_server import HubServer, child_env, running_hub
 
 REPO = "mlx-community/Llama-4-Tiny-Test-4bit"
 WEIGHTS = "model.safetensors"
@@ -21,16 +20,9 @@ SCOUT_4BIT = "mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit"
 
 @pytest.fixture
 def hub(checkpoints, tmp_path, monkeypatch):
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    server = HubServer()
-    server.start()
-    server.add_repo(REPO, checkpoints["4bit"])
-    point_huggingface_hub_at(monkeypatch, server.url, tmp_path / "hf")
     monkeypatch.setenv("LLAMA_DESK_DATA_DIR", str(tmp_path / "data"))
-    yield server
-    server.stop()
-    keyring.set_keyring(previous)
+    with running_hub(monkeypatch, tmp_path / "hf", {REPO: checkpoints["4bit"]}) as server:
+        yield server
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
