@@ -83,6 +83,8 @@ class SettingsDialog(QDialog):
                                          if values.kv_bits in (16, 8, 4) else 0))
         self.kv_bits.setToolTip("A quantized KV cache holds 2–4× more conversation in the same memory")
         form.addRow("KV cache precision:", self.kv_bits)
+        if conversation_title is not None:
+            form.setRowVisible(self.kv_bits, False)  # one setting for the app, not per conversation
         self.appearance = QComboBox()
         for name in APPEARANCES:
             self.appearance.addItem(name.capitalize(), name)
