@@ -130,6 +130,7 @@ class ModelLibrary(QObject):
         a person asking what would fit another Mac)."""
         super().__init__(parent)
         self.budget_override = budget
+        self._survey_generation = 0
         self.listings: list = []
         self.loaded = False
         self.memory_bytes = memory_bytes if memory_bytes is not None else total_memory_bytes()
@@ -155,7 +156,18 @@ class ModelLibrary(QObject):
     def refresh(self) -> None:
         """Re-read the catalog, the cache, this machine's memory budget and each model's memory
         plan (config and safetensors headers only) on the thread pool; ``changed`` follows."""
-        run_in_background(lambda: _survey(self.budget_override), self._on_listed, self._on_list_failed)
+        self._survey_generation += 1
+        generation = self._survey_generation
+
+        def listed(result) -> None:
+            if generation == self._survey_generation:  # an older, slower survey is stale
+                self._on_listed(result)
+
+        def failed(message: str) -> None:
+            if generation == self._survey_generation:
+                self._on_list_failed(message)
+
+        run_in_background(lambda: _survey(self.budget_override), listed, failed)
 
     def _on_listed(self, result) -> None:
         listings, budget, plans = result
