@@ -29,6 +29,15 @@ def loaded(window, qtbot, checkpoints):
     return window
 
 
+def failing_generate(message: str):
+    """A stand-in for Engine.generate that fails before producing any text."""
+    def generate(*_args, **_kwargs):
+        yield from ()
+        raise RuntimeError(message)
+
+    return generate
+
+
 def drop(window, mime):
     pos = QPointF(window.width() / 2, window.height() / 2)
     enter = QDragEnterEvent(pos.toPoint(), Qt.DropAction.CopyAction, mime,
@@ -266,11 +275,7 @@ def test_an_engine_failure_ends_the_answer_and_the_next_works(loaded, qtbot, mon
     engine = window.worker._engine
     real_generate = engine.generate
 
-    def broken(*args, **kwargs):
-        yield from ()
-        raise RuntimeError("Metal command buffer failed")
-
-    monkeypatch.setattr(engine, "generate", broken)
+    monkeypatch.setattr(engine, "generate", failing_generate("Metal command buffer failed"))
     qtbot.keyClicks(window.composer.edit, "First try")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
@@ -317,11 +322,7 @@ def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, monkeypatch):
     before = [(e.role, e.text) for e in window.transcript_model.entries()]
     engine = window.worker._engine
 
-    def broken(*args, **kwargs):
-        yield from ()
-        raise RuntimeError("out of memory during prefill")
-
-    monkeypatch.setattr(engine, "generate", broken)
+    monkeypatch.setattr(engine, "generate", failing_generate("out of memory during prefill"))
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
         qtbot.mouseClick(window.transcript.message_widget(3).actions["regenerate"], Qt.MouseButton.LeftButton)
     assert [(e.role, e.text) for e in window.transcript_model.entries()] == before
