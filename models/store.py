@@ -38,9 +38,17 @@ shard starts from zero. Here a file is fetched into ``blobs/<etag>.incomplete`` 
 request, by the next attempt or the next pull. Only safetensors weights are fetched; no code
 from a repo is ever downloaded or run.
 
+The server is not trusted with the disk: every value of its listing that becomes part of a
+path must look like what the Hub sends (a 40-hex commit, a 64-hex sha256, a 40-hex git blob id; file
+names without ``..``, empty parts or control characters), sizes must be whole numbers up to
+``MAX_FILE_BYTES``, a file without a checksum is refused, and every blob, ``.incomplete`` file,
+snapshot link and ref must resolve (following links already in the cache) inside the repo's cache
+folder. Anything else raises ``UnsafeDownloadError`` before a byte is written there.
+
 Every failure is a ``StoreError`` whose message is one user-facing line: ``GatedRepoError``,
 ``RepoNotFound``, ``NetworkError``, ``DiskFullError``, ``ChecksumError``, ``DownloadCancelled``,
-``TokenStoreError``; ``ModelNotFound`` when a name is neither a folder nor downloaded.
+``UnsafeDownloadError``, ``TokenStoreError``; ``ModelNotFound`` when a name is neither a folder nor
+downloaded.
 """
 
 from __future__ import annotations
@@ -80,6 +88,13 @@ KEYRING_USER = "huggingface-token"
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
+# What the Hub's listing can hold where it becomes a path part (matched whole, with re.fullmatch).
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_OID = re.compile(r"[0-9a-f]{40}")
+MAX_FILE_BYTES = 1 << 40  # 1 TiB: far above any shard (~5 GB), far below what breaks arithmetic
+_MAX_NAME_CHARS = 1000
+
 
 # -- errors ---------------------------------------------------------------------------------------
 
@@ -110,6 +125,11 @@ class ChecksumError(StoreError):
 
 class DownloadCancelled(StoreError):
     """The cancel event was set; the bytes already fetched stay in the cache for a resume."""
+
+
+class UnsafeDownloadError(StoreError):
+    """The server's listing or the cache would put a file outside the repo's cache folder, or a file
+    could not be verified; nothing more is downloaded."""
 
 
 class TokenStoreError(StoreError):
@@ -405,32 +425,87 @@ def fetch_plan(
         raise RepoNotFound(f"{repo_id!r} is not a Hub repo id (owner/name).")
     cancel = cancel or threading.Event()
     sleep = sleep or cancel.wait
-    info = _call_with_retries(
-        lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=_token(token),
-                                   timeout=_request_timeout()),
-        repo_id, retry, sleep, cancel,
-    )
-    siblings = list(filter_repo_objects(info.siblings or [], allow_patterns=list(ALLOW_PATTERNS),
+
+    def listing():
+        try:
+            return HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=_token(token),
+                                      timeout=_request_timeout())
+        except (KeyError, TypeError, AttributeError) as exc:  # huggingface_hub parsing a malformed answer
+            raise _malformed(repo_id) from exc
+
+    info = _call_with_retries(listing, repo_id, retry, sleep, cancel)
+    siblings = info.siblings or []
+    if not isinstance(siblings, list) or not all(isinstance(s.rfilename, str) for s in siblings):
+        raise _malformed(repo_id)
+    siblings = list(filter_repo_objects(siblings, allow_patterns=list(ALLOW_PATTERNS),
                                         ignore_patterns=list(IGNORE_PATTERNS), key=lambda s: s.rfilename))
-    files = tuple(
-        RemoteFile(
+    files = []
+    for s in siblings:
+        if s.lfs is not None and not _is_hex(s.lfs.sha256, _SHA256):
+            raise UnsafeDownloadError(_refused_value("an invalid sha256", s.rfilename, repo_id))
+        files.append(RemoteFile(
             name=s.rfilename,
-            size=s.lfs.size if s.lfs else s.size,
-            sha256=s.lfs.sha256 if s.lfs else None,
+            size=s.lfs.size if s.lfs is not None else s.size,
+            sha256=s.lfs.sha256 if s.lfs is not None else None,
             blob_id=s.blob_id,
-        )
-        for s in siblings
-    )
-    unsafe = next((f.name for f in files
-                   if f.name.startswith(("/", "\\")) or ".." in f.name.replace("\\", "/").split("/")), None)
-    if unsafe is not None:
-        raise StoreError(f"{repo_id} lists a file outside the repo ({unsafe!r}); refusing to download it.")
-    if not any(f.name.endswith(".safetensors") for f in files):
-        raise StoreError(f"{repo_id} has no .safetensors weights; Llama Desk loads safetensors only.")
+        ))
     if not info.sha:
         raise StoreError(f"The Hub did not say which commit {repo_id} is at; try again.")
-    return RepoPlan(repo_id=repo_id, revision=revision, commit=info.sha, files=files,
+    plan = RepoPlan(repo_id=repo_id, revision=revision, commit=info.sha, files=tuple(files),
                     gated=bool(info.gated))
+    check_plan(plan)
+    if not any(f.name.endswith(".safetensors") for f in files):
+        raise StoreError(f"{repo_id} has no .safetensors weights; Llama Desk loads safetensors only.")
+    return plan
+
+
+def _malformed(repo_id: str) -> UnsafeDownloadError:
+    return UnsafeDownloadError(f"The server sent a malformed file listing for {repo_id}; download refused.")
+
+
+def _refused_value(what: str, name: str, repo_id: str) -> str:
+    return f"The server sent {what} for {name} of {repo_id}; download refused."
+
+
+def _is_hex(value: object, pattern: re.Pattern[str]) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def _name_problem(name: object) -> str | None:
+    """Why a listed file name cannot be a path inside the snapshot ("outside", "invalid"), or None."""
+    if not isinstance(name, str) or not name or len(name) > _MAX_NAME_CHARS:
+        return "invalid"
+    if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+        return "outside"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name) or any(p in ("", ".") for p in name.split("/")):
+        return "invalid"
+    return None
+
+
+def check_plan(plan: RepoPlan) -> None:
+    """Raise UnsafeDownloadError unless every server value in ``plan`` is one the Hub can send: a
+    40-hex commit, safe file names, sizes from 0 to MAX_FILE_BYTES, and per file a 64-hex sha256
+    or a 40-hex git blob id (a file with neither cannot be verified and is refused)."""
+    repo_id = plan.repo_id
+    if not _is_hex(plan.commit, _COMMIT):
+        raise UnsafeDownloadError(f"The server sent an invalid commit id for {repo_id}; download refused.")
+    for f in plan.files:
+        problem = _name_problem(f.name)
+        if problem == "outside":
+            raise UnsafeDownloadError(f"{repo_id} lists a file outside the repo ({f.name!r:.80}); refusing to "
+                                      "download it.")
+        if problem:
+            raise UnsafeDownloadError(f"{repo_id} lists a file with an invalid name ({f.name!r:.80}); download "
+                                      "refused.")
+        if not isinstance(f.size, int) or isinstance(f.size, bool) or not 0 <= f.size <= MAX_FILE_BYTES:
+            raise UnsafeDownloadError(_refused_value("an invalid size", f.name, repo_id))
+        if f.sha256 is not None and not _is_hex(f.sha256, _SHA256):
+            raise UnsafeDownloadError(_refused_value("an invalid sha256", f.name, repo_id))
+        if f.blob_id is not None and not _is_hex(f.blob_id, _GIT_OID):
+            raise UnsafeDownloadError(_refused_value("an invalid blob id", f.name, repo_id))
+        if f.sha256 is None and f.blob_id is None:
+            raise UnsafeDownloadError(f"The server sent no checksum for {f.name} of {repo_id}, so it cannot "
+                                      "be verified; download refused.")
 
 
 def probe_access(plan: RepoPlan, token: str | None = None) -> None:
@@ -582,18 +657,14 @@ class _Hasher:
             self._hash = hashlib.sha256()
         elif self.remote.blob_id and self.remote.size is not None:
             self._hash = hashlib.sha1(f"blob {self.remote.size}\0".encode(), usedforsecurity=False)
-        else:
-            self._hash = None
+        else:  # check_plan refuses such files first; never keep bytes that cannot be verified
+            raise UnsafeDownloadError(f"{self.remote.name} has no checksum to verify it by; download refused.")
 
     def update(self, data: bytes) -> None:
-        if self._hash is not None:
-            self._hash.update(data)
+        self._hash.update(data)
 
     def matches(self) -> bool:
-        if self._hash is None:
-            return True
-        expected = self.remote.sha256 or self.remote.blob_id
-        return self._hash.hexdigest() == expected
+        return self._hash.hexdigest() == self.remote.etag
 
 
 class _Downloader:
@@ -605,6 +676,7 @@ class _Downloader:
 
         self.plan = plan
         self.repo_dir = repo_cache_dir(plan.repo_id)
+        self.repo_root = self.repo_dir.resolve()
         self.retry = retry
         self.sleep = sleep
         self.cancel = cancel
@@ -620,25 +692,38 @@ class _Downloader:
                 f"{_format_bytes(r.bytes_total)}; pull again to resume."
             )
 
+    def inside(self, path: Path, what: str) -> Path:
+        """``path``, once it resolves (following any link already there) inside the repo's cache folder."""
+        if not path.resolve().is_relative_to(self.repo_root):
+            raise UnsafeDownloadError(
+                f"The cache path for {what} of {self.plan.repo_id} leads outside {self.repo_dir}; download "
+                "refused (a link in the cache points elsewhere: remove it and pull again)."
+            )
+        return path
+
     def run(self) -> Path:
-        snapshot = self.repo_dir / "snapshots" / self.plan.commit
+        snapshot = self.inside(self.repo_dir / "snapshots" / self.plan.commit, "the snapshot")
         for remote in self.plan.files:
             self.check_cancel()
             self.fetch(remote, snapshot / remote.name)
         if self.plan.revision != self.plan.commit:
-            ref = self.repo_dir / "refs" / self.plan.revision
+            ref = self.inside(self.repo_dir / "refs" / self.plan.revision, f"refs/{self.plan.revision}")
             ref.parent.mkdir(parents=True, exist_ok=True)
             ref.write_text(self.plan.commit)
         return snapshot
 
     def fetch(self, remote: RemoteFile, pointer: Path) -> None:
+        etag = remote.etag
+        if etag is None:  # check_plan refuses such files first
+            raise UnsafeDownloadError(f"{remote.name} has no checksum to verify it by; download refused.")
+        self.inside(pointer, remote.name)
+        blob = self.inside(self.repo_dir / "blobs" / etag, remote.name)
+        self.inside(_partial_path(blob), remote.name)
         present = _bytes_present(self.plan, remote)
         self.reporter.start_file(remote.name, present, remote.size)
         if pointer.exists():
             self.reporter.finish_file(present)
             return
-        etag = remote.etag or f"unverified-{self.plan.commit}-{remote.name.replace('/', '--')}"
-        blob = self.repo_dir / "blobs" / etag
         blob.parent.mkdir(parents=True, exist_ok=True)
         if not blob.exists():
             with self.locked(etag):
@@ -790,6 +875,7 @@ def download_model(
     sleep = sleep or cancel.wait
     if plan is None:
         plan = fetch_plan(repo_id, revision=revision, token=token, retry=retry, sleep=sleep, cancel=cancel)
+    check_plan(plan)
     check_disk_space(plan)
     present = sum(_bytes_present(plan, f) for f in plan.files)
     reporter = _ProgressReporter(plan.repo_id, progress, plan.total_bytes, present, len(plan.files),

@@ -16,6 +16,10 @@ Fault knobs, each for one repo file: ``drop_connection`` (close the socket after
 ``corrupt`` (flip a byte), ``stall`` (stop after N bytes until released: a test can cancel
 mid-file without sleeping), and ``fail`` (answer every request for a repo with a status).
 ``bytes_served(repo, file)`` counts body bytes sent, so a test can tell a resume from a restart.
+
+Hostile-server knobs: ``lie_about_commit`` (the listing names another commit, which the server
+then also answers to) and ``lie_about_file`` (replace or drop fields of a file's listing entry:
+``blobId``, ``size``, ``lfs``; None leaves a field out), while the bytes served stay the real ones.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class FakeRepo:
     files: dict[str, ServedFile]
     gated: bool = False
     allowed_tokens: frozenset[str] = frozenset()
+    listed_commit: str | None = None  # the commit the listing claims (a hostile server), if not ``commit``
+    listing_overrides: dict[str, dict] = field(default_factory=dict)  # file -> listing fields replaced
 
 
 @dataclass
@@ -190,6 +196,17 @@ class HubServer:
         self.repos[repo_id] = repo
         return repo
 
+    # -- a hostile server -------------------------------------------------------------------------
+
+    def lie_about_commit(self, repo_id: str, sha: object) -> None:
+        """The listing's ``sha`` becomes ``sha``; file requests at that revision are served too."""
+        self.repos[repo_id].listed_commit = sha
+
+    def lie_about_file(self, repo_id: str, file: str, **fields: object) -> None:
+        """Replace ``file``'s listing fields (``blobId=...``, ``size=...``, ``lfs={...}`` merged into
+        the real one); a field (or an ``lfs`` key) set to None is left out of the listing."""
+        self.repos[repo_id].listing_overrides[file] = fields
+
     # -- faults ---------------------------------------------------------------------------------
 
     def drop_connection(self, repo_id: str, file: str, after_bytes: int, times: int = 1) -> None:
@@ -271,11 +288,19 @@ def _repo_info(repo: FakeRepo, blobs: bool) -> dict:
             sibling.update(size=len(f.data), blobId=f.blob_id)
             if f.lfs:
                 sibling["lfs"] = {"sha256": f.sha256, "size": len(f.data), "pointerSize": len(f.lfs_pointer)}
+            for key, value in repo.listing_overrides.get(f.name, {}).items():
+                if value is None:
+                    sibling.pop(key, None)
+                elif isinstance(value, dict) and isinstance(sibling.get(key), dict):
+                    merged = {**sibling[key], **value}
+                    sibling[key] = {k: v for k, v in merged.items() if v is not None}
+                else:
+                    sibling[key] = value
         siblings.append(sibling)
     owner = repo.repo_id.split("/")[0]
     return {
         "_id": repo.commit[:24], "id": repo.repo_id, "modelId": repo.repo_id, "author": owner,
-        "sha": repo.commit, "lastModified": "2025-04-06T00:00:00.000Z",
+        "sha": repo.commit if repo.listed_commit is None else repo.listed_commit, "lastModified": "2025-04-06T00:00:00.000Z",
         "createdAt": "2025-04-05T00:00:00.000Z",
         "private": False, "disabled": False, "gated": "manual" if repo.gated else False,
         "downloads": 0, "likes": 0, "library_name": "mlx", "tags": ["mlx", "safetensors", "llama4"],
@@ -396,7 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
         return repo
 
     def _revision_ok(self, repo: FakeRepo, revision: str, send_body: bool) -> bool:
-        if revision in ("main", repo.commit):
+        if revision in ("main", repo.commit) or (repo.listed_commit is not None and revision == repo.listed_commit):
             return True
         self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", send_body)
         return False
