@@ -96,6 +96,10 @@ def test_pull_needs_the_license_then_downloads_lists_resolves_and_deletes(hub, c
     (lambda hub: hub.fail(REPO, 403), REPO, "accept the Llama 4 license on the repo's Hub page"),
     (lambda hub: hub.stop(), REPO, "Cannot reach the Hub at http://127.0.0.1:"),
     (lambda hub: None, "./some/folder", "is not a Hub repo id"),
+    (lambda hub: hub.lie_about_file(REPO, "config.json", blobId=None), REPO,
+     f"The server sent no checksum for config.json of {REPO}, so it cannot be verified; download refused."),
+    (lambda hub: hub.lie_about_file(REPO, WEIGHTS, lfs={"sha256": "/etc/hostname"}), REPO,
+     f"The server sent an invalid sha256 for {WEIGHTS} of {REPO}; download refused."),
 ])
 def test_pull_failures_are_one_line(hub, capsys, setup, repo, message):
     license.accept_license()
@@ -103,6 +107,17 @@ def test_pull_failures_are_one_line(hub, capsys, setup, repo, message):
     code, _, err = cli(capsys, "models", "pull", repo)
     assert code in (1, 2)
     assert message in err and err.count("\n") == 1 and err.startswith("llama-desk: ")
+
+
+def test_a_hostile_hub_gets_one_line_and_writes_nothing_outside_the_cache(hub, tmp_path):
+    """The listing names a commit that climbs out of the cache into a LaunchAgents folder."""
+    license.accept_license()
+    hub.lie_about_commit(REPO, "../../../../LaunchAgents/com.evil")
+    process = child(hub, tmp_path, "models", "pull", REPO)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and out == ""
+    assert err == f"llama-desk: The server sent an invalid commit id for {REPO}; download refused.\n"
+    assert not (tmp_path / "LaunchAgents").exists() and hub.total_bytes_served() == 0
 
 
 def test_add_a_folder_and_forget_it(hub, capsys, checkpoints, tmp_path):
