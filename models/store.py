@@ -80,8 +80,20 @@ ALLOW_PATTERNS = (
     "LICENSE*",
     "USE_POLICY.md",
 )
-IGNORE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.py", "*.gguf", "*.msgpack", "*.h5",
-                   "*.onnx", "original/*", "*/original/*")
+IGNORE_PATTERNS = (
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.pkl",
+    "*.py",
+    "*.gguf",
+    "*.msgpack",
+    "*.h5",
+    "*.onnx",
+    "original/*",
+    "*/original/*",
+)
 
 KEYRING_SERVICE = "Llama Desk"
 KEYRING_USER = "huggingface-token"
@@ -254,8 +266,10 @@ def _format_bytes(n: float) -> str:
 
 # -- token ----------------------------------------------------------------------------------------
 
-_NO_KEYCHAIN = ("No system keychain is available to store the Hugging Face token ({reason}); "
-                "set the HF_TOKEN environment variable instead.")
+_NO_KEYCHAIN = (
+    "No system keychain is available to store the Hugging Face token ({reason}); "
+    "set the HF_TOKEN environment variable instead."
+)
 
 
 def set_token(token: str) -> None:
@@ -340,14 +354,17 @@ def _translate(exc: BaseException, repo_id: str, file: str | None = None) -> Sto
     where = f"{file} of {repo_id}" if file else repo_id
     status = _status(exc)
     if isinstance(exc, hf.OfflineModeIsEnabled):
-        return NetworkError(f"Cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); unset it to "
-                            "download.")
+        return NetworkError(
+            f"Cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); unset it to download."
+        )
     if isinstance(exc, hf.GatedRepoError) or (isinstance(exc, hf.HfHubHTTPError) and status in (401, 403)):
         response = getattr(exc, "response", None)
         server_says = response.headers.get("X-Error-Message", "") if response is not None else ""
         if status == 401 and "Invalid credentials" in server_says:
-            return GatedRepoError(f"The Hub refused the access token for {repo_id} (401 invalid "
-                                  "credentials); sign in again with a valid Hugging Face token.")
+            return GatedRepoError(
+                f"The Hub refused the access token for {repo_id} (401 invalid "
+                "credentials); sign in again with a valid Hugging Face token."
+            )
         return GatedRepoError(
             f"{repo_id} is gated ({status or 'access denied'}): accept the Llama 4 license on the repo's Hub "
             f"page ({hub_page(repo_id)}) and sign in with a Hugging Face access token that has access."
@@ -357,32 +374,43 @@ def _translate(exc: BaseException, repo_id: str, file: str | None = None) -> Sto
     if isinstance(exc, hf.RemoteEntryNotFoundError):
         return RepoNotFound(f"{where} was not found on the Hub (404).")
     if isinstance(exc, hf.RepositoryNotFoundError) or status == 404:
-        return RepoNotFound(f"{repo_id} was not found on the Hub (404): check the name; a private repo needs "
-                            "a token with access.")
+        return RepoNotFound(
+            f"{repo_id} was not found on the Hub (404): check the name; a private repo needs "
+            "a token with access."
+        )
     if isinstance(exc, hf.HfHubHTTPError) and status is not None:
         if status >= 500 or status in (408, 429):
-            return NetworkError(f"The Hub kept failing while downloading {where} (HTTP {status}); try again "
-                                "later.")
+            return NetworkError(
+                f"The Hub kept failing while downloading {where} (HTTP {status}); try again later."
+            )
         return StoreError(f"The Hub refused the request for {where} (HTTP {status}).")
     if isinstance(exc, httpx.ProxyError):
         return NetworkError(f"Cannot download {repo_id}: the proxy failed ({exc}).")
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return NetworkError(f"Cannot reach the Hub at {constants.ENDPOINT}: no network connection or the "
-                            "server is down.")
+        return NetworkError(
+            f"Cannot reach the Hub at {constants.ENDPOINT}: no network connection or the server is down."
+        )
     if isinstance(exc, httpx.TimeoutException):
         return NetworkError(f"The Hub stopped answering while downloading {where} (timed out); try again.")
     if isinstance(exc, httpx.TransportError | _Truncated):
         return NetworkError(f"The connection kept dropping while downloading {where}; pull again to resume.")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return DiskFullError(f"The disk is full (writing {where} to {hub_cache_dir()}); free up space and "
-                             "pull again to resume.")
+        return DiskFullError(
+            f"The disk is full (writing {where} to {hub_cache_dir()}); free up space and "
+            "pull again to resume."
+        )
     if isinstance(exc, OSError):
         return StoreError(f"Cannot write {where} to {hub_cache_dir()}: {exc.strerror or exc}.")
     return StoreError(f"Downloading {where} failed: {exc}")
 
 
-def _call_with_retries(fn: Callable[[], object], repo_id: str, retry: RetryPolicy,
-                       sleep: Callable[[float], object], cancel: threading.Event) -> object:
+def _call_with_retries(
+    fn: Callable[[], object],
+    repo_id: str,
+    retry: RetryPolicy,
+    sleep: Callable[[float], object],
+    cancel: threading.Event,
+) -> object:
     """Call ``fn`` (one metadata request), retrying transient failures; an unreachable server fails fast."""
     attempt = 0
     while True:
@@ -428,8 +456,13 @@ def fetch_plan(
 
     def listing():
         try:
-            return HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=_token(token),
-                                      timeout=_request_timeout())
+            return HfApi().model_info(
+                repo_id,
+                revision=revision,
+                files_metadata=True,
+                token=_token(token),
+                timeout=_request_timeout(),
+            )
         except (KeyError, TypeError, AttributeError) as exc:  # huggingface_hub parsing a malformed answer
             raise _malformed(repo_id) from exc
 
@@ -437,22 +470,31 @@ def fetch_plan(
     siblings = info.siblings or []
     if not isinstance(siblings, list) or not all(isinstance(s.rfilename, str) for s in siblings):
         raise _malformed(repo_id)
-    siblings = list(filter_repo_objects(siblings, allow_patterns=list(ALLOW_PATTERNS),
-                                        ignore_patterns=list(IGNORE_PATTERNS), key=lambda s: s.rfilename))
+    siblings = list(
+        filter_repo_objects(
+            siblings,
+            allow_patterns=list(ALLOW_PATTERNS),
+            ignore_patterns=list(IGNORE_PATTERNS),
+            key=lambda s: s.rfilename,
+        )
+    )
     files = []
     for s in siblings:
         if s.lfs is not None and not _is_hex(s.lfs.sha256, _SHA256):
             raise UnsafeDownloadError(_refused_value("an invalid sha256", s.rfilename, repo_id))
-        files.append(RemoteFile(
-            name=s.rfilename,
-            size=s.lfs.size if s.lfs is not None else s.size,
-            sha256=s.lfs.sha256 if s.lfs is not None else None,
-            blob_id=s.blob_id,
-        ))
+        files.append(
+            RemoteFile(
+                name=s.rfilename,
+                size=s.lfs.size if s.lfs is not None else s.size,
+                sha256=s.lfs.sha256 if s.lfs is not None else None,
+                blob_id=s.blob_id,
+            )
+        )
     if not info.sha:
         raise StoreError(f"The Hub did not say which commit {repo_id} is at; try again.")
-    plan = RepoPlan(repo_id=repo_id, revision=revision, commit=info.sha, files=tuple(files),
-                    gated=bool(info.gated))
+    plan = RepoPlan(
+        repo_id=repo_id, revision=revision, commit=info.sha, files=tuple(files), gated=bool(info.gated)
+    )
     check_plan(plan)
     if not any(f.name.endswith(".safetensors") for f in files):
         raise StoreError(f"{repo_id} has no .safetensors weights; Llama Desk loads safetensors only.")
@@ -492,11 +534,13 @@ def check_plan(plan: RepoPlan) -> None:
     for f in plan.files:
         problem = _name_problem(f.name)
         if problem == "outside":
-            raise UnsafeDownloadError(f"{repo_id} lists a file outside the repo ({f.name!r:.80}); refusing to "
-                                      "download it.")
+            raise UnsafeDownloadError(
+                f"{repo_id} lists a file outside the repo ({f.name!r:.80}); refusing to download it."
+            )
         if problem:
-            raise UnsafeDownloadError(f"{repo_id} lists a file with an invalid name ({f.name!r:.80}); download "
-                                      "refused.")
+            raise UnsafeDownloadError(
+                f"{repo_id} lists a file with an invalid name ({f.name!r:.80}); download refused."
+            )
         if not isinstance(f.size, int) or isinstance(f.size, bool) or not 0 <= f.size <= MAX_FILE_BYTES:
             raise UnsafeDownloadError(_refused_value("an invalid size", f.name, repo_id))
         if f.sha256 is not None and not _is_hex(f.sha256, _SHA256):
@@ -504,8 +548,10 @@ def check_plan(plan: RepoPlan) -> None:
         if f.blob_id is not None and not _is_hex(f.blob_id, _GIT_OID):
             raise UnsafeDownloadError(_refused_value("an invalid blob id", f.name, repo_id))
         if f.sha256 is None and f.blob_id is None:
-            raise UnsafeDownloadError(f"The server sent no checksum for {f.name} of {repo_id}, so it cannot "
-                                      "be verified; download refused.")
+            raise UnsafeDownloadError(
+                f"The server sent no checksum for {f.name} of {repo_id}, so it cannot "
+                "be verified; download refused."
+            )
 
 
 def probe_access(plan: RepoPlan, token: str | None = None) -> None:
@@ -514,8 +560,11 @@ def probe_access(plan: RepoPlan, token: str | None = None) -> None:
 
     name = "config.json" if any(f.name == "config.json" for f in plan.files) else plan.files[0].name
     try:
-        get_hf_file_metadata(hf_hub_url(plan.repo_id, name, revision=plan.commit), token=_token(token),
-                             timeout=_request_timeout())
+        get_hf_file_metadata(
+            hf_hub_url(plan.repo_id, name, revision=plan.commit),
+            token=_token(token),
+            timeout=_request_timeout(),
+        )
     except Exception as exc:
         raise _translate(exc, plan.repo_id, name) from None
 
@@ -581,8 +630,15 @@ class _ProgressReporter:
 
     _WINDOW_S = 5.0
 
-    def __init__(self, repo_id: str, callback: Callable[[DownloadProgress], None] | None,
-                 bytes_total: int, bytes_done: int, files_total: int, interval_s: float):
+    def __init__(
+        self,
+        repo_id: str,
+        callback: Callable[[DownloadProgress], None] | None,
+        bytes_total: int,
+        bytes_done: int,
+        files_total: int,
+        interval_s: float,
+    ):
         self.repo_id = repo_id
         self.callback = callback
         self.bytes_total = bytes_total
@@ -638,11 +694,20 @@ class _ProgressReporter:
         self._last_emit = now
         remaining = max(0, self.bytes_total - self.bytes_done)
         eta = remaining / speed if speed > 0 else (0.0 if remaining == 0 else None)
-        self.callback(DownloadProgress(
-            repo_id=self.repo_id, file=self.file, file_bytes_done=self.file_done,
-            file_bytes_total=self.file_total, bytes_done=self.bytes_done, bytes_total=self.bytes_total,
-            speed_bps=speed, eta_s=eta, files_done=self.files_done, files_total=self.files_total,
-        ))
+        self.callback(
+            DownloadProgress(
+                repo_id=self.repo_id,
+                file=self.file,
+                file_bytes_done=self.file_done,
+                file_bytes_total=self.file_total,
+                bytes_done=self.bytes_done,
+                bytes_total=self.bytes_total,
+                speed_bps=speed,
+                eta_s=eta,
+                files_done=self.files_done,
+                files_total=self.files_total,
+            )
+        )
 
 
 class _Hasher:
@@ -658,7 +723,9 @@ class _Hasher:
         elif self.remote.blob_id and self.remote.size is not None:
             self._hash = hashlib.sha1(f"blob {self.remote.size}\0".encode(), usedforsecurity=False)
         else:  # check_plan refuses such files first; never keep bytes that cannot be verified
-            raise UnsafeDownloadError(f"{self.remote.name} has no checksum to verify it by; download refused.")
+            raise UnsafeDownloadError(
+                f"{self.remote.name} has no checksum to verify it by; download refused."
+            )
 
     def update(self, data: bytes) -> None:
         self._hash.update(data)
@@ -670,8 +737,15 @@ class _Hasher:
 class _Downloader:
     """Fetches the files of one RepoPlan into the cache; state for one ``download_model`` call."""
 
-    def __init__(self, plan: RepoPlan, token: str | None, retry: RetryPolicy,
-                 sleep: Callable[[float], object], cancel: threading.Event, reporter: _ProgressReporter):
+    def __init__(
+        self,
+        plan: RepoPlan,
+        token: str | None,
+        retry: RetryPolicy,
+        sleep: Callable[[float], object],
+        cancel: threading.Event,
+        reporter: _ProgressReporter,
+    ):
         from huggingface_hub.utils import build_hf_headers
 
         self.plan = plan
@@ -818,8 +892,13 @@ class _Downloader:
         headers = dict(self.headers)
         if have:
             headers["Range"] = f"bytes={have}-"
-        with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                  timeout=float(constants.HF_HUB_DOWNLOAD_TIMEOUT)) as response:
+        with get_session().stream(
+            "GET",
+            url,
+            headers=headers,
+            follow_redirects=True,
+            timeout=float(constants.HF_HUB_DOWNLOAD_TIMEOUT),
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 hf_raise_for_status(response)
@@ -878,8 +957,9 @@ def download_model(
     check_plan(plan)
     check_disk_space(plan)
     present = sum(_bytes_present(plan, f) for f in plan.files)
-    reporter = _ProgressReporter(plan.repo_id, progress, plan.total_bytes, present, len(plan.files),
-                                 progress_interval_s)
+    reporter = _ProgressReporter(
+        plan.repo_id, progress, plan.total_bytes, present, len(plan.files), progress_interval_s
+    )
     downloader = _Downloader(plan, _token(token), retry, sleep, cancel, reporter)
     try:
         return downloader.run()
@@ -951,9 +1031,17 @@ def _inspect_repo(repo_id: str, repo_dir: Path) -> DownloadedModel:
     if snapshot is not None and not snapshot.is_dir():
         snapshot = None
     complete = snapshot is not None and _snapshot_complete(snapshot)
-    return DownloadedModel(repo_id=repo_id, path=snapshot, commit=commit, size_on_disk=size,
-                           partial_bytes=partial, nb_files=files, complete=complete,
-                           model_type=_model_type(snapshot), last_modified=latest)
+    return DownloadedModel(
+        repo_id=repo_id,
+        path=snapshot,
+        commit=commit,
+        size_on_disk=size,
+        partial_bytes=partial,
+        nb_files=files,
+        complete=complete,
+        model_type=_model_type(snapshot),
+        last_modified=latest,
+    )
 
 
 def downloaded_model(repo_id: str) -> DownloadedModel | None:

@@ -56,8 +56,9 @@ class ServedFile:
 
     @property
     def lfs_pointer(self) -> bytes:
-        return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\n"
-                f"size {len(self.data)}\n").encode()
+        return (
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {len(self.data)}\n"
+        ).encode()
 
     @property
     def blob_id(self) -> str:
@@ -138,8 +139,9 @@ class HubServer:
         self._httpd = _Server(("127.0.0.1", self.port), _Handler)
         self._httpd.hub = self
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-hub",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="fake-hub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -174,9 +176,16 @@ class HubServer:
 
     # -- content --------------------------------------------------------------------------------
 
-    def add_repo(self, repo_id: str, folder: Path | None = None, *, files: dict[str, bytes] | None = None,
-                 gated: bool = False, allowed_tokens: tuple[str, ...] = (),
-                 lfs_patterns: tuple[str, ...] = LFS_PATTERNS) -> FakeRepo:
+    def add_repo(
+        self,
+        repo_id: str,
+        folder: Path | None = None,
+        *,
+        files: dict[str, bytes] | None = None,
+        gated: bool = False,
+        allowed_tokens: tuple[str, ...] = (),
+        lfs_patterns: tuple[str, ...] = LFS_PATTERNS,
+    ) -> FakeRepo:
         """Serve ``folder``'s files (and ``files``) as ``repo_id`` at a commit derived from their content."""
         attributes = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
         contents: dict[str, bytes] = {".gitattributes": attributes}
@@ -299,12 +308,22 @@ def _repo_info(repo: FakeRepo, blobs: bool) -> dict:
         siblings.append(sibling)
     owner = repo.repo_id.split("/")[0]
     return {
-        "_id": repo.commit[:24], "id": repo.repo_id, "modelId": repo.repo_id, "author": owner,
-        "sha": repo.commit if repo.listed_commit is None else repo.listed_commit, "lastModified": "2025-04-06T00:00:00.000Z",
+        "_id": repo.commit[:24],
+        "id": repo.repo_id,
+        "modelId": repo.repo_id,
+        "author": owner,
+        "sha": repo.commit if repo.listed_commit is None else repo.listed_commit,
+        "lastModified": "2025-04-06T00:00:00.000Z",
         "createdAt": "2025-04-05T00:00:00.000Z",
-        "private": False, "disabled": False, "gated": "manual" if repo.gated else False,
-        "downloads": 0, "likes": 0, "library_name": "mlx", "tags": ["mlx", "safetensors", "llama4"],
-        "pipeline_tag": "image-text-to-text", "siblings": siblings,
+        "private": False,
+        "disabled": False,
+        "gated": "manual" if repo.gated else False,
+        "downloads": 0,
+        "likes": 0,
+        "library_name": "mlx",
+        "tags": ["mlx", "safetensors", "llama4"],
+        "pipeline_tag": "image-text-to-text",
+        "siblings": siblings,
         "usedStorage": sum(len(f.data) for f in repo.files.values()),
     }
 
@@ -355,11 +374,20 @@ class _Handler(BaseHTTPRequestHandler):
     # -- responses --------------------------------------------------------------------------------
 
     def _record(self, status: int) -> None:
-        self.hub.requests.append(RequestRecord(self.command, self.path, self.headers.get("Range"),
-                                               self.headers.get("Authorization"), status))
+        self.hub.requests.append(
+            RequestRecord(
+                self.command, self.path, self.headers.get("Range"), self.headers.get("Authorization"), status
+            )
+        )
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, send_body: bool = True,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict | None = None,
+        send_body: bool = True,
+        content_type: str = "application/json",
+    ) -> None:
         self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -373,8 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, value, send_body: bool) -> None:
         self._send(200, json.dumps(value).encode(), send_body=send_body)
 
-    def _error(self, status: int, code: str | None, message: str, send_body: bool,
-               commit: str | None = None) -> None:
+    def _error(
+        self, status: int, code: str | None, message: str, send_body: bool, commit: str | None = None
+    ) -> None:
         headers = {"X-Error-Message": message}
         if code:
             headers["X-Error-Code"] = code
@@ -421,7 +450,9 @@ class _Handler(BaseHTTPRequestHandler):
         return repo
 
     def _revision_ok(self, repo: FakeRepo, revision: str, send_body: bool) -> bool:
-        if revision in ("main", repo.commit) or (repo.listed_commit is not None and revision == repo.listed_commit):
+        if revision in ("main", repo.commit) or (
+            repo.listed_commit is not None and revision == repo.listed_commit
+        ):
             return True
         self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", send_body)
         return False
@@ -448,12 +479,21 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         token = auth.removeprefix("Bearer ").strip()
         if not token:
-            self._error(401, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have "
-                        "access to it and be authenticated to access it. Please log in.", send_body)
+            self._error(
+                401,
+                "GatedRepo",
+                f"Access to model {repo.repo_id} is restricted. You must have "
+                "access to it and be authenticated to access it. Please log in.",
+                send_body,
+            )
             return False
         if token not in repo.allowed_tokens:
-            self._error(403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are not in "
-                        "the authorized list.", send_body)
+            self._error(
+                403,
+                "GatedRepo",
+                f"Access to model {repo.repo_id} is restricted and you are not in the authorized list.",
+                send_body,
+            )
             return False
         return True
 
@@ -471,8 +511,10 @@ class _Handler(BaseHTTPRequestHandler):
         if served.lfs:
             headers.update({"X-Linked-Size": str(len(served.data)), "X-Linked-Etag": f'"{served.sha256}"'})
             if self.hub.cdn_host:
-                location = (f"http://{self.hub.cdn_host}:{self.hub.port}/cdn/{repo.repo_id}/{repo.commit}/"
-                            f"{quote(name)}")
+                location = (
+                    f"http://{self.hub.cdn_host}:{self.hub.port}/cdn/{repo.repo_id}/{repo.commit}/"
+                    f"{quote(name)}"
+                )
                 headers["Location"] = location
                 self._send(302, b"", headers, send_body)
                 return
@@ -493,19 +535,19 @@ class _Handler(BaseHTTPRequestHandler):
         start, status = 0, 200
         requested = self.headers.get("Range")
         if requested and requested.startswith("bytes="):
-            first, _, last = requested[len("bytes="):].partition("-")
+            first, _, last = requested[len("bytes=") :].partition("-")
             start = int(first or 0)
             end = int(last) if last else size - 1
             if start >= size:
                 self._send(416, b"", {"Content-Range": f"bytes */{size}"}, send_body)
                 return
             end = min(end, size - 1)
-            data = data[start:end + 1]
+            data = data[start : end + 1]
             status = 206
             headers = dict(headers, **{"Content-Range": f"bytes {start}-{start + len(data) - 1}/{size}"})
         if send_body and self.hub._take_corrupt(key) and data:
             middle = len(data) // 2
-            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
         self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
@@ -533,7 +575,7 @@ class _Handler(BaseHTTPRequestHandler):
                 stall.released.wait(_STALL_TIMEOUT_S)
                 stall.released.set()
                 continue
-            piece = data[sent:min(limit, sent + _CHUNK)]
+            piece = data[sent : min(limit, sent + _CHUNK)]
             self.wfile.write(piece)
             sent += len(piece)
             self.hub._count(key, len(piece))
@@ -604,11 +646,20 @@ def child_env(url: str, hf_home: Path, data_dir: Path, **extra: str) -> dict[str
     """Environment for a ``llama-desk`` child process that uses the fake Hub at ``url``."""
     import os
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
-    env.update(HF_ENDPOINT=url, HF_HOME=str(hf_home), HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1",
-               LLAMA_DESK_DATA_DIR=str(data_dir), PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
-               HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
+    }
+    env.update(
+        HF_ENDPOINT=url,
+        HF_HOME=str(hf_home),
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        LLAMA_DESK_DATA_DIR=str(data_dir),
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     env.update(extra)
     return env
 

@@ -33,8 +33,14 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def child(hub: HubServer, tmp_path, *args: str, **popen) -> subprocess.Popen:
     env = child_env(hub.url, tmp_path / "hf", tmp_path / "data")
-    return subprocess.Popen([sys.executable, "-m", "desktop.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "desktop.cli", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
 
 
 def test_list_shows_the_catalog_with_estimated_sizes(hub, capsys):
@@ -44,9 +50,17 @@ def test_list_shows_the_catalog_with_estimated_sizes(hub, capsys):
     assert len(rows) == 7
     scout = rows[SCOUT_4BIT]
     assert [scout[k] for k in ("status", "size_bytes", "size_estimated")] == [
-        "available", 61_100_000_000, True]
+        "available",
+        61_100_000_000,
+        True,
+    ]
     assert [scout[k] for k in ("family", "total_params", "active_params", "experts", "bits")] == [
-        "scout", 109_000_000_000, 17_000_000_000, 16, 4]
+        "scout",
+        109_000_000_000,
+        17_000_000_000,
+        16,
+        4,
+    ]
     maverick = rows["mlx-community/Llama-4-Maverick-17B-128E-Instruct-8bit"]
     assert [maverick[k] for k in ("family", "experts", "size_bytes")] == ["maverick", 128, 427_000_000_000]
 
@@ -91,16 +105,26 @@ def test_pull_needs_the_license_then_downloads_lists_resolves_and_deletes(hub, c
     assert code == 1 and "is not downloaded" in err
 
 
-@pytest.mark.parametrize(("setup", "repo", "message"), [
-    (lambda hub: None, "mlx-community/nope", "mlx-community/nope was not found on the Hub (404)"),
-    (lambda hub: hub.fail(REPO, 403), REPO, "accept the Llama 4 license on the repo's Hub page"),
-    (lambda hub: hub.stop(), REPO, "Cannot reach the Hub at http://127.0.0.1:"),
-    (lambda hub: None, "./some/folder", "is not a Hub repo id"),
-    (lambda hub: hub.lie_about_file(REPO, "config.json", blobId=None), REPO,
-     f"The server sent no checksum for config.json of {REPO}, so it cannot be verified; download refused."),
-    (lambda hub: hub.lie_about_file(REPO, WEIGHTS, lfs={"sha256": "/etc/hostname"}), REPO,
-     f"The server sent an invalid sha256 for {WEIGHTS} of {REPO}; download refused."),
-])
+@pytest.mark.parametrize(
+    ("setup", "repo", "message"),
+    [
+        (lambda hub: None, "mlx-community/nope", "mlx-community/nope was not found on the Hub (404)"),
+        (lambda hub: hub.fail(REPO, 403), REPO, "accept the Llama 4 license on the repo's Hub page"),
+        (lambda hub: hub.stop(), REPO, "Cannot reach the Hub at http://127.0.0.1:"),
+        (lambda hub: None, "./some/folder", "is not a Hub repo id"),
+        (
+            lambda hub: hub.lie_about_file(REPO, "config.json", blobId=None),
+            REPO,
+            f"The server sent no checksum for config.json of {REPO}, so it cannot be verified; "
+            "download refused.",
+        ),
+        (
+            lambda hub: hub.lie_about_file(REPO, WEIGHTS, lfs={"sha256": "/etc/hostname"}),
+            REPO,
+            f"The server sent an invalid sha256 for {WEIGHTS} of {REPO}; download refused.",
+        ),
+    ],
+)
 def test_pull_failures_are_one_line(hub, capsys, setup, repo, message):
     license.accept_license()
     setup(hub)
@@ -126,7 +150,11 @@ def test_add_a_folder_and_forget_it(hub, capsys, checkpoints, tmp_path):
     rows = {r["key"]: r for r in json.loads(cli(capsys, "models", "list", "--json")[1])}
     local = rows[str(checkpoints["4bit"])]
     assert (local["status"], local["source"], local["bits"], local["path"]) == (
-        "local", "user", 4, str(checkpoints["4bit"]))
+        "local",
+        "user",
+        4,
+        str(checkpoints["4bit"]),
+    )
 
     (tmp_path / "empty").mkdir()
     code, _, err = cli(capsys, "models", "add", str(tmp_path / "empty"))
@@ -151,8 +179,10 @@ def test_ctrl_c_cancels_a_pull_cleanly_and_the_next_pull_resumes(hub, tmp_path, 
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, err
-    assert err.splitlines()[-1] == (f"llama-desk: download of {REPO} cancelled; what was fetched is kept: "
-                                    "run the same command again to resume.")
+    assert err.splitlines()[-1] == (
+        f"llama-desk: download of {REPO} cancelled; what was fetched is kept: "
+        "run the same command again to resume."
+    )
     assert "Traceback" not in err
     kept = sum(p.stat().st_size for p in store.repo_cache_dir(REPO).glob("blobs/*.incomplete"))
     assert kept <= 100_000
@@ -170,8 +200,9 @@ def test_ask_answers_with_a_downloaded_repo_id_while_the_hub_is_down(hub, tmp_pa
     license.accept_license()
     assert cli(capsys, "models", "pull", REPO)[0] == 0
     hub.stop()
-    process = child(hub, tmp_path, "ask", "--model", REPO, "--json", "--temperature", "0",
-                    "--max-tokens", "3", "Hello")
+    process = child(
+        hub, tmp_path, "ask", "--model", REPO, "--json", "--temperature", "0", "--max-tokens", "3", "Hello"
+    )
     out, err = process.communicate(timeout=180)
     assert process.returncode == 0, err
     answer = json.loads(out)

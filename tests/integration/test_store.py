@@ -34,9 +34,11 @@ def hub(checkpoints, tmp_path, monkeypatch, memory_keyring):
     server = HubServer()
     server.start()
     # Files a Llama Desk download must never fetch: remote code and pickled weights.
-    server.add_repo(REPO, checkpoints["4bit"],
-                    files={"modeling_llama4.py": b"import os\n", "pytorch_model.bin": b"\x80\x02" * 64,
-                           "empty.txt": b""})
+    server.add_repo(
+        REPO,
+        checkpoints["4bit"],
+        files={"modeling_llama4.py": b"import os\n", "pytorch_model.bin": b"\x80\x02" * 64, "empty.txt": b""},
+    )
     point_huggingface_hub_at(monkeypatch, server.url, tmp_path / "hf")
     monkeypatch.setenv("LLAMA_DESK_DATA_DIR", str(tmp_path / "data"))
     yield server
@@ -67,8 +69,11 @@ def test_download_reports_progress_and_fills_the_shared_cache(hub, checkpoints):
     _assert_snapshot_matches(path, checkpoints["4bit"])
     assert not (path / "modeling_llama4.py").exists() and not (path / "pytorch_model.bin").exists()
     assert not any(r.path.endswith((".py", ".bin")) for r in hub.requests)
-    total = sum(len(f.data) for name, f in hub.repos[REPO].files.items()
-                if not name.endswith((".py", ".bin")) and name != ".gitattributes")
+    total = sum(
+        len(f.data)
+        for name, f in hub.repos[REPO].files.items()
+        if not name.endswith((".py", ".bin")) and name != ".gitattributes"
+    )
     assert events and all(e.repo_id == REPO and e.bytes_total == total for e in events)
     done = [e.bytes_done for e in events]
     assert done == sorted(done) and done[-1] == total
@@ -84,8 +89,9 @@ def test_download_reports_progress_and_fills_the_shared_cache(hub, checkpoints):
     from huggingface_hub import snapshot_download
 
     hub.reset_counters()
-    again = snapshot_download(REPO, allow_patterns=list(store.ALLOW_PATTERNS),
-                              ignore_patterns=list(store.IGNORE_PATTERNS))
+    again = snapshot_download(
+        REPO, allow_patterns=list(store.ALLOW_PATTERNS), ignore_patterns=list(store.IGNORE_PATTERNS)
+    )
     assert Path(again) == path
     assert hub.total_bytes_served() == 0
 
@@ -151,12 +157,15 @@ def test_bytes_corrupted_twice_fail_with_a_checksum_error(hub):
     assert not (blobs / sha).exists() and _partial_files() == []
 
 
-@pytest.mark.parametrize(("status", "error", "message"), [
-    (401, store.GatedRepoError, "accept the Llama 4 license on the repo's Hub page"),
-    (403, store.GatedRepoError, "sign in with a Hugging Face access token"),
-    (404, store.RepoNotFound, "was not found on the Hub"),
-    (503, store.NetworkError, "kept failing"),
-])
+@pytest.mark.parametrize(
+    ("status", "error", "message"),
+    [
+        (401, store.GatedRepoError, "accept the Llama 4 license on the repo's Hub page"),
+        (403, store.GatedRepoError, "sign in with a Hugging Face access token"),
+        (404, store.RepoNotFound, "was not found on the Hub"),
+        (503, store.NetworkError, "kept failing"),
+    ],
+)
 def test_access_and_server_errors_have_clear_messages(hub, status, error, message):
     hub.fail(REPO, status)
     delays: list[float] = []
@@ -319,8 +328,9 @@ def test_a_downloaded_model_loads_and_answers_with_the_server_gone(hub):
     store.download_model(REPO)
     hub.stop()
     engine = Engine.load(store.resolve_model(REPO))
-    steps = list(engine.generate([ChatMessage("user", "Hello")],
-                                 GenerationSettings(max_tokens=4, temperature=0.0)))
+    steps = list(
+        engine.generate([ChatMessage("user", "Hello")], GenerationSettings(max_tokens=4, temperature=0.0))
+    )
     assert steps[-1].finish_reason == "length" and steps[-1].generation_tokens == 4
     assert "".join(s.text for s in steps)
 
@@ -341,8 +351,13 @@ def test_check_online_reports_size_gating_and_absence(hub, checkpoints):
     missing = check_online(scout)  # the fake Hub does not serve the catalog's repos
     assert missing.state == "unavailable" and "was not found on the Hub" in missing.message
 
-    folder = CatalogEntry(key=str(checkpoints["4bit"]), display_name="local", family="other",
-                          path=checkpoints["4bit"], source="user")
+    folder = CatalogEntry(
+        key=str(checkpoints["4bit"]),
+        display_name="local",
+        family="other",
+        path=checkpoints["4bit"],
+        source="user",
+    )
     assert check_online(folder).state == "available"
 
     hub.stop()
@@ -350,10 +365,13 @@ def test_check_online_reports_size_gating_and_absence(hub, checkpoints):
     assert offline.state == "offline" and "Cannot reach the Hub" in offline.message
 
 
-@pytest.mark.parametrize(("files", "message"), [
-    ({"config.json": b"{}", "pytorch_model.bin": b"\x80\x02"}, "has no .safetensors weights"),
-    ({"model.safetensors": b"x", "../escape.json": b"{}"}, "lists a file outside the repo"),
-])
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"config.json": b"{}", "pytorch_model.bin": b"\x80\x02"}, "has no .safetensors weights"),
+        ({"model.safetensors": b"x", "../escape.json": b"{}"}, "lists a file outside the repo"),
+    ],
+)
 def test_unsafe_repos_are_refused_before_any_download(hub, files, message):
     hub.add_repo("someone/Llama-4-Odd", files=files)
     with pytest.raises(store.StoreError, match=message):
@@ -404,9 +422,17 @@ def _refused(hub: HubServer, tmp_path: Path, message: str) -> None:
     assert store.downloaded_model(REPO) is None or store.downloaded_model(REPO).commit is None
 
 
-@pytest.mark.parametrize("sha", [
-    "../../../../LaunchAgents/com.evil", "{tmp}/evil", "a" * 40 + "\n", "A" * 40, "abc123", 12345,
-])
+@pytest.mark.parametrize(
+    "sha",
+    [
+        "../../../../LaunchAgents/com.evil",
+        "{tmp}/evil",
+        "a" * 40 + "\n",
+        "A" * 40,
+        "abc123",
+        12345,
+    ],
+)
 def test_a_commit_id_that_is_not_a_commit_is_refused(hub, tmp_path, sha):
     hub.lie_about_commit(REPO, sha.replace("{tmp}", str(tmp_path)) if isinstance(sha, str) else sha)
     _refused(hub, tmp_path, "The server sent an invalid commit id for .*; download refused")
@@ -414,22 +440,34 @@ def test_a_commit_id_that_is_not_a_commit_is_refused(hub, tmp_path, sha):
     assert not (tmp_path / "LaunchAgents").exists() and not (tmp_path / "evil").exists()
 
 
-@pytest.mark.parametrize(("file", "fields", "message"), [
-    (WEIGHTS, {"lfs": {"sha256": "../../../../evil"}}, "invalid sha256"),
-    (WEIGHTS, {"lfs": {"sha256": "{outside}"}}, "invalid sha256"),
-    (WEIGHTS, {"lfs": {"sha256": "../" + "0" * 61}}, "invalid sha256"),
-    ("config.json", {"blobId": "../../../../evil"}, "invalid blob id"),
-    ("config.json", {"blobId": "{outside}"}, "invalid blob id"),
-    ("config.json", {"blobId": "0" * 39 + "/"}, "invalid blob id"),
-    ("config.json", {"size": -1}, "invalid size"),
-    ("config.json", {"size": "12"}, "invalid size"),
-    ("config.json", {"size": 10**15}, "invalid size"),
-    ("config.json", {"size": None}, "invalid size"),
-])
-def test_checksums_and_sizes_the_hub_never_sends_are_refused(hub, tmp_path, outside_file, file, fields,
-                                                             message):
-    fields = {k: ({"sha256": str(outside_file)} if v == {"sha256": "{outside}"} else
-                  str(outside_file) if v == "{outside}" else v) for k, v in fields.items()}
+@pytest.mark.parametrize(
+    ("file", "fields", "message"),
+    [
+        (WEIGHTS, {"lfs": {"sha256": "../../../../evil"}}, "invalid sha256"),
+        (WEIGHTS, {"lfs": {"sha256": "{outside}"}}, "invalid sha256"),
+        (WEIGHTS, {"lfs": {"sha256": "../" + "0" * 61}}, "invalid sha256"),
+        ("config.json", {"blobId": "../../../../evil"}, "invalid blob id"),
+        ("config.json", {"blobId": "{outside}"}, "invalid blob id"),
+        ("config.json", {"blobId": "0" * 39 + "/"}, "invalid blob id"),
+        ("config.json", {"size": -1}, "invalid size"),
+        ("config.json", {"size": "12"}, "invalid size"),
+        ("config.json", {"size": 10**15}, "invalid size"),
+        ("config.json", {"size": None}, "invalid size"),
+    ],
+)
+def test_checksums_and_sizes_the_hub_never_sends_are_refused(
+    hub, tmp_path, outside_file, file, fields, message
+):
+    fields = {
+        k: (
+            {"sha256": str(outside_file)}
+            if v == {"sha256": "{outside}"}
+            else str(outside_file)
+            if v == "{outside}"
+            else v
+        )
+        for k, v in fields.items()
+    }
     hub.lie_about_file(REPO, file, **fields)
     _refused(hub, tmp_path, f"The server sent an {message} for {file} of {REPO}; download refused")
     assert hub.total_bytes_served() == 0
@@ -437,8 +475,9 @@ def test_checksums_and_sizes_the_hub_never_sends_are_refused(hub, tmp_path, outs
 
 
 @pytest.mark.parametrize("absolute", [False, True])
-def test_a_hash_naming_a_file_outside_the_cache_never_becomes_a_snapshot_link(hub, tmp_path, outside_file,
-                                                                              absolute):
+def test_a_hash_naming_a_file_outside_the_cache_never_becomes_a_snapshot_link(
+    hub, tmp_path, outside_file, absolute
+):
     import os
 
     blobs = store.repo_cache_dir(REPO) / "blobs"
@@ -451,8 +490,11 @@ def test_a_hash_naming_a_file_outside_the_cache_never_becomes_a_snapshot_link(hu
 
 def test_a_file_without_any_checksum_is_refused(hub, tmp_path):
     hub.lie_about_file(REPO, "config.json", blobId=None)
-    _refused(hub, tmp_path, f"The server sent no checksum for config.json of {REPO}, so it cannot be "
-                            "verified; download refused")
+    _refused(
+        hub,
+        tmp_path,
+        f"The server sent no checksum for config.json of {REPO}, so it cannot be verified; download refused",
+    )
     assert hub.total_bytes_served() == 0
 
 
@@ -461,10 +503,13 @@ def test_an_lfs_entry_without_a_sha256_is_refused(hub, tmp_path):
     _refused(hub, tmp_path, f"malformed file listing for {REPO}; download refused")
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({}, f"config.json of {REPO} did not match the Hub's checksum twice"),  # held before too: a guard
-    ({"size": None}, f"sent an invalid size for config.json of {REPO}"),  # unverified before
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, f"config.json of {REPO} did not match the Hub's checksum twice"),  # held before too: a guard
+        ({"size": None}, f"sent an invalid size for config.json of {REPO}"),  # unverified before
+    ],
+)
 def test_a_small_file_whose_git_oid_does_not_match_is_not_kept(hub, tmp_path, fields, message):
     hub.lie_about_file(REPO, "config.json", blobId="0" * 40, **fields)
     _refused(hub, tmp_path, message)
