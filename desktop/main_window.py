@@ -395,6 +395,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText(name)
         self.settings.setValue("last_model", path)
         self.model_menu.active_path = path
+        self.library.remember_folder(path)  # a folder opened directly is listed in the Model menu
         self._plan_loaded_model(path)
         self._memory_timer.start()
         self._on_memory_timer_timeout()
