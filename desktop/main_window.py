@@ -37,7 +37,7 @@ from desktop.license_dialog import ensure_license_accepted
 from desktop.model_library import ModelLibrary
 from desktop.model_manager_dialog import ModelManagerDialog
 from desktop.model_menu import ModelMenu
-from desktop.preferences import ChatDefaults, load_defaults, save_defaults
+from desktop.preferences import ChatDefaults, load_defaults, open_settings, save_defaults
 from desktop.settings_dialog import SettingsDialog
 from desktop.sidebar import Sidebar
 from desktop.transcript_model import TranscriptModel
@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
         self.setAcceptDrops(True)
-        self.settings = settings or QSettings()
+        self.settings = settings or open_settings()
         self.defaults: ChatDefaults = load_defaults(self.settings)
         self.generation_settings = self.defaults.generation_settings()
         self.system_prompt: str | None = self.defaults.system_prompt or None
@@ -395,6 +395,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText(name)
         self.settings.setValue("last_model", path)
         self.model_menu.active_path = path
+        self.library.remember_folder(path)  # a folder opened directly is listed in the Model menu
         self._plan_loaded_model(path)
         self._memory_timer.start()
         self._on_memory_timer_timeout()

@@ -14,8 +14,10 @@ Signals:
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -208,6 +210,33 @@ class ModelLibrary(QObject):
         self.loaded = True
         self.errors["__list__"] = message
         self.changed.emit()
+
+    def remember_folder(self, path: str | Path) -> None:
+        """List a model opened from a folder (``--model PATH``, File ▸ Open Model Folder…).
+
+        Off the UI thread: unless a listing already loads from this folder (a download, or an
+        earlier addition), it becomes one of the person's added models; then the listing is
+        refreshed. Failing to remember it changes nothing: the model is already open.
+        """
+        folder = os.path.abspath(path)
+
+        def work() -> bool:
+            from models.catalog import add_user_model, list_models
+
+            if any(row.path is not None and os.path.abspath(row.path) == folder for row in list_models()):
+                return False
+            add_user_model(folder)
+            return True
+
+        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None)
+
+    def listing_for_folder(self, path: str | Path | None):
+        """The listing that loads from ``path`` (compared as absolute paths), or None."""
+        if path is None:
+            return None
+        folder = os.path.abspath(path)
+        listed = (row for row in self.listings if row.path is not None)
+        return next((row for row in listed if os.path.abspath(row.path) == folder), None)
 
     def listing(self, key: str):
         return next((row for row in self.listings if row.key == key), None)

@@ -2,7 +2,8 @@
 
 Built from ``ModelLibrary``'s last listing each time it opens (no disk or network on the UI
 thread). Choosing a downloaded variant asks to switch to it; choosing one that is not on disk
-asks to download it.
+asks to download it. A model opened from a folder is listed too (the window has the library
+remember it) and checked like any other.
 
 Signals:
     use_requested(object): a ModelListing to load.
@@ -69,10 +70,11 @@ class ModelMenu(QMenu):
         if not self.library.loaded:
             waiting = self.addAction("Looking for models…")
             waiting.setEnabled(False)
+        active = self.library.listing_for_folder(self.active_path)
         for listing in self.library.listings:
             action = QAction(describe(self.library, listing), self)
             action.setCheckable(True)
-            action.setChecked(listing.path is not None and str(listing.path) == str(self.active_path))
+            action.setChecked(listing is active)
             badge = self.library.fit(listing)
             tips = [t for t in (listing.message, badge.detail if badge else "") if t]
             action.setToolTip("\n".join(tips) or listing.key)
@@ -80,7 +82,8 @@ class ModelMenu(QMenu):
             if listing.status in ("downloaded", "local"):
                 action.triggered.connect(lambda _=False, row=listing: self.use_requested.emit(row))
             elif listing.status in ("available", "partial") and not (
-                    repo and self.library.is_downloading(repo)):
+                repo and self.library.is_downloading(repo)
+            ):
                 action.triggered.connect(lambda _=False, row=listing: self.download_requested.emit(row))
             else:
                 action.setEnabled(listing.status == "gated")

@@ -1,5 +1,9 @@
 """Default answer settings and appearance, kept in QSettings.
 
+``open_settings()`` is where the window keeps them: with ``LLAMA_DESK_DATA_DIR`` set, an INI file
+in that folder, so a separate data folder is a separate Llama Desk (its own last model too);
+otherwise the platform's usual place (on macOS ``~/Library/Preferences``).
+
 ``ChatDefaults`` is what a new conversation starts with; a conversation may override any of
 it (the conversation store keeps those overrides). ``GenerationSettings`` for the engine is
 built from the effective values.
@@ -7,13 +11,24 @@ built from the effective values.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 
 from PySide6.QtCore import QSettings
 
 from models.engine import GenerationSettings
+from models.user_data import DATA_DIR_ENV, data_dir
 
 APPEARANCES = ("system", "light", "dark")
+SETTINGS_FILE = "settings.ini"
+
+
+def open_settings() -> QSettings:
+    """The app's settings: ``settings.ini`` in ``$LLAMA_DESK_DATA_DIR`` when that is set (the file
+    is created on the first write), otherwise the platform's native settings for Llama Desk."""
+    if os.environ.get(DATA_DIR_ENV):
+        return QSettings(str(data_dir() / SETTINGS_FILE), QSettings.Format.IniFormat)
+    return QSettings()
 
 
 @dataclass(frozen=True)
