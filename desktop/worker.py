@@ -175,6 +175,9 @@ class InferenceWorker(QObject):
     def _conversation_store(self):
         from models.conversations import ConversationStore
 
+        if self._store is not None and self._store.db.replaced_on_disk():  # a damaged file moved aside
+            self._store.close()
+            self._store = None
         if self._store is None:
             self._store = ConversationStore(self._data_folder)
         return self._store

@@ -299,6 +299,29 @@ class Database:
                 conn.execute(f"PRAGMA user_version = {target}")
 
 
+def check_database(path: str | Path) -> DatabaseDamaged | None:
+    """Open the database on its own connection and run SQLite's quick check: the damage found,
+    or None. Other failures (busy, read-only) are not damage and are left to the caller's use."""
+    try:
+        database = Database(path)
+    except DatabaseDamaged as exc:
+        return exc
+    except StoreError:
+        return None
+    try:
+        verdict = str(database.execute("PRAGMA quick_check(1)").fetchone()[0])
+    except DatabaseDamaged as exc:
+        return exc
+    except StoreError:
+        return None
+    finally:
+        database.close()
+    if verdict == "ok":
+        return None
+    message = f"The conversation database {database.path} is damaged ({verdict})."
+    return DatabaseDamaged(message, database.path)
+
+
 class _Cursor:
     """A cursor whose row reads report sqlite3 errors (a damaged page met mid-scan) as StoreError."""
 
