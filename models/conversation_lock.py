@@ -40,14 +40,17 @@ class ConversationLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise StoreError(f"Cannot lock conversation {self.conversation_id} ({self.path}): "
-                             f"{exc.strerror or exc}.") from None
+            raise StoreError(
+                f"Cannot lock conversation {self.conversation_id} ({self.path}): {exc.strerror or exc}."
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ConversationBusy(f"Conversation {self.conversation_id} is answering in another window or "
-                                   "command; try again when it finishes.") from None
+            raise ConversationBusy(
+                f"Conversation {self.conversation_id} is answering in another window or "
+                "command; try again when it finishes."
+            ) from None
         except OSError as exc:
             os.close(fd)
             reason = exc.strerror or exc

@@ -17,8 +17,13 @@ from tests.unit.test_conversation_store import FakeStep, damage_messages_page
 
 def run_cli(data_dir, *args, timeout=180):
     env = dict(os.environ, HF_HUB_OFFLINE="1", LLAMA_DESK_DATA_DIR=str(data_dir))
-    return subprocess.run([sys.executable, "-m", "desktop.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def conversation_count(data_dir) -> int:
@@ -42,8 +47,9 @@ def damaged(tmp_path):
 
 def test_ask_chat_new_on_a_damaged_database_says_so_once_and_adds_nothing(checkpoints, damaged):
     for _ in range(2):
-        result = run_cli(damaged, "ask", "--model", checkpoints["4bit"], "--chat", "new", "--max-tokens", "2",
-                         "Hello?")
+        result = run_cli(
+            damaged, "ask", "--model", checkpoints["4bit"], "--chat", "new", "--max-tokens", "2", "Hello?"
+        )
         assert result.returncode == 1
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert "is damaged" in result.stderr and "llama-desk chats repair" in result.stderr
@@ -54,8 +60,9 @@ def test_ask_chat_new_on_a_damaged_database_says_so_once_and_adds_nothing(checkp
     assert "conversations.damaged-" in result.stdout
     kept = [p for p in damaged.iterdir() if p.name.startswith("conversations.damaged-")]
     assert len(kept) == 1 and kept[0].name.endswith(".sqlite3")
-    result = run_cli(damaged, "ask", "--model", checkpoints["4bit"], "--chat", "new", "--max-tokens", "2",
-                     "Hello again?")
+    result = run_cli(
+        damaged, "ask", "--model", checkpoints["4bit"], "--chat", "new", "--max-tokens", "2", "Hello again?"
+    )
     assert result.returncode == 0, result.stderr
     assert conversation_count(damaged) == 1
 
@@ -88,16 +95,39 @@ def test_a_second_ask_in_a_busy_conversation_is_refused_then_works(checkpoints, 
         recorder = AnswerRecorder(store)
         recorder.begin(conversation.id, "A first question, still being answered")
 
-        busy = run_cli(data_dir, "ask", "--model", checkpoints["4bit"], "--chat", conversation.id,
-                       "--max-tokens", "2", "A second question")
+        busy = run_cli(
+            data_dir,
+            "ask",
+            "--model",
+            checkpoints["4bit"],
+            "--chat",
+            conversation.id,
+            "--max-tokens",
+            "2",
+            "A second question",
+        )
         assert busy.returncode == 1 and "Traceback" not in busy.stderr
-        assert busy.stderr.strip() == (f"llama-desk: Conversation {conversation.id} is answering in another "
-                                       "window or command; try again when it finishes.")
+        assert busy.stderr.strip() == (
+            f"llama-desk: Conversation {conversation.id} is answering in another "
+            "window or command; try again when it finishes."
+        )
         assert len(store.messages(conversation.id)) == 2  # nothing interleaved
 
         recorder.finish(FakeStep("the first answer", finish_reason="stop"))
-        after = run_cli(data_dir, "ask", "--model", checkpoints["4bit"], "--chat", conversation.id,
-                        "--max-tokens", "2", "A second question")
+        after = run_cli(
+            data_dir,
+            "ask",
+            "--model",
+            checkpoints["4bit"],
+            "--chat",
+            conversation.id,
+            "--max-tokens",
+            "2",
+            "A second question",
+        )
         assert after.returncode == 0, after.stderr
         assert [m.text for m in store.messages(conversation.id)][:3] == [
-            "A first question, still being answered", "the first answer", "A second question"]
+            "A first question, still being answered",
+            "the first answer",
+            "A second question",
+        ]
