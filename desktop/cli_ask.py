@@ -91,6 +91,9 @@ def _open_chat(args: argparse.Namespace):
 
     try:
         store = ConversationStore()
+        if store.db.read_only:
+            raise StoreError(f"The conversation database {store.db.path} is read-only (its folder or file "
+                             "cannot be written); --chat cannot store this exchange.")
         recorder = AnswerRecorder(store)
         conversation = None
         if args.chat != "new":

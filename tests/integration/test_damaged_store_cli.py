@@ -131,3 +131,13 @@ def test_a_second_ask_in_a_busy_conversation_is_refused_then_works(checkpoints, 
             "the first answer",
             "A second question",
         ]
+
+
+def test_ask_chat_on_a_read_only_folder_says_so_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    data_dir = tmp_path / "data"
+    ConversationStore(data_dir).close()
+    monkeypatch.setenv("LLAMA_DESK_DATA_DIR", str(data_dir))
+    monkeypatch.setattr("models.chat_database._writable", lambda path: False, raising=False)
+    assert main(["ask", "--model", str(tmp_path / "no-such-model"), "--chat", "new", "Hello?"]) == 1
+    _, err = capsys.readouterr()
+    assert "is read-only" in err and len(err.strip().splitlines()) == 1
