@@ -8,7 +8,10 @@ or as ``chat_id`` with ``--json``); with ``--chat ID`` the question continues th
 its history (answers as the token ids they were generated as) going to the engine. The
 question is committed before generating and the answer as it streams (``AnswerRecorder``).
 Generation flags given with ``--chat`` become the conversation's settings; flags left out
-take the conversation's stored ones.
+take the conversation's stored ones. A conversation answers one question at a time: while
+another command or the window is answering in it, ``--chat ID`` is refused with one line.
+With ``--chat new``, the conversation, the question and the empty answer are stored in one
+transaction, so a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -79,16 +82,44 @@ def _chat_settings(args: argparse.Namespace, stored):
 
 
 def _open_chat(args: argparse.Namespace):
-    """The store, and the conversation to continue (None for ``--chat new``)."""
+    """The store, the conversation to continue (None for ``--chat new``) and the recorder,
+    which holds that conversation's lock for the whole turn."""
+    from desktop.cli_chats import store_failure
+    from models.answer_recorder import AnswerRecorder
     from models.chat_database import StoreError
     from models.conversations import ConversationStore
 
     try:
         store = ConversationStore()
-        conversation = None if args.chat == "new" else store.conversation(args.chat)
+        if store.db.read_only:
+            raise StoreError(f"The conversation database {store.db.path} is read-only (its folder or file "
+                             "cannot be written); --chat cannot store this exchange.")
+        recorder = AnswerRecorder(store)
+        conversation = None
+        if args.chat != "new":
+            conversation = store.conversation(args.chat)
+            recorder.claim(conversation.id)
     except StoreError as exc:
-        raise CommandError(str(exc)) from None
-    return store, conversation
+        raise store_failure(exc) from None
+    return store, conversation, recorder
+
+
+def _begin_chat(store, conversation, recorder, args: argparse.Namespace, images: tuple):
+    """Store the settings, the question and an empty answer in one transaction; return the
+    conversation and the history before the question."""
+    from models.conversations import ConversationSettings
+
+    with store.transaction():
+        if conversation is None:
+            conversation = store.create(settings=_chat_settings(args, ConversationSettings()))
+            recorder.claim(conversation.id)
+        else:
+            settings = _chat_settings(args, conversation.settings)
+            if settings != conversation.settings:
+                conversation = store.update_settings(conversation.id, settings)
+        messages = store.history(conversation.id)
+        recorder.begin(conversation.id, args.prompt, images)
+    return conversation, messages
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,34 +137,26 @@ def run(args: argparse.Namespace) -> int:
         images = tuple(load_image_file(path) for path in args.image)
     except ImageError as exc:
         raise CommandError(str(exc)) from None
-    store = conversation = None
+    store = conversation = recorder = None
     if args.chat is not None:
-        store, conversation = _open_chat(args)
+        store, conversation, recorder = _open_chat(args)
     try:
         engine = Engine.load(resolve_model(args.model))
     except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
         raise CommandError(str(exc)) from None
 
-    recorder = None
     if store is None:
         chat_settings = _chat_settings(args, ConversationSettings())
         messages = [ChatMessage("system", args.system)] if args.system else []
     else:
-        from models.answer_recorder import AnswerRecorder
+        from desktop.cli_chats import store_failure
 
+        recorder.model = engine.name
         try:
-            if conversation is None:
-                conversation = store.create(settings=_chat_settings(args, ConversationSettings()))
-            else:
-                settings = _chat_settings(args, conversation.settings)
-                if settings != conversation.settings:
-                    conversation = store.update_settings(conversation.id, settings)
-            chat_settings = conversation.settings
-            messages = store.history(conversation.id)
-            recorder = AnswerRecorder(store, model=engine.name)
-            recorder.begin(conversation.id, args.prompt, images)
+            conversation, messages = _begin_chat(store, conversation, recorder, args, images)
         except StoreError as exc:
-            raise CommandError(str(exc)) from None
+            raise store_failure(exc) from None
+        chat_settings = conversation.settings
     messages.append(ChatMessage("user", args.prompt, images))
     settings = chat_settings.generation_settings(GenerationSettings(**DEFAULTS))
     cancel = threading.Event()
@@ -151,8 +174,10 @@ def run(args: argparse.Namespace) -> int:
             if recorder is not None:
                 answer = recorder.record(step)
     except StoreError as exc:  # the answer could not be saved: stop rather than lose it silently
+        from desktop.cli_chats import store_failure
+
         cancel.set()
-        raise CommandError(str(exc)) from None
+        raise store_failure(exc) from None
     except BaseException:  # Ctrl-C (or a failure): keep what was generated, marked interrupted
         cancel.set()
         if recorder is not None and recorder.active:

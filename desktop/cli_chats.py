@@ -1,7 +1,9 @@
 """``llama-desk chats ...``: the stored conversations on the command line.
 
-``list``, ``show ID``, ``export ID --format md|json [--out PATH]``, ``search TEXT`` and
-``import FILE``, on the store in the data folder (``$LLAMA_DESK_DATA_DIR`` overrides it).
+``list``, ``show ID``, ``export ID --format md|json [--out PATH]``, ``search TEXT``,
+``import FILE`` and ``repair`` (move a damaged database aside and start a new one), on the store
+in the data folder (``$LLAMA_DESK_DATA_DIR`` overrides it). A read-only data folder can still
+be listed, shown, searched and exported from.
 Conversations are made by ``llama-desk ask --chat new`` and the window. Never imports Qt.
 """
 
@@ -14,6 +16,17 @@ from datetime import datetime
 from pathlib import Path
 
 from desktop.command_error import CommandError
+
+REPAIR_ADVICE = "Run `llama-desk chats repair` to move it aside and start a new one; the old file is kept."
+
+
+def store_failure(exc: Exception) -> CommandError:
+    """The one-line command error for a store failure; a damaged database comes with what to do."""
+    from models.chat_database import DatabaseDamaged
+
+    if isinstance(exc, DatabaseDamaged):
+        return CommandError(f"{exc} {REPAIR_ADVICE}")
+    return CommandError(str(exc))
 
 
 def add_parser(sub) -> None:
@@ -47,6 +60,9 @@ def add_parser(sub) -> None:
     importing.add_argument("--json", action="store_true", help='print {"chat_id": ID}')
     importing.set_defaults(run=run_import)
 
+    repair = chats.add_parser("repair", help="move a damaged conversation database aside and start a new one")
+    repair.set_defaults(run=run_repair)
+
 
 def _open_store():
     from models.chat_database import StoreError
@@ -55,7 +71,7 @@ def _open_store():
     try:
         return ConversationStore()
     except StoreError as exc:
-        raise CommandError(str(exc)) from None
+        raise store_failure(exc) from None
 
 
 def _when(timestamp: float) -> str:
@@ -72,7 +88,7 @@ def _store_errors(function):
         try:
             return function(store, args)
         except StoreError as exc:
-            raise CommandError(str(exc)) from None
+            raise store_failure(exc) from None
         except OSError as exc:
             name = getattr(exc, "filename", None) or "file"
             raise CommandError(f"{name}: {exc.strerror or exc}.") from None
@@ -163,4 +179,50 @@ def run_import(store, args: argparse.Namespace) -> int:
     else:
         title = store.conversation(conversation_id).display_title
         print(f"Imported as conversation {conversation_id}: {title}")
+    return 0
+
+
+def run_repair(args: argparse.Namespace) -> int:
+    """Check the database; if it is damaged, move it (and its -wal/-shm) aside and start a new one."""
+    from models.chat_database import (
+        DATABASE_NAME,
+        Database,
+        DatabaseDamaged,
+        StoreError,
+        data_dir,
+        move_aside,
+    )
+
+    path = data_dir() / DATABASE_NAME
+    if not path.exists():
+        print(f"There is no conversation database at {path} yet; nothing to repair.")
+        return 0
+    problem = None
+    try:
+        database = Database(path)
+    except DatabaseDamaged as exc:
+        problem = str(exc)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    else:
+        try:
+            verdict = database.integrity_check()
+            if verdict != "ok":
+                problem = f"The conversation database {path} is damaged ({verdict})."
+        except DatabaseDamaged as exc:
+            problem = str(exc)
+        except StoreError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            database.close()
+    if problem is None:
+        print(f"The conversation database {path} is sound; nothing to repair.")
+        return 0
+    try:
+        moved = move_aside(path)
+        Database(path).close()
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{problem} Moved it to {moved} (kept; its conversations may still be exported from it with "
+          f"SQLite tools) and started a new, empty one.")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
@@ -44,10 +45,12 @@ from desktop.transcript_model import TranscriptModel
 from desktop.transcript_view import TranscriptView, code_blocks
 from desktop.welcome_panel import WelcomePanel, describe_progress
 from desktop.worker import AnswerJob, InferenceWorker, WorkerThread
+from models.chat_database import DatabaseDamaged, check_database, move_aside
 from models.conversations import ConversationSettings, ConversationStore, StoreError
 
 APP_NAME = "Llama Desk"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
+DAMAGE_ACTION = "Move Aside and Start New"
 
 
 def format_gigabytes(gigabytes: float) -> str:
@@ -150,12 +153,12 @@ class MainWindow(QMainWindow):
         store, store_problem = self._open_store(data_folder)
         self.conversations = ConversationController(store, self)
         self.conversations.opened.connect(self._on_conversations_opened)
-        self.conversations.notice.connect(self.notice.show_message)
+        self.conversations.notice.connect(self._show_store_notice)
 
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
         self.worker.recorded.connect(self._on_worker_recorded)
-        self.worker.storage_failed.connect(self.notice.show_message)
+        self.worker.storage_failed.connect(self._show_store_notice)
         self.worker.load_started.connect(self._on_worker_load_started)
         self.worker.load_progress.connect(self._on_worker_load_progress)
         self.worker.loaded.connect(self._on_worker_loaded)
@@ -175,6 +178,7 @@ class MainWindow(QMainWindow):
         self.composer.edit.textChanged.connect(self._on_composer_text_changed)
 
         self.sidebar = Sidebar(store)
+        self.sidebar.notice.connect(self._show_store_notice)
         self.sidebar.new_requested.connect(self.new_chat)
         self.sidebar.conversation_selected.connect(self.open_conversation)
         self.sidebar.hit_selected.connect(self.open_conversation)
@@ -209,22 +213,69 @@ class MainWindow(QMainWindow):
         self._update_placeholder()
         self.composer.edit.setFocus()
         if store_problem:
-            self.notice.show_message(store_problem)
+            self._show_store_notice(store_problem)
         else:
             self.conversations.purge_old_deleted()
+            self._check_store()
         if library is None:
             self.library.refresh()
 
     def _open_store(self, data_folder) -> tuple[ConversationStore, str | None]:
         """The conversation store, or a temporary one (and why) when the real one can't open."""
+        self._damaged_database: Path | None = None
         try:
             return ConversationStore(data_folder), None
         except (StoreError, OSError) as exc:
             import tempfile
 
+            if isinstance(exc, DatabaseDamaged):
+                self._damaged_database = exc.path
+
             self._temporary_store = tempfile.TemporaryDirectory(prefix="llama-desk-")
             return (ConversationStore(self._temporary_store.name),
                     f"Conversations cannot be saved this session: {exc}")
+
+    # A damaged conversation database ----------------------------------------------------------
+    def _check_store(self) -> None:
+        """SQLite's quick check of the conversation database, on the thread pool."""
+        path = self.conversations.store.db.path
+        run_in_background(partial(check_database, path), self._on_store_checked, lambda _message: None)
+
+    def _on_store_checked(self, damage: DatabaseDamaged | None) -> None:
+        if damage is not None and not self._closed:
+            self._show_store_notice(str(damage))
+
+    def _show_store_notice(self, message: str) -> None:
+        """Show a storage failure; a damaged database comes with "Move Aside and Start New"."""
+        if " is damaged (" in message:
+            self.notice.show_message(f"{message} Move it aside to start a new one; the old file is kept.",
+                                     DAMAGE_ACTION, self._move_damaged_database_aside)
+        else:
+            self.notice.show_message(message)
+
+    def _move_damaged_database_aside(self) -> None:
+        if self._damaged_database is not None:  # this session uses a temporary store
+            try:
+                moved = move_aside(self._damaged_database)
+            except StoreError as exc:
+                self.notice.show_message(str(exc))
+                return
+            self._damaged_database = None
+            self.notice.show_message(f"The damaged database was moved to {moved}. Restart Llama Desk "
+                                     "to start a new one.")
+            return
+        if self._job is not None:
+            self.notice.show_message("Stop the current answer first, then move the damaged database aside.",
+                                     DAMAGE_ACTION, self._move_damaged_database_aside)
+            return
+        try:
+            moved = self.conversations.store.db.move_aside_and_start_new()
+        except StoreError as exc:
+            self.notice.show_message(str(exc))
+            return
+        self.new_chat()
+        self.sidebar.refresh()
+        self.notice.show_message(f"The damaged database was moved to {moved} (kept); a new one has started.")
 
     # Construction ------------------------------------------------------------------------------
     def _build_menus(self) -> None:

@@ -2,7 +2,9 @@
 
 ``ConversationListModel`` adapts the conversation store (a list of conversations, or, while
 searching, a list of hits with their snippets); ``Sidebar`` draws it and reports what the
-person chose. The window does the work.
+person chose. The window does the work. Searches run on Qt's thread pool (``search_messages``,
+with its own connection), never on the UI thread; a result that arrives after a newer query
+was typed is dropped.
 
 Signals (Sidebar):
     new_requested(): "New Chat" pressed.
@@ -10,12 +12,15 @@ Signals (Sidebar):
     hit_selected(int, int): a search hit was clicked (conversation id, message id).
     rename_requested(int), delete_requested(int): from the context menu.
     export_requested(int, str): export a conversation as "md" or "json".
+    notice(str): a search failed (e.g. a damaged database); one line to show.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPalette
@@ -29,6 +34,8 @@ from PySide6.QtWidgets import (
     QStyledItemDelegate,
     QVBoxLayout,
 )
+
+from desktop.background_task import run_in_background
 
 SEARCH_DELAY_MS = 200
 
@@ -53,6 +60,14 @@ def _when(timestamp: float, now: float | None = None) -> str:
     if age < 7 * 86400:
         return f"{int(age // 86400)} d ago"
     return time.strftime("%d %b %Y", time.localtime(timestamp))
+
+
+def search_messages(folder: str | Path, text: str) -> list:
+    """Search the store in ``folder`` on the calling (pool) thread, with its own connection."""
+    from models.conversations import ConversationStore
+
+    with ConversationStore(folder) as store:
+        return store.search(text, start="«", end="»")
 
 
 class ConversationListModel(QAbstractListModel):
@@ -106,7 +121,10 @@ class ConversationListModel(QAbstractListModel):
                      for c in store.list_conversations()], searching=False)
 
     def show_search(self, store, text: str) -> None:
-        hits = store.search(text, start="«", end="»")
+        self.show_hits(store.search(text, start="«", end="»"))
+
+    def show_hits(self, hits: list) -> None:
+        """Show search hits (``SearchHit``s, snippets marked with « and »)."""
         self._reset([SidebarRow(h.conversation_id, h.title or "Untitled", " ".join(h.snippet.split()),
                                 h.message_id) for h in hits], searching=True)
 
@@ -169,6 +187,7 @@ class Sidebar(QFrame):
     rename_requested = Signal(int)
     delete_requested = Signal(int)
     export_requested = Signal(int, str)
+    notice = Signal(str)
 
     def __init__(self, store, parent=None):
         super().__init__(parent)
@@ -204,16 +223,29 @@ class Sidebar(QFrame):
         self._search_timer.timeout.connect(self.refresh)
         self.search.textChanged.connect(self._on_search_text_changed)
         self.current_id: int | None = None
+        self._search_serial = 0  # the latest query's number; older results are dropped
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read the list (or the search results) from the store."""
+        """Re-read the list from the store, or start the search in the background."""
+        self._search_serial += 1
         text = self.search.text().strip()
         if text:
-            self.model.show_search(self.store, text)
-        else:
-            self.model.show_conversations(self.store)
+            serial = self._search_serial
+            run_in_background(partial(search_messages, self.store.folder, text),
+                              partial(self._on_search_done, serial), partial(self._on_search_failed, serial))
+            return
+        self.model.show_conversations(self.store)
         self._show_current()
+
+    def _on_search_done(self, serial: int, hits: list) -> None:
+        if serial == self._search_serial:
+            self.model.show_hits(hits)
+
+    def _on_search_failed(self, serial: int, message: str) -> None:
+        if serial == self._search_serial:
+            self.model.show_hits([])
+            self.notice.emit(f"The search failed: {message}")
 
     def set_current(self, conversation_id: int | None) -> None:
         self.current_id = conversation_id

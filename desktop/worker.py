@@ -175,6 +175,9 @@ class InferenceWorker(QObject):
     def _conversation_store(self):
         from models.conversations import ConversationStore
 
+        if self._store is not None and self._store.db.replaced_on_disk():  # a damaged file moved aside
+            self._store.close()
+            self._store = None
         if self._store is None:
             self._store = ConversationStore(self._data_folder)
         return self._store
@@ -182,6 +185,7 @@ class InferenceWorker(QObject):
     def _begin_recording(self, job: AnswerJob):
         """Store the question / open the answer row; None (and a signal) if storage fails."""
         from models.answer_recorder import AnswerRecorder
+        from models.conversation_lock import ConversationBusy
         from models.conversations import StoreError
 
         if job.conversation_id is None:
@@ -198,6 +202,8 @@ class InferenceWorker(QObject):
                     recorder.begin(job.conversation_id, job.question[0], job.question[1])
                 else:
                     recorder.begin_answer(job.conversation_id)
+        except ConversationBusy:
+            raise  # another window or command is answering in this conversation: refuse this one
         except (StoreError, OSError, ValueError) as exc:
             self.storage_failed.emit(f"This answer is not being saved: {exc}")
             return None
@@ -227,6 +233,7 @@ class InferenceWorker(QObject):
             self.finished.emit(_error_step(f"The answer failed: {exc}"))
 
     def _answer(self, job: AnswerJob) -> None:
+        from models.conversation_lock import ConversationBusy
         from models.engine import PromptError
 
         self._replacement_settled = False
@@ -244,7 +251,11 @@ class InferenceWorker(QObject):
         except Exception as exc:  # noqa: BLE001
             self.finished.emit(_error_step(f"Could not build the prompt: {exc}"))
             return
-        recorder = self._begin_recording(job)
+        try:
+            recorder = self._begin_recording(job)
+        except ConversationBusy as exc:  # nothing was stored: the window gives the draft back
+            self.finished.emit(_error_step(str(exc)))
+            return
         pending: list[str] = []
         last_emit = time.monotonic()
         final = None

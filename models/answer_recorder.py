@@ -19,6 +19,11 @@
 
 Killed at any point, the database holds the question and the answer up to its last commit,
 marked interrupted.
+
+A turn holds its conversation's ``ConversationLock`` from ``claim`` (which ``begin``,
+``begin_answer`` and ``resume`` call; call it yourself before reading the history) until
+``finish``/``abandon``/``release``: a second turn on the same conversation, from another
+window or command, gets ``ConversationBusy`` instead of interleaving with this one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from models.conversation_lock import ConversationLock
 from models.conversations import ConversationStore, StoredMessage
 from models.images import ChatImage
 
@@ -65,6 +71,22 @@ class AnswerRecorder:
         self._parts: list[str] = []
         self._dirty = False
         self._last_flush = 0.0
+        self._lock: ConversationLock | None = None
+
+    def claim(self, conversation_id: int) -> None:
+        """Hold the conversation's lock for this turn; ``ConversationBusy`` if another turn has it."""
+        if self._lock is not None and self._lock.conversation_id == conversation_id and self._lock.held:
+            return
+        self.release()
+        lock = ConversationLock(self.store.folder, conversation_id)
+        lock.acquire()
+        self._lock = lock
+
+    def release(self) -> None:
+        """Let another turn into the conversation (``finish`` and ``abandon`` do this)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     @property
     def text(self) -> str:
@@ -77,15 +99,26 @@ class AnswerRecorder:
 
     def begin(self, conversation_id: int, text: str, images: Iterable[ChatImage] = ()) -> StoredMessage:
         """Commit the question and an empty answer marked interrupted; return the question."""
-        with self.store.transaction():
-            self.question = self.store.add_message(conversation_id, "user", text, images)
-            self._open(conversation_id)
+        self.claim(conversation_id)
+        try:
+            with self.store.transaction():
+                self.question = self.store.add_message(conversation_id, "user", text, images)
+                self._open(conversation_id)
+        except BaseException:
+            self.answer_id = None
+            self.release()
+            raise
         return self.question
 
     def begin_answer(self, conversation_id: int) -> StoredMessage:
         """Commit an empty answer marked interrupted (the question is already stored); return it."""
         self.question = None
-        self._open(conversation_id)
+        self.claim(conversation_id)
+        try:
+            self._open(conversation_id)
+        except BaseException:
+            self.release()
+            raise
         return self.store.message(self.answer_id)
 
     def resume(self, message_id: int) -> StoredMessage:
@@ -93,8 +126,14 @@ class AnswerRecorder:
         answer = self.store.message(message_id)
         if answer.role != "assistant":
             raise ValueError("only an answer can be continued")
-        self._start(answer.id, answer.text, answer.token_ids)
-        self.store.update_message(answer.id, interrupted=True, finish_reason=None, error=None)
+        self.claim(answer.conversation_id)
+        try:
+            self._start(answer.id, answer.text, answer.token_ids)
+            self.store.update_message(answer.id, interrupted=True, finish_reason=None, error=None)
+        except BaseException:
+            self.answer_id = None
+            self.release()
+            raise
         return self.store.message(answer.id)
 
     def _open(self, conversation_id: int) -> None:
@@ -166,11 +205,13 @@ class AnswerRecorder:
         return self._close()
 
     def _close(self) -> StoredMessage:
-        answer = self.store.message(self.answer_id)
-        self.answer_id = None
-        self._parts = []
-        self._prefix = ""
-        return answer
+        try:
+            return self.store.message(self.answer_id)
+        finally:
+            self.answer_id = None
+            self._parts = []
+            self._prefix = ""
+            self.release()
 
     def _require_active(self) -> None:
         if self.answer_id is None:

@@ -8,7 +8,12 @@ version intact. The journal is WAL with ``synchronous=FULL``: a committed transa
 a killed process (and a power cut), and readers in other processes never block the writer.
 
 Every failure a person can meet (a damaged file, a file from a newer Llama Desk, a locked or
-read-only database) is raised as ``StoreError`` with a one-line message.
+read-only database) is raised as ``StoreError`` with a one-line message; a damaged file as its
+subclass ``DatabaseDamaged``, which the CLI (``chats repair``) and the window answer with
+``move_aside``: the damaged file (with its -wal/-shm) is renamed
+``conversations.damaged-<timestamp>.sqlite3`` and kept, and a new database starts. A database
+whose folder or file cannot be written is opened read-only (``Database.read_only``): it can be
+listed, shown and searched; a write reports one line.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,6 +32,18 @@ APP_NAME = "Llama Desk"
 
 class StoreError(Exception):
     """A conversation-storage failure, with a message fit to show as is."""
+
+
+class DatabaseDamaged(StoreError):
+    """The database file is damaged; ``move_aside(path)`` keeps it and lets a new one start."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+class DatabaseReadOnly(StoreError):
+    """A write to a database that could only be opened read-only."""
 
 
 def data_dir() -> Path:
@@ -131,18 +149,40 @@ class Database:
     def __init__(self, path: str | Path, busy_timeout_s: float = 10.0):
         self.path = Path(path)
         self._depth = 0
+        self._busy_timeout_s = busy_timeout_s
+        self.read_only = False
+        if not self.path.parent.is_dir():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise StoreError(f"Cannot create the data folder {self.path.parent}: {reason}.") from None
+        self._connect()
+
+    def _connect(self) -> None:
+        """Open (read-write, or read-only when the file or its folder cannot be written) and upgrade."""
+        self.read_only = not _writable(self.path)
+        if self.read_only and not self.path.exists():
+            raise DatabaseReadOnly(f"The data folder {self.path.parent} is read-only; no conversations "
+                                   "can be stored there.")
+        self._depth = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise StoreError(f"Cannot create the data folder {self.path.parent}: {reason}.") from None
-        try:
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+            if self.read_only:
+                self._conn = _open_read_only(self.path, self._busy_timeout_s)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open the conversation database {self.path}: {exc}.") from None
         try:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA foreign_keys = ON")
+            self._inode = os.stat(self.path).st_ino if self.path.exists() else None
+            if self.read_only:
+                self._check_version(self.user_version)
+                if self.user_version < SCHEMA_VERSION:
+                    raise DatabaseReadOnly(f"The conversation database {self.path} is read-only and needs "
+                                           "an upgrade; make its folder writable.")
+                return
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"The conversation database {self.path} cannot use a write-ahead log.")
@@ -150,10 +190,28 @@ class Database:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreError(_describe(exc, self.path)) from None
+            raise _error(exc, self.path) from None
         except BaseException:
             self._conn.close()
             raise
+
+    def move_aside_and_start_new(self) -> Path:
+        """Close, rename the damaged file (and its -wal/-shm) aside, and open a new, empty database.
+
+        Returns where the old file now is. Other connections to the old file (another thread's
+        store) keep reading it until they reopen; see ``replaced_on_disk``.
+        """
+        self.close()
+        moved = move_aside(self.path)
+        self._connect()
+        return moved
+
+    def replaced_on_disk(self) -> bool:
+        """True if the file this connection opened was moved aside (or removed) since."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -164,6 +222,9 @@ class Database:
         The outermost transaction takes the write lock at once (``BEGIN IMMEDIATE``), so it never
         fails half-way on a lock; nested ones are savepoints that roll back on their own.
         """
+        if self.read_only:
+            raise DatabaseReadOnly(f"The conversation database {self.path} is read-only (its folder or "
+                                   "file cannot be written); nothing was changed.")
         conn = self._conn
         if self._depth == 0:
             self._run(conn.execute, "BEGIN IMMEDIATE")
@@ -175,12 +236,14 @@ class Database:
         self._depth += 1
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             self._depth -= 1
             with contextlib.suppress(sqlite3.Error):
                 conn.execute(rollback)
                 if self._depth > 0:
                     conn.execute(commit)  # a rolled-back savepoint stays open until released
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _error(exc, self.path) from None
             raise
         self._depth -= 1
         try:
@@ -191,15 +254,16 @@ class Database:
                     conn.execute("ROLLBACK")
             raise
 
-    def execute(self, sql: str, parameters: Sequence | dict = ()) -> sqlite3.Cursor:
-        """Run one statement (in the current transaction, or on its own) with sqlite3 errors as StoreError."""
-        return self._run(self._conn.execute, sql, parameters)
+    def execute(self, sql: str, parameters: Sequence | dict = ()) -> _Cursor:
+        """Run one statement (in the current transaction, or on its own) with sqlite3 errors as
+        StoreError, also while its rows are read."""
+        return _Cursor(self._run(self._conn.execute, sql, parameters), self.path)
 
     def _run(self, function, *args):
         try:
             return function(*args)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(_describe(exc, self.path)) from None
+            raise _error(exc, self.path) from None
 
     @property
     def user_version(self) -> int:
@@ -215,13 +279,16 @@ class Database:
 
     # -- migrations ---------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
-        version = self.user_version
+    def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"The conversation database {self.path} was written by a newer Llama Desk "
                 f"(schema {version}; this version reads up to {SCHEMA_VERSION})."
             )
+
+    def _migrate(self) -> None:
+        version = self.user_version
+        self._check_version(version)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction() as conn:
                 # Re-read under the write lock: another process may have upgraded meanwhile.
@@ -232,12 +299,107 @@ class Database:
                 conn.execute(f"PRAGMA user_version = {target}")
 
 
-def _describe(exc: sqlite3.DatabaseError, path: Path) -> str:
+def check_database(path: str | Path) -> DatabaseDamaged | None:
+    """Open the database on its own connection and run SQLite's quick check: the damage found,
+    or None. Other failures (busy, read-only) are not damage and are left to the caller's use."""
+    try:
+        database = Database(path)
+    except DatabaseDamaged as exc:
+        return exc
+    except StoreError:
+        return None
+    try:
+        verdict = str(database.execute("PRAGMA quick_check(1)").fetchone()[0])
+    except DatabaseDamaged as exc:
+        return exc
+    except StoreError:
+        return None
+    finally:
+        database.close()
+    if verdict == "ok":
+        return None
+    message = f"The conversation database {database.path} is damaged ({verdict})."
+    return DatabaseDamaged(message, database.path)
+
+
+class _Cursor:
+    """A cursor whose row reads report sqlite3 errors (a damaged page met mid-scan) as StoreError."""
+
+    def __init__(self, cursor: sqlite3.Cursor, path: Path):
+        self._cursor, self._path = cursor, path
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self):
+        try:
+            return self._cursor.fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _error(exc, self._path) from None
+
+    def fetchall(self) -> list:
+        try:
+            return self._cursor.fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _error(exc, self._path) from None
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename a (damaged) database and its -wal/-shm to ``<stem>.damaged-<timestamp><suffix>``.
+
+    Nothing is deleted. The log files go first, so a new database at ``path`` never meets the old
+    log. No connection to ``path`` may be open in this process. Returns the new name.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
+    n = 1
+    while any(Path(f"{target}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+        n += 1
+        target = path.with_name(f"{path.stem}.damaged-{stamp}-{n}{path.suffix}")
+    try:
+        for suffix in ("-wal", "-shm", ""):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                os.replace(source, f"{target}{suffix}")
+    except OSError as exc:
+        raise StoreError(f"Cannot move {path} aside: {exc.strerror or exc}.") from None
+    return target
+
+
+def _writable(path: Path) -> bool:
+    """Whether the database (or, before it exists, its folder) and its folder can be written."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return False
+    return not path.exists() or os.access(path, os.W_OK)
+
+
+def _open_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection; ``immutable`` if SQLite cannot even set up the shared-memory file."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout, isolation_level=None)
+
+
+def _error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
     text = str(exc)
     if "not a database" in text or "malformed" in text:
-        return f"The conversation database {path} is damaged ({text})."
+        return DatabaseDamaged(f"The conversation database {path} is damaged ({text}).", path)
     if "locked" in text or "busy" in text:
-        return f"The conversation database {path} is busy in another process; try again."
+        return StoreError(f"The conversation database {path} is busy in another process; try again.")
     if "readonly" in text or "read-only" in text:
-        return f"The conversation database {path} is read-only."
-    return f"Conversation database error in {path}: {text}."
+        return DatabaseReadOnly(f"The conversation database {path} is read-only.")
+    return StoreError(f"Conversation database error in {path}: {text}.")

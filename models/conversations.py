@@ -25,6 +25,7 @@ import json
 import re
 import struct
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields, replace
@@ -177,6 +178,77 @@ def fts_query(text: str) -> str:
     """An FTS5 query matching messages that hold every word of ``text`` (as a word prefix)."""
     terms = re.findall(r"\w+", text)
     return " ".join('"' + term.replace('"', '""') + '"*' for term in terms)
+
+
+SNIPPET_WINDOW_CHARS = 2000  # of text on each side of the first match that a snippet is built from
+SNIPPET_TOKEN_CHARS = 80  # a longer "word" is cut in a snippet
+
+
+def _fold(word: str) -> str:
+    """A word as FTS5's ``unicode61 remove_diacritics 2`` compares it: lower case, no accents."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _matches(token: str, terms: Sequence[str]) -> bool:
+    folded = _fold(token)
+    return any(folded.startswith(term) for term in terms)
+
+
+def _text_window(text: str, terms: Sequence[str]) -> tuple[str, bool, bool]:
+    """At most ``2 * SNIPPET_WINDOW_CHARS`` characters of ``text`` around its first matching word,
+    cut at word boundaries; and whether it starts at the text's start / ends at its end."""
+    position = 0
+    if terms and len(text) > 2 * SNIPPET_WINDOW_CHARS:
+        pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + ")", re.IGNORECASE)
+        found = pattern.search(text)
+        if found is not None:
+            position = found.start()
+        else:  # accents differ: compare word by word, as FTS5 does
+            for word in re.finditer(r"\w+", text):
+                if _matches(word.group(), terms):
+                    position = word.start()
+                    break
+    first = max(0, position - SNIPPET_WINDOW_CHARS)
+    last = min(len(text), position + SNIPPET_WINDOW_CHARS)
+    window = text[first:last]
+    at_start, at_end = first == 0, last == len(text)
+    if not at_start:  # drop a word cut in two by the window's edge
+        window = re.sub(r"^\w+", "", window)
+    if not at_end:
+        window = re.sub(r"\w+$", "", window)
+    return window, at_start, at_end
+
+
+def build_snippet(window: str, terms: Sequence[str], *, start: str = "[", end: str = "]",
+                  context_tokens: int = 12, at_start: bool = True, at_end: bool = True) -> str:
+    """About ``context_tokens`` words of ``window`` from a little before its first word that
+    starts with one of ``terms`` (folded), every such word between ``start`` and ``end``, and
+    "…" where text was left out (like FTS5's ``snippet()``). ``at_start``/``at_end``: whether
+    ``window`` begins/ends the message."""
+    words = list(re.finditer(r"\w+", window))
+    if not words:
+        return window.strip()[:SNIPPET_TOKEN_CHARS]
+    first_hit = next((i for i, w in enumerate(words) if _matches(w.group(), terms)), 0)
+    begin = max(0, first_hit - context_tokens // 4)
+    finish = min(len(words), begin + context_tokens)
+    begin = max(0, finish - context_tokens)
+    parts: list[str] = []
+    if begin > 0 or not at_start:
+        parts.append("…")
+    else:
+        parts.append(window[: words[0].start()])
+    for i in range(begin, finish):
+        word = words[i].group()
+        shown = word if len(word) <= SNIPPET_TOKEN_CHARS else word[:SNIPPET_TOKEN_CHARS] + "…"
+        parts.append(f"{start}{shown}{end}" if _matches(word, terms) else shown)
+        if i + 1 < finish:
+            parts.append(window[words[i].end() : words[i + 1].start()][:SNIPPET_TOKEN_CHARS])
+    if finish < len(words) or not at_end:
+        parts.append("…")
+    else:
+        parts.append(window[words[-1].end() :][:SNIPPET_TOKEN_CHARS])
+    return "".join(parts)
 
 
 class ConversationStore(AbstractContextManager):
@@ -504,24 +576,35 @@ class ConversationStore(AbstractContextManager):
 
         Each hit names its conversation and message, and has a snippet with the matches between
         ``start`` and ``end`` (the text is not escaped: a GUI escapes it and uses marker characters).
+        FTS5 finds the messages; the snippet is built here from at most ``SNIPPET_WINDOW_CHARS``
+        of the text around the first match (FTS5's own ``snippet()`` costs time quadratic in the
+        message's size), so a search takes the same time whatever the messages' lengths.
         """
         query = fts_query(text)
         if not query:
             return []
         rows = self.db.execute(
-            "SELECT m.id, m.conversation_id, m.role, m.created, c.title,"
-            " snippet(messages_fts, 0, ?, ?, '…', ?) AS snippet"
+            "SELECT m.id, m.conversation_id, m.role, m.created, c.title"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? AND c.deleted_at IS NULL"
             " ORDER BY rank, m.id DESC LIMIT ?",
-            (start, end, max(1, min(64, context_tokens)), query, limit),
+            (query, limit),
         ).fetchall()
-        return [
-            SearchHit(int(r["conversation_id"]), int(r["id"]), r["title"] or UNTITLED, r["role"],
-                      r["snippet"], float(r["created"]))
-            for r in rows
-        ]
+        terms = [_fold(term) for term in re.findall(r"\w+", text)]
+        hits = []
+        for r in rows:
+            window, at_start, at_end = _text_window(self._message_text(int(r["id"])), terms)
+            snippet = build_snippet(window, terms, start=start, end=end,
+                                    context_tokens=max(1, min(64, context_tokens)),
+                                    at_start=at_start, at_end=at_end)
+            hits.append(SearchHit(int(r["conversation_id"]), int(r["id"]), r["title"] or UNTITLED, r["role"],
+                                  snippet, float(r["created"])))
+        return hits
+
+    def _message_text(self, message_id: int) -> str:
+        row = self.db.execute("SELECT text FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return "" if row is None else str(row["text"])
 
     # -- internals --------------------------------------------------------------------------------
 

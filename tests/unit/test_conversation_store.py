@@ -8,6 +8,7 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -581,3 +582,141 @@ def test_delete_between_removes_only_the_replaced_turns(store):
     assert store.delete_between(old[2].id, new_question.id) == 2
     assert [m.text for m in store.messages(conversation.id)] == ["Q1", "A1", "Q2 edited", "A2 new"]
     assert store.delete_between(new_answer.id + 100, new_answer.id + 200) == 0
+
+
+# -- damaged, read-only and shared databases (issue 9) ---------------------------------------------
+
+
+def damage_messages_page(folder) -> None:
+    """Overwrite the messages table's first page, as a bad disk block would."""
+    path = folder / "conversations.sqlite3"
+    raw = sqlite3.connect(path)
+    try:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        root = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()[0]
+    finally:
+        raw.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
+
+
+@pytest.fixture
+def damaged_folder(tmp_path):
+    folder = tmp_path / "damaged"
+    with ConversationStore(folder) as store:
+        conversation = store.create()
+        for n in range(50):
+            store.add_message(conversation.id, "user", f"message {n} about zebras " * 10)
+    damage_messages_page(folder)
+    return folder
+
+
+def test_a_damaged_page_is_a_one_line_store_error_and_a_new_chat_leaves_nothing(damaged_folder):
+    with ConversationStore(damaged_folder) as store:
+        before = len(store.list_conversations())
+        with pytest.raises(StoreError, match=r"is damaged \("):  # not a bare sqlite3.DatabaseError
+            with store.transaction():
+                conversation = store.create()
+                AnswerRecorder(store).begin(conversation.id, "Hello?")
+        assert len(store.list_conversations()) == before
+        with pytest.raises(StoreError, match="is damaged"):
+            store.search("zebras")
+
+
+def test_a_damaged_database_is_moved_aside_whole_and_a_new_one_starts(damaged_folder):
+    import models.chat_database as chat_database
+
+    path = damaged_folder / "conversations.sqlite3"
+    damage = chat_database.check_database(path)
+    assert isinstance(damage, chat_database.DatabaseDamaged) and damage.path == path
+    old_bytes = path.read_bytes()
+    with ConversationStore(damaged_folder) as store:
+        store.db.execute("SELECT 1")  # an open connection keeps its -wal/-shm
+        moved = store.db.move_aside_and_start_new()
+        assert moved.name.startswith("conversations.damaged-") and moved.name.endswith(".sqlite3")
+        assert moved.read_bytes() == old_bytes  # kept as it was
+        assert store.list_conversations() == []
+        conversation = store.create()
+        store.add_message(conversation.id, "user", "A fresh start")
+        assert store.search("fresh")[0].conversation_id == conversation.id
+    assert chat_database.check_database(path) is None
+    siblings = sorted(p.name for p in damaged_folder.iterdir() if p.name.startswith("conversations"))
+    assert siblings[0].startswith("conversations.damaged-")
+
+
+def test_a_read_only_data_folder_lists_shows_and_searches_and_refuses_writes(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    with ConversationStore(folder) as store:
+        conversation = store.create()
+        store.add_message(conversation.id, "user", "Where do puffins nest?")
+    # Running as root ignores permissions, so the folder's writability is what is faked here.
+    monkeypatch.setattr("models.chat_database._writable", lambda path: False, raising=False)
+    with ConversationStore(folder) as store:
+        assert [c.id for c in store.list_conversations()] == [conversation.id]
+        assert [m.text for m in store.messages(conversation.id)] == ["Where do puffins nest?"]
+        assert store.search("puffins")[0].conversation_id == conversation.id
+        with pytest.raises(StoreError, match="read-only"):
+            store.create()
+        with pytest.raises(StoreError, match="read-only"):
+            AnswerRecorder(store).begin(conversation.id, "And owls?")
+    with ConversationStore(folder) as store:
+        assert [m.text for m in store.messages(conversation.id)] == ["Where do puffins nest?"]
+
+
+def test_a_second_turn_in_a_conversation_is_refused_until_the_first_finishes(store):
+    conversation = store.create()
+    first = AnswerRecorder(store, flush_interval_s=0)
+    first.begin(conversation.id, "First question")
+    with other_connection(store) as other:
+        second = AnswerRecorder(other, flush_interval_s=0)
+        with pytest.raises(StoreError, match=f"Conversation {conversation.id} is answering in another"):
+            second.begin(conversation.id, "Second question")
+        first.add("first ")
+        first.finish(FakeStep("answer", finish_reason="stop"))
+        second.begin(conversation.id, "Second question")
+        second.finish(FakeStep("second answer", finish_reason="stop"))
+    assert [m.text for m in store.messages(conversation.id)] == [
+        "First question", "first answer", "Second question", "second answer"]
+    other_chat = store.create()  # another conversation is never held up
+    AnswerRecorder(store).begin(other_chat.id, "Meanwhile")
+
+
+def test_search_builds_its_snippet_from_a_bounded_window_of_a_huge_message(store, monkeypatch):
+    import models.conversations as conversations
+
+    conversation = store.create()
+    store.add_message(conversation.id, "user", "A short question about a zebra")
+    huge = store.add_message(conversation.id, "assistant", "zebra " * 85_000)  # 510 KB, one word
+    statements: list[str] = []
+    store.db._conn.set_trace_callback(statements.append)
+    windows: list[int] = []
+    real_builder = getattr(conversations, "build_snippet", None)
+
+    def recording_builder(window, *args, **kwargs):
+        windows.append(len(window))
+        return real_builder(window, *args, **kwargs)
+
+    monkeypatch.setattr(conversations, "build_snippet", recording_builder, raising=False)
+    hits = store.search("zebra")
+    assert {h.message_id for h in hits} >= {huge.id}
+    assert not any("snippet(" in sql for sql in statements)  # FTS5's snippet() is quadratic
+    assert windows and max(windows) <= 2 * conversations.SNIPPET_WINDOW_CHARS
+    (hit,) = [h for h in hits if h.message_id == huge.id]
+    assert hit.snippet.startswith("[zebra] [zebra]") and hit.snippet.endswith("…")
+    assert len(hit.snippet) < 200
+
+
+def test_move_aside_takes_the_write_ahead_log_along(tmp_path):
+    import models.chat_database as chat_database
+
+    path = tmp_path / "conversations.sqlite3"
+    for suffix, data in (("", b"damaged"), ("-wal", b"log"), ("-shm", b"index")):
+        Path(f"{path}{suffix}").write_bytes(data)
+    moved = chat_database.move_aside(path)
+    assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal", "-shm")] == [b"damaged", b"log", b"index"]
+    assert not any(Path(f"{path}{s}").exists() for s in ("", "-wal", "-shm"))
+    for suffix, data in (("", b"again"),):
+        Path(f"{path}{suffix}").write_bytes(data)
+    assert chat_database.move_aside(path) != moved  # never over an earlier one
