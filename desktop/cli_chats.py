@@ -1,7 +1,7 @@
 """``llama-desk chats ...``: the stored conversations on the command line.
 
-``list``, ``show ID``, ``export ID --format md|json [--out PATH]``, ``search TEXT`` and
-``import FILE``, on the store in the data folder (``$LLAMA_DESK_DATA_DIR`` overrides it).
+``list``, ``show ID``, ``export ID --format md|json [--out PATH]``, ``search TEXT``,
+``import FILE`` and ``delete ID``, on the store in the data folder (``$LLAMA_DESK_DATA_DIR`` overrides it).
 Conversations are made by ``llama-desk ask --chat new`` and the window. Never imports Qt.
 """
 
@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     importing.add_argument("--json", action="store_true", help='print {"chat_id": ID}')
     importing.set_defaults(run=run_import)
 
+    delete = chats.add_parser("delete", help="delete a conversation (also one listed as damaged)")
+    delete.add_argument("id", type=int, help="conversation id")
+    delete.set_defaults(run=run_delete)
+
 
 def _open_store():
     from models.chat_database import StoreError
@@ -59,7 +63,11 @@ def _open_store():
 
 
 def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    """The local date and time, or a placeholder for a time no calendar can show."""
+    try:
+        return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "????-??-?? ??:??"
 
 
 def _store_errors(function):
@@ -88,7 +96,7 @@ def run_list(store, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([
             {"id": c.id, "title": c.display_title, "created": c.created, "updated": c.updated,
-             "messages": c.message_count}
+             "messages": c.message_count, **({"damaged": c.damaged} if c.damaged else {})}
             for c in conversations
         ], ensure_ascii=False))
         return 0
@@ -97,7 +105,11 @@ def run_list(store, args: argparse.Namespace) -> int:
         return 0
     width = max(len(str(c.id)) for c in conversations)
     for c in conversations:
-        print(f"{c.id:>{width}}  {_when(c.updated)}  {c.message_count:>3} msgs  {c.display_title}")
+        title = c.display_title
+        if c.damaged:
+            title += f" ({c.damaged}; `llama-desk chats delete {c.id}` removes it)"
+        when = _when(c.updated) if not c.damaged else "????-??-?? ??:??"
+        print(f"{c.id:>{width}}  {when}  {c.message_count:>3} msgs  {title}")
     return 0
 
 
@@ -163,4 +175,12 @@ def run_import(store, args: argparse.Namespace) -> int:
     else:
         title = store.conversation(conversation_id).display_title
         print(f"Imported as conversation {conversation_id}: {title}")
+    return 0
+
+
+@_store_errors
+def run_delete(store, args: argparse.Namespace) -> int:
+    title = store.conversation(args.id).display_title
+    store.delete(args.id)
+    print(f"Deleted conversation {args.id}: {title}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ Signals (Sidebar):
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -42,7 +43,10 @@ class SidebarRow:
 
 
 def _when(timestamp: float, now: float | None = None) -> str:
+    """How long ago ``timestamp`` was, in words (a date once it is a week old)."""
     now = time.time() if now is None else now
+    if not math.isfinite(timestamp):
+        return "date unknown"
     age = max(0.0, now - timestamp)
     if age < 60:
         return "just now"
@@ -52,7 +56,19 @@ def _when(timestamp: float, now: float | None = None) -> str:
         return f"{int(age // 3600)} h ago"
     if age < 7 * 86400:
         return f"{int(age // 86400)} d ago"
-    return time.strftime("%d %b %Y", time.localtime(timestamp))
+    try:
+        return time.strftime("%d %b %Y", time.localtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return "date unknown"
+
+
+def _conversation_row(conversation, now: float) -> SidebarRow:
+    """A damaged conversation (see ``Conversation.damaged``) is listed as such, so it can be
+    deleted from its context menu."""
+    if conversation.damaged:
+        reason = conversation.damaged[:1].upper() + conversation.damaged[1:]
+        return SidebarRow(conversation.id, conversation.display_title, f"{reason}; right-click to delete.")
+    return SidebarRow(conversation.id, conversation.display_title, _when(conversation.updated, now))
 
 
 class ConversationListModel(QAbstractListModel):
@@ -102,8 +118,7 @@ class ConversationListModel(QAbstractListModel):
 
     def show_conversations(self, store) -> None:
         now = time.time()
-        self._reset([SidebarRow(c.id, c.display_title, _when(c.updated, now))
-                     for c in store.list_conversations()], searching=False)
+        self._reset([_conversation_row(c, now) for c in store.list_conversations()], searching=False)
 
     def show_search(self, store, text: str) -> None:
         hits = store.search(text, start="«", end="»")

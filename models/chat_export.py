@@ -384,6 +384,8 @@ def render_markdown(store: ConversationStore, conversation_id: int,
     (images without one are mentioned by name only)."""
     conversation = store.conversation(conversation_id, include_deleted=True)
     lines = [f"# {_escape_line(conversation.display_title)}", ""]
+    if conversation.damaged:
+        lines += [f"*({_escape_line(conversation.damaged)})*", ""]
     if conversation.settings.system_prompt.strip():
         lines += ["## System", "", conversation.settings.system_prompt.strip(), ""]
     for message in store.messages(conversation_id):
