@@ -16,9 +16,11 @@ import pytest
 from desktop.cli import main
 from models.chat_database import DATABASE_NAME, data_dir
 from models.chat_export import export_json, import_json
-from models.conversations import DAMAGED_TITLE, ConversationSettings, ConversationStore
+from models.conversations import ConversationSettings, ConversationStore
 from models.images import load_image_bytes
 from tests.conftest import image_bytes
+
+DAMAGED_TITLE = "Damaged conversation"
 
 
 @pytest.fixture
