@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from desktop.cli import main
-from models.conversations import ConversationStore
+from models.conversations import ConversationSettings, ConversationStore
 from tests.conftest import image_bytes
 
 
@@ -183,3 +183,29 @@ def test_a_damaged_database_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["chats", "list"]) == 1
     err = capsys.readouterr().err
     assert "damaged" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ask_continues_a_chat_whose_stored_settings_are_poisoned(checkpoints, tmp_path):
+    """Settings written by hand or older code (text in number columns, out of range) are read as
+    the defaults: the chat continues instead of failing inside the sampler."""
+    import sqlite3
+
+    data_dir = tmp_path / "data"
+    with ConversationStore(data_dir) as store:
+        conversation = store.create()
+        store.add_message(conversation.id, "user", "Hello")
+        store.add_message(conversation.id, "assistant", "Hi", token_ids=[1, 2, 3])
+    connection = sqlite3.connect(data_dir / "conversations.sqlite3")
+    with connection:
+        connection.execute("UPDATE conversations SET temperature = 'hot', top_p = 7, seed = 'x',"
+                           " context_length = -1, updated = -1e300 WHERE id = ?", (conversation.id,))
+        connection.execute("UPDATE messages SET token_ids = X'0102', stats = '[[[' WHERE role = 'assistant'")
+    connection.close()
+    result = run_ask(data_dir, "--model", checkpoints["4bit"], "--chat", conversation.id, "--json",
+                     "--max-tokens", "3", "And again?")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["chat_id"] == conversation.id
+    with ConversationStore(data_dir) as store:
+        settings = store.conversation(conversation.id).settings
+        assert settings == ConversationSettings(max_tokens=3)
+        assert len(store.messages(conversation.id)) == 4

@@ -118,7 +118,7 @@ def test_a_poisoned_import_is_refused_in_one_line_naming_the_field(chats, tmp_pa
     "text, reason",
     [
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-        ('{"format": "llama-desk-conversation", "version": 1, "seed": ' + "9" * 5000 + "}", "not a conversation"),
+        ('{"format": "llama-desk-conversation", "seed": ' + "9" * 5000 + "}", "not a conversation"),
     ],
 )
 def test_json_the_parser_cannot_take_is_one_line(chats, tmp_path, text, reason):
