@@ -58,3 +58,23 @@ def test_the_window_starts_lists_opens_and_deletes_a_damaged_row(qtbot, tmp_path
     assert [row.conversation_id for row in window.sidebar.model.rows()] == [good]
     assert f"Deleted “{DAMAGED_TITLE}”" in window.notice.text()
     window.close()
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"format": "llama-desk-conversation", "version": 1, "settings": {"temperature": "hot"}}',
+         "settings.temperature"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_poisoned_import_is_a_notice_in_the_window(qtbot, tmp_path, text, reason):
+    window = make_window(qtbot, tmp_path)
+    path = tmp_path / "poisoned.json"
+    path.write_text(text)
+    with qtbot.waitSignal(window.conversations.notice, timeout=10_000) as blocker:
+        window.conversations.import_file(str(path))
+    (message,) = blocker.args
+    assert message.startswith("Import failed:") and reason in message and "\n" not in message
+    assert window.sidebar.model.rows() == []
+    window.close()
