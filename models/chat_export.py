@@ -116,7 +116,10 @@ def import_json(store: ConversationStore, document: Any) -> int:
     with store.transaction():
         conversation = store.create(checked.title, checked.settings, created=checked.created)
         for message in checked.messages:
-            store.add_message(conversation.id, message.role, message.text, message.images, **message.metadata)
+            # Decoded one message at a time: holding every decoded image at once could take far
+            # more memory than the file's size suggests.
+            attached = [_decoded(checked.images[sha], name) for sha, name in message.images]
+            store.add_message(conversation.id, message.role, message.text, attached, **message.metadata)
         store.db.execute("UPDATE conversations SET updated = ? WHERE id = ?",
                          (checked.updated, conversation.id))
     return conversation.id
@@ -167,7 +170,7 @@ def _check_import_size(path: Path) -> None:
 class _CheckedMessage:
     role: str
     text: str
-    images: list[ChatImage]
+    images: list[tuple[str, str]]  # (sha256, name) of each attached image
     metadata: dict[str, Any]  # add_message's keyword arguments
 
 
@@ -178,6 +181,15 @@ class _CheckedDocument:
     updated: float
     settings: ConversationSettings
     messages: list[_CheckedMessage]
+    images: dict[str, bytes]  # sha256 -> bytes, each checked to decode
+
+
+def _decoded(data: bytes, name: str) -> ChatImage:
+    try:
+        image = load_image_bytes(data, name or "image")  # decoded once already by the checker
+    except ImageError as exc:
+        raise ChatImportError(str(exc)) from None
+    return ChatImage(image.sha256, name, image.image, image.data)
 
 
 class _ImportChecker:
@@ -219,7 +231,7 @@ class _ImportChecker:
                     for i, entry in enumerate(_list(document, "messages", MAX_MESSAGES))]
         created = self.time(document.get("created"))
         updated = max(created, self.time(document.get("updated")))
-        return _CheckedDocument(title, created, updated, settings, messages)
+        return _CheckedDocument(title, created, updated, settings, messages, images)
 
     def time(self, value: Any) -> float:
         stamp = valid_timestamp(value)
@@ -235,8 +247,8 @@ class _ImportChecker:
         except StoreError as exc:
             raise ChatImportError(f"The conversation's {exc}") from None
 
-    def images(self, entries: list) -> dict[str, ChatImage]:
-        images: dict[str, ChatImage] = {}
+    def images(self, entries: list) -> dict[str, bytes]:
+        images: dict[str, bytes] = {}
         for i, entry in enumerate(entries):
             where = f"images[{i}]"
             sha = _field(entry, "sha256", str, where)
@@ -251,12 +263,13 @@ class _ImportChecker:
             if hashlib.sha256(data).hexdigest() != sha:
                 raise ChatImportError(f"Image {sha[:12]} does not match its sha256; the file is damaged.")
             try:
-                images[sha] = load_image_bytes(data, f"image {sha[:12]}")
+                load_image_bytes(data, f"image {sha[:12]}")  # decodes, then lets the pixels go
             except ImageError as exc:
                 raise ChatImportError(str(exc)) from None
+            images[sha] = data
         return images
 
-    def message(self, entry: Any, index: int, images: dict[str, ChatImage]) -> _CheckedMessage:
+    def message(self, entry: Any, index: int, images: dict[str, bytes]) -> _CheckedMessage:
         where = f"messages[{index}]"
         if not isinstance(entry, dict):
             raise ChatImportError(f"{where} is not an object.")
@@ -272,8 +285,7 @@ class _ImportChecker:
             sha = _field(ref, "sha256", str, f"{where}.images")
             if sha not in images:
                 raise ChatImportError(f"A message refers to image {sha[:12]}, which the file does not hold.")
-            image = images[sha]
-            attached.append(ChatImage(image.sha256, _label(ref.get("name")) or "", image.image, image.data))
+            attached.append((sha, _label(ref.get("name")) or ""))
         finish_reason = entry.get("finish_reason")
         interrupted = entry.get("interrupted")
         metadata = {
