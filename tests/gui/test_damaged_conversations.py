@@ -27,10 +27,14 @@ def data(tmp_path):
         store.add_message(bad.id, "assistant", "An answer")
     connection = sqlite3.connect(folder / DATABASE_NAME)
     with connection:
-        connection.execute("UPDATE conversations SET updated = -1e300, created = 1e999, temperature = 'hot',"
-                           " seed = 'x' WHERE id = ?", (bad.id,))
-        connection.execute("UPDATE messages SET stats = '{{{', token_ids = X'0102' WHERE conversation_id = ?",
-                           (bad.id,))
+        connection.execute(
+            "UPDATE conversations SET updated = -1e300, created = 1e999, temperature = 'hot',"
+            " seed = 'x' WHERE id = ?",
+            (bad.id,),
+        )
+        connection.execute(
+            "UPDATE messages SET stats = '{{{', token_ids = X'0102' WHERE conversation_id = ?", (bad.id,)
+        )
     connection.close()
     return folder, good.id, bad.id
 
@@ -51,7 +55,9 @@ def test_the_window_starts_lists_opens_and_deletes_a_damaged_row(qtbot, tmp_path
         window.sidebar.view.clicked.emit(window.sidebar.model.index_of(bad))
     assert window.conversations.current_id == bad
     assert [window.transcript_model.entry(i).text for i in range(window.transcript_model.rowCount())] == [
-        "A question in a damaged row", "An answer"]
+        "A question in a damaged row",
+        "An answer",
+    ]
     assert window.conversations.settings == ConversationSettings()  # poisoned values read as defaults
 
     window.delete_conversation(bad)
@@ -63,8 +69,10 @@ def test_the_window_starts_lists_opens_and_deletes_a_damaged_row(qtbot, tmp_path
 @pytest.mark.parametrize(
     "text, reason",
     [
-        ('{"format": "llama-desk-conversation", "version": 1, "settings": {"temperature": "hot"}}',
-         "settings.temperature"),
+        (
+            '{"format": "llama-desk-conversation", "version": 1, "settings": {"temperature": "hot"}}',
+            "settings.temperature",
+        ),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )

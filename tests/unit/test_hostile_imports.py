@@ -45,8 +45,15 @@ def saved_conversation() -> int:
         conversation = store.create(settings=ConversationSettings(system_prompt="Be exact.", temperature=0.2))
         picture = load_image_bytes(image_bytes(40, 30), "red.png")
         store.add_message(conversation.id, "user", "What is red?", [picture])
-        store.add_message(conversation.id, "assistant", "A colour.", model="tiny", finish_reason="stop",
-                          stats={"generation_tokens": 3.0}, token_ids=[5, 6, 7])
+        store.add_message(
+            conversation.id,
+            "assistant",
+            "A colour.",
+            model="tiny",
+            finish_reason="stop",
+            stats={"generation_tokens": 3.0},
+            token_ids=[5, 6, 7],
+        )
         return conversation.id
 
 
@@ -172,7 +179,11 @@ def test_null_settings_mean_the_defaults_and_metadata_is_cleaned(tmp_path):
         question, imported = store.messages(new_id)
         assert question.token_ids is None
         assert (imported.stats, imported.finish_reason, imported.interrupted, imported.model) == (
-            None, None, False, None)
+            None,
+            None,
+            False,
+            None,
+        )
         assert imported.token_ids == (5, 6, 7)
 
 
@@ -181,8 +192,14 @@ def test_null_settings_mean_the_defaults_and_metadata_is_cleaned(tmp_path):
 
 @pytest.mark.parametrize(
     "column, value",
-    [("updated", -1e300), ("updated", 1e300), ("updated", 1e999), ("created", "garbage"),
-     ("updated", b"\x00\x01"), ("title", b"\xff\xfe")],
+    [
+        ("updated", -1e300),
+        ("updated", 1e300),
+        ("updated", 1e999),
+        ("created", "garbage"),
+        ("updated", b"\x00\x01"),
+        ("title", b"\xff\xfe"),
+    ],
 )
 def test_a_damaged_row_is_listed_as_damaged_and_can_be_deleted(chats, column, value):
     good = saved_conversation()
@@ -206,10 +223,16 @@ def test_a_damaged_row_is_listed_as_damaged_and_can_be_deleted(chats, column, va
 
 def test_poisoned_settings_and_metadata_are_read_as_defaults(chats):
     conversation_id = saved_conversation()
-    poke("UPDATE conversations SET temperature = 'hot', top_p = 7, max_tokens = -5, seed = 'x',"
-         " context_length = 1e999, system_prompt = X'FF' WHERE id = ?", conversation_id)
-    poke("UPDATE messages SET stats = ?, token_ids = X'010203', created = -1e300, model = X'00',"
-         " finish_reason = 'boom' WHERE role = 'assistant'", "[" * 100_000)
+    poke(
+        "UPDATE conversations SET temperature = 'hot', top_p = 7, max_tokens = -5, seed = 'x',"
+        " context_length = 1e999, system_prompt = X'FF' WHERE id = ?",
+        conversation_id,
+    )
+    poke(
+        "UPDATE messages SET stats = ?, token_ids = X'010203', created = -1e300, model = X'00',"
+        " finish_reason = 'boom' WHERE role = 'assistant'",
+        "[" * 100_000,
+    )
     with ConversationStore() as store:
         conversation = store.conversation(conversation_id)
         assert conversation.settings == ConversationSettings()
@@ -218,7 +241,12 @@ def test_poisoned_settings_and_metadata_are_read_as_defaults(chats):
         assert (settings.temperature, settings.top_p, settings.max_tokens) == (0.6, 0.9, 1024)
         answer = store.messages(conversation_id)[1]
         assert (answer.stats, answer.token_ids, answer.created, answer.model, answer.finish_reason) == (
-            None, None, 0.0, None, None)
+            None,
+            None,
+            0.0,
+            None,
+            None,
+        )
         assert [m.role for m in store.history(conversation_id)] == ["user", "assistant"]
     status, out, _ = chats("show", conversation_id)
     assert status == 0 and "A colour." in out
