@@ -30,10 +30,18 @@ def add_parser(sub) -> None:
 
     export = chats.add_parser("export", help="write a conversation as Markdown or JSON")
     export.add_argument("id", type=int, help="conversation id")
-    export.add_argument("--format", choices=("md", "json"), required=True,
-                        help="md: Markdown with images beside it; json: self-contained, for import")
-    export.add_argument("--out", type=Path, metavar="PATH",
-                        help="file to write (Markdown images go to PATH's NAME_images/); default stdout")
+    export.add_argument(
+        "--format",
+        choices=("md", "json"),
+        required=True,
+        help="md: Markdown with images beside it; json: self-contained, for import",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="file to write (Markdown images go to PATH's NAME_images/); default stdout",
+    )
     export.set_defaults(run=run_export)
 
     search = chats.add_parser("search", help="find messages holding every word of TEXT")
@@ -94,11 +102,22 @@ def _store_errors(function):
 def run_list(store, args: argparse.Namespace) -> int:
     conversations = store.list_conversations()
     if args.json:
-        print(json.dumps([
-            {"id": c.id, "title": c.display_title, "created": c.created, "updated": c.updated,
-             "messages": c.message_count, **({"damaged": c.damaged} if c.damaged else {})}
-            for c in conversations
-        ], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": c.id,
+                        "title": c.display_title,
+                        "created": c.created,
+                        "updated": c.updated,
+                        "messages": c.message_count,
+                        **({"damaged": c.damaged} if c.damaged else {}),
+                    }
+                    for c in conversations
+                ],
+                ensure_ascii=False,
+            )
+        )
         return 0
     if not conversations:
         print("No conversations yet; start one with `llama-desk ask --chat new ...`.")
@@ -150,11 +169,22 @@ def run_search(store, args: argparse.Namespace) -> int:
         raise CommandError("--limit must be at least 1.", 2)
     hits = store.search(args.text, limit=args.limit)
     if args.json:
-        print(json.dumps([
-            {"chat_id": h.conversation_id, "message_id": h.message_id, "title": h.title, "role": h.role,
-             "snippet": h.snippet, "created": h.created}
-            for h in hits
-        ], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "chat_id": h.conversation_id,
+                        "message_id": h.message_id,
+                        "title": h.title,
+                        "role": h.role,
+                        "snippet": h.snippet,
+                        "created": h.created,
+                    }
+                    for h in hits
+                ],
+                ensure_ascii=False,
+            )
+        )
         return 0
     if not hits:
         print(f"Nothing found for {args.text!r}.", file=sys.stderr)

@@ -122,8 +122,15 @@ class ConversationListModel(QAbstractListModel):
 
     def show_search(self, store, text: str) -> None:
         hits = store.search(text, start="«", end="»")
-        self._reset([SidebarRow(h.conversation_id, h.title or "Untitled", " ".join(h.snippet.split()),
-                                h.message_id) for h in hits], searching=True)
+        self._reset(
+            [
+                SidebarRow(
+                    h.conversation_id, h.title or "Untitled", " ".join(h.snippet.split()), h.message_id
+                )
+                for h in hits
+            ],
+            searching=True,
+        )
 
     def index_of(self, conversation_id: int) -> QModelIndex:
         for i, row in enumerate(self._rows):
@@ -154,9 +161,11 @@ class ConversationDelegate(QStyledItemDelegate):
         color = option.palette.color(QPalette.ColorRole.Text)
         painter.setPen(color)
         metrics = QFontMetrics(title_font)
-        painter.drawText(QRect(rect.left(), rect.top(), rect.width(), metrics.height()),
-                         Qt.AlignmentFlag.AlignLeft, metrics.elidedText(title, Qt.TextElideMode.ElideRight,
-                                                                       rect.width()))
+        painter.drawText(
+            QRect(rect.left(), rect.top(), rect.width(), metrics.height()),
+            Qt.AlignmentFlag.AlignLeft,
+            metrics.elidedText(title, Qt.TextElideMode.ElideRight, rect.width()),
+        )
         detail_font = option.font
         detail_font.setWeight(detail_font.Weight.Normal)
         detail_font.setPointSizeF(max(7.0, option.font.pointSizeF() - 1.5))
@@ -167,8 +176,11 @@ class ConversationDelegate(QStyledItemDelegate):
         detail_metrics = QFontMetrics(detail_font)
         top = rect.top() + metrics.height() + 2
         lines = 2 if index.data(ConversationListModel.MessageIdRole) is not None else 1
-        painter.drawText(QRect(rect.left(), top, rect.width(), detail_metrics.height() * lines),
-                         Qt.TextFlag.TextWordWrap, detail)
+        painter.drawText(
+            QRect(rect.left(), top, rect.width(), detail_metrics.height() * lines),
+            Qt.TextFlag.TextWordWrap,
+            detail,
+        )
         painter.restore()
 
     def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt override

@@ -73,18 +73,20 @@ def export_json(store: ConversationStore, conversation_id: int) -> dict[str, Any
                     "media_type": image.media_type,
                     "data": base64.b64encode(data).decode("ascii"),
                 }
-        out_messages.append({
-            "role": message.role,
-            "text": message.text,
-            "created": message.created,
-            "images": [{"sha256": image.sha256, "name": image.name} for image in message.images],
-            "model": message.model,
-            "stats": dict(message.stats) if message.stats is not None else None,
-            "finish_reason": message.finish_reason,
-            "error": message.error,
-            "interrupted": message.interrupted,
-            "token_ids": list(message.token_ids) if message.token_ids is not None else None,
-        })
+        out_messages.append(
+            {
+                "role": message.role,
+                "text": message.text,
+                "created": message.created,
+                "images": [{"sha256": image.sha256, "name": image.name} for image in message.images],
+                "model": message.model,
+                "stats": dict(message.stats) if message.stats is not None else None,
+                "finish_reason": message.finish_reason,
+                "error": message.error,
+                "interrupted": message.interrupted,
+                "token_ids": list(message.token_ids) if message.token_ids is not None else None,
+            }
+        )
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -120,8 +122,9 @@ def import_json(store: ConversationStore, document: Any) -> int:
             # more memory than the file's size suggests.
             attached = [_decoded(checked.images[sha], name) for sha, name in message.images]
             store.add_message(conversation.id, message.role, message.text, attached, **message.metadata)
-        store.db.execute("UPDATE conversations SET updated = ? WHERE id = ?",
-                         (checked.updated, conversation.id))
+        store.db.execute(
+            "UPDATE conversations SET updated = ? WHERE id = ?", (checked.updated, conversation.id)
+        )
     return conversation.id
 
 
@@ -162,8 +165,10 @@ def _check_import_size(path: Path) -> None:
     except OSError:
         return  # reading it says why
     if size > MAX_IMPORT_BYTES:
-        raise ChatImportError(f"{path} is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB, the most "
-                              "a conversation export may be.")
+        raise ChatImportError(
+            f"{path} is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB, the most "
+            "a conversation export may be."
+        )
 
 
 @dataclass(frozen=True)
@@ -219,16 +224,20 @@ class _ImportChecker:
         if not _is_int(version) or version < 1:
             raise ChatImportError("This conversation export has no valid version.")
         if version > FORMAT_VERSION:
-            raise ChatImportError(f"This conversation export is version {version}; this Llama Desk reads "
-                                  f"up to version {FORMAT_VERSION}.")
+            raise ChatImportError(
+                f"This conversation export is version {version}; this Llama Desk reads "
+                f"up to version {FORMAT_VERSION}."
+            )
         title = document.get("title")
         if title is not None and not isinstance(title, str):
             raise ChatImportError("The conversation's title is not text.")
         title = title_from_question(title or "", MAX_TITLE_CHARS)
         settings = self.settings(document.get("settings"))
         images = self.images(_list(document, "images", MAX_IMAGES))
-        messages = [self.message(entry, i, images)
-                    for i, entry in enumerate(_list(document, "messages", MAX_MESSAGES))]
+        messages = [
+            self.message(entry, i, images)
+            for i, entry in enumerate(_list(document, "messages", MAX_MESSAGES))
+        ]
         created = self.time(document.get("created"))
         updated = max(created, self.time(document.get("updated")))
         return _CheckedDocument(title, created, updated, settings, messages, images)
@@ -329,16 +338,25 @@ def _label(value: Any) -> str | None:
 def _stats(value: Any) -> dict[str, float] | None:
     if not isinstance(value, dict) or len(value) > MAX_STATS:
         return None
-    good = all(isinstance(k, str) and len(k) <= 100 and isinstance(v, int | float) and not isinstance(v, bool)
-               and math.isfinite(v) for k, v in value.items())
+    good = all(
+        isinstance(k, str)
+        and len(k) <= 100
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        for k, v in value.items()
+    )
     return dict(value) if good else None
 
 
 def _token_ids(value: Any, where: str) -> list[int] | None:
     if value is None:
         return None
-    if not (isinstance(value, list) and len(value) <= MAX_TOKEN_IDS
-            and all(_is_int(t) and 0 <= t < 2**32 for t in value)):
+    if not (
+        isinstance(value, list)
+        and len(value) <= MAX_TOKEN_IDS
+        and all(_is_int(t) and 0 <= t < 2**32 for t in value)
+    ):
         raise ChatImportError(f"{where}.token_ids are not a list of token ids (whole numbers 0..2**32-1).")
     return value
 
@@ -390,8 +408,9 @@ def markdown_image_folder(path: Path) -> Path:
     return path.with_name(f"{path.stem}_images")
 
 
-def render_markdown(store: ConversationStore, conversation_id: int,
-                    image_links: dict[str, str] | None = None) -> str:
+def render_markdown(
+    store: ConversationStore, conversation_id: int, image_links: dict[str, str] | None = None
+) -> str:
     """The conversation as Markdown; ``image_links`` maps an image's sha256 to its link target
     (images without one are mentioned by name only)."""
     conversation = store.conversation(conversation_id, include_deleted=True)

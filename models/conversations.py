@@ -292,8 +292,13 @@ class ConversationStore(AbstractContextManager):
 
     # -- conversations --------------------------------------------------------------------------
 
-    def create(self, title: str = "", settings: ConversationSettings = ConversationSettings(),
-               *, created: float | None = None) -> Conversation:
+    def create(
+        self,
+        title: str = "",
+        settings: ConversationSettings = ConversationSettings(),
+        *,
+        created: float | None = None,
+    ) -> Conversation:
         """A new, empty conversation (untitled unless ``title`` is given)."""
         now = self.clock() if created is None else created
         with self.db.transaction() as conn:
@@ -345,8 +350,9 @@ class ConversationStore(AbstractContextManager):
         """Hide the conversation (it leaves lists and search); ``restore`` undoes it until purged."""
         with self.db.transaction() as conn:
             self._require(conversation_id)
-            conn.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?",
-                         (self.clock(), conversation_id))
+            conn.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ?", (self.clock(), conversation_id)
+            )
 
     def restore(self, conversation_id: int) -> Conversation:
         """Undo ``delete``."""
@@ -406,8 +412,18 @@ class ConversationStore(AbstractContextManager):
             cursor = conn.execute(
                 "INSERT INTO messages (conversation_id, role, text, created, model, stats, finish_reason,"
                 " error, interrupted, token_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, text, now, model, _stats_json(stats), finish_reason, error,
-                 int(interrupted), pack_token_ids(token_ids)),
+                (
+                    conversation_id,
+                    role,
+                    text,
+                    now,
+                    model,
+                    _stats_json(stats),
+                    finish_reason,
+                    error,
+                    int(interrupted),
+                    pack_token_ids(token_ids),
+                ),
             )
             message_id = int(cursor.lastrowid)
             for position, image in enumerate(images):
@@ -442,8 +458,16 @@ class ConversationStore(AbstractContextManager):
         self.db.execute(
             "INSERT OR IGNORE INTO images (sha256, media_type, size, width, height, created, original_sha256,"
             " original_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.sha256, record.media_type, record.size, record.width, record.height, self.clock(),
-             record.original_sha256, record.original_size),
+            (
+                record.sha256,
+                record.media_type,
+                record.size,
+                record.width,
+                record.height,
+                self.clock(),
+                record.original_sha256,
+                record.original_size,
+            ),
         )
         return record.sha256
 
@@ -484,8 +508,11 @@ class ConversationStore(AbstractContextManager):
     ) -> None:
         """Change the given fields of a message and commit (others stay as they are)."""
         values = {
-            "text": text, "model": model, "stats": _stats_json(stats) if stats is not _UNCHANGED else stats,
-            "finish_reason": finish_reason, "error": error,
+            "text": text,
+            "model": model,
+            "stats": _stats_json(stats) if stats is not _UNCHANGED else stats,
+            "finish_reason": finish_reason,
+            "error": error,
             "interrupted": int(interrupted) if interrupted is not _UNCHANGED else interrupted,
             "token_ids": pack_token_ids(token_ids) if token_ids is not _UNCHANGED else token_ids,
         }
@@ -556,8 +583,9 @@ class ConversationStore(AbstractContextManager):
         try:
             return self.images.load(image.sha256, image.media_type, image.name)
         except FileNotFoundError:
-            raise StoreError(f"The stored image {image.name or image.sha256[:12]} is missing from "
-                             f"{self.images.root}.") from None
+            raise StoreError(
+                f"The stored image {image.name or image.sha256[:12]} is missing from {self.images.root}."
+            ) from None
         except (OSError, ImageError) as exc:
             name = image.name or image.sha256[:12]
             raise StoreError(f"The stored image {name} cannot be read: {exc}") from None
@@ -584,8 +612,9 @@ class ConversationStore(AbstractContextManager):
 
     # -- search -----------------------------------------------------------------------------------
 
-    def search(self, text: str, *, limit: int = 50, start: str = "[", end: str = "]",
-               context_tokens: int = 12) -> list[SearchHit]:
+    def search(
+        self, text: str, *, limit: int = 50, start: str = "[", end: str = "]", context_tokens: int = 12
+    ) -> list[SearchHit]:
         """Messages of live conversations holding every word of ``text`` (prefixes match), best first.
 
         Each hit names its conversation and message, and has a snippet with the matches between
@@ -604,8 +633,14 @@ class ConversationStore(AbstractContextManager):
             (start, end, max(1, min(64, context_tokens)), query, limit),
         ).fetchall()
         return [
-            SearchHit(int(r["conversation_id"]), int(r["id"]), r["title"] or UNTITLED, r["role"],
-                      r["snippet"], float(r["created"]))
+            SearchHit(
+                int(r["conversation_id"]),
+                int(r["id"]),
+                r["title"] or UNTITLED,
+                r["role"],
+                r["snippet"],
+                float(r["created"]),
+            )
             for r in rows
         ]
 
@@ -633,18 +668,31 @@ class ConversationStore(AbstractContextManager):
                 " ORDER BY mi.message_id, mi.position",
                 chunk,
             ):
-                images[int(r["message_id"])].append(StoredImage(
-                    r["sha256"], _stored_text(r["name"]), r["media_type"], _stored_int(r["size"]),
-                    _stored_int(r["width"]), _stored_int(r["height"]),
-                    self.images.path(r["sha256"], r["media_type"]),
-                ))
+                images[int(r["message_id"])].append(
+                    StoredImage(
+                        r["sha256"],
+                        _stored_text(r["name"]),
+                        r["media_type"],
+                        _stored_int(r["size"]),
+                        _stored_int(r["width"]),
+                        _stored_int(r["height"]),
+                        self.images.path(r["sha256"], r["media_type"]),
+                    )
+                )
         return [_message(r, tuple(images[int(r["id"])])) for r in rows]
 
     def image_records(self) -> Iterator[StoredImageFile]:
         """Every stored image file's record (for checks and maintenance)."""
         for r in self.db.execute("SELECT * FROM images ORDER BY sha256"):
-            yield StoredImageFile(r["sha256"], r["media_type"], int(r["size"]), int(r["width"]),
-                                  int(r["height"]), r["original_sha256"], int(r["original_size"]))
+            yield StoredImageFile(
+                r["sha256"],
+                r["media_type"],
+                int(r["size"]),
+                int(r["width"]),
+                int(r["height"]),
+                r["original_sha256"],
+                int(r["original_size"]),
+            )
 
 
 _CONVERSATION_SELECT = (
@@ -655,8 +703,14 @@ _MESSAGE_SELECT = "SELECT m.* FROM messages m"
 
 
 def _settings_row(settings: ConversationSettings) -> tuple:
-    return (settings.system_prompt, settings.temperature, settings.top_p, settings.max_tokens,
-            settings.seed, settings.context_length)
+    return (
+        settings.system_prompt,
+        settings.temperature,
+        settings.top_p,
+        settings.max_tokens,
+        settings.seed,
+        settings.context_length,
+    )
 
 
 def _conversation(row) -> Conversation:
@@ -676,8 +730,13 @@ def _conversation(row) -> Conversation:
     if deleted_at is not None:
         deleted_at = valid_timestamp(deleted_at) or MIN_TIMESTAMP  # purged at the next clean-up
     return Conversation(
-        id=int(row["id"]), title=title, created=created or MIN_TIMESTAMP, updated=updated or MIN_TIMESTAMP,
-        settings=settings, deleted_at=deleted_at, message_count=_stored_int(row["message_count"]),
+        id=int(row["id"]),
+        title=title,
+        created=created or MIN_TIMESTAMP,
+        updated=updated or MIN_TIMESTAMP,
+        settings=settings,
+        deleted_at=deleted_at,
+        message_count=_stored_int(row["message_count"]),
         damaged="; ".join(problems),
     )
 
@@ -745,4 +804,3 @@ def _stats_json(stats: Mapping[str, float] | None) -> str | None:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
