@@ -636,10 +636,10 @@ class ConversationStore(AbstractContextManager):
             SearchHit(
                 int(r["conversation_id"]),
                 int(r["id"]),
-                r["title"] or UNTITLED,
+                (r["title"] if isinstance(r["title"], str) else DAMAGED_TITLE) or UNTITLED,
                 r["role"],
-                r["snippet"],
-                float(r["created"]),
+                _stored_text(r["snippet"]),
+                valid_timestamp(r["created"]) or MIN_TIMESTAMP,
             )
             for r in rows
         ]

@@ -212,6 +212,9 @@ def test_a_damaged_row_is_listed_as_damaged_and_can_be_deleted(chats, column, va
     listed = {c["id"]: c for c in json.loads(out)}
     assert listed[bad]["title"] == DAMAGED_TITLE and listed[bad]["damaged"]
     assert "damaged" not in listed[good] and all(math.isfinite(c["updated"]) for c in listed.values())
+    poke("UPDATE messages SET created = 'garbage' WHERE conversation_id = ?", bad)
+    status, out, _ = chats("search", "red", "--json")
+    assert status == 0 and {h["chat_id"] for h in json.loads(out)} == {good, bad}
     status, out, _ = chats("show", bad)
     assert status == 0 and out.startswith(f"# {DAMAGED_TITLE}") and "What is red?" in out
 
