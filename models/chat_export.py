@@ -22,7 +22,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -39,6 +38,7 @@ from models.conversations import (
     ConversationSettings,
     ConversationStore,
     StoredMessage,
+    is_finite_number,
     title_from_question,
     valid_timestamp,
 )
@@ -338,14 +338,7 @@ def _label(value: Any) -> str | None:
 def _stats(value: Any) -> dict[str, float] | None:
     if not isinstance(value, dict) or len(value) > MAX_STATS:
         return None
-    good = all(
-        isinstance(k, str)
-        and len(k) <= 100
-        and isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and math.isfinite(v)
-        for k, v in value.items()
-    )
+    good = all(isinstance(k, str) and len(k) <= 100 and is_finite_number(v) for k, v in value.items())
     return dict(value) if good else None
 
 

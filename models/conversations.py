@@ -119,8 +119,14 @@ class ConversationSettings:
         return cls(**values)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def is_finite_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_int(value: Any) -> bool:
@@ -136,9 +142,9 @@ def setting_problem(name: str, value: Any) -> str | None:
             return "must be text"
         return "is too long" if len(value) > MAX_SYSTEM_PROMPT_CHARS else None
     if name == "temperature":
-        return None if _is_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
+        return None if is_finite_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
     if name == "top_p":
-        return None if _is_number(value) and 0 < value <= 1 else "must be a number above 0, at most 1"
+        return None if is_finite_number(value) and 0 < value <= 1 else "must be a number above 0, at most 1"
     if name == "max_tokens":
         ok = _is_int(value) and 1 <= value <= MAX_CONTEXT_LENGTH
         return None if ok else f"must be a whole number from 1 to {MAX_CONTEXT_LENGTH:,}"
@@ -788,7 +794,7 @@ def _stored_stats(value: Any) -> dict[str, float] | None:
         return None
     if not isinstance(stats, dict):
         return None
-    return {k: v for k, v in stats.items() if _is_number(v)}
+    return {k: v for k, v in stats.items() if is_finite_number(v)}
 
 
 def _stored_token_ids(value: Any) -> tuple[int, ...] | None:

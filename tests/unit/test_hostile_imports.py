@@ -88,6 +88,7 @@ def message(index, **values):
         (settings(temperature=float("nan")), "settings.temperature"),
         (settings(temperature=1e300), "settings.temperature"),
         (settings(temperature=-0.5), "settings.temperature"),
+        (settings(temperature=10**400), "settings.temperature"),
         (settings(top_p=0), "settings.top_p"),
         (settings(seed="42"), "settings.seed"),
         (settings(seed=2**64), "settings.seed"),
@@ -170,6 +171,7 @@ def test_null_settings_mean_the_defaults_and_metadata_is_cleaned(tmp_path):
     document["title"] = "  A   long\n title " + "word " * 100
     answer = document["messages"][1]
     answer.update(stats={"deep": [[[1]]]}, finish_reason="exploded", interrupted="yes", model=["x"])
+    document["messages"][0]["stats"] = {"huge": 10**400}
     document["messages"][0]["token_ids"] = [1, 2, 3]  # a question carries none
     with ConversationStore() as store:
         new_id = import_json(store, document)
@@ -177,7 +179,7 @@ def test_null_settings_mean_the_defaults_and_metadata_is_cleaned(tmp_path):
         assert conversation.settings == ConversationSettings(seed=7)
         assert len(conversation.title) <= 200 and "\n" not in conversation.title
         question, imported = store.messages(new_id)
-        assert question.token_ids is None
+        assert (question.token_ids, question.stats) == (None, None)
         assert (imported.stats, imported.finish_reason, imported.interrupted, imported.model) == (
             None,
             None,
