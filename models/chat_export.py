@@ -225,7 +225,7 @@ class _ImportChecker:
             raise ChatImportError("This conversation export has no valid version.")
         if version > FORMAT_VERSION:
             raise ChatImportError(
-                f"This conversation export is version {version}; this Llama Desk reads "
+                f"This conversation export is version {str(version)[:20]}; this Llama Desk reads "
                 f"up to version {FORMAT_VERSION}."
             )
         title = document.get("title")
