@@ -1,9 +1,9 @@
 """``llama-desk chats ...``: the stored conversations on the command line.
 
 ``list``, ``show ID``, ``export ID --format md|json [--out PATH]``, ``search TEXT``,
-``import FILE`` and ``repair`` (move a damaged database aside and start a new one), on the store
-in the data folder (``$LLAMA_DESK_DATA_DIR`` overrides it). A read-only data folder can still
-be listed, shown, searched and exported from.
+``import FILE``, ``delete ID`` and ``repair`` (move a damaged database aside and start a
+new one), on the store in the data folder (``$LLAMA_DESK_DATA_DIR`` overrides it). A read-only
+data folder can still be listed, shown, searched and exported from.
 Conversations are made by ``llama-desk ask --chat new`` and the window. Never imports Qt.
 """
 
@@ -43,10 +43,18 @@ def add_parser(sub) -> None:
 
     export = chats.add_parser("export", help="write a conversation as Markdown or JSON")
     export.add_argument("id", type=int, help="conversation id")
-    export.add_argument("--format", choices=("md", "json"), required=True,
-                        help="md: Markdown with images beside it; json: self-contained, for import")
-    export.add_argument("--out", type=Path, metavar="PATH",
-                        help="file to write (Markdown images go to PATH's NAME_images/); default stdout")
+    export.add_argument(
+        "--format",
+        choices=("md", "json"),
+        required=True,
+        help="md: Markdown with images beside it; json: self-contained, for import",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="file to write (Markdown images go to PATH's NAME_images/); default stdout",
+    )
     export.set_defaults(run=run_export)
 
     search = chats.add_parser("search", help="find messages holding every word of TEXT")
@@ -60,6 +68,9 @@ def add_parser(sub) -> None:
     importing.add_argument("--json", action="store_true", help='print {"chat_id": ID}')
     importing.set_defaults(run=run_import)
 
+    delete = chats.add_parser("delete", help="delete a conversation (also one listed as damaged)")
+    delete.add_argument("id", type=int, help="conversation id")
+    delete.set_defaults(run=run_delete)
     repair = chats.add_parser("repair", help="move a damaged conversation database aside and start a new one")
     repair.set_defaults(run=run_repair)
 
@@ -75,7 +86,11 @@ def _open_store():
 
 
 def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    """The local date and time, or a placeholder for a time no calendar can show."""
+    try:
+        return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "????-??-?? ??:??"
 
 
 def _store_errors(function):
@@ -102,18 +117,33 @@ def _store_errors(function):
 def run_list(store, args: argparse.Namespace) -> int:
     conversations = store.list_conversations()
     if args.json:
-        print(json.dumps([
-            {"id": c.id, "title": c.display_title, "created": c.created, "updated": c.updated,
-             "messages": c.message_count}
-            for c in conversations
-        ], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": c.id,
+                        "title": c.display_title,
+                        "created": c.created,
+                        "updated": c.updated,
+                        "messages": c.message_count,
+                        **({"damaged": c.damaged} if c.damaged else {}),
+                    }
+                    for c in conversations
+                ],
+                ensure_ascii=False,
+            )
+        )
         return 0
     if not conversations:
         print("No conversations yet; start one with `llama-desk ask --chat new ...`.")
         return 0
     width = max(len(str(c.id)) for c in conversations)
     for c in conversations:
-        print(f"{c.id:>{width}}  {_when(c.updated)}  {c.message_count:>3} msgs  {c.display_title}")
+        title = c.display_title
+        if c.damaged:
+            title += f" ({c.damaged}; `llama-desk chats delete {c.id}` removes it)"
+        when = _when(c.updated) if not c.damaged else "????-??-?? ??:??"
+        print(f"{c.id:>{width}}  {when}  {c.message_count:>3} msgs  {title}")
     return 0
 
 
@@ -154,11 +184,22 @@ def run_search(store, args: argparse.Namespace) -> int:
         raise CommandError("--limit must be at least 1.", 2)
     hits = store.search(args.text, limit=args.limit)
     if args.json:
-        print(json.dumps([
-            {"chat_id": h.conversation_id, "message_id": h.message_id, "title": h.title, "role": h.role,
-             "snippet": h.snippet, "created": h.created}
-            for h in hits
-        ], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "chat_id": h.conversation_id,
+                        "message_id": h.message_id,
+                        "title": h.title,
+                        "role": h.role,
+                        "snippet": h.snippet,
+                        "created": h.created,
+                    }
+                    for h in hits
+                ],
+                ensure_ascii=False,
+            )
+        )
         return 0
     if not hits:
         print(f"Nothing found for {args.text!r}.", file=sys.stderr)
@@ -179,6 +220,14 @@ def run_import(store, args: argparse.Namespace) -> int:
     else:
         title = store.conversation(conversation_id).display_title
         print(f"Imported as conversation {conversation_id}: {title}")
+    return 0
+
+
+@_store_errors
+def run_delete(store, args: argparse.Namespace) -> int:
+    title = store.conversation(args.id).display_title
+    store.delete(args.id)
+    print(f"Deleted conversation {args.id}: {title}", file=sys.stderr)
     return 0
 
 

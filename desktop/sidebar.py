@@ -17,6 +17,7 @@ Signals (Sidebar):
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -49,7 +50,10 @@ class SidebarRow:
 
 
 def _when(timestamp: float, now: float | None = None) -> str:
+    """How long ago ``timestamp`` was, in words (a date once it is a week old)."""
     now = time.time() if now is None else now
+    if not math.isfinite(timestamp):
+        return "date unknown"
     age = max(0.0, now - timestamp)
     if age < 60:
         return "just now"
@@ -59,7 +63,19 @@ def _when(timestamp: float, now: float | None = None) -> str:
         return f"{int(age // 3600)} h ago"
     if age < 7 * 86400:
         return f"{int(age // 86400)} d ago"
-    return time.strftime("%d %b %Y", time.localtime(timestamp))
+    try:
+        return time.strftime("%d %b %Y", time.localtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return "date unknown"
+
+
+def _conversation_row(conversation, now: float) -> SidebarRow:
+    """A damaged conversation (see ``Conversation.damaged``) is listed as such, so it can be
+    deleted from its context menu."""
+    if conversation.damaged:
+        reason = conversation.damaged[:1].upper() + conversation.damaged[1:]
+        return SidebarRow(conversation.id, conversation.display_title, f"{reason}; right-click to delete.")
+    return SidebarRow(conversation.id, conversation.display_title, _when(conversation.updated, now))
 
 
 def search_messages(folder: str | Path, text: str) -> list:
@@ -117,8 +133,7 @@ class ConversationListModel(QAbstractListModel):
 
     def show_conversations(self, store) -> None:
         now = time.time()
-        self._reset([SidebarRow(c.id, c.display_title, _when(c.updated, now))
-                     for c in store.list_conversations()], searching=False)
+        self._reset([_conversation_row(c, now) for c in store.list_conversations()], searching=False)
 
     def show_search(self, store, text: str) -> None:
         self.show_hits(store.search(text, start="«", end="»"))
@@ -157,9 +172,11 @@ class ConversationDelegate(QStyledItemDelegate):
         color = option.palette.color(QPalette.ColorRole.Text)
         painter.setPen(color)
         metrics = QFontMetrics(title_font)
-        painter.drawText(QRect(rect.left(), rect.top(), rect.width(), metrics.height()),
-                         Qt.AlignmentFlag.AlignLeft, metrics.elidedText(title, Qt.TextElideMode.ElideRight,
-                                                                       rect.width()))
+        painter.drawText(
+            QRect(rect.left(), rect.top(), rect.width(), metrics.height()),
+            Qt.AlignmentFlag.AlignLeft,
+            metrics.elidedText(title, Qt.TextElideMode.ElideRight, rect.width()),
+        )
         detail_font = option.font
         detail_font.setWeight(detail_font.Weight.Normal)
         detail_font.setPointSizeF(max(7.0, option.font.pointSizeF() - 1.5))
@@ -170,8 +187,11 @@ class ConversationDelegate(QStyledItemDelegate):
         detail_metrics = QFontMetrics(detail_font)
         top = rect.top() + metrics.height() + 2
         lines = 2 if index.data(ConversationListModel.MessageIdRole) is not None else 1
-        painter.drawText(QRect(rect.left(), top, rect.width(), detail_metrics.height() * lines),
-                         Qt.TextFlag.TextWordWrap, detail)
+        painter.drawText(
+            QRect(rect.left(), top, rect.width(), detail_metrics.height() * lines),
+            Qt.TextFlag.TextWordWrap,
+            detail,
+        )
         painter.restore()
 
     def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt override

@@ -17,11 +17,18 @@
 
 Times are Unix seconds (floats) from the injectable ``clock``. A store belongs to the thread
 that opened it; open another on the same folder for another thread or process.
+
+Reading never trusts the file: a row written by older code, by hand or by a faulty import is
+read with safe stand-ins (a setting out of range means "the app's default", unreadable stats or
+token ids are dropped), and a conversation whose times or title cannot be shown comes back with
+``damaged`` set (``display_title`` is then "Damaged conversation") so it can be listed and
+deleted instead of stopping the app.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import time
@@ -44,6 +51,15 @@ TITLE_LENGTH = 60
 UNTITLED = "New conversation"
 PURGE_AFTER_S = 30 * 24 * 3600.0
 ROLES = ("system", "user", "assistant")
+DAMAGED_TITLE = "Damaged conversation"
+# The times a conversation or message may carry: 1970 up to the start of year 9999 (later ones
+# overflow date formatting in some time zones).
+MIN_TIMESTAMP = 0.0
+MAX_TIMESTAMP = 253_370_764_800.0
+MAX_CONTEXT_LENGTH = 10_485_760  # Llama 4 Scout's 10M tokens
+MAX_SEED = 2**63 - 1
+MAX_SYSTEM_PROMPT_CHARS = 1_000_000
+FINISH_REASONS = ("stop", "length", "cancelled", "error")
 
 _UNCHANGED: Any = object()
 
@@ -80,8 +96,81 @@ class ConversationSettings:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConversationSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Settings from ``to_json``'s dict; ``StoreError`` naming the first invalid value.
+
+        Unknown keys are ignored (a newer Llama Desk may add some); ``null`` means the default.
+        """
+        values = {}
+        for f in fields(cls):
+            problem = setting_problem(f.name, data.get(f.name))
+            if problem:
+                raise StoreError(f"settings.{f.name} {problem}.")
+            if data.get(f.name) is not None:
+                values[f.name] = _setting_value(f.name, data[f.name])
+        return cls(**values)
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> ConversationSettings:
+        """Settings from stored values, each invalid one replaced by its default (never raises)."""
+        values = {}
+        for f in fields(cls):
+            value = data.get(f.name)
+            if value is not None and not setting_problem(f.name, value):
+                values[f.name] = _setting_value(f.name, value)
+        return cls(**values)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid conversation setting ``name`` (None: it is, or it is unset)."""
+    if value is None:
+        return None
+    if name == "system_prompt":
+        if not isinstance(value, str):
+            return "must be text"
+        return "is too long" if len(value) > MAX_SYSTEM_PROMPT_CHARS else None
+    if name == "temperature":
+        return None if is_finite_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
+    if name == "top_p":
+        return None if is_finite_number(value) and 0 < value <= 1 else "must be a number above 0, at most 1"
+    if name == "max_tokens":
+        ok = _is_int(value) and 1 <= value <= MAX_CONTEXT_LENGTH
+        return None if ok else f"must be a whole number from 1 to {MAX_CONTEXT_LENGTH:,}"
+    if name == "seed":
+        ok = _is_int(value) and 0 <= value <= MAX_SEED
+        return None if ok else "must be a whole number from 0 to 2**63-1"
+    if name == "context_length":
+        ok = _is_int(value) and 2 <= value <= MAX_CONTEXT_LENGTH
+        return None if ok else f"must be a whole number from 2 to {MAX_CONTEXT_LENGTH:,}"
+    return None
+
+
+def _setting_value(name: str, value: Any) -> Any:
+    return float(value) if name in ("temperature", "top_p") else value
+
+
+def valid_timestamp(value: Any) -> float | None:
+    """``value`` as a time the app can show (finite, 1970..9999), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return value if math.isfinite(value) and MIN_TIMESTAMP <= value <= MAX_TIMESTAMP else None
 
 
 @dataclass(frozen=True)
@@ -93,9 +182,12 @@ class Conversation:
     settings: ConversationSettings = ConversationSettings()
     deleted_at: float | None = None  # set while deleted (undo-able until purged)
     message_count: int = 0
+    damaged: str = ""  # why the stored row cannot be shown as it is ("" for a sound one)
 
     @property
     def display_title(self) -> str:
+        if self.damaged:
+            return DAMAGED_TITLE
         return self.title or UNTITLED
 
 
@@ -278,8 +370,13 @@ class ConversationStore(AbstractContextManager):
 
     # -- conversations --------------------------------------------------------------------------
 
-    def create(self, title: str = "", settings: ConversationSettings = ConversationSettings(),
-               *, created: float | None = None) -> Conversation:
+    def create(
+        self,
+        title: str = "",
+        settings: ConversationSettings = ConversationSettings(),
+        *,
+        created: float | None = None,
+    ) -> Conversation:
         """A new, empty conversation (untitled unless ``title`` is given)."""
         now = self.clock() if created is None else created
         with self.db.transaction() as conn:
@@ -331,8 +428,9 @@ class ConversationStore(AbstractContextManager):
         """Hide the conversation (it leaves lists and search); ``restore`` undoes it until purged."""
         with self.db.transaction() as conn:
             self._require(conversation_id)
-            conn.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?",
-                         (self.clock(), conversation_id))
+            conn.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ?", (self.clock(), conversation_id)
+            )
 
     def restore(self, conversation_id: int) -> Conversation:
         """Undo ``delete``."""
@@ -392,8 +490,18 @@ class ConversationStore(AbstractContextManager):
             cursor = conn.execute(
                 "INSERT INTO messages (conversation_id, role, text, created, model, stats, finish_reason,"
                 " error, interrupted, token_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, text, now, model, _stats_json(stats), finish_reason, error,
-                 int(interrupted), pack_token_ids(token_ids)),
+                (
+                    conversation_id,
+                    role,
+                    text,
+                    now,
+                    model,
+                    _stats_json(stats),
+                    finish_reason,
+                    error,
+                    int(interrupted),
+                    pack_token_ids(token_ids),
+                ),
             )
             message_id = int(cursor.lastrowid)
             for position, image in enumerate(images):
@@ -428,8 +536,16 @@ class ConversationStore(AbstractContextManager):
         self.db.execute(
             "INSERT OR IGNORE INTO images (sha256, media_type, size, width, height, created, original_sha256,"
             " original_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.sha256, record.media_type, record.size, record.width, record.height, self.clock(),
-             record.original_sha256, record.original_size),
+            (
+                record.sha256,
+                record.media_type,
+                record.size,
+                record.width,
+                record.height,
+                self.clock(),
+                record.original_sha256,
+                record.original_size,
+            ),
         )
         return record.sha256
 
@@ -470,8 +586,11 @@ class ConversationStore(AbstractContextManager):
     ) -> None:
         """Change the given fields of a message and commit (others stay as they are)."""
         values = {
-            "text": text, "model": model, "stats": _stats_json(stats) if stats is not _UNCHANGED else stats,
-            "finish_reason": finish_reason, "error": error,
+            "text": text,
+            "model": model,
+            "stats": _stats_json(stats) if stats is not _UNCHANGED else stats,
+            "finish_reason": finish_reason,
+            "error": error,
             "interrupted": int(interrupted) if interrupted is not _UNCHANGED else interrupted,
             "token_ids": pack_token_ids(token_ids) if token_ids is not _UNCHANGED else token_ids,
         }
@@ -542,8 +661,9 @@ class ConversationStore(AbstractContextManager):
         try:
             return self.images.load(image.sha256, image.media_type, image.name)
         except FileNotFoundError:
-            raise StoreError(f"The stored image {image.name or image.sha256[:12]} is missing from "
-                             f"{self.images.root}.") from None
+            raise StoreError(
+                f"The stored image {image.name or image.sha256[:12]} is missing from {self.images.root}."
+            ) from None
         except (OSError, ImageError) as exc:
             name = image.name or image.sha256[:12]
             raise StoreError(f"The stored image {name} cannot be read: {exc}") from None
@@ -570,8 +690,9 @@ class ConversationStore(AbstractContextManager):
 
     # -- search -----------------------------------------------------------------------------------
 
-    def search(self, text: str, *, limit: int = 50, start: str = "[", end: str = "]",
-               context_tokens: int = 12) -> list[SearchHit]:
+    def search(
+        self, text: str, *, limit: int = 50, start: str = "[", end: str = "]", context_tokens: int = 12
+    ) -> list[SearchHit]:
         """Messages of live conversations holding every word of ``text`` (prefixes match), best first.
 
         Each hit names its conversation and message, and has a snippet with the matches between
@@ -598,13 +719,14 @@ class ConversationStore(AbstractContextManager):
             snippet = build_snippet(window, terms, start=start, end=end,
                                     context_tokens=max(1, min(64, context_tokens)),
                                     at_start=at_start, at_end=at_end)
-            hits.append(SearchHit(int(r["conversation_id"]), int(r["id"]), r["title"] or UNTITLED, r["role"],
-                                  snippet, float(r["created"])))
+            title = r["title"] if isinstance(r["title"], str) else DAMAGED_TITLE
+            hits.append(SearchHit(int(r["conversation_id"]), int(r["id"]), title or UNTITLED, r["role"],
+                                  snippet, valid_timestamp(r["created"]) or MIN_TIMESTAMP))
         return hits
 
     def _message_text(self, message_id: int) -> str:
         row = self.db.execute("SELECT text FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return "" if row is None else str(row["text"])
+        return "" if row is None else _stored_text(row["text"])
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -630,33 +752,31 @@ class ConversationStore(AbstractContextManager):
                 " ORDER BY mi.message_id, mi.position",
                 chunk,
             ):
-                images[int(r["message_id"])].append(StoredImage(
-                    r["sha256"], r["name"], r["media_type"], int(r["size"]), int(r["width"]),
-                    int(r["height"]), self.images.path(r["sha256"], r["media_type"]),
-                ))
-        return [
-            StoredMessage(
-                id=int(r["id"]),
-                conversation_id=int(r["conversation_id"]),
-                role=r["role"],
-                text=r["text"],
-                created=float(r["created"]),
-                images=tuple(images[int(r["id"])]),
-                model=r["model"],
-                stats=json.loads(r["stats"]) if r["stats"] else None,
-                finish_reason=r["finish_reason"],
-                error=r["error"],
-                interrupted=bool(r["interrupted"]),
-                token_ids=unpack_token_ids(r["token_ids"]),
-            )
-            for r in rows
-        ]
+                images[int(r["message_id"])].append(
+                    StoredImage(
+                        r["sha256"],
+                        _stored_text(r["name"]),
+                        r["media_type"],
+                        _stored_int(r["size"]),
+                        _stored_int(r["width"]),
+                        _stored_int(r["height"]),
+                        self.images.path(r["sha256"], r["media_type"]),
+                    )
+                )
+        return [_message(r, tuple(images[int(r["id"])])) for r in rows]
 
     def image_records(self) -> Iterator[StoredImageFile]:
         """Every stored image file's record (for checks and maintenance)."""
         for r in self.db.execute("SELECT * FROM images ORDER BY sha256"):
-            yield StoredImageFile(r["sha256"], r["media_type"], int(r["size"]), int(r["width"]),
-                                  int(r["height"]), r["original_sha256"], int(r["original_size"]))
+            yield StoredImageFile(
+                r["sha256"],
+                r["media_type"],
+                int(r["size"]),
+                int(r["width"]),
+                int(r["height"]),
+                r["original_sha256"],
+                int(r["original_size"]),
+            )
 
 
 _CONVERSATION_SELECT = (
@@ -667,23 +787,98 @@ _MESSAGE_SELECT = "SELECT m.* FROM messages m"
 
 
 def _settings_row(settings: ConversationSettings) -> tuple:
-    return (settings.system_prompt, settings.temperature, settings.top_p, settings.max_tokens,
-            settings.seed, settings.context_length)
+    return (
+        settings.system_prompt,
+        settings.temperature,
+        settings.top_p,
+        settings.max_tokens,
+        settings.seed,
+        settings.context_length,
+    )
 
 
 def _conversation(row) -> Conversation:
-    settings = ConversationSettings(
-        system_prompt=row["system_prompt"],
-        temperature=row["temperature"],
-        top_p=row["top_p"],
-        max_tokens=row["max_tokens"],
-        seed=row["seed"],
-        context_length=row["context_length"],
-    )
+    """A conversation row as read, whatever it holds (see the module docstring)."""
+    settings = ConversationSettings.from_stored({name: row[name] for name in _SETTING_COLUMNS})
+    problems = []
+    created, updated = valid_timestamp(row["created"]), valid_timestamp(row["updated"])
+    if created is None:
+        problems.append("its creation time is not valid")
+    if updated is None:
+        problems.append("its last-used time is not valid")
+    title = row["title"]
+    if not isinstance(title, str):
+        problems.append("its title is not text")
+        title = ""
+    deleted_at = row["deleted_at"]
+    if deleted_at is not None:
+        deleted_at = valid_timestamp(deleted_at) or MIN_TIMESTAMP  # purged at the next clean-up
     return Conversation(
-        id=int(row["id"]), title=row["title"], created=float(row["created"]), updated=float(row["updated"]),
-        settings=settings, deleted_at=row["deleted_at"], message_count=int(row["message_count"]),
+        id=int(row["id"]),
+        title=title,
+        created=created or MIN_TIMESTAMP,
+        updated=updated or MIN_TIMESTAMP,
+        settings=settings,
+        deleted_at=deleted_at,
+        message_count=_stored_int(row["message_count"]),
+        damaged="; ".join(problems),
     )
+
+
+_SETTING_COLUMNS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed", "context_length")
+
+
+def _message(r, images: tuple[StoredImage, ...]) -> StoredMessage:
+    """A message row as read: unreadable metadata is dropped, odd text is shown as text."""
+    role = r["role"]
+    if role not in ROLES:
+        raise StoreError(f"Message {r['id']} is damaged (its role is {role!r}); delete its conversation.")
+    finish_reason = r["finish_reason"]
+    return StoredMessage(
+        id=int(r["id"]),
+        conversation_id=int(r["conversation_id"]),
+        role=role,
+        text=_stored_text(r["text"]),
+        created=valid_timestamp(r["created"]) or MIN_TIMESTAMP,
+        images=images,
+        model=r["model"] if isinstance(r["model"], str) else None,
+        stats=_stored_stats(r["stats"]),
+        finish_reason=finish_reason if finish_reason in FINISH_REASONS else None,
+        error=r["error"] if isinstance(r["error"], str) else None,
+        interrupted=bool(r["interrupted"]),
+        token_ids=_stored_token_ids(r["token_ids"]),
+    )
+
+
+def _stored_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _stored_int(value: Any) -> int:
+    return value if _is_int(value) else 0
+
+
+def _stored_stats(value: Any) -> dict[str, float] | None:
+    """A message's stats JSON as a dict of finite numbers, or None if it is anything else."""
+    if not isinstance(value, str | bytes) or not value:
+        return None
+    try:
+        stats = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(stats, dict):
+        return None
+    return {k: v for k, v in stats.items() if is_finite_number(v)}
+
+
+def _stored_token_ids(value: Any) -> tuple[int, ...] | None:
+    if not isinstance(value, bytes) or len(value) % 4:
+        return None
+    return unpack_token_ids(value)
 
 
 def _stats_json(stats: Mapping[str, float] | None) -> str | None:
@@ -693,4 +888,3 @@ def _stats_json(stats: Mapping[str, float] | None) -> str | None:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-

@@ -11,14 +11,19 @@ from urllib.parse import unquote
 import pytest
 
 from desktop.cli import main
-from models.conversations import ConversationStore
+from models.conversations import ConversationSettings, ConversationStore
 from tests.conftest import image_bytes
 
 
 def run_ask(data_dir, *args, timeout=180):
     env = dict(os.environ, HF_HUB_OFFLINE="1", LLAMA_DESK_DATA_DIR=str(data_dir))
-    return subprocess.run([sys.executable, "-m", "desktop.cli", "ask", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.cli", "ask", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def contains_run(sequence: list[int], run: list[int]) -> bool:
@@ -31,13 +36,28 @@ def chat(checkpoints, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("chat-data")
     picture = tmp_path_factory.mktemp("chat-images") / "red square.png"
     picture.write_bytes(image_bytes(112, 56, "PNG"))
-    first = run_ask(data_dir, "--model", checkpoints["4bit"], "--chat", "new", "--json", "--temperature", "0",
-                    "--max-tokens", "5", "--system", "You are terse.", "--image", picture,
-                    "What colour is the flamingo in this picture?")
+    first = run_ask(
+        data_dir,
+        "--model",
+        checkpoints["4bit"],
+        "--chat",
+        "new",
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "5",
+        "--system",
+        "You are terse.",
+        "--image",
+        picture,
+        "What colour is the flamingo in this picture?",
+    )
     assert first.returncode == 0, first.stderr
     first = json.loads(first.stdout)
-    second = run_ask(data_dir, "--model", checkpoints["4bit"], "--chat", first["chat_id"], "--json",
-                     "And the pelican?")
+    second = run_ask(
+        data_dir, "--model", checkpoints["4bit"], "--chat", first["chat_id"], "--json", "And the pelican?"
+    )
     assert second.returncode == 0, second.stderr
     return data_dir, picture, first, json.loads(second.stdout)
 
@@ -67,8 +87,11 @@ def test_ask_chat_stores_the_exchange_and_continues_it(chat):
     with ConversationStore(data_dir) as store:
         conversation = store.conversation(first["chat_id"])
         assert conversation.title == "What colour is the flamingo in this picture?"
-        assert (conversation.settings.system_prompt, conversation.settings.temperature,
-                conversation.settings.max_tokens) == ("You are terse.", 0.0, 5)
+        assert (
+            conversation.settings.system_prompt,
+            conversation.settings.temperature,
+            conversation.settings.max_tokens,
+        ) == ("You are terse.", 0.0, 5)
         messages = store.messages(conversation.id)
         assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
         assert messages[0].images[0].name == "red square.png"
@@ -93,7 +116,8 @@ def test_chats_list_show_and_search(chat, chats):
     status, out, _ = chats("list", "--json")
     assert status == 0
     assert [(c["id"], c["messages"], c["title"]) for c in json.loads(out)] == [
-        (chat_id, 4, "What colour is the flamingo in this picture?")]
+        (chat_id, 4, "What colour is the flamingo in this picture?")
+    ]
     status, out, _ = chats("list")
     assert status == 0 and f"{chat_id}  " in out and "4 msgs" in out
 
@@ -126,7 +150,8 @@ def test_chats_export_json_then_import_gives_the_same_conversation(chat, chats, 
         with ConversationStore(chat[0]) as store:
             old, new = store.messages(chat_id), store.messages(new_id)
             assert [(m.role, m.text, m.token_ids, m.stats) for m in new] == [
-                (m.role, m.text, m.token_ids, m.stats) for m in old]
+                (m.role, m.text, m.token_ids, m.stats) for m in old
+            ]
             assert new[0].images[0].path.read_bytes() == chat[1].read_bytes()
         # stdout export is the same document
         status, out, _ = chats("export", chat_id, "--format", "json")
@@ -164,8 +189,14 @@ def test_chats_export_markdown_writes_images_beside_it(chat, chats, tmp_path):
 def test_chats_errors_are_one_line(chats, tmp_path, args, message):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "other.json").write_text('{"a": 1}')
-    args = [a.format(missing=tmp_path / "missing.json", not_json=tmp_path / "notes.txt",
-                     other_json=tmp_path / "other.json") for a in args]
+    args = [
+        a.format(
+            missing=tmp_path / "missing.json",
+            not_json=tmp_path / "notes.txt",
+            other_json=tmp_path / "other.json",
+        )
+        for a in args
+    ]
     status, _, err = chats(*args)
     assert status != 0 and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -183,3 +214,41 @@ def test_a_damaged_database_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["chats", "list"]) == 1
     err = capsys.readouterr().err
     assert "damaged" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ask_continues_a_chat_whose_stored_settings_are_poisoned(checkpoints, tmp_path):
+    """Settings written by hand or older code (text in number columns, out of range) are read as
+    the defaults: the chat continues instead of failing inside the sampler."""
+    import sqlite3
+
+    data_dir = tmp_path / "data"
+    with ConversationStore(data_dir) as store:
+        conversation = store.create()
+        store.add_message(conversation.id, "user", "Hello")
+        store.add_message(conversation.id, "assistant", "Hi", token_ids=[1, 2, 3])
+    connection = sqlite3.connect(data_dir / "conversations.sqlite3")
+    with connection:
+        connection.execute(
+            "UPDATE conversations SET temperature = 'hot', top_p = 7, seed = 'x',"
+            " context_length = -1, updated = -1e300 WHERE id = ?",
+            (conversation.id,),
+        )
+        connection.execute("UPDATE messages SET token_ids = X'0102', stats = '[[[' WHERE role = 'assistant'")
+    connection.close()
+    result = run_ask(
+        data_dir,
+        "--model",
+        checkpoints["4bit"],
+        "--chat",
+        conversation.id,
+        "--json",
+        "--max-tokens",
+        "3",
+        "And again?",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["chat_id"] == conversation.id
+    with ConversationStore(data_dir) as store:
+        settings = store.conversation(conversation.id).settings
+        assert settings == ConversationSettings(max_tokens=3)
+        assert len(store.messages(conversation.id)) == 4
