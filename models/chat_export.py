@@ -30,9 +30,11 @@ from models.conversations import (
     StoredMessage,
 )
 from models.images import ChatImage, ImageError, load_image_bytes
+from models.regular_files import InputFileError, read_regular_file
 
 FORMAT = "llama-desk-conversation"
 FORMAT_VERSION = 1
+MAX_IMPORT_BYTES = 1024 * 1024 * 1024  # a conversation file, images included (base64)
 ROLE_HEADINGS = {"system": "System", "user": "You", "assistant": "Llama"}
 
 
@@ -167,9 +169,9 @@ def read_json(store: ConversationStore, path: str | Path) -> int:
     """Import the conversation export at ``path``; return the new conversation's id."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChatImportError(f"{path} does not exist.") from None
+        document = json.loads(read_regular_file(path, MAX_IMPORT_BYTES).decode("utf-8"))
+    except InputFileError as exc:  # missing, a folder, a device or FIFO, or too large
+        raise ChatImportError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatImportError(f"{path} cannot be read ({exc}).") from None
     except json.JSONDecodeError as exc:

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from models.images import to_rgb
+
 
 @dataclass(frozen=True)
 class ProcessorConfig:
@@ -137,7 +139,7 @@ def _normalize(image: Image.Image, config: ProcessorConfig) -> np.ndarray:
 def preprocess_image(image: Image.Image, config: ProcessorConfig) -> tuple[np.ndarray, TilePlan]:
     """Return ``(pixel_values, plan)``; pixel_values is float32 (tiles, 3, tile, tile)."""
     if image.mode != "RGB":
-        image = image.convert("RGB")
+        image = to_rgb(image)  # scales 16-bit and float images; Pillow's convert clips them
     plan = plan_tiles(image.width, image.height, config)
     tile = config.tile
     new_h, new_w = plan.resized
