@@ -101,8 +101,7 @@ def plan_tiles(width: int, height: int, config: ProcessorConfig) -> TilePlan:
     scales = []
     for rows, cols in supported_grids(config.max_patches):
         # float32, as the reference computes these in torch's default dtype
-        scale = min(np.float32(cols * tile) / np.float32(width),
-                    np.float32(rows * tile) / np.float32(height))
+        scale = min(np.float32(cols * tile) / np.float32(width), np.float32(rows * tile) / np.float32(height))
         scales.append((scale, rows, cols))
     upscales = [s for s, _, _ in scales if s >= 1]
     best_scale = min(upscales) if upscales else max(s for s, _, _ in scales)

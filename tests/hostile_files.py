@@ -83,3 +83,12 @@ def child_memory_cap(limit: int = 6 * 1024**3):
             pass
 
     return apply if sys.platform.startswith("linux") else None
+
+
+def release_fifo(path: Path) -> None:
+    """Unblock a reader stuck opening the FIFO at ``path`` (it then reads end-of-file)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader is waiting: nothing to release
+        return
+    os.close(fd)

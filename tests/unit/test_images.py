@@ -104,8 +104,12 @@ def test_real_bomb_header_is_refused_without_decoding():
     import zlib
 
     def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
-            ">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
     data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
@@ -139,7 +143,7 @@ def test_dev_zero_itself_is_refused():
         load_image_file("/dev/zero")
 
 
-def test_file_that_grows_past_the_limit_is_not_read_whole(tmp_path, monkeypatch):
+def test_file_over_the_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(images_module, "MAX_FILE_BYTES", 1000)
     path = tmp_path / "big.png"
     path.write_bytes(image_bytes(200, 200, "PNG") + b"\0" * 2000)
@@ -156,14 +160,22 @@ def _png_16bit(width: int, height: int, colour_type: int, samples: tuple[int, ..
     import zlib
 
     def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
-            ">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     pixel = struct.pack(f">{len(samples)}H", *samples)
     raw = b"".join(b"\0" + pixel * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _saved(image: Image.Image, fmt: str) -> bytes:

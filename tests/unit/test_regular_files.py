@@ -69,7 +69,11 @@ def test_a_path_swapped_after_the_check_is_refused_on_the_open_descriptor(tmp_pa
     fifo = make_fifo(tmp_path / "pipe")
     real_stat = os.stat
     regular = real_stat(__file__)
-    monkeypatch.setattr(os, "stat", lambda path, *a, **k: regular if str(path) == str(fifo) else real_stat(path, *a, **k))
+
+    def stat(path, *args, **kwargs):
+        return regular if str(path) == str(fifo) else real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
     with pytest.raises(InputFileError, match="not a regular file"):
         open_regular_file(fifo)
 
