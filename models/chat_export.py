@@ -43,6 +43,7 @@ from models.conversations import (
     valid_timestamp,
 )
 from models.images import MAX_IMAGES_PER_MESSAGE, ChatImage, ImageError, load_image_bytes
+from models.regular_files import InputFileError, read_regular_file
 
 FORMAT = "llama-desk-conversation"
 FORMAT_VERSION = 1
@@ -133,9 +134,9 @@ def read_json(store: ConversationStore, path: str | Path) -> int:
     path = Path(path)
     _check_import_size(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChatImportError(f"{path} does not exist.") from None
+        document = json.loads(read_regular_file(path, MAX_IMPORT_BYTES).decode("utf-8"))
+    except InputFileError as exc:  # missing, a folder, a device or FIFO, or too large
+        raise ChatImportError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatImportError(f"{path} cannot be read ({exc}).") from None
     except json.JSONDecodeError as exc:

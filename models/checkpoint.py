@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.preprocess import ProcessorConfig
+from models.regular_files import InputFileError, check_regular_file, read_regular_file
+
+MAX_CONFIG_BYTES = 64 * 1024 * 1024  # config.json, the index and the processor configs
 
 
 class CheckpointError(ValueError):
@@ -35,7 +38,9 @@ class Checkpoint:
 
 def _read_json(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(read_regular_file(path, MAX_CONFIG_BYTES, path.name).decode("utf-8"))
+    except InputFileError as exc:
+        raise CheckpointError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path.name} cannot be read: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -43,6 +48,15 @@ def _read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise CheckpointError(f"{path.name} does not hold a JSON object.")
     return value
+
+
+def _require_regular_files(files: list[Path]) -> None:
+    """Refuse a weight or tokenizer file that is a device or a FIFO (symlinks are followed)."""
+    for file in files:
+        try:
+            check_regular_file(file, f"{file.parent.name}/{file.name}")
+        except InputFileError as exc:
+            raise CheckpointError(str(exc)) from None
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -78,6 +92,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                 f"{path.name} has only pickled weights ({pickled[0]}); Llama Desk loads safetensors only."
             )
         raise CheckpointError(f"{path.name} has no .safetensors weights.")
+    _require_regular_files(weights)
     index = path / "model.safetensors.index.json"
     if index.exists():
         shards = set(_read_json(index).get("weight_map", {}).values())
@@ -87,6 +102,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     for required in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
         if not (path / required).exists():
             raise CheckpointError(f"{path.name} is missing {required}.")
+    _require_regular_files([path / "tokenizer.json", path / "tokenizer_config.json"])
     processor_json = path / "processor_config.json"
     processor = ProcessorConfig.from_dicts(
         _read_json(path / "preprocessor_config.json"),

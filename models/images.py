@@ -13,7 +13,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from models.regular_files import InputFileError, read_regular_file
 
 MAX_IMAGES_PER_MESSAGE = 5  # Meta tested Llama 4 with up to five images per prompt
 MAX_PIXELS = 64_000_000  # above this, treat as a decompression bomb
@@ -40,8 +43,38 @@ class ChatImage:
         return self.image.size
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)
+_HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _high_bit_depth_to_grey(image: Image.Image) -> Image.Image:
+    """An 8-bit grey ("L") copy of a 16-bit, 32-bit integer or float single-channel image.
+
+    Pillow's own ``convert`` clips these at 255 (so 16-bit mid-grey turns white); here they are
+    scaled instead: 16-bit by 65535 -> 255, 32-bit integers by the range their values use (8, 16
+    bits, or their own maximum), floats as 0..1 when they fit it, else clipped to 0..255.
+    """
+    values = np.asarray(image)
+    if image.mode == "F":
+        values = values.astype(np.float64)
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
+        finite_max = float(values.max()) if values.size else 0.0
+        scaled = values * 255.0 if finite_max <= 1.0 else values
+    else:
+        values = values.astype(np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if image.mode.startswith("I;16") or image.format == "PNG" or 255 < top <= 65535:
+            scaled = values / 257.0  # 16-bit samples (a PNG's "I" is always 16-bit grey)
+        elif top <= 255:
+            scaled = values
+        else:
+            scaled = values * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB: alpha composited onto white, high bit depths scaled, not clipped."""
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        image = _high_bit_depth_to_grey(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -49,6 +82,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode != "RGB":
         return image.convert("RGB")
     return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        image = _high_bit_depth_to_grey(image)  # before transposing: that forgets the format
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def load_image_bytes(data: bytes, name: str = "image") -> ChatImage:
@@ -88,21 +127,18 @@ def load_image_bytes(data: bytes, name: str = "image") -> ChatImage:
 
 
 def load_image_file(path: str | Path) -> ChatImage:
-    """Read and decode an image file; unreadable paths raise ``ImageError`` too."""
+    """Read and decode an image file; unreadable paths raise ``ImageError`` too.
+
+    Only regular files are read (a device or a FIFO is refused before it is opened), and never
+    more than ``MAX_FILE_BYTES``.
+    """
     path = Path(path)
     try:
         if path.is_dir():
             raise ImageError(f"{path.name} is a folder, not an image.")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"{path.name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path.name} does not exist.") from None
-    except PermissionError:
-        raise ImageError(f"{path.name} cannot be read (permission denied).") from None
-    except OSError as exc:
-        raise ImageError(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
+        data = read_regular_file(path, MAX_FILE_BYTES, path.name)
+    except InputFileError as exc:
+        raise ImageError(str(exc)) from None
     return load_image_bytes(data, path.name)
 
 

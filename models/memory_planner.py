@@ -102,6 +102,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from models.regular_files import InputFileError, open_regular_file, read_regular_file
+
 GB = 1_000_000_000
 KV_STEP = 256  # mlx-vlm's KVCache / ChunkedKVCache / QuantizedKVCache grow in steps of 256 tokens
 PREFILL_STEPS = (2048, 1024, 512, 256, 128, 64)  # mlx-engine uses 2048 down to 512
@@ -251,7 +253,7 @@ _DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "U32": 4, "I32": 4, "U8
 def read_safetensors_header(path: Path) -> dict:
     """The JSON header of a safetensors file (tensor names -> dtype, shape, data_offsets)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path, path.name) as f:  # a FIFO or device is refused, not read
             size_bytes = f.read(8)
             if len(size_bytes) != 8:
                 raise PlanError(f"{path.name} is not a safetensors file.")
@@ -259,6 +261,8 @@ def read_safetensors_header(path: Path) -> dict:
             if size > 100_000_000:
                 raise PlanError(f"{path.name} has an implausible header ({size:,} bytes).")
             header = json.loads(f.read(size))
+    except InputFileError as exc:
+        raise PlanError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"{path.name} cannot be read: {exc}") from None
     if not isinstance(header, dict):
@@ -714,7 +718,9 @@ def read_layout(path: str | Path) -> tuple[dict, WeightBytes | None]:
     if not config_path.exists():
         raise PlanError(f"{path} has no config.json.")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(read_regular_file(config_path, 64 * 1024 * 1024, config_path.name))
+    except InputFileError as exc:
+        raise PlanError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"{config_path.name} cannot be read: {exc}") from None
     if not isinstance(config, dict):

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from models.images import to_rgb
+
 
 @dataclass(frozen=True)
 class ProcessorConfig:
@@ -99,8 +101,7 @@ def plan_tiles(width: int, height: int, config: ProcessorConfig) -> TilePlan:
     scales = []
     for rows, cols in supported_grids(config.max_patches):
         # float32, as the reference computes these in torch's default dtype
-        scale = min(np.float32(cols * tile) / np.float32(width),
-                    np.float32(rows * tile) / np.float32(height))
+        scale = min(np.float32(cols * tile) / np.float32(width), np.float32(rows * tile) / np.float32(height))
         scales.append((scale, rows, cols))
     upscales = [s for s, _, _ in scales if s >= 1]
     best_scale = min(upscales) if upscales else max(s for s, _, _ in scales)
@@ -137,7 +138,7 @@ def _normalize(image: Image.Image, config: ProcessorConfig) -> np.ndarray:
 def preprocess_image(image: Image.Image, config: ProcessorConfig) -> tuple[np.ndarray, TilePlan]:
     """Return ``(pixel_values, plan)``; pixel_values is float32 (tiles, 3, tile, tile)."""
     if image.mode != "RGB":
-        image = image.convert("RGB")
+        image = to_rgb(image)  # scales 16-bit and float images; Pillow's convert clips them
     plan = plan_tiles(image.width, image.height, config)
     tile = config.tile
     new_h, new_w = plan.resized
