@@ -6,7 +6,9 @@ On macOS (Apple silicon, unified memory) the GPU may wire only part of RAM: the
 above). On Linux it is the RAM this process can have (what is available plus what it already
 holds), or the GPU's memory under MLX's CUDA backend. From that limit the app's own memory
 (Python, Qt, tokenizers: the resident size minus MLX's buffers, which the plan counts) is
-subtracted. Nothing here loads a model; MLX is consulted only if it is already imported or
+subtracted. ``LLAMA_DESK_MEMORY_BUDGET_GB`` (or ``models fit --budget-gb``) replaces all of
+that with a given budget, to ask what fits another machine (``budget_override``). Nothing here
+loads a model; MLX is consulted only if it is already imported or
 asked for.
 """
 
@@ -19,6 +21,7 @@ import sys
 from dataclasses import dataclass
 
 GIB = 1 << 30
+BUDGET_ENV = "LLAMA_DESK_MEMORY_BUDGET_GB"  # plan against this many GB instead of this machine's
 
 
 @dataclass(frozen=True)
@@ -155,3 +158,24 @@ def detect_budget(app_bytes: int | None = None, backend: str | None = None) -> M
         limit = min(total, available + resident_bytes())
         return MemoryBudget(total, limit, app, backend, "RAM available to this process")
     return MemoryBudget(total, total, app, backend, "RAM")
+
+
+def budget_override(gigabytes: float | str | None = None, backend: str = "metal",
+                    source: str | None = None) -> MemoryBudget | None:
+    """A budget of ``gigabytes`` GB (10^9 bytes) for planning another machine, with nothing
+    taken off for the app; without ``gigabytes``, ``$LLAMA_DESK_MEMORY_BUDGET_GB`` if set, else
+    None (use this machine's). Raises ValueError, naming its source, for a value that is not a
+    positive number."""
+    if gigabytes is None or gigabytes == "":
+        gigabytes, source = os.environ.get(BUDGET_ENV) or None, BUDGET_ENV
+        if gigabytes is None:
+            return None
+    source = source or "--budget-gb"
+    try:
+        value = float(gigabytes)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{source} must be a positive number of GB, not {gigabytes!r}.")
+    limit = int(value * 1e9)
+    return MemoryBudget(limit, limit, 0, backend, source)
