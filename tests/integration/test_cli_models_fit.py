@@ -108,3 +108,38 @@ def test_a_folder_that_is_not_llama4(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
     code, out, err = cli(capsys, str(tmp_path), "--budget-gb", "2")
     assert code == 1 and "not a Llama 4 model" in err
+
+
+def test_the_budget_variable_plans_for_another_machine(empty_hub_cache, capsys, monkeypatch):
+    # As in the window: LLAMA_DESK_MEMORY_BUDGET_GB plans every model against that many GB, for a Mac.
+    monkeypatch.setenv("LLAMA_DESK_MEMORY_BUDGET_GB", "102.1")
+    code, out, err = cli(capsys, SCOUT_4BIT, "--json")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert figures["budget_bytes"] == 102_100_000_000 and figures["app_bytes"] == 0
+    assert figures["budget_source"] == "LLAMA_DESK_MEMORY_BUDGET_GB" and figures["backend"] == "metal"
+    # --budget-gb wins over the variable; --backend still chooses the profile.
+    code, out, err = cli(capsys, SCOUT_4BIT, "--budget-gb", "80", "--backend", "cuda", "--json")
+    figures = json.loads(out)
+    assert figures["budget_bytes"] == 80_000_000_000 and figures["budget_source"] == "--budget-gb"
+    assert figures["backend"] == "cuda"
+    code, out, err = cli(capsys, "--json")  # every catalog variant, against the same budget
+    assert code == 0, err
+    assert {row["budget_bytes"] for row in json.loads(out)} == {102_100_000_000}
+    code, out, err = cli(capsys, SCOUT_4BIT)
+    assert "102.1 GB (LLAMA_DESK_MEMORY_BUDGET_GB; metal backend)" in out
+
+
+def test_budget_gb_alone_plans_for_a_mac(empty_hub_cache, capsys):
+    code, out, err = cli(capsys, SCOUT_4BIT, "--budget-gb", "102.1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backend"] == "metal"
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "nan"])
+def test_a_bad_budget_variable_is_one_line(empty_hub_cache, capsys, monkeypatch, value):
+    monkeypatch.setenv("LLAMA_DESK_MEMORY_BUDGET_GB", value)
+    code, out, err = cli(capsys, SCOUT_4BIT)
+    assert code == 2 and out == ""
+    assert err.startswith("llama-desk: LLAMA_DESK_MEMORY_BUDGET_GB must be a positive number")
+    assert err.count("\n") == 1
