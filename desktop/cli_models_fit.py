@@ -5,11 +5,11 @@
 without loading anything: weights, KV cache per token, the peak at ``N`` tokens, the largest
 context that fits, and the budget of this machine (``models.memory_budget``). ``--budget-gb``,
 or ``LLAMA_DESK_MEMORY_BUDGET_GB`` as in the window, plans for another machine instead: that
-many GB, for a Mac (the Metal profile) unless ``--backend`` says otherwise. PATH may be a folder holding only a ``config.json``;
-a catalog repo that is not downloaded is planned from its known config. Without REPO|PATH
-every catalog variant is listed. ``--json`` prints the same figures as one JSON object (a
-list without REPO|PATH) with ``weights_bytes``, ``kv_bytes_per_token``, ``peak_bytes``,
-``max_context`` and ``budget_bytes``.
+many GB, for a Mac (the Metal profile) unless ``--backend`` says otherwise. PATH may be a
+folder holding only a ``config.json``; a catalog repo that is not downloaded is planned from
+its known config. Without REPO|PATH every catalog variant is listed. ``--json`` prints the
+same figures as one JSON object (a list without REPO|PATH) with ``weights_bytes``,
+``kv_bytes_per_token``, ``peak_bytes``, ``max_context`` and ``budget_bytes``.
 """
 
 from __future__ import annotations
@@ -24,19 +24,42 @@ DEFAULT_CONTEXT = 32768
 
 def add_subcommands(models_sub) -> None:
     fit = models_sub.add_parser("fit", help="memory needed and the longest context that fits")
-    fit.add_argument("model", nargs="?", metavar="REPO|PATH",
-                     help="downloaded or catalog repo id, checkpoint folder, or a folder with a config.json")
-    fit.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
-                     help=f"context length to plan for (default {DEFAULT_CONTEXT:,})")
-    fit.add_argument("--kv-bits", type=int, choices=(16, 8, 4), default=16,
-                     help="KV cache precision: 16 (bf16), 8 or 4 bits (global layers only)")
-    fit.add_argument("--prefill-step", type=int, default=None,
-                     help="prefill chunk size (default: the largest that keeps the peak in budget)")
-    fit.add_argument("--budget-gb", type=float,
-                     help="plan for a machine with this budget in GB instead of this one (default: "
-                          "$LLAMA_DESK_MEMORY_BUDGET_GB if set); implies --backend metal")
-    fit.add_argument("--backend", choices=("metal", "cuda", "cpu"),
-                     help="MLX backend to plan for (default: this machine's, or metal with a budget)")
+    fit.add_argument(
+        "model",
+        nargs="?",
+        metavar="REPO|PATH",
+        help="downloaded or catalog repo id, checkpoint folder, or a folder with a config.json",
+    )
+    fit.add_argument(
+        "--context",
+        type=int,
+        default=DEFAULT_CONTEXT,
+        help=f"context length to plan for (default {DEFAULT_CONTEXT:,})",
+    )
+    fit.add_argument(
+        "--kv-bits",
+        type=int,
+        choices=(16, 8, 4),
+        default=16,
+        help="KV cache precision: 16 (bf16), 8 or 4 bits (global layers only)",
+    )
+    fit.add_argument(
+        "--prefill-step",
+        type=int,
+        default=None,
+        help="prefill chunk size (default: the largest that keeps the peak in budget)",
+    )
+    fit.add_argument(
+        "--budget-gb",
+        type=float,
+        help="plan for a machine with this budget in GB instead of this one (default: "
+        "$LLAMA_DESK_MEMORY_BUDGET_GB if set); implies --backend metal",
+    )
+    fit.add_argument(
+        "--backend",
+        choices=("metal", "cuda", "cpu"),
+        help="MLX backend to plan for (default: this machine's, or metal with a budget)",
+    )
     fit.add_argument("--json", action="store_true", help="print JSON")
     fit.set_defaults(run=run_fit)
 
@@ -109,19 +132,34 @@ def _print_text(f: dict) -> None:
     beyond, within = f["kv_bytes_per_token"] / 1e3, f["kv_bytes_per_token_within_chunk"] / 1e3
     rows = [
         ("weights", f"{_gb(f['weights_bytes'])} ({source})"),
-        ("KV cache per token", f"{beyond:.1f} KB beyond the {f['attention_chunk']:,}-token chunk, "
-                               f"{within:.1f} KB within it; {kv}"),
-        (f"peak at {f['context']:,} tokens",
-         f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})"),
-        ("largest context", f"{f['max_context']:,} tokens, prefill chunk {f['max_context_prefill_step']} "
-                            f"(model maximum {f['model_max_context']:,})"),
-        ("budget", f"{_gb(f['budget_bytes'])} ({f['budget_source']}"
-                   + (f", minus {_gb(f['app_bytes'])} used by the app" if f["app_bytes"] else "")
-                   + f"; {f['backend']} backend)"),
+        (
+            "KV cache per token",
+            f"{beyond:.1f} KB beyond the {f['attention_chunk']:,}-token chunk, "
+            f"{within:.1f} KB within it; {kv}",
+        ),
+        (
+            f"peak at {f['context']:,} tokens",
+            f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})",
+        ),
+        (
+            "largest context",
+            f"{f['max_context']:,} tokens, prefill chunk {f['max_context_prefill_step']} "
+            f"(model maximum {f['model_max_context']:,})",
+        ),
+        (
+            "budget",
+            f"{_gb(f['budget_bytes'])} ({f['budget_source']}"
+            + (f", minus {_gb(f['app_bytes'])} used by the app" if f["app_bytes"] else "")
+            + f"; {f['backend']} backend)",
+        ),
     ]
     if f["measured_correction"] > 1:
-        rows.append(("measured here", f"peaks up to {f['measured_correction']:.2f}x the plan; "
-                                      "the figures above include that"))
+        rows.append(
+            (
+                "measured here",
+                f"peaks up to {f['measured_correction']:.2f}x the plan; the figures above include that",
+            )
+        )
     width = max(len(label) for label, _ in rows) + 2
     print(f["model"])
     for label, value in rows:

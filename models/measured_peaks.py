@@ -57,8 +57,14 @@ class PeakCorrections:
         """``plan`` scaled by the ratio learned for ``model`` at the plan's KV precision."""
         return replace(plan, peak_scale=self.ratio(model, plan.kv_bits, backend))
 
-    def with_measurement(self, model: str | Path, kv_bits: int | None, backend: str,
-                         measured_bytes: float, planned_bytes: float) -> PeakCorrections:
+    def with_measurement(
+        self,
+        model: str | Path,
+        kv_bits: int | None,
+        backend: str,
+        measured_bytes: float,
+        planned_bytes: float,
+    ) -> PeakCorrections:
         """A snapshot that also holds this measurement (the worse of it and what was known)."""
         if planned_bytes <= 0 or measured_bytes <= 0:
             return self
@@ -80,12 +86,19 @@ def load_corrections() -> PeakCorrections:
     ratios = stored.get("ratios")
     if not isinstance(ratios, dict):
         return PeakCorrections()
-    return PeakCorrections({str(k): float(v) for k, v in ratios.items()
-                            if isinstance(v, (int, float)) and 1.0 <= v <= MAX_RATIO})
+    return PeakCorrections(
+        {str(k): float(v) for k, v in ratios.items() if isinstance(v, (int, float)) and 1.0 <= v <= MAX_RATIO}
+    )
 
 
-def planned_turn_peak(plan: MemoryPlan, cached_tokens: int, prompt_tokens: int,
-                      generated_tokens: int, prefill_step: int, image_tiles: int = 0) -> int:
+def planned_turn_peak(
+    plan: MemoryPlan,
+    cached_tokens: int,
+    prompt_tokens: int,
+    generated_tokens: int,
+    prefill_step: int,
+    image_tiles: int = 0,
+) -> int:
     """The uncorrected plan of one turn as the engine ran it: ``prompt_tokens`` prefilled after
     ``cached_tokens`` reused ones in chunks of ``prefill_step`` (as ``generate_step`` does: full
     chunks while more than one token remains, then the last one), then ``generated_tokens``
@@ -110,9 +123,17 @@ def planned_turn_peak(plan: MemoryPlan, cached_tokens: int, prompt_tokens: int,
     return int(peak)
 
 
-def record_turn(model: str | Path, backend: str, plan: MemoryPlan, measured_bytes: float,
-                cached_tokens: int, prompt_tokens: int, generated_tokens: int, prefill_step: int,
-                image_tiles: int = 0) -> PeakCorrections:
+def record_turn(
+    model: str | Path,
+    backend: str,
+    plan: MemoryPlan,
+    measured_bytes: float,
+    cached_tokens: int,
+    prompt_tokens: int,
+    generated_tokens: int,
+    prefill_step: int,
+    image_tiles: int = 0,
+) -> PeakCorrections:
     """Record one answer's measured peak against its plan and return the updated corrections.
 
     Only ``LEARNING_BACKENDS`` learn; elsewhere the stored corrections are returned unchanged.
@@ -121,8 +142,9 @@ def record_turn(model: str | Path, backend: str, plan: MemoryPlan, measured_byte
     current = load_corrections()
     if backend not in LEARNING_BACKENDS:
         return current
-    planned = planned_turn_peak(plan, cached_tokens, prompt_tokens, generated_tokens, prefill_step,
-                                image_tiles)
+    planned = planned_turn_peak(
+        plan, cached_tokens, prompt_tokens, generated_tokens, prefill_step, image_tiles
+    )
     updated = current.with_measurement(model, plan.kv_bits, backend, measured_bytes, planned)
     if updated is not current:
         write_json(STORE_NAME, {"version": 1, "ratios": updated.ratios})

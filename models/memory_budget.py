@@ -48,10 +48,12 @@ def mac_budget(ram_gib: int, app_bytes: int = 1_000_000_000, wired_limit_mb: int
     """The budget of a Mac with ``ram_gib`` GiB of RAM (for tables and tests)."""
     total = ram_gib * GIB
     if wired_limit_mb > 0:
-        return MemoryBudget(total, wired_limit_mb << 20, app_bytes, "metal",
-                            f"iogpu.wired_limit_mb = {wired_limit_mb}")
-    return MemoryBudget(total, macos_default_wired_limit(total), app_bytes, "metal",
-                        "macOS default GPU share of RAM")
+        return MemoryBudget(
+            total, wired_limit_mb << 20, app_bytes, "metal", f"iogpu.wired_limit_mb = {wired_limit_mb}"
+        )
+    return MemoryBudget(
+        total, macos_default_wired_limit(total), app_bytes, "metal", "macOS default GPU share of RAM"
+    )
 
 
 def _sysctl(name: str) -> int | None:
@@ -87,8 +89,9 @@ def resident_bytes() -> int:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        out = subprocess.run(["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True, text=True, timeout=5
+        )
         return int(out.stdout.strip()) * 1024
     except (OSError, subprocess.SubprocessError, ValueError):
         return 0
@@ -144,8 +147,9 @@ def detect_budget(app_bytes: int | None = None, backend: str | None = None) -> M
         recommended = _device_info().get("max_recommended_working_set_size") if backend == "metal" else None
         if recommended:
             return MemoryBudget(total, int(recommended), app, backend, "Metal's recommended working set")
-        return MemoryBudget(total, macos_default_wired_limit(total), app, backend,
-                            "macOS default GPU share of RAM")
+        return MemoryBudget(
+            total, macos_default_wired_limit(total), app, backend, "macOS default GPU share of RAM"
+        )
     info = _meminfo()
     total = info.get("MemTotal", 0)
     if backend == "cuda":
@@ -160,8 +164,9 @@ def detect_budget(app_bytes: int | None = None, backend: str | None = None) -> M
     return MemoryBudget(total, total, app, backend, "RAM")
 
 
-def budget_override(gigabytes: float | str | None = None, backend: str = "metal",
-                    source: str | None = None) -> MemoryBudget | None:
+def budget_override(
+    gigabytes: float | str | None = None, backend: str = "metal", source: str | None = None
+) -> MemoryBudget | None:
     """A budget of ``gigabytes`` GB (10^9 bytes) for planning another machine, with nothing
     taken off for the app; without ``gigabytes``, ``$LLAMA_DESK_MEMORY_BUDGET_GB`` if set, else
     None (use this machine's). Raises ValueError, naming its source, for a value that is not a

@@ -7,8 +7,8 @@ import models.measured_peaks as measured_peaks
 import models.memory_budget as memory_budget
 from desktop.model_library import ModelLibrary
 from models.catalog import add_user_model
-from models.memory_budget import mac_budget
 from models.measured_peaks import load_corrections, model_identity
+from models.memory_budget import mac_budget
 from tests.gui.window_helpers import make_window, wait_listed
 
 TIMEOUT = 120_000
@@ -40,8 +40,9 @@ def test_an_answers_peak_corrects_later_plans(qtbot, tmp_path, checkpoints, monk
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT) as finished:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     step = finished.args[0]
-    qtbot.waitUntil(lambda: library.peak_corrections is not None
-                    and bool(library.peak_corrections.ratios), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: library.peak_corrections is not None and bool(library.peak_corrections.ratios), timeout=10_000
+    )
 
     [(model, backend, measured, turn)] = calls
     assert model == path and backend == "metal"

@@ -29,8 +29,17 @@ def empty_hub_cache(tmp_path, monkeypatch):
 
 
 def test_json_for_a_checkpoint_folder(checkpoints, capsys):
-    code, out, err = cli(capsys, str(checkpoints["4bit"]), "--context", "4096", "--budget-gb", "2",
-                         "--backend", "cpu", "--json")
+    code, out, err = cli(
+        capsys,
+        str(checkpoints["4bit"]),
+        "--context",
+        "4096",
+        "--budget-gb",
+        "2",
+        "--backend",
+        "cpu",
+        "--json",
+    )
     assert code == 0, err
     figures = json.loads(out)
     assert KEYS <= figures.keys()
@@ -46,16 +55,26 @@ def test_json_for_a_checkpoint_folder(checkpoints, capsys):
 def test_kv_bits_shrink_the_cost_per_token(checkpoints, capsys):
     per_token = {}
     for bits in ("16", "8", "4"):
-        code, out, err = cli(capsys, str(checkpoints["bf16"]), "--kv-bits", bits, "--budget-gb", "4",
-                             "--backend", "metal", "--json")
+        code, out, err = cli(
+            capsys,
+            str(checkpoints["bf16"]),
+            "--kv-bits",
+            bits,
+            "--budget-gb",
+            "4",
+            "--backend",
+            "metal",
+            "--json",
+        )
         assert code == 0, err
         per_token[bits] = json.loads(out)["kv_bytes_per_token"]
     assert per_token["16"] > per_token["8"] > per_token["4"] > 0
 
 
 def test_text_output(checkpoints, capsys):
-    code, out, err = cli(capsys, str(checkpoints["4bit"]), "--context", "1000", "--budget-gb", "1",
-                         "--backend", "cpu")
+    code, out, err = cli(
+        capsys, str(checkpoints["4bit"]), "--context", "1000", "--budget-gb", "1", "--backend", "cpu"
+    )
     assert code == 0, err
     for label in ("weights", "KV cache per token", "peak at 1,000 tokens", "largest context", "budget"):
         assert label in out
@@ -72,8 +91,9 @@ def test_a_folder_with_only_a_config(checkpoints, tmp_path, capsys):
 
 
 def test_a_catalog_repo_that_is_not_downloaded(empty_hub_cache, capsys):
-    code, out, err = cli(capsys, SCOUT_4BIT, "--context", "131072", "--budget-gb", "102",
-                         "--backend", "metal", "--json")
+    code, out, err = cli(
+        capsys, SCOUT_4BIT, "--context", "131072", "--budget-gb", "102", "--backend", "metal", "--json"
+    )
     assert code == 0, err
     figures = json.loads(out)
     assert figures["weights_source"] == "estimated"
@@ -91,12 +111,15 @@ def test_every_catalog_variant_without_a_model(empty_hub_cache, capsys):
     assert maverick["verdict"] == "wont_fit" and maverick["max_context"] == 0
 
 
-@pytest.mark.parametrize("args, status, message", [
-    (["/no/such/folder"], 1, "does not exist"),
-    (["someone/Unknown-Model-4bit"], 1, "not downloaded"),
-    (["--context", "0"], 2, "--context"),
-    (["--budget-gb", "-1"], 2, "--budget-gb"),
-])
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["/no/such/folder"], 1, "does not exist"),
+        (["someone/Unknown-Model-4bit"], 1, "not downloaded"),
+        (["--context", "0"], 2, "--context"),
+        (["--budget-gb", "-1"], 2, "--budget-gb"),
+    ],
+)
 def test_errors_are_one_line(empty_hub_cache, capsys, args, status, message):
     code, out, err = cli(capsys, *args)
     assert code == status

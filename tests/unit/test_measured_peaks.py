@@ -86,4 +86,5 @@ def test_implausible_measurements_and_unreadable_files_are_ignored(data_folder, 
     (data_folder / STORE_NAME).write_text("{not json")
     assert load_corrections() == PeakCorrections()
     learned = record_turn(MODEL, "metal", plan, planned * 1.3, 0, 4096, 10, 512)
-    assert load_corrections() == learned and learned.ratio(MODEL, None, "metal") == pytest.approx(1.3, abs=1e-4)
+    assert load_corrections() == learned
+    assert learned.ratio(MODEL, None, "metal") == pytest.approx(1.3, abs=1e-4)

@@ -99,8 +99,9 @@ def scout_cuda_with_vision():
 
 
 @pytest.mark.parametrize("model, tokens, step, peak_gb", MEASURED)
-def test_every_measured_peak_is_planned_at_or_above_it(scout_cuda, scout_cuda_with_vision, model, tokens,
-                                                       step, peak_gb):
+def test_every_measured_peak_is_planned_at_or_above_it(
+    scout_cuda, scout_cuda_with_vision, model, tokens, step, peak_gb
+):
     plan = scout_cuda if model == "reference" else scout_cuda_with_vision
     planned = plan.prefill_peak_bytes(tokens, step) / GB
     # Never optimistic (a 1 % margin for run-to-run variation), and not absurdly pessimistic.
@@ -113,8 +114,10 @@ def test_h200_points_are_the_issues_plans(scout_cuda_with_vision):
     # The safety term is what was added: without it, the plan is the one the issue measured.
     from dataclasses import replace
 
-    old = replace(scout_cuda_with_vision, profile=replace(scout_cuda_with_vision.profile, fixed_bytes=0,
-                                                            chunked_cache_copies=0.0))
+    old = replace(
+        scout_cuda_with_vision,
+        profile=replace(scout_cuda_with_vision.profile, fixed_bytes=0, chunked_cache_copies=0.0),
+    )
     assert old.prefill_peak_bytes(98304, 512) / GB == pytest.approx(76.3, abs=0.05)
     assert old.prefill_peak_bytes(98304, 512) / GB / 78.7 == pytest.approx(0.969, abs=0.001)
 
@@ -284,8 +287,10 @@ def test_catalog_configs_from_repo_names():
     maverick = catalog_config("mlx-community/Llama-4-Maverick-17B-128E-Instruct-8bit")
     assert maverick["text_config"]["num_local_experts"] == 128
     assert catalog_config("mlx-community/Qwen3-8B-4bit") is None
-    sizes = [plan_from_config(catalog_config(f"x/Llama-4-Scout-17B-16E-Instruct-{b}bit")).weights.total
-             for b in (3, 4, 6, 8)]
+    sizes = [
+        plan_from_config(catalog_config(f"x/Llama-4-Scout-17B-16E-Instruct-{b}bit")).weights.total
+        for b in (3, 4, 6, 8)
+    ]
     assert sizes == sorted(sizes)
 
 
