@@ -66,22 +66,23 @@ the Scout-shaped reference measured with MLX 0.32.4's CUDA backend on an 80 GB G
 in flight; 8.4 score-sized arrays, i.e. about three layers' unfused attention).
 
 **Safety term (GPU).** Those two constants were fitted to the reference table for accuracy,
-which left the plan on both sides of the measurements. Out of sample (MLX 0.32.4 CUDA on an
-H200, the same Scout shape with its vision tower's weights loaded, 2,048 to 98,304 tokens) the
-plan was 3-5.5 % short at 256- and 512-token chunks and 3-5 % over at 2,048-token chunks. A
-plan that is short ends in an out-of-memory error near the edge of the budget, so the GPU
-profile adds what the op-by-op count misses, sized to the shortfall's shape: it was 1.35 GB
-with 2,048 tokens of context and 3.3-4.1 GB from 8K tokens on, i.e. it grew with the chunked
-layers' attention span (``min(cached, chunk) + L``) and stopped there, which is what three
-more copies of the chunked layers' caches at that span do (``chunked_cache_copies`` = 3:
-mlx-vlm's ``ChunkedKVCache`` trims and concatenates into new buffers every chunk), plus a
-fixed 1.1 GB. These are the smallest such terms that put every measured point, old and new
-(13 in all), at 1.01 x or more of its measurement; the worst over-estimate is 1.11 x, at
-2,048-token chunks. The suite holds the planner to all of them
-(tests/unit/test_memory_planner.py). Beyond 98,304 tokens nothing was measured: larger
-contexts are extrapolated. There the plan's cache-growth term (3. above) grows with the whole
-cache while the measured working memory did not grow from 32K to 96K tokens, so the
-extrapolation should err on the safe side, but it is not a measurement.
+which left the plan on both sides of it: up to 5.6 % short at 256- and 512-token chunks, 3-5.5 %
+over at 2,048-token chunks. Out of sample (MLX 0.32.4 CUDA on an H200, the same Scout shape
+with its vision tower's weights loaded, 8K to 96K tokens) it was again 3-5.5 % short at
+512-token chunks. A plan that is short ends in an out-of-memory error near the edge of the
+budget, so the GPU profile adds what the op-by-op count misses, shaped like the shortfall: 1.35
+GB at 2,048 tokens of context, 3.3-4.1 GB from 8K to 32K tokens (2.4 GB at 96K, where the
+cache-growth term below already counts more), i.e. it grew with the chunked layers' attention
+span (``min(cached, chunk) + L``) and stopped there. That is what extra copies of the chunked
+layers' caches at that span do: mlx-vlm's ``ChunkedKVCache.update_and_fetch`` grows a cache by
+concatenating a zero block into a new buffer and then writes the chunk into it. So the profile
+counts ``chunked_cache_copies`` = 3 such copies, plus a fixed 1.1 GB: the smallest such terms
+that put every measured point, old and new (13 in all), at 1.01 x or more of its measurement
+(1 % for run-to-run variation); the worst over-estimate is 1.11 x, at 2,048-token chunks. The
+suite holds the planner to all 13 (tests/unit/test_memory_planner.py). Beyond 98,304 tokens
+nothing was measured: larger contexts are extrapolated. There the plan's cache-growth term
+(3. above) grows with the whole cache while the measured working memory did not grow from 32K
+to 96K tokens, so the extrapolation should err on the safe side, but it is not a measurement.
 
 Metal uses the GPU profile until it is measured: it too releases buffers when a command
 buffer completes, and if its masked attention is fused the profile errs on the safe side. On
@@ -106,7 +107,8 @@ Public API (no Qt, no MLX):
   ``generate_step`` schedule), ``peak_bytes(context, step)`` (a conversation reaching
   ``context``, worst chunk alignment), ``max_context(budget, step=None)``,
   ``vision_bytes_per_tile()``, ``image_peak_bytes(tiles, cached)``, ``fit(context, budget)``
-  -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``).
+  -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``);
+  ``peak_scale``, the correction learned from measured peaks (``models.measured_peaks``).
 - ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
   tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
 - Budgets come from ``models.memory_budget.detect_budget()``.

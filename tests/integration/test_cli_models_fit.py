@@ -166,3 +166,26 @@ def test_a_bad_budget_variable_is_one_line(empty_hub_cache, capsys, monkeypatch,
     assert code == 2 and out == ""
     assert err.startswith("llama-desk: LLAMA_DESK_MEMORY_BUDGET_GB must be a positive number")
     assert err.count("\n") == 1
+
+
+def test_what_this_mac_measured_corrects_the_plan(checkpoints, capsys):
+    from models.measured_peaks import PeakCorrections, model_identity
+    from models.user_data import write_json
+
+    path = str(checkpoints["4bit"])
+    args = (path, "--context", "2048", "--budget-gb", "4", "--json")
+    code, out, err = cli(capsys, *args)
+    plain = json.loads(out)
+    assert plain["measured_correction"] == 1.0
+    write_json("measured_peaks.json", {"version": 1, "ratios": {f"metal|16|{model_identity(path)}": 1.5}})
+    assert PeakCorrections({f"metal|16|{model_identity(path)}": 1.5}).ratio(path, None, "metal") == 1.5
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    corrected = json.loads(out)
+    assert corrected["measured_correction"] == 1.5
+    assert corrected["peak_bytes"] == pytest.approx(1.5 * plain["peak_bytes"], rel=1e-6)
+    code, out, err = cli(capsys, *args[:-1])
+    assert "measured here" in out and "1.50x the plan" in out
+    # Learned on Metal, it does not apply to another backend.
+    code, out, err = cli(capsys, *args, "--backend", "cpu")
+    assert json.loads(out)["measured_correction"] == 1.0
