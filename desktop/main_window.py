@@ -930,7 +930,10 @@ class MainWindow(QMainWindow):
         """(model name, plan, budget bytes) for the settings dialog's context hint, or None."""
         if self.memory_plan is None or self.library.budget is None:
             return None
-        return self.model_name, self.memory_plan, self.library.budget.budget_bytes
+        plan, corrections = self.memory_plan, self.library.peak_corrections
+        if corrections is not None:  # what this machine measured for the model
+            plan = corrections.apply(plan, self.model_path, plan.profile.name)
+        return self.model_name, plan, self.library.budget.budget_bytes
 
     # Settings ----------------------------------------------------------------------------------
     def set_defaults(self, defaults: ChatDefaults) -> None:
