@@ -1,13 +1,15 @@
 """``llama-desk models fit``: how much memory a model needs, and the longest context that fits.
 
-``fit [REPO|PATH] [--context N] [--kv-bits 16|8|4] [--prefill-step N] [--json]`` plans from the
-checkpoint's ``config.json`` and safetensors headers, without loading anything: weights, KV
-cache per token, the peak at ``N`` tokens, the largest context that fits, and the budget of
-this machine (``models.memory_budget``). PATH may be a folder holding only a ``config.json``;
-a catalog repo that is not downloaded is planned from its known config. Without REPO|PATH
-every catalog variant is listed. ``--json`` prints the same figures as one JSON object (a
-list without REPO|PATH) with ``weights_bytes``, ``kv_bytes_per_token``, ``peak_bytes``,
-``max_context`` and ``budget_bytes``.
+``fit [REPO|PATH] [--context N] [--kv-bits 16|8|4] [--prefill-step N] [--budget-gb GB]
+[--backend B] [--json]`` plans from the checkpoint's ``config.json`` and safetensors headers,
+without loading anything: weights, KV cache per token, the peak at ``N`` tokens, the largest
+context that fits, and the budget of this machine (``models.memory_budget``). ``--budget-gb``,
+or ``LLAMA_DESK_MEMORY_BUDGET_GB`` as in the window, plans for another machine instead: that
+many GB, for a Mac (the Metal profile) unless ``--backend`` says otherwise. PATH may be a
+folder holding only a ``config.json``; a catalog repo that is not downloaded is planned from
+its known config. Without REPO|PATH every catalog variant is listed. ``--json`` prints the
+same figures as one JSON object (a list without REPO|PATH) with ``weights_bytes``,
+``kv_bytes_per_token``, ``peak_bytes``, ``max_context`` and ``budget_bytes``.
 """
 
 from __future__ import annotations
@@ -22,17 +24,42 @@ DEFAULT_CONTEXT = 32768
 
 def add_subcommands(models_sub) -> None:
     fit = models_sub.add_parser("fit", help="memory needed and the longest context that fits")
-    fit.add_argument("model", nargs="?", metavar="REPO|PATH",
-                     help="downloaded or catalog repo id, checkpoint folder, or a folder with a config.json")
-    fit.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
-                     help=f"context length to plan for (default {DEFAULT_CONTEXT:,})")
-    fit.add_argument("--kv-bits", type=int, choices=(16, 8, 4), default=16,
-                     help="KV cache precision: 16 (bf16), 8 or 4 bits (global layers only)")
-    fit.add_argument("--prefill-step", type=int, default=None,
-                     help="prefill chunk size (default: the largest that keeps the peak in budget)")
-    fit.add_argument("--budget-gb", type=float, help="plan against this budget instead of this machine's")
-    fit.add_argument("--backend", choices=("metal", "cuda", "cpu"),
-                     help="MLX backend to plan for (default: this machine's)")
+    fit.add_argument(
+        "model",
+        nargs="?",
+        metavar="REPO|PATH",
+        help="downloaded or catalog repo id, checkpoint folder, or a folder with a config.json",
+    )
+    fit.add_argument(
+        "--context",
+        type=int,
+        default=DEFAULT_CONTEXT,
+        help=f"context length to plan for (default {DEFAULT_CONTEXT:,})",
+    )
+    fit.add_argument(
+        "--kv-bits",
+        type=int,
+        choices=(16, 8, 4),
+        default=16,
+        help="KV cache precision: 16 (bf16), 8 or 4 bits (global layers only)",
+    )
+    fit.add_argument(
+        "--prefill-step",
+        type=int,
+        default=None,
+        help="prefill chunk size (default: the largest that keeps the peak in budget)",
+    )
+    fit.add_argument(
+        "--budget-gb",
+        type=float,
+        help="plan for a machine with this budget in GB instead of this one (default: "
+        "$LLAMA_DESK_MEMORY_BUDGET_GB if set); implies --backend metal",
+    )
+    fit.add_argument(
+        "--backend",
+        choices=("metal", "cuda", "cpu"),
+        help="MLX backend to plan for (default: this machine's, or metal with a budget)",
+    )
     fit.add_argument("--json", action="store_true", help="print JSON")
     fit.set_defaults(run=run_fit)
 
@@ -64,7 +91,10 @@ def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, object]]:
             if config is None:
                 raise CommandError(str(exc)) from None
             return [(args.model, plan_from_config(config, args.model, kv_bits, backend))]
-        return [(args.model, plan_model(path, kv_bits, backend))]
+        from models.measured_peaks import load_corrections
+
+        # What this machine measured for the model corrects the plan (models.measured_peaks).
+        return [(args.model, load_corrections().apply(plan_model(path, kv_bits, backend), path, backend))]
     except PlanError as exc:
         raise CommandError(str(exc)) from None
 
@@ -90,6 +120,7 @@ def _figures(label: str, plan, context: int, budget, step: int | None) -> dict:
         "budget_source": budget.source,
         "app_bytes": budget.app_bytes,
         "backend": plan.profile.name,
+        "measured_correction": max(1.0, plan.peak_scale),
         "verdict": report.verdict,
         "summary": report.summary,
     }
@@ -101,15 +132,34 @@ def _print_text(f: dict) -> None:
     beyond, within = f["kv_bytes_per_token"] / 1e3, f["kv_bytes_per_token_within_chunk"] / 1e3
     rows = [
         ("weights", f"{_gb(f['weights_bytes'])} ({source})"),
-        ("KV cache per token", f"{beyond:.1f} KB beyond the {f['attention_chunk']:,}-token chunk, "
-                               f"{within:.1f} KB within it; {kv}"),
-        (f"peak at {f['context']:,} tokens",
-         f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})"),
-        ("largest context", f"{f['max_context']:,} tokens, prefill chunk {f['max_context_prefill_step']} "
-                            f"(model maximum {f['model_max_context']:,})"),
-        ("budget", f"{_gb(f['budget_bytes'])} ({f['budget_source']}, minus {_gb(f['app_bytes'])} used by "
-                   f"the app; {f['backend']} backend)"),
+        (
+            "KV cache per token",
+            f"{beyond:.1f} KB beyond the {f['attention_chunk']:,}-token chunk, "
+            f"{within:.1f} KB within it; {kv}",
+        ),
+        (
+            f"peak at {f['context']:,} tokens",
+            f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})",
+        ),
+        (
+            "largest context",
+            f"{f['max_context']:,} tokens, prefill chunk {f['max_context_prefill_step']} "
+            f"(model maximum {f['model_max_context']:,})",
+        ),
+        (
+            "budget",
+            f"{_gb(f['budget_bytes'])} ({f['budget_source']}"
+            + (f", minus {_gb(f['app_bytes'])} used by the app" if f["app_bytes"] else "")
+            + f"; {f['backend']} backend)",
+        ),
     ]
+    if f["measured_correction"] > 1:
+        rows.append(
+            (
+                "measured here",
+                f"peaks up to {f['measured_correction']:.2f}x the plan; the figures above include that",
+            )
+        )
     width = max(len(label) for label, _ in rows) + 2
     print(f["model"])
     for label, value in rows:
@@ -118,18 +168,20 @@ def _print_text(f: dict) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from models.memory_budget import MemoryBudget, detect_backend, detect_budget
+    from models.memory_budget import budget_override, detect_backend, detect_budget
 
     if args.context < 1:
         raise CommandError("--context must be at least 1.", 2)
     if args.prefill_step is not None and args.prefill_step < 1:
         raise CommandError("--prefill-step must be at least 1.", 2)
-    if args.budget_gb is not None and args.budget_gb <= 0:
-        raise CommandError("--budget-gb must be positive.", 2)
-    backend = args.backend or detect_backend()
-    if args.budget_gb is not None:
-        budget = MemoryBudget(int(args.budget_gb * 1e9), int(args.budget_gb * 1e9), 0, backend, "--budget-gb")
+    try:
+        budget = budget_override(args.budget_gb, args.backend or "metal")
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
+    if budget is not None:
+        backend = budget.backend
     else:
+        backend = args.backend or detect_backend()
         budget = detect_budget(backend=backend)
     plans = _plans(args, backend)
     if not plans:

@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
         self.library.changed.connect(self._update_welcome)
         self.library.set_fit_parameters(self.defaults.context_length, self.defaults.kv_bits)
         self.memory_plan = None  # models.memory_planner.MemoryPlan of the loaded model (unquantized KV)
+        self._turn_memory = None  # (model path, plan, image tiles, prefill step) of the running turn
         self._manager_dialog: ModelManagerDialog | None = None
         store, store_problem = self._open_store(data_folder)
         self.conversations = ConversationController(store, self)
@@ -399,13 +400,16 @@ class MainWindow(QMainWindow):
         from models.memory_budget import detect_budget
         from models.memory_planner import plan_model
 
-        override = self.library.budget_override
+        override, corrections = self.library.budget_override, self.library.peak_corrections
         context, kv_bits = self.library.context, self.library.kv_bits
         name = Path(path).name
 
         def work():
             budget = override or detect_budget()
-            return plan_model(path, kv_bits=kv_bits, backend=budget.backend).fit(context, budget.budget_bytes)
+            plan = plan_model(path, kv_bits=kv_bits, backend=budget.backend)
+            if corrections is not None:
+                plan = corrections.apply(plan, path, budget.backend)
+            return plan.fit(context, budget.budget_bytes)
 
         def done(report) -> None:
             if report.verdict != "wont_fit":
@@ -494,6 +498,8 @@ class MainWindow(QMainWindow):
         if plan is None or budget is None:
             return settings, None
         plan = replace_settings(plan, kv_bits=settings.kv_bits)
+        if self.library.peak_corrections is not None:
+            plan = self.library.peak_corrections.apply(plan, self.model_path, plan.profile.name)
         so_far = self._tokens_in_conversation()
         # Llama 4's real tiling (336-px tiles, up to 16 + 1): the tiny test models are smaller.
         tiles = sum(plan_tiles(*image.size, ProcessorConfig()).tiles for image in images)
@@ -502,6 +508,7 @@ class MainWindow(QMainWindow):
         check = conversation_budget_check(plan, so_far, turn, budget.budget_bytes, step, image_tiles=tiles)
         if not check.ok:
             return settings, check.message
+        self._turn_memory = (self.model_path, plan, tiles, step)  # for _record_measured_peak
         return replace_settings(settings, prefill_step_size=step), None
 
     def _tokens_in_conversation(self) -> int:
@@ -943,6 +950,7 @@ class MainWindow(QMainWindow):
                 f"TTFT {step.ttft_s:.2f} s · {step.generation_tps:.1f} tok/s · "
                 f"peak {format_gigabytes(step.peak_memory_gb)}"
             )
+            self._record_measured_peak(step)
         self._sent_draft = None
         self._before = None
         self._job = None
@@ -954,11 +962,30 @@ class MainWindow(QMainWindow):
                 action()
             self.answer_finished.emit(step)
 
+    def _record_measured_peak(self, step) -> None:
+        """Teach the planner this answer's measured peak, off the UI thread (``models.measured_peaks``)."""
+        from models.measured_peaks import record_turn
+        from models.memory_budget import detect_backend
+
+        memory, self._turn_memory = self._turn_memory, None
+        if memory is None or memory[0] is None or memory[0] != self.model_path or not step.peak_memory_gb:
+            return
+        path, plan, tiles, prefill_step = memory
+
+        def work():
+            return record_turn(path, detect_backend(), plan, step.peak_memory_gb * 1e9, step.cached_tokens,
+                               step.prompt_tokens, step.generation_tokens, prefill_step, tiles)
+
+        run_in_background(work, self.library.set_peak_corrections, lambda _message: None)
+
     def _memory_hint_source(self):
         """(model name, plan, budget bytes) for the settings dialog's context hint, or None."""
         if self.memory_plan is None or self.library.budget is None:
             return None
-        return self.model_name, self.memory_plan, self.library.budget.budget_bytes
+        plan, corrections = self.memory_plan, self.library.peak_corrections
+        if corrections is not None:  # what this machine measured for the model
+            plan = corrections.apply(plan, self.model_path, plan.profile.name)
+        return self.model_name, plan, self.library.budget.budget_bytes
 
     # Settings ----------------------------------------------------------------------------------
     def set_defaults(self, defaults: ChatDefaults) -> None:

@@ -143,6 +143,7 @@ class ModelLibrary(QObject):
         self.budget = None  # models.memory_budget.MemoryBudget, once surveyed
         self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
         self.reports: dict[str, object] = {}  # listing key -> FitReport at context/kv_bits
+        self.peak_corrections = None  # models.measured_peaks.PeakCorrections, once read
         self.context = 32768
         self.kv_bits: int | None = None
         self._thread = QThread()
@@ -170,6 +171,15 @@ class ModelLibrary(QObject):
                 self._on_list_failed(message)
 
         run_in_background(lambda: _survey(self.budget_override), listed, failed)
+        from models.measured_peaks import load_corrections
+
+        run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None)
+
+    def set_peak_corrections(self, corrections) -> None:
+        """What measured peaks taught about each model (``models.measured_peaks``); arithmetic only."""
+        self.peak_corrections = corrections
+        self._recompute_fits()
+        self.changed.emit()
 
     def _on_listed(self, result) -> None:
         listings, budget, plans = result
@@ -193,7 +203,13 @@ class ModelLibrary(QObject):
         from dataclasses import replace
 
         plan = self.plans.get(key)
-        return None if plan is None else replace(plan, kv_bits=self.kv_bits)
+        if plan is None:
+            return None
+        plan = replace(plan, kv_bits=self.kv_bits)
+        listing = self.listing(key)
+        if self.peak_corrections is not None and listing is not None and listing.path is not None:
+            plan = self.peak_corrections.apply(plan, listing.path, plan.profile.name)
+        return plan
 
     def _recompute_fits(self) -> None:
         self.reports = {}

@@ -6,7 +6,9 @@ On macOS (Apple silicon, unified memory) the GPU may wire only part of RAM: the
 above). On Linux it is the RAM this process can have (what is available plus what it already
 holds), or the GPU's memory under MLX's CUDA backend. From that limit the app's own memory
 (Python, Qt, tokenizers: the resident size minus MLX's buffers, which the plan counts) is
-subtracted. Nothing here loads a model; MLX is consulted only if it is already imported or
+subtracted. ``LLAMA_DESK_MEMORY_BUDGET_GB`` (or ``models fit --budget-gb``) replaces all of
+that with a given budget, to ask what fits another machine (``budget_override``). Nothing here
+loads a model; MLX is consulted only if it is already imported or
 asked for.
 """
 
@@ -19,6 +21,7 @@ import sys
 from dataclasses import dataclass
 
 GIB = 1 << 30
+BUDGET_ENV = "LLAMA_DESK_MEMORY_BUDGET_GB"  # plan against this many GB instead of this machine's
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,12 @@ def mac_budget(ram_gib: int, app_bytes: int = 1_000_000_000, wired_limit_mb: int
     """The budget of a Mac with ``ram_gib`` GiB of RAM (for tables and tests)."""
     total = ram_gib * GIB
     if wired_limit_mb > 0:
-        return MemoryBudget(total, wired_limit_mb << 20, app_bytes, "metal",
-                            f"iogpu.wired_limit_mb = {wired_limit_mb}")
-    return MemoryBudget(total, macos_default_wired_limit(total), app_bytes, "metal",
-                        "macOS default GPU share of RAM")
+        return MemoryBudget(
+            total, wired_limit_mb << 20, app_bytes, "metal", f"iogpu.wired_limit_mb = {wired_limit_mb}"
+        )
+    return MemoryBudget(
+        total, macos_default_wired_limit(total), app_bytes, "metal", "macOS default GPU share of RAM"
+    )
 
 
 def _sysctl(name: str) -> int | None:
@@ -84,8 +89,9 @@ def resident_bytes() -> int:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        out = subprocess.run(["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True, text=True, timeout=5
+        )
         return int(out.stdout.strip()) * 1024
     except (OSError, subprocess.SubprocessError, ValueError):
         return 0
@@ -141,8 +147,9 @@ def detect_budget(app_bytes: int | None = None, backend: str | None = None) -> M
         recommended = _device_info().get("max_recommended_working_set_size") if backend == "metal" else None
         if recommended:
             return MemoryBudget(total, int(recommended), app, backend, "Metal's recommended working set")
-        return MemoryBudget(total, macos_default_wired_limit(total), app, backend,
-                            "macOS default GPU share of RAM")
+        return MemoryBudget(
+            total, macos_default_wired_limit(total), app, backend, "macOS default GPU share of RAM"
+        )
     info = _meminfo()
     total = info.get("MemTotal", 0)
     if backend == "cuda":
@@ -155,3 +162,25 @@ def detect_budget(app_bytes: int | None = None, backend: str | None = None) -> M
         limit = min(total, available + resident_bytes())
         return MemoryBudget(total, limit, app, backend, "RAM available to this process")
     return MemoryBudget(total, total, app, backend, "RAM")
+
+
+def budget_override(
+    gigabytes: float | str | None = None, backend: str = "metal", source: str | None = None
+) -> MemoryBudget | None:
+    """A budget of ``gigabytes`` GB (10^9 bytes) for planning another machine, with nothing
+    taken off for the app; without ``gigabytes``, ``$LLAMA_DESK_MEMORY_BUDGET_GB`` if set, else
+    None (use this machine's). Raises ValueError, naming its source, for a value that is not a
+    positive number."""
+    if gigabytes is None or gigabytes == "":
+        gigabytes, source = os.environ.get(BUDGET_ENV) or None, BUDGET_ENV
+        if gigabytes is None:
+            return None
+    source = source or "--budget-gb"
+    try:
+        value = float(gigabytes)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{source} must be a positive number of GB, not {gigabytes!r}.")
+    limit = int(value * 1e9)
+    return MemoryBudget(limit, limit, 0, backend, source)

@@ -59,15 +59,35 @@ global layers' attention is fused. In the Scout-shaped reference (CUDA), going f
 going from a 512- to a 2,048-token chunk at 8,192 tokens raised it by 8 GB.
 
 What cannot be read from the code is how many buffers the backend's scheduler keeps alive:
-``layers_in_flight`` and ``score_copies``. These are the only measured numbers, per backend:
+``layers_in_flight`` and ``score_copies``. These are measured numbers, per backend:
 ``CPU_PROFILE`` from ``bench/bench_memory.py`` on synthesized checkpoints (1.15 layers'
 intermediates in bf16, 0.65 of a layer's in float32; one score array), ``GPU_PROFILE`` from
-the Scout-shaped reference measured with MLX 0.32.4's CUDA backend (14.7 layers in flight;
-8.4 score-sized arrays, i.e. about three layers' unfused attention); the test suite holds the
-planner to that reference (tests/unit/test_memory_planner.py). Metal uses the GPU profile
-until it is measured: it too releases buffers when a command buffer completes, and if its
-masked attention is fused the profile errs on the safe side. There is no blanket reserve:
-every byte of a prediction belongs to one of the terms above.
+the Scout-shaped reference measured with MLX 0.32.4's CUDA backend on an 80 GB GPU (14.7 layers
+in flight; 8.4 score-sized arrays, i.e. about three layers' unfused attention).
+
+**Safety term (GPU).** Those two constants were fitted to the reference table for accuracy,
+which left the plan on both sides of it: up to 5.6 % short at 256- and 512-token chunks, 3-5.5 %
+over at 2,048-token chunks. Out of sample (MLX 0.32.4 CUDA on an H200, the same Scout shape
+with its vision tower's weights loaded, 8K to 96K tokens) it was again 3-5.5 % short at
+512-token chunks. A plan that is short ends in an out-of-memory error near the edge of the
+budget, so the GPU profile adds what the op-by-op count misses, shaped like the shortfall: 1.35
+GB at 2,048 tokens of context, 3.3-4.1 GB from 8K to 32K tokens (2.4 GB at 96K, where the
+cache-growth term below already counts more), i.e. it grew with the chunked layers' attention
+span (``min(cached, chunk) + L``) and stopped there. That is what extra copies of the chunked
+layers' caches at that span do: mlx-vlm's ``ChunkedKVCache.update_and_fetch`` grows a cache by
+concatenating a zero block into a new buffer and then writes the chunk into it. So the profile
+counts ``chunked_cache_copies`` = 3 such copies, plus a fixed 1.1 GB: the smallest such terms
+that put every measured point, old and new (13 in all), at 1.01 x or more of its measurement
+(1 % for run-to-run variation); the worst over-estimate is 1.11 x, at 2,048-token chunks. The
+suite holds the planner to all 13 (tests/unit/test_memory_planner.py). Beyond 98,304 tokens
+nothing was measured: larger contexts are extrapolated. There the plan's cache-growth term
+(3. above) grows with the whole cache while the measured working memory did not grow from 32K
+to 96K tokens, so the extrapolation should err on the safe side, but it is not a measurement.
+
+Metal uses the GPU profile until it is measured: it too releases buffers when a command
+buffer completes, and if its masked attention is fused the profile errs on the safe side. On
+a Mac, each answer's measured peak corrects the plan (``models.measured_peaks``): the plan is
+scaled by the worst measured/planned ratio seen for that model, KV precision and backend.
 
 One consequence worth knowing: with a quantized KV cache the global layers' attention is no
 longer fused, so its scores grow with the whole context. A quantized cache saves memory while
@@ -87,7 +107,8 @@ Public API (no Qt, no MLX):
   ``generate_step`` schedule), ``peak_bytes(context, step)`` (a conversation reaching
   ``context``, worst chunk alignment), ``max_context(budget, step=None)``,
   ``vision_bytes_per_tile()``, ``image_peak_bytes(tiles, cached)``, ``fit(context, budget)``
-  -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``).
+  -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``);
+  ``peak_scale``, the correction learned from measured peaks (``models.measured_peaks``).
 - ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
   tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
 - Budgets come from ``models.memory_budget.detect_budget()``.
@@ -246,8 +267,23 @@ class WeightBytes:
     activation_bytes: int = 2  # bytes per element of activations (the scales' or weights' dtype)
 
 
-_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "U32": 4, "I32": 4, "U8": 1, "I8": 1,
-                "U16": 2, "I16": 2, "I64": 8, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+_DTYPE_BYTES = {
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F64": 8,
+    "U32": 4,
+    "I32": 4,
+    "U8": 1,
+    "I8": 1,
+    "U16": 2,
+    "I16": 2,
+    "I64": 8,
+    "U64": 8,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
 def read_safetensors_header(path: Path) -> dict:
@@ -307,8 +343,9 @@ def estimate_weights(layout: ModelLayout) -> WeightBytes:
         language += 2 * 2 * s.hidden  # the two RMSNorms
         if s.is_moe(i):
             language += lin(s.experts, s.hidden)  # router
-            language += s.experts * (2 * lin(s.expert_intermediate, s.hidden)
-                                     + lin(s.hidden, s.expert_intermediate))
+            language += s.experts * (
+                2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
+            )
             language += 2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
         else:
             language += 2 * lin(s.dense_intermediate, s.hidden) + lin(s.hidden, s.dense_intermediate)
@@ -341,14 +378,32 @@ class BackendProfile:
     fused_masked: bool  # chunked layers (boolean mask array) never materialise scores
     fixed_bytes: int = 0  # a working set that does not scale with the chunk or the context
     float32_layers_in_flight: float | None = None  # with float32 activations, if different
+    chunked_cache_copies: float = 0.0  # extra copies of the chunked layers' caches (safety term)
 
 
-CPU_PROFILE = BackendProfile("cpu", layers_in_flight=1.15, score_copies=1.0, fused_causal=False,
-                             fused_masked=False, float32_layers_in_flight=0.65)
-GPU_PROFILE = BackendProfile("gpu", layers_in_flight=14.7, score_copies=8.4, fused_causal=True,
-                             fused_masked=False)
-PROFILES = {"cpu": CPU_PROFILE, "cuda": replace(GPU_PROFILE, name="cuda"),
-            "metal": replace(GPU_PROFILE, name="metal"), "gpu": GPU_PROFILE}
+CPU_PROFILE = BackendProfile(
+    "cpu",
+    layers_in_flight=1.15,
+    score_copies=1.0,
+    fused_causal=False,
+    fused_masked=False,
+    float32_layers_in_flight=0.65,
+)
+GPU_PROFILE = BackendProfile(
+    "gpu",
+    layers_in_flight=14.7,
+    score_copies=8.4,
+    fused_causal=True,
+    fused_masked=False,
+    chunked_cache_copies=3.0,
+    fixed_bytes=1_100_000_000,
+)
+PROFILES = {
+    "cpu": CPU_PROFILE,
+    "cuda": replace(GPU_PROFILE, name="cuda"),
+    "metal": replace(GPU_PROFILE, name="metal"),
+    "gpu": GPU_PROFILE,
+}
 
 
 # -- the plan --------------------------------------------------------------------------------------------
@@ -437,6 +492,7 @@ class MemoryPlan:
     kv_group: int = 64
     profile: BackendProfile = GPU_PROFILE
     activation_bytes: int = 2
+    peak_scale: float = 1.0  # measured/planned correction learned on this machine (>= 1)
 
     # -- KV cache ---------------------------------------------------------------------------------
 
@@ -520,14 +576,29 @@ class MemoryPlan:
             largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
         regrow = min(1.0, self._layers_in_flight / s.layers) * before + largest_layer
         logits = 3 * s.vocab * 4  # the last token's float32 logits, log-probabilities, sample
-        return int(act + scores + mask + regrow + logits + p.fixed_bytes)
+        # The safety term (see the module docstring): copies of the chunked layers' caches at
+        # the chunk's attention span, which is how the measured shortfall grew with the context.
+        chunked_copies = (
+            p.chunked_cache_copies
+            * s.chunked_layers
+            * 2
+            * s.kv_dim
+            * self.activation_bytes
+            * _round_up(k_chunked)
+        )
+        return int(act + scores + mask + regrow + logits + chunked_copies + p.fixed_bytes)
 
     def _step_peak(self, step: int, end: int) -> int:
         """Peak of a prefill chunk of ``step`` tokens ending at position ``end``."""
         L = max(1, min(step, end))
         cached = end - L
-        return int(self.weights.total + self.kv_cache_bytes(end, adding=L)
-                   + self.prefill_transient_bytes(L, cached))
+        return self._scaled(
+            self.weights.total + self.kv_cache_bytes(end, adding=L) + self.prefill_transient_bytes(L, cached)
+        )
+
+    def _scaled(self, peak: float) -> int:
+        """A planned peak times the correction learned from measured peaks (never below 1)."""
+        return int(peak * max(1.0, self.peak_scale))
 
     def prefill_peak_bytes(self, prompt_tokens: int, prefill_step: int = 512) -> int:
         """Peak of prefilling a ``prompt_tokens`` prompt into an empty cache, chunk by chunk as
@@ -555,9 +626,10 @@ class MemoryPlan:
         do not start at multiples of the step); decoding afterwards needs less.
         """
         context = max(1, int(context))
-        decode = (self.weights.total + self.kv_cache_bytes(context)
-                  + self.prefill_transient_bytes(1, context - 1))
-        return max(self._step_peak(prefill_step, context), int(decode))
+        decode = self._scaled(
+            self.weights.total + self.kv_cache_bytes(context) + self.prefill_transient_bytes(1, context - 1)
+        )
+        return max(self._step_peak(prefill_step, context), decode)
 
     def transient_bytes(self, context: int, prefill_step: int = 512) -> int:
         return self.peak_bytes(context, prefill_step) - self.weights.total - self.kv_cache_bytes(context)
@@ -601,7 +673,7 @@ class MemoryPlan:
     def image_peak_bytes(self, tiles: int, cached_tokens: int = 0) -> int:
         """Peak while encoding an image of ``tiles`` tiles with ``cached_tokens`` in the KV cache."""
         vision = tiles * self.vision_bytes_per_tile()
-        return int(self.weights.total + self.kv_cache_bytes(cached_tokens) + vision)
+        return self._scaled(self.weights.total + self.kv_cache_bytes(cached_tokens) + vision)
 
     # -- verdicts -------------------------------------------------------------------------------------
 
@@ -627,17 +699,32 @@ class MemoryPlan:
             tail = f"the weights alone ({_gb(self.weights.total)}) exceed the {_gb(budget_bytes)} budget"
         else:
             tail = f"up to {_tokens(best)} tokens fit (prefilling {best_step} at a time)"
-        summary = (f"{head}: {_gb(self.weights.total)} weights + {_gb(kv)} {precision} KV cache "
-                   f"+ {_gb(peak - self.weights.total - kv)} working memory = {_gb(peak)} of "
-                   f"{_gb(budget_bytes)} at {_tokens(context)} tokens; {tail}.")
+        summary = (
+            f"{head}: {_gb(self.weights.total)} weights + {_gb(kv)} {precision} KV cache "
+            f"+ {_gb(peak - self.weights.total - kv)} working memory = {_gb(peak)} of "
+            f"{_gb(budget_bytes)} at {_tokens(context)} tokens; {tail}."
+        )
         kv_bits = self.kv_bits if self.kv_bits and self.kv_bits < 16 else None
-        return FitReport(verdict, context, self.weights.total, kv, self.kv_bytes_per_token,
-                         peak - self.weights.total - kv, peak, int(budget_bytes), best, best_step,
-                         prefill_step, kv_bits, summary)
+        return FitReport(
+            verdict,
+            context,
+            self.weights.total,
+            kv,
+            self.kv_bytes_per_token,
+            peak - self.weights.total - kv,
+            peak,
+            int(budget_bytes),
+            best,
+            best_step,
+            prefill_step,
+            kv_bits,
+            summary,
+        )
 
 
-def choose_prefill_step(plan: MemoryPlan, context: int, budget_bytes: int,
-                        candidates: tuple[int, ...] = PREFILL_STEPS) -> int | None:
+def choose_prefill_step(
+    plan: MemoryPlan, context: int, budget_bytes: int, candidates: tuple[int, ...] = PREFILL_STEPS
+) -> int | None:
     """The largest prefill chunk that keeps the peak at ``context`` tokens in budget; None if none does.
 
     Larger chunks prefill faster, but the transient grows with the chunk (and, through the
@@ -653,9 +740,14 @@ def choose_prefill_step(plan: MemoryPlan, context: int, budget_bytes: int,
     return None
 
 
-def conversation_budget_check(plan: MemoryPlan, tokens_so_far: int, next_turn_tokens: int,
-                              budget_bytes: int, prefill_step: int = 512,
-                              image_tiles: int = 0) -> TurnCheck:
+def conversation_budget_check(
+    plan: MemoryPlan,
+    tokens_so_far: int,
+    next_turn_tokens: int,
+    budget_bytes: int,
+    prefill_step: int = 512,
+    image_tiles: int = 0,
+) -> TurnCheck:
     """Before a turn: will prefilling ``next_turn_tokens`` more (prompt plus answer) stay in budget?
 
     ``tokens_so_far`` is what the KV cache already holds; ``image_tiles`` the tiles of the
@@ -663,10 +755,13 @@ def conversation_budget_check(plan: MemoryPlan, tokens_so_far: int, next_turn_to
     """
     total = max(1, tokens_so_far + next_turn_tokens)
     step = max(1, min(prefill_step, next_turn_tokens or 1))
-    peak = max(plan._step_peak(step, total),
-               plan.image_peak_bytes(image_tiles, tokens_so_far) if image_tiles else 0,
-               int(plan.weights.total + plan.kv_cache_bytes(total)
-                   + plan.prefill_transient_bytes(1, total - 1)))
+    peak = max(
+        plan._step_peak(step, total),
+        plan.image_peak_bytes(image_tiles, tokens_so_far) if image_tiles else 0,
+        plan._scaled(
+            plan.weights.total + plan.kv_cache_bytes(total) + plan.prefill_transient_bytes(1, total - 1)
+        ),
+    )
     limit = plan.max_context(budget_bytes)
     verdict = _verdict(peak, budget_bytes)
     if total > plan.layout.max_context:
@@ -674,13 +769,20 @@ def conversation_budget_check(plan: MemoryPlan, tokens_so_far: int, next_turn_to
     left = max(0, limit - total)
     if verdict == "wont_fit":
         smaller = choose_prefill_step(plan, total, budget_bytes)
-        hint = (f" A prefill step of {smaller} would fit." if smaller and smaller < prefill_step
-                else " Start a new conversation or use a smaller KV precision.")
-        message = (f"This turn would take the conversation to {_tokens(total)} tokens and "
-                   f"{_gb(peak)}, over the {_gb(budget_bytes)} budget.{hint}")
+        hint = (
+            f" A prefill step of {smaller} would fit."
+            if smaller and smaller < prefill_step
+            else " Start a new conversation or use a smaller KV precision."
+        )
+        message = (
+            f"This turn would take the conversation to {_tokens(total)} tokens and "
+            f"{_gb(peak)}, over the {_gb(budget_bytes)} budget.{hint}"
+        )
     elif verdict == "tight":
-        message = (f"Memory is tight: {_gb(peak)} of {_gb(budget_bytes)}; about {_tokens(left)} "
-                   "tokens left in this conversation.")
+        message = (
+            f"Memory is tight: {_gb(peak)} of {_gb(budget_bytes)}; about {_tokens(left)} "
+            "tokens left in this conversation."
+        )
     else:
         message = f"About {_tokens(left)} tokens left in this conversation ({_gb(peak)} at the next turn)."
     return TurnCheck(verdict, peak, int(budget_bytes), total, left, prefill_step, message)
@@ -689,9 +791,14 @@ def conversation_budget_check(plan: MemoryPlan, tokens_so_far: int, next_turn_to
 # -- building plans -------------------------------------------------------------------------------------
 
 
-def plan_from_config(config: dict, name: str = "model", kv_bits: int | None = None,
-                     backend: str = "metal", weights: WeightBytes | None = None,
-                     kv_group: int = 64) -> MemoryPlan:
+def plan_from_config(
+    config: dict,
+    name: str = "model",
+    kv_bits: int | None = None,
+    backend: str = "metal",
+    weights: WeightBytes | None = None,
+    kv_group: int = 64,
+) -> MemoryPlan:
     """A plan from a config dict alone (weights estimated unless given)."""
     if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8, 16):  # what mx.quantize supports
         raise PlanError(f"KV cache bits must be 16, 8 or 4, not {kv_bits}.")
@@ -704,11 +811,17 @@ def plan_from_config(config: dict, name: str = "model", kv_bits: int | None = No
     if layout.quant_bits is None and backend == "cpu" and activation < 4:
         # The engine runs unquantized checkpoints in float32 on the CPU (no bf16 gather_mm there).
         scale = 4 // activation
-        weights = replace(weights, total=weights.total * scale, language=weights.language * scale,
-                          vision=weights.vision * scale, activation_bytes=4)
+        weights = replace(
+            weights,
+            total=weights.total * scale,
+            language=weights.language * scale,
+            vision=weights.vision * scale,
+            activation_bytes=4,
+        )
         activation = 4
-    return MemoryPlan(layout, weights, None if kv_bits in (None, 16) else kv_bits, kv_group, profile,
-                      activation)
+    return MemoryPlan(
+        layout, weights, None if kv_bits in (None, 16) else kv_bits, kv_group, profile, activation
+    )
 
 
 def read_layout(path: str | Path) -> tuple[dict, WeightBytes | None]:
@@ -740,24 +853,48 @@ def plan_model(path: str | Path, kv_bits: int | None = None, backend: str = "met
 # -- the catalog's configs ------------------------------------------------------------------------------
 
 
-def _llama4_config(layers: int, experts: int, moe_step: int, max_context: int, bits: int | None,
-                   group_size: int = 64) -> dict:
+def _llama4_config(
+    layers: int, experts: int, moe_step: int, max_context: int, bits: int | None, group_size: int = 64
+) -> dict:
     text = {
-        "model_type": "llama4_text", "hidden_size": 5120, "intermediate_size": 8192,
-        "intermediate_size_mlp": 16384, "num_hidden_layers": layers, "num_attention_heads": 40,
-        "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": experts,
-        "num_experts_per_tok": 1, "interleave_moe_layer_step": moe_step, "attention_chunk_size": 8192,
-        "vocab_size": 202048, "max_position_embeddings": max_context, "use_qk_norm": True,
-        "rope_theta": 500000.0, "torch_dtype": "bfloat16",
+        "model_type": "llama4_text",
+        "hidden_size": 5120,
+        "intermediate_size": 8192,
+        "intermediate_size_mlp": 16384,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "num_local_experts": experts,
+        "num_experts_per_tok": 1,
+        "interleave_moe_layer_step": moe_step,
+        "attention_chunk_size": 8192,
+        "vocab_size": 202048,
+        "max_position_embeddings": max_context,
+        "use_qk_norm": True,
+        "rope_theta": 500000.0,
+        "torch_dtype": "bfloat16",
     }
     vision = {
-        "model_type": "llama4_vision_model", "hidden_size": 1408, "intermediate_size": 5632,
-        "num_hidden_layers": 34, "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
-        "projector_input_dim": 4096, "projector_output_dim": 4096, "vision_output_dim": 4096,
+        "model_type": "llama4_vision_model",
+        "hidden_size": 1408,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 34,
+        "num_attention_heads": 16,
+        "image_size": 336,
+        "patch_size": 14,
+        "projector_input_dim": 4096,
+        "projector_output_dim": 4096,
+        "vision_output_dim": 4096,
         "pixel_shuffle_ratio": 0.5,
     }
-    config = {"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
-              "text_config": text, "vision_config": vision, "torch_dtype": "bfloat16"}
+    config = {
+        "model_type": "llama4",
+        "architectures": ["Llama4ForConditionalGeneration"],
+        "text_config": text,
+        "vision_config": vision,
+        "torch_dtype": "bfloat16",
+    }
     if bits:
         config["quantization"] = {"group_size": group_size, "bits": bits}
     return config
@@ -788,9 +925,28 @@ def catalog_config(repo_id: str) -> dict | None:
 
 
 __all__ = [
-    "GB", "BackendProfile", "CPU_PROFILE", "GPU_PROFILE", "PROFILES", "FitReport", "MemoryPlan",
-    "ModelLayout", "PlanError", "TurnCheck", "VisionLayout", "WeightBytes", "catalog_config",
-    "choose_prefill_step", "conversation_budget_check", "estimate_weights", "kv_element_bytes",
-    "layout_from_config", "maverick_config", "plan_from_config", "plan_model", "read_layout",
-    "scout_config", "weights_from_safetensors",
+    "GB",
+    "BackendProfile",
+    "CPU_PROFILE",
+    "GPU_PROFILE",
+    "PROFILES",
+    "FitReport",
+    "MemoryPlan",
+    "ModelLayout",
+    "PlanError",
+    "TurnCheck",
+    "VisionLayout",
+    "WeightBytes",
+    "catalog_config",
+    "choose_prefill_step",
+    "conversation_budget_check",
+    "estimate_weights",
+    "kv_element_bytes",
+    "layout_from_config",
+    "maverick_config",
+    "plan_from_config",
+    "plan_model",
+    "read_layout",
+    "scout_config",
+    "weights_from_safetensors",
 ]

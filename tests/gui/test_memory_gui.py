@@ -52,7 +52,8 @@ def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypa
     if anyway:
         with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
             window.use_model(library.runnable()[0])
-        assert requested == [str(checkpoints["4bit"])]
+        # The lambda runs in the worker's thread (the sender's), possibly after the load finished.
+        qtbot.waitUntil(lambda: requested == [str(checkpoints["4bit"])], timeout=10_000)
     else:
         window.use_model(library.runnable()[0])
         assert requested == [] and window.model_name is None

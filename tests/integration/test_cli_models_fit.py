@@ -29,8 +29,17 @@ def empty_hub_cache(tmp_path, monkeypatch):
 
 
 def test_json_for_a_checkpoint_folder(checkpoints, capsys):
-    code, out, err = cli(capsys, str(checkpoints["4bit"]), "--context", "4096", "--budget-gb", "2",
-                         "--backend", "cpu", "--json")
+    code, out, err = cli(
+        capsys,
+        str(checkpoints["4bit"]),
+        "--context",
+        "4096",
+        "--budget-gb",
+        "2",
+        "--backend",
+        "cpu",
+        "--json",
+    )
     assert code == 0, err
     figures = json.loads(out)
     assert KEYS <= figures.keys()
@@ -46,16 +55,26 @@ def test_json_for_a_checkpoint_folder(checkpoints, capsys):
 def test_kv_bits_shrink_the_cost_per_token(checkpoints, capsys):
     per_token = {}
     for bits in ("16", "8", "4"):
-        code, out, err = cli(capsys, str(checkpoints["bf16"]), "--kv-bits", bits, "--budget-gb", "4",
-                             "--backend", "metal", "--json")
+        code, out, err = cli(
+            capsys,
+            str(checkpoints["bf16"]),
+            "--kv-bits",
+            bits,
+            "--budget-gb",
+            "4",
+            "--backend",
+            "metal",
+            "--json",
+        )
         assert code == 0, err
         per_token[bits] = json.loads(out)["kv_bytes_per_token"]
     assert per_token["16"] > per_token["8"] > per_token["4"] > 0
 
 
 def test_text_output(checkpoints, capsys):
-    code, out, err = cli(capsys, str(checkpoints["4bit"]), "--context", "1000", "--budget-gb", "1",
-                         "--backend", "cpu")
+    code, out, err = cli(
+        capsys, str(checkpoints["4bit"]), "--context", "1000", "--budget-gb", "1", "--backend", "cpu"
+    )
     assert code == 0, err
     for label in ("weights", "KV cache per token", "peak at 1,000 tokens", "largest context", "budget"):
         assert label in out
@@ -72,8 +91,9 @@ def test_a_folder_with_only_a_config(checkpoints, tmp_path, capsys):
 
 
 def test_a_catalog_repo_that_is_not_downloaded(empty_hub_cache, capsys):
-    code, out, err = cli(capsys, SCOUT_4BIT, "--context", "131072", "--budget-gb", "102",
-                         "--backend", "metal", "--json")
+    code, out, err = cli(
+        capsys, SCOUT_4BIT, "--context", "131072", "--budget-gb", "102", "--backend", "metal", "--json"
+    )
     assert code == 0, err
     figures = json.loads(out)
     assert figures["weights_source"] == "estimated"
@@ -91,12 +111,15 @@ def test_every_catalog_variant_without_a_model(empty_hub_cache, capsys):
     assert maverick["verdict"] == "wont_fit" and maverick["max_context"] == 0
 
 
-@pytest.mark.parametrize("args, status, message", [
-    (["/no/such/folder"], 1, "does not exist"),
-    (["someone/Unknown-Model-4bit"], 1, "not downloaded"),
-    (["--context", "0"], 2, "--context"),
-    (["--budget-gb", "-1"], 2, "--budget-gb"),
-])
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["/no/such/folder"], 1, "does not exist"),
+        (["someone/Unknown-Model-4bit"], 1, "not downloaded"),
+        (["--context", "0"], 2, "--context"),
+        (["--budget-gb", "-1"], 2, "--budget-gb"),
+    ],
+)
 def test_errors_are_one_line(empty_hub_cache, capsys, args, status, message):
     code, out, err = cli(capsys, *args)
     assert code == status
@@ -108,3 +131,61 @@ def test_a_folder_that_is_not_llama4(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
     code, out, err = cli(capsys, str(tmp_path), "--budget-gb", "2")
     assert code == 1 and "not a Llama 4 model" in err
+
+
+def test_the_budget_variable_plans_for_another_machine(empty_hub_cache, capsys, monkeypatch):
+    # As in the window: LLAMA_DESK_MEMORY_BUDGET_GB plans every model against that many GB, for a Mac.
+    monkeypatch.setenv("LLAMA_DESK_MEMORY_BUDGET_GB", "102.1")
+    code, out, err = cli(capsys, SCOUT_4BIT, "--json")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert figures["budget_bytes"] == 102_100_000_000 and figures["app_bytes"] == 0
+    assert figures["budget_source"] == "LLAMA_DESK_MEMORY_BUDGET_GB" and figures["backend"] == "metal"
+    # --budget-gb wins over the variable; --backend still chooses the profile.
+    code, out, err = cli(capsys, SCOUT_4BIT, "--budget-gb", "80", "--backend", "cuda", "--json")
+    figures = json.loads(out)
+    assert figures["budget_bytes"] == 80_000_000_000 and figures["budget_source"] == "--budget-gb"
+    assert figures["backend"] == "cuda"
+    code, out, err = cli(capsys, "--json")  # every catalog variant, against the same budget
+    assert code == 0, err
+    assert {row["budget_bytes"] for row in json.loads(out)} == {102_100_000_000}
+    code, out, err = cli(capsys, SCOUT_4BIT)
+    assert "102.1 GB (LLAMA_DESK_MEMORY_BUDGET_GB; metal backend)" in out
+
+
+def test_budget_gb_alone_plans_for_a_mac(empty_hub_cache, capsys):
+    code, out, err = cli(capsys, SCOUT_4BIT, "--budget-gb", "102.1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backend"] == "metal"
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "nan"])
+def test_a_bad_budget_variable_is_one_line(empty_hub_cache, capsys, monkeypatch, value):
+    monkeypatch.setenv("LLAMA_DESK_MEMORY_BUDGET_GB", value)
+    code, out, err = cli(capsys, SCOUT_4BIT)
+    assert code == 2 and out == ""
+    assert err.startswith("llama-desk: LLAMA_DESK_MEMORY_BUDGET_GB must be a positive number")
+    assert err.count("\n") == 1
+
+
+def test_what_this_mac_measured_corrects_the_plan(checkpoints, capsys):
+    from models.measured_peaks import PeakCorrections, model_identity
+    from models.user_data import write_json
+
+    path = str(checkpoints["4bit"])
+    args = (path, "--context", "2048", "--budget-gb", "4", "--json")
+    code, out, err = cli(capsys, *args)
+    plain = json.loads(out)
+    assert plain["measured_correction"] == 1.0
+    write_json("measured_peaks.json", {"version": 1, "ratios": {f"metal|16|{model_identity(path)}": 1.5}})
+    assert PeakCorrections({f"metal|16|{model_identity(path)}": 1.5}).ratio(path, None, "metal") == 1.5
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    corrected = json.loads(out)
+    assert corrected["measured_correction"] == 1.5
+    assert corrected["peak_bytes"] == pytest.approx(1.5 * plain["peak_bytes"], rel=1e-6)
+    code, out, err = cli(capsys, *args[:-1])
+    assert "measured here" in out and "1.50x the plan" in out
+    # Learned on Metal, it does not apply to another backend.
+    code, out, err = cli(capsys, *args, "--backend", "cpu")
+    assert json.loads(out)["measured_correction"] == 1.0

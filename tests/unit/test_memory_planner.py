@@ -4,6 +4,14 @@ The reference figures were measured for a Llama-4-Scout-shaped language model (4
 hidden 5120, 40/8 heads of 128, 16 experts plus a shared expert, intermediate 8192, vocab
 202,048, chunk 8192; random weights, 4-bit, group size 64) with MLX 0.32.4's CUDA backend on an
 80 GB GPU, prefilling with mlx-lm's generate_step. The reference model had no vision tower.
+
+The H200 points (issue 8, part 4) were measured out of sample with the same MLX on an H200,
+each a fresh ``mx.get_peak_memory``. The issue gives planned / measured ratios of the planner
+as it was then; the measured peaks below are that planner's figure divided by the ratio. Its
+96K figure (76.3 GB planned, 78.7 measured) is reproduced only with the whole Scout 4-bit
+config, vision tower weights included (62.37 GB, not 60.62) and 96K = 98,304 tokens: so these
+points are planned from ``scout_config(4)`` as is. (The 8K and 16K points then agree with the
+reference table's to 0.05 GB once the 1.74 GB of vision weights are added, as they should.)
 """
 
 import json
@@ -37,6 +45,18 @@ REFERENCE = [
     (16384, 512, 2.06, 73.0),
     (24576, 512, 2.47, 73.5),
 ]
+
+
+# prompt tokens, prefill chunk, measured peak GB; the full Scout 4-bit config on an H200
+H200 = [
+    (8192, 512, 69.81 / 0.951),
+    (16384, 512, 70.67 / 0.945),
+    (32768, 512, 71.79 / 0.947),
+    (98304, 512, 78.7),  # 76.3 GB planned then
+    (2048, 2048, 75.70 / 1.033),
+    (8192, 2048, 85.76 / 1.053),
+]
+MEASURED = [("reference", t, s, peak) for t, s, _kv, peak in REFERENCE] + [("h200", *p) for p in H200]
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +93,43 @@ def test_reference_kv_cache(scout_cuda, tokens, step, kv_gb, peak_gb):
     assert scout_cuda.kv_cache_bytes(tokens + 1) / GB == pytest.approx(kv_gb, rel=0.03)
 
 
-@pytest.mark.parametrize("tokens, step, kv_gb, peak_gb", REFERENCE)
-def test_reference_peaks(scout_cuda, tokens, step, kv_gb, peak_gb):
-    assert scout_cuda.prefill_peak_bytes(tokens, step) / GB == pytest.approx(peak_gb, rel=0.15)
-    # The conversation-level figure is never below the exact prefill's.
-    assert scout_cuda.peak_bytes(tokens, step) >= scout_cuda.prefill_peak_bytes(tokens, step) * 0.99
+@pytest.fixture(scope="module")
+def scout_cuda_with_vision():
+    return plan_from_config(scout_config(bits=4, group_size=64), "scout-4bit", backend="cuda")
+
+
+@pytest.mark.parametrize("model, tokens, step, peak_gb", MEASURED)
+def test_every_measured_peak_is_planned_at_or_above_it(
+    scout_cuda, scout_cuda_with_vision, model, tokens, step, peak_gb
+):
+    plan = scout_cuda if model == "reference" else scout_cuda_with_vision
+    planned = plan.prefill_peak_bytes(tokens, step) / GB
+    # Never optimistic (a 1 % margin for run-to-run variation), and not absurdly pessimistic.
+    assert 1.01 * peak_gb <= planned <= 1.15 * peak_gb
+    # The conversation-level figure (worst chunk alignment), which fit() uses, is never below it.
+    assert plan.peak_bytes(tokens, step) / GB >= 1.01 * peak_gb
+
+
+def test_h200_points_are_the_issues_plans(scout_cuda_with_vision):
+    # The safety term is what was added: without it, the plan is the one the issue measured.
+    from dataclasses import replace
+
+    old = replace(
+        scout_cuda_with_vision,
+        profile=replace(scout_cuda_with_vision.profile, fixed_bytes=0, chunked_cache_copies=0.0),
+    )
+    assert old.prefill_peak_bytes(98304, 512) / GB == pytest.approx(76.3, abs=0.05)
+    assert old.prefill_peak_bytes(98304, 512) / GB / 78.7 == pytest.approx(0.969, abs=0.001)
+
+
+def test_measured_corrections_scale_every_peak(scout_cuda):
+    from dataclasses import replace
+
+    scaled = replace(scout_cuda, peak_scale=1.05)
+    assert scaled.peak_bytes(32768, 512) == pytest.approx(scout_cuda.peak_bytes(32768, 512) * 1.05, abs=2)
+    assert scaled.prefill_peak_bytes(8192, 512) > scout_cuda.prefill_peak_bytes(8192, 512)
+    assert scaled.max_context(80 * GB) < scout_cuda.max_context(80 * GB)
+    assert replace(scout_cuda, peak_scale=0.5).peak_bytes(8192, 512) == scout_cuda.peak_bytes(8192, 512)
 
 
 def test_reference_out_of_memory(scout_cuda):
@@ -121,7 +173,7 @@ def test_quantized_kv_prefill_materialises_global_scores():
     quant = plan_from_config(scout_config(4), kv_bits=8, backend="metal")
     # mlx-vlm's quantized attention is explicit ops: its scores grow with the whole context.
     assert quant.transient_bytes(300_000, 512) > 3 * plain.transient_bytes(300_000, 512)
-    assert choose_prefill_step(quant, 300_000, 100 * GB) < choose_prefill_step(plain, 300_000, 100 * GB)
+    assert choose_prefill_step(quant, 200_000, 100 * GB) < choose_prefill_step(plain, 200_000, 100 * GB)
 
 
 def test_unquantized_on_cpu_runs_in_float32():
@@ -207,11 +259,11 @@ def test_max_context_is_the_edge_of_the_budget():
 def test_choose_prefill_step_shrinks_as_the_context_grows():
     plan = plan_from_config(scout_config(4), backend="metal")
     budget = 100 * GB
-    steps = [choose_prefill_step(plan, n, budget) for n in (8192, 200_000, 450_000)]
+    steps = [choose_prefill_step(plan, n, budget) for n in (8192, 200_000, 300_000)]
     assert steps[0] >= steps[1] >= steps[2]
     assert steps[0] > steps[2]
     assert choose_prefill_step(plan, 8192, 50 * GB) is None  # the weights alone do not fit
-    for n, step in zip((8192, 200_000, 450_000), steps, strict=True):
+    for n, step in zip((8192, 200_000, 300_000), steps, strict=True):
         assert plan.peak_bytes(n, step) <= budget
     assert choose_prefill_step(plan, 2_000_000, budget) is None
 
@@ -235,8 +287,10 @@ def test_catalog_configs_from_repo_names():
     maverick = catalog_config("mlx-community/Llama-4-Maverick-17B-128E-Instruct-8bit")
     assert maverick["text_config"]["num_local_experts"] == 128
     assert catalog_config("mlx-community/Qwen3-8B-4bit") is None
-    sizes = [plan_from_config(catalog_config(f"x/Llama-4-Scout-17B-16E-Instruct-{b}bit")).weights.total
-             for b in (3, 4, 6, 8)]
+    sizes = [
+        plan_from_config(catalog_config(f"x/Llama-4-Scout-17B-16E-Instruct-{b}bit")).weights.total
+        for b in (3, 4, 6, 8)
+    ]
     assert sizes == sorted(sizes)
 
 
