@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         engine = Engine.load(resolve_model(args.model))
     except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
         raise CommandError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - whatever else fails while loading is one line too
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        raise CommandError(f"Could not load {args.model}: {cause}") from None
 
     recorder = None
     if store is None:

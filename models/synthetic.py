@@ -204,7 +204,6 @@ def _build_tokenizer(base_vocab: int):
 # it and add ``quantization``/``quantization_config``). Tiny checkpoints start from it.
 SCOUT_CONFIG = Path(__file__).with_name("llama4-scout-config.json")
 _SCOUT_FIRST_SPECIAL_ID = 200000  # "<|begin_of_text|>" in the real vocabulary
-_SHARDS = 2  # weight files per checkpoint, named as the real ones: model-00001-of-00002...
 
 
 def scout_config() -> dict:
@@ -334,20 +333,27 @@ def _write_processor_files(path: Path, config: dict, max_patches: int) -> None:
 
 
 def _write_shards(path: Path, arrays: dict, metadata: dict) -> None:
-    """Weights split over ``_SHARDS`` files named as the real ones, with their index."""
+    """Weights in two files named as the real ones, with their index. Like MLX's converter,
+    which fills each shard up to a size cap, the first file holds most of the bytes (about
+    90 %, in name order) and the second the rest."""
     import mlx.core as mx
 
     names = sorted(arrays)
-    per_shard = -(-len(names) // _SHARDS)
+    total = sum(array.nbytes for array in arrays.values())
+    parts: list[dict] = [{}, {}]
+    filled = 0
+    for name in names:
+        first = filled < 0.9 * total and name != names[-1]
+        parts[0 if first else 1][name] = arrays[name]
+        if first:
+            filled += arrays[name].nbytes
     weight_map = {}
-    for number in range(_SHARDS):
-        shard = f"model-{number + 1:05d}-of-{_SHARDS:05d}.safetensors"
-        part = {name: arrays[name] for name in names[number * per_shard:(number + 1) * per_shard]}
+    for number, part in enumerate(parts, start=1):
+        shard = f"model-{number:05d}-of-{len(parts):05d}.safetensors"
         mx.save_safetensors(str(path / shard), part, metadata=metadata)
         weight_map.update(dict.fromkeys(part, shard))
-    total = sum(array.nbytes for array in arrays.values())
     _write_json(path / "model.safetensors.index.json",
-                {"metadata": {"total_size": total}, "weight_map": weight_map})
+                {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
 
 
 def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) -> Path:

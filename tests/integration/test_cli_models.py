@@ -14,7 +14,7 @@ from models import license, store
 from tests.hub_server import HubServer, child_env, running_hub
 
 REPO = "mlx-community/Llama-4-Tiny-Test-4bit"
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model-00001-of-00002.safetensors"  # the first weight shard
 SCOUT_4BIT = "mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit"
 
 

@@ -12,6 +12,7 @@ from models.prompt import ChatMessage
 from tests.conftest import image_bytes
 
 GREEDY = GenerationSettings(max_tokens=8, temperature=0.0)
+FIRST_SHARD = "model-00001-of-00002.safetensors"
 
 
 def photo(width, height, color=(200, 40, 40)):
@@ -236,7 +237,7 @@ def test_missing_file_in_model_folder(checkpoints, tmp_path):
     from models.checkpoint import CheckpointError
 
     cases = {"tokenizer.json": "tokenizer.json", "preprocessor_config.json": "preprocessor_config",
-             "config.json": "config.json", "model.safetensors": "safetensors"}
+             "config.json": "config.json", FIRST_SHARD: FIRST_SHARD}
     for missing, reason in cases.items():
         copy = tmp_path / f"no-{missing}"
         shutil.copytree(checkpoints["bf16"], copy)
@@ -252,8 +253,8 @@ def test_corrupt_weights_fail_cleanly(checkpoints, tmp_path):
 
     copy = tmp_path / "corrupt"
     shutil.copytree(checkpoints["bf16"], copy)
-    data = (copy / "model.safetensors").read_bytes()
-    (copy / "model.safetensors").write_bytes(data[: len(data) // 3])
+    data = (copy / FIRST_SHARD).read_bytes()
+    (copy / FIRST_SHARD).write_bytes(data[: len(data) // 3])
     with pytest.raises((ModelLoadError,)):
         Engine.load(copy)
 
@@ -265,7 +266,8 @@ def test_pickled_weights_refused(checkpoints, tmp_path):
 
     copy = tmp_path / "pickled"
     shutil.copytree(checkpoints["bf16"], copy)
-    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
+    for shard in copy.glob("*.safetensors"):
+        shard.rename(copy / f"pytorch_{shard.stem}.bin")
     with pytest.raises(CheckpointError, match="safetensors only"):
         Engine.load(copy)
 

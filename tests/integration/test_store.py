@@ -15,7 +15,7 @@ from models import store
 from tests.hub_server import HubServer, MemoryKeyring, point_huggingface_hub_at
 
 REPO = "mlx-community/Llama-4-Tiny-Test-4bit"
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model-00001-of-00002.safetensors"  # the first weight shard
 NO_RETRY = store.RetryPolicy(attempts=0)
 
 
