@@ -348,3 +348,29 @@ def test_continue_keeps_the_text_exact(engine_4bit):
     more_text = "".join(s.text for s in more)
     assert more[-1].prompt_tokens <= 1
     assert more_text == tok.decode(list(more[-1].token_ids))
+
+
+@pytest.mark.parametrize("on_metal", [True, False])
+def test_generation_wires_the_model_on_metal_only(engine_4bit, monkeypatch, on_metal):
+    """As mlx-lm's stream_generate: the wired limit is raised for the answer and restored after
+    (the device query is faked, so the Metal path runs here too); off Metal it is untouched."""
+    calls = []
+
+    def set_wired_limit(limit):
+        calls.append(limit)
+        return 0
+
+    monkeypatch.setattr(mx.metal, "is_available", lambda: on_metal)
+    monkeypatch.setattr(mx, "device_info", lambda: {"max_recommended_working_set_size": 10**9})
+    monkeypatch.setattr(mx, "set_wired_limit", set_wired_limit)
+    during = []
+    steps = []
+    for step in engine_4bit.generate([ChatMessage("user", "Hello")], GREEDY):
+        during.append(list(calls))
+        steps.append(step)
+    assert steps[-1].finish_reason in ("length", "stop")
+    if on_metal:
+        assert all(seen == [10**9] for seen in during)  # wired while the answer streamed
+        assert calls == [10**9, 0]  # then the previous limit is back
+    else:
+        assert calls == []
