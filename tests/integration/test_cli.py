@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,15 @@ JSON_FIELDS = {
     "generation_tokens": int, "ttft_s": float, "prompt_tps": float, "generation_tps": float,
     "peak_memory_gb": float, "finish_reason": str,
 }
+
+
+def tokenizer_of(folder):
+    """The checkpoint's tokenizer as the engine loads it (AutoTokenizer would validate the real
+    config, and reject it)."""
+    from models.checkpoint import read_checkpoint
+    from models.engine import load_tokenizer
+
+    return load_tokenizer(read_checkpoint(folder))._tokenizer
 
 
 def run_cli(*args, timeout=180):
@@ -47,9 +57,7 @@ def test_ask_json_with_images(checkpoints, images, n_images):
     assert out["prompt_tokens"] == len(out["prompt_token_ids"])
     # Each image adds its <|patch|> run, 4 per tile: 112x56 -> 1x2 grid + global = 3 tiles;
     # 60x180 -> 4x2 grid (the smallest upscale) + global = 9 tiles.
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(checkpoints["4bit"])
+    tok = tokenizer_of(checkpoints["4bit"])
     patches = out["prompt_token_ids"].count(tok.convert_tokens_to_ids("<|patch|>"))
     assert patches == [0, 12, 12 + 36][n_images]
 
@@ -67,9 +75,7 @@ def test_system_prompt_goes_first(checkpoints):
     result = run_cli("ask", "--model", checkpoints["4bit"], "--json", "--max-tokens", "1",
                      "--system", "You are terse.", "Hi")
     out = json.loads(result.stdout)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(checkpoints["4bit"])
+    tok = tokenizer_of(checkpoints["4bit"])
     text = tok.decode(out["prompt_token_ids"])
     assert text.startswith("<|begin_of_text|><|header_start|>system<|header_end|>\n\nYou are terse.<|eot|>")
 
@@ -114,3 +120,24 @@ def test_bad_model(tmp_path, model):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert any(w in result.stderr for w in ("does not exist", "not Llama 4", "not downloaded"))
+
+
+def test_the_real_scout_config_answers(checkpoints, images):
+    """Meta's Scout config (sizes shrunk only), which transformers' validation rejects."""
+    result = run_cli("ask", "--model", checkpoints["scout"], "--json", "--temperature", "0",
+                     "--max-tokens", "4", "--image", images[0], "What do you see?")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["finish_reason"] in ("length", "stop") and out["generation_tokens"] >= 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_load_failure_is_one_line(checkpoints, tmp_path):
+    broken = tmp_path / "broken-tokenizer"
+    shutil.copytree(checkpoints["scout"], broken)
+    (broken / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "Nonsense"}}')
+    result = run_cli("ask", "--model", broken, "--max-tokens", "2", "Hi")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("llama-desk: Could not load broken-tokenizer: ")
