@@ -191,8 +191,7 @@ def load_tokenizer(checkpoint: Checkpoint):
     neutral = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
     text = checkpoint.config["text_config"]
     eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
-    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()},
-                           eos_token_ids=eos)
+    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos)
     if getattr(wrapper._tokenizer, "chat_template", None) is None:
         wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
     return wrapper
@@ -248,10 +247,19 @@ class Engine:
 
         hf = self.tokenizer._tokenizer
         banned = np.zeros(vocab, dtype=bool)
-        banned[len(hf):] = True
-        layout = ("<|begin_of_text|>", "<|finetune_right_pad|>", "<|image_start|>", "<|image_end|>",
-                  "<|image|>", "<|patch|>", "<|tile_x_separator|>", "<|tile_y_separator|>",
-                  "<|header_start|>", "<|header_end|>")
+        banned[len(hf) :] = True
+        layout = (
+            "<|begin_of_text|>",
+            "<|finetune_right_pad|>",
+            "<|image_start|>",
+            "<|image_end|>",
+            "<|image|>",
+            "<|patch|>",
+            "<|tile_x_separator|>",
+            "<|tile_y_separator|>",
+            "<|header_start|>",
+            "<|header_end|>",
+        )
         for token, token_id in hf.get_added_vocab().items():
             if token_id < vocab and ("reserved_special_token" in token or token in layout):
                 banned[token_id] = True
@@ -386,7 +394,8 @@ class Engine:
             # ``shared`` attend from the start of their chunk, which must still be there.
             lost_front = any(
                 getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
-                for c in self._cache if hasattr(c, "chunk_size")
+                for c in self._cache
+                if hasattr(c, "chunk_size")
             )
             if not trimmed or any(t != excess for t in trimmed) or lost_front:
                 self._cache = self._lm.make_cache()
@@ -395,13 +404,18 @@ class Engine:
         self._cache_keys = self._cache_keys[:shared]
         return shared
 
-    def prepare(self, messages: list[ChatMessage], settings: GenerationSettings = GenerationSettings(),
-                continue_final: bool = False) -> EncodedPrompt:
+    def prepare(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings = GenerationSettings(),
+        continue_final: bool = False,
+    ) -> EncodedPrompt:
         """Encode ``messages`` and check them against the context; raise ``PromptError`` with a
         message fit to show when they cannot be answered. Nothing is computed on the model."""
         try:
-            prompt = self.encoder.encode(messages, continue_final=continue_final,
-                                         valid_id=self._valid_generated_id)
+            prompt = self.encoder.encode(
+                messages, continue_final=continue_final, valid_id=self._valid_generated_id
+            )
         except Exception as exc:  # noqa: BLE001 - a template or image failure is this prompt's problem
             raise PromptError(f"Could not build the prompt: {exc}") from exc
         limit = min(settings.context_length or self.max_context, self.max_context)
@@ -450,14 +464,14 @@ class Engine:
         # On Metal the weights stay wired while the answer runs, as in mlx-lm's stream_generate.
         with wired_limit(self.model, [generation_stream]):
             try:
-                yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated,
-                                     state)
+                yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
             except GenerationCancelled:
                 yield self._final(blank, "cancelled", None, prompt, generated, state, start_time)
             except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app
                 self.reset_cache()
-                yield self._final(blank, "error", f"Generation failed: {exc}", prompt, generated,
-                                  state, start_time)
+                yield self._final(
+                    blank, "error", f"Generation failed: {exc}", prompt, generated, state, start_time
+                )
             finally:
                 self._settle_cache(prompt, generated)
 

@@ -199,7 +199,6 @@ def _build_tokenizer(base_vocab: int):
     return tok
 
 
-
 # Meta's public config.json of Llama 4 Scout 17B-16E, verbatim (mlx-community's conversions copy
 # it and add ``quantization``/``quantization_config``). Tiny checkpoints start from it.
 SCOUT_CONFIG = Path(__file__).with_name("llama4-scout-config.json")
@@ -259,33 +258,39 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 def _special_token(content: str) -> dict:
-    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
-            "single_word": False}
+    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
 
 
 def _write_tokenizer_files(path: Path, tok, base_vocab: int) -> None:
     """tokenizer.json, tokenizer_config.json, special_tokens_map.json and chat_template.json, as
     the Llama 4 Instruct repos carry them."""
     tok.save(str(path / "tokenizer.json"))
-    special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot|>",
-               "pad_token": "<|finetune_right_pad|>"}
+    special = {
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot|>",
+        "pad_token": "<|finetune_right_pad|>",
+    }
     added = {
         str(base_vocab + i): {**_special_token(token), "special": True}
         for i, token in enumerate(LLAMA4_SPECIAL_TOKENS)
     }
-    _write_json(path / "tokenizer_config.json", {
-        "added_tokens_decoder": added,
-        **special,
-        "chat_template": LLAMA4_CHAT_TEMPLATE,
-        "clean_up_tokenization_spaces": False,
-        "extra_special_tokens": {},
-        "model_input_names": ["input_ids", "attention_mask"],
-        "model_max_length": 10485760,
-        "processor_class": "Llama4Processor",
-        "tokenizer_class": "PreTrainedTokenizerFast",
-    })
-    _write_json(path / "special_tokens_map.json",
-                {key: _special_token(value) for key, value in special.items()})
+    _write_json(
+        path / "tokenizer_config.json",
+        {
+            "added_tokens_decoder": added,
+            **special,
+            "chat_template": LLAMA4_CHAT_TEMPLATE,
+            "clean_up_tokenization_spaces": False,
+            "extra_special_tokens": {},
+            "model_input_names": ["input_ids", "attention_mask"],
+            "model_max_length": 10485760,
+            "processor_class": "Llama4Processor",
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        },
+    )
+    _write_json(
+        path / "special_tokens_map.json", {key: _special_token(value) for key, value in special.items()}
+    )
     _write_json(path / "chat_template.json", {"chat_template": LLAMA4_CHAT_TEMPLATE})
 
 
@@ -293,43 +298,52 @@ def _write_processor_files(path: Path, config: dict, max_patches: int) -> None:
     """generation_config.json, preprocessor_config.json and processor_config.json."""
     text = config["text_config"]
     tile = config["vision_config"]["image_size"]
-    _write_json(path / "generation_config.json", {
-        "bos_token_id": text["bos_token_id"],
-        "do_sample": True,
-        "eos_token_id": text["eos_token_id"],
-        "pad_token_id": text["pad_token_id"],
-        "temperature": 0.6,
-        "top_p": 0.9,
-        "transformers_version": config["transformers_version"],
-    })
-    _write_json(path / "preprocessor_config.json", {
-        "crop_size": None,
-        "data_format": "channels_first",
-        "default_to_square": True,
-        "device": None,
-        "do_center_crop": None,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_processor_type": "Llama4ImageProcessorFast",
-        "image_std": [0.5, 0.5, 0.5],
-        "input_data_format": None,
-        "max_patches": max_patches,
-        "processor_class": "Llama4Processor",
-        "resample": 2,
-        "rescale_factor": 1 / 255,
-        "resize_to_max_canvas": False,
-        "return_tensors": None,
-        "size": {"height": tile, "width": tile},
-    })
-    _write_json(path / "processor_config.json", {
-        "fake_image_token": "<|image|>",
-        "image_token": "<|image|>",
-        "patch_size": config["vision_config"]["patch_size"],
-        "processor_class": "Llama4Processor",
-    })
+    _write_json(
+        path / "generation_config.json",
+        {
+            "bos_token_id": text["bos_token_id"],
+            "do_sample": True,
+            "eos_token_id": text["eos_token_id"],
+            "pad_token_id": text["pad_token_id"],
+            "temperature": 0.6,
+            "top_p": 0.9,
+            "transformers_version": config["transformers_version"],
+        },
+    )
+    _write_json(
+        path / "preprocessor_config.json",
+        {
+            "crop_size": None,
+            "data_format": "channels_first",
+            "default_to_square": True,
+            "device": None,
+            "do_center_crop": None,
+            "do_convert_rgb": True,
+            "do_normalize": True,
+            "do_rescale": True,
+            "do_resize": True,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_processor_type": "Llama4ImageProcessorFast",
+            "image_std": [0.5, 0.5, 0.5],
+            "input_data_format": None,
+            "max_patches": max_patches,
+            "processor_class": "Llama4Processor",
+            "resample": 2,
+            "rescale_factor": 1 / 255,
+            "resize_to_max_canvas": False,
+            "return_tensors": None,
+            "size": {"height": tile, "width": tile},
+        },
+    )
+    _write_json(
+        path / "processor_config.json",
+        {
+            "fake_image_token": "<|image|>",
+            "image_token": "<|image|>",
+            "patch_size": config["vision_config"]["patch_size"],
+            "processor_class": "Llama4Processor",
+        },
+    )
 
 
 def _write_shards(path: Path, arrays: dict, metadata: dict) -> None:
@@ -352,8 +366,10 @@ def _write_shards(path: Path, arrays: dict, metadata: dict) -> None:
         shard = f"model-{number:05d}-of-{len(parts):05d}.safetensors"
         mx.save_safetensors(str(path / shard), part, metadata=metadata)
         weight_map.update(dict.fromkeys(part, shard))
-    _write_json(path / "model.safetensors.index.json",
-                {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    _write_json(
+        path / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+    )
 
 
 def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) -> Path:
@@ -396,13 +412,17 @@ def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) 
         if i in moe_layers:
             f = f"{p}.feed_forward"
             t[f"{f}.router.weight"] = w(s.experts, s.hidden)
-            t[f"{f}.experts.gate_up_proj"] = w(s.experts, s.hidden, 2 * s.expert_intermediate,
-                                               scale=1 / np.sqrt(s.hidden))
-            t[f"{f}.experts.down_proj"] = w(s.experts, s.expert_intermediate, s.hidden,
-                                            scale=1 / np.sqrt(s.expert_intermediate))
-            for name, shp in (("gate_proj", (s.expert_intermediate, s.hidden)),
-                              ("up_proj", (s.expert_intermediate, s.hidden)),
-                              ("down_proj", (s.hidden, s.expert_intermediate))):
+            t[f"{f}.experts.gate_up_proj"] = w(
+                s.experts, s.hidden, 2 * s.expert_intermediate, scale=1 / np.sqrt(s.hidden)
+            )
+            t[f"{f}.experts.down_proj"] = w(
+                s.experts, s.expert_intermediate, s.hidden, scale=1 / np.sqrt(s.expert_intermediate)
+            )
+            for name, shp in (
+                ("gate_proj", (s.expert_intermediate, s.hidden)),
+                ("up_proj", (s.expert_intermediate, s.hidden)),
+                ("down_proj", (s.hidden, s.expert_intermediate)),
+            ):
                 t[f"{f}.shared_expert.{name}.weight"] = w(*shp)
         else:
             f = f"{p}.feed_forward"
@@ -469,15 +489,14 @@ def quantize_checkpoint(src: Path, dst: Path, bits: int, group_size: int = 64) -
         return model_predicate(module_path, module) if model_predicate else True
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its bits per weight
-        model, _ = quantize_model(model, dict(config), group_size, bits,
-                                  quant_predicate=should_quantize)
+        model, _ = quantize_model(model, dict(config), group_size, bits, quant_predicate=should_quantize)
     _write_shards(dst, dict(tree_flatten(model.parameters())), {"format": "mlx"})
     quantization = {"group_size": group_size, "bits": bits}
-    _write_json(dst / "config.json",
-                {**config, "quantization": quantization, "quantization_config": quantization})
+    _write_json(
+        dst / "config.json", {**config, "quantization": quantization, "quantization_config": quantization}
+    )
     for item in src.iterdir():
-        if item.suffix != ".safetensors" and item.name not in ("config.json",
-                                                               "model.safetensors.index.json"):
+        if item.suffix != ".safetensors" and item.name not in ("config.json", "model.safetensors.index.json"):
             shutil.copy(item, dst / item.name)
     (dst / "README.md").write_text(
         f"# {dst.name}\n\nA tiny synthesized Llama 4 checkpoint, {bits}-bit MLX, for tests.\n",

@@ -41,8 +41,7 @@ def model_bytes(model) -> int:
     import mlx.core as mx
     from mlx.utils import tree_reduce
 
-    return tree_reduce(lambda total, x: total + x.nbytes if isinstance(x, mx.array) else total,
-                       model, 0)
+    return tree_reduce(lambda total, x: total + x.nbytes if isinstance(x, mx.array) else total, model, 0)
 
 
 @contextlib.contextmanager
@@ -61,7 +60,9 @@ def wired_limit(model, streams: Sequence | None = None) -> Iterator[None]:
         if size > _WARN_SHARE * limit:
             _log.warning(
                 "The model takes %d MB, close to the %d MB this Mac recommends keeping in GPU "
-                "memory; generation may be slow.", size // 2**20, limit // 2**20,
+                "memory; generation may be slow.",
+                size // 2**20,
+                limit // 2**20,
             )
         yield
     finally:

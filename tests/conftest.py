@@ -28,8 +28,7 @@ def checkpoints(tmp_path_factory):
         "bf16": bf16,
         "4bit": quantize_checkpoint(bf16, root / "tiny-llama4-4bit", bits=4, group_size=64),
         "8bit": quantize_checkpoint(bf16, root / "tiny-llama4-8bit", bits=8, group_size=64),
-        "scout": quantize_checkpoint(scout_bf16, root / "Llama-4-Scout-tiny-4bit", bits=4,
-                                     group_size=64),
+        "scout": quantize_checkpoint(scout_bf16, root / "Llama-4-Scout-tiny-4bit", bits=4, group_size=64),
     }
 
 

@@ -11,14 +11,14 @@ LOAD_TIMEOUT = 60_000
 ANSWER_TIMEOUT = 120_000
 
 
-def test_the_real_scout_config_loads_and_answers_in_the_window(qtbot, tmp_path, checkpoints,
-                                                               png_file):
+def test_the_real_scout_config_loads_and_answers_in_the_window(qtbot, tmp_path, checkpoints, png_file):
     window = make_window(qtbot, tmp_path)
     with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
         window.load_model(checkpoints["scout"])
     window.composer.add_files([str(png_file())])
-    qtbot.waitUntil(lambda: len(window.composer.images()) == 1
-                    and not window.composer.loader.pending, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: len(window.composer.images()) == 1 and not window.composer.loader.pending, timeout=10_000
+    )
     qtbot.keyClicks(window.composer.edit, "What is in this picture?")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
@@ -36,8 +36,7 @@ def test_a_load_failure_is_a_one_line_notice(qtbot, tmp_path, checkpoints):
     window = make_window(qtbot, tmp_path)
     window.load_model(broken)
     # The worker's signal comes from its thread; wait for what the window shows instead.
-    qtbot.waitUntil(lambda: window.notice.label.text().startswith("Could not load"),
-                    timeout=LOAD_TIMEOUT)
+    qtbot.waitUntil(lambda: window.notice.label.text().startswith("Could not load"), timeout=LOAD_TIMEOUT)
     message = window.notice.label.text()
     assert message.startswith("Could not load broken-tokenizer: ") and "\n" not in message
     assert window.notice.isVisible() and window.model_name is None

@@ -11,9 +11,16 @@ import pytest
 from tests.conftest import image_bytes
 
 JSON_FIELDS = {
-    "text": str, "token_ids": list, "prompt_token_ids": list, "prompt_tokens": int,
-    "generation_tokens": int, "ttft_s": float, "prompt_tps": float, "generation_tps": float,
-    "peak_memory_gb": float, "finish_reason": str,
+    "text": str,
+    "token_ids": list,
+    "prompt_token_ids": list,
+    "prompt_tokens": int,
+    "generation_tokens": int,
+    "ttft_s": float,
+    "prompt_tps": float,
+    "generation_tps": float,
+    "peak_memory_gb": float,
+    "finish_reason": str,
 }
 
 
@@ -28,8 +35,13 @@ def tokenizer_of(folder):
 
 def run_cli(*args, timeout=180):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "desktop.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +55,18 @@ def images(tmp_path_factory):
 
 @pytest.mark.parametrize("n_images", [0, 1, 2])
 def test_ask_json_with_images(checkpoints, images, n_images):
-    args = ["ask", "--model", checkpoints["4bit"], "--json", "--temperature", "0",
-            "--max-tokens", "6", "--seed", "1"]
+    args = [
+        "ask",
+        "--model",
+        checkpoints["4bit"],
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--seed",
+        "1",
+    ]
     for path in images[:n_images]:
         args += ["--image", path]
     result = run_cli(*args, "What do you see?")
@@ -72,8 +94,17 @@ def test_greedy_is_deterministic_and_streams_text(checkpoints):
 
 
 def test_system_prompt_goes_first(checkpoints):
-    result = run_cli("ask", "--model", checkpoints["4bit"], "--json", "--max-tokens", "1",
-                     "--system", "You are terse.", "Hi")
+    result = run_cli(
+        "ask",
+        "--model",
+        checkpoints["4bit"],
+        "--json",
+        "--max-tokens",
+        "1",
+        "--system",
+        "You are terse.",
+        "Hi",
+    )
     out = json.loads(result.stdout)
     tok = tokenizer_of(checkpoints["4bit"])
     text = tok.decode(out["prompt_token_ids"])
@@ -94,8 +125,12 @@ def test_system_prompt_goes_first(checkpoints):
 def test_bad_input_is_one_line(checkpoints, tmp_path, args, message):
     (tmp_path / "notimage.png").write_text("hello")
     (tmp_path / "empty.png").write_bytes(b"")
-    args = [a.format(missing=tmp_path / "missing.png", notimage=tmp_path / "notimage.png",
-                     empty=tmp_path / "empty.png") for a in args]
+    args = [
+        a.format(
+            missing=tmp_path / "missing.png", notimage=tmp_path / "notimage.png", empty=tmp_path / "empty.png"
+        )
+        for a in args
+    ]
     result = run_cli("ask", "--model", checkpoints["4bit"], *args, "Hi")
     assert result.returncode != 0
     assert message in result.stderr
@@ -124,8 +159,19 @@ def test_bad_model(tmp_path, model):
 
 def test_the_real_scout_config_answers(checkpoints, images):
     """Meta's Scout config (sizes shrunk only), which transformers' validation rejects."""
-    result = run_cli("ask", "--model", checkpoints["scout"], "--json", "--temperature", "0",
-                     "--max-tokens", "4", "--image", images[0], "What do you see?")
+    result = run_cli(
+        "ask",
+        "--model",
+        checkpoints["scout"],
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "4",
+        "--image",
+        images[0],
+        "What do you see?",
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["finish_reason"] in ("length", "stop") and out["generation_tokens"] >= 1

@@ -140,8 +140,9 @@ def test_different_image_same_layout_is_not_reused(engine_4bit):
 def test_cancel_stops_within_one_token(engine_4bit):
     cancel = threading.Event()
     steps = []
-    for step in engine_4bit.generate([ChatMessage("user", "Tell me a story")],
-                                     GenerationSettings(max_tokens=200, temperature=0.0), cancel):
+    for step in engine_4bit.generate(
+        [ChatMessage("user", "Tell me a story")], GenerationSettings(max_tokens=200, temperature=0.0), cancel
+    ):
         steps.append(step)
         if len(steps) == 3:
             cancel.set()
@@ -162,8 +163,11 @@ def test_cancel_during_prefill(engine_4bit):
 
     cancel = CancelAfterFirstChunk()
     long_text = "word " * 300
-    steps = list(engine_4bit.generate([ChatMessage("user", long_text)],
-                                      GenerationSettings(max_tokens=20, prefill_step_size=32), cancel))
+    steps = list(
+        engine_4bit.generate(
+            [ChatMessage("user", long_text)], GenerationSettings(max_tokens=20, prefill_step_size=32), cancel
+        )
+    )
     assert steps[-1].finish_reason == "cancelled"
     assert steps[-1].generation_tokens == 0
     # The partial prefill is remembered, so the next try continues from it.
@@ -176,8 +180,9 @@ def test_cancel_during_prefill(engine_4bit):
 
 
 def test_prompt_longer_than_context(engine_4bit):
-    _, final, steps = answer(engine_4bit, [ChatMessage("user", "word " * 200)],
-                             GenerationSettings(max_tokens=4, context_length=64))
+    _, final, steps = answer(
+        engine_4bit, [ChatMessage("user", "word " * 200)], GenerationSettings(max_tokens=4, context_length=64)
+    )
     assert len(steps) == 1
     assert final.finish_reason == "error"
     assert "context length of 64" in final.error
@@ -223,11 +228,16 @@ def test_typed_control_tokens_stay_text(engine_4bit):
 
 def test_encoding_matches_the_chat_template(engine_4bit):
     tok = engine_4bit.tokenizer._tokenizer
-    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there"),
-                ChatMessage("assistant", "Hi! How can I help?"), ChatMessage("user", "Count to 3")]
+    messages = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Hello there"),
+        ChatMessage("assistant", "Hi! How can I help?"),
+        ChatMessage("user", "Count to 3"),
+    ]
     ours = engine_4bit.encoder.encode(messages).ids
-    rendered = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
-                                       tokenize=False, add_generation_prompt=True)
+    rendered = tok.apply_chat_template(
+        [{"role": m.role, "content": m.text} for m in messages], tokenize=False, add_generation_prompt=True
+    )
     assert ours == tok.encode(rendered, add_special_tokens=False)
 
 
@@ -236,8 +246,12 @@ def test_missing_file_in_model_folder(checkpoints, tmp_path):
 
     from models.checkpoint import CheckpointError
 
-    cases = {"tokenizer.json": "tokenizer.json", "preprocessor_config.json": "preprocessor_config",
-             "config.json": "config.json", FIRST_SHARD: FIRST_SHARD}
+    cases = {
+        "tokenizer.json": "tokenizer.json",
+        "preprocessor_config.json": "preprocessor_config",
+        "config.json": "config.json",
+        FIRST_SHARD: FIRST_SHARD,
+    }
     for missing, reason in cases.items():
         copy = tmp_path / f"no-{missing}"
         shutil.copytree(checkpoints["bf16"], copy)
@@ -331,11 +345,13 @@ def test_stored_ids_that_do_not_fit_are_retokenized(engine_4bit):
     tok = engine_4bit.tokenizer._tokenizer
     patch = tok.convert_tokens_to_ids("<|patch|>")
     for bad in ((10**9,), (patch, 5), (-1,)):
-        messages = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello", token_ids=bad),
-                    ChatMessage("user", "Again")]
+        messages = [
+            ChatMessage("user", "Hi"),
+            ChatMessage("assistant", "Hello", token_ids=bad),
+            ChatMessage("user", "Again"),
+        ]
         ids = engine_4bit.prepare(messages).ids
-        assert ids == engine_4bit.prepare([*messages[:1], ChatMessage("assistant", "Hello"),
-                                            messages[2]]).ids
+        assert ids == engine_4bit.prepare([*messages[:1], ChatMessage("assistant", "Hello"), messages[2]]).ids
 
 
 def test_continue_keeps_the_text_exact(engine_4bit):

@@ -20,25 +20,54 @@ from models.synthetic import SCOUT_CONFIG, scout_config
 from tests.conftest import image_bytes
 
 GREEDY = GenerationSettings(max_tokens=6, temperature=0.0)
-SHARED_SCOUT_CONFIG = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / \
-    "llama4-scout-config.json"
+SHARED_SCOUT_CONFIG = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "llama4-scout-config.json"
+)
 
 # The files of mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit (with two weight shards).
 REPO_FILES = {
-    "README.md", "chat_template.json", "config.json", "generation_config.json",
-    "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-    "model.safetensors.index.json", "preprocessor_config.json", "processor_config.json",
-    "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
+    "README.md",
+    "chat_template.json",
+    "config.json",
+    "generation_config.json",
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "model.safetensors.index.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
 }
 # Config values that are sizes (shrunk) or token ids (moved with the shrunk vocabulary).
 SIZES = {
-    "text_config": {"hidden_size", "intermediate_size", "intermediate_size_mlp",
-                    "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-                    "num_local_experts", "moe_layers", "no_rope_layers", "attention_chunk_size",
-                    "vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"},
-    "vision_config": {"hidden_size", "intermediate_size", "num_hidden_layers",
-                      "num_attention_heads", "image_size", "projector_input_dim",
-                      "projector_output_dim", "vision_output_dim"},
+    "text_config": {
+        "hidden_size",
+        "intermediate_size",
+        "intermediate_size_mlp",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "num_local_experts",
+        "moe_layers",
+        "no_rope_layers",
+        "attention_chunk_size",
+        "vocab_size",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    },
+    "vision_config": {
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "image_size",
+        "projector_input_dim",
+        "projector_output_dim",
+        "vision_output_dim",
+    },
     "": {"boi_token_index", "eoi_token_index", "image_token_index"},
 }
 
@@ -71,16 +100,18 @@ def test_checkpoint_mirrors_an_mlx_community_repo(checkpoints):
     folder = checkpoints["scout"]
     assert {p.name for p in folder.iterdir()} == REPO_FILES
     config = json.loads((folder / "config.json").read_text())
-    assert config.pop("quantization") == config.pop("quantization_config") == \
-        {"group_size": 64, "bits": 4}
+    assert config.pop("quantization") == config.pop("quantization_config") == {"group_size": 64, "bits": 4}
     _assert_same_shape(config, scout_config(), "")
     assert config["text_config"]["attn_temperature_tuning"] == 4  # an int, as Meta ships it
     index = json.loads((folder / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"].values()) == {p for p in REPO_FILES if p.endswith(".safetensors")}
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
     assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"
-    assert set(json.loads((folder / "special_tokens_map.json").read_text())) == \
-        {"bos_token", "eos_token", "pad_token"}
+    assert set(json.loads((folder / "special_tokens_map.json").read_text())) == {
+        "bos_token",
+        "eos_token",
+        "pad_token",
+    }
     assert "chat_template" in json.loads((folder / "chat_template.json").read_text())
     # The bf16 source is Meta's layout: the same files but the MLX README, sharded weights.
     assert {p.name for p in checkpoints["bf16"].iterdir()} == REPO_FILES - {"README.md"}
@@ -151,8 +182,9 @@ def test_any_load_failure_is_one_line_and_frees_the_cache(checkpoints, monkeypat
         Engine.load(checkpoints["scout"])
     message = str(failure.value)
     assert "\n" not in message
-    assert message == f"Could not load {checkpoints['scout'].name}: shape mismatch in layer 3: " \
-                      "expected (4, 64)"
+    assert (
+        message == f"Could not load {checkpoints['scout'].name}: shape mismatch in layer 3: expected (4, 64)"
+    )
     assert cleared
 
 

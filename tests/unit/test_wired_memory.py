@@ -22,9 +22,14 @@ def metal(monkeypatch):
         return previous
 
     monkeypatch.setattr(mx.metal, "is_available", lambda: True)
-    monkeypatch.setattr(mx, "device_info", lambda: {
-        "architecture": "applegpu_g15s", "max_recommended_working_set_size": RECOMMENDED,
-    })
+    monkeypatch.setattr(
+        mx,
+        "device_info",
+        lambda: {
+            "architecture": "applegpu_g15s",
+            "max_recommended_working_set_size": RECOMMENDED,
+        },
+    )
     monkeypatch.setattr(mx, "set_wired_limit", set_wired_limit)
     monkeypatch.setattr(mx, "synchronize", lambda *streams: calls.append(("sync", streams)))
     return calls
