@@ -17,6 +17,7 @@ copies with mlx-vlm's quantization, as mlx-community does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import shutil
@@ -173,6 +174,7 @@ class TinyShape:
     vision_out: int = 64
 
 
+@functools.lru_cache(maxsize=4)  # the same for every checkpoint of a vocabulary size
 def _build_tokenizer(base_vocab: int):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
