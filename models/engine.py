@@ -301,17 +301,17 @@ class Engine:
                 except Exception as exc:  # noqa: BLE001 - re-raised as is, below
                     raise _ProgressRaised(exc) from None
 
-        failure: ModelLoadError | None = None
+        failure: Exception | None = None
         try:
             model, tokenizer = _load_model_and_tokenizer(checkpoint, report)
         except _ProgressRaised as raised:
-            _free_memory()
-            raise raised.error from None
+            failure = raised.error.with_traceback(None)
         except Exception as exc:  # noqa: BLE001 - whatever the libraries raise, the load failed
             logging.getLogger(__name__).debug("Loading %s failed", checkpoint.name, exc_info=True)
             failure = ModelLoadError(f"Could not load {checkpoint.name}: {_one_line(exc)}")
         if failure is not None:
-            # Outside the except block, whose traceback would keep the half-loaded model alive.
+            # Outside the except block (and without its traceback), which would keep the
+            # half-loaded model alive.
             _free_memory()
             raise failure
         return cls(checkpoint, model, tokenizer)

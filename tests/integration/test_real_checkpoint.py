@@ -188,15 +188,25 @@ def test_any_load_failure_is_one_line_and_frees_the_cache(checkpoints, monkeypat
     assert cleared
 
 
-def test_a_progress_callback_exception_passes_through(checkpoints):
+def test_a_progress_callback_exception_passes_through(checkpoints, monkeypatch):
+    """The window cancels a load by raising from its progress callback; the half-loaded model
+    is released either way."""
+
     class Cancelled(Exception):
         pass
 
-    def progress(_stage):
-        raise Cancelled
+    stages = []
 
+    def progress(stage):
+        stages.append(stage)
+        if stage == "Loading tokenizer":  # after the weights were read
+            raise Cancelled
+
+    cleared = []
+    monkeypatch.setattr(mx, "clear_cache", lambda: cleared.append(True))
     with pytest.raises(Cancelled):
         Engine.load(checkpoints["4bit"], progress=progress)
+    assert stages == ["Reading weights", "Loading tokenizer"] and cleared
 
 
 def test_closing_an_engine_frees_the_cache(checkpoints, monkeypatch):
