@@ -58,7 +58,7 @@ def checkpoint(workdir: Path, name: str, variant: str) -> Path:
 
     slug = name.replace(" ", "-")
     bf16 = workdir / f"{slug}-bf16"
-    if not (bf16 / "model.safetensors").exists():
+    if not (bf16 / "model.safetensors.index.json").exists():
         write_checkpoint(bf16, MODELS[name], seed=0)
     if variant == "bf16":
         return bf16

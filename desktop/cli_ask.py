@@ -43,8 +43,13 @@ def _chat_spec(value: str) -> str | int:
 def add_parser(sub) -> None:
     parser = sub.add_parser("ask", help="answer one question on the command line")
     parser.add_argument("--model", required=True, help="checkpoint folder or downloaded repo id")
-    parser.add_argument("--image", action="append", default=[], metavar="FILE",
-                        help="attach an image (repeat for several, at most 5)")
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach an image (repeat for several, at most 5)",
+    )
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--max-tokens", type=int, help=f"default {DEFAULTS['max_tokens']}")
     parser.add_argument("--temperature", type=float, help=f"0 is greedy (default {DEFAULTS['temperature']})")
@@ -52,8 +57,12 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--context-length", type=int, help="refuse prompts longer than this")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    parser.add_argument("--chat", type=_chat_spec, metavar="new|ID",
-                        help="store the exchange in a new conversation, or continue conversation ID")
+    parser.add_argument(
+        "--chat",
+        type=_chat_spec,
+        metavar="new|ID",
+        help="store the exchange in a new conversation, or continue conversation ID",
+    )
     parser.add_argument("prompt", help="the question")
     parser.set_defaults(run=run)
 
@@ -144,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
         engine = Engine.load(resolve_model(args.model))
     except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
         raise CommandError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - whatever else fails while loading is one line too
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        raise CommandError(f"Could not load {args.model}: {cause}") from None
 
     if store is None:
         chat_settings = _chat_settings(args, ConversationSettings())

@@ -147,7 +147,7 @@ class InferenceWorker(QObject):
         except (CheckpointError, ModelLoadError) as exc:
             failure = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the app goes on
-            failure = f"Could not load {name}: {exc}"
+            failure = f"Could not load {name}: {' '.join(str(exc).split()) or type(exc).__name__}"
         if failure is not None:
             # Outside the except blocks: their traceback no longer holds the half-loaded model.
             self._return_memory()

@@ -18,6 +18,11 @@ from Meta's reference, this module corrects it on the loaded model, not in site-
 
 The KV cache outlives a turn: the next turn's prompt is compared with what the cache holds
 (token ids, and image hashes for image positions) and only the differing tail is prefilled.
+Loading never lets transformers validate the model config (the tokenizer does not need it, and
+a real Llama 4 config fails that validation), and any failure while loading becomes one
+``ModelLoadError`` line, with MLX's buffer cache freed. While an answer runs on Metal the
+weights stay wired (``models.wired_memory``), as in mlx-lm's ``stream_generate``.
+
 Cancel is a ``threading.Event`` checked between images, between prefill chunks and at every
 token. mlx and mlx-vlm are imported inside the functions that need them, so a window can show
 before they load. One thread should own an Engine.
@@ -32,8 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from models.checkpoint import Checkpoint, read_checkpoint
+from models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from models.prompt import ChatMessage, EncodedPrompt, PromptEncoder
+from models.wired_memory import wired_limit
 
 FINISH_REASONS = ("stop", "length", "cancelled", "error")
 
@@ -134,6 +140,79 @@ def _common_prefix(a: list, b: list) -> int:
     return n
 
 
+class _ProgressRaised(Exception):
+    """Carries an exception raised by a load's progress callback past the load's handler."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (its type when it is silent)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _free_memory() -> None:
+    """Collect what Python no longer holds, then hand MLX's cached buffers back to the system."""
+    import gc
+    import sys
+
+    gc.collect()
+    mx = sys.modules.get("mlx.core")
+    if mx is not None:
+        mx.clear_cache()
+
+
+def _chat_template_file(path: Path) -> str | None:
+    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any."""
+    import json
+
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    stored = path / "chat_template.json"
+    if stored.is_file():
+        template = json.loads(stored.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def load_tokenizer(checkpoint: Checkpoint):
+    """mlx-lm's ``TokenizerWrapper`` for a checkpoint, without transformers parsing its model
+    config: ``AutoTokenizer`` otherwise validates ``config.json`` against its own model
+    classes, and a real Llama 4 config (an integer ``attn_temperature_tuning``) fails that
+    validation although the tokenizer needs none of it. A neutral config stands in, so the
+    tokenizer class comes from ``tokenizer_config.json``."""
+    import transformers
+    from mlx_lm.tokenizer_utils import load as load_wrapper
+
+    neutral = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
+    text = checkpoint.config["text_config"]
+    eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
+    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos)
+    if getattr(wrapper._tokenizer, "chat_template", None) is None:
+        wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
+    return wrapper
+
+
+def _load_model_and_tokenizer(checkpoint: Checkpoint, report: Callable[[str], None]):
+    import mlx.core as mx
+    from mlx_vlm.utils import load_model
+
+    report("Reading weights")
+    model = load_model(checkpoint.path, lazy=False)
+    fix_vision_tower(model)
+    if checkpoint.quantization is None and mx.default_device() == mx.cpu:
+        # MLX's CPU backend has no bf16 gather_mm for the unquantized experts.
+        model.set_dtype(mx.float32)
+    report("Loading tokenizer")
+    tokenizer = load_tokenizer(checkpoint)
+    mx.eval(model.parameters())
+    return model, tokenizer
+
+
 class Engine:
     """A loaded checkpoint, its tokenizer, and the KV cache of the last conversation."""
 
@@ -168,10 +247,19 @@ class Engine:
 
         hf = self.tokenizer._tokenizer
         banned = np.zeros(vocab, dtype=bool)
-        banned[len(hf):] = True
-        layout = ("<|begin_of_text|>", "<|finetune_right_pad|>", "<|image_start|>", "<|image_end|>",
-                  "<|image|>", "<|patch|>", "<|tile_x_separator|>", "<|tile_y_separator|>",
-                  "<|header_start|>", "<|header_end|>")
+        banned[len(hf) :] = True
+        layout = (
+            "<|begin_of_text|>",
+            "<|finetune_right_pad|>",
+            "<|image_start|>",
+            "<|image_end|>",
+            "<|image|>",
+            "<|patch|>",
+            "<|tile_x_separator|>",
+            "<|tile_y_separator|>",
+            "<|header_start|>",
+            "<|header_end|>",
+        )
         for token, token_id in hf.get_added_vocab().items():
             if token_id < vocab and ("reserved_special_token" in token or token in layout):
                 banned[token_id] = True
@@ -189,27 +277,43 @@ class Engine:
 
     @classmethod
     def load(cls, path: str | Path, progress: Callable[[str], None] | None = None) -> Engine:
-        """Load a local checkpoint folder (nothing is downloaded)."""
-        checkpoint = read_checkpoint(path)
-        report = progress or (lambda _message: None)
-        try:
-            import mlx.core as mx
-            from mlx_lm.tokenizer_utils import load as load_tokenizer
-            from mlx_vlm.utils import load_model
+        """Load a local checkpoint folder (nothing is downloaded).
 
-            report("Reading weights")
-            model = load_model(checkpoint.path, lazy=False)
-            fix_vision_tower(model)
-            if checkpoint.quantization is None and mx.default_device() == mx.cpu:
-                # MLX's CPU backend has no bf16 gather_mm for the unquantized experts.
-                model.set_dtype(mx.float32)
-            report("Loading tokenizer")
-            text = checkpoint.config["text_config"]
-            eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
-            tokenizer = load_tokenizer(checkpoint.path, eos_token_ids=eos)
-            mx.eval(model.parameters())
-        except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelLoadError(f"Could not load {checkpoint.name}: {exc}") from exc
+        Raises ``CheckpointError`` for a folder that is not a Llama 4 checkpoint and
+        ``ModelLoadError`` (a one-line message naming the model and the cause) for anything
+        else that goes wrong; MLX's buffer cache is freed before either is raised. Exceptions
+        raised by ``progress`` (a cancelled load) pass through unchanged."""
+        import logging
+
+        name = Path(path).expanduser().name
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a failed load
+            logging.getLogger(__name__).debug("Reading %s failed", name, exc_info=True)
+            raise ModelLoadError(f"Could not load {name}: {_one_line(exc)}") from None
+
+        def report(stage: str) -> None:
+            if progress is not None:
+                try:
+                    progress(stage)
+                except Exception as exc:  # noqa: BLE001 - re-raised as is, below
+                    raise _ProgressRaised(exc) from None
+
+        failure: Exception | None = None
+        try:
+            model, tokenizer = _load_model_and_tokenizer(checkpoint, report)
+        except _ProgressRaised as raised:
+            failure = raised.error.with_traceback(None)
+        except Exception as exc:  # noqa: BLE001 - whatever the libraries raise, the load failed
+            logging.getLogger(__name__).debug("Loading %s failed", checkpoint.name, exc_info=True)
+            failure = ModelLoadError(f"Could not load {checkpoint.name}: {_one_line(exc)}")
+        if failure is not None:
+            # Outside the except block (and without its traceback), which would keep the
+            # half-loaded model alive.
+            _free_memory()
+            raise failure
         return cls(checkpoint, model, tokenizer)
 
     @property
@@ -223,16 +327,13 @@ class Engine:
 
     def close(self) -> None:
         """Release the model and every cache so the memory can go to the next model."""
-        import gc
-
-        import mlx.core as mx
-
         self.reset_cache()
         self._features.clear()
         self.model = None
         self._lm = None
-        gc.collect()  # the patched vision tower holds a reference cycle; free it before...
-        mx.clear_cache()  # ...handing MLX's cached buffers back to the system
+        # The patched vision tower holds a reference cycle: collect it, then hand MLX's cached
+        # buffers back to the system.
+        _free_memory()
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -293,7 +394,8 @@ class Engine:
             # ``shared`` attend from the start of their chunk, which must still be there.
             lost_front = any(
                 getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
-                for c in self._cache if hasattr(c, "chunk_size")
+                for c in self._cache
+                if hasattr(c, "chunk_size")
             )
             if not trimmed or any(t != excess for t in trimmed) or lost_front:
                 self._cache = self._lm.make_cache()
@@ -302,13 +404,18 @@ class Engine:
         self._cache_keys = self._cache_keys[:shared]
         return shared
 
-    def prepare(self, messages: list[ChatMessage], settings: GenerationSettings = GenerationSettings(),
-                continue_final: bool = False) -> EncodedPrompt:
+    def prepare(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings = GenerationSettings(),
+        continue_final: bool = False,
+    ) -> EncodedPrompt:
         """Encode ``messages`` and check them against the context; raise ``PromptError`` with a
         message fit to show when they cannot be answered. Nothing is computed on the model."""
         try:
-            prompt = self.encoder.encode(messages, continue_final=continue_final,
-                                         valid_id=self._valid_generated_id)
+            prompt = self.encoder.encode(
+                messages, continue_final=continue_final, valid_id=self._valid_generated_id
+            )
         except Exception as exc:  # noqa: BLE001 - a template or image failure is this prompt's problem
             raise PromptError(f"Could not build the prompt: {exc}") from exc
         limit = min(settings.context_length or self.max_context, self.max_context)
@@ -352,16 +459,21 @@ class Engine:
 
         generated: list[int] = []
         state = {"cached": 0, "prefilled": 0, "first": None}
-        try:
-            yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
-        except GenerationCancelled:
-            yield self._final(blank, "cancelled", None, prompt, generated, state, start_time)
-        except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app
-            self.reset_cache()
-            yield self._final(blank, "error", f"Generation failed: {exc}", prompt, generated, state,
-                              start_time)
-        finally:
-            self._settle_cache(prompt, generated)
+        from mlx_lm.generate import generation_stream
+
+        # On Metal the weights stay wired while the answer runs, as in mlx-lm's stream_generate.
+        with wired_limit(self.model, [generation_stream]):
+            try:
+                yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
+            except GenerationCancelled:
+                yield self._final(blank, "cancelled", None, prompt, generated, state, start_time)
+            except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app
+                self.reset_cache()
+                yield self._final(
+                    blank, "error", f"Generation failed: {exc}", prompt, generated, state, start_time
+                )
+            finally:
+                self._settle_cache(prompt, generated)
 
     def _settle_cache(self, prompt: EncodedPrompt, generated: list[int]) -> None:
         """Record what the cache now holds: the prompt, then the tokens fed back so far."""

@@ -1,17 +1,24 @@
 """Tiny Llama 4 checkpoints with random weights and the real on-disk format.
 
-Tests and benchmarks cannot download Meta's weights, so they build checkpoints here: the
-real ``config.json`` layout (MoE with a shared expert, NoPE on every 4th layer, chunked
-attention, QK-norm; a vision tower with 14-px patches and pixel-shuffle 0.5), the tensor names
-and shapes of transformers' ``Llama4ForConditionalGeneration`` (fused ``experts.gate_up_proj``
-and ``experts.down_proj`` stored in x out, without a ``.weight`` suffix), a byte-level BPE
-``tokenizer.json`` carrying Llama 4's 2,048 special tokens in their real order, the chat
-template, and the preprocessor/processor configs. ``quantize_checkpoint`` makes 4- and 8-bit
-MLX copies with mlx-vlm's own converter.
+Tests and benchmarks cannot download Meta's weights, so they build checkpoints here, file for
+file and key for key as an mlx-community Llama 4 repo: ``config.json`` is Meta's public Scout
+config (``llama4-scout-config.json``, kept verbatim) with only its sizes shrunk (MoE with a
+shared expert, NoPE on every 4th layer, chunked attention, QK-norm, the integer
+``attn_temperature_tuning``; a vision tower with 14-px patches and pixel-shuffle 0.5); the
+tensor names and shapes of transformers' ``Llama4ForConditionalGeneration`` (fused
+``experts.gate_up_proj`` and ``experts.down_proj`` stored in x out, without a ``.weight``
+suffix) in shards ``model-0000N-of-0000M.safetensors`` with their index; a byte-level BPE
+``tokenizer.json`` carrying Llama 4's 2,048 special tokens in their real order, with
+``tokenizer_config.json``, ``special_tokens_map.json`` and ``chat_template.json``; and the
+generation, preprocessor and processor configs. ``quantize_checkpoint`` makes 4- and 8-bit MLX
+copies with mlx-vlm's quantization, as mlx-community does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import shutil
 from dataclasses import dataclass
@@ -167,6 +174,7 @@ class TinyShape:
     vision_out: int = 64
 
 
+@functools.lru_cache(maxsize=4)  # the same for every checkpoint of a vocabulary size
 def _build_tokenizer(base_vocab: int):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -193,141 +201,198 @@ def _build_tokenizer(base_vocab: int):
     return tok
 
 
-def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) -> Path:
-    """Write an unquantized (bf16) HF-format Llama 4 checkpoint into ``path``."""
+# Meta's public config.json of Llama 4 Scout 17B-16E, verbatim (mlx-community's conversions copy
+# it and add ``quantization``/``quantization_config``). Tiny checkpoints start from it.
+SCOUT_CONFIG = Path(__file__).with_name("llama4-scout-config.json")
+_SCOUT_FIRST_SPECIAL_ID = 200000  # "<|begin_of_text|>" in the real vocabulary
+
+
+def scout_config() -> dict:
+    """The public Scout ``config.json`` as a dict (a fresh copy on each call)."""
+    return json.loads(SCOUT_CONFIG.read_text(encoding="utf-8"))
+
+
+def tiny_config(shape: TinyShape, vocab: int) -> dict:
+    """The Scout config with only its sizes shrunk to ``shape`` (and token ids moved to where the
+    tiny vocabulary has them); every other key and value type is the real one."""
+    s = shape
+    config = scout_config()
+    shift = s.base_vocab - _SCOUT_FIRST_SPECIAL_ID
+
+    def moved(token_id):
+        return [i + shift for i in token_id] if isinstance(token_id, list) else token_id + shift
+
+    text = config["text_config"]
+    text.update(
+        hidden_size=s.hidden,
+        intermediate_size=s.expert_intermediate,
+        intermediate_size_mlp=s.dense_intermediate,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        num_key_value_heads=s.kv_heads,
+        head_dim=s.head_dim,
+        num_local_experts=s.experts,
+        interleave_moe_layer_step=s.moe_step,
+        moe_layers=[i for i in range(s.layers) if i % s.moe_step == s.moe_step - 1],
+        no_rope_layers=[0 if (i + 1) % 4 == 0 else 1 for i in range(s.layers)],
+        attention_chunk_size=s.chunk,
+        vocab_size=vocab,
+    )
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        text[key] = moved(text[key])
+    for key in ("boi_token_index", "eoi_token_index", "image_token_index"):
+        config[key] = moved(config[key])
+    config["vision_config"].update(
+        hidden_size=s.vision_hidden,
+        intermediate_size=4 * s.vision_hidden,
+        num_hidden_layers=s.vision_layers,
+        num_attention_heads=s.vision_heads,
+        image_size=s.tile,
+        projector_input_dim=s.vision_out,
+        projector_output_dim=s.vision_out,
+        vision_output_dim=s.vision_out,
+    )
+    return config
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _special_token(content: str) -> dict:
+    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+
+
+def _write_tokenizer_files(path: Path, tok, base_vocab: int) -> None:
+    """tokenizer.json, tokenizer_config.json, special_tokens_map.json and chat_template.json, as
+    the Llama 4 Instruct repos carry them."""
+    tok.save(str(path / "tokenizer.json"))
+    special = {
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot|>",
+        "pad_token": "<|finetune_right_pad|>",
+    }
+    added = {
+        str(base_vocab + i): {**_special_token(token), "special": True}
+        for i, token in enumerate(LLAMA4_SPECIAL_TOKENS)
+    }
+    _write_json(
+        path / "tokenizer_config.json",
+        {
+            "added_tokens_decoder": added,
+            **special,
+            "chat_template": LLAMA4_CHAT_TEMPLATE,
+            "clean_up_tokenization_spaces": False,
+            "extra_special_tokens": {},
+            "model_input_names": ["input_ids", "attention_mask"],
+            "model_max_length": 10485760,
+            "processor_class": "Llama4Processor",
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        },
+    )
+    _write_json(
+        path / "special_tokens_map.json", {key: _special_token(value) for key, value in special.items()}
+    )
+    _write_json(path / "chat_template.json", {"chat_template": LLAMA4_CHAT_TEMPLATE})
+
+
+def _write_processor_files(path: Path, config: dict, max_patches: int) -> None:
+    """generation_config.json, preprocessor_config.json and processor_config.json."""
+    text = config["text_config"]
+    tile = config["vision_config"]["image_size"]
+    _write_json(
+        path / "generation_config.json",
+        {
+            "bos_token_id": text["bos_token_id"],
+            "do_sample": True,
+            "eos_token_id": text["eos_token_id"],
+            "pad_token_id": text["pad_token_id"],
+            "temperature": 0.6,
+            "top_p": 0.9,
+            "transformers_version": config["transformers_version"],
+        },
+    )
+    _write_json(
+        path / "preprocessor_config.json",
+        {
+            "crop_size": None,
+            "data_format": "channels_first",
+            "default_to_square": True,
+            "device": None,
+            "do_center_crop": None,
+            "do_convert_rgb": True,
+            "do_normalize": True,
+            "do_rescale": True,
+            "do_resize": True,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_processor_type": "Llama4ImageProcessorFast",
+            "image_std": [0.5, 0.5, 0.5],
+            "input_data_format": None,
+            "max_patches": max_patches,
+            "processor_class": "Llama4Processor",
+            "resample": 2,
+            "rescale_factor": 1 / 255,
+            "resize_to_max_canvas": False,
+            "return_tensors": None,
+            "size": {"height": tile, "width": tile},
+        },
+    )
+    _write_json(
+        path / "processor_config.json",
+        {
+            "fake_image_token": "<|image|>",
+            "image_token": "<|image|>",
+            "patch_size": config["vision_config"]["patch_size"],
+            "processor_class": "Llama4Processor",
+        },
+    )
+
+
+def _write_shards(path: Path, arrays: dict, metadata: dict) -> None:
+    """Weights in two files named as the real ones, with their index. Like MLX's converter,
+    which fills each shard up to a size cap, the first file holds most of the bytes (about
+    90 %, in name order) and the second the rest."""
     import mlx.core as mx
-    from transformers import PreTrainedTokenizerFast
+
+    names = sorted(arrays)
+    total = sum(array.nbytes for array in arrays.values())
+    parts: list[dict] = [{}, {}]
+    filled = 0
+    for name in names:
+        first = filled < 0.9 * total and name != names[-1]
+        parts[0 if first else 1][name] = arrays[name]
+        if first:
+            filled += arrays[name].nbytes
+    weight_map = {}
+    for number, part in enumerate(parts, start=1):
+        shard = f"model-{number:05d}-of-{len(parts):05d}.safetensors"
+        mx.save_safetensors(str(path / shard), part, metadata=metadata)
+        weight_map.update(dict.fromkeys(part, shard))
+    _write_json(
+        path / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+    )
+
+
+def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) -> Path:
+    """Write an unquantized (bf16) HF-format Llama 4 checkpoint into ``path``: Meta's files and
+    keys, the Scout config with its sizes shrunk to ``shape``, random weights."""
+    import mlx.core as mx
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = _build_tokenizer(shape.base_vocab)
+    s = shape
+    tok = _build_tokenizer(s.base_vocab)
     n_tokens = tok.get_vocab_size(with_added_tokens=True)
     vocab = -(-n_tokens // 64) * 64  # padded like the real 202,048
-    ids = {t: shape.base_vocab + i for i, t in enumerate(LLAMA4_SPECIAL_TOKENS)}
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot|>",
-        pad_token="<|finetune_right_pad|>",
-        model_max_length=10485760,
-    )
-    fast.chat_template = LLAMA4_CHAT_TEMPLATE
-    fast.save_pretrained(str(path))
-    tc_path = path / "tokenizer_config.json"
-    tc = json.loads(tc_path.read_text())
-    tc["chat_template"] = LLAMA4_CHAT_TEMPLATE
-    tc_path.write_text(json.dumps(tc, indent=2))
-    (path / "chat_template.jinja").unlink(missing_ok=True)
-
-    s = shape
-    no_rope = [0 if (i + 1) % 4 == 0 else 1 for i in range(s.layers)]
-    moe_layers = [i for i in range(s.layers) if i % s.moe_step == s.moe_step - 1]
-    eos = [ids["<|end_of_text|>"], ids["<|eom|>"], ids["<|eot|>"]]
-    text_config = {
-        "model_type": "llama4_text",
-        "hidden_size": s.hidden,
-        "intermediate_size": s.expert_intermediate,
-        "intermediate_size_mlp": s.dense_intermediate,
-        "num_hidden_layers": s.layers,
-        "num_attention_heads": s.heads,
-        "num_key_value_heads": s.kv_heads,
-        "head_dim": s.head_dim,
-        "num_local_experts": s.experts,
-        "num_experts_per_tok": 1,
-        "interleave_moe_layer_step": s.moe_step,
-        "moe_layers": moe_layers,
-        "no_rope_layers": no_rope,
-        "attention_chunk_size": s.chunk,
-        "use_qk_norm": True,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 500000.0,
-        "rope_scaling": {
-            "factor": 16.0,
-            "high_freq_factor": 1.0,
-            "low_freq_factor": 1.0,
-            "original_max_position_embeddings": 8192,
-            "rope_type": "llama3",
-        },
-        "vocab_size": vocab,
-        "bos_token_id": ids["<|begin_of_text|>"],
-        "eos_token_id": eos,
-        "pad_token_id": ids["<|finetune_right_pad|>"],
-        "max_position_embeddings": 10485760,
-        "attn_temperature_tuning": True,
-        "floor_scale": 8192,
-        "attn_scale": 0.1,
-        "hidden_act": "silu",
-        "tie_word_embeddings": False,
-        "torch_dtype": "bfloat16",
-    }
-    patches = (s.tile // 14) ** 2
-    vision_config = {
-        "model_type": "llama4_vision_model",
-        "hidden_size": s.vision_hidden,
-        "intermediate_size": 4 * s.vision_hidden,
-        "num_hidden_layers": s.vision_layers,
-        "num_attention_heads": s.vision_heads,
-        "image_size": s.tile,
-        "patch_size": 14,
-        "num_channels": 3,
-        "norm_eps": 1e-5,
-        "pixel_shuffle_ratio": 0.5,
-        "projector_input_dim": s.vision_out,
-        "projector_output_dim": s.vision_out,
-        "projector_dropout": 0.0,
-        "vision_output_dim": s.vision_out,
-        "rope_theta": 10000,
-        "vision_feature_layer": -1,
-        "vision_feature_select_strategy": "default",
-        "initializer_range": 0.02,
-        "hidden_act": "gelu",
-        "multi_modal_projector_bias": False,
-    }
-    config = {
-        "architectures": ["Llama4ForConditionalGeneration"],
-        "model_type": "llama4",
-        "text_config": text_config,
-        "vision_config": vision_config,
-        "boi_token_index": ids["<|image_start|>"],
-        "eoi_token_index": ids["<|image_end|>"],
-        "image_token_index": ids["<|patch|>"],
-        "tie_word_embeddings": False,
-        "torch_dtype": "bfloat16",
-    }
-    (path / "config.json").write_text(json.dumps(config, indent=2))
-    (path / "generation_config.json").write_text(
-        json.dumps(
-            {"bos_token_id": ids["<|begin_of_text|>"], "eos_token_id": eos,
-             "pad_token_id": ids["<|finetune_right_pad|>"], "temperature": 0.6, "top_p": 0.9}
-        )
-    )
-    (path / "preprocessor_config.json").write_text(
-        json.dumps(
-            {
-                "image_processor_type": "Llama4ImageProcessorFast",
-                "do_convert_rgb": True,
-                "do_normalize": True,
-                "do_rescale": True,
-                "do_resize": True,
-                "image_mean": [0.5, 0.5, 0.5],
-                "image_std": [0.5, 0.5, 0.5],
-                "max_patches": s.max_patches,
-                "resample": 2,
-                "rescale_factor": 1 / 255,
-                "resize_to_max_canvas": False,
-                "size": {"height": s.tile, "width": s.tile},
-            },
-            indent=2,
-        )
-    )
-    (path / "processor_config.json").write_text(
-        json.dumps(
-            {"processor_class": "Llama4Processor", "patch_size": 14,
-             "fake_image_token": "<|image|>", "image_token": "<|image|>"},
-            indent=2,
-        )
-    )
+    config = tiny_config(s, vocab)
+    text = config["text_config"]
+    moe_layers = text["moe_layers"]
+    eos = text["eos_token_id"]
+    patches = (s.tile // config["vision_config"]["patch_size"]) ** 2
+    _write_json(path / "config.json", config)
+    _write_tokenizer_files(path, tok, s.base_vocab)
+    _write_processor_files(path, config, s.max_patches)
 
     rng = np.random.default_rng(seed)
 
@@ -349,13 +414,17 @@ def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) 
         if i in moe_layers:
             f = f"{p}.feed_forward"
             t[f"{f}.router.weight"] = w(s.experts, s.hidden)
-            t[f"{f}.experts.gate_up_proj"] = w(s.experts, s.hidden, 2 * s.expert_intermediate,
-                                               scale=1 / np.sqrt(s.hidden))
-            t[f"{f}.experts.down_proj"] = w(s.experts, s.expert_intermediate, s.hidden,
-                                            scale=1 / np.sqrt(s.expert_intermediate))
-            for name, shp in (("gate_proj", (s.expert_intermediate, s.hidden)),
-                              ("up_proj", (s.expert_intermediate, s.hidden)),
-                              ("down_proj", (s.hidden, s.expert_intermediate))):
+            t[f"{f}.experts.gate_up_proj"] = w(
+                s.experts, s.hidden, 2 * s.expert_intermediate, scale=1 / np.sqrt(s.hidden)
+            )
+            t[f"{f}.experts.down_proj"] = w(
+                s.experts, s.expert_intermediate, s.hidden, scale=1 / np.sqrt(s.expert_intermediate)
+            )
+            for name, shp in (
+                ("gate_proj", (s.expert_intermediate, s.hidden)),
+                ("up_proj", (s.expert_intermediate, s.hidden)),
+                ("down_proj", (s.hidden, s.expert_intermediate)),
+            ):
                 t[f"{f}.shared_expert.{name}.weight"] = w(*shp)
         else:
             f = f"{p}.feed_forward"
@@ -394,31 +463,45 @@ def write_checkpoint(path: Path, shape: TinyShape = TinyShape(), seed: int = 0) 
     t["multi_modal_projector.linear_1.weight"] = w(s.hidden, s.vision_out)
 
     arrays = {k: mx.array(v).astype(mx.bfloat16) for k, v in t.items()}
-    mx.save_safetensors(str(path / "model.safetensors"), arrays, metadata={"format": "pt"})
+    _write_shards(path, arrays, {"format": "pt"})
     return path
 
 
 def quantize_checkpoint(src: Path, dst: Path, bits: int, group_size: int = 64) -> Path:
-    """Make an MLX-quantized copy of ``src`` with mlx-vlm's converter (as mlx-community does)."""
-    import contextlib
-    import io
+    """Make an MLX-quantized copy of ``src`` as mlx-community's conversions are: mlx-vlm's
+    quantization of the language model (the vision tower and projector stay bf16), sharded MLX
+    weights, the source config plus ``quantization``/``quantization_config``, and every other
+    file copied unchanged. Unlike mlx-vlm's ``convert`` this never loads a transformers
+    processor, which needs PyTorch for Llama 4."""
+    from mlx.utils import tree_flatten
+    from mlx_vlm.quant_utils import quantize_model
+    from mlx_vlm.utils import load_model, skip_multimodal_module
 
-    from mlx_vlm.convert import convert
-
-    dst = Path(dst)
+    src, dst = Path(src), Path(dst)
     if dst.exists():
         shutil.rmtree(dst)
-    with contextlib.redirect_stdout(io.StringIO()):
-        convert(
-            str(src),
-            mlx_path=str(dst),
-            quantize=True,
-            q_bits=bits,
-            q_group_size=group_size,
-            trust_remote_code=False,
-        )
-    # The converter copies what it knows; keep the processor configs the app reads.
-    for name in ("preprocessor_config.json", "processor_config.json", "generation_config.json"):
-        if not (dst / name).exists():
-            shutil.copy(Path(src) / name, dst / name)
+    dst.mkdir(parents=True)
+    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    model = load_model(src, lazy=True)
+    model_predicate = getattr(model, "quant_predicate", None)
+
+    def should_quantize(module_path: str, module) -> bool | dict:
+        if skip_multimodal_module(module_path):
+            return False
+        return model_predicate(module_path, module) if model_predicate else True
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its bits per weight
+        model, _ = quantize_model(model, dict(config), group_size, bits, quant_predicate=should_quantize)
+    _write_shards(dst, dict(tree_flatten(model.parameters())), {"format": "mlx"})
+    quantization = {"group_size": group_size, "bits": bits}
+    _write_json(
+        dst / "config.json", {**config, "quantization": quantization, "quantization_config": quantization}
+    )
+    for item in src.iterdir():
+        if item.suffix != ".safetensors" and item.name not in ("config.json", "model.safetensors.index.json"):
+            shutil.copy(item, dst / item.name)
+    (dst / "README.md").write_text(
+        f"# {dst.name}\n\nA tiny synthesized Llama 4 checkpoint, {bits}-bit MLX, for tests.\n",
+        encoding="utf-8",
+    )
     return dst

@@ -16,15 +16,19 @@ from PIL import Image  # noqa: E402
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
-    """Tiny Llama 4 checkpoints: HF-format bf16, and 4- and 8-bit MLX copies."""
-    from models.synthetic import quantize_checkpoint, write_checkpoint
+    """Tiny Llama 4 checkpoints with the files and keys of a real one: HF-format bf16, and 4-
+    and 8-bit MLX copies (dense and MoE layers interleaved, as in Maverick); "scout" is a 4-bit
+    copy of the Scout config with only its sizes shrunk (every layer MoE)."""
+    from models.synthetic import TinyShape, quantize_checkpoint, write_checkpoint
 
     root = tmp_path_factory.mktemp("checkpoints")
     bf16 = write_checkpoint(root / "tiny-llama4-bf16", seed=0)
+    scout_bf16 = write_checkpoint(root / "tiny-scout-bf16", TinyShape(moe_step=1), seed=2)
     return {
         "bf16": bf16,
         "4bit": quantize_checkpoint(bf16, root / "tiny-llama4-4bit", bits=4, group_size=64),
         "8bit": quantize_checkpoint(bf16, root / "tiny-llama4-8bit", bits=8, group_size=64),
+        "scout": quantize_checkpoint(scout_bf16, root / "Llama-4-Scout-tiny-4bit", bits=4, group_size=64),
     }
 
 

@@ -17,8 +17,7 @@ from tests.hub_server import running_hub
 
 TIMEOUT = 120_000
 SCOUT_4BIT = "mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit"
-
-
+FIRST_SHARD = "model-00001-of-00002.safetensors"  # a checkpoint's first weight file
 
 
 def menu_action(window, text_start):
@@ -107,20 +106,20 @@ def test_download_needs_the_license(qtbot, tmp_path, hub, monkeypatch):
 
 def test_pause_and_resume_a_download(qtbot, tmp_path, hub):
     library = ModelLibrary()
-    stall = hub.stall(SCOUT_4BIT, "model.safetensors", after_bytes=4096)
+    stall = hub.stall(SCOUT_4BIT, FIRST_SHARD, after_bytes=4096)
     with qtbot.waitSignal(library.download_progress, timeout=TIMEOUT,
-                          check_params_cb=lambda repo, p: p.file == "model.safetensors"
+                          check_params_cb=lambda repo, p: p.file == FIRST_SHARD
                           and p.file_bytes_done >= 4096):
         library.start_download(SCOUT_4BIT)
     with qtbot.waitSignal(library.download_failed, timeout=TIMEOUT) as failed:
         library.pause_download(SCOUT_4BIT)
         stall.release()
     assert failed.args == [SCOUT_4BIT, "Paused."]
-    size = len(hub.repos[SCOUT_4BIT].files["model.safetensors"].data)
+    size = len(hub.repos[SCOUT_4BIT].files[FIRST_SHARD].data)
     hub.reset_counters()
     with qtbot.waitSignal(library.download_finished, timeout=TIMEOUT):
         library.start_download(SCOUT_4BIT)
-    assert hub.bytes_served(SCOUT_4BIT, "model.safetensors") <= size - 4096
+    assert hub.bytes_served(SCOUT_4BIT, FIRST_SHARD) <= size - 4096
     library.shutdown()
 
 

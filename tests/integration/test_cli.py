@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,16 +11,37 @@ import pytest
 from tests.conftest import image_bytes
 
 JSON_FIELDS = {
-    "text": str, "token_ids": list, "prompt_token_ids": list, "prompt_tokens": int,
-    "generation_tokens": int, "ttft_s": float, "prompt_tps": float, "generation_tps": float,
-    "peak_memory_gb": float, "finish_reason": str,
+    "text": str,
+    "token_ids": list,
+    "prompt_token_ids": list,
+    "prompt_tokens": int,
+    "generation_tokens": int,
+    "ttft_s": float,
+    "prompt_tps": float,
+    "generation_tps": float,
+    "peak_memory_gb": float,
+    "finish_reason": str,
 }
+
+
+def tokenizer_of(folder):
+    """The checkpoint's tokenizer as the engine loads it (AutoTokenizer would validate the real
+    config, and reject it)."""
+    from models.checkpoint import read_checkpoint
+    from models.engine import load_tokenizer
+
+    return load_tokenizer(read_checkpoint(folder))._tokenizer
 
 
 def run_cli(*args, timeout=180):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "desktop.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +55,18 @@ def images(tmp_path_factory):
 
 @pytest.mark.parametrize("n_images", [0, 1, 2])
 def test_ask_json_with_images(checkpoints, images, n_images):
-    args = ["ask", "--model", checkpoints["4bit"], "--json", "--temperature", "0",
-            "--max-tokens", "6", "--seed", "1"]
+    args = [
+        "ask",
+        "--model",
+        checkpoints["4bit"],
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--seed",
+        "1",
+    ]
     for path in images[:n_images]:
         args += ["--image", path]
     result = run_cli(*args, "What do you see?")
@@ -47,9 +79,7 @@ def test_ask_json_with_images(checkpoints, images, n_images):
     assert out["prompt_tokens"] == len(out["prompt_token_ids"])
     # Each image adds its <|patch|> run, 4 per tile: 112x56 -> 1x2 grid + global = 3 tiles;
     # 60x180 -> 4x2 grid (the smallest upscale) + global = 9 tiles.
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(checkpoints["4bit"])
+    tok = tokenizer_of(checkpoints["4bit"])
     patches = out["prompt_token_ids"].count(tok.convert_tokens_to_ids("<|patch|>"))
     assert patches == [0, 12, 12 + 36][n_images]
 
@@ -64,12 +94,19 @@ def test_greedy_is_deterministic_and_streams_text(checkpoints):
 
 
 def test_system_prompt_goes_first(checkpoints):
-    result = run_cli("ask", "--model", checkpoints["4bit"], "--json", "--max-tokens", "1",
-                     "--system", "You are terse.", "Hi")
+    result = run_cli(
+        "ask",
+        "--model",
+        checkpoints["4bit"],
+        "--json",
+        "--max-tokens",
+        "1",
+        "--system",
+        "You are terse.",
+        "Hi",
+    )
     out = json.loads(result.stdout)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(checkpoints["4bit"])
+    tok = tokenizer_of(checkpoints["4bit"])
     text = tok.decode(out["prompt_token_ids"])
     assert text.startswith("<|begin_of_text|><|header_start|>system<|header_end|>\n\nYou are terse.<|eot|>")
 
@@ -88,8 +125,12 @@ def test_system_prompt_goes_first(checkpoints):
 def test_bad_input_is_one_line(checkpoints, tmp_path, args, message):
     (tmp_path / "notimage.png").write_text("hello")
     (tmp_path / "empty.png").write_bytes(b"")
-    args = [a.format(missing=tmp_path / "missing.png", notimage=tmp_path / "notimage.png",
-                     empty=tmp_path / "empty.png") for a in args]
+    args = [
+        a.format(
+            missing=tmp_path / "missing.png", notimage=tmp_path / "notimage.png", empty=tmp_path / "empty.png"
+        )
+        for a in args
+    ]
     result = run_cli("ask", "--model", checkpoints["4bit"], *args, "Hi")
     assert result.returncode != 0
     assert message in result.stderr
@@ -114,3 +155,35 @@ def test_bad_model(tmp_path, model):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert any(w in result.stderr for w in ("does not exist", "not Llama 4", "not downloaded"))
+
+
+def test_the_real_scout_config_answers(checkpoints, images):
+    """Meta's Scout config (sizes shrunk only), which transformers' validation rejects."""
+    result = run_cli(
+        "ask",
+        "--model",
+        checkpoints["scout"],
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "4",
+        "--image",
+        images[0],
+        "What do you see?",
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["finish_reason"] in ("length", "stop") and out["generation_tokens"] >= 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_load_failure_is_one_line(checkpoints, tmp_path):
+    broken = tmp_path / "broken-tokenizer"
+    shutil.copytree(checkpoints["scout"], broken)
+    (broken / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "Nonsense"}}')
+    result = run_cli("ask", "--model", broken, "--max-tokens", "2", "Hi")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("llama-desk: Could not load broken-tokenizer: ")

@@ -12,6 +12,7 @@ from models.prompt import ChatMessage
 from tests.conftest import image_bytes
 
 GREEDY = GenerationSettings(max_tokens=8, temperature=0.0)
+FIRST_SHARD = "model-00001-of-00002.safetensors"
 
 
 def photo(width, height, color=(200, 40, 40)):
@@ -139,8 +140,9 @@ def test_different_image_same_layout_is_not_reused(engine_4bit):
 def test_cancel_stops_within_one_token(engine_4bit):
     cancel = threading.Event()
     steps = []
-    for step in engine_4bit.generate([ChatMessage("user", "Tell me a story")],
-                                     GenerationSettings(max_tokens=200, temperature=0.0), cancel):
+    for step in engine_4bit.generate(
+        [ChatMessage("user", "Tell me a story")], GenerationSettings(max_tokens=200, temperature=0.0), cancel
+    ):
         steps.append(step)
         if len(steps) == 3:
             cancel.set()
@@ -161,8 +163,11 @@ def test_cancel_during_prefill(engine_4bit):
 
     cancel = CancelAfterFirstChunk()
     long_text = "word " * 300
-    steps = list(engine_4bit.generate([ChatMessage("user", long_text)],
-                                      GenerationSettings(max_tokens=20, prefill_step_size=32), cancel))
+    steps = list(
+        engine_4bit.generate(
+            [ChatMessage("user", long_text)], GenerationSettings(max_tokens=20, prefill_step_size=32), cancel
+        )
+    )
     assert steps[-1].finish_reason == "cancelled"
     assert steps[-1].generation_tokens == 0
     # The partial prefill is remembered, so the next try continues from it.
@@ -175,8 +180,9 @@ def test_cancel_during_prefill(engine_4bit):
 
 
 def test_prompt_longer_than_context(engine_4bit):
-    _, final, steps = answer(engine_4bit, [ChatMessage("user", "word " * 200)],
-                             GenerationSettings(max_tokens=4, context_length=64))
+    _, final, steps = answer(
+        engine_4bit, [ChatMessage("user", "word " * 200)], GenerationSettings(max_tokens=4, context_length=64)
+    )
     assert len(steps) == 1
     assert final.finish_reason == "error"
     assert "context length of 64" in final.error
@@ -222,11 +228,16 @@ def test_typed_control_tokens_stay_text(engine_4bit):
 
 def test_encoding_matches_the_chat_template(engine_4bit):
     tok = engine_4bit.tokenizer._tokenizer
-    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there"),
-                ChatMessage("assistant", "Hi! How can I help?"), ChatMessage("user", "Count to 3")]
+    messages = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Hello there"),
+        ChatMessage("assistant", "Hi! How can I help?"),
+        ChatMessage("user", "Count to 3"),
+    ]
     ours = engine_4bit.encoder.encode(messages).ids
-    rendered = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
-                                       tokenize=False, add_generation_prompt=True)
+    rendered = tok.apply_chat_template(
+        [{"role": m.role, "content": m.text} for m in messages], tokenize=False, add_generation_prompt=True
+    )
     assert ours == tok.encode(rendered, add_special_tokens=False)
 
 
@@ -235,8 +246,12 @@ def test_missing_file_in_model_folder(checkpoints, tmp_path):
 
     from models.checkpoint import CheckpointError
 
-    cases = {"tokenizer.json": "tokenizer.json", "preprocessor_config.json": "preprocessor_config",
-             "config.json": "config.json", "model.safetensors": "safetensors"}
+    cases = {
+        "tokenizer.json": "tokenizer.json",
+        "preprocessor_config.json": "preprocessor_config",
+        "config.json": "config.json",
+        FIRST_SHARD: FIRST_SHARD,
+    }
     for missing, reason in cases.items():
         copy = tmp_path / f"no-{missing}"
         shutil.copytree(checkpoints["bf16"], copy)
@@ -252,8 +267,8 @@ def test_corrupt_weights_fail_cleanly(checkpoints, tmp_path):
 
     copy = tmp_path / "corrupt"
     shutil.copytree(checkpoints["bf16"], copy)
-    data = (copy / "model.safetensors").read_bytes()
-    (copy / "model.safetensors").write_bytes(data[: len(data) // 3])
+    data = (copy / FIRST_SHARD).read_bytes()
+    (copy / FIRST_SHARD).write_bytes(data[: len(data) // 3])
     with pytest.raises((ModelLoadError,)):
         Engine.load(copy)
 
@@ -265,7 +280,8 @@ def test_pickled_weights_refused(checkpoints, tmp_path):
 
     copy = tmp_path / "pickled"
     shutil.copytree(checkpoints["bf16"], copy)
-    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
+    for shard in copy.glob("*.safetensors"):
+        shard.rename(copy / f"pytorch_{shard.stem}.bin")
     with pytest.raises(CheckpointError, match="safetensors only"):
         Engine.load(copy)
 
@@ -329,11 +345,13 @@ def test_stored_ids_that_do_not_fit_are_retokenized(engine_4bit):
     tok = engine_4bit.tokenizer._tokenizer
     patch = tok.convert_tokens_to_ids("<|patch|>")
     for bad in ((10**9,), (patch, 5), (-1,)):
-        messages = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello", token_ids=bad),
-                    ChatMessage("user", "Again")]
+        messages = [
+            ChatMessage("user", "Hi"),
+            ChatMessage("assistant", "Hello", token_ids=bad),
+            ChatMessage("user", "Again"),
+        ]
         ids = engine_4bit.prepare(messages).ids
-        assert ids == engine_4bit.prepare([*messages[:1], ChatMessage("assistant", "Hello"),
-                                            messages[2]]).ids
+        assert ids == engine_4bit.prepare([*messages[:1], ChatMessage("assistant", "Hello"), messages[2]]).ids
 
 
 def test_continue_keeps_the_text_exact(engine_4bit):
@@ -346,3 +364,29 @@ def test_continue_keeps_the_text_exact(engine_4bit):
     more_text = "".join(s.text for s in more)
     assert more[-1].prompt_tokens <= 1
     assert more_text == tok.decode(list(more[-1].token_ids))
+
+
+@pytest.mark.parametrize("on_metal", [True, False])
+def test_generation_wires_the_model_on_metal_only(engine_4bit, monkeypatch, on_metal):
+    """As mlx-lm's stream_generate: the wired limit is raised for the answer and restored after
+    (the device query is faked, so the Metal path runs here too); off Metal it is untouched."""
+    calls = []
+
+    def set_wired_limit(limit):
+        calls.append(limit)
+        return 0
+
+    monkeypatch.setattr(mx.metal, "is_available", lambda: on_metal)
+    monkeypatch.setattr(mx, "device_info", lambda: {"max_recommended_working_set_size": 10**9})
+    monkeypatch.setattr(mx, "set_wired_limit", set_wired_limit)
+    during = []
+    steps = []
+    for step in engine_4bit.generate([ChatMessage("user", "Hello")], GREEDY):
+        during.append(list(calls))
+        steps.append(step)
+    assert steps[-1].finish_reason in ("length", "stop")
+    if on_metal:
+        assert all(seen == [10**9] for seen in during)  # wired while the answer streamed
+        assert calls == [10**9, 0]  # then the previous limit is back
+    else:
+        assert calls == []
