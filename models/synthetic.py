@@ -207,6 +207,19 @@ SCOUT_CONFIG = Path(__file__).with_name("llama4-scout-config.json")
 _SCOUT_FIRST_SPECIAL_ID = 200000  # "<|begin_of_text|>" in the real vocabulary
 
 
+# Where Llama-4-Scout-17B-16E-Instruct's config.json differs from the base release's.
+INSTRUCT_TEXT_CONFIG = {
+    "max_position_embeddings": 10485760,
+    "rope_scaling": {
+        "factor": 16.0,
+        "high_freq_factor": 1.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+}
+
+
 def scout_config() -> dict:
     """The public Scout ``config.json`` as a dict (a fresh copy on each call)."""
     return json.loads(SCOUT_CONFIG.read_text(encoding="utf-8"))
@@ -223,6 +236,8 @@ def tiny_config(shape: TinyShape, vocab: int) -> dict:
         return [i + shift for i in token_id] if isinstance(token_id, list) else token_id + shift
 
     text = config["text_config"]
+    # mlx-community converts the Instruct release, which differs from the base config in these two.
+    text.update(INSTRUCT_TEXT_CONFIG)
     text.update(
         hidden_size=s.hidden,
         intermediate_size=s.expert_intermediate,
