@@ -1,6 +1,8 @@
-"""A read-only, self-sizing Markdown view for model output that cannot load anything.
+"""Markdown from the model rendered into documents that cannot load anything.
 
-Model text is untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``) and links do
+``untrusted_document`` builds the ``QTextDocument`` the transcript paints for one message;
+``MarkdownView`` is a read-only, self-sizing widget around the same rendering. Model text is
+untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``) and links do
 not open by themselves. Images are never loaded: returning nothing from ``loadResource`` is
 not enough (QTextDocument then reads local paths itself, and ``file:///dev/zero`` would exhaust
 memory), so every image the Markdown names is given a blank 1x1 resource before layout.
@@ -11,8 +13,8 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QUrl
-from PySide6.QtGui import QColor, QFontDatabase, QImage, QTextBlockFormat, QTextCursor, QTextDocument
+from PySide6.QtCore import QByteArray, QObject, QSize, Qt, QUrl
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QImage, QTextBlockFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QSizePolicy, QTextBrowser
 
 MARKDOWN_FEATURES = (
@@ -58,6 +60,29 @@ def render_markdown(document: QTextDocument, text: str, code_background: QColor)
             char.setFont(mono)
             cursor.mergeCharFormat(char)
         block = block.next()
+
+
+class UntrustedTextDocument(QTextDocument):
+    """A document that never loads a resource by itself: images are blank, the rest empty."""
+
+    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            return _blank_image()
+        return QByteArray()
+
+
+def untrusted_document(text: str, *, markdown: bool, code_background: QColor, font: QFont,
+                       parent: QObject | None = None) -> QTextDocument:
+    """A document showing ``text`` as Markdown (answers) or as plain text (questions)."""
+    document = UntrustedTextDocument(parent)
+    document.setDefaultFont(font)
+    document.setDocumentMargin(2)
+    document.setUndoRedoEnabled(False)
+    if markdown:
+        render_markdown(document, text, code_background)
+    else:
+        document.setPlainText(text)
+    return document
 
 
 class MarkdownView(QTextBrowser):
