@@ -199,6 +199,10 @@ class MessageDelegate(QStyledItemDelegate):
         cache.rendered.error = entry.finish_reason == "error"
         return cache.rendered
 
+    def render_count(self, row: int) -> int:
+        """How often row ``row``'s text was rendered into a document so far."""
+        return self._renders.get(row, 0)
+
     def rendered_rows(self) -> int:
         """How many rows have a rendered document (the rest were never needed yet)."""
         return len(self._rows)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from PySide6.QtCore import Property, QEvent, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QResizeEvent
+from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -141,6 +141,9 @@ class TranscriptView(QListView):
         super().__init__(parent)
         self.setObjectName("transcript")
         self._model: TranscriptModel | None = None
+        self._dirty: set[int] = set()
+        self._follow = True
+        self._placing_rows = False  # the scroll range moves because rows are placed, not the person
         self.placeholder = QLabel(self.viewport())
         self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
         self.placeholder.setObjectName("transcriptPlaceholder")
@@ -158,18 +161,15 @@ class TranscriptView(QListView):
         self.setResizeMode(QListView.ResizeMode.Fixed)  # resizeEvent relays out when the width changes
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setMouseTracking(True)
+        self.viewport().setMouseTracking(True)  # the action bar follows the mouse
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.DefaultContextMenu)
         self.setSpacing(0)
-        self._dirty: set[int] = set()
-        self._follow = True
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer_timeout)
         self.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
         self.verticalScrollBar().valueChanged.connect(self._on_value_changed)
-        self.entered.connect(self._on_entered)
 
     # Public interface ---------------------------------------------------------------------------
     def set_placeholder(self, text: str) -> None:
@@ -277,9 +277,13 @@ class TranscriptView(QListView):
         self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint()))
         self.action_bar.raise_()
 
-    def _on_entered(self, index: QModelIndex) -> None:
-        self._hovered = index.row() if index.isValid() else None
-        self._place_action_bar()
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        index = self.indexAt(event.position().toPoint())
+        hovered = index.row() if index.isValid() else None
+        if hovered != self._hovered:
+            self._hovered = hovered
+            self._place_action_bar()
+        super().mouseMoveEvent(event)
 
     def _on_current_row_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
         self._place_action_bar()
@@ -298,7 +302,13 @@ class TranscriptView(QListView):
         super().resizeEvent(event)
 
     def updateGeometries(self) -> None:  # noqa: N802 - Qt override: rows were placed again
-        super().updateGeometries()
+        follow, self._placing_rows = self._follow, True
+        try:
+            super().updateGeometries()
+        finally:
+            self._placing_rows, self._follow = False, follow
+        if follow:
+            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
         self.placeholder.setGeometry(self.viewport().rect())
         self._place_action_bar()
 
@@ -329,6 +339,8 @@ class TranscriptView(QListView):
 
     # Following the end --------------------------------------------------------------------------------
     def _on_value_changed(self, value: int) -> None:
+        if self._placing_rows:
+            return
         bar = self.verticalScrollBar()
         self._follow = value >= bar.maximum() - 4
 
