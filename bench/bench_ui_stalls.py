@@ -97,8 +97,9 @@ def _settle(ms: int) -> None:
     _wait(lambda: time.perf_counter() >= end)
 
 
-def _measure(meter: StallMeter, action: Callable[[], None], done: Callable[[], bool],
-             settle_ms: int = 0) -> float:
+def _measure(
+    meter: StallMeter, action: Callable[[], None], done: Callable[[], bool], settle_ms: int = 0
+) -> float:
     """The longest stall (ms) from ``action`` (run from the event loop) until ``done()``."""
     from PySide6.QtCore import QTimer
 
@@ -144,8 +145,13 @@ def build_conversation(store, messages: int) -> int:
         if n % 20 == 0:
             images = (load_image_bytes(_png(320, 200, (40 + n % 200, 90, 160)), f"photo{n}.png"),)
         store.add_message(conversation.id, "user", f"Question {n}: how does step {n} work?", images)
-        store.add_message(conversation.id, "assistant", _answer_text(n), finish_reason="stop",
-                          stats={"generation_tokens": 120, "generation_tps": 30.0})
+        store.add_message(
+            conversation.id,
+            "assistant",
+            _answer_text(n),
+            finish_reason="stop",
+            stats={"generation_tokens": 120, "generation_tps": 30.0},
+        )
     return conversation.id
 
 
@@ -164,15 +170,17 @@ def main() -> None:
         os.environ["LLAMA_DESK_DATA_DIR"] = str(root / "data")
         os.environ["HF_HOME"] = str(root / "hf-home")
         print("Synthesizing the 4-bit test checkpoint…", flush=True)
-        checkpoint = quantize_checkpoint(write_checkpoint(root / "bf16", seed=0), root / "4bit",
-                                         bits=4, group_size=64)
+        checkpoint = quantize_checkpoint(
+            write_checkpoint(root / "bf16", seed=0), root / "4bit", bits=4, group_size=64
+        )
         with ConversationStore(root / "data") as store:
             ids = {size: build_conversation(store, size) for size in SIZES}
 
         from desktop.main_window import MainWindow
 
-        window = MainWindow(settings=QSettings(str(root / "s.ini"), QSettings.Format.IniFormat),
-                            data_folder=root / "data")
+        window = MainWindow(
+            settings=QSettings(str(root / "s.ini"), QSettings.Format.IniFormat), data_folder=root / "data"
+        )
         window.resize(1180, 780)
         window.show()
         meter = StallMeter()
@@ -180,31 +188,43 @@ def main() -> None:
         window.conversation_opened.connect(lambda cid: state.update(opened=cid))
         window.model_ready.connect(lambda *_: state.update(ready=True))
         window.answer_finished.connect(lambda *_: state.update(finished=True))
-        window.transcript_model.dataChanged.connect(
-            lambda *_: state.update(tokens=state["tokens"] + 1))
+        window.transcript_model.dataChanged.connect(lambda *_: state.update(tokens=state["tokens"] + 1))
         _settle(500)
         results: list[tuple[str, float]] = []
 
+        def record(name: str, stall: float) -> None:
+            results.append((name, stall))
+            print(f"  {name:<40} {stall:8.1f} ms", flush=True)
+
+        print("Longest UI-thread stall per phase, as measured:", flush=True)
+
         def open_conversation(size: int) -> None:
             state["opened"] = None
-            stall = _measure(meter, lambda: window.open_conversation(ids[size]),
-                             lambda: state["opened"] == ids[size], settle_ms=SETTLE_MS)
-            results.append((f"open {size} messages", stall))
+            stall = _measure(
+                meter,
+                lambda: window.open_conversation(ids[size]),
+                lambda: state["opened"] == ids[size],
+                settle_ms=SETTLE_MS,
+            )
+            record(f"open {size} messages", stall)
 
         def ask(size: int) -> None:
             window.generation_settings = GenerationSettings(max_tokens=ANSWER_TOKENS, temperature=0.0)
             QTest.keyClicks(window.composer.edit, f"Summarize these {size} messages")
             state.update(finished=False, tokens=0)
-            send = _measure(meter, lambda: QTest.keyClick(window.composer.edit, Qt.Key.Key_Return),
-                            lambda: state["tokens"] > 0 or state["finished"])
-            results.append((f"send in {size} messages", send))
+            send = _measure(
+                meter,
+                lambda: QTest.keyClick(window.composer.edit, Qt.Key.Key_Return),
+                lambda: state["tokens"] > 0 or state["finished"],
+            )
+            record(f"send in {size} messages", send)
             stream = _measure(meter, lambda: None, lambda: state["finished"], settle_ms=100)
-            results.append((f"stream {ANSWER_TOKENS} tokens in {size} messages", stream))
+            record(f"stream {ANSWER_TOKENS} tokens in {size} messages", stream)
 
         open_conversation(SIZES[0])
         state["ready"] = False
         load = _measure(meter, lambda: window.load_model(checkpoint), lambda: state["ready"])
-        results.append((f"model load ({SIZES[0]} messages open)", load))
+        record(f"model load ({SIZES[0]} messages open)", load)
         ask(SIZES[0])
         open_conversation(SIZES[1])
         ask(SIZES[1])
@@ -212,8 +232,10 @@ def main() -> None:
         window.close()
         app.processEvents()
 
-        print(f"\nLongest UI-thread stall per phase (2 ms timer, goal < 50 ms), "
-              f"platform {QApplication.platformName()}:")
+        print(
+            f"\nLongest UI-thread stall per phase (2 ms timer, goal < 50 ms), "
+            f"platform {QApplication.platformName()}:"
+        )
         for name, stall in results:
             print(f"  {name:<40} {stall:8.1f} ms")
 

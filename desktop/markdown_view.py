@@ -1,25 +1,21 @@
 """Markdown from the model rendered into documents that cannot load anything.
 
-``untrusted_document`` builds the ``QTextDocument`` the transcript paints for one message;
-``MarkdownView`` is a read-only, self-sizing widget around the same rendering. Model text is
-untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``) and links do
-not open by themselves. Images are never loaded: returning nothing from ``loadResource`` is
-not enough (QTextDocument then reads local paths itself, and ``file:///dev/zero`` would exhaust
-memory), so every image the Markdown names is given a blank 1x1 resource before layout.
-Code blocks get a tinted background and a monospace font.
+``untrusted_document`` builds the ``QTextDocument`` the transcript paints for one message
+(``message_delegate.py``). Model text is untrusted: raw HTML in it is shown as text
+(``MarkdownNoHTML``) and links do nothing (a painted document has nothing to click). Images
+are never loaded: returning nothing from ``loadResource`` is not enough (QTextDocument then
+reads local paths itself, and ``file:///dev/zero`` would exhaust memory), so every image the
+Markdown names is given a blank 1x1 resource before layout, and the document's own
+``loadResource`` returns nothing else. Code blocks get a tinted background and a monospace font.
 """
 
 from __future__ import annotations
 
-import math
-
-from PySide6.QtCore import QByteArray, QObject, QSize, Qt, QUrl
+from PySide6.QtCore import QByteArray, QObject, QUrl
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QImage, QTextBlockFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QSizePolicy, QTextBrowser
 
 MARKDOWN_FEATURES = (
-    QTextDocument.MarkdownFeature.MarkdownDialectGitHub
-    | QTextDocument.MarkdownFeature.MarkdownNoHTML
+    QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
 )
 
 
@@ -45,8 +41,11 @@ def render_markdown(document: QTextDocument, text: str, code_background: QColor)
         while not fragments.atEnd():
             char_format = fragments.fragment().charFormat()
             if char_format.isImageFormat():
-                document.addResource(QTextDocument.ResourceType.ImageResource,
-                                     QUrl(char_format.toImageFormat().name()), _blank_image())
+                document.addResource(
+                    QTextDocument.ResourceType.ImageResource,
+                    QUrl(char_format.toImageFormat().name()),
+                    _blank_image(),
+                )
             fragments += 1
         fmt = block.blockFormat()
         if fmt.hasProperty(QTextBlockFormat.Property.BlockCodeFence) or fmt.hasProperty(
@@ -71,8 +70,9 @@ class UntrustedTextDocument(QTextDocument):
         return QByteArray()
 
 
-def untrusted_document(text: str, *, markdown: bool, code_background: QColor, font: QFont,
-                       parent: QObject | None = None) -> QTextDocument:
+def untrusted_document(
+    text: str, *, markdown: bool, code_background: QColor, font: QFont, parent: QObject | None = None
+) -> QTextDocument:
     """A document showing ``text`` as Markdown (answers) or as plain text (questions)."""
     document = UntrustedTextDocument(parent)
     document.setDefaultFont(font)
@@ -83,53 +83,3 @@ def untrusted_document(text: str, *, markdown: bool, code_background: QColor, fo
     else:
         document.setPlainText(text)
     return document
-
-
-class MarkdownView(QTextBrowser):
-    """Shows one message; grows to fit its text instead of scrolling."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setOpenLinks(False)
-        self.setOpenExternalLinks(False)
-        self.setReadOnly(True)
-        self.setFrameShape(QTextBrowser.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
-        self.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse
-            | Qt.TextInteractionFlag.TextSelectableByKeyboard
-        )
-        self.document().setDocumentMargin(2)
-        self._markdown = ""
-        self.code_background = QColor(127, 127, 127, 40)
-
-    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
-        if kind == QTextDocument.ResourceType.ImageResource.value:
-            return _blank_image()
-        return QByteArray()  # no style sheets or anything else named by the text
-
-    def set_markdown(self, text: str) -> None:
-        if text == self._markdown:
-            return
-        self._markdown = text
-        render_markdown(self.document(), text, self.code_background)
-        self._fit_height()
-
-    def markdown(self) -> str:
-        return self._markdown
-
-    def _fit_height(self) -> None:
-        document = self.document()
-        document.setTextWidth(max(1, self.viewport().width()))
-        height = math.ceil(document.size().height()) + 2 * self.frameWidth() + 2
-        if height != self.height():
-            self.setFixedHeight(height)
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._fit_height()
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(max(200, self.width()), self.height())

@@ -84,8 +84,16 @@ class _RowCache:
 
 def _scaled_thumbnail(image: QImage) -> QPixmap:
     return QPixmap.fromImage(image).scaled(
-        THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio,
-        Qt.TransformationMode.SmoothTransformation)
+        THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+
+
+def _thumbnail_row_height(entry: TranscriptEntry) -> int:
+    """The height of a message's row of thumbnails (its tallest, scaled like the pixmaps)."""
+    return max(
+        image.size().scaled(THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio).height()
+        for image in entry.thumbnails
+    )
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -139,15 +147,28 @@ class MessageDelegate(QStyledItemDelegate):
         if cached is not None and cached.revision == entry.revision:
             return cached
         self._renders[row] = self._renders.get(row, 0) + 1
-        document = untrusted_document(entry.text, markdown=entry.role == "assistant",
-                                      code_background=self.colours.code_background,
-                                      font=self.body_font, parent=self)
+        document = untrusted_document(
+            entry.text,
+            markdown=entry.role == "assistant",
+            code_background=self.colours.code_background,
+            font=self.body_font,
+            parent=self,
+        )
         if cached is not None and cached.revision != entry.revision:
             cached.rendered.document.deleteLater()
-        thumbnails = (cached.rendered.thumbnails if cached is not None and cached.rendered.thumbnails
-                      else [_scaled_thumbnail(image) for image in entry.thumbnails])
-        rendered = RenderedMessage(document, entry.text, thumbnails, entry.footer(),
-                                   entry.finish_reason == "error", self._renders[row])
+        thumbnails = (
+            cached.rendered.thumbnails
+            if cached is not None and cached.rendered.thumbnails
+            else [_scaled_thumbnail(image) for image in entry.thumbnails]
+        )
+        rendered = RenderedMessage(
+            document,
+            entry.text,
+            thumbnails,
+            entry.footer(),
+            entry.finish_reason == "error",
+            self._renders[row],
+        )
         fresh = _RowCache(entry.revision, rendered)
         self._rows[row] = fresh
         return fresh
@@ -168,7 +189,7 @@ class MessageDelegate(QStyledItemDelegate):
         """Everything in a row except the text."""
         height = GAP + 2 * PADDING_Y + self._author_height + SPACING + FOOTER_HEIGHT
         if entry.thumbnails:
-            height += THUMBNAIL + SPACING
+            height += _thumbnail_row_height(entry) + SPACING
         return height
 
     def _laid_out(self, row: int, width: int) -> _RowCache:
@@ -230,8 +251,9 @@ class MessageDelegate(QStyledItemDelegate):
             self._sizes[row] = size
         return size
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
         row = index.row()
         rect = QRect(option.rect)
         cache = self._laid_out(row, self.width)
@@ -244,9 +266,13 @@ class MessageDelegate(QStyledItemDelegate):
         card = QRectF(rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2)))
         user = entry.role == "user"
         current = bool(option.state & QStyle.StateFlag.State_HasFocus) or bool(
-            option.state & QStyle.StateFlag.State_Selected)
-        border = colours.current_border if current else (
-            colours.bubble_border if not user else Qt.GlobalColor.transparent)
+            option.state & QStyle.StateFlag.State_Selected
+        )
+        border = (
+            colours.current_border
+            if current
+            else (colours.bubble_border if not user else Qt.GlobalColor.transparent)
+        )
         painter.setPen(QPen(border, 1))
         painter.setBrush(colours.user_bubble if user else colours.assistant_bubble)
         painter.drawRoundedRect(card.adjusted(0.5, 0.5, -0.5, -0.5), RADIUS, RADIUS)
@@ -256,9 +282,11 @@ class MessageDelegate(QStyledItemDelegate):
         inner_width = int(card.width()) - 2 * PADDING_X
         painter.setFont(self.author_font)
         painter.setPen(colours.author)
-        painter.drawText(QRect(x, y, inner_width, self._author_height),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         "You" if user else "Llama")
+        painter.drawText(
+            QRect(x, y, inner_width, self._author_height),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            "You" if user else "Llama",
+        )
         y += self._author_height + SPACING
         if cache.rendered.thumbnails:
             left = x
@@ -268,7 +296,7 @@ class MessageDelegate(QStyledItemDelegate):
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.drawRoundedRect(QRectF(left, y, pixmap.width(), pixmap.height()), 6, 6)
                 left += pixmap.width() + 8
-            y += THUMBNAIL + SPACING
+            y += _thumbnail_row_height(entry) + SPACING
 
         document = cache.rendered.document
         painter.save()
@@ -285,7 +313,8 @@ class MessageDelegate(QStyledItemDelegate):
             painter.setPen(colours.error if entry.finish_reason == "error" else colours.footer)
             footer_rect = QRect(x, int(card.bottom()) - PADDING_Y - FOOTER_HEIGHT, inner_width, FOOTER_HEIGHT)
             elided = QFontMetrics(self.footer_font).elidedText(
-                footer, Qt.TextElideMode.ElideRight, inner_width // 2)
+                footer, Qt.TextElideMode.ElideRight, inner_width // 2
+            )
             painter.drawText(footer_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
         painter.restore()
 

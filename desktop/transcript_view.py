@@ -121,7 +121,7 @@ def _colour_property(name: str) -> Property:
 
 class TranscriptView(QListView):
     """Signals:
-        action_requested(str, int): a message action was chosen (action, row).
+    action_requested(str, int): a message action was chosen (action, row).
     """
 
     action_requested = Signal(str, int)
@@ -224,10 +224,9 @@ class TranscriptView(QListView):
             self._place_action_bar()
 
     # Model changes ----------------------------------------------------------------------------------
-    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex,  # noqa: N802 - Qt override
-                    roles: Sequence[int] = ()) -> None:
+    def dataChanged(self, first: QModelIndex, last: QModelIndex, roles: Sequence[int] = ()) -> None:  # noqa: N802
         """Collect changed rows; they are redrawn together on the refresh timer."""
-        self._dirty.update(range(top_left.row(), bottom_right.row() + 1))
+        self._dirty.update(range(first.row(), last.row() + 1))
         if not self._timer.isActive():
             self._timer.start()
 

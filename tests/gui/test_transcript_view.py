@@ -111,9 +111,17 @@ def test_actions_by_bar_menu_and_keys(view, qtbot):
     # Hovering another message moves the bar there.
     rect = view.visualRect(model.index(last))
     point = QPointF(rect.center())
-    QApplication.sendEvent(view.viewport(), QMouseEvent(
-        QEvent.Type.MouseMove, point, view.viewport().mapToGlobal(point), Qt.MouseButton.NoButton,
-        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+    QApplication.sendEvent(
+        view.viewport(),
+        QMouseEvent(
+            QEvent.Type.MouseMove,
+            point,
+            view.viewport().mapToGlobal(point),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+        ),
+    )
     assert bar.row == last
     assert bar.actions["regenerate"].isVisibleTo(view)
 
