@@ -7,12 +7,22 @@ are never loaded: returning nothing from ``loadResource`` is not enough (QTextDo
 reads local paths itself, and ``file:///dev/zero`` would exhaust memory), so every image the
 Markdown names is given a blank 1x1 resource before layout, and the document's own
 ``loadResource`` returns nothing else. Code blocks get a tinted background and a monospace font.
+``SelectableMessage`` shows such a document for selecting text, under the same rules.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QObject, QUrl
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QImage, QTextBlockFormat, QTextCursor, QTextDocument
+from PySide6.QtCore import QByteArray, QObject, Qt, QUrl
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QImage,
+    QTextBlockFormat,
+    QTextCursor,
+    QTextDocument,
+)
+from PySide6.QtWidgets import QTextBrowser, QWidget
 
 MARKDOWN_FEATURES = (
     QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
@@ -83,3 +93,29 @@ def untrusted_document(
     else:
         document.setPlainText(text)
     return document
+
+
+class SelectableMessage(QTextBrowser):
+    """One message's text, selectable with the mouse and keyboard (the transcript opens it over
+    a message on double-click). Read-only; it loads nothing and follows no link.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("messageSelection")
+        self.setReadOnly(True)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setFrameShape(QTextBrowser.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+
+    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            return _blank_image()
+        return QByteArray()

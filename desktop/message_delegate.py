@@ -30,9 +30,9 @@ from PySide6.QtGui import (
     QPixmap,
     QTextDocument,
 )
-from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from desktop.markdown_view import untrusted_document
+from desktop.markdown_view import SelectableMessage, untrusted_document
 from desktop.transcript_model import TranscriptEntry, TranscriptModel
 
 MARGIN_X = 16  # between the view's edges and a message card
@@ -152,10 +152,7 @@ class MessageDelegate(QStyledItemDelegate):
             markdown=entry.role == "assistant",
             code_background=self.colours.code_background,
             font=self.body_font,
-            parent=self,
-        )
-        if cached is not None and cached.revision != entry.revision:
-            cached.rendered.document.deleteLater()
+        )  # no Qt parent: a document is freed when no cache or caller holds it any more
         thumbnails = (
             cached.rendered.thumbnails
             if cached is not None and cached.rendered.thumbnails
@@ -323,6 +320,54 @@ class MessageDelegate(QStyledItemDelegate):
         card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
         top = card.bottom() - PADDING_Y - FOOTER_HEIGHT + (FOOTER_HEIGHT - bar.height()) // 2 + 1
         return QRect(card.right() - PADDING_X - bar.width() + 4, top, bar.width(), bar.height())
+
+    def body_rect(self, row_rect: QRect, row: int) -> QRect:
+        """Where a row's text is painted (a text selection opens exactly there)."""
+        entry = self._entry(row)
+        cache = self._laid_out(row, self.width)
+        card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
+        top = card.top() + PADDING_Y + self._author_height + SPACING
+        if entry.thumbnails:
+            top += _thumbnail_row_height(entry) + SPACING
+        document = cache.rendered.document
+        return QRect(
+            card.left() + PADDING_X, top, math.ceil(document.textWidth()), math.ceil(document.size().height())
+        )
+
+    # Text selection (the item "editor") --------------------------------------------------------------
+    def createEditor(
+        self,
+        parent: QWidget,
+        option: QStyleOptionViewItem,  # noqa: N802 - Qt override
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> QWidget:
+        return SelectableMessage(parent)  # Escape closes it: QStyledItemDelegate.eventFilter
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
+        entry = self._entry(index.row())
+        palette = editor.palette()
+        palette.setColor(QPalette.ColorRole.Text, self.colours.text)
+        editor.setPalette(palette)
+        editor.setDocument(
+            untrusted_document(
+                entry.text,
+                markdown=entry.role == "assistant",
+                code_background=self.colours.code_background,
+                font=self.body_font,
+                parent=editor,
+            )
+        )
+
+    def setModelData(self, editor: QWidget, model, index) -> None:  # noqa: N802 - read-only
+        pass
+
+    def updateEditorGeometry(
+        self,
+        editor: QWidget,
+        option: QStyleOptionViewItem,  # noqa: N802
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        editor.setGeometry(self.body_rect(option.rect, index.row()))
 
     # Idle refinement ------------------------------------------------------------------------------
     def _on_refine_timeout(self) -> None:

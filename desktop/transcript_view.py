@@ -2,7 +2,9 @@
 
 The view only draws (``MessageDelegate`` paints each message from a cached document) and
 offers the message actions: an action bar over the row under the mouse or the current row, the
-same actions in a context menu, and Ctrl+C to copy the current message. A streaming answer
+same actions in a context menu, and Ctrl+C to copy the current message. Double-clicking a message
+(or ``select_text``) opens its text in a read-only ``SelectableMessage`` over the row, for
+selecting part of it; Escape or another row closes it. A streaming answer
 changes its row many times a second; the view collects those changes and redraws the changed
 row on a ~50 ms timer, so streaming costs the same in a long conversation as in a short one.
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
@@ -14,7 +16,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from PySide6.QtCore import Property, QEvent, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    Property,
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.markdown_view import SelectableMessage
 from desktop.message_delegate import MessageDelegate, RenderedMessage
 from desktop.transcript_model import TranscriptEntry, TranscriptModel
 
@@ -144,6 +156,7 @@ class TranscriptView(QListView):
         self._dirty: set[int] = set()
         self._follow = True
         self._placing_rows = False  # the scroll range moves because rows are placed, not the person
+        self._selecting: QPersistentModelIndex | None = None  # the row whose text is open for selection
         self.placeholder = QLabel(self.viewport())
         self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
         self.placeholder.setObjectName("transcriptPlaceholder")
@@ -182,6 +195,7 @@ class TranscriptView(QListView):
         model.rowsRemoved.connect(self._on_rows_removed)
         model.modelReset.connect(self._on_model_reset)
         self.selectionModel().currentRowChanged.connect(self._on_current_row_changed)
+        self.delegate.closeEditor.connect(self._on_delegate_close_editor)
         self._on_model_reset()
 
     def rendered(self, row: int) -> RenderedMessage:
@@ -200,6 +214,32 @@ class TranscriptView(QListView):
         self._place_action_bar()
         return self.action_bar
 
+    def select_text(self, row: int) -> SelectableMessage | None:
+        """Open row ``row``'s text for selecting with mouse and keyboard (double-click does this)."""
+        self.close_text_selection()
+        if self._model is None or not 0 <= row < self._model.rowCount() or self._model.entry(row).streaming:
+            return None
+        self.flush()
+        self.executeDelayedItemsLayout()
+        index = self._model.index(row)
+        self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.openPersistentEditor(index)
+        self._selecting = QPersistentModelIndex(index)
+        editor = self.indexWidget(index)
+        editor.setFocus()
+        return editor
+
+    def text_selection(self) -> SelectableMessage | None:
+        """The open text selection, if any."""
+        return self.indexWidget(QModelIndex(self._selecting)) if self._selecting is not None else None
+
+    def close_text_selection(self) -> None:
+        if self._selecting is not None:
+            selecting, self._selecting = self._selecting, None
+            if selecting.isValid():
+                self.closePersistentEditor(QModelIndex(selecting))
+                self.setFocus()
+
     def scroll_to(self, row: int) -> None:
         """Bring a message into view (a search hit) and stop following the end."""
         if self._model is not None and 0 <= row < self._model.rowCount():
@@ -211,6 +251,8 @@ class TranscriptView(QListView):
         """Redraw the rows marked as changed now (the timer calls this)."""
         self._timer.stop()
         dirty, self._dirty = sorted(self._dirty), set()
+        if self._selecting is not None and self._selecting.row() in dirty:
+            self.close_text_selection()  # the text changed under the selection
         relayout = False
         for row in dirty:
             if self._model is None or row >= self._model.rowCount():
@@ -239,11 +281,14 @@ class TranscriptView(QListView):
         self._after_rows_changed()
 
     def _on_rows_removed(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        if self._selecting is not None and not self._selecting.isValid():
+            self._selecting = None
         self.delegate.forget(first)
         self._dirty = {r for r in self._dirty if r < first}
         self._after_rows_changed()
 
     def _on_model_reset(self) -> None:
+        self._selecting = None  # Qt closed the editor with the rows
         self.delegate.forget(0)
         self._dirty.clear()
         self._hovered = None
@@ -284,8 +329,21 @@ class TranscriptView(QListView):
             self._place_action_bar()
         super().mouseMoveEvent(event)
 
-    def _on_current_row_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+    def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._selecting is not None and current.row() != self._selecting.row():
+            self.close_text_selection()
         self._place_action_bar()
+
+    def _on_delegate_close_editor(self, *_args: object) -> None:
+        # Escape, Tab or focus moving elsewhere; closed once the delegate's event handling is done.
+        QTimer.singleShot(0, self.close_text_selection)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        index = self.indexAt(event.position().toPoint())
+        if index.isValid():
+            self.select_text(index.row())
+            return
+        super().mouseDoubleClickEvent(event)
 
     def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.Leave and self._hovered is not None:

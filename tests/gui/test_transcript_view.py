@@ -133,3 +133,28 @@ def test_a_streaming_answer_offers_no_actions(view):
     model.append_text(row, "partial")
     assert view.action_menu(row).actions() == []
     assert not view.row_actions(row).isVisible()
+
+
+def test_double_click_opens_the_text_for_selection(view, qtbot):
+    model = view.model()
+    model.append_user("hi")
+    row = model.begin_answer()
+    model.append_text(row, "Some **bold** and <b>raw</b>\n\n```py\nx = 1\n```\n")
+    model.finish_answer(row, None)
+    view.flush()
+    view.executeDelayedItemsLayout()
+    point = view.visualRect(model.index(row)).center()
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    selection = view.text_selection()
+    assert selection is not None and selection.isVisible()
+    assert selection.toPlainText() == view.rendered(row).document.toPlainText()
+    assert "<b>raw</b>" in selection.toPlainText() and "**" not in selection.toPlainText()
+    selection.selectAll()
+    selection.copy()
+    assert "x = 1" in QApplication.clipboard().text()
+    qtbot.keyClick(selection, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: view.text_selection() is None, timeout=5_000)
+    view.select_text(0)
+    assert view.text_selection().toPlainText() == "hi"
+    model.clear()
+    assert view.text_selection() is None
