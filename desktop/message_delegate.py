@@ -43,7 +43,7 @@ SPACING = 6  # between the parts of a card
 THUMBNAIL = 120  # the largest side of an image thumbnail
 FOOTER_HEIGHT = 24  # the footer line, also where the action bar sits
 RADIUS = 12
-REFINE_BUDGET_S = 0.008  # layout work per idle slice
+REFINE_BUDGET_S = 0.004  # layout work per idle slice
 REFINE_RELAYOUT_S = 0.25  # while refining, rows are placed again at most this often
 
 

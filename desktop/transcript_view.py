@@ -296,7 +296,8 @@ class TranscriptView(QListView):
         self._after_rows_changed()
 
     def _after_rows_changed(self) -> None:
-        # Only the last answer offers Regenerate/Continue, so the row before the end redraws too.
+        # Which row is last changed (only the last answer offers Regenerate/Continue): the action
+        # bar is offered again, and the placeholder shows only while there is no row.
         rows = self._model.rowCount() if self._model is not None else 0
         self.viewport().update()
         self.placeholder.setVisible(rows == 0)
