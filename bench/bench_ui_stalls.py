@@ -16,7 +16,8 @@ The model is the real synthesized checkpoint, but it is shown only the new quest
 a 1,000-message history on the CPU takes minutes and measures the model, not the window (the
 window still sends the whole history; ``_LastTurnEngine`` drops it before the engine).
 
-It prints the longest stall of each phase in milliseconds (the goal is under 50 ms everywhere).
+It runs the scenario three times and prints the longest stall of each phase in milliseconds,
+median and worst (the goal is under 50 ms everywhere).
 Figures, not pass/fail: run ``uv run python bench/bench_ui_stalls.py``.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SIZES = (200, 1000)
 ANSWER_TOKENS = 400
+RUNS = 3  # the whole scenario, to tell the window's stalls from the machine's other load
 SETTLE_MS = 400  # after a conversation opened: its layout and first paints
 PHASE_TIMEOUT_S = 600
 
@@ -221,19 +224,16 @@ def main() -> None:
         window.resize(1180, 780)
         window.show()
         meter = StallMeter()
-        state = {"opened": None, "ready": False, "finished": False, "tokens": 0}
+        state = {"opened": None, "ready": False, "finished": False}
         window.conversation_opened.connect(lambda cid: state.update(opened=cid))
         window.model_ready.connect(lambda *_: state.update(ready=True))
         window.answer_finished.connect(lambda *_: state.update(finished=True))
-        window.transcript_model.dataChanged.connect(lambda *_: state.update(tokens=state["tokens"] + 1))
         _settle(500)
-        results: list[tuple[str, float]] = []
+        results: dict[str, list[float]] = {}
 
         def record(name: str, stall: float) -> None:
-            results.append((name, stall))
+            results.setdefault(name, []).append(stall)
             print(f"  {name:<40} {stall:8.1f} ms", flush=True)
-
-        print("Longest UI-thread stall per phase, as measured:", flush=True)
 
         def open_conversation(size: int) -> None:
             state["opened"] = None
@@ -248,7 +248,7 @@ def main() -> None:
         def ask(size: int) -> None:
             window.generation_settings = GenerationSettings(max_tokens=ANSWER_TOKENS, temperature=0.0)
             QTest.keyClicks(window.composer.edit, f"Summarize these {size} messages")
-            state.update(finished=False, tokens=0)
+            state.update(finished=False)
             model = window.transcript_model
             rows = model.rowCount()
             send = _measure(
@@ -259,30 +259,38 @@ def main() -> None:
             )
             record(f"send in {size} messages", send)
             first = _measure(
-                meter, lambda: None, lambda: state["tokens"] > 0 or state["finished"], pause_ms=0
+                meter, lambda: None, lambda: bool(model.entry(rows + 1).text) or state["finished"], pause_ms=0
             )
             record(f"first token in {size} messages", first)
             stream = _measure(meter, lambda: None, lambda: state["finished"], settle_ms=100, pause_ms=0)
             record(f"stream {ANSWER_TOKENS} tokens in {size} messages", stream)
 
-        open_conversation(SIZES[0])
-        state["ready"] = False
-        load = _measure(meter, lambda: window.load_model(checkpoint), lambda: state["ready"])
-        record(f"model load ({SIZES[0]} messages open)", load)
-        ask(SIZES[0])
-        open_conversation(SIZES[1])
-        ask(SIZES[1])
+        for run in range(1, RUNS + 1):
+            print(f"Run {run} of {RUNS}: longest UI-thread stall per phase", flush=True)
+            open_conversation(SIZES[0])
+            state["ready"] = False
+            load = _measure(meter, lambda: window.load_model(checkpoint), lambda: state["ready"])
+            record(f"model load ({SIZES[0]} messages open)", load)
+            ask(SIZES[0])
+            open_conversation(SIZES[1])
+            ask(SIZES[1])
         meter.stop()
         window.close()
         app.processEvents()
 
         print(
-            f"\nLongest UI-thread stall per phase (2 ms timer, goal < 50 ms), "
-            f"platform {QApplication.platformName()}:"
+            f"\nLongest UI-thread stall per phase over {RUNS} runs (2 ms timer, goal < 50 ms), "
+            f"platform {QApplication.platformName()}; the machine's other load shows up as stalls "
+            "too, so the median is the figure to compare:"
         )
-        for name, stall in results:
-            print(f"  {name:<40} {stall:8.1f} ms")
+        print(f"  {'phase':<40} {'median':>8} {'worst':>8}")
+        for name, stalls in results.items():
+            print(f"  {name:<40} {statistics.median(stalls):8.1f} {max(stalls):8.1f} ms")
 
 
 if __name__ == "__main__":
     main()
+    # PySide6 6.12 on Python 3.11 can abort while collecting garbage at interpreter exit in this
+    # process (seen with the old transcript too); the figures are printed, so leave at once.
+    sys.stdout.flush()
+    os._exit(0)
