@@ -44,6 +44,7 @@ THUMBNAIL = 120  # the largest side of an image thumbnail
 FOOTER_HEIGHT = 24  # the footer line, also where the action bar sits
 RADIUS = 12
 REFINE_BUDGET_S = 0.004  # layout work per idle slice
+FREED_PER_SLICE = 50  # dropped documents freed per idle slice
 REFINE_RELAYOUT_S = 0.25  # while refining, rows are placed again at most this often
 
 
@@ -122,15 +123,31 @@ class MessageDelegate(QStyledItemDelegate):
         self._refine.setSingleShot(True)
         self._refine.setInterval(0)
         self._refine.timeout.connect(self._on_refine_timeout)
+        self._discarded: list[_RowCache] = []  # dropped documents, freed while idle
+        self._free = QTimer(self)
+        self._free.setSingleShot(True)
+        self._free.setInterval(0)
+        self._free.timeout.connect(self._on_free_timeout)
         self._refined_since: float | None = None  # when refining started changing heights
 
     # Cache ------------------------------------------------------------------------------------
     def forget(self, first: int = 0) -> None:
-        """Drop what is cached for rows ``first`` and later (they were removed or replaced)."""
+        """Drop what is cached for rows ``first`` and later (they were removed or replaced).
+
+        Freeing a thousand documents at once would stall the window, so they are freed a few at
+        a time while it is idle."""
+        self._discarded.extend(cache for row, cache in self._rows.items() if row >= first)
         for cache in (self._rows, self._renders, self._sizes):
             for row in [r for r in cache if r >= first]:
                 del cache[row]
         self._estimated = {r for r in self._estimated if r < first}
+        if self._discarded and not self._free.isActive():
+            self._free.start()
+
+    def _on_free_timeout(self) -> None:
+        del self._discarded[-FREED_PER_SLICE:]
+        if self._discarded:
+            self._free.start()
 
     def restyle(self) -> None:
         """Colours changed: render every row again when it is next needed."""
