@@ -1,23 +1,31 @@
-"""A read-only, self-sizing Markdown view for model output that cannot load anything.
+"""Markdown from the model rendered into documents that cannot load anything.
 
-Model text is untrusted: raw HTML in it is shown as text (``MarkdownNoHTML``) and links do
-not open by themselves. Images are never loaded: returning nothing from ``loadResource`` is
-not enough (QTextDocument then reads local paths itself, and ``file:///dev/zero`` would exhaust
-memory), so every image the Markdown names is given a blank 1x1 resource before layout.
-Code blocks get a tinted background and a monospace font.
+``untrusted_document`` builds the ``QTextDocument`` the transcript paints for one message
+(``message_delegate.py``). Model text is untrusted: raw HTML in it is shown as text
+(``MarkdownNoHTML``) and links do nothing (a painted document has nothing to click). Images
+are never loaded: returning nothing from ``loadResource`` is not enough (QTextDocument then
+reads local paths itself, and ``file:///dev/zero`` would exhaust memory), so every image the
+Markdown names is given a blank 1x1 resource before layout, and the document's own
+``loadResource`` returns nothing else. Code blocks get a tinted background and a monospace font.
+``SelectableMessage`` shows such a document for selecting text, under the same rules.
 """
 
 from __future__ import annotations
 
-import math
-
-from PySide6.QtCore import QByteArray, QSize, Qt, QUrl
-from PySide6.QtGui import QColor, QFontDatabase, QImage, QTextBlockFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QSizePolicy, QTextBrowser
+from PySide6.QtCore import QByteArray, QObject, Qt, QUrl
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QImage,
+    QTextBlockFormat,
+    QTextCursor,
+    QTextDocument,
+)
+from PySide6.QtWidgets import QTextBrowser, QWidget
 
 MARKDOWN_FEATURES = (
-    QTextDocument.MarkdownFeature.MarkdownDialectGitHub
-    | QTextDocument.MarkdownFeature.MarkdownNoHTML
+    QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
 )
 
 
@@ -43,8 +51,11 @@ def render_markdown(document: QTextDocument, text: str, code_background: QColor)
         while not fragments.atEnd():
             char_format = fragments.fragment().charFormat()
             if char_format.isImageFormat():
-                document.addResource(QTextDocument.ResourceType.ImageResource,
-                                     QUrl(char_format.toImageFormat().name()), _blank_image())
+                document.addResource(
+                    QTextDocument.ResourceType.ImageResource,
+                    QUrl(char_format.toImageFormat().name()),
+                    _blank_image(),
+                )
             fragments += 1
         fmt = block.blockFormat()
         if fmt.hasProperty(QTextBlockFormat.Property.BlockCodeFence) or fmt.hasProperty(
@@ -60,51 +71,51 @@ def render_markdown(document: QTextDocument, text: str, code_background: QColor)
         block = block.next()
 
 
-class MarkdownView(QTextBrowser):
-    """Shows one message; grows to fit its text instead of scrolling."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setOpenLinks(False)
-        self.setOpenExternalLinks(False)
-        self.setReadOnly(True)
-        self.setFrameShape(QTextBrowser.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
-        self.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse
-            | Qt.TextInteractionFlag.TextSelectableByKeyboard
-        )
-        self.document().setDocumentMargin(2)
-        self._markdown = ""
-        self.code_background = QColor(127, 127, 127, 40)
+class UntrustedTextDocument(QTextDocument):
+    """A document that never loads a resource by itself: images are blank, the rest empty."""
 
     def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
         if kind == QTextDocument.ResourceType.ImageResource.value:
             return _blank_image()
-        return QByteArray()  # no style sheets or anything else named by the text
+        return QByteArray()
 
-    def set_markdown(self, text: str) -> None:
-        if text == self._markdown:
-            return
-        self._markdown = text
-        render_markdown(self.document(), text, self.code_background)
-        self._fit_height()
 
-    def markdown(self) -> str:
-        return self._markdown
+def untrusted_document(
+    text: str, *, markdown: bool, code_background: QColor, font: QFont, parent: QObject | None = None
+) -> QTextDocument:
+    """A document showing ``text`` as Markdown (answers) or as plain text (questions)."""
+    document = UntrustedTextDocument(parent)
+    document.setDefaultFont(font)
+    document.setDocumentMargin(2)
+    document.setUndoRedoEnabled(False)
+    if markdown:
+        render_markdown(document, text, code_background)
+    else:
+        document.setPlainText(text)
+    return document
 
-    def _fit_height(self) -> None:
-        document = self.document()
-        document.setTextWidth(max(1, self.viewport().width()))
-        height = math.ceil(document.size().height()) + 2 * self.frameWidth() + 2
-        if height != self.height():
-            self.setFixedHeight(height)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._fit_height()
+class SelectableMessage(QTextBrowser):
+    """One message's text, selectable with the mouse and keyboard (the transcript opens it over
+    a message on double-click). Read-only; it loads nothing and follows no link.
+    """
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(max(200, self.width()), self.height())
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("messageSelection")
+        self.setReadOnly(True)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setFrameShape(QTextBrowser.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+
+    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            return _blank_image()
+        return QByteArray()

@@ -2,7 +2,9 @@
 
 Holds the turns (text, images and their thumbnails, the exact token ids of answers, how each
 answer ended) and hands the engine a list of ``ChatMessage``s. A streaming answer grows
-through ``append_text``, which signals ``dataChanged`` for that one row only.
+through ``append_text``, which signals ``dataChanged`` for that one row only. Every change
+bumps the entry's ``revision``, so a view can tell a changed row from an unchanged one without
+comparing text.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class TranscriptEntry:
     stats: object | None = field(default=None, repr=False)  # the final GenerationStep
     message_id: int | None = None  # the stored message, once the store has it
     interrupted: bool = False  # cut off by a crash or kill before it finished
+    revision: int = field(default=0, compare=False)  # bumped by the model on every change
 
     def footer(self) -> str:
         """A short line under an answer: how it ended and its speed."""
@@ -74,6 +77,7 @@ class TranscriptModel(QAbstractListModel):
     EntryRole = Qt.ItemDataRole.UserRole + 1
     RoleNameRole = Qt.ItemDataRole.UserRole + 2
     FooterRole = Qt.ItemDataRole.UserRole + 3
+    RevisionRole = Qt.ItemDataRole.UserRole + 4
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -95,6 +99,8 @@ class TranscriptModel(QAbstractListModel):
             return entry.role
         if role == self.FooterRole:
             return entry.footer()
+        if role == self.RevisionRole:
+            return entry.revision
         return None
 
     def roleNames(self):  # noqa: N802
@@ -103,6 +109,7 @@ class TranscriptModel(QAbstractListModel):
             self.EntryRole: b"entry",
             self.RoleNameRole: b"role",
             self.FooterRole: b"footer",
+            self.RevisionRole: b"revision",
         }
 
     # Changes ---------------------------------------------------------------------------------
@@ -126,6 +133,7 @@ class TranscriptModel(QAbstractListModel):
         return self._append(TranscriptEntry("assistant", streaming=True))
 
     def _changed(self, row: int) -> None:
+        self._entries[row].revision += 1
         index = self.index(row)
         self.dataChanged.emit(index, index)
 

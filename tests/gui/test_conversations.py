@@ -59,7 +59,7 @@ def test_conversation_is_saved_titled_and_restored(window, qtbot, tmp_path, data
     model = again.transcript_model
     assert model.rowCount() == 4
     assert model.entry(0).text == "What kind of bird is on the fence?" and len(model.entry(0).images) == 1
-    assert again.transcript.message_widget(0).thumbnails
+    assert again.transcript.rendered(0).thumbnails
     assert model.entry(3).text == answer_text and model.entry(3).token_ids
     # The KV cache is rebuilt lazily: the first new question prefills it all, the next reuses it.
     first = ask(qtbot, again, "One more thing")

@@ -148,7 +148,7 @@ def test_send_streams_an_answer_about_an_image(loaded, qtbot, png_file):
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
         assert window.composer.text() == "" and window.composer.images() == []
         assert window.composer.send_button.text() == "Stop"
-        question_draws = window.transcript.message_widget(0).refresh_count
+        question_draws = window.transcript.rendered(0).renders
     step = blocker.args[0]
     assert step.finish_reason == "length" and step.generation_tokens == 12
     model = window.transcript_model
@@ -157,10 +157,10 @@ def test_send_streams_an_answer_about_an_image(loaded, qtbot, png_file):
     assert user.text == "What is in this picture?" and len(user.images) == 1
     assert answer.text and answer.text == chunks[-1]
     assert len(chunks) >= 2  # it grew while streaming
-    assert window.transcript.message_widget(0).thumbnails  # the image shows in the transcript
-    assert window.transcript.message_widget(1).body.markdown() == answer.text
+    assert window.transcript.rendered(0).thumbnails  # the image shows in the transcript
+    assert window.transcript.rendered(1).text == answer.text
     # Streaming redrew the answer only; the question was drawn once.
-    assert window.transcript.message_widget(0).refresh_count == question_draws
+    assert window.transcript.rendered(0).renders == question_draws
     assert "tok/s" in window.stats_label.text() and "TTFT" in window.stats_label.text()
     window._on_memory_timer_timeout()
     assert window.memory_label.text().startswith("Memory ") and "peak" in window.memory_label.text()
@@ -180,7 +180,7 @@ def test_stop_keeps_partial_answer_and_next_question_works(loaded, qtbot):
     assert 0 < step.generation_tokens < 5000
     answer = window.transcript_model.entry(1)
     assert answer.text and answer.finish_reason == "cancelled"
-    assert "Stopped" in window.transcript.message_widget(1).footer.text()
+    assert "Stopped" in window.transcript.rendered(1).footer
 
     window.generation_settings = GenerationSettings(max_tokens=4, temperature=0.0)
     qtbot.keyClicks(window.composer.edit, "Short one")
@@ -232,8 +232,7 @@ def test_model_output_html_is_text(window):
     model.append_text(row, "**bold** <b>raw</b> <img src='http://example.com/x.png'>\n\n```py\nx = 1\n```")
     model.finish_answer(row, None)
     window.transcript.flush()
-    body = window.transcript.message_widget(row).body
-    plain = body.toPlainText()
+    plain = window.transcript.rendered(row).document.toPlainText()
     assert "<b>raw</b>" in plain and "<img src=" in plain
     assert "bold" in plain and "**" not in plain  # Markdown is rendered
     assert "x = 1" in plain
@@ -252,8 +251,8 @@ def test_model_output_cannot_load_local_files(window, tmp_path):
     model.append_text(row, f"![a]({picture.as_uri()}) ![b](file:///dev/zero) ![c]({picture})")
     model.finish_answer(row, None)
     window.transcript.flush()
-    body = window.transcript.message_widget(row).body
-    assert body.document().size().height() < 60  # no 400-px picture was laid out
+    document = window.transcript.rendered(row).document
+    assert document.size().height() < 60  # no 400-px picture was laid out
 
 
 def test_footer_shows_error_text_as_text(window):
@@ -265,9 +264,8 @@ def test_footer_shows_error_text_as_text(window):
     model.finish_answer(row, SimpleNamespace(finish_reason="error", error="<b>bold</b> <img src='x.png'>",
                                              token_ids=(), generation_tokens=0))
     window.transcript.flush()
-    footer = window.transcript.message_widget(row).footer
-    assert footer.textFormat() == Qt.TextFormat.PlainText
-    assert "<b>bold</b>" in footer.text()
+    footer = window.transcript.rendered(row).footer  # painted with QPainter.drawText: plain text
+    assert "<b>bold</b>" in footer
 
 
 def test_an_engine_failure_ends_the_answer_and_the_next_works(loaded, qtbot, monkeypatch):
@@ -295,7 +293,7 @@ def test_failed_edit_keeps_the_conversation(loaded, qtbot):
         with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
             qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     before = [(e.role, e.text) for e in window.transcript_model.entries()]
-    qtbot.mouseClick(window.transcript.message_widget(0).actions["edit"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.transcript.row_actions(0).actions["edit"], Qt.MouseButton.LeftButton)
     window.composer.edit.selectAll()
     qtbot.keyClicks(window.composer.edit, "A much longer edited question " * 10)
     window.generation_settings = GenerationSettings(max_tokens=4, context_length=30)
@@ -324,7 +322,7 @@ def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, monkeypatch):
 
     monkeypatch.setattr(engine, "generate", failing_generate("out of memory during prefill"))
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
-        qtbot.mouseClick(window.transcript.message_widget(3).actions["regenerate"], Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(window.transcript.row_actions(3).actions["regenerate"], Qt.MouseButton.LeftButton)
     assert [(e.role, e.text) for e in window.transcript_model.entries()] == before
     from models.conversations import ConversationStore
 
