@@ -28,24 +28,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from models.synthetic import TinyShape  # noqa: E402
+from tests.support.synthetic_checkpoints import TinyShape  # noqa: E402
 
 VISION = dict(vision_hidden=256, vision_layers=4, vision_heads=4, tile=336, max_patches=16, vision_out=256)
 MODELS = {
     # Scout-like: every layer MoE; 8 layers so two are global (the last layer's attention never
     # runs during a prefill chunk, so a 4-layer model would hide the global layers).
-    "scout-like h512": TinyShape(hidden=512, layers=8, heads=8, kv_heads=2, head_dim=64, experts=4,
-                                 expert_intermediate=256, dense_intermediate=1024, moe_step=1,
-                                 chunk=512, base_vocab=16000, **VISION),
+    "scout-like h512": TinyShape(
+        hidden=512,
+        layers=8,
+        heads=8,
+        kv_heads=2,
+        head_dim=64,
+        experts=4,
+        expert_intermediate=256,
+        dense_intermediate=1024,
+        moe_step=1,
+        chunk=512,
+        base_vocab=16000,
+        **VISION,
+    ),
     # Maverick-like: MoE every other layer, dense layers with a wide MLP.
-    "maverick-like h1024": TinyShape(hidden=1024, layers=8, heads=16, kv_heads=4, head_dim=64,
-                                     experts=4, expert_intermediate=512, dense_intermediate=2048,
-                                     moe_step=2, chunk=1024, base_vocab=30000, **VISION),
+    "maverick-like h1024": TinyShape(
+        hidden=1024,
+        layers=8,
+        heads=16,
+        kv_heads=4,
+        head_dim=64,
+        experts=4,
+        expert_intermediate=512,
+        dense_intermediate=2048,
+        moe_step=2,
+        chunk=1024,
+        base_vocab=30000,
+        **VISION,
+    ),
 }
 # (prompt tokens, prefill chunk, kv bits) per model and variant; each run well under a minute here.
 CASES = {
-    ("scout-like h512", "bf16"): [(1024, 256, None), (1536, 512, None), (1536, 768, None),
-                                  (1536, 512, 8), (1536, 512, 4)],
+    ("scout-like h512", "bf16"): [
+        (1024, 256, None),
+        (1536, 512, None),
+        (1536, 768, None),
+        (1536, 512, 8),
+        (1536, 512, 4),
+    ],
     ("scout-like h512", "4bit"): [(384, 128, None), (512, 256, None), (512, 256, 8)],
     ("maverick-like h1024", "bf16"): [(768, 256, None), (1024, 512, None), (1024, 512, 8)],
     ("maverick-like h1024", "4bit"): [(128, 64, None), (128, 64, 4)],
@@ -54,7 +81,7 @@ QUICK = {key: cases[:1] for key, cases in CASES.items()}
 
 
 def checkpoint(workdir: Path, name: str, variant: str) -> Path:
-    from models.synthetic import quantize_checkpoint, write_checkpoint
+    from tests.support.synthetic_checkpoints import quantize_checkpoint, write_checkpoint
 
     slug = name.replace(" ", "-")
     bf16 = workdir / f"{slug}-bf16"
@@ -80,8 +107,16 @@ def measure_prefill(engine, tokens: int, step: int, kv_bits: int | None) -> tupl
     mx.clear_cache()
     mx.reset_peak_memory()
     start = time.perf_counter()
-    for _ in generate_step(ids, engine._lm, max_tokens=1, prompt_cache=cache, prefill_step_size=step,
-                           kv_bits=kv_bits, kv_group_size=64, quantized_kv_start=0):
+    for _ in generate_step(
+        ids,
+        engine._lm,
+        max_tokens=1,
+        prompt_cache=cache,
+        prefill_step_size=step,
+        kv_bits=kv_bits,
+        kv_group_size=64,
+        quantized_kv_start=0,
+    ):
         pass
     peak = mx.get_peak_memory()
     elapsed = time.perf_counter() - start
@@ -114,22 +149,28 @@ def measure_vision(engine, tiles: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one case per model and variant")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "llama-desk-bench",
-                        help="where the synthesized checkpoints are kept between runs")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "llama-desk-bench",
+        help="where the synthesized checkpoints are kept between runs",
+    )
     args = parser.parse_args(argv)
 
     import mlx.core as mx
 
-    from models.engine import Engine
-    from models.memory_planner import plan_model
+    from models.inference.engine import Engine
+    from models.memory.planner import plan_model
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     cases = QUICK if args.quick else CASES
-    from models.memory_planner import CPU_PROFILE
+    from models.memory.planner import CPU_PROFILE
 
     print(f"MLX {mx.__version__} on {mx.default_device()}; planner profile: {CPU_PROFILE}")
-    header = (f"{'model':<20} {'weights':<7} {'prompt':>6} {'chunk':>5} {'KV':>4} | {'weights GB':>17} | "
-              f"{'peak GB pred/meas':>17} {'ratio':>6} | {'above weights MB':>17} {'ratio':>6} | {'s':>4}")
+    header = (
+        f"{'model':<20} {'weights':<7} {'prompt':>6} {'chunk':>5} {'KV':>4} | {'weights GB':>17} | "
+        f"{'peak GB pred/meas':>17} {'ratio':>6} | {'above weights MB':>17} {'ratio':>6} | {'s':>4}"
+    )
     print(header)
     print("-" * len(header))
     ratios, above_ratios = [], []
@@ -147,23 +188,31 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(predicted / measured)
             above_ratios.append(above_p / above_m)
             label = "fp32" if variant == "bf16" else variant
-            print(f"{name:<20} {label:<7} {tokens:>6} {step:>5} {kv_bits or 16:>4} | "
-                  f"{plan.weights.total / 1e9:>7.3f} / {weights_measured / 1e9:<7.3f} | "
-                  f"{predicted / 1e9:>7.3f} / {measured / 1e9:<7.3f} {predicted / measured:>6.3f} | "
-                  f"{above_p / 1e6:>7.1f} / {above_m / 1e6:<7.1f} {above_p / above_m:>6.3f} | "
-                  f"{elapsed:>4.0f}", flush=True)
+            print(
+                f"{name:<20} {label:<7} {tokens:>6} {step:>5} {kv_bits or 16:>4} | "
+                f"{plan.weights.total / 1e9:>7.3f} / {weights_measured / 1e9:<7.3f} | "
+                f"{predicted / 1e9:>7.3f} / {measured / 1e9:<7.3f} {predicted / measured:>6.3f} | "
+                f"{above_p / 1e6:>7.1f} / {above_m / 1e6:<7.1f} {above_p / above_m:>6.3f} | "
+                f"{elapsed:>4.0f}",
+                flush=True,
+            )
         plan = plan_model(path, backend="cpu")
         for tiles in (1, 4):
             measured = measure_vision(engine, tiles)
             predicted = tiles * plan.vision_bytes_per_tile()
-            print(f"{name:<20} {'fp32' if variant == 'bf16' else variant:<7} vision, {tiles} tile(s): "
-                  f"working memory {predicted / 1e6:.1f} MB predicted / {measured / 1e6:.1f} MB measured "
-                  f"= {predicted / measured:.3f}", flush=True)
+            print(
+                f"{name:<20} {'fp32' if variant == 'bf16' else variant:<7} vision, {tiles} tile(s): "
+                f"working memory {predicted / 1e6:.1f} MB predicted / {measured / 1e6:.1f} MB measured "
+                f"= {predicted / measured:.3f}",
+                flush=True,
+            )
         engine.close()
         del engine
     print("-" * len(header))
-    print(f"peak ratio: min {min(ratios):.3f}, max {max(ratios):.3f}; above-weights ratio: "
-          f"min {min(above_ratios):.3f}, max {max(above_ratios):.3f} (predicted / measured)")
+    print(
+        f"peak ratio: min {min(ratios):.3f}, max {max(ratios):.3f}; above-weights ratio: "
+        f"min {min(above_ratios):.3f}, max {max(above_ratios):.3f} (predicted / measured)"
+    )
     return 0
 
 

@@ -4,7 +4,7 @@ For a synthesized Llama 4 checkpoint (4-bit), the same prompt is answered greedi
 
 - **bare**: mlx-lm's ``generate_step`` driving mlx-vlm's language model directly (no template,
   no cache reuse, no cancel checks, no detokenizing);
-- **engine**: ``models.engine.Engine.generate`` (template, logit mask, detokenizer, cancel
+- **engine**: ``models.inference.engine.Engine.generate`` (template, logit mask, detokenizer, cancel
   checks, KV-cache bookkeeping).
 
 It prints prefill and decode tokens/s for each and the ratio engine/bare (1.0 = no overhead),
@@ -29,9 +29,14 @@ def _bare_run(engine, prompt_ids: list[int], max_tokens: int) -> tuple[float, fl
     start = time.perf_counter()
     first = None
     n = 0
-    for _token, _ in generate_step(mx.array(prompt_ids), engine._lm, max_tokens=max_tokens,
-                                   sampler=make_sampler(temp=0.0), prompt_cache=cache,
-                                   prefill_step_size=512):
+    for _token, _ in generate_step(
+        mx.array(prompt_ids),
+        engine._lm,
+        max_tokens=max_tokens,
+        sampler=make_sampler(temp=0.0),
+        prompt_cache=cache,
+        prefill_step_size=512,
+    ):
         n += 1
         if first is None:
             first = time.perf_counter()
@@ -40,21 +45,34 @@ def _bare_run(engine, prompt_ids: list[int], max_tokens: int) -> tuple[float, fl
 
 
 def _engine_run(engine, messages, max_tokens: int):
-    from models.engine import GenerationSettings
+    from models.inference.engine import GenerationSettings
 
     engine.reset_cache()
-    final = list(engine.generate(messages, GenerationSettings(max_tokens=max_tokens, temperature=0.0),
-                                 threading.Event()))[-1]
+    final = list(
+        engine.generate(
+            messages, GenerationSettings(max_tokens=max_tokens, temperature=0.0), threading.Event()
+        )
+    )[-1]
     return final
 
 
 def main() -> None:
-    from models.engine import Engine, GenerationSettings
-    from models.prompt import ChatMessage
-    from models.synthetic import TinyShape, quantize_checkpoint, write_checkpoint
+    from models.inference.engine import Engine, GenerationSettings
+    from models.inference.prompt import ChatMessage
+    from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
 
-    shape = TinyShape(hidden=256, layers=4, heads=4, kv_heads=2, head_dim=64, experts=4,
-                      expert_intermediate=256, dense_intermediate=512, chunk=8192, moe_step=2)
+    shape = TinyShape(
+        hidden=256,
+        layers=4,
+        heads=4,
+        kv_heads=2,
+        head_dim=64,
+        experts=4,
+        expert_intermediate=256,
+        dense_intermediate=512,
+        chunk=8192,
+        moe_step=2,
+    )
     with tempfile.TemporaryDirectory() as folder:
         source = write_checkpoint(Path(folder) / "bf16", shape)
         path = quantize_checkpoint(source, Path(folder) / "4bit", bits=4, group_size=64)
@@ -81,9 +99,11 @@ def main() -> None:
         warm = list(engine.generate(history, settings))[-1]
         engine.reset_cache()
         cold = list(engine.generate(history, settings))[-1]
-        print(f"follow-up turn  cold TTFT {cold.ttft_s * 1000:7.1f} ms "
-              f"({cold.prompt_tokens} tokens prefilled)   with cache reuse {warm.ttft_s * 1000:7.1f} ms "
-              f"({warm.prompt_tokens} tokens prefilled)   ratio {warm.ttft_s / cold.ttft_s:.3f}")
+        print(
+            f"follow-up turn  cold TTFT {cold.ttft_s * 1000:7.1f} ms "
+            f"({cold.prompt_tokens} tokens prefilled)   with cache reuse {warm.ttft_s * 1000:7.1f} ms "
+            f"({warm.prompt_tokens} tokens prefilled)   ratio {warm.ttft_s / cold.ttft_s:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def _answer_text(n: int) -> str:
 
 def build_conversation(store, messages: int) -> int:
     """Store a conversation of ``messages`` turns (every 40th question has an image)."""
-    from models.images import load_image_bytes
+    from models.inference.images import load_image_bytes
 
     conversation = store.create(f"{messages} messages")
     for n in range(messages // 2):
@@ -188,7 +188,7 @@ class _LastTurnEngine:
 
 
 def _load_last_turn_engine(path, progress=None):
-    from models.engine import Engine
+    from models.inference.engine import Engine
 
     return _LastTurnEngine(Engine.load(path, progress=progress))
 
@@ -198,9 +198,9 @@ def main() -> None:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from models.conversations import ConversationStore
-    from models.engine import GenerationSettings
-    from models.synthetic import quantize_checkpoint, write_checkpoint
+    from models.chats.store import ConversationStore
+    from models.inference.engine import GenerationSettings
+    from tests.support.synthetic_checkpoints import quantize_checkpoint, write_checkpoint
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as folder:

@@ -20,15 +20,16 @@ def _library_from_environment():
     value = os.environ.get("LLAMA_DESK_MEMORY_BUDGET_GB")
     if not value:
         return None
-    from desktop.model_library import ModelLibrary
-    from models.memory_budget import MemoryBudget
+    from desktop.controllers.model_library import ModelLibrary
+    from models.memory.budget import MemoryBudget
 
     try:
         budget_bytes = int(float(value) * 1e9)
     except ValueError:
         return None
-    library = ModelLibrary(budget=MemoryBudget(budget_bytes, budget_bytes, 0, "metal",
-                                               "LLAMA_DESK_MEMORY_BUDGET_GB"))
+    library = ModelLibrary(
+        budget=MemoryBudget(budget_bytes, budget_bytes, 0, "metal", "LLAMA_DESK_MEMORY_BUDGET_GB")
+    )
     library.refresh()
     return library
 
@@ -38,7 +39,7 @@ def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from desktop.main_window import MainWindow
-    from models.store import ModelNotFound, resolve_model
+    from models.hub.store import ModelNotFound, resolve_model
 
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     app.setApplicationName("Llama Desk")

@@ -31,22 +31,22 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.appearance import apply_appearance
-from desktop.background_task import run_in_background
-from desktop.composer import Composer, mime_has_images
-from desktop.conversation_controller import ConversationController
-from desktop.license_dialog import ensure_license_accepted
-from desktop.model_library import ModelLibrary
-from desktop.model_manager_dialog import ModelManagerDialog
-from desktop.model_menu import ModelMenu
+from desktop.controllers.conversation_controller import ConversationController
+from desktop.controllers.model_library import ModelLibrary
+from desktop.dialogs.license_dialog import ensure_license_accepted
+from desktop.dialogs.model_manager_dialog import ModelManagerDialog
+from desktop.dialogs.settings_dialog import SettingsDialog
 from desktop.preferences import ChatDefaults, load_defaults, open_settings, save_defaults
-from desktop.settings_dialog import SettingsDialog
-from desktop.sidebar import Sidebar
-from desktop.transcript_model import TranscriptModel
-from desktop.transcript_view import TranscriptView, code_blocks
-from desktop.welcome_panel import WelcomePanel, describe_progress
-from desktop.worker import AnswerJob, InferenceWorker, WorkerThread
-from models.chat_database import DatabaseDamaged, check_database, move_aside
-from models.conversations import ConversationSettings, ConversationStore, StoreError
+from desktop.qtmodels.transcript_model import TranscriptModel
+from desktop.widgets.composer import Composer, mime_has_images
+from desktop.widgets.model_menu import ModelMenu
+from desktop.widgets.sidebar import Sidebar
+from desktop.widgets.transcript_view import TranscriptView, code_blocks
+from desktop.widgets.welcome_panel import WelcomePanel, describe_progress
+from desktop.workers.background_task import run_in_background
+from desktop.workers.inference_worker import AnswerJob, InferenceWorker, WorkerThread
+from models.chats.database import DatabaseDamaged, check_database, move_aside
+from models.chats.store import ConversationSettings, ConversationStore, StoreError
 
 APP_NAME = "Llama Desk"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -105,17 +105,22 @@ class NoticeBar(QFrame):
 
 class MainWindow(QMainWindow):
     """Signals:
-        model_ready(str): a model finished loading and the window shows it.
-        conversation_opened(int): a stored conversation is shown (its id).
-        answer_finished(object): the last GenerationStep of an answer, after the UI took it in.
+    model_ready(str): a model finished loading and the window shows it.
+    conversation_opened(int): a stored conversation is shown (its id).
+    answer_finished(object): the last GenerationStep of an answer, after the UI took it in.
     """
 
     model_ready = Signal(str)
     answer_finished = Signal(object)
     conversation_opened = Signal(int)
 
-    def __init__(self, engine_factory=None, settings: QSettings | None = None,
-                 data_folder: str | Path | None = None, library: ModelLibrary | None = None):
+    def __init__(
+        self,
+        engine_factory=None,
+        settings: QSettings | None = None,
+        data_folder: str | Path | None = None,
+        library: ModelLibrary | None = None,
+    ):
         super().__init__()
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
@@ -148,7 +153,7 @@ class MainWindow(QMainWindow):
         self.library.download_failed.connect(self._on_library_download_failed)
         self.library.changed.connect(self._update_welcome)
         self.library.set_fit_parameters(self.defaults.context_length, self.defaults.kv_bits)
-        self.memory_plan = None  # models.memory_planner.MemoryPlan of the loaded model (unquantized KV)
+        self.memory_plan = None  # models.memory.planner.MemoryPlan of the loaded model (unquantized KV)
         self._turn_memory = None  # (model path, plan, image tiles, prefill step) of the running turn
         self._manager_dialog: ModelManagerDialog | None = None
         store, store_problem = self._open_store(data_folder)
@@ -233,8 +238,10 @@ class MainWindow(QMainWindow):
                 self._damaged_database = exc.path
 
             self._temporary_store = tempfile.TemporaryDirectory(prefix="llama-desk-")
-            return (ConversationStore(self._temporary_store.name),
-                    f"Conversations cannot be saved this session: {exc}")
+            return (
+                ConversationStore(self._temporary_store.name),
+                f"Conversations cannot be saved this session: {exc}",
+            )
 
     # A damaged conversation database ----------------------------------------------------------
     def _check_store(self) -> None:
@@ -249,8 +256,11 @@ class MainWindow(QMainWindow):
     def _show_store_notice(self, message: str) -> None:
         """Show a storage failure; a damaged database comes with "Move Aside and Start New"."""
         if " is damaged (" in message:
-            self.notice.show_message(f"{message} Move it aside to start a new one; the old file is kept.",
-                                     DAMAGE_ACTION, self._move_damaged_database_aside)
+            self.notice.show_message(
+                f"{message} Move it aside to start a new one; the old file is kept.",
+                DAMAGE_ACTION,
+                self._move_damaged_database_aside,
+            )
         else:
             self.notice.show_message(message)
 
@@ -262,12 +272,16 @@ class MainWindow(QMainWindow):
                 self.notice.show_message(str(exc))
                 return
             self._damaged_database = None
-            self.notice.show_message(f"The damaged database was moved to {moved}. Restart Llama Desk "
-                                     "to start a new one.")
+            self.notice.show_message(
+                f"The damaged database was moved to {moved}. Restart Llama Desk to start a new one."
+            )
             return
         if self._job is not None:
-            self.notice.show_message("Stop the current answer first, then move the damaged database aside.",
-                                     DAMAGE_ACTION, self._move_damaged_database_aside)
+            self.notice.show_message(
+                "Stop the current answer first, then move the damaged database aside.",
+                DAMAGE_ACTION,
+                self._move_damaged_database_aside,
+            )
             return
         try:
             moved = self.conversations.store.db.move_aside_and_start_new()
@@ -374,11 +388,15 @@ class MainWindow(QMainWindow):
         if self._loading:
             text = "Loading the model…"
         elif self.model_name is None:
-            text = ("No model loaded.\nChoose File ▸ Open Model Folder… to pick an MLX Llama 4 "
-                    "checkpoint.\nThen drop a photo here and ask about it.")
+            text = (
+                "No model loaded.\nChoose File ▸ Open Model Folder… to pick an MLX Llama 4 "
+                "checkpoint.\nThen drop a photo here and ask about it."
+            )
         else:
-            text = (f"{self.model_name} is ready.\nDrop, paste or attach up to five images, "
-                    "type a question and press Enter.")
+            text = (
+                f"{self.model_name} is ready.\nDrop, paste or attach up to five images, "
+                "type a question and press Enter."
+            )
         self.transcript.set_placeholder(text)
 
     # Model -------------------------------------------------------------------------------------
@@ -397,8 +415,8 @@ class MainWindow(QMainWindow):
     def load_checked(self, path: str | Path, ask: bool = True) -> None:
         """Plan ``path`` off the UI thread, then load it if it fits; if it won't, ask first (or,
         with ``ask`` False, only say so)."""
-        from models.memory_budget import detect_budget
-        from models.memory_planner import plan_model
+        from models.memory.budget import detect_budget
+        from models.memory.planner import plan_model
 
         override, corrections = self.library.budget_override, self.library.peak_corrections
         context, kv_bits = self.library.context, self.library.kv_bits
@@ -417,8 +435,9 @@ class MainWindow(QMainWindow):
             elif ask and self._confirm_load_anyway(name, report.summary):
                 self._when_idle(lambda: self.load_model(path))
             else:
-                self.notice.show_message(f"{name} won't fit: {report.summary} Choose it in the Model "
-                                         "menu to load it anyway.")
+                self.notice.show_message(
+                    f"{name} won't fit: {report.summary} Choose it in the Model menu to load it anyway."
+                )
 
         # A folder the planner cannot read is left to the loader, which says what is wrong.
         run_in_background(work, done, lambda _message: self._when_idle(lambda: self.load_model(path)))
@@ -470,8 +489,8 @@ class MainWindow(QMainWindow):
 
     def _plan_loaded_model(self, path: str) -> None:
         """Work out the loaded model's memory plan off the UI thread (config + headers only)."""
-        from models.memory_budget import detect_budget
-        from models.memory_planner import plan_model
+        from models.memory.budget import detect_budget
+        from models.memory.planner import plan_model
 
         self.memory_plan = None
         override = self.library.budget_override
@@ -491,8 +510,8 @@ class MainWindow(QMainWindow):
         or a reason the turn would outgrow the memory budget."""
         from dataclasses import replace as replace_settings
 
-        from models.memory_planner import PREFILL_STEPS, choose_prefill_step, conversation_budget_check
-        from models.preprocess import ProcessorConfig, plan_tiles
+        from models.inference.preprocess import ProcessorConfig, plan_tiles
+        from models.memory.planner import PREFILL_STEPS, choose_prefill_step, conversation_budget_check
 
         plan, budget = self.memory_plan, self.library.budget
         if plan is None or budget is None:
@@ -518,12 +537,15 @@ class MainWindow(QMainWindow):
             if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_token_ids", None):
                 return len(stats.prompt_token_ids) + int(getattr(stats, "generation_tokens", 0))
             if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_tokens", None):
-                return int(stats.prompt_tokens) + int(getattr(stats, "cached_tokens", 0)) + int(
-                    getattr(stats, "generation_tokens", 0))
+                return (
+                    int(stats.prompt_tokens)
+                    + int(getattr(stats, "cached_tokens", 0))
+                    + int(getattr(stats, "generation_tokens", 0))
+                )
         # No numbers (a fresh start carried these over): estimate from the text and images.
-        return sum(len(e.token_ids) if e.token_ids else len(e.text) // 3 + 8
-                   for e in self.transcript_model.entries()) + sum(
-            len(e.images) * 17 * 144 for e in self.transcript_model.entries())
+        return sum(
+            len(e.token_ids) if e.token_ids else len(e.text) // 3 + 8 for e in self.transcript_model.entries()
+        ) + sum(len(e.images) * 17 * 144 for e in self.transcript_model.entries())
 
     def _on_memory_timer_timeout(self) -> None:
         """The live memory readout (reads MLX's allocator counters; never waits on a computation)."""
@@ -533,8 +555,10 @@ class MainWindow(QMainWindow):
         if mx is None or self.model_name is None:
             self.memory_label.setText("")
             return
-        self.memory_label.setText(f"Memory {format_gigabytes(mx.get_active_memory() / 1e9)} · "
-                                  f"peak {format_gigabytes(mx.get_peak_memory() / 1e9)}")
+        self.memory_label.setText(
+            f"Memory {format_gigabytes(mx.get_active_memory() / 1e9)} · "
+            f"peak {format_gigabytes(mx.get_peak_memory() / 1e9)}"
+        )
 
     def use_model(self, listing) -> None:
         """Switch to a downloaded variant: the answer in progress stops, the current model is
@@ -544,25 +568,34 @@ class MainWindow(QMainWindow):
         if self.model_name is not None and self.model_path == str(listing.path):
             return
         badge = self.library.fit(listing)
-        if badge is not None and badge.verdict == "wont_fit" and not self._confirm_load_anyway(
-                listing.entry.display_name, badge.detail):
+        if (
+            badge is not None
+            and badge.verdict == "wont_fit"
+            and not self._confirm_load_anyway(listing.entry.display_name, badge.detail)
+        ):
             return
         self._when_idle(lambda: self.load_model(listing.path))
 
     def _confirm_load_anyway(self, name: str, detail: str) -> bool:
         """Ask before loading a model the planner says won't fit (the OS could kill the app)."""
-        box = QMessageBox(QMessageBox.Icon.Warning, "This model won't fit",
-                          f"{name} needs more memory than this machine can give it.", parent=self)
-        box.setInformativeText(f"{detail}\n\nLoading it anyway may make the system swap heavily or "
-                               "end Llama Desk. A smaller context length or KV-cache precision "
-                               "(File ▸ Settings…) may make it fit.")
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "This model won't fit",
+            f"{name} needs more memory than this machine can give it.",
+            parent=self,
+        )
+        box.setInformativeText(
+            f"{detail}\n\nLoading it anyway may make the system swap heavily or "
+            "end Llama Desk. A smaller context length or KV-cache precision "
+            "(File ▸ Settings…) may make it fit."
+        )
         load = box.addButton("Load Anyway", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.exec()
         return box.clickedButton() is load
 
     def download_model(self, listing) -> None:
-        from models.license import requires_license
+        from models.hub.license import requires_license
 
         repo = listing.entry.repo_id
         if repo is None:
@@ -582,8 +615,12 @@ class MainWindow(QMainWindow):
         self._manager_dialog.raise_()
 
     def _update_welcome(self) -> None:
-        first_run = (self.library.loaded and not self.library.runnable() and self.model_name is None
-                     and not self._loading)
+        first_run = (
+            self.library.loaded
+            and not self.library.runnable()
+            and self.model_name is None
+            and not self._loading
+        )
         self.welcome.setVisible(first_run)
         self.transcript.placeholder.setVisible(not first_run and self.transcript_model.rowCount() == 0)
 
@@ -593,8 +630,9 @@ class MainWindow(QMainWindow):
 
     def _on_library_download_progress(self, repo_id: str, progress) -> None:
         percent = 100 * progress.bytes_done / progress.bytes_total if progress.bytes_total else 0
-        self.download_label.setText(f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · "
-                                    f"{describe_progress(progress)}")
+        self.download_label.setText(
+            f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · {describe_progress(progress)}"
+        )
 
     def _on_library_download_finished(self, repo_id: str, path: str) -> None:
         self.download_label.setText("")
@@ -640,8 +678,9 @@ class MainWindow(QMainWindow):
             return
         if self.model_name is None:
             self.notice.show_message(
-                "Still loading the model; your question is kept." if self._loading else
-                "No model is loaded; open one with File ▸ Open Model Folder…. Your question is kept."
+                "Still loading the model; your question is kept."
+                if self._loading
+                else "No model is loaded; open one with File ▸ Open Model Folder…. Your question is kept."
             )
             return
         if self.composer.loader.pending:
@@ -667,20 +706,33 @@ class MainWindow(QMainWindow):
             self._editing_row = None
         conversation_id = self.conversations.ensure_current(self.system_prompt or "")
         self._user_row = self.transcript_model.append_user(text, images, thumbnails)
-        self._start_answer(self.transcript_model.begin_answer(), conversation_id=conversation_id,
-                           question=(text, tuple(images)), truncate_from=truncate_from)
+        self._start_answer(
+            self.transcript_model.begin_answer(),
+            conversation_id=conversation_id,
+            question=(text, tuple(images)),
+            truncate_from=truncate_from,
+        )
 
     def _effective_system_prompt(self) -> str | None:
         if self.conversations.current is not None:
             return self.conversations.settings.system_prompt.strip() or None
         return self.system_prompt
 
-    def _start_answer(self, row: int, continue_final: bool = False, *, conversation_id=None,
-                      question=None, truncate_from=None, resume_message_id=None) -> None:
+    def _start_answer(
+        self,
+        row: int,
+        continue_final: bool = False,
+        *,
+        conversation_id=None,
+        question=None,
+        truncate_from=None,
+        resume_message_id=None,
+    ) -> None:
         """Ask the worker for the answer that goes (or continues) in ``row``, and store it."""
         messages = self.transcript_model.messages(self._effective_system_prompt())
         settings = self._next_settings or self.conversations.settings.generation_settings(
-            self.generation_settings)
+            self.generation_settings
+        )
         self._next_settings = None
         self._answer_row = row
         self._continuing = continue_final
@@ -688,9 +740,13 @@ class MainWindow(QMainWindow):
         self.composer.set_generating(True)
         self.stop_action.setEnabled(True)
         self._job = AnswerJob(
-            messages=messages, settings=settings, continue_final=continue_final,
+            messages=messages,
+            settings=settings,
+            continue_final=continue_final,
             conversation_id=conversation_id if conversation_id is not None else self.conversations.current_id,
-            question=question, truncate_from=truncate_from, resume_message_id=resume_message_id,
+            question=question,
+            truncate_from=truncate_from,
+            resume_message_id=resume_message_id,
         )
         self.worker.request_generate.emit(self._job)
 
@@ -707,10 +763,13 @@ class MainWindow(QMainWindow):
         self.sidebar.set_current(self.conversations.current_id)
 
     def _ask_fresh_start(self, reason: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Warning, "This conversation is too long for memory",
-                          reason, parent=self)
-        box.setInformativeText("Continue in a new conversation that keeps the last question and "
-                               "answer? Your question stays in the composer.")
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "This conversation is too long for memory", reason, parent=self
+        )
+        box.setInformativeText(
+            "Continue in a new conversation that keeps the last question and "
+            "answer? Your question stays in the composer."
+        )
         fresh = box.addButton("Continue in New Conversation", QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.exec()
@@ -743,8 +802,13 @@ class MainWindow(QMainWindow):
             if conversation_id is not None:
                 try:
                     stored = self.conversations.store.add_message(
-                        conversation_id, entry.role, entry.text, entry.images,
-                        finish_reason=entry.finish_reason, token_ids=entry.token_ids)
+                        conversation_id,
+                        entry.role,
+                        entry.text,
+                        entry.images,
+                        finish_reason=entry.finish_reason,
+                        token_ids=entry.token_ids,
+                    )
                     copy.message_id = stored.id
                 except (StoreError, OSError) as exc:
                     self.notice.show_message(f"The earlier messages could not be copied: {exc}")
@@ -819,8 +883,11 @@ class MainWindow(QMainWindow):
             return
         self._sent_draft = None
         self._before = None
-        self._start_answer(row, continue_final=True,  # takes the messages before the row streams
-                           resume_message_id=entry.message_id)
+        self._start_answer(
+            row,
+            continue_final=True,  # takes the messages before the row streams
+            resume_message_id=entry.message_id,
+        )
         self.transcript_model.resume_answer(row)
 
     def stop(self) -> None:
@@ -882,8 +949,9 @@ class MainWindow(QMainWindow):
                 return
             if was_open:
                 self.new_chat()
-            self.notice.show_message(f"Deleted “{title}”.", "Undo",
-                                     lambda: self.conversations.restore(conversation_id))
+            self.notice.show_message(
+                f"Deleted “{title}”.", "Undo", lambda: self.conversations.restore(conversation_id)
+            )
 
         if self.conversations.current_id == conversation_id:
             self._when_idle(delete)
@@ -911,17 +979,33 @@ class MainWindow(QMainWindow):
             self.notice.show_message("Ask a first question; then this conversation has settings of its own.")
             return
         settings = self.conversations.settings
-        effective = replace(self.defaults, system_prompt=settings.system_prompt, **{
-            name: getattr(settings, name) for name in ("temperature", "top_p", "max_tokens", "seed",
-                                                        "context_length")
-            if getattr(settings, name) is not None})
-        dialog = SettingsDialog(effective, self, conversation_title=self.conversations.current.display_title,
-                                memory=self._memory_hint_source())
+        effective = replace(
+            self.defaults,
+            system_prompt=settings.system_prompt,
+            **{
+                name: getattr(settings, name)
+                for name in ("temperature", "top_p", "max_tokens", "seed", "context_length")
+                if getattr(settings, name) is not None
+            },
+        )
+        dialog = SettingsDialog(
+            effective,
+            self,
+            conversation_title=self.conversations.current.display_title,
+            memory=self._memory_hint_source(),
+        )
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             chosen = dialog.values()
-            self.conversations.update_settings(ConversationSettings(
-                system_prompt=chosen.system_prompt, temperature=chosen.temperature, top_p=chosen.top_p,
-                max_tokens=chosen.max_tokens, seed=chosen.seed, context_length=chosen.context_length))
+            self.conversations.update_settings(
+                ConversationSettings(
+                    system_prompt=chosen.system_prompt,
+                    temperature=chosen.temperature,
+                    top_p=chosen.top_p,
+                    max_tokens=chosen.max_tokens,
+                    seed=chosen.seed,
+                    context_length=chosen.context_length,
+                )
+            )
 
     def _on_worker_text_ready(self, text: str) -> None:
         if self._answer_row is not None and not self._closed:
@@ -963,9 +1047,9 @@ class MainWindow(QMainWindow):
             self.answer_finished.emit(step)
 
     def _record_measured_peak(self, step) -> None:
-        """Teach the planner this answer's measured peak, off the UI thread (``models.measured_peaks``)."""
-        from models.measured_peaks import record_turn
-        from models.memory_budget import detect_backend
+        """Teach the planner this answer's measured peak, off the UI thread (``measured_peaks``)."""
+        from models.memory.budget import detect_backend
+        from models.memory.measured_peaks import record_turn
 
         memory, self._turn_memory = self._turn_memory, None
         if memory is None or memory[0] is None or memory[0] != self.model_path or not step.peak_memory_gb:
@@ -973,8 +1057,17 @@ class MainWindow(QMainWindow):
         path, plan, tiles, prefill_step = memory
 
         def work():
-            return record_turn(path, detect_backend(), plan, step.peak_memory_gb * 1e9, step.cached_tokens,
-                               step.prompt_tokens, step.generation_tokens, prefill_step, tiles)
+            return record_turn(
+                path,
+                detect_backend(),
+                plan,
+                step.peak_memory_gb * 1e9,
+                step.cached_tokens,
+                step.prompt_tokens,
+                step.generation_tokens,
+                prefill_step,
+                tiles,
+            )
 
         run_in_background(work, self.library.set_peak_corrections, lambda _message: None)
 

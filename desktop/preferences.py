@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from PySide6.QtCore import QSettings
 
-from models.engine import GenerationSettings
-from models.user_data import DATA_DIR_ENV, data_dir
+from models.app_folders import DATA_DIR_ENV, data_dir
+from models.inference.engine import GenerationSettings
 
 APPEARANCES = ("system", "light", "dark")
 SETTINGS_FILE = "settings.ini"

@@ -19,7 +19,7 @@ def checkpoints(tmp_path_factory):
     """Tiny Llama 4 checkpoints with the files and keys of a real one: HF-format bf16, and 4-
     and 8-bit MLX copies (dense and MoE layers interleaved, as in Maverick); "scout" is a 4-bit
     copy of the Scout config with only its sizes shrunk (every layer MoE)."""
-    from models.synthetic import TinyShape, quantize_checkpoint, write_checkpoint
+    from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
 
     root = tmp_path_factory.mktemp("checkpoints")
     bf16 = write_checkpoint(root / "tiny-llama4-bf16", seed=0)
@@ -34,7 +34,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def engine_4bit(checkpoints):
-    from models.engine import Engine
+    from models.inference.engine import Engine
 
     return Engine.load(checkpoints["4bit"])
 

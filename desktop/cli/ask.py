@@ -1,0 +1,229 @@
+"""``llama-desk ask``: one question (with images) answered on stdout by the engine.
+
+Streams the answer as it is generated, or with ``--json`` prints one JSON object with the
+text, token ids and figures. Never opens a window and never imports Qt.
+
+With ``--chat new`` the exchange is stored as a new conversation (its id is printed on stderr,
+or as ``chat_id`` with ``--json``); with ``--chat ID`` the question continues that conversation,
+its history (answers as the token ids they were generated as) going to the engine. The
+question is committed before generating and the answer as it streams (``AnswerRecorder``).
+Generation flags given with ``--chat`` become the conversation's settings; flags left out
+take the conversation's stored ones. A conversation answers one question at a time: while
+another command or the window is answering in it, ``--chat ID`` is refused with one line.
+With ``--chat new``, the conversation, the question and the empty answer are stored in one
+transaction, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import threading
+
+from desktop.cli.command_error import CommandError
+
+DEFAULTS = {"max_tokens": 512, "temperature": 0.6, "top_p": 0.9}
+SETTING_FLAGS = ("max_tokens", "temperature", "top_p", "seed", "context_length")
+
+
+def _chat_spec(value: str) -> str | int:
+    if value == "new":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use new or a conversation id (a number)") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("a conversation id is a positive number")
+    return number
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("ask", help="answer one question on the command line")
+    parser.add_argument("--model", required=True, help="checkpoint folder or downloaded repo id")
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach an image (repeat for several, at most 5)",
+    )
+    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--max-tokens", type=int, help=f"default {DEFAULTS['max_tokens']}")
+    parser.add_argument("--temperature", type=float, help=f"0 is greedy (default {DEFAULTS['temperature']})")
+    parser.add_argument("--top-p", type=float, help=f"default {DEFAULTS['top_p']}")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--context-length", type=int, help="refuse prompts longer than this")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--chat",
+        type=_chat_spec,
+        metavar="new|ID",
+        help="store the exchange in a new conversation, or continue conversation ID",
+    )
+    parser.add_argument("prompt", help="the question")
+    parser.set_defaults(run=run)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise CommandError("--max-tokens must be at least 1.", 2)
+    if args.temperature is not None and args.temperature < 0:
+        raise CommandError("--temperature cannot be negative.", 2)
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise CommandError("--top-p must be in (0, 1].", 2)
+    if args.context_length is not None and args.context_length < 2:
+        raise CommandError("--context-length must be at least 2.", 2)
+    if not args.prompt.strip() and not args.image:
+        raise CommandError("the prompt is empty.", 2)
+
+
+def _chat_settings(args: argparse.Namespace, stored):
+    """The conversation's settings with the flags given on this command line applied."""
+    from dataclasses import replace
+
+    changes = {name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name) is not None}
+    if args.system is not None:
+        changes["system_prompt"] = args.system
+    return replace(stored, **changes)
+
+
+def _open_chat(args: argparse.Namespace):
+    """The store, the conversation to continue (None for ``--chat new``) and the recorder,
+    which holds that conversation's lock for the whole turn."""
+    from desktop.cli.chats import store_failure
+    from models.chats.answer_recorder import AnswerRecorder
+    from models.chats.database import StoreError
+    from models.chats.store import ConversationStore
+
+    try:
+        store = ConversationStore()
+        if store.db.read_only:
+            raise StoreError(
+                f"The conversation database {store.db.path} is read-only (its folder or file "
+                "cannot be written); --chat cannot store this exchange."
+            )
+        recorder = AnswerRecorder(store)
+        conversation = None
+        if args.chat != "new":
+            conversation = store.conversation(args.chat)
+            recorder.claim(conversation.id)
+    except StoreError as exc:
+        raise store_failure(exc) from None
+    return store, conversation, recorder
+
+
+def _begin_chat(store, conversation, recorder, args: argparse.Namespace, images: tuple):
+    """Store the settings, the question and an empty answer in one transaction; return the
+    conversation and the history before the question."""
+    from models.chats.store import ConversationSettings
+
+    with store.transaction():
+        if conversation is None:
+            conversation = store.create(settings=_chat_settings(args, ConversationSettings()))
+            recorder.claim(conversation.id)
+        else:
+            settings = _chat_settings(args, conversation.settings)
+            if settings != conversation.settings:
+                conversation = store.update_settings(conversation.id, settings)
+        messages = store.history(conversation.id)
+        recorder.begin(conversation.id, args.prompt, images)
+    return conversation, messages
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.chats.database import StoreError
+    from models.chats.store import ConversationSettings
+    from models.hub.store import ModelNotFound, resolve_model
+    from models.inference.checkpoint import CheckpointError
+    from models.inference.engine import Engine, GenerationSettings, ModelLoadError
+    from models.inference.images import ImageError, check_image_count, load_image_file
+    from models.inference.prompt import ChatMessage
+
+    _check_args(args)
+    try:
+        check_image_count(len(args.image))
+        images = tuple(load_image_file(path) for path in args.image)
+    except ImageError as exc:
+        raise CommandError(str(exc)) from None
+    store = conversation = recorder = None
+    if args.chat is not None:
+        store, conversation, recorder = _open_chat(args)
+    try:
+        engine = Engine.load(resolve_model(args.model))
+    except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
+        raise CommandError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - whatever else fails while loading is one line too
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        raise CommandError(f"Could not load {args.model}: {cause}") from None
+
+    if store is None:
+        chat_settings = _chat_settings(args, ConversationSettings())
+        messages = [ChatMessage("system", args.system)] if args.system else []
+    else:
+        from desktop.cli.chats import store_failure
+
+        recorder.model = engine.name
+        try:
+            conversation, messages = _begin_chat(store, conversation, recorder, args, images)
+        except StoreError as exc:
+            raise store_failure(exc) from None
+        chat_settings = conversation.settings
+    messages.append(ChatMessage("user", args.prompt, images))
+    settings = chat_settings.generation_settings(GenerationSettings(**DEFAULTS))
+    cancel = threading.Event()
+    parts: list[str] = []
+    final = None
+    answer = None
+    try:
+        for step in engine.generate(messages, settings, cancel):
+            parts.append(step.text)
+            if not args.json and step.text:
+                sys.stdout.write(step.text)
+                sys.stdout.flush()
+            if step.finish_reason:
+                final = step
+            if recorder is not None:
+                answer = recorder.record(step)
+    except StoreError as exc:  # the answer could not be saved: stop rather than lose it silently
+        from desktop.cli.chats import store_failure
+
+        cancel.set()
+        raise store_failure(exc) from None
+    except BaseException:  # Ctrl-C (or a failure): keep what was generated, marked interrupted
+        cancel.set()
+        if recorder is not None and recorder.active:
+            with contextlib.suppress(StoreError):
+                recorder.abandon()
+        raise
+    if final is None:  # the engine always ends with a finish_reason; guard anyway
+        if recorder is not None and recorder.active:
+            recorder.abandon("the engine stopped without an answer.")
+        raise CommandError("the engine stopped without an answer.")
+    if args.json:
+        out = {
+            "text": "".join(parts),
+            "token_ids": list(final.token_ids),
+            "prompt_token_ids": list(final.prompt_token_ids),
+            "prompt_tokens": final.prompt_tokens,
+            "generation_tokens": final.generation_tokens,
+            "ttft_s": round(final.ttft_s, 6),
+            "prompt_tps": round(final.prompt_tps, 3),
+            "generation_tps": round(final.generation_tps, 3),
+            "peak_memory_gb": round(final.peak_memory_gb, 6),
+            "finish_reason": final.finish_reason,
+        }
+        if conversation is not None:
+            out["chat_id"] = conversation.id
+            out["message_id"] = answer.id if answer is not None else None
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+    if final.finish_reason == "error":
+        where = f" (saved in conversation {conversation.id})" if conversation is not None else ""
+        raise CommandError((final.error or "generation failed.") + where)
+    if conversation is not None and not args.json:
+        print(f"Saved in conversation {conversation.id}.", file=sys.stderr)
+    return 0

@@ -1,0 +1,363 @@
+"""The models the app knows about, and their downloads, for the menus and dialogs.
+
+``ModelLibrary`` keeps the last ``models.hub.catalog.list_models()`` result (read on the thread
+pool, never on the UI thread) and runs downloads one at a time on its own QThread through
+``models.hub.store.download_model``. Pausing keeps the bytes (the next start resumes); cancelling
+also deletes the partial download. The view classes only draw what this object says.
+
+Signals:
+    changed(): the listings (or a download's state) changed.
+    download_progress(str, object): repo id and its latest ``models.hub.store.DownloadProgress``.
+    download_finished(str, str): repo id and the snapshot folder it can be loaded from.
+    download_failed(str, str): repo id and a one-line reason (also for pause and cancel).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desktop.workers.background_task import run_in_background
+
+
+@dataclass(frozen=True)
+class FitBadge:
+    """How a model sits in this machine's memory: 'fits', 'tight' or 'wont_fit', and why."""
+
+    verdict: str
+    detail: str
+    report: object | None = None  # the memory planner's FitReport, when there is a plan
+
+    @property
+    def label(self) -> str:
+        return {"fits": "fits", "tight": "tight", "wont_fit": "won't fit"}.get(self.verdict, self.verdict)
+
+
+def total_memory_bytes() -> int:
+    """Physical memory (unified memory on Apple silicon)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def format_size(n: int | float | None) -> str:
+    if not n:
+        return "—"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _plan_for(listing, backend: str):
+    """A listing's memory plan (unquantized KV), from its folder or its catalog config; or None."""
+    from models.memory.planner import PlanError, catalog_config, plan_from_config, plan_model
+
+    try:
+        if listing.path is not None:
+            return plan_model(listing.path, backend=backend)
+        if listing.entry.repo_id and (config := catalog_config(listing.entry.repo_id)):
+            return plan_from_config(config, listing.entry.display_name, backend=backend)
+    except (PlanError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def _survey(budget=None):
+    """Runs on the thread pool: listings, this machine's budget, and a plan per listing."""
+    from models.hub.catalog import list_models
+    from models.memory.budget import detect_budget
+
+    listings = list_models()
+    budget = budget or detect_budget()
+    plans = {}
+    for listing in listings:
+        plan = _plan_for(listing, budget.backend)
+        if plan is not None:
+            plans[listing.key] = plan
+    return listings, budget, plans
+
+
+class _DownloadWorker(QObject):
+    progress = Signal(str, object)
+    finished = Signal(str, str)
+    failed = Signal(str, str)
+    request = Signal(str, object)  # repo id, cancel event
+
+    def __init__(self):
+        super().__init__()
+        self.request.connect(self._on_request)
+
+    @Slot(str, object)
+    def _on_request(self, repo_id: str, cancel: threading.Event) -> None:
+        from models.hub import store
+
+        if cancel.is_set():
+            self.failed.emit(repo_id, "Paused.")
+            return
+        try:
+            path = store.download_model(
+                repo_id, cancel=cancel, progress=lambda p: self.progress.emit(repo_id, p)
+            )
+        except store.DownloadCancelled:
+            self.failed.emit(repo_id, "Paused." if not getattr(cancel, "discard", False) else "Cancelled.")
+            return
+        except store.StoreError as exc:
+            self.failed.emit(repo_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the app goes on; the message says what happened
+            self.failed.emit(repo_id, f"The download failed: {exc}")
+            return
+        self.finished.emit(repo_id, str(path))
+
+
+class _CancelEvent(threading.Event):
+    discard = False  # set for Cancel (delete the partial bytes), not for Pause
+
+
+class ModelLibrary(QObject):
+    changed = Signal()
+    download_progress = Signal(str, object)
+    download_finished = Signal(str, str)
+    download_failed = Signal(str, str)
+
+    def __init__(self, parent=None, memory_bytes: int | None = None, budget=None):
+        """``budget``: a ``MemoryBudget`` to plan against instead of this machine's (tests, and
+        a person asking what would fit another Mac)."""
+        super().__init__(parent)
+        self.budget_override = budget
+        self._survey_generation = 0
+        self.listings: list = []
+        self.loaded = False
+        self.memory_bytes = memory_bytes if memory_bytes is not None else total_memory_bytes()
+        self.progress: dict[str, object] = {}  # repo id -> last DownloadProgress (or None: queued)
+        self.errors: dict[str, str] = {}
+        self._cancels: dict[str, _CancelEvent] = {}
+        self.fit_function = None  # tests may replace the planner: listing -> FitBadge | None
+        self.budget = None  # models.memory.budget.MemoryBudget, once surveyed
+        self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
+        self.reports: dict[str, object] = {}  # listing key -> FitReport at context/kv_bits
+        self.peak_corrections = None  # models.memory.measured_peaks.PeakCorrections, once read
+        self.context = 32768
+        self.kv_bits: int | None = None
+        self._thread = QThread()
+        self._thread.setObjectName("downloads")
+        self._worker = _DownloadWorker()
+        self._worker.moveToThread(self._thread)
+        self._worker.progress.connect(self._on_worker_progress)
+        self._worker.finished.connect(self._on_worker_finished)
+        self._worker.failed.connect(self._on_worker_failed)
+        self._thread.start()
+
+    # Listing -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the catalog, the cache, this machine's memory budget and each model's memory
+        plan (config and safetensors headers only) on the thread pool; ``changed`` follows."""
+        self._survey_generation += 1
+        generation = self._survey_generation
+
+        def listed(result) -> None:
+            if generation == self._survey_generation:  # an older, slower survey is stale
+                self._on_listed(result)
+
+        def failed(message: str) -> None:
+            if generation == self._survey_generation:
+                self._on_list_failed(message)
+
+        run_in_background(lambda: _survey(self.budget_override), listed, failed)
+        from models.memory.measured_peaks import load_corrections
+
+        run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None)
+
+    def set_peak_corrections(self, corrections) -> None:
+        """What measured peaks taught about each model (``models.memory.measured_peaks``); arithmetic only."""
+        self.peak_corrections = corrections
+        self._recompute_fits()
+        self.changed.emit()
+
+    def _on_listed(self, result) -> None:
+        listings, budget, plans = result
+        self.listings = list(listings)
+        self.budget = budget
+        self.plans = plans
+        self.loaded = True
+        self._recompute_fits()
+        self.changed.emit()
+
+    def set_fit_parameters(self, context: int, kv_bits: int | None) -> None:
+        """The context length and KV precision the badges are computed for (arithmetic only)."""
+        kv_bits = None if not kv_bits or kv_bits >= 16 else kv_bits
+        if (context, kv_bits) != (self.context, self.kv_bits):
+            self.context, self.kv_bits = context, kv_bits
+            self._recompute_fits()
+            self.changed.emit()
+
+    def plan(self, key: str):
+        """The memory plan of a listing at the current KV precision, or None."""
+        from dataclasses import replace
+
+        plan = self.plans.get(key)
+        if plan is None:
+            return None
+        plan = replace(plan, kv_bits=self.kv_bits)
+        listing = self.listing(key)
+        if self.peak_corrections is not None and listing is not None and listing.path is not None:
+            plan = self.peak_corrections.apply(plan, listing.path, plan.profile.name)
+        return plan
+
+    def _recompute_fits(self) -> None:
+        self.reports = {}
+        if self.budget is None:
+            return
+        for key in self.plans:
+            plan = self.plan(key)
+            try:
+                self.reports[key] = plan.fit(self.context, self.budget.budget_bytes)
+            except (ValueError, ArithmeticError):
+                continue
+
+    def _on_list_failed(self, message: str) -> None:
+        self.loaded = True
+        self.errors["__list__"] = message
+        self.changed.emit()
+
+    def remember_folder(self, path: str | Path) -> None:
+        """List a model opened from a folder (``--model PATH``, File ▸ Open Model Folder…).
+
+        Off the UI thread: unless a listing already loads from this folder (a download, or an
+        earlier addition), it becomes one of the person's added models; then the listing is
+        refreshed. Failing to remember it changes nothing: the model is already open.
+        """
+        folder = os.path.abspath(path)
+
+        def work() -> bool:
+            from models.hub.catalog import add_user_model, list_models
+
+            if any(row.path is not None and os.path.abspath(row.path) == folder for row in list_models()):
+                return False
+            add_user_model(folder)
+            return True
+
+        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None)
+
+    def listing_for_folder(self, path: str | Path | None):
+        """The listing that loads from ``path`` (compared as absolute paths), or None."""
+        if path is None:
+            return None
+        folder = os.path.abspath(path)
+        listed = (row for row in self.listings if row.path is not None)
+        return next((row for row in listed if os.path.abspath(row.path) == folder), None)
+
+    def listing(self, key: str):
+        return next((row for row in self.listings if row.key == key), None)
+
+    def runnable(self) -> list:
+        """Listings that can be loaded now (downloaded, or a valid local folder)."""
+        return [
+            row for row in self.listings if row.path is not None and row.status in ("downloaded", "local")
+        ]
+
+    def fit(self, listing) -> FitBadge | None:
+        """The memory planner's verdict for this listing at the current context length."""
+        if self.fit_function is not None:
+            return self.fit_function(listing)
+        report = self.reports.get(listing.key)
+        if report is not None:
+            return FitBadge(report.verdict, report.summary, report)
+        size = listing.size_bytes  # no plan (an unknown repo): weights against memory
+        if not size or not self.memory_bytes:
+            return None
+        share = size / self.memory_bytes
+        verdict = "fits" if share <= 0.70 else "tight" if share <= 0.85 else "wont_fit"
+        detail = f"{format_size(size)} of weights in {format_size(self.memory_bytes)} of memory"
+        return FitBadge(verdict, detail)
+
+    def recommended(self):
+        """The largest catalog model whose badge says it fits (what the welcome screen offers)."""
+        candidates = [
+            row
+            for row in self.listings
+            if row.entry.source == "catalog"
+            and row.status in ("available", "partial", "downloaded")
+            and (badge := self.fit(row)) is not None
+            and badge.verdict == "fits"
+        ]
+        return max(candidates, key=lambda row: row.size_bytes or 0, default=None)
+
+    # Downloads ---------------------------------------------------------------------------------
+    def is_downloading(self, repo_id: str) -> bool:
+        return repo_id in self._cancels
+
+    def start_download(self, repo_id: str) -> None:
+        if repo_id in self._cancels:
+            return
+        self.errors.pop(repo_id, None)
+        cancel = _CancelEvent()
+        self._cancels[repo_id] = cancel
+        self.progress[repo_id] = None
+        self._worker.request.emit(repo_id, cancel)
+        self.changed.emit()
+
+    def pause_download(self, repo_id: str) -> None:
+        """Stop the download and keep its bytes (starting again resumes it)."""
+        cancel = self._cancels.get(repo_id)
+        if cancel is not None:
+            cancel.set()
+
+    def cancel_download(self, repo_id: str) -> None:
+        """Stop the download and delete what it fetched."""
+        cancel = self._cancels.get(repo_id)
+        if cancel is not None:
+            cancel.discard = True
+            cancel.set()
+        else:
+            self.delete(repo_id)
+
+    def delete(self, repo_id: str) -> None:
+        """Delete a downloaded (or partly downloaded) model from the shared cache."""
+        from models.hub import store
+
+        def done(_freed) -> None:
+            self.refresh()
+
+        def failed(message: str) -> None:
+            self.errors[repo_id] = message
+            self.refresh()
+
+        run_in_background(lambda: store.delete_model(repo_id), done, failed)
+
+    def _on_worker_progress(self, repo_id: str, progress) -> None:
+        if repo_id in self._cancels:
+            self.progress[repo_id] = progress
+            self.download_progress.emit(repo_id, progress)
+
+    def _on_worker_finished(self, repo_id: str, path: str) -> None:
+        self._cancels.pop(repo_id, None)
+        self.progress.pop(repo_id, None)
+        self.download_finished.emit(repo_id, path)
+        self.refresh()
+
+    def _on_worker_failed(self, repo_id: str, message: str) -> None:
+        cancel = self._cancels.pop(repo_id, None)
+        self.progress.pop(repo_id, None)
+        if cancel is not None and cancel.discard:
+            self.delete(repo_id)
+            message = "Cancelled."
+        else:
+            self.errors[repo_id] = message
+        self.download_failed.emit(repo_id, message)
+        self.refresh()
+
+    def shutdown(self, timeout_ms: int = 15000) -> None:
+        """Pause every download (bytes kept for next time) and stop the download thread."""
+        for cancel in self._cancels.values():
+            cancel.set()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)

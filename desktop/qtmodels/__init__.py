@@ -1,0 +1,1 @@
+"""Qt item models that adapt Qt-free state for the views."""

@@ -1,0 +1,1 @@
+"""Widgets that draw: transcript, composer, sidebar, menus, panels."""

@@ -1,0 +1,293 @@
+"""Where a question is written: the text box, the attached images, Attach and Send/Stop.
+
+Images arrive by drag-and-drop (files, or image data from another app), paste and the file
+picker; each is decoded off the UI thread and shown as a removable thumbnail. Enter sends,
+Shift+Enter starts a new line, Esc stops an answer.
+
+Signals:
+    send_requested(): the person asked to send the draft.
+    stop_requested(): the person asked to stop the answer (Esc or Stop).
+    attach_requested(): the Attach button was pressed (the window opens the file picker).
+    notice(str): a one-line message to show (an image refused, too many images).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QBuffer, QIODevice, QMimeData, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QPixmap
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.workers.image_loader import ImageLoader
+from models.inference.images import FILE_SUFFIXES, MAX_IMAGES_PER_MESSAGE, ChatImage
+
+_RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+
+
+def images_in_mime(mime: QMimeData) -> tuple[list[str], list[tuple[bytes, str]]]:
+    """The image files and raw image data a drop or paste carries."""
+    paths: list[str] = []
+    datas: list[tuple[bytes, str]] = []
+    if mime.hasUrls():
+        for url in mime.urls():
+            if url.isLocalFile():
+                paths.append(url.toLocalFile())
+    if not paths:
+        for kind in _RAW_IMAGE_TYPES:
+            if mime.hasFormat(kind):
+                datas.append((bytes(mime.data(kind).data()), f"pasted {kind.split('/')[1].upper()}"))
+                break
+        else:
+            if mime.hasImage():
+                image = mime.imageData()
+                if isinstance(image, QImage) and not image.isNull():
+                    buffer = QBuffer()
+                    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+                    image.save(buffer, "PNG")
+                    datas.append((bytes(buffer.data().data()), "pasted image"))
+    return paths, datas
+
+
+def mime_has_images(mime: QMimeData) -> bool:
+    if mime.hasImage() or any(mime.hasFormat(kind) for kind in _RAW_IMAGE_TYPES):
+        return True
+    return mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())
+
+
+class PromptEdit(QPlainTextEdit):
+    """The text box: Enter sends, Shift+Enter is a newline, images go to the composer."""
+
+    submit = Signal()
+    escape = Signal()
+    images_offered = Signal(QMimeData)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        key = event.key()
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.insertPlainText("\n")
+            else:
+                self.submit.emit()
+            return
+        if key == Qt.Key.Key_Escape:
+            self.escape.emit()
+            return
+        super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802
+        return mime_has_images(source) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802
+        if mime_has_images(source):
+            self.images_offered.emit(source)
+            return
+        super().insertFromMimeData(source)
+
+
+class AttachmentChip(QFrame):
+    """A thumbnail of an attached image with a button that removes it."""
+
+    removed = Signal(object)
+
+    def __init__(self, image: ChatImage, thumbnail: QImage, parent=None):
+        super().__init__(parent)
+        self.image = image
+        self.setObjectName("attachment")
+        self.setToolTip(f"{image.name} — {image.size[0]}×{image.size[1]}")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.picture = QLabel()
+        self.picture.setPixmap(
+            QPixmap.fromImage(thumbnail).scaled(
+                QSize(64, 64), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
+        )
+        layout.addWidget(self.picture)
+        self.remove_button = QToolButton()
+        self.remove_button.setObjectName("removeAttachment")
+        self.remove_button.setText("×")
+        self.remove_button.setToolTip(f"Remove {image.name}")
+        self.remove_button.clicked.connect(lambda: self.removed.emit(self))
+        layout.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
+
+
+class Composer(QFrame):
+    send_requested = Signal()
+    stop_requested = Signal()
+    attach_requested = Signal()
+    notice = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("composer")
+        self._generating = False
+        self._chips: list[AttachmentChip] = []
+        self._thumbnails: dict[str, QImage] = {}
+        self.loader = ImageLoader(self)
+        self.loader.loaded.connect(self._on_loader_loaded)
+        self.loader.failed.connect(self.notice)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 8, 12, 12)
+        outer.setSpacing(6)
+        self.strip = QWidget()
+        self.strip_layout = QHBoxLayout(self.strip)
+        self.strip_layout.setContentsMargins(0, 0, 0, 0)
+        self.strip_layout.addStretch(1)
+        self.strip.setVisible(False)
+        outer.addWidget(self.strip)
+
+        row = QHBoxLayout()
+        self.attach_button = QToolButton()
+        self.attach_button.setObjectName("attachButton")
+        self.attach_button.setText("＋")
+        self.attach_button.setToolTip("Attach images (or drop or paste them)")
+        self.attach_button.clicked.connect(self.attach_requested)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
+        self.edit = PromptEdit()
+        self.edit.setObjectName("promptEdit")
+        self.edit.setPlaceholderText("Ask about an image… (Enter to send, Shift+Enter for a new line)")
+        self.edit.setFixedHeight(72)
+        self.edit.submit.connect(self._on_edit_submit)
+        self.edit.escape.connect(self._on_edit_escape)
+        self.edit.images_offered.connect(self.add_from_mime)
+        self.edit.textChanged.connect(self._update_button)
+        row.addWidget(self.edit, 1)
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("sendButton")
+        self.send_button.clicked.connect(self._on_send_button_clicked)
+        row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        outer.addLayout(row)
+        self._update_button()
+
+    # Draft -------------------------------------------------------------------------------------
+    def text(self) -> str:
+        return self.edit.toPlainText()
+
+    def images(self) -> list[ChatImage]:
+        return [chip.image for chip in self._chips]
+
+    def thumbnails(self) -> list[QImage]:
+        return [self._thumbnails[chip.image.sha256] for chip in self._chips]
+
+    def has_draft(self) -> bool:
+        return bool(self.text().strip() or self._chips)
+
+    def clear_draft(self) -> None:
+        self.edit.clear()
+        for chip in list(self._chips):
+            self._remove_chip(chip)
+
+    def restore_draft(self, text: str, images: list[ChatImage], thumbnails: list[QImage]) -> None:
+        """Put a draft back (after a failed send) without losing what is typed now."""
+        current = self.text()
+        if not current.strip():
+            self.edit.setPlainText(text)
+        elif text.strip() and text not in current:
+            self.edit.setPlainText(f"{current}\n{text}")
+        attached = {chip.image.sha256 for chip in self._chips}
+        for image, thumbnail in zip(images, thumbnails, strict=False):
+            if image.sha256 in attached:
+                continue
+            if len(self._chips) >= MAX_IMAGES_PER_MESSAGE:
+                self._too_many()
+                break
+            self._add_chip(image, thumbnail)
+
+    # Images ------------------------------------------------------------------------------------
+    def _room(self) -> int:
+        return MAX_IMAGES_PER_MESSAGE - len(self._chips) - self.loader.pending
+
+    def _too_many(self) -> None:
+        self.notice.emit(
+            f"A message can carry at most {MAX_IMAGES_PER_MESSAGE} images; remove one to add another."
+        )
+
+    def add_files(self, paths: list[str]) -> None:
+        for path in paths:
+            if self._room() <= 0:
+                self._too_many()
+                return
+            self.loader.load_file(path)
+
+    def add_image_data(self, data: bytes, name: str = "pasted image") -> None:
+        if self._room() <= 0:
+            self._too_many()
+            return
+        self.loader.load_data(data, name)
+
+    def add_from_mime(self, mime: QMimeData) -> bool:
+        """Attach the images a drop/paste carries; False if it carries none."""
+        paths, datas = images_in_mime(mime)
+        skipped = [p for p in paths if not p.lower().endswith(FILE_SUFFIXES)]
+        for path in skipped:
+            from pathlib import Path
+
+            self.notice.emit(f"{Path(path).name} is not a supported image (PNG, JPEG, WebP, GIF, BMP, TIFF).")
+        self.add_files([p for p in paths if p not in skipped])
+        for data, name in datas:
+            self.add_image_data(data, name)
+        return bool(paths or datas)
+
+    def _on_loader_loaded(self, image: ChatImage, thumbnail: QImage) -> None:
+        if any(chip.image.sha256 == image.sha256 for chip in self._chips):
+            self.notice.emit(f"{image.name} is already attached.")
+            return
+        if len(self._chips) >= MAX_IMAGES_PER_MESSAGE:
+            self._too_many()
+            return
+        self._add_chip(image, thumbnail)
+
+    def _add_chip(self, image: ChatImage, thumbnail: QImage) -> None:
+        chip = AttachmentChip(image, thumbnail)
+        chip.removed.connect(self._remove_chip)
+        self._thumbnails[image.sha256] = thumbnail
+        self._chips.append(chip)
+        self.strip_layout.insertWidget(len(self._chips) - 1, chip)
+        self.strip.setVisible(True)
+        self._update_button()
+
+    def _remove_chip(self, chip: AttachmentChip) -> None:
+        if chip in self._chips:
+            self._chips.remove(chip)
+            self.strip_layout.removeWidget(chip)
+            chip.deleteLater()
+        self.strip.setVisible(bool(self._chips))
+        self._update_button()
+
+    # Send / stop -------------------------------------------------------------------------------
+    def set_generating(self, generating: bool) -> None:
+        self._generating = generating
+        self._update_button()
+
+    def _update_button(self) -> None:
+        if self._generating:
+            self.send_button.setText("Stop")
+            self.send_button.setToolTip("Stop the answer (Esc)")
+            self.send_button.setEnabled(True)
+        else:
+            self.send_button.setText("Send")
+            self.send_button.setToolTip("Send (Enter)")
+            self.send_button.setEnabled(self.has_draft())
+
+    def _on_send_button_clicked(self) -> None:
+        if self._generating:
+            self.stop_requested.emit()
+        else:
+            self.send_requested.emit()
+
+    def _on_edit_submit(self) -> None:
+        if not self._generating and self.has_draft():
+            self.send_requested.emit()
+
+    def _on_edit_escape(self) -> None:
+        if self._generating:
+            self.stop_requested.emit()

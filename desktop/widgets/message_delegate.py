@@ -1,0 +1,413 @@
+"""Paints one transcript message per row of a ``QListView``: who spoke, images, text, footer.
+
+No widget is built per message. Each row's text is rendered once per content revision into a
+``QTextDocument`` (``markdown_view.untrusted_document``: HTML stays text, links are inert,
+nothing is loaded) and laid out once per width; painting and size hints read that cache.
+
+Rows are laid out lazily: a row that has no layout at the view's width yet gets an estimated
+height from its text length, is laid out exactly when it is first painted, and the rest are
+refined from the end of the conversation backwards a few milliseconds at a time while the
+event loop is idle. So opening a 1,000-message conversation lays out what is on screen, and
+streaming into the last row never touches the others.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPalette,
+    QPen,
+    QPixmap,
+    QTextDocument,
+)
+from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from desktop.widgets.markdown_view import SelectableMessage, untrusted_document
+
+MARGIN_X = 16  # between the view's edges and a message card
+GAP = 10  # between two cards
+PADDING_X = 14  # inside a card
+PADDING_Y = 10
+SPACING = 6  # between the parts of a card
+THUMBNAIL = 120  # the largest side of an image thumbnail
+FOOTER_HEIGHT = 24  # the footer line, also where the action bar sits
+RADIUS = 12
+REFINE_BUDGET_S = 0.004  # layout work per idle slice
+FREED_PER_SLICE = 50  # dropped documents freed per idle slice
+REFINE_RELAYOUT_S = 0.25  # while refining, rows are placed again at most this often
+
+
+@dataclass
+class TranscriptColours:
+    """The colours the delegate paints with (the view takes them from the style sheet)."""
+
+    user_bubble: QColor = field(default_factory=lambda: QColor("#e4ecfb"))
+    assistant_bubble: QColor = field(default_factory=lambda: QColor("#ffffff"))
+    bubble_border: QColor = field(default_factory=lambda: QColor("#e3e3e0"))
+    current_border: QColor = field(default_factory=lambda: QColor("#9db4ea"))
+    text: QColor = field(default_factory=lambda: QColor("#1d1d1b"))
+    author: QColor = field(default_factory=lambda: QColor("#5b5b58"))
+    footer: QColor = field(default_factory=lambda: QColor("#8a8a86"))
+    error: QColor = field(default_factory=lambda: QColor("#b3261e"))
+    code_background: QColor = field(default_factory=lambda: QColor(127, 127, 127, 40))
+
+
+@dataclass
+class RenderedMessage:
+    """What the delegate paints for one row (for copying, tests and the action bar)."""
+
+    document: QTextDocument
+    text: str
+    thumbnails: list[QPixmap]
+    footer: str
+    error: bool
+    renders: int  # how often this row's text was rendered into a document
+
+
+@dataclass
+class _RowCache:
+    revision: int
+    rendered: RenderedMessage
+    width: int = -1  # the width the document was last laid out at
+    height: int = 0  # the row's height at that width
+
+
+def _scaled_thumbnail(image: QImage) -> QPixmap:
+    return QPixmap.fromImage(image).scaled(
+        THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+
+
+def _thumbnail_row_height(entry: TranscriptEntry) -> int:
+    """The height of a message's row of thumbnails (its tallest, scaled like the pixmaps)."""
+    return max(
+        image.size().scaled(THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio).height()
+        for image in entry.thumbnails
+    )
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """Draws ``TranscriptModel`` rows as message cards, from a per-row layout cache."""
+
+    def __init__(self, view: QListView):
+        super().__init__(view)
+        self._view = view
+        self.colours = TranscriptColours()
+        base = QFont(view.font())
+        self.body_font = QFont(base)
+        self.body_font.setPixelSize(14)
+        self.author_font = QFont(base)
+        self.author_font.setPixelSize(12)
+        self.author_font.setWeight(QFont.Weight.DemiBold)
+        self.footer_font = QFont(base)
+        self.footer_font.setPixelSize(11)
+        self._body_metrics = QFontMetrics(self.body_font)
+        self._author_height = QFontMetrics(self.author_font).height()
+        self._rows: dict[int, _RowCache] = {}
+        self._renders: dict[int, int] = {}
+        self._estimated: set[int] = set()  # rows whose size hint is a guess
+        self._sizes: dict[int, QSize] = {}  # row: its size hint at ``width`` (exact or estimated)
+        self.width = 1  # what rows are laid out at; the view sets it when it is resized
+        self._refine = QTimer(self)
+        self._refine.setSingleShot(True)
+        self._refine.setInterval(0)
+        self._refine.timeout.connect(self._on_refine_timeout)
+        self._discarded: list[_RowCache] = []  # dropped documents, freed while idle
+        self._free = QTimer(self)
+        self._free.setSingleShot(True)
+        self._free.setInterval(0)
+        self._free.timeout.connect(self._on_free_timeout)
+        self._refined_since: float | None = None  # when refining started changing heights
+
+    # Cache ------------------------------------------------------------------------------------
+    def forget(self, first: int = 0) -> None:
+        """Drop what is cached for rows ``first`` and later (they were removed or replaced).
+
+        Freeing a thousand documents at once would stall the window, so they are freed a few at
+        a time while it is idle."""
+        self._discarded.extend(cache for row, cache in self._rows.items() if row >= first)
+        for cache in (self._rows, self._renders, self._sizes):
+            for row in [r for r in cache if r >= first]:
+                del cache[row]
+        self._estimated = {r for r in self._estimated if r < first}
+        if self._discarded and not self._free.isActive():
+            self._free.start()
+
+    def _on_free_timeout(self) -> None:
+        del self._discarded[-FREED_PER_SLICE:]
+        if self._discarded:
+            self._free.start()
+
+    def restyle(self) -> None:
+        """Colours changed: render every row again when it is next needed."""
+        self._rows.clear()
+        self._view.viewport().update()
+
+    def _entry(self, row: int) -> TranscriptEntry:
+        return self._view.model().entry(row)
+
+    def _content(self, row: int) -> _RowCache:
+        """The row's document for its current revision, rendered if the text changed."""
+        entry = self._entry(row)
+        cached = self._rows.get(row)
+        if cached is not None and cached.revision == entry.revision:
+            return cached
+        self._renders[row] = self._renders.get(row, 0) + 1
+        document = untrusted_document(
+            entry.text,
+            markdown=entry.role == "assistant",
+            code_background=self.colours.code_background,
+            font=self.body_font,
+        )  # no Qt parent: a document is freed when no cache or caller holds it any more
+        thumbnails = (
+            cached.rendered.thumbnails
+            if cached is not None and cached.rendered.thumbnails
+            else [_scaled_thumbnail(image) for image in entry.thumbnails]
+        )
+        rendered = RenderedMessage(
+            document,
+            entry.text,
+            thumbnails,
+            entry.footer(),
+            entry.finish_reason == "error",
+            self._renders[row],
+        )
+        fresh = _RowCache(entry.revision, rendered)
+        self._rows[row] = fresh
+        return fresh
+
+    def set_row_width(self, width: int) -> bool:
+        """Lay rows out at ``width`` from now on; return whether it changed."""
+        width = max(1, width)
+        if width == self.width:
+            return False
+        self.width = width
+        self._sizes.clear()
+        return True
+
+    def _text_width(self, width: int) -> int:
+        return max(40, width - 2 * MARGIN_X - 2 * PADDING_X)
+
+    def _chrome_height(self, entry: TranscriptEntry) -> int:
+        """Everything in a row except the text."""
+        height = GAP + 2 * PADDING_Y + self._author_height + SPACING + FOOTER_HEIGHT
+        if entry.thumbnails:
+            height += _thumbnail_row_height(entry) + SPACING
+        return height
+
+    def _laid_out(self, row: int, width: int) -> _RowCache:
+        """The row rendered and laid out at ``width`` (the exact, possibly slow, path)."""
+        cache = self._content(row)
+        if cache.width != width:
+            document = cache.rendered.document
+            document.setTextWidth(self._text_width(width))
+            cache.width = width
+            cache.height = self._chrome_height(self._entry(row)) + math.ceil(document.size().height())
+        if width == self.width:
+            self._sizes[row] = QSize(width, cache.height)
+        self._estimated.discard(row)
+        return cache
+
+    def _estimate(self, row: int, width: int) -> int:
+        """A quick height for a row not laid out yet: its text wrapped at an average width."""
+        entry = self._entry(row)
+        per_line = max(1, self._text_width(width) // max(1, self._body_metrics.averageCharWidth()))
+        lines = entry.text.count("\n") + 1 + len(entry.text) // per_line
+        return self._chrome_height(entry) + lines * self._body_metrics.lineSpacing() + 4
+
+    def rendered(self, row: int) -> RenderedMessage:
+        """Row ``row`` as painted at the view's current width (laid out now if needed)."""
+        cache = self._laid_out(row, self.width)
+        entry = self._entry(row)
+        cache.rendered.footer = entry.footer()
+        cache.rendered.error = entry.finish_reason == "error"
+        return cache.rendered
+
+    def render_count(self, row: int) -> int:
+        """How often row ``row``'s text was rendered into a document so far."""
+        return self._renders.get(row, 0)
+
+    def rendered_rows(self) -> int:
+        """How many rows have a rendered document (the rest were never needed yet)."""
+        return len(self._rows)
+
+    def relayout_row(self, row: int) -> bool:
+        """Lay out a changed row now; return whether its height changed."""
+        width = self.width
+        before = self._rows.get(row)
+        old_height = before.height if before is not None and before.width == width else None
+        return self._laid_out(row, width).height != old_height
+
+    # Qt delegate interface ----------------------------------------------------------------------
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        row = index.row()
+        size = self._sizes.get(row)  # exact, estimated, or the last height of a streaming row
+        if size is None:
+            cache = self._rows.get(row)
+            if cache is not None and cache.width == self.width:
+                size = QSize(self.width, cache.height)
+            else:
+                size = QSize(self.width, self._estimate(row, self.width))
+                self._estimated.add(row)
+                if not self._refine.isActive():
+                    self._refine.start()
+            self._sizes[row] = size
+        return size
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        row = index.row()
+        rect = QRect(option.rect)
+        cache = self._laid_out(row, self.width)
+        if cache.height != rect.height():
+            self._view.scheduleDelayedItemsLayout()  # the estimate was off: place rows again
+        entry: TranscriptEntry = index.data(TranscriptModel.EntryRole)
+        colours = self.colours
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        card = QRectF(rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2)))
+        user = entry.role == "user"
+        current = bool(option.state & QStyle.StateFlag.State_HasFocus) or bool(
+            option.state & QStyle.StateFlag.State_Selected
+        )
+        border = (
+            colours.current_border
+            if current
+            else (colours.bubble_border if not user else Qt.GlobalColor.transparent)
+        )
+        painter.setPen(QPen(border, 1))
+        painter.setBrush(colours.user_bubble if user else colours.assistant_bubble)
+        painter.drawRoundedRect(card.adjusted(0.5, 0.5, -0.5, -0.5), RADIUS, RADIUS)
+
+        x = int(card.left()) + PADDING_X
+        y = int(card.top()) + PADDING_Y
+        inner_width = int(card.width()) - 2 * PADDING_X
+        painter.setFont(self.author_font)
+        painter.setPen(colours.author)
+        painter.drawText(
+            QRect(x, y, inner_width, self._author_height),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            "You" if user else "Llama",
+        )
+        y += self._author_height + SPACING
+        if cache.rendered.thumbnails:
+            left = x
+            for pixmap in cache.rendered.thumbnails:
+                painter.drawPixmap(left, y, pixmap)
+                painter.setPen(QPen(colours.bubble_border, 1))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRoundedRect(QRectF(left, y, pixmap.width(), pixmap.height()), 6, 6)
+                left += pixmap.width() + 8
+            y += _thumbnail_row_height(entry) + SPACING
+
+        document = cache.rendered.document
+        painter.save()
+        painter.translate(x, y)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.palette.setColor(QPalette.ColorRole.Text, colours.text)
+        context.clip = QRectF(0, 0, document.textWidth(), document.size().height())
+        document.documentLayout().draw(painter, context)
+        painter.restore()
+
+        footer = entry.footer()
+        if footer:
+            painter.setFont(self.footer_font)
+            painter.setPen(colours.error if entry.finish_reason == "error" else colours.footer)
+            footer_rect = QRect(x, int(card.bottom()) - PADDING_Y - FOOTER_HEIGHT, inner_width, FOOTER_HEIGHT)
+            elided = QFontMetrics(self.footer_font).elidedText(
+                footer, Qt.TextElideMode.ElideRight, inner_width // 2
+            )
+            painter.drawText(footer_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
+        painter.restore()
+
+    def action_bar_rect(self, row_rect: QRect, bar: QSize) -> QRect:
+        """Where a row's action bar goes: the right end of its footer line."""
+        card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
+        top = card.bottom() - PADDING_Y - FOOTER_HEIGHT + (FOOTER_HEIGHT - bar.height()) // 2 + 1
+        return QRect(card.right() - PADDING_X - bar.width() + 4, top, bar.width(), bar.height())
+
+    def body_rect(self, row_rect: QRect, row: int) -> QRect:
+        """Where a row's text is painted (a text selection opens exactly there)."""
+        entry = self._entry(row)
+        cache = self._laid_out(row, self.width)
+        card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
+        top = card.top() + PADDING_Y + self._author_height + SPACING
+        if entry.thumbnails:
+            top += _thumbnail_row_height(entry) + SPACING
+        document = cache.rendered.document
+        return QRect(
+            card.left() + PADDING_X, top, math.ceil(document.textWidth()), math.ceil(document.size().height())
+        )
+
+    # Text selection (the item "editor") --------------------------------------------------------------
+    def createEditor(
+        self,
+        parent: QWidget,
+        option: QStyleOptionViewItem,  # noqa: N802 - Qt override
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> QWidget:
+        return SelectableMessage(parent)  # Escape closes it: QStyledItemDelegate.eventFilter
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
+        entry = self._entry(index.row())
+        palette = editor.palette()
+        palette.setColor(QPalette.ColorRole.Text, self.colours.text)
+        editor.setPalette(palette)
+        editor.setDocument(
+            untrusted_document(
+                entry.text,
+                markdown=entry.role == "assistant",
+                code_background=self.colours.code_background,
+                font=self.body_font,
+                parent=editor,
+            )
+        )
+
+    def setModelData(self, editor: QWidget, model, index) -> None:  # noqa: N802 - read-only
+        pass
+
+    def updateEditorGeometry(
+        self,
+        editor: QWidget,
+        option: QStyleOptionViewItem,  # noqa: N802
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        editor.setGeometry(self.body_rect(option.rect, index.row()))
+
+    # Idle refinement ------------------------------------------------------------------------------
+    def _on_refine_timeout(self) -> None:
+        """Lay out estimated rows, last first, for a few milliseconds; come back if more remain."""
+        width = self.width
+        deadline = time.perf_counter() + REFINE_BUDGET_S
+        changed = False
+        rows = self._view.model().rowCount() if self._view.model() is not None else 0
+        for row in sorted(self._estimated, reverse=True):
+            if row >= rows:
+                self._estimated.discard(row)
+                continue
+            estimate = self._sizes.get(row)
+            height = self._laid_out(row, width).height
+            changed |= estimate is None or height != estimate.height()
+            if time.perf_counter() > deadline:
+                break
+        now = time.perf_counter()
+        if changed and self._refined_since is None:
+            self._refined_since = now
+        done = not self._estimated
+        if self._refined_since is not None and (done or now - self._refined_since > REFINE_RELAYOUT_S):
+            self._refined_since = None
+            self._view.scheduleDelayedItemsLayout()
+        if not done:
+            self._refine.start()

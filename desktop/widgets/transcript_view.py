@@ -1,0 +1,407 @@
+"""Draws the transcript: a ``QListView`` over a ``TranscriptModel``, one painted card per row.
+
+The view only draws (``MessageDelegate`` paints each message from a cached document) and
+offers the message actions: an action bar over the row under the mouse or the current row, the
+same actions in a context menu, and Ctrl+C to copy the current message. Double-clicking a message
+(or ``select_text``) opens its text in a read-only ``SelectableMessage`` over the row, for
+selecting part of it; Escape or another row closes it. A streaming answer
+changes its row many times a second; the view collects those changes and redraws the changed
+row on a ~50 ms timer, so streaming costs the same in a long conversation as in a short one.
+While the person is at the bottom, the view follows the answer; if they scrolled up to read,
+it stays where they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from PySide6.QtCore import (
+    Property,
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QMouseEvent, QResizeEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMenu,
+    QToolButton,
+    QWidget,
+)
+
+from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from desktop.widgets.markdown_view import SelectableMessage
+from desktop.widgets.message_delegate import MessageDelegate, RenderedMessage
+
+REFRESH_MS = 50
+_CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, without their fences."""
+    return [block.rstrip("\n") for block in _CODE_BLOCK.findall(markdown)]
+
+
+# (action, label, tooltip): which actions a message offers; ``offered_actions`` picks the ones
+# that apply.
+_ACTIONS = (
+    ("copy", "Copy", "Copy the message text (Ctrl+C)"),
+    ("copy_code", "Copy code", "Copy the code blocks"),
+    ("edit", "Edit", "Edit this question and ask again (later messages are replaced)"),
+    ("regenerate", "Regenerate", "Answer this question again"),
+    ("continue", "Continue", "Continue the answer past the token limit"),
+)
+
+
+def offered_actions(entry: TranscriptEntry, is_last: bool) -> set[str]:
+    """The actions that apply to a message (Regenerate/Continue only on the last answer)."""
+    answer = entry.role == "assistant"
+    idle = not entry.streaming
+    shown = {
+        "copy": idle and bool(entry.text),
+        "copy_code": idle and answer and bool(code_blocks(entry.text)),
+        "edit": not answer,
+        "regenerate": idle and answer and is_last,
+        "continue": idle and answer and is_last and entry.finish_reason == "length",
+    }
+    return {action for action, offered in shown.items() if offered}
+
+
+class MessageActionBar(QWidget):
+    """The action buttons of one row, shown over that row's footer line.
+
+    Signals:
+        action_triggered(str, int): an action button was pressed (action, row).
+    """
+
+    action_triggered = Signal(str, int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("messageActions")
+        self.row: int | None = None
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.actions: dict[str, QToolButton] = {}
+        for action, label, tooltip in _ACTIONS:
+            button = QToolButton()
+            button.setObjectName("messageAction")
+            button.setText(label)
+            button.setToolTip(tooltip)
+            button.setAutoRaise(True)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _checked=False, a=action: self._on_button_clicked(a))
+            layout.addWidget(button)
+            self.actions[action] = button
+        self.hide()
+
+    def show_for(self, row: int, entry: TranscriptEntry, is_last: bool) -> None:
+        """Offer the actions that apply to ``entry`` (at ``row``)."""
+        self.row = row
+        offered = offered_actions(entry, is_last)
+        for action, button in self.actions.items():
+            button.setVisible(action in offered)
+        self.adjustSize()
+        self.setVisible(bool(offered))
+
+    def _on_button_clicked(self, action: str) -> None:
+        if self.row is not None:
+            self.action_triggered.emit(action, self.row)
+
+
+def _colour_property(name: str) -> Property:
+    """A colour the style sheet can set (``qproperty-<name>``), handed to the delegate."""
+
+    def read(view: TranscriptView) -> QColor:
+        return getattr(view.delegate.colours, name)
+
+    def write(view: TranscriptView, colour: QColor) -> None:
+        setattr(view.delegate.colours, name, QColor(colour))
+        view.delegate.restyle()
+
+    return Property(QColor, read, write)
+
+
+class TranscriptView(QListView):
+    """Signals:
+    action_requested(str, int): a message action was chosen (action, row).
+    """
+
+    action_requested = Signal(str, int)
+
+    # Set from the style sheet: #transcript { qproperty-userBubble: #e4ecfb; … }
+    userBubble = _colour_property("user_bubble")  # noqa: N815 - style sheet property names
+    assistantBubble = _colour_property("assistant_bubble")  # noqa: N815
+    bubbleBorder = _colour_property("bubble_border")  # noqa: N815
+    currentBorder = _colour_property("current_border")  # noqa: N815
+    textColour = _colour_property("text")  # noqa: N815
+    authorColour = _colour_property("author")  # noqa: N815
+    footerColour = _colour_property("footer")  # noqa: N815
+    errorColour = _colour_property("error")  # noqa: N815
+    codeBackground = _colour_property("code_background")  # noqa: N815
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("transcript")
+        self._model: TranscriptModel | None = None
+        self._dirty: set[int] = set()
+        self._follow = True
+        self._placing_rows = False  # the scroll range moves because rows are placed, not the person
+        self._selecting: QPersistentModelIndex | None = None  # the row whose text is open for selection
+        self.placeholder = QLabel(self.viewport())
+        self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
+        self.placeholder.setObjectName("transcriptPlaceholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.action_bar = MessageActionBar(self.viewport())
+        self.action_bar.action_triggered.connect(self.action_requested)
+        self._hovered: int | None = None
+        self.delegate = MessageDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.setUniformItemSizes(False)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setResizeMode(QListView.ResizeMode.Fixed)  # resizeEvent relays out when the width changes
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.viewport().setMouseTracking(True)  # the action bar follows the mouse
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.DefaultContextMenu)
+        self.setSpacing(0)
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
+        self.verticalScrollBar().valueChanged.connect(self._on_value_changed)
+
+    # Public interface ---------------------------------------------------------------------------
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder.setText(text)
+
+    def set_model(self, model: TranscriptModel) -> None:
+        self._model = model
+        self.setModel(model)
+        model.rowsInserted.connect(self._on_rows_inserted)
+        model.rowsRemoved.connect(self._on_rows_removed)
+        model.modelReset.connect(self._on_model_reset)
+        self.selectionModel().currentRowChanged.connect(self._on_current_row_changed)
+        self.delegate.closeEditor.connect(self._on_delegate_close_editor)
+        self._on_model_reset()
+
+    def rendered(self, row: int) -> RenderedMessage:
+        """Row ``row`` as it is painted: its document, thumbnails and footer."""
+        self.flush()
+        return self.delegate.rendered(row)
+
+    def row_actions(self, row: int) -> MessageActionBar:
+        """Make ``row`` current and bring it into view; return its action bar."""
+        self.flush()
+        self.executeDelayedItemsLayout()
+        index = self._model.index(row)
+        self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.scrollTo(index)
+        self._hovered = None
+        self._place_action_bar()
+        return self.action_bar
+
+    def select_text(self, row: int) -> SelectableMessage | None:
+        """Open row ``row``'s text for selecting with mouse and keyboard (double-click does this)."""
+        self.close_text_selection()
+        if self._model is None or not 0 <= row < self._model.rowCount() or self._model.entry(row).streaming:
+            return None
+        self.flush()
+        self.executeDelayedItemsLayout()
+        index = self._model.index(row)
+        self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.openPersistentEditor(index)
+        self._selecting = QPersistentModelIndex(index)
+        editor = self.indexWidget(index)
+        editor.setFocus()
+        return editor
+
+    def text_selection(self) -> SelectableMessage | None:
+        """The open text selection, if any."""
+        return self.indexWidget(QModelIndex(self._selecting)) if self._selecting is not None else None
+
+    def close_text_selection(self) -> None:
+        if self._selecting is not None:
+            selecting, self._selecting = self._selecting, None
+            if selecting.isValid():
+                self.closePersistentEditor(QModelIndex(selecting))
+                self.setFocus()
+
+    def scroll_to(self, row: int) -> None:
+        """Bring a message into view (a search hit) and stop following the end."""
+        if self._model is not None and 0 <= row < self._model.rowCount():
+            self._follow = False
+            self.executeDelayedItemsLayout()
+            self.scrollTo(self._model.index(row), QAbstractItemView.ScrollHint.PositionAtTop)
+
+    def flush(self) -> None:
+        """Redraw the rows marked as changed now (the timer calls this)."""
+        self._timer.stop()
+        dirty, self._dirty = sorted(self._dirty), set()
+        if self._selecting is not None and self._selecting.row() in dirty:
+            self.close_text_selection()  # the text changed under the selection
+        relayout = False
+        for row in dirty:
+            if self._model is None or row >= self._model.rowCount():
+                continue
+            relayout |= self.delegate.relayout_row(row)
+            index = self._model.index(row)
+            super().dataChanged(index, index, [])
+        if relayout:
+            self.scheduleDelayedItemsLayout()
+        if self.action_bar.row in dirty:
+            self._place_action_bar()
+
+    # Model changes ----------------------------------------------------------------------------------
+    def dataChanged(self, first: QModelIndex, last: QModelIndex, roles: Sequence[int] = ()) -> None:  # noqa: N802
+        """Collect changed rows; they are redrawn together on the refresh timer."""
+        self._dirty.update(range(first.row(), last.row() + 1))
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _on_timer_timeout(self) -> None:
+        self.flush()
+
+    def _on_rows_inserted(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        self.delegate.forget(first)
+        self._follow = True
+        self._after_rows_changed()
+
+    def _on_rows_removed(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        if self._selecting is not None and not self._selecting.isValid():
+            self._selecting = None
+        self.delegate.forget(first)
+        self._dirty = {r for r in self._dirty if r < first}
+        self._after_rows_changed()
+
+    def _on_model_reset(self) -> None:
+        self._selecting = None  # Qt closed the editor with the rows
+        self.delegate.forget(0)
+        self._dirty.clear()
+        self._hovered = None
+        self._follow = True
+        self._after_rows_changed()
+
+    def _after_rows_changed(self) -> None:
+        # Which row is last changed (only the last answer offers Regenerate/Continue): the action
+        # bar is offered again, and the placeholder shows only while there is no row.
+        rows = self._model.rowCount() if self._model is not None else 0
+        self.viewport().update()
+        self.placeholder.setVisible(rows == 0)
+        self._place_action_bar()
+
+    # Action bar, menu and keys ------------------------------------------------------------------------
+    def _bar_row(self) -> int | None:
+        if self._hovered is not None:
+            return self._hovered
+        current = self.currentIndex()
+        return current.row() if current.isValid() else None
+
+    def _place_action_bar(self) -> None:
+        row = self._bar_row()
+        rows = self._model.rowCount() if self._model is not None else 0
+        if row is None or row >= rows:
+            self.action_bar.hide()
+            self.action_bar.row = None
+            return
+        self.action_bar.show_for(row, self._model.entry(row), row == rows - 1)
+        rect = self.visualRect(self._model.index(row))
+        self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint()))
+        self.action_bar.raise_()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        index = self.indexAt(event.position().toPoint())
+        hovered = index.row() if index.isValid() else None
+        if hovered != self._hovered:
+            self._hovered = hovered
+            self._place_action_bar()
+        super().mouseMoveEvent(event)
+
+    def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._selecting is not None and current.row() != self._selecting.row():
+            self.close_text_selection()
+        self._place_action_bar()
+
+    def _on_delegate_close_editor(self, *_args: object) -> None:
+        # Escape, Tab or focus moving elsewhere; closed once the delegate's event handling is done.
+        QTimer.singleShot(0, self.close_text_selection)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        index = self.indexAt(event.position().toPoint())
+        if index.isValid():
+            self.select_text(index.row())
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Leave and self._hovered is not None:
+            self._hovered = None
+            self._place_action_bar()
+        return super().viewportEvent(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        # Rows are as wide as the view less a scroll bar, whether or not one is shown.
+        bar = self.verticalScrollBar().sizeHint().width()
+        if self.delegate.set_row_width(self.width() - 2 * self.frameWidth() - bar):
+            self.scheduleDelayedItemsLayout()
+        super().resizeEvent(event)
+
+    def updateGeometries(self) -> None:  # noqa: N802 - Qt override: rows were placed again
+        follow, self._placing_rows = self._follow, True
+        try:
+            super().updateGeometries()
+        finally:
+            self._placing_rows, self._follow = False, follow
+        if follow:
+            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+        self.placeholder.setGeometry(self.viewport().rect())
+        self._place_action_bar()
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
+        index = self.indexAt(event.pos())
+        if not index.isValid():
+            return
+        self.action_menu(index.row()).exec(event.globalPos())
+
+    def action_menu(self, row: int) -> QMenu:
+        """The actions of ``row`` as a menu (what right-clicking a message shows)."""
+        menu = QMenu(self)
+        offered = offered_actions(self._model.entry(row), row == self._model.rowCount() - 1)
+        for action, label, tooltip in _ACTIONS:
+            if action in offered:
+                item = menu.addAction(label)
+                item.setToolTip(tooltip)
+                item.triggered.connect(lambda _checked=False, a=action: self.action_requested.emit(a, row))
+        return menu
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        current = self.currentIndex()
+        if event.matches(QKeySequence.StandardKey.Copy) and current.isValid():
+            if "copy" in offered_actions(self._model.entry(current.row()), False):
+                self.action_requested.emit("copy", current.row())
+            return
+        super().keyPressEvent(event)
+
+    # Following the end --------------------------------------------------------------------------------
+    def _on_value_changed(self, value: int) -> None:
+        if self._placing_rows:
+            return
+        bar = self.verticalScrollBar()
+        self._follow = value >= bar.maximum() - 4
+
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)

@@ -1,0 +1,61 @@
+"""Run a plain function on Qt's thread pool and get its result back on the UI thread.
+
+For disk work the window must not wait on: opening a conversation (its images), exporting,
+importing. ``run_in_background(fn, on_done, on_error)`` calls ``fn()`` in a pool thread, then
+``on_done(result)`` or ``on_error(message)`` in the thread that called it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+
+class _Relay(QObject):
+    """Lives on the caller's thread; its slots receive the pool thread's signals (queued)."""
+
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, on_done: Callable[[Any], None], on_error: Callable[[str], None]):
+        super().__init__()
+        self._on_done_callback, self._on_error_callback = on_done, on_error
+        self.done.connect(self._on_done)
+        self.failed.connect(self._on_failed)
+
+    @Slot(object)
+    def _on_done(self, result: Any) -> None:
+        _live.discard(self)
+        self._on_done_callback(result)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        _live.discard(self)
+        self._on_error_callback(message)
+
+
+class _Task(QRunnable):
+    def __init__(self, fn: Callable[[], Any], relay: _Relay):
+        super().__init__()
+        self._fn, self._relay = fn, relay
+
+    def run(self) -> None:
+        try:
+            result = self._fn()
+        except Exception as exc:  # noqa: BLE001 - reported to the UI as a message
+            self._relay.failed.emit(str(exc) or exc.__class__.__name__)
+        else:
+            self._relay.done.emit(result)
+
+
+_live: set[_Relay] = set()  # keeps each relay alive until its task reported
+
+
+def run_in_background(
+    fn: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[str], None]
+) -> None:
+    relay = _Relay(on_done, on_error)
+    _live.add(relay)
+    QThreadPool.globalInstance().start(_Task(fn, relay))

@@ -1,0 +1,1 @@
+"""Stored conversations: SQLite, images, search, export and import (no Qt)."""

@@ -1,0 +1,1 @@
+"""Running Llama 4: checkpoints, images, prompts and the generation engine (no Qt)."""

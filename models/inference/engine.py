@@ -1,0 +1,605 @@
+"""The inference engine: a loaded Llama 4 checkpoint that streams answers.
+
+``Engine.generate`` is a generator of frozen ``GenerationStep``s, in the manner of mlx-lm's
+``stream_generate``: each carries the new text, the token, counts, time to first token, speeds,
+peak memory and, on the last one, a ``finish_reason`` ("stop", "length", "cancelled", "error").
+
+Built on the libraries, not beside them: mlx-vlm builds and loads the model (vision tower,
+projector, language model with its chunked/global KV caches), mlx-lm's ``generate_step`` runs
+prefill and decoding with its samplers and streaming detokenizer. Where mlx-vlm 0.7.10 departs
+from Meta's reference, this module corrects it on the loaded model, not in site-packages:
+
+- image tiling comes from ``models.inference.preprocess`` (mlx-vlm's processor stretches and drops the
+  global tile), and this module merges the vision features itself;
+- the vision MLP uses the exact GELU, as the reference does (mlx-vlm uses an approximation);
+- the patch embedding's unfold is a reshape (mlx-vlm slices each of the 24x24x196 positions
+  in Python, which takes seconds per tile on a real checkpoint);
+- the prompt carries one ``<|begin_of_text|>``.
+
+The KV cache outlives a turn: the next turn's prompt is compared with what the cache holds
+(token ids, and image hashes for image positions) and only the differing tail is prefilled.
+Loading never lets transformers validate the model config (the tokenizer does not need it, and
+a real Llama 4 config fails that validation), and any failure while loading becomes one
+``ModelLoadError`` line, with MLX's buffer cache freed. While an answer runs on Metal the
+weights stay wired (``models.inference.wired_memory``), as in mlx-lm's ``stream_generate``.
+
+Cancel is a ``threading.Event`` checked between images, between prefill chunks and at every
+token. mlx and mlx-vlm are imported inside the functions that need them, so a window can show
+before they load. One thread should own an Engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from models.inference.prompt import ChatMessage, EncodedPrompt, PromptEncoder
+from models.inference.wired_memory import wired_limit
+
+FINISH_REASONS = ("stop", "length", "cancelled", "error")
+
+
+class GenerationCancelled(Exception):
+    """Raised inside the engine when the cancel event is set."""
+
+
+class PromptError(ValueError):
+    """A conversation that cannot be answered as it is (too long, bad template); say why."""
+
+    def __init__(self, message: str, prompt_ids: list[int] | tuple[int, ...] = ()):
+        super().__init__(message)
+        self.prompt_ids = tuple(prompt_ids)
+
+
+class ModelLoadError(RuntimeError):
+    """The checkpoint exists but could not be loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_tokens: int = 1024
+    temperature: float = 0.6
+    top_p: float = 0.9
+    seed: int | None = None
+    prefill_step_size: int = 512
+    context_length: int | None = None  # None: the model's maximum
+    kv_bits: int | None = None  # quantize the KV cache (8 or 4); only the global layers' caches can be
+    kv_group_size: int = 64
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """One step of an answer. The last step has a ``finish_reason``."""
+
+    text: str
+    token: int | None
+    prompt_tokens: int  # prompt tokens prefilled for this turn (the cache held the rest)
+    cached_tokens: int  # prompt tokens reused from the KV cache
+    generation_tokens: int
+    ttft_s: float
+    prompt_tps: float
+    generation_tps: float
+    peak_memory_gb: float
+    finish_reason: str | None = None
+    error: str | None = None
+    token_ids: tuple[int, ...] = field(default=(), repr=False)  # last step: generated ids
+    prompt_token_ids: tuple[int, ...] = field(default=(), repr=False)  # last step: the prompt
+
+
+def _fast_unfold(module, pixel_values):
+    """``Llama4UnfoldConvolution.unfold`` as one reshape: (B, C, H, W) -> (B, C*p*p, L)."""
+    batch, channels, height, width = pixel_values.shape
+    p = module.kernel_size[0]
+    rows, cols = height // p, width // p
+    x = pixel_values[:, :, : rows * p, : cols * p]
+    x = x.reshape(batch, channels, rows, p, cols, p).transpose(0, 1, 3, 5, 2, 4)
+    return x.reshape(batch, channels * p * p, rows * cols)
+
+
+def fix_vision_tower(model) -> None:
+    """Correct mlx-vlm's Llama 4 vision tower on a loaded model (see the module docstring)."""
+    import types
+
+    import mlx.nn as nn
+    from mlx_vlm.models.llama4.vision import Llama4UnfoldConvolution, Llama4VisionMLP
+
+    for _, module in model.vision_model.named_modules():
+        if isinstance(module, Llama4VisionMLP):
+            module.activation_fn = nn.GELU()  # exact erf GELU, as the reference's "gelu"
+        elif isinstance(module, Llama4UnfoldConvolution):
+            module.unfold = types.MethodType(_fast_unfold, module)
+
+
+class _LanguageModelAdapter:
+    """Presents mlx-vlm's Llama 4 language model with the call mlx-lm's generate_step makes."""
+
+    def __init__(self, language_model):
+        self.language_model = language_model
+
+    def __call__(self, inputs, cache=None, input_embeddings=None):
+        return self.language_model(inputs, inputs_embeds=input_embeddings, cache=cache).logits
+
+    @property
+    def layers(self):
+        return self.language_model.layers
+
+    def make_cache(self):
+        return self.language_model.make_cache()
+
+
+def _common_prefix(a: list, b: list) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class _ProgressRaised(Exception):
+    """Carries an exception raised by a load's progress callback past the load's handler."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (its type when it is silent)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _free_memory() -> None:
+    """Collect what Python no longer holds, then hand MLX's cached buffers back to the system."""
+    import gc
+    import sys
+
+    gc.collect()
+    mx = sys.modules.get("mlx.core")
+    if mx is not None:
+        mx.clear_cache()
+
+
+def _chat_template_file(path: Path) -> str | None:
+    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any."""
+    import json
+
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    stored = path / "chat_template.json"
+    if stored.is_file():
+        template = json.loads(stored.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def load_tokenizer(checkpoint: Checkpoint):
+    """mlx-lm's ``TokenizerWrapper`` for a checkpoint, without transformers parsing its model
+    config: ``AutoTokenizer`` otherwise validates ``config.json`` against its own model
+    classes, and a real Llama 4 config (an integer ``attn_temperature_tuning``) fails that
+    validation although the tokenizer needs none of it. A neutral config stands in, so the
+    tokenizer class comes from ``tokenizer_config.json``."""
+    import transformers
+    from mlx_lm.tokenizer_utils import load as load_wrapper
+
+    neutral = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
+    text = checkpoint.config["text_config"]
+    eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
+    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos)
+    if getattr(wrapper._tokenizer, "chat_template", None) is None:
+        wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
+    return wrapper
+
+
+def _load_model_and_tokenizer(checkpoint: Checkpoint, report: Callable[[str], None]):
+    import mlx.core as mx
+    from mlx_vlm.utils import load_model
+
+    report("Reading weights")
+    model = load_model(checkpoint.path, lazy=False)
+    fix_vision_tower(model)
+    if checkpoint.quantization is None and mx.default_device() == mx.cpu:
+        # MLX's CPU backend has no bf16 gather_mm for the unquantized experts.
+        model.set_dtype(mx.float32)
+    report("Loading tokenizer")
+    tokenizer = load_tokenizer(checkpoint)
+    mx.eval(model.parameters())
+    return model, tokenizer
+
+
+class Engine:
+    """A loaded checkpoint, its tokenizer, and the KV cache of the last conversation."""
+
+    def __init__(self, checkpoint: Checkpoint, model, tokenizer):
+
+        self.checkpoint = checkpoint
+        self.model = model
+        self.tokenizer = tokenizer  # mlx-lm TokenizerWrapper
+        self.encoder = PromptEncoder(tokenizer._tokenizer, checkpoint.processor)
+        self._lm = _LanguageModelAdapter(model.language_model)
+        text = checkpoint.config["text_config"]
+        self.max_context = int(text.get("max_position_embeddings") or 131072)
+        self.eos_ids = set(tokenizer.eos_token_ids or ())
+        eot = tokenizer._tokenizer.convert_tokens_to_ids("<|eot|>")
+        if eot is not None:
+            self.eos_ids.add(eot)
+        self._vocab_size = min(int(text["vocab_size"]), len(tokenizer._tokenizer))
+        banned = self._banned_ids(int(text["vocab_size"]))
+        self._banned = {int(i): True for i in banned.nonzero()[0] if i < self._vocab_size}
+        self._logit_mask = self._make_logit_mask(banned)
+        self._cache = None
+        self._cache_keys: list = []
+        self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
+        self._features: OrderedDict[str, object] = OrderedDict()
+        self._continuing = False
+
+    def _banned_ids(self, vocab: int):
+        """Ids the model must never emit: past the tokenizer's vocabulary (padding rows, which
+        cannot be decoded), and reserved or image-layout tokens (``<|patch|>``, ``<|image|>``,
+        tile separators...), which have no meaning in an answer."""
+        import numpy as np
+
+        hf = self.tokenizer._tokenizer
+        banned = np.zeros(vocab, dtype=bool)
+        banned[len(hf) :] = True
+        layout = (
+            "<|begin_of_text|>",
+            "<|finetune_right_pad|>",
+            "<|image_start|>",
+            "<|image_end|>",
+            "<|image|>",
+            "<|patch|>",
+            "<|tile_x_separator|>",
+            "<|tile_y_separator|>",
+            "<|header_start|>",
+            "<|header_end|>",
+        )
+        for token, token_id in hf.get_added_vocab().items():
+            if token_id < vocab and ("reserved_special_token" in token or token in layout):
+                banned[token_id] = True
+        return banned
+
+    @staticmethod
+    def _make_logit_mask(banned):
+        """An additive logit mask (-inf on the banned ids), or None when nothing is banned."""
+        import mlx.core as mx
+        import numpy as np
+
+        if not banned.any():
+            return None
+        return mx.array(np.where(banned, -np.inf, 0.0).astype(np.float32))
+
+    @classmethod
+    def load(cls, path: str | Path, progress: Callable[[str], None] | None = None) -> Engine:
+        """Load a local checkpoint folder (nothing is downloaded).
+
+        Raises ``CheckpointError`` for a folder that is not a Llama 4 checkpoint and
+        ``ModelLoadError`` (a one-line message naming the model and the cause) for anything
+        else that goes wrong; MLX's buffer cache is freed before either is raised. Exceptions
+        raised by ``progress`` (a cancelled load) pass through unchanged."""
+        import logging
+
+        name = Path(path).expanduser().name
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a failed load
+            logging.getLogger(__name__).debug("Reading %s failed", name, exc_info=True)
+            raise ModelLoadError(f"Could not load {name}: {_one_line(exc)}") from None
+
+        def report(stage: str) -> None:
+            if progress is not None:
+                try:
+                    progress(stage)
+                except Exception as exc:  # noqa: BLE001 - re-raised as is, below
+                    raise _ProgressRaised(exc) from None
+
+        failure: Exception | None = None
+        try:
+            model, tokenizer = _load_model_and_tokenizer(checkpoint, report)
+        except _ProgressRaised as raised:
+            failure = raised.error.with_traceback(None)
+        except Exception as exc:  # noqa: BLE001 - whatever the libraries raise, the load failed
+            logging.getLogger(__name__).debug("Loading %s failed", checkpoint.name, exc_info=True)
+            failure = ModelLoadError(f"Could not load {checkpoint.name}: {_one_line(exc)}")
+        if failure is not None:
+            # Outside the except block (and without its traceback), which would keep the
+            # half-loaded model alive.
+            _free_memory()
+            raise failure
+        return cls(checkpoint, model, tokenizer)
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint.name
+
+    def reset_cache(self) -> None:
+        """Forget the KV cache (the next turn prefills the whole conversation)."""
+        self._cache = None
+        self._cache_keys = []
+
+    def close(self) -> None:
+        """Release the model and every cache so the memory can go to the next model."""
+        self.reset_cache()
+        self._features.clear()
+        self.model = None
+        self._lm = None
+        # The patched vision tower holds a reference cycle: collect it, then hand MLX's cached
+        # buffers back to the system.
+        _free_memory()
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _image_features(self, prompt_image, cancel: threading.Event):
+        import mlx.core as mx
+
+        sha = prompt_image.image.sha256
+        hit = self._features.get(sha)
+        if hit is not None:
+            self._features.move_to_end(sha)
+            return hit
+        if cancel.is_set():
+            raise GenerationCancelled
+        dtype = self.model.language_model.model.embed_tokens.weight.dtype
+        if dtype not in (mx.float16, mx.bfloat16, mx.float32):
+            dtype = mx.bfloat16
+        pixels = mx.array(prompt_image.pixel_values).astype(dtype)
+        features = self.model.vision_model(pixels)
+        features = features.reshape(-1, features.shape[-1])
+        features = self.model.multi_modal_projector(features)
+        mx.eval(features)
+        self._features[sha] = features
+        if len(self._features) > 8:
+            self._features.popitem(last=False)
+        return features
+
+    def _embeddings(self, prompt: EncodedPrompt, start: int, cancel: threading.Event):
+        """Input embeddings for positions ``start:``, or None when they hold no image features."""
+        import mlx.core as mx
+        import numpy as np
+
+        needed = [img for img in prompt.images if img.positions.size and img.positions[-1] >= start]
+        if not needed:
+            return None
+        ids = mx.array(prompt.ids[start:])
+        embeds = self.model.language_model.model.embed_tokens(ids)
+        for img in needed:
+            features = self._image_features(img, cancel)
+            keep = np.flatnonzero(img.positions >= start)
+            positions = mx.array(img.positions[keep] - start)
+            embeds[positions] = features[mx.array(keep)].astype(embeds.dtype)
+        return embeds
+
+    def _reuse_cache(self, keys: list) -> int:
+        """Trim the cache to its longest prefix shared with ``keys``; return its length."""
+        from mlx_lm.models.cache import can_trim_prompt_cache
+
+        if self._cache is None:
+            self._cache = self._lm.make_cache()
+            self._cache_keys = []
+            return 0
+        shared = _common_prefix(self._cache_keys, keys)
+        shared = min(shared, len(keys) - 1)  # at least one token must be processed
+        excess = len(self._cache_keys) - shared
+        if excess > 0:
+            trimmed = [c.trim(excess) for c in self._cache] if can_trim_prompt_cache(self._cache) else []
+            # A chunked-attention layer's cache drops its front as it grows; the tokens after
+            # ``shared`` attend from the start of their chunk, which must still be there.
+            lost_front = any(
+                getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
+                for c in self._cache
+                if hasattr(c, "chunk_size")
+            )
+            if not trimmed or any(t != excess for t in trimmed) or lost_front:
+                self._cache = self._lm.make_cache()
+                self._cache_keys = []
+                return 0
+        self._cache_keys = self._cache_keys[:shared]
+        return shared
+
+    def prepare(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings = GenerationSettings(),
+        continue_final: bool = False,
+    ) -> EncodedPrompt:
+        """Encode ``messages`` and check them against the context; raise ``PromptError`` with a
+        message fit to show when they cannot be answered. Nothing is computed on the model."""
+        try:
+            prompt = self.encoder.encode(
+                messages, continue_final=continue_final, valid_id=self._valid_generated_id
+            )
+        except Exception as exc:  # noqa: BLE001 - a template or image failure is this prompt's problem
+            raise PromptError(f"Could not build the prompt: {exc}") from exc
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        if len(prompt.ids) >= limit:
+            raise PromptError(
+                f"The conversation is {len(prompt.ids):,} tokens, more than the context "
+                f"length of {limit:,}. Start a new conversation or raise the context length.",
+                prompt_ids=prompt.ids,
+            )
+        return prompt
+
+    def _valid_generated_id(self, token_id: int) -> bool:
+        """Whether a stored answer's token id can be fed back (else its text is re-tokenized)."""
+        return 0 <= token_id < self._vocab_size and not self._banned.get(token_id, False)
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings = GenerationSettings(),
+        cancel: threading.Event | None = None,
+        continue_final: bool = False,
+        prepared: EncodedPrompt | None = None,
+    ) -> Iterator[GenerationStep]:
+        """Stream the assistant's answer to ``messages`` (the last one is the user's), or, with
+        ``continue_final``, more of the last (assistant) message. ``prepared`` is the result of
+        ``prepare`` for the same arguments, when the caller already has it."""
+        import mlx.core as mx
+
+        cancel = cancel or threading.Event()
+        start_time = time.perf_counter()
+        mx.reset_peak_memory()
+        blank = GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+        try:
+            prompt = prepared if prepared is not None else self.prepare(messages, settings, continue_final)
+        except PromptError as exc:
+            yield replace(blank, finish_reason="error", error=str(exc), prompt_token_ids=exc.prompt_ids)
+            return
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        self._continuing = continue_final
+        max_tokens = max(0, min(settings.max_tokens, limit - len(prompt.ids)))
+
+        generated: list[int] = []
+        state = {"cached": 0, "prefilled": 0, "first": None}
+        from mlx_lm.generate import generation_stream
+
+        # On Metal the weights stay wired while the answer runs, as in mlx-lm's stream_generate.
+        with wired_limit(self.model, [generation_stream]):
+            try:
+                yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
+            except GenerationCancelled:
+                yield self._final(blank, "cancelled", None, prompt, generated, state, start_time)
+            except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app
+                self.reset_cache()
+                yield self._final(
+                    blank, "error", f"Generation failed: {exc}", prompt, generated, state, start_time
+                )
+            finally:
+                self._settle_cache(prompt, generated)
+
+    def _settle_cache(self, prompt: EncodedPrompt, generated: list[int]) -> None:
+        """Record what the cache now holds: the prompt, then the tokens fed back so far."""
+        if self._cache is None:
+            return
+        keys = prompt.keys + generated
+        offset = self._cache[0].offset if self._cache else 0
+        if not isinstance(offset, int):
+            self.reset_cache()
+            return
+        if offset > len(keys):
+            # A stop right at the end of prefill: the cache took a sampled token we never
+            # received. Take it back out rather than throw the whole cache away.
+            excess = offset - len(keys)
+            if any(c.trim(excess) != excess for c in self._cache):
+                self.reset_cache()
+                return
+            offset = len(keys)
+        self._cache_keys = keys[:offset]
+
+    def _final(self, blank, reason, error, prompt, generated, state, start_time) -> GenerationStep:
+        import mlx.core as mx
+
+        now = time.perf_counter()
+        first = state["first"]
+        ttft = (first or now) - start_time
+        gen_tps = 0.0
+        if first and len(generated) > 1 and now > first:
+            gen_tps = (len(generated) - 1) / (now - first)
+        return replace(
+            blank,
+            prompt_tokens=state["prefilled"],
+            cached_tokens=state["cached"],
+            generation_tokens=len(generated),
+            ttft_s=ttft,
+            prompt_tps=state["prefilled"] / ttft if ttft > 0 else 0.0,
+            generation_tps=gen_tps,
+            peak_memory_gb=mx.get_peak_memory() / 1e9,
+            finish_reason=reason,
+            error=error,
+            token_ids=tuple(t for t in generated if t not in self.eos_ids),
+            prompt_token_ids=tuple(prompt.ids),
+        )
+
+    def _run(self, prompt, settings, max_tokens, cancel, start_time, generated, state):
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step
+        from mlx_lm.sample_utils import make_sampler
+
+        kv = (settings.kv_bits, settings.kv_group_size) if settings.kv_bits else None
+        if self._cache is not None and self._cache_kv != kv:
+            self.reset_cache()  # a cache quantized differently (or not at all) is not reused
+        self._cache_kv = kv
+        shared = self._reuse_cache(prompt.keys)
+        state["cached"] = shared
+        new_ids = prompt.ids[shared:]
+        state["prefilled"] = len(new_ids)
+        embeddings = self._embeddings(prompt, shared, cancel)
+        if cancel.is_set():
+            raise GenerationCancelled
+        blank = GenerationStep("", None, len(new_ids), shared, 0, 0.0, 0.0, 0.0, 0.0)
+        if max_tokens == 0:
+            yield self._final(blank, "length", None, prompt, generated, state, start_time)
+            return
+
+        def on_prefill(_processed: int, _total: int) -> None:
+            if cancel.is_set():
+                raise GenerationCancelled
+
+        if settings.seed is not None:
+            mx.random.seed(settings.seed)
+        sampler = make_sampler(temp=settings.temperature, top_p=settings.top_p)
+        processors = []
+        if self._logit_mask is not None:
+            mask = self._logit_mask
+            processors.append(lambda _tokens, logits: logits + mask)
+        detokenizer = self.tokenizer.detokenizer
+        detokenizer.reset()
+        if self._continuing and hasattr(detokenizer, "_maybe_trim_space"):
+            # mlx-lm's BPE detokenizer drops the leading space of an answer's first word; a
+            # continued answer is not at its start, so give it text to continue from.
+            detokenizer.text = " "
+            detokenizer.offset = 1
+        steps = generate_step(
+            mx.array(new_ids),
+            self._lm,
+            max_tokens=max_tokens,
+            sampler=sampler,
+            logits_processors=processors,
+            prompt_cache=self._cache,
+            prefill_step_size=max(1, settings.prefill_step_size),
+            prompt_progress_callback=on_prefill,
+            input_embeddings=embeddings,
+            kv_bits=settings.kv_bits,
+            kv_group_size=settings.kv_group_size,
+            quantized_kv_start=0,
+        )
+        reason = "length"
+        try:
+            for token, _logprobs in steps:
+                now = time.perf_counter()
+                if state["first"] is None:
+                    state["first"] = now
+                generated.append(token)
+                if token in self.eos_ids:
+                    reason = "stop"
+                    break
+                detokenizer.add_token(token)
+                first = state["first"]
+                ttft = first - start_time
+                yield GenerationStep(
+                    text=detokenizer.last_segment,
+                    token=token,
+                    prompt_tokens=len(new_ids),
+                    cached_tokens=shared,
+                    generation_tokens=len(generated),
+                    ttft_s=ttft,
+                    prompt_tps=len(new_ids) / ttft if ttft > 0 else 0.0,
+                    generation_tps=(len(generated) - 1) / (now - first) if now > first else 0.0,
+                    peak_memory_gb=mx.get_peak_memory() / 1e9,
+                )
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+        finally:
+            steps.close()
+        detokenizer.finalize()
+        final = self._final(blank, reason, None, prompt, generated, state, start_time)
+        yield replace(final, text=detokenizer.last_segment)

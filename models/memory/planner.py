@@ -1,0 +1,952 @@
+"""Memory planner: what a Llama 4 checkpoint needs, and whether it fits, before it is loaded.
+
+Everything here is arithmetic on a checkpoint's ``config.json`` and its safetensors headers (no
+weights are read, MLX is not imported), so the model manager can say "fits", "tight" or "won't
+fit" next to a model that is not even downloaded.
+
+The model of memory, for mlx-vlm 0.7.10's Llama 4 run by mlx-lm's ``generate_step``:
+
+``peak = weights + KV cache + prefill transient``
+
+**Weights** are the sum of the tensor sizes in the safetensors headers (exact, any
+quantization layout); without safetensors they are estimated from the config and its
+``quantization`` block the way mlx-vlm's converter lays them out (every language-model linear
+and embedding quantized, router included; vision tower and projector in bf16).
+
+**KV cache**, with Llama 4's layout. Three of every four layers use chunked attention and keep
+a ``ChunkedKVCache`` trimmed to ``attention_chunk_size`` tokens (plus the tokens being added);
+every fourth layer is global (NoPE) and its ``KVCache`` grows with the whole context. Buffers
+grow in steps of 256 tokens. KV quantization (``kv_bits``) goes through mlx-lm's
+``maybe_quantize_kv_cache``, which calls ``to_quantized`` on each cache that has it: mlx-vlm's
+``KVCache`` does, its ``ChunkedKVCache`` does not. So only the global layers' caches are
+quantized (``bits/8`` bytes per element plus a scale and a bias per group of 64), the chunked
+layers stay at the activation dtype, and that is what this planner counts. Since the chunked
+part is bounded, only the global layers' cost grows with the context: that marginal figure is
+``kv_bytes_per_token``.
+
+**Prefill transient.** ``generate_step`` prefills the prompt in chunks of ``prefill_step``
+tokens; each chunk runs the whole network on ``L`` new tokens attending to ``K`` cached ones
+(``K <= chunk + L`` for the chunked layers, the whole context for the global ones). Only the
+caches are evaluated, so the last layer's attention and MLP, and the logits, never run in a
+prefill chunk. What a chunk allocates beyond weights and cache is modelled by four terms, each
+from what mlx-vlm and MLX do, op by op:
+
+1. *Activations*: ``layers_in_flight x (bytes per token of one layer's intermediates) x L``.
+   One layer's intermediates, counted from mlx-vlm's code: the norms, q/k/v with their RoPE
+   and QK-norm copies, the attention output and its transposed copy, ``o_proj`` and the
+   residuals; in an MoE layer the router input, the expert-sorted copy of the tokens, the
+   routed expert's gate/up/SiLU/product (``gather_qmm`` computes only the chosen expert per
+   token: ``L x intermediate``, never ``L x experts x intermediate``), the shared expert's,
+   the down projections and the unsort; in a dense layer its MLP. For Scout that is 336 KB per
+   token at bf16. MLX frees a buffer only when the work that used it has completed, and it
+   encodes ahead of the device, so on a GPU the buffers of many layers are alive at once.
+2. *Attention scores*: ``score_copies x heads x L x K`` elements for attention that is not
+   fused. MLX's fused kernels never materialise scores; the global layers pass the string
+   ``"causal"`` (fused by cuDNN on CUDA), the chunked layers a boolean mask array, and
+   quantized caches go through mlx-vlm's explicit ``quantized_scaled_dot_product_attention``
+   (``quantized_matmul``, ``where``, ``softmax``: three score-sized arrays per layer, over the
+   whole context). On the CPU every path materialises one copy at a time.
+3. *Cache growth*: each chunk extends every layer's cache by concatenation into a new buffer;
+   the old buffers of the layers in flight are held until their work completes, and the
+   largest layer's copy exists at least briefly.
+4. *Masks* (the chunk mask, ``L x K`` booleans; the causal mask of quantized attention) and the
+   last token's float32 logits.
+
+So the transient grows with the chunk size ``L`` far more than with the context: every term
+scales with ``L``, while ``K`` is capped at ``chunk + L`` for three layers in four and the
+global layers' attention is fused. In the Scout-shaped reference (CUDA), going from 8,192 to
+24,576 tokens at a 512-token chunk raised the peak by 1.8 GB, 0.8 GB of it the cache itself;
+going from a 512- to a 2,048-token chunk at 8,192 tokens raised it by 8 GB.
+
+What cannot be read from the code is how many buffers the backend's scheduler keeps alive:
+``layers_in_flight`` and ``score_copies``. These are measured numbers, per backend:
+``CPU_PROFILE`` from ``bench/bench_memory.py`` on synthesized checkpoints (1.15 layers'
+intermediates in bf16, 0.65 of a layer's in float32; one score array), ``GPU_PROFILE`` from
+the Scout-shaped reference measured with MLX 0.32.4's CUDA backend on an 80 GB GPU (14.7 layers
+in flight; 8.4 score-sized arrays, i.e. about three layers' unfused attention).
+
+**Safety term (GPU).** Those two constants were fitted to the reference table for accuracy,
+which left the plan on both sides of it: up to 5.6 % short at 256- and 512-token chunks, 3-5.5 %
+over at 2,048-token chunks. Out of sample (MLX 0.32.4 CUDA on an H200, the same Scout shape
+with its vision tower's weights loaded, 8K to 96K tokens) it was again 3-5.5 % short at
+512-token chunks. A plan that is short ends in an out-of-memory error near the edge of the
+budget, so the GPU profile adds what the op-by-op count misses, shaped like the shortfall: 1.35
+GB at 2,048 tokens of context, 3.3-4.1 GB from 8K to 32K tokens (2.4 GB at 96K, where the
+cache-growth term below already counts more), i.e. it grew with the chunked layers' attention
+span (``min(cached, chunk) + L``) and stopped there. That is what extra copies of the chunked
+layers' caches at that span do: mlx-vlm's ``ChunkedKVCache.update_and_fetch`` grows a cache by
+concatenating a zero block into a new buffer and then writes the chunk into it. So the profile
+counts ``chunked_cache_copies`` = 3 such copies, plus a fixed 1.1 GB: the smallest such terms
+that put every measured point, old and new (13 in all), at 1.01 x or more of its measurement
+(1 % for run-to-run variation); the worst over-estimate is 1.11 x, at 2,048-token chunks. The
+suite holds the planner to all 13 (tests/models/memory/test_planner.py). Beyond 98,304 tokens
+nothing was measured: larger contexts are extrapolated. There the plan's cache-growth term
+(3. above) grows with the whole cache while the measured working memory did not grow from 32K
+to 96K tokens, so the extrapolation should err on the safe side, but it is not a measurement.
+
+Metal uses the GPU profile until it is measured: it too releases buffers when a command
+buffer completes, and if its masked attention is fused the profile errs on the safe side. On
+a Mac, each answer's measured peak corrects the plan (``models.memory.measured_peaks``): the plan is
+scaled by the worst measured/planned ratio seen for that model, KV precision and backend.
+
+One consequence worth knowing: with a quantized KV cache the global layers' attention is no
+longer fused, so its scores grow with the whole context. A quantized cache saves memory while
+decoding, but prefilling a long context then needs small chunks (``choose_prefill_step``).
+
+The **vision tower** runs before the prefill, on all tiles of an image as one batch: its working
+memory per tile is counted the same way (577 tokens per 336-px tile, 34 layers' activations).
+
+Public API (no Qt, no MLX):
+
+- ``plan_model(path, kv_bits, backend)`` (a checkpoint folder, or a folder or file with just a
+  ``config.json``) / ``plan_from_config(config, ...)`` -> ``MemoryPlan``; ``scout_config(bits)``,
+  ``maverick_config(bits)``, ``catalog_config(repo_id)`` for models not downloaded.
+- ``MemoryPlan``: ``weights`` (``WeightBytes``), ``kv_bytes_per_token`` (beyond the chunk),
+  ``kv_bytes_per_token_within_chunk``, ``kv_cache_bytes(tokens)``,
+  ``prefill_transient_bytes(step, cached)``, ``prefill_peak_bytes(prompt, step)`` (the exact
+  ``generate_step`` schedule), ``peak_bytes(context, step)`` (a conversation reaching
+  ``context``, worst chunk alignment), ``max_context(budget, step=None)``,
+  ``vision_bytes_per_tile()``, ``image_peak_bytes(tiles, cached)``, ``fit(context, budget)``
+  -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``);
+  ``peak_scale``, the correction learned from measured peaks (``models.memory.measured_peaks``).
+- ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
+  tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
+- Budgets come from ``models.memory.budget.detect_budget()``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from models.regular_files import InputFileError, open_regular_file, read_regular_file
+
+GB = 1_000_000_000
+KV_STEP = 256  # mlx-vlm's KVCache / ChunkedKVCache / QuantizedKVCache grow in steps of 256 tokens
+PREFILL_STEPS = (2048, 1024, 512, 256, 128, 64)  # mlx-engine uses 2048 down to 512
+TIGHT_MARGIN = 0.10  # "tight" when the peak uses more than 90 % of the budget
+
+Verdict = Literal["fits", "tight", "wont_fit"]
+
+
+class PlanError(ValueError):
+    """A folder or config the planner cannot read; the message says why."""
+
+
+# -- the checkpoint's shape -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VisionLayout:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    image_size: int
+    patch_size: int
+    projector_input: int
+    projector_output: int
+    pixel_shuffle_ratio: float
+
+    @property
+    def tokens_per_tile(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 + 1  # patches plus the class token
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """The dimensions that decide memory, read from a Llama 4 ``config.json``."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    experts: int
+    experts_per_token: int
+    expert_intermediate: int
+    dense_intermediate: int
+    moe_step: int
+    chunk: int
+    vocab: int
+    max_context: int
+    quant_bits: int | None = None
+    quant_group: int = 64
+    vision: VisionLayout | None = None
+
+    def is_chunked(self, layer: int) -> bool:
+        return (layer + 1) % 4 != 0
+
+    def is_moe(self, layer: int) -> bool:
+        return layer % self.moe_step == self.moe_step - 1
+
+    @property
+    def chunked_layers(self) -> int:
+        return sum(self.is_chunked(i) for i in range(self.layers))
+
+    @property
+    def global_layers(self) -> int:
+        return self.layers - self.chunked_layers
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+
+def _int(d: dict, *keys: str, default: int | None = None) -> int:
+    for key in keys:
+        if d.get(key) is not None:
+            return int(d[key])
+    if default is None:
+        raise PlanError(f"config.json lacks {keys[0]}.")
+    return default
+
+
+def layout_from_config(config: dict, name: str = "model") -> ModelLayout:
+    """The memory-relevant dimensions of a Llama 4 config (raises PlanError if it is not one)."""
+    if config.get("model_type") != "llama4" or not isinstance(config.get("text_config"), dict):
+        raise PlanError(f"{name} is not a Llama 4 model (model_type {config.get('model_type')!r}).")
+    t = config["text_config"]
+    hidden = _int(t, "hidden_size")
+    heads = _int(t, "num_attention_heads")
+    quant = config.get("quantization") or config.get("quantization_config") or {}
+    bits = quant.get("bits") if isinstance(quant, dict) else None
+    vision = None
+    v = config.get("vision_config")
+    if isinstance(v, dict) and v.get("hidden_size"):
+        vision = VisionLayout(
+            hidden=_int(v, "hidden_size"),
+            layers=_int(v, "num_hidden_layers"),
+            heads=_int(v, "num_attention_heads"),
+            intermediate=_int(v, "intermediate_size"),
+            image_size=_int(v, "image_size", default=336),
+            patch_size=_int(v, "patch_size", default=14),
+            projector_input=_int(v, "projector_input_dim", default=4096),
+            projector_output=_int(v, "projector_output_dim", "vision_output_dim", default=4096),
+            pixel_shuffle_ratio=float(v.get("pixel_shuffle_ratio", 0.5)),
+        )
+    return ModelLayout(
+        name=name,
+        layers=_int(t, "num_hidden_layers"),
+        hidden=hidden,
+        heads=heads,
+        kv_heads=_int(t, "num_key_value_heads", default=heads),
+        head_dim=_int(t, "head_dim", default=hidden // heads),
+        experts=_int(t, "num_local_experts", default=1),
+        experts_per_token=_int(t, "num_experts_per_tok", default=1),
+        expert_intermediate=_int(t, "intermediate_size"),
+        dense_intermediate=_int(t, "intermediate_size_mlp", default=_int(t, "intermediate_size")),
+        moe_step=max(1, _int(t, "interleave_moe_layer_step", default=1)),
+        chunk=_int(t, "attention_chunk_size", default=8192),
+        vocab=_int(t, "vocab_size"),
+        max_context=_int(t, "max_position_embeddings", default=131072),
+        quant_bits=int(bits) if bits else None,
+        quant_group=int(quant.get("group_size", 64)) if isinstance(quant, dict) else 64,
+        vision=vision,
+    )
+
+
+# -- weights --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    total: int
+    language: int
+    vision: int
+    source: Literal["safetensors", "estimated"]
+    activation_bytes: int = 2  # bytes per element of activations (the scales' or weights' dtype)
+
+
+_DTYPE_BYTES = {
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F64": 8,
+    "U32": 4,
+    "I32": 4,
+    "U8": 1,
+    "I8": 1,
+    "U16": 2,
+    "I16": 2,
+    "I64": 8,
+    "U64": 8,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file (tensor names -> dtype, shape, data_offsets)."""
+    try:
+        with open_regular_file(path, path.name) as f:  # a FIFO or device is refused, not read
+            size_bytes = f.read(8)
+            if len(size_bytes) != 8:
+                raise PlanError(f"{path.name} is not a safetensors file.")
+            (size,) = struct.unpack("<Q", size_bytes)
+            if size > 100_000_000:
+                raise PlanError(f"{path.name} has an implausible header ({size:,} bytes).")
+            header = json.loads(f.read(size))
+    except InputFileError as exc:
+        raise PlanError(str(exc)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{path.name} cannot be read: {exc}") from None
+    if not isinstance(header, dict):
+        raise PlanError(f"{path.name} has no tensor table.")
+    return header
+
+
+def weights_from_safetensors(files: list[Path]) -> WeightBytes:
+    """Exact weight bytes from the headers of ``files`` (no tensor data is read)."""
+    language = vision = 0
+    act = {}
+    for path in files:
+        for name, info in read_safetensors_header(path).items():
+            if name == "__metadata__" or not isinstance(info, dict):
+                continue
+            start, end = info.get("data_offsets", (0, 0))
+            nbytes = int(end) - int(start)
+            if name.startswith(("vision_model", "multi_modal_projector")):
+                vision += nbytes
+            else:
+                language += nbytes
+            if name.endswith((".scales", "norm.weight")):
+                act[info.get("dtype")] = act.get(info.get("dtype"), 0) + 1
+    dtype = max(act, key=act.get) if act else "BF16"
+    return WeightBytes(language + vision, language, vision, "safetensors", _DTYPE_BYTES.get(dtype, 2))
+
+
+def _linear_bytes(out_dim: int, in_dim: int, bits: int | None, group: int, dtype_bytes: int = 2) -> int:
+    """A linear layer's weight as mlx stores it: packed uint32 plus bf16 scales and biases."""
+    if bits and (out_dim * in_dim) % 64 == 0 and in_dim % group == 0:
+        return out_dim * in_dim * bits // 8 + out_dim * (in_dim // group) * 2 * dtype_bytes
+    return out_dim * in_dim * dtype_bytes
+
+
+def estimate_weights(layout: ModelLayout) -> WeightBytes:
+    """Weight bytes from the config alone, laid out as mlx-vlm's converter writes them."""
+    s, b, g = layout, layout.quant_bits, layout.quant_group
+    lin = lambda o, i: _linear_bytes(o, i, b, g)  # noqa: E731
+    language = 2 * lin(s.vocab, s.hidden) + 2 * s.hidden  # embedding, lm_head, final norm
+    for i in range(s.layers):
+        language += 2 * lin(s.kv_dim, s.hidden) + lin(s.q_dim, s.hidden) + lin(s.hidden, s.q_dim)
+        language += 2 * 2 * s.hidden  # the two RMSNorms
+        if s.is_moe(i):
+            language += lin(s.experts, s.hidden)  # router
+            language += s.experts * (
+                2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
+            )
+            language += 2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
+        else:
+            language += 2 * lin(s.dense_intermediate, s.hidden) + lin(s.hidden, s.dense_intermediate)
+    vision = 0
+    v = s.vision
+    if v is not None:
+        bf16 = 2
+        patches = (v.image_size // v.patch_size) ** 2
+        params = v.hidden * 3 * v.patch_size**2 + v.hidden + (patches + 1) * v.hidden + 4 * v.hidden
+        per_layer = 4 * (v.hidden * v.hidden + v.hidden) + 2 * v.hidden * v.intermediate
+        per_layer += v.intermediate + v.hidden + 4 * v.hidden
+        params += v.layers * per_layer
+        params += v.projector_input * v.intermediate + v.projector_output * v.projector_output
+        params += s.hidden * v.projector_output  # multi_modal_projector
+        vision = params * bf16
+    return WeightBytes(language + vision, language, vision, "estimated", 2)
+
+
+# -- the backend's scheduling ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendProfile:
+    """How an MLX backend holds memory during a prefill chunk (see the module docstring)."""
+
+    name: str
+    layers_in_flight: float  # layers whose intermediate activations are alive at the peak
+    score_copies: float  # score-sized arrays alive in a non-fused attention
+    fused_causal: bool  # global layers ("causal" mask, unquantized cache) never materialise scores
+    fused_masked: bool  # chunked layers (boolean mask array) never materialise scores
+    fixed_bytes: int = 0  # a working set that does not scale with the chunk or the context
+    float32_layers_in_flight: float | None = None  # with float32 activations, if different
+    chunked_cache_copies: float = 0.0  # extra copies of the chunked layers' caches (safety term)
+
+
+CPU_PROFILE = BackendProfile(
+    "cpu",
+    layers_in_flight=1.15,
+    score_copies=1.0,
+    fused_causal=False,
+    fused_masked=False,
+    float32_layers_in_flight=0.65,
+)
+GPU_PROFILE = BackendProfile(
+    "gpu",
+    layers_in_flight=14.7,
+    score_copies=8.4,
+    fused_causal=True,
+    fused_masked=False,
+    chunked_cache_copies=3.0,
+    fixed_bytes=1_100_000_000,
+)
+PROFILES = {
+    "cpu": CPU_PROFILE,
+    "cuda": replace(GPU_PROFILE, name="cuda"),
+    "metal": replace(GPU_PROFILE, name="metal"),
+    "gpu": GPU_PROFILE,
+}
+
+
+# -- the plan --------------------------------------------------------------------------------------------
+
+
+def kv_element_bytes(kv_bits: int | None, activation_bytes: int, group: int = 64) -> float:
+    """Bytes per cached element: the activation dtype, or packed bits plus a scale and bias per group."""
+    if kv_bits is None or kv_bits >= 16:
+        return float(activation_bytes)
+    return kv_bits / 8 + 2 * activation_bytes / group
+
+
+def _round_up(n: int, step: int = KV_STEP) -> int:
+    return -(-n // step) * step
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """Whether a model fits a memory budget at a context length, with the numbers behind it."""
+
+    verdict: Verdict
+    context: int
+    weights_bytes: int
+    kv_bytes: int  # the KV cache holding ``context`` tokens
+    kv_bytes_per_token: float  # marginal, beyond the chunk (global layers only)
+    transient_bytes: int  # prefill working memory at ``prefill_step``
+    peak_bytes: int
+    budget_bytes: int
+    max_context: int  # the largest context that fits, lowering the prefill chunk (0: not even the weights)
+    max_context_prefill_step: int  # the prefill chunk that context needs
+    prefill_step: int
+    kv_bits: int | None
+    summary: str
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict != "wont_fit"
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.budget_bytes - self.peak_bytes
+
+
+@dataclass(frozen=True)
+class TurnCheck:
+    """Whether the next turn of a conversation stays in budget (``conversation_budget_check``)."""
+
+    verdict: Verdict
+    peak_bytes: int
+    budget_bytes: int
+    tokens_after_turn: int
+    tokens_left: int  # how many more tokens the conversation can grow by (lowering the prefill chunk)
+    prefill_step: int
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict != "wont_fit"
+
+
+def _gb(n: float) -> str:
+    return f"{n / GB:.1f} GB" if abs(n) >= 0.95 * GB else f"{n / 1e6:.0f} MB"
+
+
+def _tokens(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.0f}K"
+    return f"{n:,}"
+
+
+def _verdict(peak: int, budget: int) -> Verdict:
+    if peak > budget:
+        return "wont_fit"
+    return "tight" if peak > budget * (1 - TIGHT_MARGIN) else "fits"
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """A checkpoint's memory model at a KV precision on a backend; every method is arithmetic."""
+
+    layout: ModelLayout
+    weights: WeightBytes
+    kv_bits: int | None = None  # None (or 16): the activation dtype
+    kv_group: int = 64
+    profile: BackendProfile = GPU_PROFILE
+    activation_bytes: int = 2
+    peak_scale: float = 1.0  # measured/planned correction learned on this machine (>= 1)
+
+    # -- KV cache ---------------------------------------------------------------------------------
+
+    @property
+    def _global_kv_element(self) -> float:
+        return kv_element_bytes(self.kv_bits, self.activation_bytes, self.kv_group)
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """What one more token of context costs once past the chunk: the global layers' K and V."""
+        return self.layout.global_layers * 2 * self.layout.kv_dim * self._global_kv_element
+
+    @property
+    def kv_bytes_per_token_within_chunk(self) -> float:
+        """What a token costs while the context is shorter than the chunk (every layer grows)."""
+        chunked = self.layout.chunked_layers * 2 * self.layout.kv_dim * self.activation_bytes
+        return chunked + self.kv_bytes_per_token
+
+    def kv_cache_bytes(self, tokens: int, adding: int = 1) -> int:
+        """The caches' allocated bytes holding ``tokens`` tokens, the last ``adding`` just added."""
+        if tokens <= 0:
+            return 0
+        s = self.layout
+        per_token_layer = 2 * s.kv_dim
+        glob = _round_up(tokens) * per_token_layer * self._global_kv_element * s.global_layers
+        before = tokens - adding
+        if before <= s.chunk:
+            chunked_tokens = _round_up(tokens)
+        else:  # trimmed to the chunk before the new tokens were appended
+            chunked_tokens = s.chunk + _round_up(adding)
+        chunked = chunked_tokens * per_token_layer * self.activation_bytes * s.chunked_layers
+        return int(glob + chunked)
+
+    # -- prefill ------------------------------------------------------------------------------------
+
+    def _layer_activation_elements(self, layer: int) -> int:
+        """Elements per token of one layer's intermediates (counted op by op, see the docstring)."""
+        s = self.layout
+        attn = 4 * s.hidden + 5 * s.q_dim + 4 * s.kv_dim
+        if s.is_moe(layer):
+            ffn = 7 * s.hidden + 5 * s.expert_intermediate * s.experts_per_token + 5 * s.expert_intermediate
+        else:
+            ffn = 2 * s.hidden + 5 * s.dense_intermediate
+        return attn + ffn
+
+    def activation_bytes_per_token(self) -> int:
+        """Bytes per prefill token of the largest layer's intermediates."""
+        elements = max(self._layer_activation_elements(i) for i in range(self.layout.layers))
+        return elements * self.activation_bytes
+
+    @property
+    def _layers_in_flight(self) -> float:
+        p = self.profile
+        if self.activation_bytes == 4 and p.float32_layers_in_flight is not None:
+            return p.float32_layers_in_flight
+        return p.layers_in_flight
+
+    def prefill_transient_bytes(self, step: int, cached: int) -> int:
+        """Working memory of one prefill chunk of ``step`` tokens after ``cached`` cached ones."""
+        s, p = self.layout, self.profile
+        L = max(1, step)
+        k_chunked = min(cached, s.chunk) + L
+        k_global = cached + L
+        act = self._layers_in_flight * self.activation_bytes_per_token() * L
+        # Attention scores: the largest non-fused attention (the last layer's never runs in a
+        # prefill chunk: only the cache it writes is evaluated, not its output).
+        score_elems = 0
+        if not p.fused_masked and s.chunked_layers:
+            score_elems = s.heads * L * k_chunked
+        globals_running = [i for i in range(s.layers - 1) if not s.is_chunked(i)]
+        quantized_global = self.kv_bits is not None and self.kv_bits < 16 and cached > 0
+        if globals_running and (quantized_global or not p.fused_causal):
+            score_elems = max(score_elems, s.heads * L * k_global)
+        scores = p.score_copies * score_elems * self.activation_bytes
+        mask = L * k_chunked + (L * k_global if quantized_global else 0)  # boolean masks
+        # Cache growth: each layer's cache is copied into a larger buffer; the old buffers of the
+        # layers in flight are held until their work completes.
+        before = self.kv_cache_bytes(cached, adding=min(cached, L)) if cached else 0
+        largest_layer = 0
+        if cached:
+            largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
+        regrow = min(1.0, self._layers_in_flight / s.layers) * before + largest_layer
+        logits = 3 * s.vocab * 4  # the last token's float32 logits, log-probabilities, sample
+        # The safety term (see the module docstring): copies of the chunked layers' caches at
+        # the chunk's attention span, which is how the measured shortfall grew with the context.
+        chunked_copies = (
+            p.chunked_cache_copies
+            * s.chunked_layers
+            * 2
+            * s.kv_dim
+            * self.activation_bytes
+            * _round_up(k_chunked)
+        )
+        return int(act + scores + mask + regrow + logits + chunked_copies + p.fixed_bytes)
+
+    def _step_peak(self, step: int, end: int) -> int:
+        """Peak of a prefill chunk of ``step`` tokens ending at position ``end``."""
+        L = max(1, min(step, end))
+        cached = end - L
+        return self._scaled(
+            self.weights.total + self.kv_cache_bytes(end, adding=L) + self.prefill_transient_bytes(L, cached)
+        )
+
+    def _scaled(self, peak: float) -> int:
+        """A planned peak times the correction learned from measured peaks (never below 1)."""
+        return int(peak * max(1.0, self.peak_scale))
+
+    def prefill_peak_bytes(self, prompt_tokens: int, prefill_step: int = 512) -> int:
+        """Peak of prefilling a ``prompt_tokens`` prompt into an empty cache, chunk by chunk as
+        mlx-lm's ``generate_step`` does (chunks of the step while more than one token remains,
+        then the last token), and of the first decoded token."""
+        peak, done, remaining = 0, 0, max(1, int(prompt_tokens))
+        schedule = []
+        while remaining > 1:
+            n = min(prefill_step, remaining - 1)
+            schedule.append((n, done + n))
+            done, remaining = done + n, remaining - n
+        schedule += [(1, done + 1), (1, done + 2)]
+        seen = set()
+        for n, end in reversed(schedule):  # only the last chunk of each size can be the largest
+            if n in seen and n != 1:
+                continue
+            seen.add(n)
+            peak = max(peak, self._step_peak(n, end))
+        return peak
+
+    def peak_bytes(self, context: int, prefill_step: int = 512) -> int:
+        """Peak memory of a conversation reaching ``context`` tokens, prefilled ``prefill_step`` at a time.
+
+        The worst chunk is a full one ending at the end of the context (in a conversation chunks
+        do not start at multiples of the step); decoding afterwards needs less.
+        """
+        context = max(1, int(context))
+        decode = self._scaled(
+            self.weights.total + self.kv_cache_bytes(context) + self.prefill_transient_bytes(1, context - 1)
+        )
+        return max(self._step_peak(prefill_step, context), decode)
+
+    def transient_bytes(self, context: int, prefill_step: int = 512) -> int:
+        return self.peak_bytes(context, prefill_step) - self.weights.total - self.kv_cache_bytes(context)
+
+    def max_context(self, budget_bytes: int, prefill_step: int | None = None) -> int:
+        """The largest context (up to the model's maximum) whose peak fits ``budget_bytes``; 0 if none.
+
+        ``prefill_step`` None: with the prefill chunk lowered as far as ``PREFILL_STEPS`` go.
+        """
+        if prefill_step is None:
+            prefill_step = min(PREFILL_STEPS)
+        if self.peak_bytes(1, prefill_step) > budget_bytes:
+            return 0
+        lo, hi = 1, self.layout.max_context
+        if self.peak_bytes(hi, prefill_step) <= budget_bytes:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.peak_bytes(mid, prefill_step) <= budget_bytes:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    # -- images ---------------------------------------------------------------------------------------
+
+    def vision_bytes_per_tile(self) -> int:
+        """Working memory of the vision tower per 336-px tile (all tiles of an image run as one batch)."""
+        v = self.layout.vision
+        if v is None:
+            return 0
+        tokens = v.tokens_per_tile
+        # per token and layer: norms, q/k/v (RoPE in float32 complex: 2x), attention output and
+        # its transposed copy, o_proj, residuals, fc1, exact GELU (erf and product), fc2.
+        elems = 16 * v.hidden + 4 * v.intermediate
+        act = self._layers_in_flight * elems * tokens * self.activation_bytes
+        scores = 0 if self.profile.fused_causal else self.profile.score_copies * v.heads * tokens**2 * 4
+        projector = tokens // 4 * (v.intermediate + 2 * v.projector_output + self.layout.hidden) * 4
+        return int(act + scores + projector)
+
+    def image_peak_bytes(self, tiles: int, cached_tokens: int = 0) -> int:
+        """Peak while encoding an image of ``tiles`` tiles with ``cached_tokens`` in the KV cache."""
+        vision = tiles * self.vision_bytes_per_tile()
+        return self._scaled(self.weights.total + self.kv_cache_bytes(cached_tokens) + vision)
+
+    # -- verdicts -------------------------------------------------------------------------------------
+
+    def fit(self, context: int, budget_bytes: int, prefill_step: int | None = None) -> FitReport:
+        """The fit of ``context`` tokens in ``budget_bytes``: verdict, numbers and a summary line.
+
+        ``prefill_step`` None: the largest of ``PREFILL_STEPS`` that keeps the peak in budget
+        (the smallest if none does), as ``choose_prefill_step``.
+        """
+        context = max(1, min(int(context), self.layout.max_context))
+        if prefill_step is None:
+            prefill_step = choose_prefill_step(self, context, budget_bytes) or min(PREFILL_STEPS)
+        peak = self.peak_bytes(context, prefill_step)
+        kv = self.kv_cache_bytes(context)
+        best = self.max_context(budget_bytes)
+        best_step = (choose_prefill_step(self, best, budget_bytes) or min(PREFILL_STEPS)) if best else 0
+        verdict = _verdict(peak, budget_bytes)
+        precision = "bf16" if self.kv_bits is None or self.kv_bits >= 16 else f"{self.kv_bits}-bit"
+        if self.activation_bytes == 4 and (self.kv_bits is None or self.kv_bits >= 16):
+            precision = "float32"
+        head = {"fits": "Fits", "tight": "Tight fit", "wont_fit": "Won't fit"}[verdict]
+        if best == 0:
+            tail = f"the weights alone ({_gb(self.weights.total)}) exceed the {_gb(budget_bytes)} budget"
+        else:
+            tail = f"up to {_tokens(best)} tokens fit (prefilling {best_step} at a time)"
+        summary = (
+            f"{head}: {_gb(self.weights.total)} weights + {_gb(kv)} {precision} KV cache "
+            f"+ {_gb(peak - self.weights.total - kv)} working memory = {_gb(peak)} of "
+            f"{_gb(budget_bytes)} at {_tokens(context)} tokens; {tail}."
+        )
+        kv_bits = self.kv_bits if self.kv_bits and self.kv_bits < 16 else None
+        return FitReport(
+            verdict,
+            context,
+            self.weights.total,
+            kv,
+            self.kv_bytes_per_token,
+            peak - self.weights.total - kv,
+            peak,
+            int(budget_bytes),
+            best,
+            best_step,
+            prefill_step,
+            kv_bits,
+            summary,
+        )
+
+
+def choose_prefill_step(
+    plan: MemoryPlan, context: int, budget_bytes: int, candidates: tuple[int, ...] = PREFILL_STEPS
+) -> int | None:
+    """The largest prefill chunk that keeps the peak at ``context`` tokens in budget; None if none does.
+
+    Larger chunks prefill faster, but the transient grows with the chunk (and, through the
+    attention scores and the cache copies, with the context), so the chunk shrinks as the
+    context grows. A chunk that leaves the ``TIGHT_MARGIN`` of headroom is preferred to a
+    larger one that would not.
+    """
+    steps = sorted(candidates, reverse=True)
+    for limit in (budget_bytes * (1 - TIGHT_MARGIN), budget_bytes):
+        for step in steps:
+            if plan.peak_bytes(context, step) <= limit:
+                return step
+    return None
+
+
+def conversation_budget_check(
+    plan: MemoryPlan,
+    tokens_so_far: int,
+    next_turn_tokens: int,
+    budget_bytes: int,
+    prefill_step: int = 512,
+    image_tiles: int = 0,
+) -> TurnCheck:
+    """Before a turn: will prefilling ``next_turn_tokens`` more (prompt plus answer) stay in budget?
+
+    ``tokens_so_far`` is what the KV cache already holds; ``image_tiles`` the tiles of the
+    turn's new images (the vision tower runs before the prefill).
+    """
+    total = max(1, tokens_so_far + next_turn_tokens)
+    step = max(1, min(prefill_step, next_turn_tokens or 1))
+    peak = max(
+        plan._step_peak(step, total),
+        plan.image_peak_bytes(image_tiles, tokens_so_far) if image_tiles else 0,
+        plan._scaled(
+            plan.weights.total + plan.kv_cache_bytes(total) + plan.prefill_transient_bytes(1, total - 1)
+        ),
+    )
+    limit = plan.max_context(budget_bytes)
+    verdict = _verdict(peak, budget_bytes)
+    if total > plan.layout.max_context:
+        verdict = "wont_fit"
+    left = max(0, limit - total)
+    if verdict == "wont_fit":
+        smaller = choose_prefill_step(plan, total, budget_bytes)
+        hint = (
+            f" A prefill step of {smaller} would fit."
+            if smaller and smaller < prefill_step
+            else " Start a new conversation or use a smaller KV precision."
+        )
+        message = (
+            f"This turn would take the conversation to {_tokens(total)} tokens and "
+            f"{_gb(peak)}, over the {_gb(budget_bytes)} budget.{hint}"
+        )
+    elif verdict == "tight":
+        message = (
+            f"Memory is tight: {_gb(peak)} of {_gb(budget_bytes)}; about {_tokens(left)} "
+            "tokens left in this conversation."
+        )
+    else:
+        message = f"About {_tokens(left)} tokens left in this conversation ({_gb(peak)} at the next turn)."
+    return TurnCheck(verdict, peak, int(budget_bytes), total, left, prefill_step, message)
+
+
+# -- building plans -------------------------------------------------------------------------------------
+
+
+def plan_from_config(
+    config: dict,
+    name: str = "model",
+    kv_bits: int | None = None,
+    backend: str = "metal",
+    weights: WeightBytes | None = None,
+    kv_group: int = 64,
+) -> MemoryPlan:
+    """A plan from a config dict alone (weights estimated unless given)."""
+    if kv_bits is not None and kv_bits not in (2, 3, 4, 5, 6, 8, 16):  # what mx.quantize supports
+        raise PlanError(f"KV cache bits must be 16, 8 or 4, not {kv_bits}.")
+    layout = layout_from_config(config, name)
+    weights = weights or estimate_weights(layout)
+    profile = PROFILES.get(backend)
+    if profile is None:
+        raise PlanError(f"unknown backend {backend!r} (cpu, cuda or metal).")
+    activation = weights.activation_bytes
+    if layout.quant_bits is None and backend == "cpu" and activation < 4:
+        # The engine runs unquantized checkpoints in float32 on the CPU (no bf16 gather_mm there).
+        scale = 4 // activation
+        weights = replace(
+            weights,
+            total=weights.total * scale,
+            language=weights.language * scale,
+            vision=weights.vision * scale,
+            activation_bytes=4,
+        )
+        activation = 4
+    return MemoryPlan(
+        layout, weights, None if kv_bits in (None, 16) else kv_bits, kv_group, profile, activation
+    )
+
+
+def read_layout(path: str | Path) -> tuple[dict, WeightBytes | None]:
+    """A folder's (or a config.json's) config and, when it has safetensors, their exact weight bytes."""
+    path = Path(path).expanduser()
+    config_path = path if path.is_file() else path / "config.json"
+    if not config_path.exists():
+        raise PlanError(f"{path} has no config.json.")
+    try:
+        config = json.loads(read_regular_file(config_path, 64 * 1024 * 1024, config_path.name))
+    except InputFileError as exc:
+        raise PlanError(str(exc)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{config_path.name} cannot be read: {exc}") from None
+    if not isinstance(config, dict):
+        raise PlanError(f"{config_path.name} does not hold a JSON object.")
+    files = sorted(config_path.parent.glob("*.safetensors"))
+    return config, (weights_from_safetensors(files) if files else None)
+
+
+def plan_model(path: str | Path, kv_bits: int | None = None, backend: str = "metal") -> MemoryPlan:
+    """A plan for a checkpoint folder (or a folder/file holding only its config.json)."""
+    path = Path(path).expanduser()
+    config, weights = read_layout(path)
+    name = (path.parent if path.is_file() else path).name
+    return plan_from_config(config, name, kv_bits, backend, weights)
+
+
+# -- the catalog's configs ------------------------------------------------------------------------------
+
+
+def _llama4_config(
+    layers: int, experts: int, moe_step: int, max_context: int, bits: int | None, group_size: int = 64
+) -> dict:
+    text = {
+        "model_type": "llama4_text",
+        "hidden_size": 5120,
+        "intermediate_size": 8192,
+        "intermediate_size_mlp": 16384,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "num_local_experts": experts,
+        "num_experts_per_tok": 1,
+        "interleave_moe_layer_step": moe_step,
+        "attention_chunk_size": 8192,
+        "vocab_size": 202048,
+        "max_position_embeddings": max_context,
+        "use_qk_norm": True,
+        "rope_theta": 500000.0,
+        "torch_dtype": "bfloat16",
+    }
+    vision = {
+        "model_type": "llama4_vision_model",
+        "hidden_size": 1408,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 34,
+        "num_attention_heads": 16,
+        "image_size": 336,
+        "patch_size": 14,
+        "projector_input_dim": 4096,
+        "projector_output_dim": 4096,
+        "vision_output_dim": 4096,
+        "pixel_shuffle_ratio": 0.5,
+    }
+    config = {
+        "model_type": "llama4",
+        "architectures": ["Llama4ForConditionalGeneration"],
+        "text_config": text,
+        "vision_config": vision,
+        "torch_dtype": "bfloat16",
+    }
+    if bits:
+        config["quantization"] = {"group_size": group_size, "bits": bits}
+    return config
+
+
+def scout_config(bits: int | None = 4, group_size: int = 64) -> dict:
+    """Llama 4 Scout 17B-16E's config (all 48 layers MoE, 10M-token window), as mlx-community's."""
+    return _llama4_config(48, 16, 1, 10_485_760, bits, group_size)
+
+
+def maverick_config(bits: int | None = 4, group_size: int = 64) -> dict:
+    """Llama 4 Maverick 17B-128E's config (MoE every other layer, 1M-token window)."""
+    return _llama4_config(48, 128, 2, 1_048_576, bits, group_size)
+
+
+def catalog_config(repo_id: str) -> dict | None:
+    """The config of a Scout or Maverick repo named like ``...Scout-17B-16E-Instruct-4bit``; else None."""
+    lowered = repo_id.lower()
+    bits_match = re.search(r"(\d+)[-_]?bit", lowered)
+    bits = int(bits_match.group(1)) if bits_match else None
+    if bits is not None and bits not in (2, 3, 4, 5, 6, 8):
+        return None
+    if "scout" in lowered:
+        return scout_config(bits)
+    if "maverick" in lowered:
+        return maverick_config(bits)
+    return None
+
+
+__all__ = [
+    "GB",
+    "BackendProfile",
+    "CPU_PROFILE",
+    "GPU_PROFILE",
+    "PROFILES",
+    "FitReport",
+    "MemoryPlan",
+    "ModelLayout",
+    "PlanError",
+    "TurnCheck",
+    "VisionLayout",
+    "WeightBytes",
+    "catalog_config",
+    "choose_prefill_step",
+    "conversation_budget_check",
+    "estimate_weights",
+    "kv_element_bytes",
+    "layout_from_config",
+    "maverick_config",
+    "plan_from_config",
+    "plan_model",
+    "read_layout",
+    "scout_config",
+    "weights_from_safetensors",
+]

@@ -1,0 +1,43 @@
+"""Settings follow ``LLAMA_DESK_DATA_DIR``: a fresh data folder is a fresh Llama Desk."""
+
+import pytest
+
+from desktop.main_window import MainWindow
+from desktop.preferences import SETTINGS_FILE, open_settings
+from models.app_folders import DATA_DIR_ENV
+
+TIMEOUT = 60_000
+
+
+def open_window(qtbot) -> MainWindow:
+    window = MainWindow()  # settings and conversations from the environment, as the app does
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+@pytest.mark.slow
+def test_each_data_folder_keeps_its_own_last_model(qtbot, tmp_path, monkeypatch, checkpoints):
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv(DATA_DIR_ENV, str(first))
+    window = open_window(qtbot)
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
+        window.load_model(checkpoints["4bit"])
+    window.close()
+    window.settings.sync()  # what Qt does from its event loop or at exit
+    assert (first / SETTINGS_FILE).is_file()
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(second))
+    fresh = open_window(qtbot)
+    assert fresh.settings.value("last_model", None) is None
+    fresh.close()
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(first))
+    assert open_settings().value("last_model", None) == str(checkpoints["4bit"])
+
+
+def test_settings_without_a_data_folder_are_the_platform_ones(monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV)
+    settings = open_settings()
+    assert settings.format() == settings.Format.NativeFormat
+    assert SETTINGS_FILE not in settings.fileName()

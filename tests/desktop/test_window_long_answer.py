@@ -1,0 +1,35 @@
+"""A long streamed answer must not eat references to ``True`` and ``None``.
+
+PySide6 6.12.0 on Python 3.11 releases one reference too many on every ``Signal.emit()``'s
+return value; across a long answer through the worker thread into the window the counts fall
+by hundreds to thousands, and at zero the process dies (``Fatal Python error: bool_dealloc``).
+On Python 3.12+ both are immortal and their counts never fall.
+"""
+
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+
+from models.inference.engine import GenerationSettings
+from tests.support.window_helpers import make_window
+
+LONG_ANSWER_TOKENS = 1500
+TIMEOUT = 120_000
+
+
+@pytest.mark.slow
+def test_a_long_streamed_answer_keeps_true_and_none_alive(qtbot, tmp_path, checkpoints):
+    window = make_window(qtbot, tmp_path)
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
+        window.load_model(checkpoints["4bit"])
+    window.generation_settings = GenerationSettings(max_tokens=LONG_ANSWER_TOKENS, temperature=0.0)
+    qtbot.keyClicks(window.composer.edit, "Tell me a long story")
+    true_before, none_before = sys.getrefcount(True), sys.getrefcount(None)
+    with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT) as blocker:
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    true_after, none_after = sys.getrefcount(True), sys.getrefcount(None)
+    assert blocker.args[0].generation_tokens == LONG_ANSWER_TOKENS
+    assert window.transcript_model.entry(1).text
+    fell = {"True": true_before - true_after, "None": none_before - none_after}
+    assert max(fell.values()) <= 0, f"references fell (may rise, must not fall): {fell}"

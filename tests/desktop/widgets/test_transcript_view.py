@@ -1,0 +1,160 @@
+"""The transcript view on its own: rows drawn lazily, streaming redraws one row, the actions."""
+
+import pytest
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QTextEdit, QWidget
+
+from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from desktop.widgets.transcript_view import TranscriptView
+
+ANSWER = "## Part\n\nSome **bold** text.\n\n```python\nprint(1)\n```\n\nA closing line.\n"
+
+
+@pytest.fixture
+def view(qtbot):
+    model = TranscriptModel()
+    transcript = TranscriptView()
+    transcript.set_model(model)
+    transcript.resize(800, 600)
+    qtbot.addWidget(transcript)
+    transcript.show()
+    qtbot.waitExposed(transcript)
+    return transcript
+
+
+def long_conversation(turns: int) -> list[TranscriptEntry]:
+    entries = []
+    for n in range(turns):
+        entries.append(TranscriptEntry("user", f"Question {n}"))
+        entries.append(TranscriptEntry("assistant", ANSWER, finish_reason="stop"))
+    return entries
+
+
+def test_opening_a_long_conversation_draws_only_what_is_on_screen(view, qtbot):
+    widgets_before = len(view.findChildren(QWidget))
+    view.model().set_entries(long_conversation(150))
+    view.executeDelayedItemsLayout()
+    view.viewport().repaint()
+    assert 0 < view.delegate.rendered_rows() < 30  # not 300 messages rendered at once
+    assert len(view.findChildren(QWidget)) == widgets_before  # no widget per message
+    assert not view.findChildren(QTextEdit)
+    assert not view.placeholder.isVisible()
+    # The rest is laid out while the event loop is idle; the view stays at the end.
+    qtbot.waitUntil(lambda: view.delegate.rendered_rows() == 300, timeout=20_000)
+    bar = view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum() > 0, timeout=5_000)
+
+
+def test_streaming_redraws_only_the_answer_and_once_per_refresh(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(20))
+    model.append_user("And now?")
+    row = model.begin_answer()
+    view.flush()
+    earlier = [view.rendered(r).renders for r in range(row)]
+    answer_renders = view.rendered(row).renders
+    for _ in range(40):
+        model.append_text(row, "word ")
+    assert view.delegate.render_count(row) == answer_renders  # nothing redrawn per token
+    view.flush()
+    assert view.rendered(row).text == "word " * 40
+    assert view.rendered(row).renders == answer_renders + 1
+    assert [view.rendered(r).renders for r in range(row)] == earlier
+
+
+def test_follows_the_answer_unless_scrolled_up(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(10))
+    row = model.begin_answer()
+    bar = view.verticalScrollBar()
+    for _ in range(5):
+        model.append_text(row, "line\n\n" * 10)
+        view.flush()
+        view.executeDelayedItemsLayout()
+        assert bar.value() == bar.maximum() > 0
+    bar.setValue(0)
+    model.append_text(row, "more\n\n" * 30)
+    view.flush()
+    view.executeDelayedItemsLayout()
+    assert bar.value() == 0
+
+
+def test_placeholder_only_when_empty(view):
+    view.set_placeholder("Nothing yet")
+    assert view.placeholder.isVisible() and view.placeholder.text() == "Nothing yet"
+    view.model().append_user("hi")
+    assert not view.placeholder.isVisible()
+    view.model().clear()
+    assert view.placeholder.isVisible()
+
+
+def test_actions_by_bar_menu_and_keys(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(2))
+    last = model.rowCount() - 1
+    assert [a.text() for a in view.action_menu(last).actions()] == ["Copy", "Copy code", "Regenerate"]
+    assert [a.text() for a in view.action_menu(1).actions()] == ["Copy", "Copy code"]
+    assert [a.text() for a in view.action_menu(0).actions()] == ["Copy", "Edit"]
+    with qtbot.waitSignal(view.action_requested) as blocker:
+        view.action_menu(last).actions()[1].trigger()
+    assert blocker.args == ["copy_code", last]
+
+    bar = view.row_actions(0)
+    shown = [name for name, button in bar.actions.items() if button.isVisibleTo(view)]
+    assert shown == ["copy", "edit"] and bar.isVisible()
+    assert view.viewport().rect().contains(bar.geometry())
+    with qtbot.waitSignal(view.action_requested) as blocker:
+        qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert blocker.args == ["copy", 0]
+
+    # Hovering another message moves the bar there.
+    rect = view.visualRect(model.index(last))
+    point = QPointF(rect.center())
+    QApplication.sendEvent(
+        view.viewport(),
+        QMouseEvent(
+            QEvent.Type.MouseMove,
+            point,
+            view.viewport().mapToGlobal(point),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+        ),
+    )
+    assert bar.row == last
+    assert bar.actions["regenerate"].isVisibleTo(view)
+
+
+def test_a_streaming_answer_offers_no_actions(view):
+    model = view.model()
+    model.append_user("hi")
+    row = model.begin_answer()
+    model.append_text(row, "partial")
+    assert view.action_menu(row).actions() == []
+    assert not view.row_actions(row).isVisible()
+
+
+def test_double_click_opens_the_text_for_selection(view, qtbot):
+    model = view.model()
+    model.append_user("hi")
+    row = model.begin_answer()
+    model.append_text(row, "Some **bold** and <b>raw</b>\n\n```py\nx = 1\n```\n")
+    model.finish_answer(row, None)
+    view.flush()
+    view.executeDelayedItemsLayout()
+    point = view.visualRect(model.index(row)).center()
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    selection = view.text_selection()
+    assert selection is not None and selection.isVisible()
+    assert selection.toPlainText() == view.rendered(row).document.toPlainText()
+    assert "<b>raw</b>" in selection.toPlainText() and "**" not in selection.toPlainText()
+    selection.selectAll()
+    selection.copy()
+    assert "x = 1" in QApplication.clipboard().text()
+    qtbot.keyClick(selection, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: view.text_selection() is None, timeout=5_000)
+    view.select_text(0)
+    assert view.text_selection().toPlainText() == "hi"
+    model.clear()
+    assert view.text_selection() is None

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: synthesized checkpoints and a fake Hub."""
