@@ -23,8 +23,9 @@ import sys
 import threading
 
 from desktop.cli.command_error import CommandError
+from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
 
-DEFAULTS = {"max_tokens": 512, "temperature": 0.6, "top_p": 0.9}
+DEFAULTS = {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "top_p": TOP_P}
 SETTING_FLAGS = ("max_tokens", "temperature", "top_p", "seed", "context_length")
 
 

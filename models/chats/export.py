@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import errno
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard, cast
 from urllib.parse import quote
 
+from models.atomic_files import replace_file
 from models.chats.database import StoreError
 from models.chats.images import SUFFIXES
 from models.chats.store import (
@@ -360,39 +358,12 @@ def write_file_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` all at once: written to a temporary file in the same
     folder, synced, then renamed over it. On failure the old file is left as it was, the
     temporary file is removed and ``StoreError`` says why in one line."""
-    temporary = None
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        replace_file(path, data)
     except OSError as exc:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         message = f"{path} could not be written ({reason}); an earlier file there is unchanged."
         raise StoreError(message) from None
-    _fsync_folder(path.parent)
-
-
-_WRITE_CHUNK = 1024 * 1024
-
-
-def _fsync_folder(path: Path) -> None:
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # -- Markdown --------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from models.byte_sizes import format_bytes
+
 # Files a checkpoint needs, and those never fetched (pickled weights can run code; *.py is
 # remote code; other formats are not for MLX).
 ALLOW_PATTERNS = (
@@ -256,14 +258,6 @@ def hub_page(repo_id: str) -> str:
     from huggingface_hub import constants
 
     return f"{constants.ENDPOINT}/{repo_id}"
-
-
-def _format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 # -- token ----------------------------------------------------------------------------------------
@@ -613,8 +607,8 @@ def check_disk_space(plan: RepoPlan) -> None:
     free = _free_space(repo_cache_dir(plan.repo_id))
     if needed > free:
         raise DiskFullError(
-            f"Not enough disk space for {plan.repo_id}: {_format_bytes(needed)} still to download, "
-            f"{_format_bytes(free)} free in {hub_cache_dir()}. Free up space or set HF_HUB_CACHE to another "
+            f"Not enough disk space for {plan.repo_id}: {format_bytes(needed)} still to download, "
+            f"{format_bytes(free)} free in {hub_cache_dir()}. Free up space or set HF_HUB_CACHE to another "
             "disk."
         )
 
@@ -764,8 +758,8 @@ class _Downloader:
         if self.cancel.is_set():
             r = self.reporter
             raise DownloadCancelled(
-                f"Download of {self.plan.repo_id} cancelled at {_format_bytes(r.bytes_done)} of "
-                f"{_format_bytes(r.bytes_total)}; pull again to resume."
+                f"Download of {self.plan.repo_id} cancelled at {format_bytes(r.bytes_done)} of "
+                f"{format_bytes(r.bytes_total)}; pull again to resume."
             )
 
     def inside(self, path: Path, what: str) -> Path:

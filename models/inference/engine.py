@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from models.inference.prompt import ChatMessage, EncodedPrompt, PromptEncoder
 from models.inference.wired_memory import wired_limit
@@ -62,9 +63,9 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    max_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.9
+    max_tokens: int = MAX_TOKENS
+    temperature: float = TEMPERATURE
+    top_p: float = TOP_P
     seed: int | None = None
     prefill_step_size: int = 512
     context_length: int | None = None  # None: the model's maximum

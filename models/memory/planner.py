@@ -117,12 +117,12 @@ Public API (no Qt, no MLX):
 from __future__ import annotations
 
 import json
-import re
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from models.byte_sizes import format_memory
 from models.regular_files import InputFileError, open_regular_file, read_regular_file
 
 GB = 1_000_000_000
@@ -410,9 +410,19 @@ PROFILES = {
 # -- the plan --------------------------------------------------------------------------------------------
 
 
+KV_CACHE_CHOICES = (16, 8, 4)  # the KV precisions offered; 16 is the unquantized cache
+
+
+def kv_cache_bits(bits: int | None) -> int | None:
+    """The ``kv_bits`` for a chosen KV precision: None (the unquantized cache) for 16, or for no
+    choice; else the bits that quantize the global layers' caches."""
+    return None if not bits or bits >= 16 else int(bits)
+
+
 def kv_element_bytes(kv_bits: int | None, activation_bytes: int, group: int = 64) -> float:
     """Bytes per cached element: the activation dtype, or packed bits plus a scale and bias per group."""
-    if kv_bits is None or kv_bits >= 16:
+    kv_bits = kv_cache_bits(kv_bits)
+    if kv_bits is None:
         return float(activation_bytes)
     return kv_bits / 8 + 2 * activation_bytes / group
 
@@ -465,10 +475,6 @@ class TurnCheck:
         return self.verdict != "wont_fit"
 
 
-def _gb(n: float) -> str:
-    return f"{n / GB:.1f} GB" if abs(n) >= 0.95 * GB else f"{n / 1e6:.0f} MB"
-
-
 def _tokens(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}M"
@@ -477,7 +483,8 @@ def _tokens(n: int) -> str:
     return f"{n:,}"
 
 
-def _verdict(peak: int, budget: int) -> Verdict:
+def fit_verdict(peak: int, budget: int) -> Verdict:
+    """The one fit rule: over the budget won't fit; within ``TIGHT_MARGIN`` of it is tight."""
     if peak > budget:
         return "wont_fit"
     return "tight" if peak > budget * (1 - TIGHT_MARGIN) else "fits"
@@ -564,7 +571,7 @@ class MemoryPlan:
         if not p.fused_masked and s.chunked_layers:
             score_elems = s.heads * L * k_chunked
         globals_running = [i for i in range(s.layers - 1) if not s.is_chunked(i)]
-        quantized_global = self.kv_bits is not None and self.kv_bits < 16 and cached > 0
+        quantized_global = kv_cache_bits(self.kv_bits) is not None and cached > 0
         if globals_running and (quantized_global or not p.fused_causal):
             score_elems = max(score_elems, s.heads * L * k_global)
         scores = p.score_copies * score_elems * self.activation_bytes
@@ -691,21 +698,20 @@ class MemoryPlan:
         kv = self.kv_cache_bytes(context)
         best = self.max_context(budget_bytes)
         best_step = (choose_prefill_step(self, best, budget_bytes) or min(PREFILL_STEPS)) if best else 0
-        verdict = _verdict(peak, budget_bytes)
-        precision = "bf16" if self.kv_bits is None or self.kv_bits >= 16 else f"{self.kv_bits}-bit"
-        if self.activation_bytes == 4 and (self.kv_bits is None or self.kv_bits >= 16):
-            precision = "float32"
+        verdict = fit_verdict(peak, budget_bytes)
+        kv_bits = kv_cache_bits(self.kv_bits)
+        precision = f"{kv_bits}-bit" if kv_bits else "float32" if self.activation_bytes == 4 else "bf16"
         head = {"fits": "Fits", "tight": "Tight fit", "wont_fit": "Won't fit"}[verdict]
         if best == 0:
-            tail = f"the weights alone ({_gb(self.weights.total)}) exceed the {_gb(budget_bytes)} budget"
+            weights, budget = format_memory(self.weights.total), format_memory(budget_bytes)
+            tail = f"the weights alone ({weights}) exceed the {budget} budget"
         else:
             tail = f"up to {_tokens(best)} tokens fit (prefilling {best_step} at a time)"
         summary = (
-            f"{head}: {_gb(self.weights.total)} weights + {_gb(kv)} {precision} KV cache "
-            f"+ {_gb(peak - self.weights.total - kv)} working memory = {_gb(peak)} of "
-            f"{_gb(budget_bytes)} at {_tokens(context)} tokens; {tail}."
+            f"{head}: {format_memory(self.weights.total)} weights + {format_memory(kv)} {precision} KV cache "
+            f"+ {format_memory(peak - self.weights.total - kv)} working memory = {format_memory(peak)} of "
+            f"{format_memory(budget_bytes)} at {_tokens(context)} tokens; {tail}."
         )
-        kv_bits = self.kv_bits if self.kv_bits and self.kv_bits < 16 else None
         return FitReport(
             verdict,
             context,
@@ -764,7 +770,7 @@ def conversation_budget_check(
         ),
     )
     limit = plan.max_context(budget_bytes)
-    verdict = _verdict(peak, budget_bytes)
+    verdict = fit_verdict(peak, budget_bytes)
     if total > plan.layout.max_context:
         verdict = "wont_fit"
     left = max(0, limit - total)
@@ -777,15 +783,18 @@ def conversation_budget_check(
         )
         message = (
             f"This turn would take the conversation to {_tokens(total)} tokens and "
-            f"{_gb(peak)}, over the {_gb(budget_bytes)} budget.{hint}"
+            f"{format_memory(peak)}, over the {format_memory(budget_bytes)} budget.{hint}"
         )
     elif verdict == "tight":
         message = (
-            f"Memory is tight: {_gb(peak)} of {_gb(budget_bytes)}; about {_tokens(left)} "
+            f"Memory is tight: {format_memory(peak)} of {format_memory(budget_bytes)}; about {_tokens(left)} "
             "tokens left in this conversation."
         )
     else:
-        message = f"About {_tokens(left)} tokens left in this conversation ({_gb(peak)} at the next turn)."
+        message = (
+            f"About {_tokens(left)} tokens left in this conversation "
+            f"({format_memory(peak)} at the next turn)."
+        )
     return TurnCheck(verdict, peak, int(budget_bytes), total, left, prefill_step, message)
 
 
@@ -820,9 +829,7 @@ def plan_from_config(
             activation_bytes=4,
         )
         activation = 4
-    return MemoryPlan(
-        layout, weights, None if kv_bits in (None, 16) else kv_bits, kv_group, profile, activation
-    )
+    return MemoryPlan(layout, weights, kv_cache_bits(kv_bits), kv_group, profile, activation)
 
 
 def read_layout(path: str | Path) -> tuple[dict, WeightBytes | None]:
@@ -913,15 +920,15 @@ def maverick_config(bits: int | None = 4, group_size: int = 64) -> dict:
 
 def catalog_config(repo_id: str) -> dict | None:
     """The config of a Scout or Maverick repo named like ``...Scout-17B-16E-Instruct-4bit``; else None."""
-    lowered = repo_id.lower()
-    bits_match = re.search(r"(\d+)[-_]?bit", lowered)
-    bits = int(bits_match.group(1)) if bits_match else None
-    if bits is not None and bits not in (2, 3, 4, 5, 6, 8):
+    from models.hub.catalog import describe_repo
+
+    entry = describe_repo(repo_id)  # the catalog's family and bits (guessed from the name if not listed)
+    if entry.bits is not None and entry.bits not in (2, 3, 4, 5, 6, 8):
         return None
-    if "scout" in lowered:
-        return scout_config(bits)
-    if "maverick" in lowered:
-        return maverick_config(bits)
+    if entry.family == "scout":
+        return scout_config(entry.bits)
+    if entry.family == "maverick":
+        return maverick_config(entry.bits)
     return None
 
 
@@ -942,6 +949,9 @@ __all__ = [
     "choose_prefill_step",
     "conversation_budget_check",
     "estimate_weights",
+    "fit_verdict",
+    "KV_CACHE_CHOICES",
+    "kv_cache_bits",
     "kv_element_bytes",
     "layout_from_config",
     "maverick_config",
