@@ -30,9 +30,6 @@ BEING_SPLIT = {
     "models/inference/engine.py",  # being split on another branch
     "desktop/widgets/transcript_view.py",  # being split on another branch
     "desktop/widgets/message_delegate.py",  # being split on another branch
-    # Split next on this branch (w-facts, issue 10):
-    "models/chats/export.py",
-    "tests/models/chats/test_store.py",
 }
 
 
