@@ -28,7 +28,14 @@ from desktop.dialogs import conversation_dialogs, model_dialogs
 from desktop.dialogs.license_dialog import ensure_license_accepted
 from desktop.dialogs.model_manager_dialog import ModelManagerDialog
 from desktop.dialogs.settings_dialog import SettingsDialog
-from desktop.preferences import ChatDefaults, load_defaults, open_settings, save_defaults
+from desktop.preferences import (
+    ChatDefaults,
+    conversation_settings_from,
+    load_defaults,
+    open_settings,
+    save_defaults,
+    with_conversation_settings,
+)
 from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.composer import Composer, mime_has_images
 from desktop.widgets.menu_bar import MainMenus
@@ -39,7 +46,7 @@ from desktop.widgets.status_bar import StatusBar
 from desktop.widgets.transcript_view import TranscriptView
 from desktop.widgets.welcome_panel import WelcomePanel
 from desktop.workers.inference_worker import AnswerJob, InferenceWorker, WorkerThread
-from models.chats.store import ConversationSettings, StoreError
+from models.chats.store import StoreError
 
 APP_NAME = "Llama Desk"
 
@@ -651,34 +658,14 @@ class MainWindow(QMainWindow):
         if self.conversations.current is None:
             self.notice.show_message("Ask a first question; then this conversation has settings of its own.")
             return
-        settings = self.conversations.settings
-        effective = replace(
-            self.defaults,
-            system_prompt=settings.system_prompt,
-            **{
-                name: getattr(settings, name)
-                for name in ("temperature", "top_p", "max_tokens", "seed", "context_length")
-                if getattr(settings, name) is not None
-            },
-        )
         dialog = SettingsDialog(
-            effective,
+            with_conversation_settings(self.defaults, self.conversations.settings),
             self,
             conversation_title=self.conversations.current.display_title,
             memory=self._memory_hint_source(),
         )
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
-            chosen = dialog.values()
-            self.conversations.update_settings(
-                ConversationSettings(
-                    system_prompt=chosen.system_prompt,
-                    temperature=chosen.temperature,
-                    top_p=chosen.top_p,
-                    max_tokens=chosen.max_tokens,
-                    seed=chosen.seed,
-                    context_length=chosen.context_length,
-                )
-            )
+            self.conversations.update_settings(conversation_settings_from(dialog.values()))
 
     def _on_worker_text_ready(self, text: str) -> None:
         if self._answer_row is not None and not self._closed:
