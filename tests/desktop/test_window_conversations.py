@@ -99,7 +99,9 @@ def test_search_opens_the_conversation_at_the_message(window, qtbot):
 def test_rename_delete_and_undo(window, qtbot, monkeypatch):
     ask(qtbot, window, "A question worth keeping")
     conversation_id = window.conversations.current_id
-    monkeypatch.setattr("desktop.main_window.QInputDialog.getText", lambda *a, **k: ("Kept", True))
+    monkeypatch.setattr(
+        "desktop.dialogs.conversation_dialogs.QInputDialog.getText", lambda *a, **k: ("Kept", True)
+    )
     window.rename_conversation(conversation_id)
     assert sidebar_titles(window) == ["Kept"]
     window.delete_conversation(conversation_id)
