@@ -45,16 +45,10 @@ class AnswerStats:
 
     @classmethod
     def from_step(cls, step: GenerationStep) -> AnswerStats:
-        return cls(
-            prompt_tokens=step.prompt_tokens,
-            cached_tokens=step.cached_tokens,
-            generation_tokens=step.generation_tokens,
-            ttft_s=step.ttft_s,
-            prompt_tps=step.prompt_tps,
-            generation_tps=step.generation_tps,
-            peak_memory_gb=step.peak_memory_gb,
-            prompt_token_ids=tuple(getattr(step, "prompt_token_ids", ())),
-        )
+        """The figures of a final step (a partial step-like object gives zeros for what it lacks)."""
+        values = {f.name: getattr(step, f.name, f.default) for f in fields(cls)}
+        values["prompt_token_ids"] = tuple(values["prompt_token_ids"] or ())
+        return cls(**values)  # type: ignore[arg-type]
 
     @classmethod
     def from_stored(cls, stats: Mapping[str, float] | None) -> AnswerStats | None:
