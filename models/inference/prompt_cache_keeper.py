@@ -99,7 +99,12 @@ class PromptCacheKeeper:
     def save_in_background(
         self, conversation_id: int | str, snapshot: CacheSnapshot, identity: ModelIdentity
     ) -> concurrent.futures.Future:
-        """``save`` on the keeper's own thread (saves run one at a time, in order)."""
+        """``save`` on the keeper's own thread (saves run one at a time, in order). Call it from
+        the thread that owns the model: the snapshot's arrays are evaluated here first, as MLX
+        streams belong to the thread that made them."""
+        import mlx.core as mx
+
+        mx.eval([layer.state for layer in snapshot.layers])
         if self._saver is None:
             self._saver = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kv-cache-save")
         return self._saver.submit(self.save, conversation_id, snapshot, identity)
