@@ -3,7 +3,8 @@
 ``PromptCacheKeeper`` saves a conversation's ``CacheSnapshot`` (in the background when asked,
 one save at a time, so the model thread goes on answering), loads it back for the model that
 wrote it, deletes it with its conversation, and evicts the least recently used files (by
-modification time; loading a file touches it) when the folder grows past its budget. Files
+modification time; loading a file touches it) when the folder grows past its budget (kept in
+``budget.json`` in the folder, so the window's Settings and ``llama-desk ask`` share it). Files
 left half-written by a killed process are removed when a keeper opens the folder (at once when
 the process named in the file name is gone, else after an hour).
 """
@@ -11,6 +12,7 @@ the process named in the file name is gone, else after an hour).
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import os
 import time
@@ -32,6 +34,7 @@ from models.inference.prompt_cache_files import (
 
 DEFAULT_BUDGET_BYTES = 20 * 1024**3
 FOLDER_NAME = "kv-caches"
+BUDGET_FILE = "budget.json"
 _STALE_TEMP_S = 3600  # a temporary file this old belongs to no running save
 
 _log = logging.getLogger(__name__)
@@ -39,6 +42,15 @@ _log = logging.getLogger(__name__)
 
 def default_folder() -> Path:
     return data_dir() / FOLDER_NAME
+
+
+def stored_budget(folder: Path) -> int:
+    """The disk budget kept in ``folder`` (the window's Settings), or the default."""
+    try:
+        value = json.loads((Path(folder) / BUDGET_FILE).read_text(encoding="utf-8"))["budget_bytes"]
+        return max(0, int(value))
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_BUDGET_BYTES
 
 
 @dataclass(frozen=True)
@@ -69,9 +81,10 @@ def _writer_alive(temp: Path) -> bool:
 class PromptCacheKeeper:
     """Saved KV caches in ``folder`` (default: ``kv-caches`` in the data folder)."""
 
-    def __init__(self, folder: str | Path | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+    def __init__(self, folder: str | Path | None = None, budget_bytes: int | None = None):
+        """``budget_bytes`` None: the budget stored in the folder (``set_budget``), else the default."""
         self.folder = Path(folder) if folder is not None else default_folder()
-        self.budget_bytes = int(budget_bytes)
+        self.budget_bytes = int(budget_bytes) if budget_bytes is not None else stored_budget(self.folder)
         self._saver: concurrent.futures.ThreadPoolExecutor | None = None
         self._remove_stale_temps()
 
@@ -167,6 +180,16 @@ class PromptCacheKeeper:
                 continue
             out.append(CacheFile(path.name[: -len(SUFFIX)], path, stat.st_size, stat.st_mtime))
         return sorted(out, key=lambda f: (f.used_at, f.path.name))
+
+    def set_budget(self, budget_bytes: int) -> list[str]:
+        """Keep ``budget_bytes`` as the folder's budget (for every keeper), evicting down to it."""
+        self.budget_bytes = max(0, int(budget_bytes))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temp = self.folder / f"{BUDGET_FILE}{TEMP_MARK}-{os.getpid()}"
+        temp.write_text(json.dumps({"budget_bytes": self.budget_bytes}), encoding="utf-8")
+        os.replace(temp, self.folder / BUDGET_FILE)
+        self.wait()
+        return self.evict()
 
     def used_bytes(self) -> int:
         return sum(f.bytes for f in self.files())

@@ -88,3 +88,16 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     mine.write_bytes(b"being written")
     PromptCacheKeeper(tmp_path)
     assert not dead.exists() and mine.exists()
+
+
+def test_the_budget_is_kept_in_the_folder_and_shared(tmp_path):
+    keeper = PromptCacheKeeper(tmp_path)
+    assert keeper.budget_bytes == 20 * 1024**3
+    for i in (1, 2, 3):
+        keeper.save(i, snapshot(), IDENTITY)
+        age(keeper, i, 100 - i)
+    one = keeper.files()[0].bytes
+    assert keeper.set_budget(int(one * 1.5)) == ["1", "2"]
+    assert PromptCacheKeeper(tmp_path).budget_bytes == int(one * 1.5)
+    (tmp_path / "budget.json").write_text("{not json")
+    assert PromptCacheKeeper(tmp_path).budget_bytes == 20 * 1024**3
