@@ -20,6 +20,10 @@ Signals:
 Answers that belong to a stored conversation are written by this thread too (an
 ``AnswerRecorder``): the question before generation starts, the partial answer every 2 s, the
 rest when it ends, so the UI thread never waits on the database and a crash loses at most 2 s.
+
+Each stored conversation's KV cache is kept on disk (``ConversationCaches``): saved in the
+background when an answer ends, loaded before the conversation's next answer, or earlier on
+``request_open_conversation`` (conversation id, GenerationSettings) when the window opens it.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class InferenceWorker(QObject):
     request_load = Signal(str, object)  # folder, a threading.Event that cancels this load
     request_generate = Signal(object)  # an AnswerJob
     request_unload = Signal()
+    request_open_conversation = Signal(object, object)  # conversation id, GenerationSettings
 
     def __init__(self, engine_factory=None, data_folder: str | Path | None = None):
         super().__init__()
@@ -88,6 +93,8 @@ class InferenceWorker(QObject):
         self.request_load.connect(self._on_request_load)
         self.request_generate.connect(self._on_request_generate)
         self.request_unload.connect(self._on_request_unload)
+        self.request_open_conversation.connect(self._on_request_open_conversation)
+        self._kv_caches = None  # ConversationCaches: KV caches saved per conversation
 
     @property
     def engine(self):
@@ -172,6 +179,21 @@ class InferenceWorker(QObject):
     def _on_request_unload(self) -> None:
         self._release()
 
+    def _conversation_caches(self):
+        from models.inference.conversation_caches import ConversationCaches
+        from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
+
+        if self._kv_caches is None:
+            folder = Path(self._data_folder) / FOLDER_NAME if self._data_folder is not None else None
+            self._kv_caches = ConversationCaches(PromptCacheKeeper(folder))
+        return self._kv_caches
+
+    @Slot(object, object)
+    def _on_request_open_conversation(self, conversation_id, settings) -> None:
+        """Load the conversation's saved KV cache now, so its next question prefills only itself."""
+        if self._engine is not None and conversation_id is not None:
+            self._conversation_caches().open(self._engine, conversation_id, settings)
+
     def _conversation_store(self):
         from models.chats.store import ConversationStore
 
@@ -251,6 +273,8 @@ class InferenceWorker(QObject):
         except Exception as exc:  # noqa: BLE001
             self.finished.emit(_error_step(f"Could not build the prompt: {exc}"))
             return
+        if job.conversation_id is not None:
+            self._conversation_caches().open(self._engine, job.conversation_id, job.settings)
         try:
             recorder = self._begin_recording(job)
         except ConversationBusy as exc:  # nothing was stored: the window gives the draft back
@@ -293,6 +317,8 @@ class InferenceWorker(QObject):
         if pending:
             self.text_ready.emit("".join(pending))
         self.finished.emit(final)
+        if job.conversation_id is not None:  # written on the keeper's thread, not this one
+            self._conversation_caches().keep(self._engine, job.conversation_id, final)
 
     def _settle_replacement(self, job: AnswerJob, recorder) -> None:
         """Delete the turns an edit/regenerate replaces, now that the new answer exists."""
