@@ -44,6 +44,14 @@ def default_folder() -> Path:
     return data_dir() / FOLDER_NAME
 
 
+def remove_saved_cache(folder: Path, conversation_id: int | str) -> None:
+    """Delete one conversation's saved cache from ``folder`` (for the conversation store)."""
+    try:
+        (Path(folder) / f"{int(conversation_id)}{SUFFIX}").unlink(missing_ok=True)
+    except (OSError, ValueError):
+        _log.debug("Could not remove the KV cache of %s", conversation_id, exc_info=True)
+
+
 def stored_budget(folder: Path) -> int:
     """The disk budget kept in ``folder`` (the window's Settings), or the default."""
     try:
