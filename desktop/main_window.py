@@ -714,7 +714,11 @@ class MainWindow(QMainWindow):
         self.library.set_fit_parameters(defaults.context_length, defaults.kv_bits)
 
     def show_settings(self) -> None:
-        dialog = SettingsDialog(self.defaults, self, memory=self._memory_hint_source())
+        from models.inference.prompt_cache_keeper import PromptCacheKeeper
+
+        dialog = SettingsDialog(
+            self.defaults, self, memory=self._memory_hint_source(), kv_caches=PromptCacheKeeper()
+        )
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.set_defaults(dialog.values())
 

@@ -11,7 +11,9 @@ Generation flags given with ``--chat`` become the conversation's settings; flags
 take the conversation's stored ones. A conversation answers one question at a time: while
 another command or the window is answering in it, ``--chat ID`` is refused with one line.
 With ``--chat new``, the conversation, the question and the empty answer are stored in one
-transaction, so a failure leaves nothing behind.
+transaction, so a failure leaves nothing behind. With ``--chat``, the conversation's KV cache
+is loaded from and saved to the same folder as the window's, so a follow-up prefills only
+its new tokens (``cached_tokens`` in ``--json``).
 """
 
 from __future__ import annotations
@@ -133,6 +135,19 @@ def _begin_chat(store, conversation, recorder, args: argparse.Namespace, images:
     return conversation, messages
 
 
+def _open_kv_cache(store, conversation, engine, settings):
+    """With ``--chat ID``, the conversation's saved KV cache becomes the engine's (see
+    ``ConversationCaches``); None without a stored conversation."""
+    if store is None or conversation is None:
+        return None
+    from models.inference.conversation_caches import ConversationCaches
+    from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
+
+    caches = ConversationCaches(PromptCacheKeeper(store.folder / FOLDER_NAME))
+    caches.open(engine, conversation.id, settings)
+    return caches
+
+
 def run(args: argparse.Namespace) -> int:
     from models.chats.database import StoreError
     from models.chats.store import ConversationSettings
@@ -177,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     parts: list[str] = []
     final = None
     answer = None
+    kv_caches = _open_kv_cache(store, conversation, engine, settings)
     try:
         for step in engine.generate(messages, settings, cancel):
             parts.append(step.text)
@@ -198,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(StoreError):
                 recorder.abandon()
         raise
+    if kv_caches is not None:  # the conversation's KV cache, for its next question
+        kv_caches.keep(engine, conversation.id, final)
+        kv_caches.keeper.close()
     if final is None:  # the engine always ends with a finish_reason; guard anyway
         if recorder is not None and recorder.active:
             recorder.abandon("the engine stopped without an answer.")
@@ -208,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             "token_ids": list(final.token_ids),
             "prompt_token_ids": list(final.prompt_token_ids),
             "prompt_tokens": final.prompt_tokens,
+            "cached_tokens": final.cached_tokens,
             "generation_tokens": final.generation_tokens,
             "ttft_s": round(final.ttft_s, 6),
             "prompt_tps": round(final.prompt_tps, 3),
