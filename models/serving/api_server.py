@@ -18,6 +18,11 @@ import ipaddress
 import json
 import threading
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from models.serving.engine_owner import EngineOwner, EventKind, JobEvent
 from models.serving.openai_api import (
     AnswerMemory,
@@ -95,11 +100,6 @@ def create_app(
     api_key: str | None = None,
     limits: Limits | None = None,
 ):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     limits = limits or Limits()
     app = FastAPI(title="Llama Desk", docs_url=None, redoc_url=None, openapi_url=None)
     memory = AnswerMemory()

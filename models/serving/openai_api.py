@@ -73,6 +73,7 @@ class Limits:
     max_images_per_message: int = MAX_IMAGES_PER_MESSAGE
     max_messages: int = 2048
     default_max_tokens: int = 1024
+    context_length: int | None = None  # refuse prompts longer than this (None: the model's)
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,7 @@ def parse_chat_request(
         temperature=float(_number(body, "temperature", 0, 2, 0.6)),
         top_p=float(_number(body, "top_p", 0, 1, 0.9, low_open=True)),
         seed=None if seed is None else seed % 2**32,
+        context_length=limits.context_length,
     )
     return ChatRequest(messages, settings, stream, _stop(body.get("stop")))
 
