@@ -7,14 +7,12 @@ unknown routes included, has OpenAI's shape. With an API key, requests without
 they are read in full. Requests wait their turn on the owner thread; a client that
 disconnects (mid-stream or while waiting) cancels its job. ``ServerThread`` runs uvicorn on a
 background thread (the window, the tests) and ``serve_forever`` in the foreground (the CLI).
-``check_bind`` refuses a non-loopback host without a key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import threading
 
@@ -23,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
 from models.serving.engine_owner import EngineOwner, EventKind, JobEvent
 from models.serving.openai_api import (
     AnswerMemory,
@@ -40,27 +39,7 @@ from models.serving.openai_api import (
     usage_chunk,
 )
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8642
 _DISCONNECT_POLL_S = 0.2
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, api_key: str | None) -> None:
-    """Raise ``ValueError`` when ``host`` would expose the server without an API key."""
-    if not is_loopback(host) and not api_key:
-        raise ValueError(
-            f"Serving on {host} makes the model reachable from other machines; give an API key "
-            "(--api-key) or bind to 127.0.0.1."
-        )
 
 
 class _Answer:
@@ -267,6 +246,13 @@ class ServerThread:
         if not self.server.started:
             self.stop(1.0)
             raise RuntimeError(f"Could not listen on {self.host}:{self.server.config.port}.")
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from models.serving.api_server import check_bind, is_loopback
+from models.serving.binding import check_bind, is_loopback
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.slow
