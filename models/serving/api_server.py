@@ -1,4 +1,6 @@
-"""The HTTP side of the local server: a FastAPI app on an ``EngineOwner``, served by uvicorn.
+"""The HTTP side of the local server: a FastAPI app on a ``JobRunner``, served by uvicorn.
+
+The runner is an ``EngineOwner`` (``llama-desk serve``) or the window's own worker thread.
 
 ``create_app`` builds ``GET /v1/models`` and ``POST /v1/chat/completions`` (plain JSON, or
 server-sent events in OpenAI's chunk format with a ``usage`` chunk at the end). Every error,
@@ -6,7 +8,7 @@ unknown routes included, has OpenAI's shape. With an API key, requests without
 ``Authorization: Bearer KEY`` get 401. Bodies over ``Limits.max_body_bytes`` get 413 before
 they are read in full. Requests wait their turn on the owner thread; a client that
 disconnects (mid-stream or while waiting) cancels its job. ``ServerThread`` runs uvicorn on a
-background thread (the window, the tests) and ``serve_forever`` in the foreground (the CLI).
+background thread (the CLI, the window, the tests).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
-from models.serving.engine_owner import EngineOwner, EventKind, JobEvent
+from models.serving.engine_owner import EventKind, JobEvent, JobRunner
 from models.serving.openai_api import (
     AnswerMemory,
     ApiError,
@@ -74,7 +76,7 @@ class _Answer:
 
 
 def create_app(
-    owner: EngineOwner,
+    owner: JobRunner,
     model_id: str | None = None,
     api_key: str | None = None,
     limits: Limits | None = None,
@@ -85,7 +87,6 @@ def create_app(
     app.state.owner = owner
     app.state.memory = memory
     app.state.jobs = []  # the most recent jobs, for tests and the window's note
-    name = model_id or owner.model_name
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):
@@ -124,7 +125,7 @@ def create_app(
     @app.get("/v1/models")
     async def list_models(request: Request):
         authorize(request)
-        return models_list(name)
+        return models_list(model_id or owner.model_name)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -139,7 +140,7 @@ def create_app(
 
         job = owner.submit(list(chat.messages), chat.settings, deliver)
         app.state.jobs = [*app.state.jobs[-15:], job]
-        ids = CompletionIds.new(name)
+        ids = CompletionIds.new(model_id or owner.model_name)
         if chat.stream:
             return StreamingResponse(
                 _stream(job, events, chat, ids, memory),
@@ -221,7 +222,13 @@ class ServerThread:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.host = host
-        self._thread = threading.Thread(target=self.server.run, name="llama-desk-http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="llama-desk-http", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:  # uvicorn's way of saying it could not listen; ``start`` reports it
+            pass
 
     @property
     def port(self) -> int:

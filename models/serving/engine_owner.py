@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from models.inference.engine import Engine, GenerationSettings, GenerationStep, PromptError
 from models.inference.prompt import ChatMessage
@@ -63,6 +64,54 @@ class Job:
         if not self.cancel_event.is_set():
             self.tokens_at_cancel = self.tokens
             self.cancel_event.set()
+
+
+class JobRunner(Protocol):
+    """What the HTTP side needs: a model name and a queue to put jobs in (``EngineOwner``, or the
+    window's worker thread through ``desktop.controllers.server_controller``)."""
+
+    model_name: str
+
+    def submit(
+        self, messages: list[ChatMessage], settings: GenerationSettings, deliver: Callable[[JobEvent], None]
+    ) -> Job: ...
+
+
+def send(job: Job, event: JobEvent) -> None:
+    """Hand ``event`` to the job's consumer; a consumer that is gone cancels the job."""
+    try:
+        job.deliver(event)
+    except Exception:  # noqa: BLE001 - a consumer that is gone must not stop the engine
+        log.debug("Delivering a job event failed", exc_info=True)
+        job.cancel()
+
+
+def run_job(engine: Engine | None, job: Job) -> None:
+    """Answer ``job`` on ``engine`` in the calling thread, which must be the one owning MLX.
+
+    Every job ends with a final step (``finish_reason`` set), ``REJECTED`` or ``FAILED``."""
+    if job.cancel_event.is_set():
+        job.final = replace(_BLANK, finish_reason="cancelled")
+        send(job, JobEvent(EventKind.STEP, job.final))
+        return
+    if engine is None:
+        send(job, JobEvent(EventKind.FAILED, message="No model is loaded."))
+        return
+    send(job, JobEvent(EventKind.STARTED))
+    try:
+        prompt = engine.prepare(job.messages, job.settings)
+    except PromptError as exc:
+        send(job, JobEvent(EventKind.REJECTED, message=str(exc)))
+        return
+    try:
+        for step in engine.generate(job.messages, job.settings, job.cancel_event, prepared=prompt):
+            job.tokens = step.generation_tokens
+            if step.finish_reason is not None:
+                job.final = step
+            send(job, JobEvent(EventKind.STEP, step))
+    except Exception as exc:  # noqa: BLE001 - one failed answer must not end the server
+        log.exception("Generation failed")
+        send(job, JobEvent(EventKind.FAILED, message=f"Generation failed: {exc}"))
 
 
 class EngineOwner:
@@ -136,7 +185,7 @@ class EngineOwner:
                     self._waiting -= 1
                     self._running = job
                 try:
-                    self._answer(engine, job)
+                    run_job(engine, job)
                 finally:
                     with self._lock:
                         self._running = None
@@ -155,37 +204,8 @@ class EngineOwner:
                 return
             if job is not None:
                 job.cancel()
-                self._send(job, JobEvent(EventKind.STEP, replace(_BLANK, finish_reason="cancelled")))
+                send(job, JobEvent(EventKind.STEP, replace(_BLANK, finish_reason="cancelled")))
                 job.done.set()
-
-    @staticmethod
-    def _send(job: Job, event: JobEvent) -> None:
-        try:
-            job.deliver(event)
-        except Exception:  # noqa: BLE001 - a consumer that is gone must not stop the engine
-            log.debug("Delivering a job event failed", exc_info=True)
-            job.cancel()
-
-    def _answer(self, engine: Engine, job: Job) -> None:
-        if job.cancel_event.is_set():
-            job.final = replace(_BLANK, finish_reason="cancelled")
-            self._send(job, JobEvent(EventKind.STEP, job.final))
-            return
-        self._send(job, JobEvent(EventKind.STARTED))
-        try:
-            prompt = engine.prepare(job.messages, job.settings)
-        except PromptError as exc:
-            self._send(job, JobEvent(EventKind.REJECTED, message=str(exc)))
-            return
-        try:
-            for step in engine.generate(job.messages, job.settings, job.cancel_event, prepared=prompt):
-                job.tokens = step.generation_tokens
-                if step.finish_reason is not None:
-                    job.final = step
-                self._send(job, JobEvent(EventKind.STEP, step))
-        except Exception as exc:  # noqa: BLE001 - one failed answer must not end the server
-            log.exception("Generation failed")
-            self._send(job, JobEvent(EventKind.FAILED, message=f"Generation failed: {exc}"))
 
     @staticmethod
     def _release_streams() -> None:
