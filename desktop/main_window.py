@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from desktop.appearance import apply_appearance
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_library import ModelLibrary
+from desktop.controllers.server_controller import ServerController
 from desktop.dialogs.license_dialog import ensure_license_accepted
 from desktop.dialogs.model_manager_dialog import ModelManagerDialog
 from desktop.dialogs.settings_dialog import SettingsDialog
@@ -40,6 +41,7 @@ from desktop.preferences import ChatDefaults, load_defaults, open_settings, save
 from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.composer import Composer, mime_has_images
 from desktop.widgets.model_menu import ModelMenu
+from desktop.widgets.serve_action import ServeApiAction
 from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.transcript_view import TranscriptView, code_blocks
 from desktop.widgets.welcome_panel import WelcomePanel, describe_progress
@@ -163,6 +165,7 @@ class MainWindow(QMainWindow):
 
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
+        self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
         self.worker.recorded.connect(self._on_worker_recorded)
         self.worker.storage_failed.connect(self._show_store_notice)
         self.worker.load_started.connect(self._on_worker_load_started)
@@ -309,6 +312,8 @@ class MainWindow(QMainWindow):
         settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         settings_action.triggered.connect(self.show_settings)
         file_menu.addAction(settings_action)
+        self.serve_api_action = ServeApiAction(self.server_controller, self.statusBar(), self)
+        file_menu.addAction(self.serve_api_action)
         file_menu.addSeparator()
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -1108,6 +1113,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self._load_cancel.set()
         self.stop()
+        self.server_controller.stop()
         if not self.worker_thread.stop(timeout_ms=3000):
             # A model load cannot be interrupted inside MLX: hide now, quit when it returns.
             event.ignore()

@@ -115,6 +115,7 @@ class ServerController(QObject):
         self._server = None
         self.app = None
         self._window_waiting = False
+        self.host, self.port, self.api_key = DEFAULT_HOST, DEFAULT_PORT, None  # what start() uses
         worker.request_generate.connect(self._on_window_question)
         worker.text_ready.connect(self._on_window_answering)
         worker.finished.connect(self._on_window_answering)
@@ -127,8 +128,12 @@ class ServerController(QObject):
     def is_running(self) -> bool:
         return self._server is not None
 
-    def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | None = None) -> bool:
-        """Listen on ``host:port``; emit ``running`` (True) or ``failed`` (False)."""
+    def start(self, host: str | None = None, port: int | None = None, api_key: str | None = None) -> bool:
+        """Listen on ``host:port`` (default: the ``host``/``port``/``api_key`` attributes); emit
+        ``running`` (True) or ``failed`` (False)."""
+        host = host or self.host
+        port = self.port if port is None else port
+        api_key = api_key or self.api_key
         from models.serving.api_server import ServerThread, create_app
 
         if self._server is not None:

@@ -88,3 +88,24 @@ def test_a_port_in_use_is_reported(worker, qtbot):
         with qtbot.waitSignal(controller.failed, timeout=10_000) as failed:
             assert not controller.start(port=taken.getsockname()[1])
     assert "did not start" in failed.args[0] and not controller.is_running
+
+
+def test_the_window_menu_switch_starts_and_stops_the_server(qtbot, checkpoints, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from desktop.main_window import MainWindow
+
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_ready, timeout=60_000):
+        win.load_model(checkpoints["4bit"])
+    win.server_controller.port = 0  # any free port
+    action = win.serve_api_action
+    assert action.isCheckable() and not action.isChecked()
+    action.trigger()
+    assert action.isChecked() and win.server_controller.url in action.text()
+    client = client_for(win.server_controller)
+    assert [m.id for m in client.models.list().data] == ["tiny-llama4-4bit"]
+    action.trigger()
+    assert not action.isChecked() and action.text() == "Serve API"
+    win.close()
