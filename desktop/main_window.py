@@ -22,6 +22,7 @@ from desktop.appearance import apply_appearance
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_controller import ModelController
 from desktop.controllers.model_library import ModelLibrary
+from desktop.controllers.server_controller import ServerController
 from desktop.controllers.store_health import Notice, StoreHealth
 from desktop.controllers.turn_memory import TurnMemory
 from desktop.dialogs import conversation_dialogs, model_dialogs
@@ -41,6 +42,7 @@ from desktop.widgets.composer import Composer, mime_has_images
 from desktop.widgets.menu_bar import MainMenus
 from desktop.widgets.message_actions import code_blocks
 from desktop.widgets.notice_bar import NoticeBar
+from desktop.widgets.serve_action import ServeApiAction
 from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.status_bar import StatusBar
 from desktop.widgets.transcript_view import TranscriptView
@@ -106,6 +108,7 @@ class MainWindow(QMainWindow):
 
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
+        self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
         self.worker.recorded.connect(self._on_worker_recorded)
         self.worker.storage_failed.connect(self.store_health.report)
         self.worker.text_ready.connect(self._on_worker_text_ready)
@@ -196,6 +199,8 @@ class MainWindow(QMainWindow):
         self.menus.stop_requested.connect(self.stop)
         self.menus.about_requested.connect(self.show_about)
         self.model_menu = self.menus.model_menu
+        self.serve_api_action = ServeApiAction(self.server_controller, self.statusBar(), self)
+        self.menus.add_file_action(self.serve_api_action)
         self.model_menu.use_requested.connect(self.use_model)
         self.model_menu.download_requested.connect(self.download_model)
         self.model_menu.manage_requested.connect(self.show_model_manager)
@@ -729,6 +734,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.models.cancel_load()
         self.stop()
+        self.server_controller.stop()
         if not self.worker_thread.stop(timeout_ms=3000):
             # A model load cannot be interrupted inside MLX: hide now, quit when it returns.
             event.ignore()

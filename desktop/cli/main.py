@@ -14,9 +14,10 @@ import sys
 from desktop.cli import ask as cli_ask
 from desktop.cli import chats as cli_chats
 from desktop.cli import models as cli_models
+from desktop.cli import serve as cli_serve
 from desktop.cli.command_error import CommandError
 
-_SUBCOMMANDS = [cli_ask, cli_chats, cli_models]
+_SUBCOMMANDS = [cli_ask, cli_chats, cli_models, cli_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

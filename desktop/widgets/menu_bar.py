@@ -43,7 +43,8 @@ class MainMenus(QObject):
             file_menu, "Settings…", self.settings_requested, QKeySequence.StandardKey.Preferences
         )
         settings.setMenuRole(QAction.MenuRole.PreferencesRole)
-        file_menu.addSeparator()
+        self._file_menu = file_menu
+        self._quit_separator = file_menu.addSeparator()
         self._add(file_menu, "Quit", self.quit_requested, QKeySequence.StandardKey.Quit)
 
         self.model_menu = ModelMenu(library, window)
@@ -74,6 +75,10 @@ class MainMenus(QObject):
     @Slot()
     def _on_export_json_triggered(self) -> None:
         self.export_requested.emit("json")
+
+    def add_file_action(self, action: QAction) -> None:
+        """Put ``action`` in the File menu after Settings… (e.g. the Serve API switch)."""
+        self._file_menu.insertAction(self._quit_separator, action)
 
     def _add(self, menu: QMenu, label: str, target, shortcut=None) -> QAction:
         """An action in ``menu`` whose ``triggered`` goes to ``target`` (a signal or slot without
