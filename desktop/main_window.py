@@ -199,8 +199,6 @@ class MainWindow(QMainWindow):
         self.menus.stop_requested.connect(self.stop)
         self.menus.about_requested.connect(self.show_about)
         self.model_menu = self.menus.model_menu
-        self.serve_api_action = ServeApiAction(self.server_controller, self.statusBar(), self)
-        self.menus.add_file_action(self.serve_api_action)
         self.model_menu.use_requested.connect(self.use_model)
         self.model_menu.download_requested.connect(self.download_model)
         self.model_menu.manage_requested.connect(self.show_model_manager)
@@ -217,6 +215,8 @@ class MainWindow(QMainWindow):
         self.model_label = self.status_bar.model_label
         self.memory_label = self.status_bar.memory_label
         self.stats_label = self.status_bar.stats_label
+        self.serve_api_action = ServeApiAction(self.server_controller, self.status_bar, self)
+        self.menus.add_file_action(self.serve_api_action)
 
     def _update_placeholder(self) -> None:
         if self.models.loading:
