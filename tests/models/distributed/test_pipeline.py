@@ -1,0 +1,90 @@
+"""Pipeline parallelism on MLX's ring backend between local processes (127.0.0.1).
+
+A synthesized 6-layer checkpoint answers the same three-turn conversation with two images on
+1, 2 and 3 ranks: greedy tokens must be identical, and later turns reuse the KV cache on every
+rank. A rank killed mid-answer must end the answer with an error naming its host, keeping the
+tokens so far. Each run is its own process (a process joins one MLX ring); they run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def six_layers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    bf16 = write_checkpoint(root / "tiny-6-layers-bf16", TinyShape(layers=6), seed=3)
+    return quantize_checkpoint(bf16, root / "tiny-6-layers-4bit", bits=4, group_size=64)
+
+
+def _start(model, ranks: int, *extra: str) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "tests.models.distributed.run_conversation", "--model", str(model)]
+    return subprocess.Popen(
+        [*argv, "--ranks", str(ranks), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))),
+    )
+
+
+def _records(process: subprocess.Popen) -> list[dict]:
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err[-2000:]
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def runs(six_layers):
+    started = {
+        1: _start(six_layers, 1),
+        2: _start(six_layers, 2),
+        3: _start(six_layers, 3),
+        "killed": _start(six_layers, 3, "--kill-rank", "1", "--kill-after", "4"),
+    }
+    return {key: _records(process) for key, process in started.items()}
+
+
+def test_greedy_answers_are_identical_on_one_two_and_three_ranks(runs):
+    single = runs[1]
+    assert len(single) == 3 and all(r["finish_reason"] == "length" for r in single)
+    assert all(len(r["tokens"]) == 12 for r in single)
+    for ranks in (2, 3):
+        turns = [r for r in runs[ranks] if "turn" in r]
+        assert [r["tokens"] for r in turns] == [r["tokens"] for r in single]
+        # Turns after the first reused the cache (on every rank, or they would differ).
+        assert [r["cached_tokens"] for r in turns] == [r["cached_tokens"] for r in single]
+        assert turns[1]["cached_tokens"] > 0 and turns[2]["cached_tokens"] > turns[1]["cached_tokens"]
+
+
+def test_each_rank_holds_only_its_layers(runs):
+    for ranks in (2, 3):
+        (stats,) = [r for r in runs[ranks] if "peaks" in r]
+        assert len(stats["split"]) == ranks
+        assert stats["split"][0][0] == 0 and stats["split"][-1][1] == 6
+        assert all(p > 0 for p in stats["peaks"])
+
+
+def test_a_killed_rank_ends_the_answer_naming_its_host(runs):
+    turns = [r for r in runs["killed"] if "turn" in r]
+    whole = runs[1]
+    assert [r["tokens"] for r in turns[:2]] == [r["tokens"] for r in whole[:2]]
+    last = turns[2]
+    assert last["finish_reason"] == "error"
+    assert "Rank 1 on 127.0.0.1" in last["error"] and "signal 9" in last["error"]
+    assert last["noticed_after_s"] < 5
+    # The partial answer is kept: the tokens before the kill, as the whole answer began.
+    assert 4 <= len(last["tokens"]) < 12
+    assert last["tokens"] == whole[2]["tokens"][: len(last["tokens"])]
+    (after,) = [r for r in runs["killed"] if "after_error" in r]
+    assert "Rank 1 on 127.0.0.1" in after["after_error"] and after["after_s"] < 5
