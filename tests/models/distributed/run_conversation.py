@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-QUESTIONS = ("What is in these two pictures?", "And the colours?", "Say it again, shorter.")
+QUESTIONS = ("What is in these two pictures?", "And the colours?", "Say it again, shorter.", "Once more?")
 
 
 def _image(width: int, height: int, color: tuple[int, int, int], name: str):
@@ -79,6 +79,8 @@ def main() -> int:
             started = time.monotonic()
             after = list(engine.generate(messages + [ChatMessage("user", "Still there?")], settings))[-1]
             print(json.dumps({"after_error": after.error, "after_s": time.monotonic() - started}), flush=True)
+        if final.error:
+            break
     if args.ranks > 1 and args.kill_rank is None:
         peaks = engine.pipeline.peak_memory()
         print(json.dumps({"peaks": peaks, "split": engine.split}), flush=True)

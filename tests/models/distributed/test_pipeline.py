@@ -1,9 +1,11 @@
 """Pipeline parallelism on MLX's ring backend between local processes (127.0.0.1).
 
-A synthesized 6-layer checkpoint answers the same three-turn conversation with two images on
+A synthesized 6-layer checkpoint answers the same four-turn conversation with two images on
 1, 2 and 3 ranks: greedy tokens must be identical, and later turns reuse the KV cache on every
-rank. A rank killed mid-answer must end the answer with an error naming its host, keeping the
-tokens so far. Each run is its own process (a process joins one MLX ring); they run side by side.
+rank. On 3 ranks, rank 1 is killed during the fourth answer, which must end with an error naming
+its host, keeping the tokens so far (each extra process costs seconds of imports on a busy
+machine, so the kill shares the 3-rank run). Each run is its own process (a process joins one
+MLX ring); they run side by side.
 """
 
 from __future__ import annotations
@@ -49,42 +51,41 @@ def runs(six_layers):
     started = {
         1: _start(six_layers, 1),
         2: _start(six_layers, 2),
-        3: _start(six_layers, 3),
-        "killed": _start(six_layers, 3, "--kill-rank", "1", "--kill-after", "4"),
+        3: _start(six_layers, 3, "--kill-rank", "1", "--kill-after", "4"),
     }
     return {key: _records(process) for key, process in started.items()}
 
 
 def test_greedy_answers_are_identical_on_one_two_and_three_ranks(runs):
     single = runs[1]
-    assert len(single) == 3 and all(r["finish_reason"] == "length" for r in single)
+    assert len(single) == 4 and all(r["finish_reason"] == "length" for r in single)
     assert all(len(r["tokens"]) == 12 for r in single)
     for ranks in (2, 3):
-        turns = [r for r in runs[ranks] if "turn" in r]
-        assert [r["tokens"] for r in turns] == [r["tokens"] for r in single]
+        turns = [r for r in runs[ranks] if "turn" in r][:3]  # on 3 ranks the 4th is cut short
+        assert [r["tokens"] for r in turns] == [r["tokens"] for r in single[:3]]
         # Turns after the first reused the cache (on every rank, or they would differ).
-        assert [r["cached_tokens"] for r in turns] == [r["cached_tokens"] for r in single]
+        assert [r["cached_tokens"] for r in turns] == [r["cached_tokens"] for r in single[:3]]
         assert turns[1]["cached_tokens"] > 0 and turns[2]["cached_tokens"] > turns[1]["cached_tokens"]
 
 
-def test_each_rank_holds_only_its_layers(runs):
-    for ranks in (2, 3):
-        (stats,) = [r for r in runs[ranks] if "peaks" in r]
-        assert len(stats["split"]) == ranks
-        assert stats["split"][0][0] == 0 and stats["split"][-1][1] == 6
-        assert all(p > 0 for p in stats["peaks"])
+def test_two_ranks_answer_every_turn_and_report_their_peaks(runs):
+    turns = [r for r in runs[2] if "turn" in r]
+    assert [r["tokens"] for r in turns] == [r["tokens"] for r in runs[1]]
+    (stats,) = [r for r in runs[2] if "peaks" in r]
+    assert stats["split"] == [[0, 3], [3, 6]]
+    assert all(p > 0 for p in stats["peaks"])
 
 
 def test_a_killed_rank_ends_the_answer_naming_its_host(runs):
-    turns = [r for r in runs["killed"] if "turn" in r]
+    turns = [r for r in runs[3] if "turn" in r]
     whole = runs[1]
-    assert [r["tokens"] for r in turns[:2]] == [r["tokens"] for r in whole[:2]]
-    last = turns[2]
+    assert len(turns) == 4
+    last = turns[3]
     assert last["finish_reason"] == "error"
     assert "Rank 1 on 127.0.0.1" in last["error"] and "signal 9" in last["error"]
     assert last["noticed_after_s"] < 5
     # The partial answer is kept: the tokens before the kill, as the whole answer began.
     assert 4 <= len(last["tokens"]) < 12
-    assert last["tokens"] == whole[2]["tokens"][: len(last["tokens"])]
-    (after,) = [r for r in runs["killed"] if "after_error" in r]
+    assert last["tokens"] == whole[3]["tokens"][: len(last["tokens"])]
+    (after,) = [r for r in runs[3] if "after_error" in r]
     assert "Rank 1 on 127.0.0.1" in after["after_error"] and after["after_s"] < 5
