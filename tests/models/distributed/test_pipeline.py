@@ -29,15 +29,19 @@ def six_layers(tmp_path_factory):
     return quantize_checkpoint(bf16, root / "tiny-6-layers-4bit", bits=4, group_size=64)
 
 
-def _start(model, ranks: int, *extra: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "tests.models.distributed.run_conversation", "--model", str(model)]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _popen(*argv: str) -> subprocess.Popen:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.Popen(
-        [*argv, "--ranks", str(ranks), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))),
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env
     )
+
+
+def _start(model, ranks: int, *extra: str) -> subprocess.Popen:
+    module = "tests.models.distributed.run_conversation"
+    return _popen("-m", module, "--model", str(model), "--ranks", str(ranks), *extra)
 
 
 def _records(process: subprocess.Popen) -> list[dict]:
@@ -47,11 +51,24 @@ def _records(process: subprocess.Popen) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(six_layers):
+def photo(tmp_path_factory):
+    from tests.conftest import image_bytes
+
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    path.write_bytes(image_bytes(112, 56))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(six_layers, photo):
     started = {
         1: _start(six_layers, 1),
         2: _start(six_layers, 2),
         3: _start(six_layers, 3, "--kill-rank", "1", "--kill-after", "4"),
+        "ask": _popen(
+            *("-m", "desktop.cli", "ask", "--model", str(six_layers), "--ranks", "2", "--json"),
+            *("--temperature", "0", "--max-tokens", "6", "--image", str(photo), "What is this?"),
+        ),
     }
     return {key: _records(process) for key, process in started.items()}
 
@@ -89,3 +106,25 @@ def test_a_killed_rank_ends_the_answer_naming_its_host(runs):
     assert last["tokens"] == whole[3]["tokens"][: len(last["tokens"])]
     (after,) = [r for r in runs[3] if "after_error" in r]
     assert "Rank 1 on 127.0.0.1" in after["after_error"] and after["after_s"] < 5
+
+
+def test_ask_with_two_ranks_answers_as_one_machine_does(runs, six_layers, photo):
+    from models.inference.engine import Engine, GenerationSettings
+    from models.inference.images import load_image_file
+    from models.inference.prompt import ChatMessage
+
+    (out,) = runs["ask"]
+    assert out["ranks"] == 2 and out["finish_reason"] == "length"
+    engine = Engine.load(six_layers)
+    message = ChatMessage("user", "What is this?", (load_image_file(photo),))
+    final = list(engine.generate([message], GenerationSettings(max_tokens=6, temperature=0.0)))[-1]
+    assert out["token_ids"] == list(final.token_ids)
+
+
+def test_ask_refuses_a_bad_host_file_in_one_line(tmp_path, six_layers):
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text('[{"ssh": "mac-studio"}]')
+    done = _popen("-m", "desktop.cli", "ask", "--model", str(six_layers), "--hosts", str(hosts), "Hi")
+    out, err = done.communicate(timeout=120)
+    assert done.returncode != 0 and out == ""
+    assert err.strip().count("\n") == 0 and "mac-studio" in err and "ips" in err
