@@ -119,7 +119,7 @@ class PipelineEngine(Engine):
         progress: Callable[[str], None] | None = None,
     ) -> PipelineEngine:
         """Start ranks 1..N-1 on ``hosts``, join them, and load rank 0's share of the model.
-        ``shares`` weighs the layer split (each host's memory budget); equal by default."""
+        ``shares`` weighs the layer split (default: the hosts' ``memory_gb``, else equal)."""
         from models.distributed.stage import load_stage
         from models.inference.checkpoint import read_checkpoint
         from models.inference.engine import load_tokenizer
@@ -127,7 +127,7 @@ class PipelineEngine(Engine):
 
         checkpoint = read_checkpoint(path)
         text = checkpoint.config["text_config"]
-        split = split_layers(int(text["num_hidden_layers"]), shares or [1.0] * hosts.size)
+        split = split_layers(int(text["num_hidden_layers"]), shares or hosts.shares())
         args = [["--model", str(checkpoint.path), "--start", str(s), "--end", str(e)] for s, e in split]
         if progress:
             progress(f"Starting {hosts.size - 1} more rank(s)")

@@ -2,7 +2,9 @@
 
 ``mlx.launch --hostfile`` takes either a JSON list of hosts or an object with ``hosts`` (and
 optionally ``backend`` and ``envs``); each host is ``{"ssh": NAME, "ips": [IP, ...]}``. The
-first host is rank 0: the machine running the window or ``ask``. ``local_hosts(n)`` is the
+first host is rank 0: the machine running the window or ``ask``. A host may also carry
+``"memory_gb"`` (its memory budget; ``mlx.launch`` ignores unknown keys): layers are then split
+in proportion to it. ``local_hosts(n)`` is the
 ``--ranks N`` case: N ranks on this machine over 127.0.0.1. ``ring_hostfile`` writes what the
 ring backend reads from ``MLX_HOSTFILE`` (one ``IP:PORT`` list per rank), as ``mlx.launch`` does.
 """
@@ -25,6 +27,7 @@ class HostFileError(ValueError):
 class Host:
     ssh: str  # the name ssh reaches it by ("127.0.0.1": this machine, no ssh)
     ips: tuple[str, ...]  # where the ring backend connects to it
+    memory_gb: float | None = None  # our optional key (mlx.launch ignores it): this Mac's budget
 
     @property
     def is_local(self) -> bool:
@@ -44,6 +47,11 @@ class HostFile:
     @property
     def size(self) -> int:
         return len(self.hosts)
+
+    def shares(self) -> list[float]:
+        """Weights for the layer split: each host's ``memory_gb`` when all have one, else equal."""
+        memory = [h.memory_gb for h in self.hosts]
+        return [float(m) for m in memory] if all(memory) else [1.0] * self.size
 
 
 def parse_host_file(path: str | Path) -> HostFile:
@@ -79,7 +87,11 @@ def host_file_from_json(data, name: str = "host file") -> HostFile:
             raise HostFileError(
                 f'{name}: host {i} ({entry["ssh"]}) has no "ips"; the ring backend needs IP addresses.'
             )
-        hosts.append(Host(entry["ssh"], tuple(ips)))
+        memory = entry.get("memory_gb")
+        if memory is not None and (not isinstance(memory, int | float) or memory <= 0):
+            where = f"{name}: host {i} ({entry['ssh']})"
+            raise HostFileError(f'{where}: "memory_gb" must be a positive number.')
+        hosts.append(Host(entry["ssh"], tuple(ips), float(memory) if memory is not None else None))
     return HostFile(tuple(hosts), tuple(envs))
 
 
