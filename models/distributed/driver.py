@@ -114,24 +114,36 @@ class PipelineEngine(Engine):
     def load_cluster(
         cls,
         path: str | Path,
-        hosts: HostFile,
+        hosts: HostFile | None,
         shares: list[float] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> PipelineEngine:
         """Start ranks 1..N-1 on ``hosts``, join them, and load rank 0's share of the model.
-        ``shares`` weighs the layer split (default: the hosts' ``memory_gb``, else equal)."""
-        from models.distributed.stage import load_stage
+        ``shares`` weighs the layer split (default: the hosts' ``memory_gb``, else equal).
+        ``hosts`` None: this process is rank 0 of a job ``mlx.launch`` started, whose other
+        ranks run ``models.distributed.worker`` without ``--start``/``--end`` (equal split)."""
         from models.inference.checkpoint import read_checkpoint
-        from models.inference.engine import load_tokenizer
         from models.memory.cluster_plan import split_layers
 
         checkpoint = read_checkpoint(path)
+        layers = int(checkpoint.config["text_config"]["num_hidden_layers"])
+        if hosts is None:
+            cluster = Cluster.joined()
+            split = split_layers(layers, [1.0] * cluster.size)
+        else:
+            split = split_layers(layers, shares or hosts.shares())
+            args = [["--model", str(checkpoint.path), "--start", str(s), "--end", str(e)] for s, e in split]
+            if progress:
+                progress(f"Starting {hosts.size - 1} more rank(s)")
+            cluster = Cluster.start(hosts, args)
+        return cls._load_rank0(checkpoint, cluster, split, progress)
+
+    @classmethod
+    def _load_rank0(cls, checkpoint, cluster: Cluster, split, progress) -> PipelineEngine:
+        from models.distributed.stage import load_stage
+        from models.inference.engine import load_tokenizer
+
         text = checkpoint.config["text_config"]
-        split = split_layers(int(text["num_hidden_layers"]), shares or hosts.shares())
-        args = [["--model", str(checkpoint.path), "--start", str(s), "--end", str(e)] for s, e in split]
-        if progress:
-            progress(f"Starting {hosts.size - 1} more rank(s)")
-        cluster = Cluster.start(hosts, args)
         try:
             if progress:
                 progress("Reading weights")

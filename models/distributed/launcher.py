@@ -87,6 +87,24 @@ class Cluster:
         cluster._join(path)
         return cluster
 
+    @classmethod
+    def joined(cls) -> Cluster:
+        """Rank 0 of a job ``mlx.launch`` started (all ranks launched by it, none by us): the
+        hosts come from its ring host file, and a failure cannot be pinned on one rank."""
+        import json
+
+        import mlx.core as mx
+
+        from models.distributed.hosts import Host
+
+        group = mx.distributed.init(strict=True, backend="ring")
+        with open(os.environ["MLX_HOSTFILE"], encoding="utf-8") as f:
+            ring = json.load(f)
+        ips = [node[0].rsplit(":", 1)[0] for node in ring]
+        cluster = cls(HostFile(tuple(Host(ip, (ip,)) for ip in ips)), {}, tempfile.mkdtemp())
+        cluster.group = group
+        return cluster
+
     def _join(self, hostfile_path: str) -> None:
         """Join the ring as rank 0, failing (naming the host) if a rank exits first."""
         import mlx.core as mx

@@ -78,8 +78,8 @@ def serve(stage, group, hidden: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="models.distributed.worker")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--start", type=int, required=True)
-    parser.add_argument("--end", type=int, required=True)
+    parser.add_argument("--start", type=int, help="first layer (default: an equal split)")
+    parser.add_argument("--end", type=int, help="one past the last layer")
     args = parser.parse_args(argv)
 
     import mlx.core as mx
@@ -89,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
 
     group = mx.distributed.init(strict=True, backend="ring")
     last = group.rank() == group.size() - 1
-    hidden = int(read_checkpoint(args.model).config["text_config"]["hidden_size"])
-    stage = load_stage(args.model, args.start, args.end, first=False, last=last)
+    text = read_checkpoint(args.model).config["text_config"]
+    start, end = args.start, args.end
+    if start is None or end is None:  # started by mlx.launch: every rank splits alike
+        from models.memory.cluster_plan import split_layers
+
+        start, end = split_layers(int(text["num_hidden_layers"]), [1.0] * group.size())[group.rank()]
+    stage = load_stage(args.model, start, end, first=False, last=last)
+    hidden = int(text["hidden_size"])
     try:
         serve(stage, group, hidden)
     except RuntimeError as exc:
