@@ -40,6 +40,9 @@ class RankExit:
     at: float  # time.monotonic() when it was seen
 
 
+_joined = threading.Event()  # MLX's distributed group is set up once per process
+
+
 class Cluster:
     """Ranks 1..N-1 started for one model; this process is rank 0."""
 
@@ -63,6 +66,11 @@ class Cluster:
         """Start rank r (r >= 1) with ``python -m models.distributed.worker *worker_args[r]``."""
         from mlx._distributed_utils.launch import RemoteProcess
 
+        if _joined.is_set():
+            raise ClusterError(
+                "This process has already joined a cluster (MLX sets up its ring once per "
+                "process); restart Llama Desk to open another model across the cluster."
+            )
         ports = [free_port() if h.is_local else RING_PORT + r for r, h in enumerate(hosts.hosts)]
         hostfile = ring_hostfile(hosts, ports)
         log_dir = tempfile.mkdtemp(prefix="llama-desk-ranks-")
@@ -109,17 +117,25 @@ class Cluster:
         """Join the ring as rank 0, failing (naming the host) if a rank exits first."""
         import mlx.core as mx
 
-        os.environ["MLX_RANK"] = "0"
-        os.environ["MLX_HOSTFILE"] = hostfile_path
+        _joined.set()
         if self.size == 1:
             return
         result: dict = {}
 
         def init() -> None:
+            # MLX reads the ring from the environment; children of this process must not inherit it.
+            saved = {k: os.environ.get(k) for k in ("MLX_RANK", "MLX_HOSTFILE")}
+            os.environ.update(MLX_RANK="0", MLX_HOSTFILE=hostfile_path)
             try:
                 result["group"] = mx.distributed.init(strict=True, backend="ring")
             except Exception as exc:  # noqa: BLE001 - reported below
                 result["error"] = exc
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
 
         thread = threading.Thread(target=init, name="ring-join", daemon=True)
         thread.start()
