@@ -65,6 +65,11 @@ def add_parser(sub) -> None:
         metavar="new|ID",
         help="store the exchange in a new conversation, or continue conversation ID",
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--ranks", type=int, help="split the model over N ranks on this machine (trying out)")
+    where.add_argument(
+        "--hosts", metavar="HOSTS.json", help="split the model over the Macs of an mlx.launch host file"
+    )
     parser.add_argument("prompt", help="the question")
     parser.set_defaults(run=run)
 
@@ -78,6 +83,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError("--top-p must be in (0, 1].", 2)
     if args.context_length is not None and args.context_length < 2:
         raise CommandError("--context-length must be at least 2.", 2)
+    if args.ranks is not None and args.ranks < 1:
+        raise CommandError("--ranks must be at least 1.", 2)
     if not args.prompt.strip() and not args.image:
         raise CommandError("the prompt is empty.", 2)
 
@@ -153,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from models.chats.store import ConversationSettings
     from models.hub.store import ModelNotFound, resolve_model
     from models.inference.checkpoint import CheckpointError
-    from models.inference.engine import Engine, GenerationSettings, ModelLoadError
+    from models.inference.engine import GenerationSettings, ModelLoadError
     from models.inference.images import ImageError, check_image_count, load_image_file
     from models.inference.prompt import ChatMessage
 
@@ -166,9 +173,13 @@ def run(args: argparse.Namespace) -> int:
     store = conversation = recorder = None
     if args.chat is not None:
         store, conversation, recorder = _open_chat(args)
+    from models.distributed.hosts import HostFileError
+    from models.distributed.launcher import ClusterError
+    from models.distributed.load import cluster_hosts, load_engine
+
     try:
-        engine = Engine.load(resolve_model(args.model))
-    except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
+        engine = load_engine(resolve_model(args.model), cluster_hosts(args.ranks, args.hosts))
+    except (ModelNotFound, CheckpointError, ModelLoadError, HostFileError, ClusterError) as exc:
         raise CommandError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - whatever else fails while loading is one line too
         cause = " ".join(str(exc).split()) or type(exc).__name__
@@ -234,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
             "generation_tps": round(final.generation_tps, 3),
             "peak_memory_gb": round(final.peak_memory_gb, 6),
             "finish_reason": final.finish_reason,
+            "ranks": getattr(engine, "ranks", 1),
         }
         if conversation is not None:
             out["chat_id"] = conversation.id
