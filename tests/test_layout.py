@@ -28,8 +28,6 @@ LONG_REASON = re.compile(r"\b(long|over \d+ lines)\b[^.]*\bbecause\b", re.IGNORE
 BEING_SPLIT = {
     "desktop/main_window.py",  # being split on another branch
     "models/inference/engine.py",  # being split on another branch
-    "desktop/widgets/transcript_view.py",  # being split on another branch
-    "desktop/widgets/message_delegate.py",  # being split on another branch
 }
 
 

@@ -34,26 +34,20 @@ from typing import TYPE_CHECKING
 
 from models.chats.conversation_lock import ConversationLock
 from models.chats.store import ConversationStore, StoredMessage
+from models.chats.turns import STAT_FIELDS, AnswerStats
 from models.inference.images import ChatImage
 
 if TYPE_CHECKING:
     from models.inference.engine import GenerationStep
 
+__all__ = ["FLUSH_INTERVAL_S", "STAT_FIELDS", "AnswerRecorder", "step_stats"]
+
 FLUSH_INTERVAL_S = 2.0
-STAT_FIELDS = (
-    "prompt_tokens",
-    "cached_tokens",
-    "generation_tokens",
-    "ttft_s",
-    "prompt_tps",
-    "generation_tps",
-    "peak_memory_gb",
-)
 
 
 def step_stats(step: GenerationStep) -> dict[str, float]:
     """The numbers of a ``GenerationStep`` worth keeping with the answer."""
-    return {name: getattr(step, name) for name in STAT_FIELDS}
+    return AnswerStats.from_step(step).as_stored()
 
 
 class AnswerRecorder:

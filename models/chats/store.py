@@ -215,6 +215,10 @@ class ConversationStore(AbstractContextManager):
             conn.execute(
                 "UPDATE conversations SET deleted_at = ? WHERE id = ?", (self.clock(), conversation_id)
             )
+        # Its saved KV cache goes now (a restored conversation prefills again).
+        from models.inference.prompt_cache_keeper import FOLDER_NAME, remove_saved_cache
+
+        remove_saved_cache(self.folder / FOLDER_NAME, conversation_id)
 
     def restore(self, conversation_id: int) -> Conversation:
         """Undo ``delete``."""
