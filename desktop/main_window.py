@@ -44,9 +44,12 @@ from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.transcript_view import TranscriptView, code_blocks
 from desktop.widgets.welcome_panel import WelcomePanel, describe_progress
 from desktop.workers.background_task import run_in_background
-from desktop.workers.inference_worker import AnswerJob, InferenceWorker, WorkerThread
+from desktop.workers.inference_worker import InferenceWorker, WorkerThread
+from models.chats.answer_run import AnswerEnded, AnswerJob, RowsStored, StorageFailed
+from models.chats.conversation_session import ConversationSession
 from models.chats.database import DatabaseDamaged, check_database, move_aside
 from models.chats.store import ConversationSettings, ConversationStore, StoreError
+from models.chats.turns import estimated_text_tokens
 
 APP_NAME = "Llama Desk"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -132,16 +135,11 @@ class MainWindow(QMainWindow):
         apply_appearance(self.defaults.appearance)
         self.model_name: str | None = None
         self._loading = False
-        self._answer_row: int | None = None
-        self._user_row: int | None = None
         self._editing_row: int | None = None
-        self._continuing = False
         self._sent_draft = None
         self._after_answer: list = []
         self._closed = False
         self._job: AnswerJob | None = None
-        self._before: list | None = None  # the transcript before the running answer's changes
-        self._recorded_question: int | None = None
         self._next_settings = None
         self.model_path: str | None = None
         self._load_cancel = threading.Event()
@@ -163,16 +161,14 @@ class MainWindow(QMainWindow):
 
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
-        self.worker.recorded.connect(self._on_worker_recorded)
-        self.worker.storage_failed.connect(self._show_store_notice)
+        self.worker.answer_event.connect(self._on_worker_answer_event)
         self.worker.load_started.connect(self._on_worker_load_started)
         self.worker.load_progress.connect(self._on_worker_load_progress)
         self.worker.loaded.connect(self._on_worker_loaded)
         self.worker.load_failed.connect(self._on_worker_load_failed)
-        self.worker.text_ready.connect(self._on_worker_text_ready)
-        self.worker.finished.connect(self._on_worker_finished)
 
-        self.transcript_model = TranscriptModel(self)
+        self.session = ConversationSession()  # the open conversation's turns (the one owner)
+        self.transcript_model = TranscriptModel(self.session, self)
         self.transcript = TranscriptView()
         self.transcript.set_model(self.transcript_model)
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
@@ -522,7 +518,9 @@ class MainWindow(QMainWindow):
         so_far = self._tokens_in_conversation()
         # Llama 4's real tiling (336-px tiles, up to 16 + 1): the tiny test models are smaller.
         tiles = sum(plan_tiles(*image.size, ProcessorConfig()).tiles for image in images)
-        turn = len(new_text) // 3 + 8 + tiles * ProcessorConfig().patches_per_tile + settings.max_tokens
+        turn = (
+            estimated_text_tokens(new_text) + tiles * ProcessorConfig().patches_per_tile + settings.max_tokens
+        )
         step = choose_prefill_step(plan, so_far + turn, budget.budget_bytes) or min(PREFILL_STEPS)
         check = conversation_budget_check(plan, so_far, turn, budget.budget_bytes, step, image_tiles=tiles)
         if not check.ok:
@@ -531,21 +529,8 @@ class MainWindow(QMainWindow):
         return replace_settings(settings, prefill_step_size=step), None
 
     def _tokens_in_conversation(self) -> int:
-        """Tokens the conversation holds so far, from its last answer's numbers (0 if none)."""
-        for entry in reversed(self.transcript_model.entries()):
-            stats = entry.stats
-            if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_token_ids", None):
-                return len(stats.prompt_token_ids) + int(getattr(stats, "generation_tokens", 0))
-            if entry.role == "assistant" and stats is not None and getattr(stats, "prompt_tokens", None):
-                return (
-                    int(stats.prompt_tokens)
-                    + int(getattr(stats, "cached_tokens", 0))
-                    + int(getattr(stats, "generation_tokens", 0))
-                )
-        # No numbers (a fresh start carried these over): estimate from the text and images.
-        return sum(
-            len(e.token_ids) if e.token_ids else len(e.text) // 3 + 8 for e in self.transcript_model.entries()
-        ) + sum(len(e.images) * 17 * 144 for e in self.transcript_model.entries())
+        """Tokens the conversation holds so far (``models.chats.turns.tokens_in_conversation``)."""
+        return self.session.tokens_in_conversation()
 
     def _on_memory_timer_timeout(self) -> None:
         """The live memory readout (reads MLX's allocator counters; never waits on a computation)."""
@@ -671,7 +656,7 @@ class MainWindow(QMainWindow):
     # Asking ------------------------------------------------------------------------------------
     @property
     def generating(self) -> bool:
-        return self._answer_row is not None
+        return self.session.answering
 
     def send(self) -> None:
         if self.generating or not self.composer.has_draft():
@@ -695,22 +680,21 @@ class MainWindow(QMainWindow):
             return
         self._next_settings = turn_settings
         self._sent_draft = (text, images, thumbnails)
-        self._before = self.transcript_model.entries()
         self.composer.clear_draft()
         self.notice.hide()
-        truncate_from = None
-        if self._editing_row is not None:
-            # Sending an edited question replaces it and everything after it.
-            truncate_from = self.transcript_model.entry(self._editing_row).message_id
-            self.transcript_model.remove_from(self._editing_row)
-            self._editing_row = None
+        # Sending an edited question replaces it and everything after it.
+        replacing_row, self._editing_row = self._editing_row, None
         conversation_id = self.conversations.ensure_current(self.system_prompt or "")
-        self._user_row = self.transcript_model.append_user(text, images, thumbnails)
-        self._start_answer(
-            self.transcript_model.begin_answer(),
-            conversation_id=conversation_id,
-            question=(text, tuple(images)),
-            truncate_from=truncate_from,
+        self.transcript_model.remember_thumbnails(images, thumbnails)
+        self._submit(
+            self.session.ask(
+                text,
+                images,
+                settings=self._take_turn_settings(),
+                system_prompt=self._effective_system_prompt(),
+                conversation_id=conversation_id,
+                replacing_row=replacing_row,
+            )
         )
 
     def _effective_system_prompt(self) -> str | None:
@@ -718,49 +702,32 @@ class MainWindow(QMainWindow):
             return self.conversations.settings.system_prompt.strip() or None
         return self.system_prompt
 
-    def _start_answer(
-        self,
-        row: int,
-        continue_final: bool = False,
-        *,
-        conversation_id=None,
-        question=None,
-        truncate_from=None,
-        resume_message_id=None,
-    ) -> None:
-        """Ask the worker for the answer that goes (or continues) in ``row``, and store it."""
-        messages = self.transcript_model.messages(self._effective_system_prompt())
+    def _take_turn_settings(self):
+        """The settings ``_plan_turn``/``send`` chose for this turn (or the conversation's)."""
         settings = self._next_settings or self.conversations.settings.generation_settings(
             self.generation_settings
         )
         self._next_settings = None
-        self._answer_row = row
-        self._continuing = continue_final
-        self._recorded_question = None
+        return settings
+
+    def _submit(self, job: AnswerJob) -> None:
+        """Hand the session's job to the worker (which runs and stores it)."""
+        self._job = job
         self.composer.set_generating(True)
         self.stop_action.setEnabled(True)
-        self._job = AnswerJob(
-            messages=messages,
-            settings=settings,
-            continue_final=continue_final,
-            conversation_id=conversation_id if conversation_id is not None else self.conversations.current_id,
-            question=question,
-            truncate_from=truncate_from,
-            resume_message_id=resume_message_id,
-        )
-        self.worker.request_generate.emit(self._job)
+        self.worker.request_generate.emit(job)
 
-    def _on_worker_recorded(self, ids) -> None:
-        if self._closed:
+    def _on_worker_answer_event(self, event) -> None:
+        if self._closed or not self.session.answering:
             return
-        question_id, answer_id = ids
-        self._recorded_question = question_id
-        if question_id is not None and self._user_row is not None:
-            self.transcript_model.entry(self._user_row).message_id = question_id
-        if self._answer_row is not None:
-            self.transcript_model.entry(self._answer_row).message_id = answer_id
-        self.conversations.reload_current()
-        self.sidebar.set_current(self.conversations.current_id)
+        gave_back = self.session.apply(event)
+        if isinstance(event, RowsStored):
+            self.conversations.reload_current()
+            self.sidebar.set_current(self.conversations.current_id)
+        elif isinstance(event, StorageFailed):
+            self._show_store_notice(event.message)
+        elif isinstance(event, AnswerEnded):
+            self._on_answer_ended(event, gave_back)
 
     def _ask_fresh_start(self, reason: str) -> bool:
         box = QMessageBox(
@@ -791,29 +758,13 @@ class MainWindow(QMainWindow):
         if not self._ask_fresh_start(reason):
             self.notice.show_message(reason)
             return
-        carried = [entry for entry in self.transcript_model.entries() if not entry.streaming][-2:]
         self._editing_row = None
         system_prompt = self._effective_system_prompt() or ""
         self.conversations.new()
         conversation_id = self.conversations.ensure_current(system_prompt)
-        copies = []
-        for entry in carried:
-            copy = replace(entry, message_id=None, stats=None)
-            if conversation_id is not None:
-                try:
-                    stored = self.conversations.store.add_message(
-                        conversation_id,
-                        entry.role,
-                        entry.text,
-                        entry.images,
-                        finish_reason=entry.finish_reason,
-                        token_ids=entry.token_ids,
-                    )
-                    copy.message_id = stored.id
-                except (StoreError, OSError) as exc:
-                    self.notice.show_message(f"The earlier messages could not be copied: {exc}")
-            copies.append(copy)
-        self.transcript_model.set_entries(copies)
+        problem = self.session.carry_over(self.conversations.store, conversation_id)
+        if problem is not None:
+            self.notice.show_message(problem)
         self.conversations.reload_current()
         self.sidebar.set_current(self.conversations.current_id)
         self.notice.show_message("Continued in a new conversation with the last exchange; press Send.")
@@ -866,12 +817,15 @@ class MainWindow(QMainWindow):
             return
         if not self._plan_turn():
             return
-        answer_id = self.transcript_model.entry(row).message_id
-        self._before = self.transcript_model.entries()
-        self.transcript_model.remove_from(row)
-        self._user_row = row - 1
         self._sent_draft = None
-        self._start_answer(self.transcript_model.begin_answer(), truncate_from=answer_id)
+        self._submit(
+            self.session.regenerate(
+                row,
+                settings=self._take_turn_settings(),
+                system_prompt=self._effective_system_prompt(),
+                conversation_id=self.conversations.current_id,
+            )
+        )
 
     def continue_answer(self, row: int) -> None:
         """Continue the last answer where the token limit cut it."""
@@ -882,13 +836,14 @@ class MainWindow(QMainWindow):
         if not self._plan_turn():
             return
         self._sent_draft = None
-        self._before = None
-        self._start_answer(
-            row,
-            continue_final=True,  # takes the messages before the row streams
-            resume_message_id=entry.message_id,
+        self._submit(
+            self.session.continue_answer(
+                row,
+                settings=self._take_turn_settings(),
+                system_prompt=self._effective_system_prompt(),
+                conversation_id=self.conversations.current_id,
+            )
         )
-        self.transcript_model.resume_answer(row)
 
     def stop(self) -> None:
         if self.generating and self._job is not None:
@@ -928,7 +883,7 @@ class MainWindow(QMainWindow):
         conversation, entries, row = result
         self.conversations.current = conversation
         self._editing_row = None
-        self.transcript_model.set_entries(entries)
+        self.transcript_model.set_entries(entries, conversation.id)
         self.sidebar.set_current(conversation.id)
         self.stats_label.setText("")
         if row is not None:
@@ -1007,24 +962,14 @@ class MainWindow(QMainWindow):
                 )
             )
 
-    def _on_worker_text_ready(self, text: str) -> None:
-        if self._answer_row is not None and not self._closed:
-            self.transcript_model.append_text(self._answer_row, text)
-
-    def _on_worker_finished(self, step) -> None:
-        row = self._answer_row
-        if row is None or self._closed:
-            return
-        self._answer_row = None
+    def _on_answer_ended(self, event: AnswerEnded, gave_back: bool) -> None:
+        step = event.final
         self.composer.set_generating(False)
         self.stop_action.setEnabled(False)
-        entry = self.transcript_model.entry(row)
-        self.transcript_model.finish_answer(row, step, continued=self._continuing)
         self.transcript.flush()
         if step.finish_reason == "error":
-            if not entry.text and self._before is not None:
-                # Nothing came back: show the conversation as it was and give the draft back.
-                self.transcript_model.set_entries(self._before)
+            if gave_back:
+                # Nothing came back: the conversation is as it was; give the draft back.
                 if self._sent_draft is not None:
                     self.composer.restore_draft(*self._sent_draft)
                 self.conversations.reload_current()  # the worker removed what it had added
@@ -1036,7 +981,6 @@ class MainWindow(QMainWindow):
             )
             self._record_measured_peak(step)
         self._sent_draft = None
-        self._before = None
         self._job = None
         pending, self._after_answer = self._after_answer, []
         try:
