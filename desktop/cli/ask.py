@@ -12,7 +12,9 @@ Generation flags given with ``--chat`` become the conversation's settings; flags
 take the conversation's stored ones. A conversation answers one question at a time: while
 another command or the window is answering in it, ``--chat ID`` is refused with one line.
 With ``--chat new``, the conversation, the question and the empty answer are stored in one
-transaction, so a failure leaves nothing behind.
+transaction, so a failure leaves nothing behind. With ``--chat``, the conversation's KV cache
+is loaded from and saved to the same folder as the window's, so a follow-up prefills only
+its new tokens (``cached_tokens`` in ``--json``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def add_parser(sub) -> None:
         metavar="new|ID",
         help="store the exchange in a new conversation, or continue conversation ID",
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--ranks", type=int, help="split the model over N ranks on this machine (trying out)")
+    where.add_argument(
+        "--hosts", metavar="HOSTS.json", help="split the model over the Macs of an mlx.launch host file"
+    )
     parser.add_argument("prompt", help="the question")
     parser.set_defaults(run=run)
 
@@ -75,6 +82,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError("--top-p must be in (0, 1].", 2)
     if args.context_length is not None and args.context_length < 2:
         raise CommandError("--context-length must be at least 2.", 2)
+    if args.ranks is not None and args.ranks < 1:
+        raise CommandError("--ranks must be at least 1.", 2)
     if not args.prompt.strip() and not args.image:
         raise CommandError("the prompt is empty.", 2)
 
@@ -144,18 +153,34 @@ def _ask(args: argparse.Namespace, session, images: tuple, store, conversation):
     )
 
 
-def _print_json(final, session, ended) -> None:
+def _open_kv_cache(store, conversation, engine, settings):
+    """With ``--chat``, the conversations' KV caches (``ConversationCaches``); for ``--chat ID``
+    the conversation's saved cache becomes the engine's. None without ``--chat``."""
+    if store is None:
+        return None
+    from models.inference.conversation_caches import ConversationCaches
+    from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
+
+    caches = ConversationCaches(PromptCacheKeeper(store.folder / FOLDER_NAME))
+    if conversation is not None:
+        caches.open(engine, conversation.id, settings)
+    return caches
+
+
+def _print_json(final, session, ended, ranks: int) -> None:
     out = {
         "text": session.turn(-1).text,
         "token_ids": list(final.token_ids),
         "prompt_token_ids": list(final.prompt_token_ids),
         "prompt_tokens": final.prompt_tokens,
+        "cached_tokens": final.cached_tokens,
         "generation_tokens": final.generation_tokens,
         "ttft_s": round(final.ttft_s, 6),
         "prompt_tps": round(final.prompt_tps, 3),
         "generation_tps": round(final.generation_tps, 3),
         "peak_memory_gb": round(final.peak_memory_gb, 6),
         "finish_reason": final.finish_reason,
+        "ranks": ranks,
     }
     if session.conversation_id is not None:
         out["chat_id"] = session.conversation_id
@@ -170,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from models.chats.database import StoreError
     from models.hub.store import ModelNotFound, resolve_model
     from models.inference.checkpoint import CheckpointError
-    from models.inference.engine import Engine, ModelLoadError
+    from models.inference.engine import ModelLoadError
     from models.inference.images import ImageError, check_image_count, load_image_file
 
     _check_args(args)
@@ -182,9 +207,13 @@ def run(args: argparse.Namespace) -> int:
     store = conversation = recorder = None
     if args.chat is not None:
         store, conversation, recorder = _open_chat(args)
+    from models.distributed.hosts import HostFileError
+    from models.distributed.launcher import ClusterError
+    from models.distributed.load import cluster_hosts, load_engine
+
     try:
-        engine = Engine.load(resolve_model(args.model))
-    except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
+        engine = load_engine(resolve_model(args.model), cluster_hosts(args.ranks, args.hosts))
+    except (ModelNotFound, CheckpointError, ModelLoadError, HostFileError, ClusterError) as exc:
         raise CommandError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - whatever else fails while loading is one line too
         cause = " ".join(str(exc).split()) or type(exc).__name__
@@ -195,9 +224,9 @@ def run(args: argparse.Namespace) -> int:
         job = _ask(args, session, images, store, conversation)
     except StoreError as exc:
         raise store_failure(exc) from None
-    run_events = run_answer(
-        engine, job, (lambda: store) if store is not None else None, recorder=recorder, coalesce_s=0
-    )
+    kv_caches = _open_kv_cache(store, conversation, engine, job.settings)
+    opener = (lambda: store) if store is not None else None
+    run_events = run_answer(engine, job, opener, recorder=recorder, coalesce_s=0)
     ended = None
     try:
         for event in run_events:
@@ -214,8 +243,12 @@ def run(args: argparse.Namespace) -> int:
         run_events.close()
         raise
     final = ended.final
+    if kv_caches is not None:  # the conversation's KV cache, for its next question
+        if session.conversation_id is not None:
+            kv_caches.keep(engine, session.conversation_id, final)
+        kv_caches.keeper.close()
     if args.json:
-        _print_json(final, session, ended)
+        _print_json(final, session, ended, getattr(engine, "ranks", 1))
     else:
         sys.stdout.write("\n")
     stored = session.conversation_id is not None and ended.stored_answer_id is not None

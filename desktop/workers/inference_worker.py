@@ -21,6 +21,10 @@ Answers run as ``models.chats.answer_run.run_answer`` on this thread, which also
 (the question before generation starts, the partial answer every 2 s, the rest when it ends),
 so the UI thread never waits on the database and a crash loses at most 2 s; this object only
 turns its events into signals.
+
+Each stored conversation's KV cache is kept on disk (``ConversationCaches``): saved in the
+background when an answer ends, loaded before the conversation's next answer, or earlier on
+``request_open_conversation`` (conversation id, GenerationSettings) when the window opens it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class InferenceWorker(QObject):
     request_load = Signal(str, object)  # folder, a threading.Event that cancels this load
     request_generate = Signal(object)  # an AnswerJob
     request_unload = Signal()
+    request_open_conversation = Signal(object, object)  # conversation id, GenerationSettings
 
     def __init__(self, engine_factory=None, data_folder: str | Path | None = None):
         super().__init__()
@@ -65,6 +70,8 @@ class InferenceWorker(QObject):
         self.request_load.connect(self._on_request_load)
         self.request_generate.connect(self._on_request_generate)
         self.request_unload.connect(self._on_request_unload)
+        self.request_open_conversation.connect(self._on_request_open_conversation)
+        self._kv_caches = None  # ConversationCaches: KV caches saved per conversation
 
     @property
     def engine(self):
@@ -159,15 +166,39 @@ class InferenceWorker(QObject):
             self._store = ConversationStore(self._data_folder)
         return self._store
 
+    def _conversation_caches(self):
+        from models.inference.conversation_caches import ConversationCaches
+        from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
+
+        if self._kv_caches is None:
+            folder = Path(self._data_folder) / FOLDER_NAME if self._data_folder is not None else None
+            self._kv_caches = ConversationCaches(PromptCacheKeeper(folder))
+        return self._kv_caches
+
+    @Slot(object, object)
+    def _on_request_open_conversation(self, conversation_id, settings) -> None:
+        """Load the conversation's saved KV cache now, so its next question prefills only itself."""
+        if self._engine is not None and conversation_id is not None:
+            self._conversation_caches().open(self._engine, conversation_id, settings)
+
     @Slot(object)
     def _on_request_generate(self, job: AnswerJob) -> None:
         """Answer one job (``models.chats.answer_run``). Always ends with ``finished``."""
         self._cancel = job.cancel
+        ended = None
         try:
+            if self._engine is not None and job.conversation_id is not None:
+                self._conversation_caches().open(self._engine, job.conversation_id, job.settings)
             for event in run_answer(self._engine, job, self._conversation_store):
+                if isinstance(event, AnswerEnded):
+                    ended = event
                 self._emit(event)
         except Exception as exc:  # noqa: BLE001 - the window must never wait forever
             self._emit(AnswerEnded(EndReason.FAILED, error_step(f"The answer failed: {exc}")))
+            return
+        if ended is not None and self._engine is not None and job.conversation_id is not None:
+            # Written on the keeper's thread, not this one.
+            self._conversation_caches().keep(self._engine, job.conversation_id, ended.final)
 
     def _emit(self, event) -> None:
         self.answer_event.emit(event)
