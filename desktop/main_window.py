@@ -3,11 +3,11 @@ their signals to the controllers.
 
 Models and downloads are ``ModelController``'s, memory planning ``TurnMemory``'s, the database's
 health ``StoreHealth``'s, stored conversations ``ConversationController``'s; the worker (on its
-own thread) does the MLX work. What stays here beyond layout and wiring is the answer flow
-(Asking, Message actions, a finished answer: about 300 lines, so the file is over 400): it moves
-to the Qt-free owner of a conversation being built on another branch, and is kept verbatim until
-then so the two merge. Nothing here waits on MLX, disk or network.
-"""
+own thread) does the MLX work. Why this file is over 400 lines: beyond layout and wiring it
+still holds the answer flow (Asking, Message actions, a finished answer: about 290 lines), which
+moves to the Qt-free owner of a conversation being built on another branch and is kept verbatim
+until then so the two merge; the rest is the constructor's wiring and one-line slots and
+properties that keep the window's public names. Nothing here waits on MLX, disk or network."""
 
 from __future__ import annotations
 
