@@ -684,7 +684,7 @@ class MainWindow(QMainWindow):
         model_dialogs.show_about(self)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.models.cancel_load()
+        self.models.shut_down()
         self.stop()
         self.server_controller.stop()
         if not self.worker_thread.stop(timeout_ms=3000):

@@ -166,10 +166,10 @@ class ModelLibrary(QObject):
             if generation == self._survey_generation:
                 self._on_list_failed(message)
 
-        run_in_background(lambda: _survey(self.budget_override), listed, failed)
+        run_in_background(lambda: _survey(self.budget_override), listed, failed, owner=self)
         from models.memory.measured_peaks import load_corrections
 
-        run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None)
+        run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None, owner=self)
 
     def set_peak_corrections(self, corrections) -> None:
         """What measured peaks taught about each model (``models.memory.measured_peaks``); arithmetic only."""
@@ -247,7 +247,7 @@ class ModelLibrary(QObject):
             add_user_model(folder)
             return True
 
-        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None)
+        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None, owner=self)
 
     def listing_for_folder(self, path: str | Path | None):
         """The listing that loads from ``path`` (compared as absolute paths), or None."""
@@ -335,7 +335,7 @@ class ModelLibrary(QObject):
             self.errors[repo_id] = message
             self.refresh()
 
-        run_in_background(lambda: store.delete_model(repo_id), done, failed)
+        run_in_background(lambda: store.delete_model(repo_id), done, failed, owner=self)
 
     def _on_worker_progress(self, repo_id: str, progress) -> None:
         if repo_id in self._cancels:
