@@ -1,4 +1,5 @@
-"""The window as a person uses it, offscreen, on a synthesized checkpoint."""
+"""The window as a person uses it, offscreen, answering through the fake engine
+(``tests.support.fake_engine``): the model is not the subject here."""
 
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
@@ -7,14 +8,17 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.main_window import MainWindow
 from models.inference.engine import GenerationSettings
+from tests.support.fake_engine import FakeScript
 
 LOAD_TIMEOUT = 60_000
 ANSWER_TIMEOUT = 120_000
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+def window(qtbot, tmp_path, fake_engines):
+    win = MainWindow(
+        fake_engines, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    )
     qtbot.addWidget(win)
     win.show()
     win.generation_settings = GenerationSettings(max_tokens=12, temperature=0.0)
@@ -27,16 +31,6 @@ def loaded(window, qtbot, checkpoints):
     with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
         window.load_model(checkpoints["4bit"])
     return window
-
-
-def failing_generate(message: str):
-    """A stand-in for Engine.generate that fails before producing any text."""
-
-    def generate(*_args, **_kwargs):
-        yield from ()
-        raise RuntimeError(message)
-
-    return generate
 
 
 def drop(window, mime):
@@ -149,8 +143,9 @@ def test_shift_enter_is_a_newline(window, qtbot):
     assert window.composer.text() == "line one\nline two"
 
 
-def test_send_streams_an_answer_about_an_image(loaded, qtbot, png_file):
+def test_send_streams_an_answer_about_an_image(loaded, qtbot, png_file, fake_engines):
     window = loaded
+    fake_engines.last.script = FakeScript(token_interval_s=0.01)  # 12 tokens over >= 120 ms
     window.composer.add_files([str(png_file())])
     wait_images(qtbot, window, 1)
     qtbot.keyClicks(window.composer.edit, "What is in this picture?")
@@ -169,6 +164,7 @@ def test_send_streams_an_answer_about_an_image(loaded, qtbot, png_file):
     assert model.rowCount() == 2
     user, answer = model.entry(0), model.entry(1)
     assert user.text == "What is in this picture?" and len(user.images) == 1
+    assert fake_engines.last.calls[-1].images == 1
     assert answer.text and answer.text == chunks[-1]
     assert len(chunks) >= 2  # it grew while streaming
     assert window.transcript.rendered(0).thumbnails  # the image shows in the transcript
@@ -181,17 +177,27 @@ def test_send_streams_an_answer_about_an_image(loaded, qtbot, png_file):
     assert window.composer.send_button.text() == "Send"
 
 
-def test_stop_keeps_partial_answer_and_next_question_works(loaded, qtbot):
+def held_after(fake_engines, tokens: int):
+    """The loaded fake streams ``tokens`` tokens (10 ms apart, so the window shows some), then
+    holds the answer until it is stopped."""
+    fake_engines.last.script = FakeScript(token_interval_s=0.01, hold_after=tokens)
+    return fake_engines.last
+
+
+def test_stop_keeps_partial_answer_and_next_question_works(loaded, qtbot, fake_engines):
     window = loaded
+    engine = held_after(fake_engines, 8)
     window.generation_settings = GenerationSettings(max_tokens=5000, temperature=0.0)
     qtbot.keyClicks(window.composer.edit, "Tell me everything")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
         with qtbot.waitSignal(window.transcript_model.dataChanged, timeout=ANSWER_TIMEOUT):
             qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+        qtbot.waitUntil(engine.holding.is_set, timeout=ANSWER_TIMEOUT)
         qtbot.mouseClick(window.composer.send_button, Qt.MouseButton.LeftButton)  # "Stop"
     step = blocker.args[0]
     assert step.finish_reason == "cancelled"
     assert 0 < step.generation_tokens < 5000
+    assert step.generation_tokens == 8  # within one token: none after the Stop
     answer = window.transcript_model.entry(1)
     assert answer.text and answer.finish_reason == "cancelled"
     assert "Stopped" in window.transcript.rendered(1).footer
@@ -205,15 +211,18 @@ def test_stop_keeps_partial_answer_and_next_question_works(loaded, qtbot):
     assert window.transcript_model.rowCount() == 4
 
 
-def test_escape_stops(loaded, qtbot):
+def test_escape_stops(loaded, qtbot, fake_engines):
     window = loaded
+    engine = held_after(fake_engines, 4)
     window.generation_settings = GenerationSettings(max_tokens=5000, temperature=0.0)
     qtbot.keyClicks(window.composer.edit, "Go on")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
         with qtbot.waitSignal(window.transcript_model.dataChanged, timeout=ANSWER_TIMEOUT):
             qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+        qtbot.waitUntil(engine.holding.is_set, timeout=ANSWER_TIMEOUT)
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Escape)
     assert blocker.args[0].finish_reason == "cancelled"
+    assert blocker.args[0].generation_tokens == 4
 
 
 def test_failed_send_gives_the_draft_back(loaded, qtbot, png_file):
@@ -286,19 +295,16 @@ def test_footer_shows_error_text_as_text(window):
     assert "<b>bold</b>" in footer
 
 
-def test_an_engine_failure_ends_the_answer_and_the_next_works(loaded, qtbot, monkeypatch):
+def test_an_engine_failure_ends_the_answer_and_the_next_works(loaded, qtbot, fake_engines):
     window = loaded
-    engine = window.worker._engine
-    real_generate = engine.generate
-
-    monkeypatch.setattr(engine, "generate", failing_generate("Metal command buffer failed"))
+    assert window.worker.engine is fake_engines.last
+    fake_engines.last.fail_next_answer("Metal command buffer failed")  # before any text
     qtbot.keyClicks(window.composer.edit, "First try")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert blocker.args[0].finish_reason == "error"
     assert "Metal command buffer failed" in window.notice.text()
     assert window.composer.text() == "First try" and not window.generating
-    monkeypatch.setattr(engine, "generate", real_generate)
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert blocker.args[0].finish_reason == "length"
@@ -327,7 +333,7 @@ def test_failed_edit_keeps_the_conversation(loaded, qtbot):
     assert [(m.role, m.text) for m in stored] == before
 
 
-def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, monkeypatch):
+def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, fake_engines):
     """The engine fails after the worker stored the new answer row: the store and the window
     both go back to what they were."""
     window = loaded
@@ -336,9 +342,7 @@ def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, monkeypatch):
         with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
             qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     before = [(e.role, e.text) for e in window.transcript_model.entries()]
-    engine = window.worker._engine
-
-    monkeypatch.setattr(engine, "generate", failing_generate("out of memory during prefill"))
+    fake_engines.last.fail_next_answer("out of memory during prefill")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
         qtbot.mouseClick(window.transcript.row_actions(3).actions["regenerate"], Qt.MouseButton.LeftButton)
     assert [(e.role, e.text) for e in window.transcript_model.entries()] == before

@@ -31,10 +31,12 @@ def test_a_damaged_database_is_reported_at_start_and_moved_aside_on_request(qtbo
     window.close()
 
 
-def test_the_window_refuses_a_turn_while_a_command_answers_in_that_conversation(qtbot, tmp_path, checkpoints):
+def test_the_window_refuses_a_turn_while_a_command_answers_in_that_conversation(
+    qtbot, tmp_path, checkpoints, fake_engines
+):
     from tests.desktop.test_window_conversations import TIMEOUT, ask
 
-    window = make_window(qtbot, tmp_path, max_tokens=3)
+    window = make_window(qtbot, tmp_path, max_tokens=3, engine_factory=fake_engines)
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
         window.load_model(checkpoints["4bit"])
     ask(qtbot, window, "A first question")

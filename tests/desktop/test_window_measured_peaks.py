@@ -1,5 +1,6 @@
 """The window teaches the planner each answer's measured peak (``models.memory.measured_peaks``), and
-later turns and badges plan with what it learned."""
+later turns and badges plan with what it learned. The answer comes from the fake engine, whose
+step reports a peak as the real one does."""
 
 from PySide6.QtCore import Qt
 
@@ -14,11 +15,11 @@ from tests.support.window_helpers import make_window, wait_listed
 TIMEOUT = 120_000
 
 
-def test_an_answers_peak_corrects_later_plans(qtbot, tmp_path, checkpoints, monkeypatch):
+def test_an_answers_peak_corrects_later_plans(qtbot, tmp_path, checkpoints, monkeypatch, fake_engines):
     path = str(checkpoints["4bit"])
     add_user_model(path)
     library = ModelLibrary(budget=mac_budget(128))  # plans for a Mac (the Metal profile)
-    window = make_window(qtbot, tmp_path, library)
+    window = make_window(qtbot, tmp_path, library, engine_factory=fake_engines)
     wait_listed(qtbot, library, lambda: library.listing(path) is not None)
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
         window.load_model(path)

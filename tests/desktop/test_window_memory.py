@@ -1,4 +1,5 @@
-"""Memory in the window: fit badges, load anyway, the per-turn budget, the settings hint."""
+"""Memory in the window: fit badges, load anyway, the per-turn budget, the settings hint. The
+model answers through the fake engine: the plans come from the checkpoint folder, not from it."""
 
 from dataclasses import replace
 
@@ -38,11 +39,11 @@ def test_badges_come_from_the_planner_and_follow_the_context(qtbot, tmp_path, ch
 
 
 @pytest.mark.parametrize("anyway", [False, True])
-def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypatch, anyway):
+def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypatch, anyway, fake_engines):
     add_user_model(str(checkpoints["4bit"]))
     library = ModelLibrary()
     library.fit_function = lambda listing: FitBadge("wont_fit", "Won't fit: 90 GB of 60 GB.")
-    window = make_window(qtbot, tmp_path, library)
+    window = make_window(qtbot, tmp_path, library, engine_factory=fake_engines)
     wait_listed(qtbot, library, lambda: len(library.runnable()) == 1)
     asked, requested = [], []
     monkeypatch.setattr(window, "_confirm_load_anyway", lambda name, detail: asked.append(detail) or anyway)
@@ -60,9 +61,9 @@ def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypa
 
 
 @pytest.fixture
-def loaded(qtbot, tmp_path, checkpoints):
+def loaded(qtbot, tmp_path, checkpoints, fake_engines):
     library = ModelLibrary()
-    window = make_window(qtbot, tmp_path, library)
+    window = make_window(qtbot, tmp_path, library, engine_factory=fake_engines)
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
         window.load_model(checkpoints["4bit"])
     qtbot.waitUntil(lambda: window.memory_plan is not None, timeout=10_000)

@@ -1,4 +1,5 @@
-"""Copy, copy code, edit and resend, regenerate and continue, from the message buttons."""
+"""Copy, copy code, edit and resend, regenerate and continue, from the message buttons (answers
+from the fake engine, whose KV cache is kept as the real one's)."""
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
@@ -11,8 +12,8 @@ TIMEOUT = 120_000
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, checkpoints):
-    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+def window(qtbot, tmp_path, checkpoints, fake_engines):
+    win = MainWindow(fake_engines, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(win)
     win.show()
     win.generation_settings = GenerationSettings(max_tokens=6, temperature=0.0)

@@ -1,4 +1,6 @@
-"""The Model menu, downloads, the welcome panel and the license, in the window."""
+"""The Model menu, downloads, the welcome panel and the license, in the window. Switching
+variants runs the real engine (which weights answer is the subject); the downloaded model answers
+through the fake engine."""
 
 import gc
 import weakref
@@ -73,9 +75,9 @@ def hub(checkpoints, tmp_path, monkeypatch):
         yield server
 
 
-def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch):
+def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch, fake_engines):
     monkeypatch.setattr("desktop.main_window.ensure_license_accepted", lambda parent: True)
-    window = make_window(qtbot, tmp_path)
+    window = make_window(qtbot, tmp_path, engine_factory=fake_engines)
     wait_listed(qtbot, window.library, lambda: window.library.listing(SCOUT_4BIT) is not None)
     assert window.welcome.isVisible()  # nothing on disk yet
     progress = []
@@ -93,6 +95,7 @@ def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch)
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert blocker.args[0].finish_reason == "length"
+    assert window.worker.engine is fake_engines.last
     window.close()
 
 

@@ -1,5 +1,6 @@
-"""Helpers shared by the window tests: a window on private settings and data, and waiting for
-the model library's listing."""
+"""Helpers shared by the window tests: a window on private settings and data (answering through
+a given engine factory, such as ``tests.support.fake_engine.FakeEngineFactory``), and waiting
+for the model library's listing."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from desktop.main_window import MainWindow
 from models.inference.engine import GenerationSettings
 
 
-def make_window(qtbot, tmp_path, library=None, data=None, max_tokens: int = 6) -> MainWindow:
-    """A shown MainWindow with its own settings file and data folder, answering greedily."""
+def make_window(
+    qtbot, tmp_path, library=None, data=None, max_tokens: int = 6, engine_factory=None
+) -> MainWindow:
+    """A shown MainWindow with its own settings file and data folder, answering greedily (with
+    the real engine unless ``engine_factory`` is given)."""
     window = MainWindow(
+        engine_factory,
         settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
         data_folder=data or tmp_path / "data",
         library=library,

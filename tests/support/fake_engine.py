@@ -1,0 +1,429 @@
+"""A stand-in for ``models.inference.engine.Engine`` in the GUI tests where the model is not the
+subject: no MLX, no weights read, answers in microseconds.
+
+It has the real engine's public surface (``load``, ``name``, ``checkpoint``, ``tokenizer``,
+``encoder``, ``model``, ``max_context``, ``eos_ids``, ``prepare``, ``generate``,
+``reset_cache``, ``close``); ``tests/desktop/test_fake_engine.py`` compares the two so that
+they cannot drift apart silently. What it does:
+
+- ``load`` validates the folder with the real ``read_checkpoint`` (so a folder that is not a
+  checkpoint fails with the real message) and reports the real loading stages;
+- prompts are laid out like Llama 4's (``<|begin_of_text|>``, headers, ``<|eot|>``), text is cut
+  into reversible pieces (``FakeTokenizer``), each image is ``image_tokens`` patch positions keyed
+  by its hash; ``PromptError`` when the prompt does not fit the context;
+- answers are words from a fixed list, streamed one token per ``GenerationStep``, chosen by the
+  prompt's text (greedy, ``temperature == 0``) or also by the seed; they end with ``"stop"``
+  after ``FakeScript.answer_tokens`` words, ``"length"`` at ``max_tokens``, ``"cancelled"``
+  within one token of the cancel event;
+- a KV cache of keys, as the real one: the next turn reuses the longest shared prefix (answers
+  fed back by their token ids), so ``cached_tokens`` and ``prompt_tokens`` mean what they mean;
+- ``FakeScript.token_interval_s`` paces tokens (a wait on the cancel event, never slower to
+  stop), ``hold_after`` holds an answer after that many tokens until ``release()`` or cancel
+  (``holding`` says it got there), ``fail_on_load`` makes loading fail, ``fail_next_answer``
+  makes the next answer raise part-way;
+- every ``generate`` call is recorded in ``calls`` (messages, images, settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from models.inference.checkpoint import Checkpoint, read_checkpoint
+from models.inference.engine import (
+    GenerationCancelled,
+    GenerationSettings,
+    GenerationStep,
+    ModelLoadError,
+    PromptError,
+)
+from models.inference.prompt import ChatMessage, EncodedPrompt
+
+ANSWER_WORDS = (
+    "amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbour",
+    "indigo", "juniper", "kestrel", "lagoon", "meadow", "nimbus", "orchid", "pebble",
+    "quartz", "ripple", "saffron", "thistle", "umber", "violet", "willow", "yarrow",
+)  # fmt: skip
+SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|header_start|>",
+    "<|header_end|>",
+    "<|eot|>",
+    "<|image_start|>",
+    "<|image_end|>",
+    "<|patch|>",
+)
+LOAD_STAGES = ("Reading weights", "Loading tokenizer")
+_PIECE = re.compile(r"\s*\S+|\s+")
+
+
+@dataclass(frozen=True)
+class FakeScript:
+    """How a fake engine behaves; see the module docstring."""
+
+    answer_tokens: int | None = None  # words before "<|eot|>" ("stop"); None: only max_tokens ends it
+    token_interval_s: float = 0.0
+    hold_after: int | None = None
+    fail_on_load: str | None = None
+    image_tokens: int = 16
+    peak_memory_gb: float = 0.25
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One ``generate`` call, as the engine received it."""
+
+    messages: tuple[ChatMessage, ...]
+    settings: GenerationSettings
+    continue_final: bool
+
+    @property
+    def images(self) -> int:
+        return sum(len(m.images) for m in self.messages)
+
+
+class FakeTokenizer:
+    """Reversible text pieces (a word with the spaces before it) with ids shared by every fake
+    engine in the process, so stored answer ids stay valid when another fake loads."""
+
+    _lock = threading.Lock()
+    _ids: dict[str, int] = {token: n for n, token in enumerate(SPECIAL_TOKENS, start=1)}
+    _pieces: dict[int, str] = {n: token for token, n in _ids.items()}
+
+    def __init__(self):
+        self.eos_token_ids = {self.token_id("<|eot|>")}
+
+    def token_id(self, piece: str) -> int:
+        with self._lock:
+            found = self._ids.get(piece)
+            if found is None:
+                found = self._ids[piece] = len(self._ids) + 1
+                self._pieces[found] = piece
+            return found
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        ids = [self.token_id(piece) for piece in _PIECE.findall(text)]
+        return [self.token_id("<|begin_of_text|>"), *ids] if add_special_tokens else ids
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        pieces = (self._pieces.get(int(i), "\ufffd") for i in ids)
+        if skip_special_tokens:
+            pieces = (p for p in pieces if p not in SPECIAL_TOKENS)
+        return "".join(pieces)
+
+    def known(self, token_id: int) -> bool:
+        return token_id in self._pieces and self._pieces[token_id] not in SPECIAL_TOKENS
+
+
+class FakePromptEncoder:
+    """Lays out a conversation as Llama 4's template does, with pieces for text."""
+
+    def __init__(self, tokenizer: FakeTokenizer, image_tokens: int):
+        self.tokenizer = tokenizer
+        self.image_tokens = image_tokens
+
+    def _special(self, token: str) -> int:
+        return self.tokenizer.token_id(token)
+
+    def _header(self, role: str) -> list[int]:
+        return [
+            self._special("<|header_start|>"),
+            *self.tokenizer.encode(role),
+            self._special("<|header_end|>"),
+        ]
+
+    def encode(
+        self,
+        messages: list[ChatMessage],
+        add_generation_prompt: bool = True,
+        continue_final: bool = False,
+        valid_id: Callable[[int], bool] | None = None,
+    ) -> EncodedPrompt:
+        if continue_final:
+            if not messages or messages[-1].role != "assistant":
+                raise ValueError("only an assistant answer can be continued")
+            head = self.encode(messages[:-1], add_generation_prompt=True, valid_id=valid_id)
+            tail = self._answer_ids(messages[-1], valid_id)
+            return EncodedPrompt(ids=head.ids + tail, keys=head.keys + tail, images=[])
+        ids = [self._special("<|begin_of_text|>")]
+        keys: list = list(ids)
+        for message in messages:
+            header = self._header(message.role) + self.tokenizer.encode("\n\n")
+            ids += header
+            keys += header
+            for image in message.images if message.role == "user" else ():
+                patch = self._special("<|patch|>")
+                ids += [
+                    self._special("<|image_start|>"),
+                    *[patch] * self.image_tokens,
+                    self._special("<|image_end|>"),
+                ]
+                keys += [
+                    self._special("<|image_start|>"),
+                    *[(patch, image.sha256, n) for n in range(self.image_tokens)],
+                    self._special("<|image_end|>"),
+                ]
+            if message.role == "assistant":
+                body = self._answer_ids(message, valid_id)
+            else:
+                body = self.tokenizer.encode(
+                    message.text.strip() if message.role == "system" else message.text
+                )
+            body.append(self._special("<|eot|>"))
+            ids += body
+            keys += body
+        if add_generation_prompt:
+            header = self._header("assistant") + self.tokenizer.encode("\n\n")
+            ids += header
+            keys += header
+        return EncodedPrompt(ids=ids, keys=keys, images=[])
+
+    def _answer_ids(self, message: ChatMessage, valid_id) -> list[int]:
+        ids = message.token_ids
+        if ids is not None and (valid_id is None or all(valid_id(t) for t in ids)):
+            return list(ids)
+        return self.tokenizer.encode(message.text)
+
+
+class _FakeModel:
+    """Stands for the loaded weights (tests hold a weak reference to see them released)."""
+
+
+def _common_prefix(a: list, b: list) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class FakeEngine:
+    """A loaded "checkpoint" that answers with deterministic words; see the module docstring."""
+
+    def __init__(self, checkpoint: Checkpoint, script: FakeScript = FakeScript()):
+        self.checkpoint = checkpoint
+        self.script = script
+        self.model: _FakeModel | None = _FakeModel()
+        self.tokenizer = FakeTokenizer()
+        self.encoder = FakePromptEncoder(self.tokenizer, script.image_tokens)
+        text = checkpoint.config["text_config"]
+        self.max_context = int(text.get("max_position_embeddings") or 131072)
+        self.eos_ids = set(self.tokenizer.eos_token_ids)
+        self.calls: list[FakeCall] = []
+        self.holding = threading.Event()  # an answer reached ``hold_after`` tokens and waits
+        self._release = threading.Event()
+        self._fail_next: tuple[str, int] | None = None
+        self._cache_keys: list | None = None
+        self._cache_kv: tuple | None = None
+        self.closed = False
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        progress: Callable[[str], None] | None = None,
+        script: FakeScript = FakeScript(),
+    ) -> FakeEngine:
+        """Validate ``path`` as the real engine does and report its stages; exceptions raised by
+        ``progress`` pass through unchanged. ``script.fail_on_load`` fails with that message."""
+        checkpoint = read_checkpoint(path)
+        for stage in LOAD_STAGES:
+            if progress is not None:
+                progress(stage)
+            if script.fail_on_load is not None and stage == LOAD_STAGES[-1]:
+                raise ModelLoadError(f"Could not load {checkpoint.name}: {script.fail_on_load}")
+        return cls(checkpoint, script)
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint.name
+
+    def reset_cache(self) -> None:
+        """Forget the KV cache (the next turn prefills the whole conversation)."""
+        self._cache_keys = None
+
+    def close(self) -> None:
+        """Release the "model" and the cache."""
+        self.reset_cache()
+        self.model = None
+        self.closed = True
+
+    # -- test controls --------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Let an answer held at ``hold_after`` tokens go on to its end."""
+        self._release.set()
+
+    def fail_next_answer(self, message: str, after_tokens: int = 0) -> None:
+        """Make the next answer raise ``RuntimeError(message)`` after ``after_tokens`` tokens."""
+        self._fail_next = (message, after_tokens)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _valid_generated_id(self, token_id: int) -> bool:
+        return self.tokenizer.known(token_id)
+
+    def prepare(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings = GenerationSettings(),  # noqa: B008 - as the real signature
+        continue_final: bool = False,
+    ) -> EncodedPrompt:
+        """Encode ``messages``; ``PromptError`` when they cannot be answered."""
+        try:
+            prompt = self.encoder.encode(
+                messages, continue_final=continue_final, valid_id=self._valid_generated_id
+            )
+        except Exception as exc:  # noqa: BLE001 - as the real engine
+            raise PromptError(f"Could not build the prompt: {exc}") from exc
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        if len(prompt.ids) >= limit:
+            raise PromptError(
+                f"The conversation is {len(prompt.ids):,} tokens, more than the context "
+                f"length of {limit:,}. Start a new conversation or raise the context length.",
+                prompt_ids=prompt.ids,
+            )
+        return prompt
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings = GenerationSettings(),  # noqa: B008 - as the real signature
+        cancel: threading.Event | None = None,
+        continue_final: bool = False,
+        prepared: EncodedPrompt | None = None,
+    ) -> Iterator[GenerationStep]:
+        """Stream a deterministic answer to ``messages``; see the module docstring."""
+        cancel = cancel or threading.Event()
+        start = time.perf_counter()
+        self.calls.append(FakeCall(tuple(messages), settings, continue_final))
+        blank = GenerationStep(
+            text="",
+            token=None,
+            prompt_tokens=0,
+            cached_tokens=0,
+            generation_tokens=0,
+            ttft_s=0.0,
+            prompt_tps=0.0,
+            generation_tps=0.0,
+            peak_memory_gb=0.0,
+        )
+        try:
+            prompt = prepared if prepared is not None else self.prepare(messages, settings, continue_final)
+        except PromptError as exc:
+            yield replace(blank, finish_reason="error", error=str(exc), prompt_token_ids=exc.prompt_ids)
+            return
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        max_tokens = max(0, min(settings.max_tokens, limit - len(prompt.ids)))
+        kv = (settings.kv_bits, settings.kv_group_size) if settings.kv_bits else None
+        if self._cache_kv != kv:
+            self.reset_cache()
+        self._cache_kv = kv
+        shared = 0
+        if self._cache_keys is not None:
+            shared = min(_common_prefix(self._cache_keys, prompt.keys), len(prompt.keys) - 1)
+        self._cache_keys = list(prompt.keys)  # prefilled: the cache holds the whole prompt
+        blank = replace(
+            blank,
+            prompt_tokens=len(prompt.ids) - shared,
+            cached_tokens=shared,
+            peak_memory_gb=self.script.peak_memory_gb,
+            prompt_token_ids=tuple(prompt.ids),
+        )
+        words = self._words(prompt, settings, len(messages[-1].token_ids or ()) if continue_final else 0)
+        failure, self._fail_next = self._fail_next, None
+        self.holding.clear()
+        self._release.clear()
+        generated: list[int] = []
+        reason = "length"
+        first: float | None = None
+        try:
+            while len(generated) < max_tokens:
+                if failure is not None and len(generated) >= failure[1]:
+                    self.reset_cache()
+                    raise RuntimeError(failure[0])
+                self._pace(len(generated), cancel)
+                token = next(words)
+                first = first or time.perf_counter()
+                generated.append(token)
+                self._cache_keys.append(token)
+                if token in self.eos_ids:
+                    reason = "stop"
+                    break
+                yield self._step(
+                    blank, start, first, generated, text=self.tokenizer.decode([token]), token=token
+                )
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+        except GenerationCancelled:
+            reason = "cancelled"
+        final = self._step(blank, start, first, generated, text="", token=None)
+        yield replace(
+            final, finish_reason=reason, token_ids=tuple(t for t in generated if t not in self.eos_ids)
+        )
+
+    def _pace(self, produced: int, cancel: threading.Event) -> None:
+        """Wait for the next token as the script says; ``GenerationCancelled`` on cancel."""
+        if self.script.hold_after is not None and produced >= self.script.hold_after:
+            self.holding.set()
+            while not self._release.is_set():
+                if cancel.wait(0.002):
+                    raise GenerationCancelled
+        if self.script.token_interval_s > 0 and cancel.wait(self.script.token_interval_s):
+            raise GenerationCancelled
+        if cancel.is_set():
+            raise GenerationCancelled
+
+    def _words(self, prompt: EncodedPrompt, settings: GenerationSettings, start: int) -> Iterator[int]:
+        """The answer's token ids: words picked by the prompt (and the seed when sampling);
+        ``start`` words are already written (a continued answer)."""
+        images = sorted({k[1] for k in prompt.keys if isinstance(k, tuple)})
+        salt = f"{settings.seed}" if settings.temperature > 0 else "greedy"
+        text = "|".join([self.tokenizer.decode(prompt.ids), *images, salt])
+        rng = random.Random(hashlib.sha256(text.encode()).digest())
+        count = start
+        while True:
+            if self.script.answer_tokens is not None and count >= self.script.answer_tokens:
+                yield self.tokenizer.token_id("<|eot|>")
+                continue
+            word = rng.choice(ANSWER_WORDS)
+            yield self.tokenizer.token_id(f" {word}" if count else word.capitalize())
+            count += 1
+
+    def _step(self, blank, start, first, generated, *, text, token) -> GenerationStep:
+        now = time.perf_counter()
+        ttft = (first or now) - start
+        return replace(
+            blank,
+            text=text,
+            token=token,
+            generation_tokens=len(generated),
+            ttft_s=ttft,
+            prompt_tps=blank.prompt_tokens / ttft if ttft > 0 else 0.0,
+            generation_tps=(len(generated) - 1) / (now - first) if first and now > first else 0.0,
+        )
+
+
+@dataclass
+class FakeEngineFactory:
+    """What a window's ``engine_factory`` is given: loads ``FakeEngine``s with ``script`` and
+    keeps every one it made (``last`` is the one a window is using)."""
+
+    script: FakeScript = FakeScript()
+    engines: list[FakeEngine] = field(default_factory=list)
+
+    def __call__(self, path: str | Path, progress: Callable[[str], None] | None = None) -> FakeEngine:
+        engine = FakeEngine.load(path, progress=progress, script=self.script)
+        self.engines.append(engine)
+        return engine
+
+    @property
+    def last(self) -> FakeEngine:
+        return self.engines[-1]
