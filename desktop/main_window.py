@@ -580,6 +580,8 @@ class MainWindow(QMainWindow):
         self.status_bar.clear_answer_numbers()
         if row is not None:
             self.transcript.scroll_to(row)
+        # The worker loads the conversation's saved KV cache now, so its next question is quick.
+        self.worker.request_open_conversation.emit(conversation.id, self.generation_settings)
         self.conversation_opened.emit(conversation.id)
 
     def rename_conversation(self, conversation_id: int) -> None:
