@@ -81,7 +81,8 @@ def main() -> None:
         path = quantize_checkpoint(source, Path(folder) / "4bit", bits=4, group_size=64)
         owner = EngineOwner(path)
         owner.start()
-        server = ServerThread(create_app(owner), port=0)
+        app = create_app(owner)
+        server = ServerThread(app, port=0)
         server.start()
         client = OpenAI(base_url=server.url, api_key="bench", max_retries=0, timeout=600)
         try:
@@ -90,12 +91,13 @@ def main() -> None:
             messages = [{"role": "user", "content": text}]
             _direct_tps(engine, question, 8)  # warm up both paths
             _streamed(client, messages, 8)
-            direct, served = [], []
+            direct, served, owner_side = [], [], []
             for _ in range(RUNS):
                 tps, tokens = _direct_tps(engine, question, MAX_TOKENS)
                 direct.append(tps)
                 _ttft, server_tps, usage = _streamed(client, messages, MAX_TOKENS)
                 served.append(server_tps)
+                owner_side.append(app.state.jobs[-1].final.generation_tps)
             engine.close()
             best_direct, best_served = max(direct), max(served)
             print(
@@ -103,6 +105,7 @@ def main() -> None:
                 f"   ratio {best_served / best_direct:.3f}   ({tokens} / {usage.completion_tokens} tokens, "
                 f"best of {RUNS})"
             )
+            print(f"               (the engine's own figure on the server's thread: {max(owner_side):8.1f})")
 
             first = client.chat.completions.create(
                 model="llama", messages=messages, max_tokens=32, temperature=0
