@@ -34,7 +34,7 @@ def fix_vision_tower(model) -> None:
         if isinstance(module, Llama4VisionMLP):
             module.activation_fn = nn.GELU()  # exact erf GELU, as the reference's "gelu"
         elif isinstance(module, Llama4UnfoldConvolution):
-            module.unfold = types.MethodType(_fast_unfold, module)
+            module.unfold = types.MethodType(_fast_unfold, module)  # type: ignore[method-assign]
 
 
 class ProgressRaised(Exception):
