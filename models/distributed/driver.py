@@ -75,7 +75,10 @@ class PipelineLM:
             send(out, 1, group)
             return recv((1, 1, self.vocab), mx.float32, size - 1, group)
 
-        return self._checked(exchange)
+        # The last rank sends float32 (exact for bf16 logits); back in the model's own dtype, the
+        # sampler sees what one machine's model returns (mlx-lm takes log-probabilities in the
+        # logits' dtype, and bf16 rounding decides near-ties: float32 here would differ).
+        return self._checked(exchange).astype(out.dtype)
 
     def peak_memory(self) -> list[float]:
         """Each rank's peak memory in bytes (``mx.get_peak_memory`` on that rank)."""
