@@ -222,9 +222,8 @@ class ModelLibrary(QObject):
         return plan
 
     def set_cluster(self, hosts) -> None:
-        """Also plan every listing across ``hosts`` (a ``HostFile``: ``--hosts``/``--ranks``),
-        each host with its ``memory_gb`` or else this machine's budget, as ``models fit --hosts``
-        does; a model that fits only across them gets the 'cluster' badge (arithmetic only)."""
+        """Also plan every listing across ``hosts`` (a ``HostFile``), each host with its
+        ``memory_gb`` or else this machine's budget (``desktop.controllers.cluster_fit``)."""
         self.cluster = hosts
         self._recompute_fits()
         self.changed.emit()
@@ -296,7 +295,9 @@ class ModelLibrary(QObject):
         report = self.reports.get(listing.key)
         cluster = self.cluster_plans.get(listing.key)
         if report is not None and cluster is not None and report.verdict == "wont_fit":
-            return self._cluster_badge(report, cluster)
+            from desktop.controllers.cluster_fit import cluster_badge
+
+            return cluster_badge(report, cluster, self.cluster)
         if report is not None:
             return FitBadge(report.verdict, report.summary, report)
         # No plan (an unknown repo): its weights against the budget, by the planner's rule.
@@ -308,18 +309,6 @@ class ModelLibrary(QObject):
             return None
         detail = f"{format_size(size)} of weights in a {format_size(budget)} budget"
         return FitBadge(weights_verdict(size, budget), detail)
-
-    def _cluster_badge(self, report, cluster) -> FitBadge:
-        """A model too big for this machine, as it sits across the cluster."""
-        from models.memory.cluster_plan import describe_cluster
-
-        local = all(host.is_local for host in self.cluster.hosts)  # --ranks N
-        machines = "ranks" if local else "Macs"
-        across = describe_cluster(cluster, machines, local)
-        if not cluster.fits:
-            return FitBadge("wont_fit", f"{report.summary} {across}", report, cluster, machines)
-        alone = f"This machine alone: {report.summary}"
-        return FitBadge("cluster", f"{across} Loads across the cluster. {alone}", report, cluster, machines)
 
     def recommended(self):
         """The largest catalog model whose badge says it fits (what the welcome screen offers)."""
