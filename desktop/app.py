@@ -34,12 +34,29 @@ def _library_from_environment():
     return library
 
 
-def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
+def _cluster_factory(hosts_file: str | None):
+    """``--hosts HOSTS.json``: models load across the cluster (``models.distributed.load``)."""
+    if hosts_file is None:
+        return None
+    from models.distributed.load import cluster_hosts, load_engine
+
+    hosts = cluster_hosts(hosts_file=hosts_file)  # a bad file stops here, with one line
+    return lambda path, progress=None: load_engine(path, hosts, progress)
+
+
+def run_app(model: str | None = None, argv: list[str] | None = None, hosts: str | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from desktop.main_window import MainWindow
+    from models.distributed.hosts import HostFileError
     from models.hub.store import ModelNotFound, resolve_model
+
+    try:
+        engine_factory = _cluster_factory(hosts)
+    except HostFileError as exc:
+        print(f"llama-desk: {exc}", file=sys.stderr)
+        return 2
 
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     app.setApplicationName("Llama Desk")
@@ -47,7 +64,7 @@ def run_app(model: str | None = None, argv: list[str] | None = None) -> int:
     icon = ASSETS / "icon.png"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
-    window = MainWindow(library=_library_from_environment())
+    window = MainWindow(library=_library_from_environment(), engine_factory=engine_factory)
     window.show()
     target = model or window.settings.value("last_model", None, type=str)
     if target:

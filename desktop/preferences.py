@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from PySide6.QtCore import QSettings
 
 from models.app_folders import DATA_DIR_ENV, data_dir
+from models.chats.store import ConversationSettings
 from models.inference.engine import GenerationSettings
 
 APPEARANCES = ("system", "light", "dark")
+CONVERSATION_OVERRIDES = ("temperature", "top_p", "max_tokens", "seed", "context_length")
 SETTINGS_FILE = "settings.ini"
 
 
@@ -52,6 +54,23 @@ class ChatDefaults:
             context_length=values.context_length,
             kv_bits=values.kv_bits if values.kv_bits in (4, 8) else None,
         )
+
+
+def with_conversation_settings(defaults: ChatDefaults, settings: ConversationSettings) -> ChatDefaults:
+    """What a conversation uses: ``defaults`` with the conversation's system prompt and overrides."""
+    overrides = {name: getattr(settings, name) for name in CONVERSATION_OVERRIDES}
+    return replace(
+        defaults,
+        system_prompt=settings.system_prompt,
+        **{name: value for name, value in overrides.items() if value is not None},
+    )
+
+
+def conversation_settings_from(chosen: ChatDefaults) -> ConversationSettings:
+    """A conversation's own settings, as chosen in its settings dialog."""
+    return ConversationSettings(
+        system_prompt=chosen.system_prompt, **{name: getattr(chosen, name) for name in CONVERSATION_OVERRIDES}
+    )
 
 
 def load_defaults(settings: QSettings) -> ChatDefaults:

@@ -11,7 +11,9 @@ Generation flags given with ``--chat`` become the conversation's settings; flags
 take the conversation's stored ones. A conversation answers one question at a time: while
 another command or the window is answering in it, ``--chat ID`` is refused with one line.
 With ``--chat new``, the conversation, the question and the empty answer are stored in one
-transaction, so a failure leaves nothing behind.
+transaction, so a failure leaves nothing behind. With ``--chat``, the conversation's KV cache
+is loaded from and saved to the same folder as the window's, so a follow-up prefills only
+its new tokens (``cached_tokens`` in ``--json``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def add_parser(sub) -> None:
         metavar="new|ID",
         help="store the exchange in a new conversation, or continue conversation ID",
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--ranks", type=int, help="split the model over N ranks on this machine (trying out)")
+    where.add_argument(
+        "--hosts", metavar="HOSTS.json", help="split the model over the Macs of an mlx.launch host file"
+    )
     parser.add_argument("prompt", help="the question")
     parser.set_defaults(run=run)
 
@@ -76,6 +83,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError("--top-p must be in (0, 1].", 2)
     if args.context_length is not None and args.context_length < 2:
         raise CommandError("--context-length must be at least 2.", 2)
+    if args.ranks is not None and args.ranks < 1:
+        raise CommandError("--ranks must be at least 1.", 2)
     if not args.prompt.strip() and not args.image:
         raise CommandError("the prompt is empty.", 2)
 
@@ -133,12 +142,25 @@ def _begin_chat(store, conversation, recorder, args: argparse.Namespace, images:
     return conversation, messages
 
 
+def _open_kv_cache(store, conversation, engine, settings):
+    """With ``--chat ID``, the conversation's saved KV cache becomes the engine's (see
+    ``ConversationCaches``); None without a stored conversation."""
+    if store is None or conversation is None:
+        return None
+    from models.inference.conversation_caches import ConversationCaches
+    from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
+
+    caches = ConversationCaches(PromptCacheKeeper(store.folder / FOLDER_NAME))
+    caches.open(engine, conversation.id, settings)
+    return caches
+
+
 def run(args: argparse.Namespace) -> int:
     from models.chats.database import StoreError
     from models.chats.store import ConversationSettings
     from models.hub.store import ModelNotFound, resolve_model
     from models.inference.checkpoint import CheckpointError
-    from models.inference.engine import Engine, GenerationSettings, ModelLoadError
+    from models.inference.engine import GenerationSettings, ModelLoadError
     from models.inference.images import ImageError, check_image_count, load_image_file
     from models.inference.prompt import ChatMessage
 
@@ -151,9 +173,13 @@ def run(args: argparse.Namespace) -> int:
     store = conversation = recorder = None
     if args.chat is not None:
         store, conversation, recorder = _open_chat(args)
+    from models.distributed.hosts import HostFileError
+    from models.distributed.launcher import ClusterError
+    from models.distributed.load import cluster_hosts, load_engine
+
     try:
-        engine = Engine.load(resolve_model(args.model))
-    except (ModelNotFound, CheckpointError, ModelLoadError) as exc:
+        engine = load_engine(resolve_model(args.model), cluster_hosts(args.ranks, args.hosts))
+    except (ModelNotFound, CheckpointError, ModelLoadError, HostFileError, ClusterError) as exc:
         raise CommandError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - whatever else fails while loading is one line too
         cause = " ".join(str(exc).split()) or type(exc).__name__
@@ -177,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     parts: list[str] = []
     final = None
     answer = None
+    kv_caches = _open_kv_cache(store, conversation, engine, settings)
     try:
         for step in engine.generate(messages, settings, cancel):
             parts.append(step.text)
@@ -198,6 +225,9 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(StoreError):
                 recorder.abandon()
         raise
+    if kv_caches is not None:  # the conversation's KV cache, for its next question
+        kv_caches.keep(engine, conversation.id, final)
+        kv_caches.keeper.close()
     if final is None:  # the engine always ends with a finish_reason; guard anyway
         if recorder is not None and recorder.active:
             recorder.abandon("the engine stopped without an answer.")
@@ -208,12 +238,14 @@ def run(args: argparse.Namespace) -> int:
             "token_ids": list(final.token_ids),
             "prompt_token_ids": list(final.prompt_token_ids),
             "prompt_tokens": final.prompt_tokens,
+            "cached_tokens": final.cached_tokens,
             "generation_tokens": final.generation_tokens,
             "ttft_s": round(final.ttft_s, 6),
             "prompt_tps": round(final.prompt_tps, 3),
             "generation_tps": round(final.generation_tps, 3),
             "peak_memory_gb": round(final.peak_memory_gb, 6),
             "finish_reason": final.finish_reason,
+            "ranks": getattr(engine, "ranks", 1),
         }
         if conversation is not None:
             out["chat_id"] = conversation.id

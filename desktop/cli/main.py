@@ -14,9 +14,10 @@ import sys
 from desktop.cli import ask as cli_ask
 from desktop.cli import chats as cli_chats
 from desktop.cli import models as cli_models
+from desktop.cli import serve as cli_serve
 from desktop.cli.command_error import CommandError
 
-_SUBCOMMANDS = [cli_ask, cli_chats, cli_models]
+_SUBCOMMANDS = [cli_ask, cli_chats, cli_models, cli_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Offline chat with multimodal Llama 4 through MLX.",
     )
     parser.add_argument("--model", help="checkpoint folder (or downloaded repo id) to open")
+    parser.add_argument("--hosts", metavar="HOSTS.json", help="run models across a cluster of Macs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _SUBCOMMANDS:
         module.add_parser(sub)
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             from desktop.app import run_app
 
-            return run_app(model=args.model)
+            return run_app(model=args.model, hosts=args.hosts)
         return args.run(args) or 0
     except CommandError as exc:
         print(f"llama-desk: {exc}", file=sys.stderr)

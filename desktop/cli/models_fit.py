@@ -61,6 +61,8 @@ def add_subcommands(models_sub) -> None:
         help="MLX backend to plan for (default: this machine's, or metal with a budget)",
     )
     fit.add_argument("--json", action="store_true", help="print JSON")
+    # Across several Macs (models fit --hosts; desktop.cli.models_fit_cluster).
+    fit.add_argument("--hosts", metavar="HOSTS.json", help="split across an mlx.launch host file's Macs")
     fit.set_defaults(run=run_fit)
 
 
@@ -186,6 +188,10 @@ def run_fit(args: argparse.Namespace) -> int:
     plans = _plans(args, backend)
     if not plans:
         raise CommandError("no model to plan.")
+    if args.hosts is not None:  # across several Macs: desktop.cli.models_fit_cluster
+        from desktop.cli.models_fit_cluster import run_cluster_fit
+
+        return run_cluster_fit(args, plans, budget)
     figures = [_figures(label, plan, args.context, budget, args.prefill_step) for label, plan in plans]
     if args.json:
         print(json.dumps(figures[0] if args.model is not None else figures, indent=2))

@@ -191,6 +191,11 @@ class ModelLibrary(QObject):
         self._recompute_fits()
         self.changed.emit()
 
+    def adopt_budget(self, budget) -> None:
+        """Use ``budget`` (a ``MemoryBudget`` measured elsewhere) until a survey finds one."""
+        if self.budget is None:
+            self.budget = budget
+
     def set_fit_parameters(self, context: int, kv_bits: int | None) -> None:
         """The context length and KV precision the badges are computed for (arithmetic only)."""
         kv_bits = None if not kv_bits or kv_bits >= 16 else kv_bits

@@ -28,8 +28,17 @@ _KV_CHOICES = ((16, "bf16 (full precision)"), (8, "8-bit"), (4, "4-bit"))
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, values: ChatDefaults, parent=None, conversation_title: str | None = None, memory=None):
-        """``memory``: (model name, MemoryPlan, budget bytes) to say what context fits, or None."""
+    def __init__(
+        self,
+        values: ChatDefaults,
+        parent=None,
+        conversation_title: str | None = None,
+        memory=None,
+        kv_caches=None,
+    ):
+        """``memory``: (model name, MemoryPlan, budget bytes) to say what context fits, or None.
+        ``kv_caches``: the ``PromptCacheKeeper`` of saved KV caches, to show and edit its disk
+        budget (defaults mode only), or None."""
         super().__init__(parent)
         self._values = values
         self.setWindowTitle(f"Settings for “{conversation_title}”" if conversation_title else "Settings")
@@ -95,6 +104,12 @@ class SettingsDialog(QDialog):
             form.addRow("Appearance:", self.appearance)
         else:
             self.appearance.hide()
+        self.kv_storage = None
+        if kv_caches is not None and conversation_title is None:
+            from desktop.widgets.kv_cache_storage import KvCacheStorage
+
+            self.kv_storage = KvCacheStorage(kv_caches)
+            form.addRow("Saved KV caches:", self.kv_storage)
         layout.addLayout(form)
         self.context_length.valueChanged.connect(self._update_context_hint)
         self.kv_bits.currentIndexChanged.connect(self._update_context_hint)
@@ -108,6 +123,11 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self._on_restore)
         layout.addWidget(buttons)
+
+    def accept(self) -> None:
+        if self.kv_storage is not None:
+            self.kv_storage.apply()
+        super().accept()
 
     def _update_context_hint(self, *_args) -> None:
         """What the chosen context length and KV precision mean for the loaded model's memory."""

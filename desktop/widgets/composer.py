@@ -178,6 +178,10 @@ class Composer(QFrame):
     def thumbnails(self) -> list[QImage]:
         return [self._thumbnails[chip.image.sha256] for chip in self._chips]
 
+    def reading_images(self) -> int:
+        """How many attached images are still being read (sending waits for them)."""
+        return self.loader.pending
+
     def has_draft(self) -> bool:
         return bool(self.text().strip() or self._chips)
 

@@ -15,64 +15,38 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
-    QColor,
     QFont,
     QFontMetrics,
-    QImage,
     QPainter,
     QPalette,
     QPen,
-    QPixmap,
-    QTextDocument,
 )
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
 from desktop.widgets.markdown_view import SelectableMessage, untrusted_document
+from desktop.widgets.message_style import (
+    FOOTER_HEIGHT,
+    GAP,
+    MARGIN_X,
+    PADDING_X,
+    PADDING_Y,
+    RADIUS,
+    SPACING,
+    RenderedMessage,
+    TranscriptColours,
+    scaled_thumbnail,
+    thumbnail_row_height,
+)
 
-MARGIN_X = 16  # between the view's edges and a message card
-GAP = 10  # between two cards
-PADDING_X = 14  # inside a card
-PADDING_Y = 10
-SPACING = 6  # between the parts of a card
-THUMBNAIL = 120  # the largest side of an image thumbnail
-FOOTER_HEIGHT = 24  # the footer line, also where the action bar sits
-RADIUS = 12
 REFINE_BUDGET_S = 0.004  # layout work per idle slice
 FREED_PER_SLICE = 50  # dropped documents freed per idle slice
 REFINE_RELAYOUT_S = 0.25  # while refining, rows are placed again at most this often
-
-
-@dataclass
-class TranscriptColours:
-    """The colours the delegate paints with (the view takes them from the style sheet)."""
-
-    user_bubble: QColor = field(default_factory=lambda: QColor("#e4ecfb"))
-    assistant_bubble: QColor = field(default_factory=lambda: QColor("#ffffff"))
-    bubble_border: QColor = field(default_factory=lambda: QColor("#e3e3e0"))
-    current_border: QColor = field(default_factory=lambda: QColor("#9db4ea"))
-    text: QColor = field(default_factory=lambda: QColor("#1d1d1b"))
-    author: QColor = field(default_factory=lambda: QColor("#5b5b58"))
-    footer: QColor = field(default_factory=lambda: QColor("#8a8a86"))
-    error: QColor = field(default_factory=lambda: QColor("#b3261e"))
-    code_background: QColor = field(default_factory=lambda: QColor(127, 127, 127, 40))
-
-
-@dataclass
-class RenderedMessage:
-    """What the delegate paints for one row (for copying, tests and the action bar)."""
-
-    document: QTextDocument
-    text: str
-    thumbnails: list[QPixmap]
-    footer: str
-    error: bool
-    renders: int  # how often this row's text was rendered into a document
 
 
 @dataclass
@@ -81,20 +55,6 @@ class _RowCache:
     rendered: RenderedMessage
     width: int = -1  # the width the document was last laid out at
     height: int = 0  # the row's height at that width
-
-
-def _scaled_thumbnail(image: QImage) -> QPixmap:
-    return QPixmap.fromImage(image).scaled(
-        THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-    )
-
-
-def _thumbnail_row_height(entry: TranscriptEntry) -> int:
-    """The height of a message's row of thumbnails (its tallest, scaled like the pixmaps)."""
-    return max(
-        image.size().scaled(THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio).height()
-        for image in entry.thumbnails
-    )
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -173,7 +133,7 @@ class MessageDelegate(QStyledItemDelegate):
         thumbnails = (
             cached.rendered.thumbnails
             if cached is not None and cached.rendered.thumbnails
-            else [_scaled_thumbnail(image) for image in entry.thumbnails]
+            else [scaled_thumbnail(image) for image in entry.thumbnails]
         )
         rendered = RenderedMessage(
             document,
@@ -203,7 +163,7 @@ class MessageDelegate(QStyledItemDelegate):
         """Everything in a row except the text."""
         height = GAP + 2 * PADDING_Y + self._author_height + SPACING + FOOTER_HEIGHT
         if entry.thumbnails:
-            height += _thumbnail_row_height(entry) + SPACING
+            height += thumbnail_row_height(entry) + SPACING
         return height
 
     def _laid_out(self, row: int, width: int) -> _RowCache:
@@ -310,7 +270,7 @@ class MessageDelegate(QStyledItemDelegate):
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.drawRoundedRect(QRectF(left, y, pixmap.width(), pixmap.height()), 6, 6)
                 left += pixmap.width() + 8
-            y += _thumbnail_row_height(entry) + SPACING
+            y += thumbnail_row_height(entry) + SPACING
 
         document = cache.rendered.document
         painter.save()
@@ -345,7 +305,7 @@ class MessageDelegate(QStyledItemDelegate):
         card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
         top = card.top() + PADDING_Y + self._author_height + SPACING
         if entry.thumbnails:
-            top += _thumbnail_row_height(entry) + SPACING
+            top += thumbnail_row_height(entry) + SPACING
         document = cache.rendered.document
         return QRect(
             card.left() + PADDING_X, top, math.ceil(document.textWidth()), math.ceil(document.size().height())

@@ -13,7 +13,6 @@ it stays where they are.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from PySide6.QtCore import (
@@ -29,93 +28,18 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QLabel,
     QListView,
     QMenu,
-    QToolButton,
     QWidget,
 )
 
-from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.markdown_view import SelectableMessage
+from desktop.widgets.message_actions import ACTIONS, MessageActionBar, offered_actions
 from desktop.widgets.message_delegate import MessageDelegate, RenderedMessage
 
 REFRESH_MS = 50
-_CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def code_blocks(markdown: str) -> list[str]:
-    """The fenced code blocks of a Markdown text, without their fences."""
-    return [block.rstrip("\n") for block in _CODE_BLOCK.findall(markdown)]
-
-
-# (action, label, tooltip): which actions a message offers; ``offered_actions`` picks the ones
-# that apply.
-_ACTIONS = (
-    ("copy", "Copy", "Copy the message text (Ctrl+C)"),
-    ("copy_code", "Copy code", "Copy the code blocks"),
-    ("edit", "Edit", "Edit this question and ask again (later messages are replaced)"),
-    ("regenerate", "Regenerate", "Answer this question again"),
-    ("continue", "Continue", "Continue the answer past the token limit"),
-)
-
-
-def offered_actions(entry: TranscriptEntry, is_last: bool) -> set[str]:
-    """The actions that apply to a message (Regenerate/Continue only on the last answer)."""
-    answer = entry.role == "assistant"
-    idle = not entry.streaming
-    shown = {
-        "copy": idle and bool(entry.text),
-        "copy_code": idle and answer and bool(code_blocks(entry.text)),
-        "edit": not answer,
-        "regenerate": idle and answer and is_last,
-        "continue": idle and answer and is_last and entry.finish_reason == "length",
-    }
-    return {action for action, offered in shown.items() if offered}
-
-
-class MessageActionBar(QWidget):
-    """The action buttons of one row, shown over that row's footer line.
-
-    Signals:
-        action_triggered(str, int): an action button was pressed (action, row).
-    """
-
-    action_triggered = Signal(str, int)
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("messageActions")
-        self.row: int | None = None
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        self.actions: dict[str, QToolButton] = {}
-        for action, label, tooltip in _ACTIONS:
-            button = QToolButton()
-            button.setObjectName("messageAction")
-            button.setText(label)
-            button.setToolTip(tooltip)
-            button.setAutoRaise(True)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.clicked.connect(lambda _checked=False, a=action: self._on_button_clicked(a))
-            layout.addWidget(button)
-            self.actions[action] = button
-        self.hide()
-
-    def show_for(self, row: int, entry: TranscriptEntry, is_last: bool) -> None:
-        """Offer the actions that apply to ``entry`` (at ``row``)."""
-        self.row = row
-        offered = offered_actions(entry, is_last)
-        for action, button in self.actions.items():
-            button.setVisible(action in offered)
-        self.adjustSize()
-        self.setVisible(bool(offered))
-
-    def _on_button_clicked(self, action: str) -> None:
-        if self.row is not None:
-            self.action_triggered.emit(action, self.row)
 
 
 def _colour_property(name: str) -> Property:
@@ -157,6 +81,7 @@ class TranscriptView(QListView):
         self._follow = True
         self._placing_rows = False  # the scroll range moves because rows are placed, not the person
         self._selecting: QPersistentModelIndex | None = None  # the row whose text is open for selection
+        self._placeholder_suppressed = False
         self.placeholder = QLabel(self.viewport())
         self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
         self.placeholder.setObjectName("transcriptPlaceholder")
@@ -187,6 +112,11 @@ class TranscriptView(QListView):
     # Public interface ---------------------------------------------------------------------------
     def set_placeholder(self, text: str) -> None:
         self.placeholder.setText(text)
+
+    def suppress_placeholder(self, suppressed: bool) -> None:
+        """Hide the empty-transcript text while something else (the first-run panel) says more."""
+        self._placeholder_suppressed = suppressed
+        self._after_rows_changed()
 
     def set_model(self, model: TranscriptModel) -> None:
         self._model = model
@@ -300,7 +230,7 @@ class TranscriptView(QListView):
         # bar is offered again, and the placeholder shows only while there is no row.
         rows = self._model.rowCount() if self._model is not None else 0
         self.viewport().update()
-        self.placeholder.setVisible(rows == 0)
+        self.placeholder.setVisible(rows == 0 and not self._placeholder_suppressed)
         self._place_action_bar()
 
     # Action bar, menu and keys ------------------------------------------------------------------------
@@ -380,7 +310,7 @@ class TranscriptView(QListView):
         """The actions of ``row`` as a menu (what right-clicking a message shows)."""
         menu = QMenu(self)
         offered = offered_actions(self._model.entry(row), row == self._model.rowCount() - 1)
-        for action, label, tooltip in _ACTIONS:
+        for action, label, tooltip in ACTIONS:
             if action in offered:
                 item = menu.addAction(label)
                 item.setToolTip(tooltip)

@@ -2,15 +2,20 @@
 
 For disk work the window must not wait on: opening a conversation (its images), exporting,
 importing. ``run_in_background(fn, on_done, on_error)`` calls ``fn()`` in a pool thread, then
-``on_done(result)`` or ``on_error(message)`` in the thread that called it.
+``on_done(result)`` or ``on_error(message)`` in the thread that called it. With ``owner``, the
+callbacks are skipped if that object was deleted before the task finished (a window closed
+while its task still ran).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+from desktop.lifetime import alive
 
 
 class _Relay(QObject):
@@ -19,21 +24,29 @@ class _Relay(QObject):
     done = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, on_done: Callable[[Any], None], on_error: Callable[[str], None]):
+    def __init__(
+        self, on_done: Callable[[Any], None], on_error: Callable[[str], None], owner: QObject | None
+    ):
         super().__init__()
         self._on_done_callback, self._on_error_callback = on_done, on_error
+        self._owner = weakref.ref(owner) if owner is not None else None
         self.done.connect(self._on_done)
         self.failed.connect(self._on_failed)
+
+    def _owner_gone(self) -> bool:
+        return self._owner is not None and not alive(self._owner())
 
     @Slot(object)
     def _on_done(self, result: Any) -> None:
         _live.discard(self)
-        self._on_done_callback(result)
+        if not self._owner_gone():
+            self._on_done_callback(result)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         _live.discard(self)
-        self._on_error_callback(message)
+        if not self._owner_gone():
+            self._on_error_callback(message)
 
 
 class _Task(QRunnable):
@@ -43,19 +56,25 @@ class _Task(QRunnable):
 
     def run(self) -> None:
         try:
-            result = self._fn()
-        except Exception as exc:  # noqa: BLE001 - reported to the UI as a message
-            self._relay.failed.emit(str(exc) or exc.__class__.__name__)
-        else:
-            self._relay.done.emit(result)
+            try:
+                result = self._fn()
+            except Exception as exc:  # noqa: BLE001 - reported to the UI as a message
+                self._relay.failed.emit(str(exc) or exc.__class__.__name__)
+            else:
+                self._relay.done.emit(result)
+        except RuntimeError:  # the relay is gone: the application is quitting, nobody waits
+            pass
 
 
 _live: set[_Relay] = set()  # keeps each relay alive until its task reported
 
 
 def run_in_background(
-    fn: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[str], None]
+    fn: Callable[[], Any],
+    on_done: Callable[[Any], None],
+    on_error: Callable[[str], None],
+    owner: QObject | None = None,
 ) -> None:
-    relay = _Relay(on_done, on_error)
+    relay = _Relay(on_done, on_error, owner)
     _live.add(relay)
     QThreadPool.globalInstance().start(_Task(fn, relay))

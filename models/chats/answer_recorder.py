@@ -34,26 +34,20 @@ from typing import TYPE_CHECKING
 
 from models.chats.conversation_lock import ConversationLock
 from models.chats.store import ConversationStore, StoredMessage
+from models.chats.turns import STAT_FIELDS, AnswerStats
 from models.inference.images import ChatImage
 
 if TYPE_CHECKING:
     from models.inference.engine import GenerationStep
 
+__all__ = ["FLUSH_INTERVAL_S", "STAT_FIELDS", "AnswerRecorder", "step_stats"]
+
 FLUSH_INTERVAL_S = 2.0
-STAT_FIELDS = (
-    "prompt_tokens",
-    "cached_tokens",
-    "generation_tokens",
-    "ttft_s",
-    "prompt_tps",
-    "generation_tps",
-    "peak_memory_gb",
-)
 
 
 def step_stats(step: GenerationStep) -> dict[str, float]:
     """The numbers of a ``GenerationStep`` worth keeping with the answer."""
-    return {name: getattr(step, name) for name in STAT_FIELDS}
+    return AnswerStats.from_step(step).as_stored()
 
 
 class AnswerRecorder:
@@ -126,7 +120,7 @@ class AnswerRecorder:
         except BaseException:
             self.release()
             raise
-        return self.store.message(self.answer_id)
+        return self.store.message(self._require_active())
 
     def resume(self, message_id: int) -> StoredMessage:
         """Re-open a stored answer (cut off, or stopped at the token limit) to append to it."""
@@ -168,9 +162,9 @@ class AnswerRecorder:
 
     def flush(self) -> None:
         """Commit the answer so far (still marked interrupted)."""
-        self._require_active()
+        answer_id = self._require_active()
         if self._dirty:
-            self.store.update_message(self.answer_id, text=self.text)
+            self.store.update_message(answer_id, text=self.text)
             self._dirty = False
         self._last_flush = self.clock()
 
@@ -184,14 +178,14 @@ class AnswerRecorder:
     def finish(self, final: GenerationStep) -> StoredMessage:
         """Commit the finished answer: the final step's text appended, its stats, token ids,
         finish reason and error; ``interrupted`` is cleared. Returns the stored answer."""
-        self._require_active()
+        answer_id = self._require_active()
         if final.text:
             self._parts.append(final.text)
         token_ids = None
         if self._prefix_token_ids is not None:
             token_ids = tuple(self._prefix_token_ids) + tuple(final.token_ids)
         self.store.update_message(
-            self.answer_id,
+            answer_id,
             text=self.text,
             model=self.model,
             stats=step_stats(final),
@@ -204,22 +198,23 @@ class AnswerRecorder:
 
     def abandon(self, error: str | None = None) -> StoredMessage:
         """Commit what there is and leave the answer marked interrupted (no final step came)."""
-        self._require_active()
+        answer_id = self._require_active()
         self._dirty = True
         self.flush()
         if error is not None:
-            self.store.update_message(self.answer_id, error=error)
+            self.store.update_message(answer_id, error=error)
         return self._close()
 
     def _close(self) -> StoredMessage:
         try:
-            return self.store.message(self.answer_id)
+            return self.store.message(self._require_active())
         finally:
             self.answer_id = None
             self._parts = []
             self._prefix = ""
             self.release()
 
-    def _require_active(self) -> None:
+    def _require_active(self) -> int:
         if self.answer_id is None:
             raise RuntimeError("AnswerRecorder: call begin(), begin_answer() or resume() first")
+        return self.answer_id

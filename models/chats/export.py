@@ -27,7 +27,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 from urllib.parse import quote
 
 from models.chats.database import StoreError
@@ -43,6 +43,7 @@ from models.chats.store import (
     valid_timestamp,
 )
 from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage, ImageError, load_image_bytes
+from models.inference.prompt import Role
 from models.regular_files import InputFileError, read_regular_file
 
 FORMAT = "llama-desk-conversation"
@@ -174,7 +175,7 @@ def _check_import_size(path: Path) -> None:
 
 @dataclass(frozen=True)
 class _CheckedMessage:
-    role: str
+    role: Role
     text: str
     images: list[tuple[str, str]]  # (sha256, name) of each attached image
     metadata: dict[str, Any]  # add_message's keyword arguments
@@ -307,7 +308,7 @@ class _ImportChecker:
             "token_ids": _token_ids(entry.get("token_ids"), where) if role == "assistant" else None,
             "created": self.time(entry.get("created")),
         }
-        return _CheckedMessage(role, text, attached, metadata)
+        return _CheckedMessage(cast(Role, role), text, attached, metadata)
 
 
 def _list(container: dict, key: str, limit: int, where: str = "The conversation") -> list:
@@ -328,7 +329,7 @@ def _field(container: Any, key: str, kind: type, where: str) -> Any:
     return value
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

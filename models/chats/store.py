@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sqlite3
 import struct
 import time
 import unicodedata
@@ -393,7 +394,7 @@ class ConversationStore(AbstractContextManager):
                 " max_tokens, seed, context_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (" ".join(title.split()), now, now, *_settings_row(settings)),
             )
-            conversation_id = int(cursor.lastrowid)
+            conversation_id = _row_id(cursor)
         return self.conversation(conversation_id)
 
     def conversation(self, conversation_id: int, *, include_deleted: bool = False) -> Conversation:
@@ -439,6 +440,10 @@ class ConversationStore(AbstractContextManager):
             conn.execute(
                 "UPDATE conversations SET deleted_at = ? WHERE id = ?", (self.clock(), conversation_id)
             )
+        # Its saved KV cache goes now (a restored conversation prefills again).
+        from models.inference.prompt_cache_keeper import FOLDER_NAME, remove_saved_cache
+
+        remove_saved_cache(self.folder / FOLDER_NAME, conversation_id)
 
     def restore(self, conversation_id: int) -> Conversation:
         """Undo ``delete``."""
@@ -511,7 +516,7 @@ class ConversationStore(AbstractContextManager):
                     pack_token_ids(token_ids),
                 ),
             )
-            message_id = int(cursor.lastrowid)
+            message_id = _row_id(cursor)
             for position, image in enumerate(images):
                 sha = self._store_image(image)
                 conn.execute(
@@ -905,6 +910,13 @@ def _stored_token_ids(value: Any) -> tuple[int, ...] | None:
 
 def _stats_json(stats: Mapping[str, float] | None) -> str | None:
     return None if stats is None else json.dumps(dict(stats), sort_keys=True)
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row ``cursor`` just inserted."""
+    if cursor.lastrowid is None:
+        raise StoreError("The database did not report the new row's id.")
+    return cursor.lastrowid
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

@@ -67,7 +67,8 @@ def requires_license(repo_id: str) -> bool:
 def accept_license(version: str = LICENSE_VERSION) -> None:
     """Record that the person accepted license ``version`` (raises UserDataError if it cannot be saved)."""
     record = read_json(LICENSE_FILE, {})
-    accepted = record.get("accepted") if isinstance(record.get("accepted"), dict) else {}
+    previous = record.get("accepted")
+    accepted = previous if isinstance(previous, dict) else {}
     accepted[version] = datetime.now(UTC).isoformat(timespec="seconds")
     record["accepted"] = accepted
     write_json(LICENSE_FILE, record)

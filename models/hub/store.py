@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 # Files a checkpoint needs, and those never fetched (pickled weights can run code; *.py is
 # remote code; other formats are not for MLX).
@@ -106,6 +106,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _GIT_OID = re.compile(r"[0-9a-f]{40}")
 MAX_FILE_BYTES = 1 << 40  # 1 TiB: far above any shard (~5 GB), far below what breaks arithmetic
 _MAX_NAME_CHARS = 1000
+
+_T = TypeVar("_T")
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -405,12 +407,12 @@ def _translate(exc: BaseException, repo_id: str, file: str | None = None) -> Sto
 
 
 def _call_with_retries(
-    fn: Callable[[], object],
+    fn: Callable[[], _T],
     repo_id: str,
     retry: RetryPolicy,
     sleep: Callable[[float], object],
     cancel: threading.Event,
-) -> object:
+) -> _T:
     """Call ``fn`` (one metadata request), retrying transient failures; an unreachable server fails fast."""
     attempt = 0
     while True:

@@ -37,7 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from models.inference.cache_snapshot import CacheSnapshot, engine_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from models.inference.model_identity import ModelIdentity, model_identity
 from models.inference.prompt import ChatMessage, EncodedPrompt, PromptEncoder
 from models.inference.wired_memory import wired_limit
 
@@ -140,6 +142,21 @@ def _common_prefix(a: list, b: list) -> int:
     return n
 
 
+def _masked_sampler(sampler, mask):
+    """``sampler`` that never picks a banned id: the additive ``mask`` (-inf on banned ids) is
+    applied to the log-probabilities, which are normalized again. In the sampler rather than a
+    logits processor, so mlx-lm's ``generate_step`` does not keep the token history for it."""
+    if mask is None:
+        return sampler
+    import mlx.core as mx
+
+    def sample(logprobs):
+        masked = logprobs + mask
+        return sampler(masked - mx.logsumexp(masked, axis=-1, keepdims=True))
+
+    return sample
+
+
 class _ProgressRaised(Exception):
     """Carries an exception raised by a load's progress callback past the load's handler."""
 
@@ -238,6 +255,7 @@ class Engine:
         self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
         self._features: OrderedDict[str, object] = OrderedDict()
         self._continuing = False
+        self._identity: ModelIdentity | None = None
 
     def _banned_ids(self, vocab: int):
         """Ids the model must never emit: past the tokenizer's vocabulary (padding rows, which
@@ -319,6 +337,57 @@ class Engine:
     @property
     def name(self) -> str:
         return self.checkpoint.name
+
+    @property
+    def language_model(self):
+        """The language model with the call mlx-lm's ``generate_step`` makes."""
+        return self._lm
+
+    def new_cache(self) -> list:
+        """A fresh, empty KV cache for the language model (one cache per layer)."""
+        return self._lm.make_cache()
+
+    @property
+    def cache_keys(self) -> tuple:
+        """What the KV cache holds, per position: the token id, or (id, image hash, n)."""
+        return tuple(self._cache_keys)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The checkpoint's folder and content hash, which a saved cache must match."""
+        if self._identity is None:
+            self._identity = model_identity(self.checkpoint.path)
+        return self._identity
+
+    def snapshot_cache(self) -> CacheSnapshot | None:
+        """A copy of the KV cache and its keys (None when nothing is cached); later turns do
+        not change it, so it can be written to disk while the engine answers on."""
+        if self._cache is None or not self._cache_keys:
+            return None
+        offsets = {c.offset for c in self._cache}
+        if offsets != {len(self._cache_keys)}:
+            return None  # the cache and its keys disagree: nothing safe to keep
+        return CacheSnapshot(portable_layers(self._cache), tuple(self._cache_keys), self._cache_kv)
+
+    def adopt_cache(self, snapshot: CacheSnapshot) -> bool:
+        """Make ``snapshot`` the KV cache (as after the turns it holds); False, and the cache
+        left as it was, when it does not fit this model."""
+        try:
+            caches = engine_caches(snapshot.layers)
+        except (TypeError, ValueError):
+            return False
+        model_caches = self.new_cache()
+        if len(caches) != len(model_caches) or snapshot.tokens == 0:
+            return False
+        for mine, theirs in zip(model_caches, caches, strict=True):
+            if getattr(mine, "chunk_size", None) != getattr(theirs, "chunk_size", None):
+                return False
+            if theirs.offset != snapshot.tokens:
+                return False
+        self._cache = caches
+        self._cache_keys = list(snapshot.keys)
+        self._cache_kv = tuple(snapshot.kv) if snapshot.kv else None
+        return True
 
     def reset_cache(self) -> None:
         """Forget the KV cache (the next turn prefills the whole conversation)."""
@@ -545,11 +614,8 @@ class Engine:
 
         if settings.seed is not None:
             mx.random.seed(settings.seed)
-        sampler = make_sampler(temp=settings.temperature, top_p=settings.top_p)
-        processors = []
-        if self._logit_mask is not None:
-            mask = self._logit_mask
-            processors.append(lambda _tokens, logits: logits + mask)
+        base = make_sampler(temp=settings.temperature, top_p=settings.top_p)
+        sampler = _masked_sampler(base, self._logit_mask)
         detokenizer = self.tokenizer.detokenizer
         detokenizer.reset()
         if self._continuing and hasattr(detokenizer, "_maybe_trim_space"):
@@ -562,7 +628,6 @@ class Engine:
             self._lm,
             max_tokens=max_tokens,
             sampler=sampler,
-            logits_processors=processors,
             prompt_cache=self._cache,
             prefill_step_size=max(1, settings.prefill_step_size),
             prompt_progress_callback=on_prefill,

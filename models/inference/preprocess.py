@@ -130,9 +130,10 @@ def plan_tiles(width: int, height: int, config: ProcessorConfig) -> TilePlan:
 
 
 def _normalize(image: Image.Image, config: ProcessorConfig) -> np.ndarray:
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(config.image_mean, np.float32)) / np.asarray(config.image_std, np.float32)
-    return arr.transpose(2, 0, 1)  # CHW
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    mean = np.asarray(config.image_mean, np.float32)
+    std = np.asarray(config.image_std, np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1)  # CHW
 
 
 def preprocess_image(image: Image.Image, config: ProcessorConfig) -> tuple[np.ndarray, TilePlan]:

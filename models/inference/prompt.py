@@ -114,16 +114,15 @@ class PromptEncoder:
             head = self.encode(messages[:-1], add_generation_prompt=True, valid_id=valid_id)
             tail = self._answer_ids(messages[-1], valid_id)
             return EncodedPrompt(ids=head.ids + tail, keys=head.keys + tail, images=head.images)
-        conversation = []
+        conversation: list[dict[str, object]] = []
         images: list[ChatImage] = []
         for i, message in enumerate(messages):
             placeholder = f"\ue000{i}\ue001"
+            content: str | list[dict[str, str]] = placeholder
             if message.role == "user":
                 content = [{"type": "image"} for _ in message.images]
                 content.append({"type": "text", "text": placeholder})
                 images.extend(message.images)
-            else:
-                content = placeholder
             conversation.append({"role": message.role, "content": content})
         rendered = self.tokenizer.apply_chat_template(
             conversation, tokenize=False, add_generation_prompt=add_generation_prompt

@@ -309,7 +309,7 @@ def read_safetensors_header(path: Path) -> dict:
 def weights_from_safetensors(files: list[Path]) -> WeightBytes:
     """Exact weight bytes from the headers of ``files`` (no tensor data is read)."""
     language = vision = 0
-    act = {}
+    act: dict[str, int] = {}
     for path in files:
         for name, info in read_safetensors_header(path).items():
             if name == "__metadata__" or not isinstance(info, dict):
@@ -321,8 +321,9 @@ def weights_from_safetensors(files: list[Path]) -> WeightBytes:
             else:
                 language += nbytes
             if name.endswith((".scales", "norm.weight")):
-                act[info.get("dtype")] = act.get(info.get("dtype"), 0) + 1
-    dtype = max(act, key=act.get) if act else "BF16"
+                kind = str(info.get("dtype"))
+                act[kind] = act.get(kind, 0) + 1
+    dtype = max(act, key=lambda kind: act[kind]) if act else "BF16"
     return WeightBytes(language + vision, language, vision, "safetensors", _DTYPE_BYTES.get(dtype, 2))
 
 
@@ -571,7 +572,7 @@ class MemoryPlan:
         # Cache growth: each layer's cache is copied into a larger buffer; the old buffers of the
         # layers in flight are held until their work completes.
         before = self.kv_cache_bytes(cached, adding=min(cached, L)) if cached else 0
-        largest_layer = 0
+        largest_layer: float = 0
         if cached:
             largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
         regrow = min(1.0, self._layers_in_flight / s.layers) * before + largest_layer

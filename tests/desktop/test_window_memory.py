@@ -13,6 +13,7 @@ from models.hub.catalog import add_user_model
 from models.inference.engine import GenerationSettings
 from models.memory.budget import MemoryBudget, mac_budget
 from models.memory.planner import choose_prefill_step, plan_model
+from models.memory.turn_size import conversation_tokens
 from tests.support.window_helpers import make_window, wait_listed
 
 TIMEOUT = 120_000
@@ -104,11 +105,12 @@ def test_a_turn_that_would_outgrow_memory_stops_first(loaded, qtbot, monkeypatch
     assert not window.generating and window.composer.text() == "Second"  # nothing lost
     assert offered[0] in window.notice.text()
 
-    before = window._tokens_in_conversation()
+    before = conversation_tokens(window.transcript_model.entries())
     monkeypatch.setattr(window, "_ask_fresh_start", lambda reason: True)
     qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert window.conversations.current_id != first_id
-    assert window._tokens_in_conversation() < before  # the new conversation is measured afresh
+    # the new conversation is measured afresh
+    assert conversation_tokens(window.transcript_model.entries()) < before
     assert [e.text for e in window.transcript_model.entries()][0] == "First"
     assert window.transcript_model.rowCount() == 2 and window.composer.text() == "Second"
 

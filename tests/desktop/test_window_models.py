@@ -163,7 +163,7 @@ def test_license_dialog_records_acceptance(qtbot):
 def test_about_says_built_with_llama(qtbot, tmp_path, monkeypatch):
     shown = {}
     monkeypatch.setattr(
-        "desktop.main_window.QMessageBox.about", lambda parent, title, text: shown.update(text=text)
+        "desktop.dialogs.model_dialogs.QMessageBox.about", lambda parent, title, text: shown.update(text=text)
     )
     window = make_window(qtbot, tmp_path)
     window.show_about()

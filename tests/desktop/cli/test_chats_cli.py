@@ -252,3 +252,14 @@ def test_ask_continues_a_chat_whose_stored_settings_are_poisoned(checkpoints, tm
         settings = store.conversation(conversation.id).settings
         assert settings == ConversationSettings(max_tokens=3)
         assert len(store.messages(conversation.id)) == 4
+
+
+def test_ask_chat_keeps_the_kv_cache_and_delete_removes_it(chat, chats):
+    """The follow-up (another process) continued from the first run's saved KV cache."""
+    data_dir, _picture, first, second = chat
+    assert second["cached_tokens"] >= len(first["prompt_token_ids"]) + len(first["token_ids"]) - 1
+    assert second["prompt_tokens"] == len(second["prompt_token_ids"]) - second["cached_tokens"]
+    saved = data_dir / "kv-caches" / f"{first['chat_id']}.safetensors"
+    assert saved.is_file()
+    status, _out, _err = chats("delete", first["chat_id"])
+    assert status == 0 and not saved.exists()

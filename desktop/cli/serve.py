@@ -1,0 +1,113 @@
+"""``llama-desk serve``: the loaded model behind a local OpenAI-compatible HTTP API.
+
+Loads the model on the engine's owner thread (``models.serving.engine_owner``), then serves
+``/v1/models`` and ``/v1/chat/completions`` with uvicorn until Ctrl-C or SIGTERM. Bound to
+127.0.0.1 unless ``--host`` says otherwise, and a host that is not loopback needs an API key
+(``--api-key`` or ``LLAMA_DESK_API_KEY``). Without ``--model`` it serves the model the window
+opened last (read from the window's settings file with QtCore only; no window opens). Prints
+one line with the address once it listens; bad input ends with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from desktop.cli.command_error import CommandError
+
+API_KEY_ENV = "LLAMA_DESK_API_KEY"
+
+
+def add_parser(sub) -> None:
+    from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
+
+    parser = sub.add_parser("serve", help="serve the model over a local OpenAI-compatible API")
+    parser.add_argument("--model", help="checkpoint folder or downloaded repo id (default: the last opened)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one")
+    parser.add_argument("--api-key", help=f"require 'Authorization: Bearer KEY' (or set {API_KEY_ENV})")
+    parser.add_argument(
+        "--max-request-mb", type=float, default=64.0, help="largest request body (default 64)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=1024, help="answer length when a request gives none"
+    )
+    parser.add_argument("--context-length", type=int, help="refuse prompts longer than this")
+    parser.set_defaults(run=run)
+
+
+def _last_model() -> str:
+    from desktop.preferences import open_settings
+
+    value = open_settings().value("last_model", None, type=str)
+    if not value:
+        raise CommandError("no model given and none opened before; use --model PATH|REPO.", 2)
+    return value
+
+
+def _limits(args: argparse.Namespace):
+    from models.serving.openai_api import Limits
+
+    if not 0 < args.max_request_mb <= 4096:
+        raise CommandError("--max-request-mb must be in (0, 4096].", 2)
+    if args.max_tokens < 1:
+        raise CommandError("--max-tokens must be at least 1.", 2)
+    if args.context_length is not None and args.context_length < 2:
+        raise CommandError("--context-length must be at least 2.", 2)
+    return Limits(
+        max_body_bytes=int(args.max_request_mb * 1024 * 1024),
+        default_max_tokens=args.max_tokens,
+        context_length=args.context_length,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.hub.store import ModelNotFound, resolve_model
+    from models.serving.api_server import ServerThread, create_app
+    from models.serving.binding import check_bind
+    from models.serving.engine_owner import EngineOwner
+
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    try:
+        check_bind(args.host, api_key)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
+    if not 0 <= args.port <= 65535:
+        raise CommandError("--port must be in 0-65535.", 2)
+    limits = _limits(args)
+    spec = args.model or _last_model()
+    try:
+        path = resolve_model(spec)
+    except ModelNotFound as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Loading {path.name}…", file=sys.stderr, flush=True)
+    owner = EngineOwner(path)
+    try:
+        owner.start()
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
+    server = ServerThread(create_app(owner, api_key=api_key, limits=limits), args.host, args.port)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        owner.close()
+        raise CommandError(f"{exc} Is another server using the port?") from None
+
+    def stop(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    print(f"Serving {owner.model_name} at {server.url} (Ctrl-C stops)", flush=True)
+    try:
+        while server.alive:
+            server.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+        owner.close()
+    print("Stopped.", file=sys.stderr)
+    return 0

@@ -1,0 +1,195 @@
+"""Which model is loaded or loading, and what happens when one is chosen or a download ends.
+
+Loads go to the MLX worker (``desktop.workers.inference_worker``), superseding any load still
+waiting; a folder is planned against the memory budget first (off the UI thread) and, when it
+won't fit, loaded only if ``confirm(name, detail)`` says so. Loads wait for the answer in
+progress through ``when_idle(action)``. Downloads are the library's; their endings arrive here
+as a ``DownloadEnd`` and become one line for the person.
+
+Signals:
+    load_started(str): the worker began loading (the model's folder name).
+    load_stage(str): a loading stage, for the status bar.
+    ready(str, str): a model is loaded (name, folder).
+    load_failed(str): a load failed or was cancelled (a one-line reason).
+    notice(str): a one-line message for the person.
+    download_status(str): the download line for the status bar ("" when none runs).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from desktop.controllers.model_library import ModelLibrary
+from desktop.widgets.welcome_panel import describe_progress
+from desktop.workers.background_task import run_in_background
+from desktop.workers.inference_worker import InferenceWorker
+
+
+class DownloadEndKind(enum.Enum):
+    FINISHED = "finished"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DownloadEnd:
+    """How a download ended: its repo, the kind, and the folder or the reason."""
+
+    repo_id: str
+    kind: DownloadEndKind
+    path: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_failure(cls, repo_id: str, message: str) -> DownloadEnd:
+        """The library's ``download_failed`` reports pause and cancel as "Paused." and
+        "Cancelled."; this is the one place that reads them."""
+        kind = {"Paused.": DownloadEndKind.PAUSED, "Cancelled.": DownloadEndKind.CANCELLED}.get(
+            message, DownloadEndKind.FAILED
+        )
+        return cls(repo_id, kind, reason=message if kind is DownloadEndKind.FAILED else None)
+
+    def describe(self, name: str) -> str:
+        """One line for the person, naming the model ``name``."""
+        if self.kind is DownloadEndKind.FINISHED:
+            return f"{name} is downloaded and ready."
+        if self.kind is DownloadEndKind.PAUSED:
+            return f"{name}: download paused; resume it from the Model menu."
+        if self.kind is DownloadEndKind.CANCELLED:
+            return f"{name}: download cancelled."
+        return f"{name}: {self.reason}"
+
+
+class ModelController(QObject):
+    load_started = Signal(str)
+    load_stage = Signal(str)
+    ready = Signal(str, str)
+    load_failed = Signal(str)
+    notice = Signal(str)
+    download_status = Signal(str)
+
+    def __init__(
+        self,
+        worker: InferenceWorker,
+        library: ModelLibrary,
+        settings: QSettings,
+        *,
+        confirm: Callable[[str, str], bool],
+        when_idle: Callable[[Callable[[], object]], object],
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.worker, self.library, self.settings = worker, library, settings
+        self._confirm, self._when_idle = confirm, when_idle
+        self.name: str | None = None
+        self.path: str | None = None
+        self.loading = False
+        self._load_cancel = threading.Event()
+        worker.load_started.connect(self._on_worker_load_started)
+        worker.load_progress.connect(self.load_stage)
+        worker.loaded.connect(self._on_worker_loaded)
+        worker.load_failed.connect(self._on_worker_load_failed)
+        library.download_progress.connect(self._on_library_download_progress)
+        library.download_finished.connect(self._on_library_download_finished)
+        library.download_failed.connect(self._on_library_download_failed)
+
+    # Loading -----------------------------------------------------------------------------------
+    def load(self, path: str | Path) -> None:
+        """Ask the worker to load ``path`` now; a load still waiting or running is superseded."""
+        self._load_cancel.set()
+        self._load_cancel = threading.Event()
+        self.worker.request_load.emit(str(path), self._load_cancel)
+
+    def cancel_load(self) -> None:
+        self._load_cancel.set()
+
+    def load_checked(self, path: str | Path, ask: bool = True) -> None:
+        """Plan ``path`` off the UI thread, then load it if it fits; if it won't, ask first (or,
+        with ``ask`` False, only say so)."""
+        from models.memory.budget import detect_budget
+        from models.memory.planner import plan_model
+
+        override, corrections = self.library.budget_override, self.library.peak_corrections
+        context, kv_bits = self.library.context, self.library.kv_bits
+        name = Path(path).name
+
+        def work():
+            budget = override or detect_budget()
+            plan = plan_model(path, kv_bits=kv_bits, backend=budget.backend)
+            if corrections is not None:
+                plan = corrections.apply(plan, path, budget.backend)
+            return plan.fit(context, budget.budget_bytes)
+
+        def done(report) -> None:
+            if report.verdict != "wont_fit" or (ask and self._confirm(name, report.summary)):
+                self._when_idle(lambda: self.load(path))
+            else:
+                self.notice.emit(
+                    f"{name} won't fit: {report.summary} Choose it in the Model menu to load it anyway."
+                )
+
+        # A folder the planner cannot read is left to the loader, which says what is wrong.
+        run_in_background(work, done, lambda _message: self._when_idle(lambda: self.load(path)), owner=self)
+
+    def use(self, listing) -> None:
+        """Switch to a downloaded variant: the answer in progress stops, the current model is
+        unloaded completely, then the new one loads; the conversation stays."""
+        if listing.path is None:
+            return
+        if self.name is not None and self.path == str(listing.path):
+            return
+        badge = self.library.fit(listing)
+        if (
+            badge is not None
+            and badge.verdict == "wont_fit"
+            and not self._confirm(listing.entry.display_name, badge.detail)
+        ):
+            return
+        self._when_idle(lambda: self.load(listing.path))
+
+    def _on_worker_load_started(self, name: str) -> None:
+        self.loading = True
+        self.name = None
+        self.load_started.emit(name)
+
+    def _on_worker_loaded(self, name: str, path: str) -> None:
+        self.loading = False
+        self.name, self.path = name, path
+        self.settings.setValue("last_model", path)
+        self.library.remember_folder(path)  # a folder opened directly is listed in the Model menu
+        self.ready.emit(name, path)
+
+    def _on_worker_load_failed(self, message: str) -> None:
+        self.loading = False
+        self.name = self.path = None
+        self.load_failed.emit(message)
+
+    # Downloads ---------------------------------------------------------------------------------
+    def _listing_name(self, repo_id: str) -> str:
+        listing = self.library.listing(repo_id)
+        return listing.entry.display_name if listing else repo_id
+
+    def _on_library_download_progress(self, repo_id: str, progress) -> None:
+        percent = 100 * progress.bytes_done / progress.bytes_total if progress.bytes_total else 0
+        self.download_status.emit(
+            f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · {describe_progress(progress)}"
+        )
+
+    def _on_library_download_finished(self, repo_id: str, path: str) -> None:
+        self._download_ended(DownloadEnd(repo_id, DownloadEndKind.FINISHED, path=path))
+
+    def _on_library_download_failed(self, repo_id: str, message: str) -> None:
+        self._download_ended(DownloadEnd.from_failure(repo_id, message))
+
+    def _download_ended(self, end: DownloadEnd) -> None:
+        self.download_status.emit("")
+        self.notice.emit(end.describe(self._listing_name(end.repo_id)))
+        if end.kind is DownloadEndKind.FINISHED and self.name is None and not self.loading:
+            self.load_checked(end.path, ask=False)

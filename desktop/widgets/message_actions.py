@@ -1,0 +1,87 @@
+"""The actions a message offers (Copy, Copy code, Edit, Regenerate, Continue) and the bar of
+buttons the transcript shows over the row under the mouse."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QToolButton, QWidget
+
+from desktop.qtmodels.transcript_model import TranscriptEntry
+
+_CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, without their fences."""
+    return [block.rstrip("\n") for block in _CODE_BLOCK.findall(markdown)]
+
+
+# (action, label, tooltip): which actions a message offers; ``offered_actions`` picks the ones
+# that apply.
+ACTIONS = (
+    ("copy", "Copy", "Copy the message text (Ctrl+C)"),
+    ("copy_code", "Copy code", "Copy the code blocks"),
+    ("edit", "Edit", "Edit this question and ask again (later messages are replaced)"),
+    ("regenerate", "Regenerate", "Answer this question again"),
+    ("continue", "Continue", "Continue the answer past the token limit"),
+)
+
+
+def offered_actions(entry: TranscriptEntry, is_last: bool) -> set[str]:
+    """The actions that apply to a message (Regenerate/Continue only on the last answer)."""
+    answer = entry.role == "assistant"
+    idle = not entry.streaming
+    shown = {
+        "copy": idle and bool(entry.text),
+        "copy_code": idle and answer and bool(code_blocks(entry.text)),
+        "edit": not answer,
+        "regenerate": idle and answer and is_last,
+        "continue": idle and answer and is_last and entry.finish_reason == "length",
+    }
+    return {action for action, offered in shown.items() if offered}
+
+
+class MessageActionBar(QWidget):
+    """The action buttons of one row, shown over that row's footer line.
+
+    Signals:
+        action_triggered(str, int): an action button was pressed (action, row).
+    """
+
+    action_triggered = Signal(str, int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("messageActions")
+        self.row: int | None = None
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.actions: dict[str, QToolButton] = {}
+        for action, label, tooltip in ACTIONS:
+            button = QToolButton()
+            button.setObjectName("messageAction")
+            button.setText(label)
+            button.setToolTip(tooltip)
+            button.setAutoRaise(True)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(partial(self._on_button_clicked, action))
+            layout.addWidget(button)
+            self.actions[action] = button
+        self.hide()
+
+    def show_for(self, row: int, entry: TranscriptEntry, is_last: bool) -> None:
+        """Offer the actions that apply to ``entry`` (at ``row``)."""
+        self.row = row
+        offered = offered_actions(entry, is_last)
+        for action, button in self.actions.items():
+            button.setVisible(action in offered)
+        self.adjustSize()
+        self.setVisible(bool(offered))
+
+    def _on_button_clicked(self, action: str, _checked: bool = False) -> None:
+        if self.row is not None:
+            self.action_triggered.emit(action, self.row)

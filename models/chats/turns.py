@@ -1,0 +1,139 @@
+"""The turns of a conversation as plain values, and how many tokens they hold.
+
+``Turn`` is one question or answer as the conversation owner (``conversation_session``) keeps
+it: frozen, so a change is a new ``Turn`` and an event. ``AnswerStats`` is the figures an
+answer ended with, whether it just streamed (``from_step``) or was read back from the store
+(``from_stored``), replacing the ``GenerationStep`` / ``SimpleNamespace`` mix.
+
+``tokens_in_conversation`` is the conversation's size for the memory check: the last answer's
+own figures when there are some, otherwise an estimate from text and images with the named
+constants below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+from models.inference.images import ChatImage
+from models.inference.prompt import ChatMessage
+
+if TYPE_CHECKING:
+    from models.chats.store import StoredMessage
+    from models.inference.engine import GenerationStep
+
+CHARS_PER_TOKEN = 3  # a cautious average for English text with Llama 4's tokenizer
+TURN_OVERHEAD_TOKENS = 8  # header and end-of-turn tokens around each message
+MAX_TILES_PER_IMAGE = 17  # Llama 4: up to 16 tiles of 336 px plus the global view
+PATCH_TOKENS_PER_TILE = 144  # (336 / 14)² patches pooled 2×2
+IMAGE_TOKENS_ESTIMATE = MAX_TILES_PER_IMAGE * PATCH_TOKENS_PER_TILE
+
+
+@dataclass(frozen=True)
+class AnswerStats:
+    """The figures of a finished answer, as stored with it."""
+
+    prompt_tokens: int = 0  # prefilled for this turn (the cache held the rest)
+    cached_tokens: int = 0
+    generation_tokens: int = 0
+    ttft_s: float = 0.0
+    prompt_tps: float = 0.0
+    generation_tps: float = 0.0
+    peak_memory_gb: float = 0.0
+    prompt_token_ids: tuple[int, ...] = field(default=(), repr=False, compare=False)  # not stored
+
+    @classmethod
+    def from_step(cls, step: GenerationStep) -> AnswerStats:
+        """The figures of a final step (a partial step-like object gives zeros for what it lacks)."""
+        values = {f.name: getattr(step, f.name, f.default) for f in fields(cls)}
+        values["prompt_token_ids"] = tuple(values["prompt_token_ids"] or ())
+        return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_stored(cls, stats: Mapping[str, float] | None) -> AnswerStats | None:
+        """Figures read back from the store (unknown keys ignored, missing ones zero)."""
+        if not stats:
+            return None
+        names = {f.name for f in fields(cls)} - {"prompt_token_ids"}
+        values = {name: stats[name] for name in names if name in stats}
+        return cls(**values)  # type: ignore[arg-type]
+
+    def as_stored(self) -> dict[str, float]:
+        """The figures worth keeping with the answer (what ``StoredMessage.stats`` holds)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "prompt_token_ids"}
+
+    @property
+    def conversation_tokens(self) -> int:
+        """Tokens the conversation held once this answer ended."""
+        if self.prompt_token_ids:
+            return len(self.prompt_token_ids) + self.generation_tokens
+        return self.prompt_tokens + self.cached_tokens + self.generation_tokens
+
+
+STAT_FIELDS = tuple(name for name in AnswerStats().as_stored())
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question or answer of the open conversation."""
+
+    role: str  # "user" | "assistant" (a system prompt is a setting, not a turn)
+    text: str = ""
+    images: tuple[ChatImage, ...] = ()
+    stats: AnswerStats | None = None
+    token_ids: tuple[int, ...] | None = None  # the ids an answer was generated as
+    finish_reason: str | None = None  # "stop", "length", "cancelled", "error"
+    error: str | None = None
+    message_id: int | None = None  # the stored message, once the store has it
+    interrupted: bool = False  # cut off by a crash or kill before it finished
+    streaming: bool = False
+
+    @classmethod
+    def from_stored(cls, message: StoredMessage, images: Iterable[ChatImage] = ()) -> Turn:
+        return cls(
+            role=message.role,
+            text=message.text,
+            images=tuple(images),
+            stats=AnswerStats.from_stored(message.stats),
+            token_ids=message.token_ids,
+            finish_reason=message.finish_reason,
+            error=message.error,
+            message_id=message.id,
+            interrupted=message.interrupted,
+        )
+
+    @property
+    def in_prompt(self) -> bool:
+        """Whether the turn goes to the engine (not while streaming, not an empty failure)."""
+        if self.streaming or self.role == "system":
+            return False
+        return not (self.role == "assistant" and self.finish_reason == "error" and not self.text)
+
+    def chat_message(self) -> ChatMessage:
+        if self.role == "assistant":
+            return ChatMessage("assistant", self.text, token_ids=self.token_ids)
+        return ChatMessage("user", self.text, self.images)
+
+
+def chat_messages(turns: Iterable[Turn], system_prompt: str | None = None) -> list[ChatMessage]:
+    """The turns as engine messages, the system prompt first."""
+    out = [ChatMessage("system", system_prompt)] if system_prompt else []
+    out.extend(turn.chat_message() for turn in turns if turn.in_prompt)
+    return out
+
+
+def estimated_text_tokens(text: str) -> int:
+    """Tokens a message of ``text`` is likely to take, its turn overhead included."""
+    return len(text) // CHARS_PER_TOKEN + TURN_OVERHEAD_TOKENS
+
+
+def tokens_in_conversation(turns: Iterable[Turn]) -> int:
+    """Tokens the conversation holds: the last answer's figures, or an estimate (see above)."""
+    turns = list(turns)
+    for turn in reversed(turns):
+        if turn.role == "assistant" and turn.stats is not None and turn.stats.conversation_tokens:
+            return turn.stats.conversation_tokens
+    # No figures (a fresh start carried these over): estimate from the text and images.
+    text = sum(len(t.token_ids) if t.token_ids else estimated_text_tokens(t.text) for t in turns)
+    return text + sum(len(t.images) for t in turns) * IMAGE_TOKENS_ESTIMATE

@@ -1,0 +1,88 @@
+"""A KV cache taken out of the engine, in a form that survives a trip to disk and back.
+
+mlx-vlm's Llama 4 caches (``KVCache`` for the global layers, ``ChunkedKVCache`` for the
+chunked-attention layers, ``QuantizedKVCache`` when the KV cache is quantized) keep part of
+their position in ``meta_state``, which mlx-lm's ``save_prompt_cache`` does not write, and the
+``state`` of mlx-vlm's ``ChunkedKVCache`` is wrong once its front has been dropped (it slices
+to ``offset`` a buffer that starts at ``start_position``). mlx-lm's own cache classes carry the
+whole position in ``state``, so a snapshot holds mlx-lm caches ("portable" layers) with exactly
+the live keys and values, and ``engine_caches`` rebuilds mlx-vlm's classes from them, restoring
+offsets, chunk size and start position exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """What a conversation's KV cache holds: one portable layer per model layer, the keys the
+    engine compares (token id, or (id, image hash, n) per position) and the KV quantization
+    ``(bits, group size)`` or None."""
+
+    layers: tuple
+    keys: tuple
+    kv: tuple[int, int] | None
+
+    @property
+    def tokens(self) -> int:
+        return len(self.keys)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(layer.nbytes for layer in self.layers)
+
+
+def portable_layers(caches: list) -> tuple:
+    """mlx-lm copies of mlx-vlm caches, holding only the live positions (evaluated)."""
+    import mlx.core as mx
+    from mlx_lm.models import cache as lm
+    from mlx_vlm.models import cache as vlm
+
+    out = []
+    for c in caches:
+        if isinstance(c, vlm.ChunkedKVCache):
+            live = c.offset - c.start_position
+            keys, values = (x[..., :live, :] for x in (c.keys, c.values))
+            layer = lm.ChunkedKVCache.__new__(lm.ChunkedKVCache)
+            layer.state = (keys, values, c.offset, c.chunk_size, c.start_position)
+        elif isinstance(c, vlm.QuantizedKVCache):
+            keys, values = (tuple(x[..., : c.offset, :] for x in part) for part in (c.keys, c.values))
+            layer = lm.QuantizedKVCache.__new__(lm.QuantizedKVCache)
+            layer.state = (keys, values, c.offset, c.group_size, c.bits)
+        elif isinstance(c, vlm.KVCache):
+            keys, values = (x[..., : c.offset, :] for x in (c.keys, c.values))
+            layer = lm.KVCache.__new__(lm.KVCache)
+            layer.state = (keys, values, c.offset)
+        else:
+            raise TypeError(f"Cannot keep a {type(c).__name__}")
+        out.append(layer)
+    mx.eval([layer.state[:2] for layer in out])
+    return tuple(out)
+
+
+def engine_caches(layers: tuple) -> list:
+    """mlx-vlm caches rebuilt from portable layers (fresh objects; the layers are not shared
+    with later updates)."""
+    from mlx_lm.models import cache as lm
+    from mlx_vlm.models import cache as vlm
+
+    out = []
+    for layer in layers:
+        if isinstance(layer, lm.ChunkedKVCache):
+            keys, values, offset, chunk, start = layer.state
+            c = vlm.ChunkedKVCache(int(chunk))
+            c.keys, c.values, c.offset, c.start_position = keys, values, int(offset), int(start)
+        elif isinstance(layer, lm.QuantizedKVCache):
+            keys, values, offset, group, bits = layer.state
+            c = vlm.QuantizedKVCache(group_size=int(group), bits=int(bits))
+            c.keys, c.values, c.offset = tuple(keys), tuple(values), int(offset)
+        elif isinstance(layer, lm.KVCache):
+            keys, values, offset = layer.state
+            c = vlm.KVCache()
+            c.keys, c.values, c.offset = keys, values, int(offset)
+        else:
+            raise TypeError(f"Cannot restore a {type(layer).__name__}")
+        out.append(c)
+    return out

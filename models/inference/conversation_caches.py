@@ -1,0 +1,67 @@
+"""Which conversation the engine's KV cache belongs to, and its saved copy on disk.
+
+The engine holds one KV cache, that of the last conversation it answered. ``ConversationCaches``
+is the small piece of bookkeeping both the window's worker and ``llama-desk ask --chat`` use:
+
+- ``open(engine, conversation_id, settings)`` before answering in a conversation (or as soon as
+  it is opened): unless the engine's cache is already that conversation's, its saved cache (if
+  it fits this model and KV precision) becomes the engine's, so only new tokens are prefilled;
+- ``keep(engine, conversation_id, final_step)`` when an answer ends (stop, length, cancelled):
+  a snapshot of the cache is written in the background.
+"""
+
+from __future__ import annotations
+
+import weakref
+from concurrent.futures import Future
+
+from models.inference.prompt_cache_files import LoadOutcome
+from models.inference.prompt_cache_keeper import PromptCacheKeeper
+
+KEPT_AFTER = ("stop", "length", "cancelled")
+
+
+def kv_of(settings) -> tuple[int, int] | None:
+    """The KV quantization ``(bits, group size)`` of ``GenerationSettings``, or None."""
+    bits = getattr(settings, "kv_bits", None)
+    return (int(bits), int(settings.kv_group_size)) if bits else None
+
+
+class ConversationCaches:
+    def __init__(self, keeper: PromptCacheKeeper):
+        self.keeper = keeper
+        self._engine = None  # weak reference to the engine whose cache ``_owner`` names
+        self._owner: str | None = None
+
+    def _holds(self, engine, conversation_id) -> bool:
+        return self._engine is not None and self._engine() is engine and self._owner == str(conversation_id)
+
+    def open(self, engine, conversation_id: int | str, settings) -> LoadOutcome | None:
+        """Give ``engine`` the conversation's saved cache; None when it already holds it."""
+        if self._holds(engine, conversation_id):
+            return None
+        result = self.keeper.load(conversation_id, engine.identity, kv_of(settings))
+        if result.snapshot is not None and not engine.adopt_cache(result.snapshot):
+            self.keeper.delete(conversation_id)  # does not fit this model's layers
+            outcome = LoadOutcome.OTHER_MODEL
+        else:
+            outcome = result.outcome
+        # Whatever the engine holds now is what this conversation's next answer builds on.
+        self._engine, self._owner = weakref.ref(engine), str(conversation_id)
+        return outcome
+
+    def keep(self, engine, conversation_id: int | str, final_step) -> Future | None:
+        """Save the conversation's cache in the background after an answer that ended well."""
+        if final_step is None or final_step.finish_reason not in KEPT_AFTER:
+            return None
+        self._engine, self._owner = weakref.ref(engine), str(conversation_id)
+        snapshot = engine.snapshot_cache()
+        if snapshot is None:
+            return None
+        return self.keeper.save_in_background(conversation_id, snapshot, engine.identity)
+
+    def forget(self, conversation_id: int | str) -> None:
+        """The conversation is gone: delete its saved cache."""
+        if self._owner == str(conversation_id):
+            self._engine, self._owner = None, None
+        self.keeper.delete(conversation_id)

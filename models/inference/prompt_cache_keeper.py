@@ -1,0 +1,230 @@
+"""The folder of saved KV caches, one file per conversation, kept under a disk budget.
+
+``PromptCacheKeeper`` saves a conversation's ``CacheSnapshot`` (in the background when asked,
+one save at a time, so the model thread goes on answering), loads it back for the model that
+wrote it, deletes it with its conversation, and evicts the least recently used files (by
+modification time; loading a file touches it) when the folder grows past its budget (kept in
+``budget.json`` in the folder, so the window's Settings and ``llama-desk ask`` share it). Files
+left half-written by a killed process are removed when a keeper opens the folder (at once when
+the process named in the file name is gone, else after an hour).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.app_folders import data_dir
+from models.inference.cache_snapshot import CacheSnapshot
+from models.inference.model_identity import ModelIdentity
+from models.inference.prompt_cache_files import (
+    SUFFIX,
+    TEMP_MARK,
+    LoadResult,
+    SaveOutcome,
+    SaveResult,
+    load_cache_file,
+    save_cache_file,
+)
+
+DEFAULT_BUDGET_BYTES = 20 * 1024**3
+FOLDER_NAME = "kv-caches"
+BUDGET_FILE = "budget.json"
+_STALE_TEMP_S = 3600  # a temporary file this old belongs to no running save
+
+_log = logging.getLogger(__name__)
+
+
+def default_folder() -> Path:
+    return data_dir() / FOLDER_NAME
+
+
+def remove_saved_cache(folder: Path, conversation_id: int | str) -> None:
+    """Delete one conversation's saved cache from ``folder`` (for the conversation store)."""
+    try:
+        (Path(folder) / f"{int(conversation_id)}{SUFFIX}").unlink(missing_ok=True)
+    except (OSError, ValueError):
+        _log.debug("Could not remove the KV cache of %s", conversation_id, exc_info=True)
+
+
+def stored_budget(folder: Path) -> int:
+    """The disk budget kept in ``folder`` (the window's Settings), or the default."""
+    try:
+        value = json.loads((Path(folder) / BUDGET_FILE).read_text(encoding="utf-8"))["budget_bytes"]
+        return max(0, int(value))
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_BUDGET_BYTES
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    conversation_id: str
+    path: Path
+    bytes: int
+    used_at: float
+
+
+def _writer_alive(temp: Path) -> bool:
+    """Whether the process named in a temporary file's name (``<id>.partial-<pid>-...``) runs."""
+    try:
+        pid = int(temp.name.split(TEMP_MARK + "-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class PromptCacheKeeper:
+    """Saved KV caches in ``folder`` (default: ``kv-caches`` in the data folder)."""
+
+    def __init__(self, folder: str | Path | None = None, budget_bytes: int | None = None):
+        """``budget_bytes`` None: the budget stored in the folder (``set_budget``), else the default."""
+        self.folder = Path(folder) if folder is not None else default_folder()
+        self.budget_bytes = int(budget_bytes) if budget_bytes is not None else stored_budget(self.folder)
+        self._saver: concurrent.futures.ThreadPoolExecutor | None = None
+        self._remove_stale_temps()
+
+    def path_for(self, conversation_id: int | str) -> Path:
+        name = str(conversation_id)
+        if not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+            raise ValueError(f"Not a conversation id: {conversation_id!r}")
+        return self.folder / f"{name}{SUFFIX}"
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save(
+        self, conversation_id: int | str, snapshot: CacheSnapshot, identity: ModelIdentity
+    ) -> SaveResult:
+        """Write the conversation's cache now, then evict down to the budget."""
+        path = self.path_for(conversation_id)
+        if snapshot.nbytes > self.budget_bytes:
+            path.unlink(missing_ok=True)  # the old one is stale and the new one does not fit
+            return SaveResult(SaveOutcome.FAILED, error="larger than the disk budget")
+        result = save_cache_file(path, snapshot, identity)
+        if result.outcome is SaveOutcome.SAVED:
+            self.evict(keep=path)
+        return result
+
+    def save_in_background(
+        self, conversation_id: int | str, snapshot: CacheSnapshot, identity: ModelIdentity
+    ) -> concurrent.futures.Future:
+        """``save`` on the keeper's own thread (saves run one at a time, in order). Call it from
+        the thread that owns the model: the snapshot's arrays are evaluated here first, as MLX
+        streams belong to the thread that made them."""
+        import mlx.core as mx
+
+        mx.eval([layer.state for layer in snapshot.layers])
+        if self._saver is None:
+            self._saver = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kv-cache-save")
+        return self._saver.submit(self.save, conversation_id, snapshot, identity)
+
+    def wait(self) -> None:
+        """Block until the background saves submitted so far are written."""
+        if self._saver is not None:
+            self._saver.submit(lambda: None).result()
+
+    def close(self) -> None:
+        if self._saver is not None:
+            self._saver.shutdown(wait=True)
+            self._saver = None
+
+    # -- loading and removing -------------------------------------------------------------------
+
+    def load(
+        self, conversation_id: int | str, identity: ModelIdentity, kv: tuple[int, int] | None
+    ) -> LoadResult:
+        """The conversation's saved cache if it fits ``identity`` and ``kv`` (else removed)."""
+        self.wait()  # a save of this conversation may be on its way
+        path = self.path_for(conversation_id)
+        result = load_cache_file(path, identity, kv)
+        if result.snapshot is not None:
+            try:
+                os.utime(path)  # most recently used
+            except OSError:
+                pass
+        return result
+
+    def delete(self, conversation_id: int | str) -> None:
+        """Remove the conversation's saved cache, if any."""
+        self.wait()
+        self.path_for(conversation_id).unlink(missing_ok=True)
+
+    def clear(self) -> int:
+        """Remove every saved cache; return the bytes freed."""
+        self.wait()
+        freed = 0
+        for entry in self.files():
+            entry.path.unlink(missing_ok=True)
+            freed += entry.bytes
+        return freed
+
+    # -- accounting -----------------------------------------------------------------------------
+
+    def files(self) -> list[CacheFile]:
+        """The saved caches, least recently used first."""
+        out = []
+        try:
+            paths = list(self.folder.glob(f"*{SUFFIX}"))
+        except OSError:
+            return []
+        for path in paths:
+            if TEMP_MARK in path.name:
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            out.append(CacheFile(path.name[: -len(SUFFIX)], path, stat.st_size, stat.st_mtime))
+        return sorted(out, key=lambda f: (f.used_at, f.path.name))
+
+    def set_budget(self, budget_bytes: int) -> list[str]:
+        """Keep ``budget_bytes`` as the folder's budget (for every keeper), evicting down to it."""
+        self.budget_bytes = max(0, int(budget_bytes))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temp = self.folder / f"{BUDGET_FILE}{TEMP_MARK}-{os.getpid()}"
+        temp.write_text(json.dumps({"budget_bytes": self.budget_bytes}), encoding="utf-8")
+        os.replace(temp, self.folder / BUDGET_FILE)
+        self.wait()
+        return self.evict()
+
+    def used_bytes(self) -> int:
+        return sum(f.bytes for f in self.files())
+
+    def evict(self, keep: Path | None = None) -> list[str]:
+        """Remove least recently used caches until the folder fits the budget; ``keep`` goes last."""
+        entries = self.files()
+        total = sum(f.bytes for f in entries)
+        entries.sort(key=lambda f: f.path == keep)  # stable: LRU order, ``keep`` at the end
+        evicted = []
+        for entry in entries:
+            if total <= self.budget_bytes:
+                break
+            entry.path.unlink(missing_ok=True)
+            total -= entry.bytes
+            evicted.append(entry.conversation_id)
+        return evicted
+
+    def _remove_stale_temps(self) -> None:
+        now = time.time()
+        try:
+            temps = [p for p in self.folder.glob(f"*{TEMP_MARK}*") if p.is_file()]
+        except OSError:
+            return
+        for temp in temps:
+            try:
+                if not _writer_alive(temp) or now - temp.stat().st_mtime > _STALE_TEMP_S:
+                    temp.unlink()
+            except OSError:
+                _log.debug("Could not remove %s", temp, exc_info=True)

@@ -1,0 +1,266 @@
+"""The HTTP side of the local server: a FastAPI app on a ``JobRunner``, served by uvicorn.
+
+The runner is an ``EngineOwner`` (``llama-desk serve``) or the window's own worker thread.
+
+``create_app`` builds ``GET /v1/models`` and ``POST /v1/chat/completions`` (plain JSON, or
+server-sent events in OpenAI's chunk format with a ``usage`` chunk at the end). Every error,
+unknown routes included, has OpenAI's shape. With an API key, requests without
+``Authorization: Bearer KEY`` get 401. Bodies over ``Limits.max_body_bytes`` get 413 before
+they are read in full. Requests wait their turn on the owner thread; a client that
+disconnects (mid-stream or while waiting) cancels its job. ``ServerThread`` runs uvicorn on a
+background thread (the CLI, the window, the tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
+from models.serving.engine_owner import EventKind, JobEvent, JobRunner
+from models.serving.openai_api import (
+    AnswerMemory,
+    ApiError,
+    ChatRequest,
+    CompletionIds,
+    ErrorType,
+    Limits,
+    StopStrings,
+    chunk,
+    completion,
+    finish_reason,
+    models_list,
+    parse_chat_request,
+    usage_chunk,
+)
+
+_DISCONNECT_POLL_S = 0.2
+
+
+class _Answer:
+    """Turns one job's events into text, stop-string cuts and the final step."""
+
+    def __init__(self, request: ChatRequest):
+        self.stops = StopStrings(request.stop)
+        self.parts: list[str] = []
+        self.final = None
+
+    def take(self, event: JobEvent) -> str:
+        """The text to send for ``event``; raises ``ApiError`` for a rejected or failed job."""
+        if event.kind is EventKind.REJECTED:
+            raise ApiError(400, event.message, code="context_length_exceeded")
+        if event.kind is EventKind.FAILED:
+            raise ApiError(500, event.message, ErrorType.SERVER)
+        step = event.step
+        if step is None:
+            return ""
+        if step.finish_reason == "error":
+            raise ApiError(500, step.error or "Generation failed.", ErrorType.SERVER)
+        text = self.stops.feed(step.text)
+        if step.finish_reason is not None:
+            self.final = step
+            text += self.stops.flush()
+        self.parts.append(text)
+        return text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def create_app(
+    owner: JobRunner,
+    model_id: str | None = None,
+    api_key: str | None = None,
+    limits: Limits | None = None,
+):
+    limits = limits or Limits()
+    app = FastAPI(title="Llama Desk", docs_url=None, redoc_url=None, openapi_url=None)
+    memory = AnswerMemory()
+    app.state.owner = owner
+    app.state.memory = memory
+    app.state.jobs = []  # the most recent jobs, for tests and the window's note
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request, exc: ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request, exc: StarletteHTTPException):
+        kind = ErrorType.NOT_FOUND if exc.status_code == 404 else ErrorType.INVALID_REQUEST
+        error = ApiError(exc.status_code, str(exc.detail), kind)
+        return JSONResponse(error.body(), status_code=exc.status_code)
+
+    def authorize(request: Request) -> None:
+        if not api_key:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+            raise ApiError(
+                401, "Incorrect API key provided.", ErrorType.AUTHENTICATION, code="invalid_api_key"
+            )
+
+    async def read_body(request: Request) -> object:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise _too_large(limits)
+        received = bytearray()
+        async for piece in request.stream():
+            received += piece
+            if len(received) > limits.max_body_bytes:
+                raise _too_large(limits)
+        try:
+            return json.loads(received)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+
+    @app.get("/v1/models")
+    async def list_models(request: Request):
+        authorize(request)
+        return models_list(model_id or owner.model_name)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        authorize(request)
+        body = await read_body(request)
+        chat = await run_in_threadpool(parse_chat_request, body, limits, memory)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[JobEvent] = asyncio.Queue()
+
+        def deliver(event: JobEvent) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        job = owner.submit(list(chat.messages), chat.settings, deliver)
+        app.state.jobs = [*app.state.jobs[-15:], job]
+        ids = CompletionIds.new(model_id or owner.model_name)
+        if chat.stream:
+            return StreamingResponse(
+                _stream(job, events, chat, ids, memory),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return await _whole(request, job, events, chat, ids, memory)
+
+    return app
+
+
+def _too_large(limits: Limits) -> ApiError:
+    mb = limits.max_body_bytes / (1024 * 1024)
+    return ApiError(413, f"The request is larger than the {mb:g} MB limit.", code="request_too_large")
+
+
+def _remember(memory: AnswerMemory, answer: _Answer) -> None:
+    if answer.final is not None and not answer.stops.hit:
+        memory.remember(answer.text, answer.final.token_ids)
+
+
+async def _whole(request, job, events, chat, ids, memory):
+    answer = _Answer(chat)
+    try:
+        while answer.final is None:
+            try:
+                event = await asyncio.wait_for(events.get(), _DISCONNECT_POLL_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    job.cancel()
+                    return None
+                continue
+            answer.take(event)
+            if answer.stops.hit:
+                job.cancel()
+    finally:
+        if answer.final is None:
+            job.cancel()
+    _remember(memory, answer)
+    return completion(ids, answer.text, finish_reason(answer.final, answer.stops.hit), answer.final)
+
+
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def _stream(job, events, chat, ids, memory):
+    """The answer as server-sent events; cancels the job when the client goes away."""
+    answer = _Answer(chat)
+    try:
+        yield _sse(chunk(ids, {"role": "assistant", "content": ""}))
+        while answer.final is None:
+            event = await events.get()
+            try:
+                text = answer.take(event)
+            except ApiError as exc:
+                yield _sse(exc.body())
+                return
+            if text:
+                yield _sse(chunk(ids, {"content": text}))
+            if answer.stops.hit and answer.final is None:
+                job.cancel()
+        reason = finish_reason(answer.final, answer.stops.hit)
+        yield _sse(chunk(ids, {}, reason))
+        yield _sse(usage_chunk(ids, answer.final))
+        yield "data: [DONE]\n\n"
+        _remember(memory, answer)
+    finally:
+        if answer.final is None:
+            job.cancel()
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on a background thread; ``start`` returns once it listens."""
+
+    def __init__(self, app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+        import uvicorn
+
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.host = host
+        self._thread = threading.Thread(target=self._run, name="llama-desk-http", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:  # uvicorn's way of saying it could not listen; ``start`` reports it
+            pass
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self.server, "servers", None) or []
+        for server in servers:
+            for sock in server.sockets:
+                return sock.getsockname()[1]
+        return self.server.config.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Listen, or raise ``RuntimeError`` (the port is taken, the host is not this machine's)."""
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(0.02)
+        if not self.server.started:
+            self.stop(1.0)
+            raise RuntimeError(f"Could not listen on {self.host}:{self.server.config.port}.")
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)

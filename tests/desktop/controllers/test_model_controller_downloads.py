@@ -1,0 +1,99 @@
+"""How a download's end becomes one line: typed ends, not message strings."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from desktop.controllers.model_controller import DownloadEnd, DownloadEndKind, ModelController
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "line"),
+    [
+        ("Paused.", DownloadEndKind.PAUSED, "Scout: download paused; resume it from the Model menu."),
+        ("Cancelled.", DownloadEndKind.CANCELLED, "Scout: download cancelled."),
+        ("The disk is full.", DownloadEndKind.FAILED, "Scout: The disk is full."),
+    ],
+)
+def test_a_library_failure_is_read_once_into_a_kind(message, kind, line):
+    end = DownloadEnd.from_failure("org/scout", message)
+    assert end.kind is kind and end.repo_id == "org/scout"
+    assert end.reason == (message if kind is DownloadEndKind.FAILED else None)
+    assert end.describe("Scout") == line
+
+
+def test_a_finished_download_carries_its_folder():
+    end = DownloadEnd("org/scout", DownloadEndKind.FINISHED, path="/models/scout")
+    assert end.describe("Scout") == "Scout is downloaded and ready."
+
+
+class _Worker(QObject):
+    load_started = Signal(str)
+    load_progress = Signal(str)
+    loaded = Signal(str, str)
+    load_failed = Signal(str)
+    request_load = Signal(str, object)
+
+
+class _Library(QObject):
+    download_progress = Signal(str, object)
+    download_finished = Signal(str, str)
+    download_failed = Signal(str, str)
+
+    def listing(self, _key):
+        return None
+
+    def remember_folder(self, _path):
+        pass
+
+
+@pytest.fixture
+def controller(qtbot, tmp_path):
+    worker, library = _Worker(), _Library()
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    controller = ModelController(worker, library, settings, confirm=lambda *_: False, when_idle=lambda a: a())
+    return controller, worker, library, settings
+
+
+def test_library_endings_become_notices_and_clear_the_status(controller, qtbot):
+    controller, _worker, library, _settings = controller
+    notices, statuses = [], []
+    controller.notice.connect(notices.append)
+    controller.download_status.connect(statuses.append)
+    library.download_failed.emit("org/scout", "Paused.")
+    library.download_failed.emit("org/scout", "Cancelled.")
+    assert notices == [
+        "org/scout: download paused; resume it from the Model menu.",
+        "org/scout: download cancelled.",
+    ]
+    assert statuses == ["", ""]
+
+
+def test_a_new_load_supersedes_the_one_still_waiting(controller):
+    controller, worker, _library, settings = controller
+    requests = []
+    worker.request_load.connect(lambda path, cancel: requests.append((path, cancel)))
+    controller.load("/a")
+    controller.load("/b")
+    (first_path, first), (second_path, second) = requests
+    assert (first_path, second_path) == ("/a", "/b")
+    assert first.is_set() and not second.is_set()
+    assert isinstance(second, threading.Event)
+    controller.cancel_load()
+    assert second.is_set()
+
+
+def test_loading_states_follow_the_worker(controller):
+    controller, worker, _library, settings = controller
+    ready = []
+    controller.ready.connect(lambda name, path: ready.append((name, path)))
+    worker.load_started.emit("tiny")
+    assert controller.loading and controller.name is None
+    worker.loaded.emit("tiny", "/models/tiny")
+    assert not controller.loading and (controller.name, controller.path) == ("tiny", "/models/tiny")
+    assert ready == [("tiny", "/models/tiny")] and settings.value("last_model") == "/models/tiny"
+    worker.load_failed.emit("Loading was cancelled.")
+    assert controller.name is None and controller.path is None

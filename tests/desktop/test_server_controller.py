@@ -1,0 +1,111 @@
+"""The window's API switch: the server answers on the window's own worker and engine, and a
+question typed in the window while a request runs waits its turn, with a note."""
+
+import threading
+
+import openai
+import pytest
+
+from desktop.controllers.server_controller import WAITING_NOTE, ServerController
+from desktop.workers.inference_worker import AnswerJob, InferenceWorker, WorkerThread
+from models.inference.engine import GenerationSettings
+from models.inference.prompt import ChatMessage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def worker(qtbot, checkpoints):
+    worker = InferenceWorker()
+    thread = WorkerThread(worker)
+    # Not qtbot.waitSignal: its timer would be stopped from the worker's thread (a Qt warning).
+    worker.request_load.emit(str(checkpoints["4bit"]), threading.Event())
+    qtbot.waitUntil(lambda: worker.engine is not None, timeout=60_000)
+    yield worker
+    thread.stop()
+
+
+@pytest.fixture
+def controller(worker, qtbot):
+    controller = ServerController(worker)
+    with qtbot.waitSignal(controller.running, timeout=10_000) as started:
+        assert controller.start(port=0)
+    assert started.args[0].startswith("http://127.0.0.1:")
+    yield controller
+    controller.stop()
+
+
+def client_for(controller):
+    return openai.OpenAI(base_url=controller.url, api_key="x", max_retries=0, timeout=120)
+
+
+def test_the_server_answers_on_the_windows_model(controller):
+    client = client_for(controller)
+    assert [m.id for m in client.models.list().data] == ["tiny-llama4-4bit"]
+    answer = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0
+    )
+    assert 1 <= answer.usage.completion_tokens <= 3
+
+
+def test_a_window_question_waits_for_a_running_request_with_a_note(controller, worker, qtbot):
+    client = client_for(controller)
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Go on"}], max_tokens=5000, stream=True
+    )
+    next(iter(stream))  # the request is running on the worker's thread
+    notes = []
+    controller.note.connect(notes.append)
+    job = AnswerJob([ChatMessage("user", "Hello")], GenerationSettings(max_tokens=3, temperature=0))
+    worker.request_generate.emit(job)
+    assert notes == [WAITING_NOTE]
+    server_job = controller.app.state.jobs[-1]
+    assert not server_job.done.is_set()
+    finished = []
+    worker.finished.connect(finished.append)
+    stream.close()  # the client goes away: its job ends within a token, then the window's runs
+    qtbot.waitUntil(lambda: bool(finished) and notes[-1] == "", timeout=60_000)
+    assert server_job.done.is_set() and server_job.final.finish_reason == "cancelled"
+    assert finished[0].finish_reason in ("length", "stop") and finished[0].generation_tokens >= 1
+
+
+def test_stopping_cancels_requests_and_frees_the_port(controller, qtbot):
+    url = controller.url
+    with qtbot.waitSignal(controller.running, timeout=10_000) as stopped:
+        controller.stop()
+    assert stopped.args[0] == "" and not controller.is_running
+    with pytest.raises(openai.APIConnectionError):
+        openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=5).models.list()
+
+
+def test_a_port_in_use_is_reported(worker, qtbot):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        controller = ServerController(worker)
+        with qtbot.waitSignal(controller.failed, timeout=10_000) as failed:
+            assert not controller.start(port=taken.getsockname()[1])
+    assert "did not start" in failed.args[0] and not controller.is_running
+
+
+def test_the_window_menu_switch_starts_and_stops_the_server(qtbot, checkpoints, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from desktop.main_window import MainWindow
+
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_ready, timeout=60_000):
+        win.load_model(checkpoints["4bit"])
+    win.server_controller.port = 0  # any free port
+    action = win.serve_api_action
+    assert action.isCheckable() and not action.isChecked()
+    action.trigger()
+    assert action.isChecked() and win.server_controller.url in action.text()
+    client = client_for(win.server_controller)
+    assert [m.id for m in client.models.list().data] == ["tiny-llama4-4bit"]
+    action.trigger()
+    assert not action.isChecked() and action.text() == "Serve API"
+    win.close()

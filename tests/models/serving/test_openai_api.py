@@ -1,0 +1,148 @@
+"""Checking chat-completion requests: content parts, images as data: URLs, limits, settings."""
+
+import base64
+
+import pytest
+
+from models.serving.openai_api import (
+    AnswerMemory,
+    ApiError,
+    Limits,
+    StopStrings,
+    decode_image_url,
+    parse_chat_request,
+)
+from tests.conftest import image_bytes
+
+
+def data_url(data: bytes, mime="image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def user(*parts):
+    return {"role": "user", "content": list(parts)}
+
+
+def image_part(url):
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def rejected(body, limits=None) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        parse_chat_request(body, limits)
+    assert info.value.status == 400
+    shape = info.value.body()["error"]
+    assert set(shape) == {"message", "type", "param", "code"} and shape["type"] == "invalid_request_error"
+    return info.value
+
+
+def test_text_and_images_become_one_user_message_images_first():
+    png = image_bytes(40, 30)
+    body = {
+        "model": "anything",
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            user(
+                {"type": "text", "text": "What is"},
+                image_part(data_url(png)),
+                {"type": "text", "text": "this?"},
+            ),
+        ],
+        "max_completion_tokens": 7,
+        "temperature": 0,
+        "top_p": 0.5,
+        "seed": 3,
+        "stop": "END",
+        "stream": True,
+    }
+    request = parse_chat_request(body)
+    system, question = request.messages
+    assert (system.role, system.text) == ("system", "Be brief.")
+    assert question.role == "user" and question.text == "What is\nthis?"
+    assert len(question.images) == 1 and question.images[0].size == (40, 30)
+    s = request.settings
+    assert (s.max_tokens, s.temperature, s.top_p, s.seed) == (7, 0.0, 0.5, 3)
+    assert request.stream and request.stop == ("END",)
+
+
+def test_defaults():
+    body = {"messages": [{"role": "user", "content": "Hi"}]}
+    request = parse_chat_request(body, Limits(default_max_tokens=99))
+    assert request.settings.max_tokens == 99 and not request.stream and request.stop == ()
+
+
+@pytest.mark.parametrize(
+    "url, code, words",
+    [
+        ("https://example.com/cat.png", "remote_image_url", "offline"),
+        ("http://127.0.0.1/cat.png", "remote_image_url", "offline"),
+        ("file:///etc/passwd", "unsupported_image_url", "file paths"),
+        ("/home/me/cat.png", "unsupported_image_url", "file paths"),
+        ("data:image/png;base64,@@@", "invalid_image", "base64"),
+        ("data:image/png," + "x" * 10, "invalid_image", "base64"),
+        (data_url(b"not an image at all"), "invalid_image", "not an image"),
+        (data_url(image_bytes(60, 60)[:80]), "invalid_image", "damaged or truncated"),
+        (data_url(b""), "invalid_image", "empty"),
+    ],
+)
+def test_bad_images_are_refused_with_the_reason(url, code, words):
+    error = rejected({"messages": [user({"type": "text", "text": "Hi"}, image_part(url))]})
+    assert error.code == code and words in error.message
+    assert error.param == "messages[0].content[1]"
+
+
+def test_at_most_five_images_a_message():
+    url = data_url(image_bytes(8, 8))
+    error = rejected({"messages": [user(*[image_part(url)] * 6)]})
+    assert error.code == "too_many_images" and "at most 5 images" in error.message
+    assert len(parse_chat_request({"messages": [user(*[image_part(url)] * 5)]}).messages[0].images) == 5
+
+
+@pytest.mark.parametrize(
+    "change, param",
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, "messages[0].role"),
+        ({"temperature": 3}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": "9"}, "max_tokens"),
+        ({"seed": 1.5}, "seed"),
+        ({"n": 2}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stream": "yes"}, "stream"),
+    ],
+)
+def test_bad_fields_name_the_parameter(change, param):
+    body = {"messages": [{"role": "user", "content": "Hi"}], **change}
+    assert rejected(body).param == param
+
+
+def test_remembered_answers_are_fed_back_as_their_token_ids():
+    memory = AnswerMemory()
+    memory.remember("Hello there.", (5, 6, 7))
+    body = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello there."},
+            {"role": "assistant", "content": "Something else."},
+            {"role": "user", "content": "And?"},
+        ]
+    }
+    messages = parse_chat_request(body, memory=memory).messages
+    assert messages[1].token_ids == (5, 6, 7) and messages[2].token_ids is None
+
+
+def test_decode_image_url_accepts_uppercase_scheme():
+    payload = data_url(image_bytes(4, 4)).split(",")[1]
+    assert decode_image_url("DATA:image/png;base64," + payload, "p").size == (4, 4)
+
+
+def test_stop_strings_cut_across_pieces_and_hold_back_prefixes():
+    stops = StopStrings(("END", "##"))
+    sent = [stops.feed(piece) for piece in ["Hello E", "N", "x #", "#tail"]]
+    assert sent == ["Hello ", "", "ENx ", ""]
+    assert stops.hit and stops.feed("more") == "" and stops.flush() == ""
+    plain = StopStrings(("END",))
+    assert plain.feed("abc EN") == "abc " and plain.flush() == "EN"
