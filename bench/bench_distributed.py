@@ -29,17 +29,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tests.support.synthetic_checkpoints import TinyShape  # noqa: E402
 
 SHAPE = TinyShape(
-    hidden=1024,
-    layers=12,
-    heads=16,
-    kv_heads=4,
+    hidden=512,
+    layers=8,
+    heads=8,
+    kv_heads=2,
     head_dim=64,
     experts=4,
     expert_intermediate=1024,
     dense_intermediate=2048,
     moe_step=2,
     chunk=512,
-    base_vocab=8000,
+    base_vocab=4000,
     vision_hidden=256,
     vision_layers=4,
     vision_heads=4,
@@ -52,9 +52,9 @@ SHAPE = TinyShape(
 def _checkpoint(workdir: Path) -> Path:
     from tests.support.synthetic_checkpoints import quantize_checkpoint, write_checkpoint
 
-    quantized = workdir / "bench-distributed-4bit"
+    quantized = workdir / "bench-distributed-h512-4bit"
     if not (quantized / "config.json").is_file():
-        bf16 = write_checkpoint(workdir / "bench-distributed-bf16", SHAPE, seed=7)
+        bf16 = write_checkpoint(workdir / "bench-distributed-h512-bf16", SHAPE, seed=7)
         quantize_checkpoint(bf16, quantized, bits=4, group_size=64)
     return quantized
 
@@ -66,15 +66,15 @@ def _question():
     from models.inference.prompt import ChatMessage
 
     buffer = io.BytesIO()
-    Image.new("RGB", (672, 336), (120, 160, 90)).save(buffer, "PNG")
+    Image.new("RGB", (336, 336), (120, 160, 90)).save(buffer, "PNG")
     image = load_image_bytes(buffer.getvalue(), "field.png")
-    return [ChatMessage("user", "Describe this photo in detail. " * 10, (image,))]
+    return [ChatMessage("user", "Describe this photo in detail.", (image,))]
 
 
 def _answer(engine, messages):
     from models.inference.engine import GenerationSettings
 
-    steps = list(engine.generate(messages, GenerationSettings(max_tokens=16, temperature=0.0)))
+    steps = list(engine.generate(messages, GenerationSettings(max_tokens=8, temperature=0.0)))
     return steps[-1]
 
 

@@ -102,14 +102,14 @@ def measure_prefill(engine, tokens: int, step: int, kv_bits: int | None) -> tupl
 
     vocab = engine.checkpoint.config["text_config"]["vocab_size"]
     ids = mx.array(np.random.default_rng(tokens).integers(0, min(vocab, 8000), tokens))
-    cache = engine._lm.make_cache()
+    cache = engine.new_cache()
     mx.eval(ids)
     mx.clear_cache()
     mx.reset_peak_memory()
     start = time.perf_counter()
     for _ in generate_step(
         ids,
-        engine._lm,
+        engine.language_model,
         max_tokens=1,
         prompt_cache=cache,
         prefill_step_size=step,

@@ -4,20 +4,27 @@ For a synthesized Llama 4 checkpoint (4-bit), the same prompt is answered greedi
 
 - **bare**: mlx-lm's ``generate_step`` driving mlx-vlm's language model directly (no template,
   no cache reuse, no cancel checks, no detokenizing);
-- **engine**: ``models.inference.engine.Engine.generate`` (template, logit mask, detokenizer, cancel
-  checks, KV-cache bookkeeping).
+- **engine**: ``models.inference.engine.Engine.generate`` (template, banned-id mask folded into
+  the sampler, detokenizer, cancel checks, KV-cache bookkeeping).
 
-It prints prefill and decode tokens/s for each and the ratio engine/bare (1.0 = no overhead),
-then the time to first token of a follow-up turn with and without the engine's KV-cache reuse.
-Figures, not pass/fail: run ``uv run python bench/bench_speed.py``.
+The two alternate (bare, engine, bare, engine...) ``--runs`` times, so a machine that speeds up
+or slows down during the run affects both alike, and the medians are printed with the ratio
+engine/bare (1.0 = no overhead; the goal is at least 0.97 for decoding), then the time to first
+token of a follow-up turn with and without the engine's KV-cache reuse.
+Figures, not pass/fail: run ``uv run python bench/bench_speed.py [--runs N]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _bare_run(engine, prompt_ids: list[int], max_tokens: int) -> tuple[float, float]:
@@ -25,13 +32,13 @@ def _bare_run(engine, prompt_ids: list[int], max_tokens: int) -> tuple[float, fl
     from mlx_lm.generate import generate_step
     from mlx_lm.sample_utils import make_sampler
 
-    cache = engine._lm.make_cache()
+    cache = engine.new_cache()
     start = time.perf_counter()
     first = None
     n = 0
     for _token, _ in generate_step(
         mx.array(prompt_ids),
-        engine._lm,
+        engine.language_model,
         max_tokens=max_tokens,
         sampler=make_sampler(temp=0.0),
         prompt_cache=cache,
@@ -57,6 +64,9 @@ def _engine_run(engine, messages, max_tokens: int):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="alternating runs of each (default 7)")
+    runs = max(1, parser.parse_args().runs)
     from models.inference.engine import Engine, GenerationSettings
     from models.inference.prompt import ChatMessage
     from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
@@ -83,14 +93,19 @@ def main() -> None:
         _engine_run(engine, question, 4)  # warm up both paths
         _bare_run(engine, prompt_ids, 4)
         rows = []
-        for _ in range(3):
+        for _ in range(runs):
             bare_prefill, bare_decode = _bare_run(engine, prompt_ids, max_tokens)
             final = _engine_run(engine, question, max_tokens)
             rows.append((bare_prefill, final.prompt_tps, bare_decode, final.generation_tps))
-        best = [max(column) for column in zip(*rows, strict=True)]
-        print(f"prompt {len(prompt_ids)} tokens, {max_tokens} generated, best of 3")
-        print(f"prefill tok/s   bare {best[0]:8.1f}   engine {best[1]:8.1f}   ratio {best[1] / best[0]:.3f}")
-        print(f"decode  tok/s   bare {best[2]:8.1f}   engine {best[3]:8.1f}   ratio {best[3] / best[2]:.3f}")
+        med = [statistics.median(column) for column in zip(*rows, strict=True)]
+        low = [min(column) for column in zip(*rows, strict=True)]
+        high = [max(column) for column in zip(*rows, strict=True)]
+        print(f"prompt {len(prompt_ids)} tokens, {max_tokens} generated, median of {runs} alternating runs")
+        for label, b, e in (("prefill", 0, 1), ("decode ", 2, 3)):
+            print(
+                f"{label} tok/s   bare {med[b]:8.1f} ({low[b]:.0f}-{high[b]:.0f})   "
+                f"engine {med[e]:8.1f} ({low[e]:.0f}-{high[e]:.0f})   ratio {med[e] / med[b]:.3f}"
+            )
 
         steps = list(engine.generate(question, GenerationSettings(max_tokens=32, temperature=0.0)))
         answer = ChatMessage("assistant", "".join(step.text for step in steps), token_ids=steps[-1].token_ids)

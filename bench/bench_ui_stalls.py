@@ -223,6 +223,9 @@ def main() -> None:
         )
         window.resize(1180, 780)
         window.show()
+        from desktop.app import freeze_startup_objects
+
+        freeze_startup_objects()  # as desktop.app.run_app does once the window is up
         meter = StallMeter()
         state = {"opened": None, "ready": False, "finished": False}
         window.conversation_opened.connect(lambda cid: state.update(opened=cid))

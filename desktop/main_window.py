@@ -3,15 +3,14 @@ their signals to the controllers.
 
 Models and downloads are ``ModelController``'s, memory planning ``TurnMemory``'s, the database's
 health ``StoreHealth``'s, stored conversations ``ConversationController``'s; the worker (on its
-own thread) does the MLX work. What stays here beyond layout and wiring is the answer flow
-(Asking, Message actions, a finished answer: about 300 lines, so the file is over 400): it moves
-to the Qt-free owner of a conversation being built on another branch, and is kept verbatim until
-then so the two merge. Nothing here waits on MLX, disk or network.
+own thread) does the MLX work; the open conversation's turns and what each action stores are
+``ConversationSession``'s (the transcript model is its view). What stays here beyond layout and
+wiring is handing the session's jobs to the worker and reacting to their end (Asking, Message
+actions: the file is over 400 lines with them). Nothing here waits on MLX, disk or network.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSettings, QTimer, Signal
@@ -47,8 +46,9 @@ from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.status_bar import StatusBar
 from desktop.widgets.transcript_view import TranscriptView
 from desktop.widgets.welcome_panel import WelcomePanel
-from desktop.workers.inference_worker import AnswerJob, InferenceWorker, WorkerThread
-from models.chats.store import StoreError
+from desktop.workers.inference_worker import InferenceWorker, WorkerThread
+from models.chats.answer_run import AnswerEnded, AnswerJob, RowsStored, StorageFailed
+from models.chats.conversation_session import ConversationSession
 
 APP_NAME = "Llama Desk"
 
@@ -80,16 +80,11 @@ class MainWindow(QMainWindow):
         self.generation_settings = self.defaults.generation_settings()
         self.system_prompt: str | None = self.defaults.system_prompt or None
         apply_appearance(self.defaults.appearance)
-        self._answer_row: int | None = None
-        self._user_row: int | None = None
         self._editing_row: int | None = None
-        self._continuing = False
         self._sent_draft = None
         self._after_answer: list = []
         self._closed = False
         self._job: AnswerJob | None = None
-        self._before: list | None = None  # the transcript before the running answer's changes
-        self._recorded_question: int | None = None
         self._next_settings = None
         self._manager_dialog: ModelManagerDialog | None = None
 
@@ -109,10 +104,7 @@ class MainWindow(QMainWindow):
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
         self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
-        self.worker.recorded.connect(self._on_worker_recorded)
-        self.worker.storage_failed.connect(self.store_health.report)
-        self.worker.text_ready.connect(self._on_worker_text_ready)
-        self.worker.finished.connect(self._on_worker_finished)
+        self.worker.answer_event.connect(self._on_worker_answer_event)
         self.models = ModelController(
             self.worker,
             self.library,
@@ -127,7 +119,8 @@ class MainWindow(QMainWindow):
         self.models.load_failed.connect(self._on_models_load_failed)
         self.models.notice.connect(self.notice.show_message)
 
-        self.transcript_model = TranscriptModel(self)
+        self.session = ConversationSession()  # the open conversation's turns (their one owner)
+        self.transcript_model = TranscriptModel(self.session, self)
         self.transcript = TranscriptView()
         self.transcript.set_model(self.transcript_model)
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
@@ -365,7 +358,7 @@ class MainWindow(QMainWindow):
     # Asking ------------------------------------------------------------------------------------
     @property
     def generating(self) -> bool:
-        return self._answer_row is not None
+        return self.session.answering
 
     def send(self) -> None:
         if self.generating or not self.composer.has_draft():
@@ -389,22 +382,21 @@ class MainWindow(QMainWindow):
             return
         self._next_settings = turn_settings
         self._sent_draft = (text, images, thumbnails)
-        self._before = self.transcript_model.entries()
         self.composer.clear_draft()
         self.notice.hide()
-        truncate_from = None
-        if self._editing_row is not None:
-            # Sending an edited question replaces it and everything after it.
-            truncate_from = self.transcript_model.entry(self._editing_row).message_id
-            self.transcript_model.remove_from(self._editing_row)
-            self._editing_row = None
+        # Sending an edited question replaces it and everything after it.
+        replacing_row, self._editing_row = self._editing_row, None
         conversation_id = self.conversations.ensure_current(self.system_prompt or "")
-        self._user_row = self.transcript_model.append_user(text, images, thumbnails)
-        self._start_answer(
-            self.transcript_model.begin_answer(),
-            conversation_id=conversation_id,
-            question=(text, tuple(images)),
-            truncate_from=truncate_from,
+        self.transcript_model.remember_thumbnails(images, thumbnails)
+        self._submit(
+            self.session.ask(
+                text,
+                images,
+                settings=self._take_turn_settings(),
+                system_prompt=self._effective_system_prompt(),
+                conversation_id=conversation_id,
+                replacing_row=replacing_row,
+            )
         )
 
     def _effective_system_prompt(self) -> str | None:
@@ -412,49 +404,32 @@ class MainWindow(QMainWindow):
             return self.conversations.settings.system_prompt.strip() or None
         return self.system_prompt
 
-    def _start_answer(
-        self,
-        row: int,
-        continue_final: bool = False,
-        *,
-        conversation_id=None,
-        question=None,
-        truncate_from=None,
-        resume_message_id=None,
-    ) -> None:
-        """Ask the worker for the answer that goes (or continues) in ``row``, and store it."""
-        messages = self.transcript_model.messages(self._effective_system_prompt())
+    def _take_turn_settings(self):
+        """The settings ``_plan_turn``/``send`` chose for this turn (or the conversation's)."""
         settings = self._next_settings or self.conversations.settings.generation_settings(
             self.generation_settings
         )
         self._next_settings = None
-        self._answer_row = row
-        self._continuing = continue_final
-        self._recorded_question = None
+        return settings
+
+    def _submit(self, job: AnswerJob) -> None:
+        """Hand the session's job to the worker (which runs and stores it)."""
+        self._job = job
         self.composer.set_generating(True)
         self.stop_action.setEnabled(True)
-        self._job = AnswerJob(
-            messages=messages,
-            settings=settings,
-            continue_final=continue_final,
-            conversation_id=conversation_id if conversation_id is not None else self.conversations.current_id,
-            question=question,
-            truncate_from=truncate_from,
-            resume_message_id=resume_message_id,
-        )
-        self.worker.request_generate.emit(self._job)
+        self.worker.request_generate.emit(job)
 
-    def _on_worker_recorded(self, ids) -> None:
-        if self._closed:
+    def _on_worker_answer_event(self, event) -> None:
+        if self._closed or not self.session.answering:
             return
-        question_id, answer_id = ids
-        self._recorded_question = question_id
-        if question_id is not None and self._user_row is not None:
-            self.transcript_model.entry(self._user_row).message_id = question_id
-        if self._answer_row is not None:
-            self.transcript_model.entry(self._answer_row).message_id = answer_id
-        self.conversations.reload_current()
-        self.sidebar.set_current(self.conversations.current_id)
+        gave_back = self.session.apply(event)
+        if isinstance(event, RowsStored):
+            self.conversations.reload_current()
+            self.sidebar.set_current(self.conversations.current_id)
+        elif isinstance(event, StorageFailed):
+            self.store_health.report(event.message)
+        elif isinstance(event, AnswerEnded):
+            self._on_answer_ended(event, gave_back)
 
     def _ask_fresh_start(self, reason: str) -> bool:
         return conversation_dialogs.ask_fresh_start(self, reason)
@@ -475,29 +450,13 @@ class MainWindow(QMainWindow):
         if not self._ask_fresh_start(reason):
             self.notice.show_message(reason)
             return
-        carried = [entry for entry in self.transcript_model.entries() if not entry.streaming][-2:]
         self._editing_row = None
         system_prompt = self._effective_system_prompt() or ""
         self.conversations.new()
         conversation_id = self.conversations.ensure_current(system_prompt)
-        copies = []
-        for entry in carried:
-            copy = replace(entry, message_id=None, stats=None)
-            if conversation_id is not None:
-                try:
-                    stored = self.conversations.store.add_message(
-                        conversation_id,
-                        entry.role,
-                        entry.text,
-                        entry.images,
-                        finish_reason=entry.finish_reason,
-                        token_ids=entry.token_ids,
-                    )
-                    copy.message_id = stored.id
-                except (StoreError, OSError) as exc:
-                    self.notice.show_message(f"The earlier messages could not be copied: {exc}")
-            copies.append(copy)
-        self.transcript_model.set_entries(copies)
+        problem = self.session.carry_over(self.conversations.store, conversation_id)
+        if problem is not None:
+            self.notice.show_message(problem)
         self.conversations.reload_current()
         self.sidebar.set_current(self.conversations.current_id)
         self.notice.show_message("Continued in a new conversation with the last exchange; press Send.")
@@ -550,12 +509,15 @@ class MainWindow(QMainWindow):
             return
         if not self._plan_turn():
             return
-        answer_id = self.transcript_model.entry(row).message_id
-        self._before = self.transcript_model.entries()
-        self.transcript_model.remove_from(row)
-        self._user_row = row - 1
         self._sent_draft = None
-        self._start_answer(self.transcript_model.begin_answer(), truncate_from=answer_id)
+        self._submit(
+            self.session.regenerate(
+                row,
+                settings=self._take_turn_settings(),
+                system_prompt=self._effective_system_prompt(),
+                conversation_id=self.conversations.current_id,
+            )
+        )
 
     def continue_answer(self, row: int) -> None:
         """Continue the last answer where the token limit cut it."""
@@ -566,13 +528,14 @@ class MainWindow(QMainWindow):
         if not self._plan_turn():
             return
         self._sent_draft = None
-        self._before = None
-        self._start_answer(
-            row,
-            continue_final=True,  # takes the messages before the row streams
-            resume_message_id=entry.message_id,
+        self._submit(
+            self.session.continue_answer(
+                row,
+                settings=self._take_turn_settings(),
+                system_prompt=self._effective_system_prompt(),
+                conversation_id=self.conversations.current_id,
+            )
         )
-        self.transcript_model.resume_answer(row)
 
     def stop(self) -> None:
         if self.generating and self._job is not None:
@@ -612,11 +575,13 @@ class MainWindow(QMainWindow):
         conversation, entries, row = result
         self.conversations.current = conversation
         self._editing_row = None
-        self.transcript_model.set_entries(entries)
+        self.transcript_model.set_entries(entries, conversation.id)
         self.sidebar.set_current(conversation.id)
         self.status_bar.clear_answer_numbers()
         if row is not None:
             self.transcript.scroll_to(row)
+        # The worker loads the conversation's saved KV cache now, so its next question is quick.
+        self.worker.request_open_conversation.emit(conversation.id, self.generation_settings)
         self.conversation_opened.emit(conversation.id)
 
     def rename_conversation(self, conversation_id: int) -> None:
@@ -672,24 +637,14 @@ class MainWindow(QMainWindow):
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.conversations.update_settings(conversation_settings_from(dialog.values()))
 
-    def _on_worker_text_ready(self, text: str) -> None:
-        if self._answer_row is not None and not self._closed:
-            self.transcript_model.append_text(self._answer_row, text)
-
-    def _on_worker_finished(self, step) -> None:
-        row = self._answer_row
-        if row is None or self._closed:
-            return
-        self._answer_row = None
+    def _on_answer_ended(self, event: AnswerEnded, gave_back: bool) -> None:
+        step = event.final
         self.composer.set_generating(False)
         self.stop_action.setEnabled(False)
-        entry = self.transcript_model.entry(row)
-        self.transcript_model.finish_answer(row, step, continued=self._continuing)
         self.transcript.flush()
         if step.finish_reason == "error":
-            if not entry.text and self._before is not None:
-                # Nothing came back: show the conversation as it was and give the draft back.
-                self.transcript_model.set_entries(self._before)
+            if gave_back:
+                # Nothing came back: the conversation is as it was; give the draft back.
                 if self._sent_draft is not None:
                     self.composer.restore_draft(*self._sent_draft)
                 self.conversations.reload_current()  # the worker removed what it had added
@@ -698,7 +653,6 @@ class MainWindow(QMainWindow):
             self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)
             self.turn_memory.record_peak(step)
         self._sent_draft = None
-        self._before = None
         self._job = None
         pending, self._after_answer = self._after_answer, []
         try:
@@ -732,7 +686,7 @@ class MainWindow(QMainWindow):
         model_dialogs.show_about(self)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.models.cancel_load()
+        self.models.shut_down()
         self.stop()
         self.server_controller.stop()
         if not self.worker_thread.stop(timeout_ms=3000):

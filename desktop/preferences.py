@@ -18,6 +18,7 @@ from PySide6.QtCore import QSettings
 
 from models.app_folders import DATA_DIR_ENV, data_dir
 from models.chats.store import ConversationSettings
+from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
 from models.inference.engine import GenerationSettings
 
 APPEARANCES = ("system", "light", "dark")
@@ -36,9 +37,9 @@ def open_settings() -> QSettings:
 @dataclass(frozen=True)
 class ChatDefaults:
     system_prompt: str = ""
-    temperature: float = 0.6  # Llama 4 Instruct's generation_config
-    top_p: float = 0.9
-    max_tokens: int = 2048
+    temperature: float = TEMPERATURE  # Llama 4 Instruct's generation_config
+    top_p: float = TOP_P
+    max_tokens: int = MAX_TOKENS
     seed: int | None = None
     context_length: int = 32768
     kv_bits: int = 16  # 16 = unquantized KV cache; 8 or 4 quantize it

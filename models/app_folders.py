@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from models.atomic_files import replace_file
 
 APP_NAME = "Llama Desk"
 DATA_DIR_ENV = "LLAMA_DESK_DATA_DIR"
@@ -50,16 +51,10 @@ def write_json(name: str, value: dict) -> Path:
     """Replace ``name`` in the data folder with ``value`` (written to a temporary file, then renamed)."""
     folder = data_dir()
     path = folder / name
-    tmp: str | None = None
+    text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
+        replace_file(path, text.encode("utf-8"))
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise UserDataError(f"{path} cannot be written ({exc.strerror or exc}).") from None
     return path

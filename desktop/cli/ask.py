@@ -6,7 +6,8 @@ text, token ids and figures. Never opens a window and never imports Qt.
 With ``--chat new`` the exchange is stored as a new conversation (its id is printed on stderr,
 or as ``chat_id`` with ``--json``); with ``--chat ID`` the question continues that conversation,
 its history (answers as the token ids they were generated as) going to the engine. The
-question is committed before generating and the answer as it streams (``AnswerRecorder``).
+exchange is a ``ConversationSession`` turn run by ``answer_run.run_answer``, as in the window:
+the question is committed before generating and the answer as it streams.
 Generation flags given with ``--chat`` become the conversation's settings; flags left out
 take the conversation's stored ones. A conversation answers one question at a time: while
 another command or the window is answering in it, ``--chat ID`` is refused with one line.
@@ -19,14 +20,13 @@ its new tokens (``cached_tokens`` in ``--json``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-import threading
 
 from desktop.cli.command_error import CommandError
+from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
 
-DEFAULTS = {"max_tokens": 512, "temperature": 0.6, "top_p": 0.9}
+DEFAULTS = {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "top_p": TOP_P}
 SETTING_FLAGS = ("max_tokens", "temperature", "top_p", "seed", "context_length")
 
 
@@ -124,45 +124,80 @@ def _open_chat(args: argparse.Namespace):
     return store, conversation, recorder
 
 
-def _begin_chat(store, conversation, recorder, args: argparse.Namespace, images: tuple):
-    """Store the settings, the question and an empty answer in one transaction; return the
-    conversation and the history before the question."""
+def _ask(args: argparse.Namespace, session, images: tuple, store, conversation):
+    """The session's job for this question: with ``--chat``, the stored history first, and the
+    conversation (created, or its settings updated) stored with the question."""
+    from models.chats.conversation_session import stored_turns
     from models.chats.store import ConversationSettings
+    from models.inference.engine import GenerationSettings
 
-    with store.transaction():
+    base = conversation.settings if conversation is not None else ConversationSettings()
+    chat_settings = _chat_settings(args, base)
+    create_with = store_settings = None
+    if store is None:
+        system_prompt = args.system
+    else:
+        system_prompt = chat_settings.system_prompt if chat_settings.system_prompt.strip() else None
         if conversation is None:
-            conversation = store.create(settings=_chat_settings(args, ConversationSettings()))
-            recorder.claim(conversation.id)
+            create_with = chat_settings
         else:
-            settings = _chat_settings(args, conversation.settings)
-            if settings != conversation.settings:
-                conversation = store.update_settings(conversation.id, settings)
-        messages = store.history(conversation.id)
-        recorder.begin(conversation.id, args.prompt, images)
-    return conversation, messages
+            session.show(stored_turns(store, conversation.id), conversation.id)
+            if chat_settings != conversation.settings:
+                store_settings = chat_settings
+    return session.ask(
+        args.prompt,
+        images,
+        settings=chat_settings.generation_settings(GenerationSettings(**DEFAULTS)),
+        system_prompt=system_prompt,
+        create_with=create_with,
+        store_settings=store_settings,
+    )
 
 
 def _open_kv_cache(store, conversation, engine, settings):
-    """With ``--chat ID``, the conversation's saved KV cache becomes the engine's (see
-    ``ConversationCaches``); None without a stored conversation."""
-    if store is None or conversation is None:
+    """With ``--chat``, the conversations' KV caches (``ConversationCaches``); for ``--chat ID``
+    the conversation's saved cache becomes the engine's. None without ``--chat``."""
+    if store is None:
         return None
     from models.inference.conversation_caches import ConversationCaches
     from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
 
     caches = ConversationCaches(PromptCacheKeeper(store.folder / FOLDER_NAME))
-    caches.open(engine, conversation.id, settings)
+    if conversation is not None:
+        caches.open(engine, conversation.id, settings)
     return caches
 
 
+def _print_json(final, session, ended, ranks: int) -> None:
+    out = {
+        "text": session.turn(-1).text,
+        "token_ids": list(final.token_ids),
+        "prompt_token_ids": list(final.prompt_token_ids),
+        "prompt_tokens": final.prompt_tokens,
+        "cached_tokens": final.cached_tokens,
+        "generation_tokens": final.generation_tokens,
+        "ttft_s": round(final.ttft_s, 6),
+        "prompt_tps": round(final.prompt_tps, 3),
+        "generation_tps": round(final.generation_tps, 3),
+        "peak_memory_gb": round(final.peak_memory_gb, 6),
+        "finish_reason": final.finish_reason,
+        "ranks": ranks,
+    }
+    if session.conversation_id is not None:
+        out["chat_id"] = session.conversation_id
+        out["message_id"] = ended.stored_answer_id
+    print(json.dumps(out, ensure_ascii=False))
+
+
 def run(args: argparse.Namespace) -> int:
+    from desktop.cli.chats import store_failure
+    from models.chats.answer_run import AnswerEnded, StorageFailed, TextGenerated, run_answer
+    from models.chats.conversation_session import ConversationSession
     from models.chats.database import StoreError
-    from models.chats.store import ConversationSettings
     from models.hub.store import ModelNotFound, resolve_model
     from models.inference.checkpoint import CheckpointError
-    from models.inference.engine import GenerationSettings, ModelLoadError
+    from models.inference.engine import ModelLoadError
     from models.inference.images import ImageError, check_image_count, load_image_file
-    from models.inference.prompt import ChatMessage
 
     _check_args(args)
     try:
@@ -185,77 +220,42 @@ def run(args: argparse.Namespace) -> int:
         cause = " ".join(str(exc).split()) or type(exc).__name__
         raise CommandError(f"Could not load {args.model}: {cause}") from None
 
-    if store is None:
-        chat_settings = _chat_settings(args, ConversationSettings())
-        messages = [ChatMessage("system", args.system)] if args.system else []
-    else:
-        from desktop.cli.chats import store_failure
-
-        recorder.model = engine.name
-        try:
-            conversation, messages = _begin_chat(store, conversation, recorder, args, images)
-        except StoreError as exc:
-            raise store_failure(exc) from None
-        chat_settings = conversation.settings
-    messages.append(ChatMessage("user", args.prompt, images))
-    settings = chat_settings.generation_settings(GenerationSettings(**DEFAULTS))
-    cancel = threading.Event()
-    parts: list[str] = []
-    final = None
-    answer = None
-    kv_caches = _open_kv_cache(store, conversation, engine, settings)
+    session = ConversationSession()
     try:
-        for step in engine.generate(messages, settings, cancel):
-            parts.append(step.text)
-            if not args.json and step.text:
-                sys.stdout.write(step.text)
-                sys.stdout.flush()
-            if step.finish_reason:
-                final = step
-            if recorder is not None:
-                answer = recorder.record(step)
-    except StoreError as exc:  # the answer could not be saved: stop rather than lose it silently
-        from desktop.cli.chats import store_failure
-
-        cancel.set()
+        job = _ask(args, session, images, store, conversation)
+    except StoreError as exc:
         raise store_failure(exc) from None
+    kv_caches = _open_kv_cache(store, conversation, engine, job.settings)
+    opener = (lambda: store) if store is not None else None
+    run_events = run_answer(engine, job, opener, recorder=recorder, coalesce_s=0)
+    ended = None
+    try:
+        for event in run_events:
+            session.apply(event)
+            if isinstance(event, StorageFailed):  # not saved: stop rather than lose it silently
+                raise store_failure(event.cause)
+            if isinstance(event, TextGenerated) and not args.json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, AnswerEnded):
+                ended = event
     except BaseException:  # Ctrl-C (or a failure): keep what was generated, marked interrupted
-        cancel.set()
-        if recorder is not None and recorder.active:
-            with contextlib.suppress(StoreError):
-                recorder.abandon()
+        job.cancel.set()
+        run_events.close()
         raise
+    final = ended.final
     if kv_caches is not None:  # the conversation's KV cache, for its next question
-        kv_caches.keep(engine, conversation.id, final)
+        if session.conversation_id is not None:
+            kv_caches.keep(engine, session.conversation_id, final)
         kv_caches.keeper.close()
-    if final is None:  # the engine always ends with a finish_reason; guard anyway
-        if recorder is not None and recorder.active:
-            recorder.abandon("the engine stopped without an answer.")
-        raise CommandError("the engine stopped without an answer.")
     if args.json:
-        out = {
-            "text": "".join(parts),
-            "token_ids": list(final.token_ids),
-            "prompt_token_ids": list(final.prompt_token_ids),
-            "prompt_tokens": final.prompt_tokens,
-            "cached_tokens": final.cached_tokens,
-            "generation_tokens": final.generation_tokens,
-            "ttft_s": round(final.ttft_s, 6),
-            "prompt_tps": round(final.prompt_tps, 3),
-            "generation_tps": round(final.generation_tps, 3),
-            "peak_memory_gb": round(final.peak_memory_gb, 6),
-            "finish_reason": final.finish_reason,
-            "ranks": getattr(engine, "ranks", 1),
-        }
-        if conversation is not None:
-            out["chat_id"] = conversation.id
-            out["message_id"] = answer.id if answer is not None else None
-        print(json.dumps(out, ensure_ascii=False))
+        _print_json(final, session, ended, getattr(engine, "ranks", 1))
     else:
         sys.stdout.write("\n")
+    stored = session.conversation_id is not None and ended.stored_answer_id is not None
     if final.finish_reason == "error":
-        where = f" (saved in conversation {conversation.id})" if conversation is not None else ""
+        where = f" (saved in conversation {session.conversation_id})" if stored else ""
         raise CommandError((final.error or "generation failed.") + where)
-    if conversation is not None and not args.json:
-        print(f"Saved in conversation {conversation.id}.", file=sys.stderr)
+    if stored and not args.json:
+        print(f"Saved in conversation {session.conversation_id}.", file=sys.stderr)
     return 0

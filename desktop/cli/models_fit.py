@@ -18,6 +18,8 @@ import argparse
 import json
 
 from desktop.cli.command_error import CommandError
+from models.byte_sizes import format_memory
+from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
 DEFAULT_CONTEXT = 32768
 
@@ -39,7 +41,7 @@ def add_subcommands(models_sub) -> None:
     fit.add_argument(
         "--kv-bits",
         type=int,
-        choices=(16, 8, 4),
+        choices=KV_CACHE_CHOICES,
         default=16,
         help="KV cache precision: 16 (bf16), 8 or 4 bits (global layers only)",
     )
@@ -66,37 +68,35 @@ def add_subcommands(models_sub) -> None:
     fit.set_defaults(run=run_fit)
 
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 0.95e9 else f"{n / 1e6:.0f} MB"
-
-
 def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, object]]:
     """(label, MemoryPlan) for the named model, or for every catalog variant."""
     from models.hub.store import ModelNotFound, resolve_model
-    from models.memory.planner import PlanError, catalog_config, plan_from_config, plan_model
+    from models.memory.model_plans import plan_for_model
+    from models.memory.planner import PlanError
 
-    kv_bits = None if args.kv_bits == 16 else args.kv_bits
+    kv_bits = kv_cache_bits(args.kv_bits)
     if args.model is None:
         from models.hub.catalog import load_catalog
 
         plans = []
         for entry in load_catalog():
-            config = catalog_config(entry.repo_id or entry.key)
-            if config is not None:
-                plans.append((entry.key, plan_from_config(config, entry.key, kv_bits, backend)))
+            plan = plan_for_model(None, entry.repo_id or entry.key, entry.key, backend, kv_bits)
+            if plan is not None:
+                plans.append((entry.key, plan))
         return plans
     try:
         try:
             path = resolve_model(args.model)
         except ModelNotFound as exc:
-            config = catalog_config(args.model) if args.model.count("/") == 1 else None
-            if config is None:
+            repo = args.model if args.model.count("/") == 1 else None
+            plan = plan_for_model(None, repo, args.model, backend, kv_bits)
+            if plan is None:
                 raise CommandError(str(exc)) from None
-            return [(args.model, plan_from_config(config, args.model, kv_bits, backend))]
+            return [(args.model, plan)]
         from models.memory.measured_peaks import load_corrections
 
         # What this machine measured for the model corrects the plan (models.memory.measured_peaks).
-        return [(args.model, load_corrections().apply(plan_model(path, kv_bits, backend), path, backend))]
+        return [(args.model, plan_for_model(path, None, args.model, backend, kv_bits, load_corrections()))]
     except PlanError as exc:
         raise CommandError(str(exc)) from None
 
@@ -133,7 +133,7 @@ def _print_text(f: dict) -> None:
     source = "safetensors headers" if f["weights_source"] == "safetensors" else "estimated from config.json"
     beyond, within = f["kv_bytes_per_token"] / 1e3, f["kv_bytes_per_token_within_chunk"] / 1e3
     rows = [
-        ("weights", f"{_gb(f['weights_bytes'])} ({source})"),
+        ("weights", f"{format_memory(f['weights_bytes'])} ({source})"),
         (
             "KV cache per token",
             f"{beyond:.1f} KB beyond the {f['attention_chunk']:,}-token chunk, "
@@ -141,7 +141,8 @@ def _print_text(f: dict) -> None:
         ),
         (
             f"peak at {f['context']:,} tokens",
-            f"{_gb(f['peak_bytes'])} (KV cache {_gb(f['kv_bytes'])}, prefill chunk {f['prefill_step']})",
+            f"{format_memory(f['peak_bytes'])} (KV cache {format_memory(f['kv_bytes'])}, "
+            f"prefill chunk {f['prefill_step']})",
         ),
         (
             "largest context",
@@ -150,8 +151,8 @@ def _print_text(f: dict) -> None:
         ),
         (
             "budget",
-            f"{_gb(f['budget_bytes'])} ({f['budget_source']}"
-            + (f", minus {_gb(f['app_bytes'])} used by the app" if f["app_bytes"] else "")
+            f"{format_memory(f['budget_bytes'])} ({f['budget_source']}"
+            + (f", minus {format_memory(f['app_bytes'])} used by the app" if f["app_bytes"] else "")
             + f"; {f['backend']} backend)",
         ),
     ]
@@ -170,7 +171,8 @@ def _print_text(f: dict) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from models.memory.budget import budget_override, detect_backend, detect_budget
+    from models.memory.budget import budget_override, detect_backend
+    from models.memory.model_plans import planning_budget
 
     if args.context < 1:
         raise CommandError("--context must be at least 1.", 2)
@@ -180,11 +182,8 @@ def run_fit(args: argparse.Namespace) -> int:
         budget = budget_override(args.budget_gb, args.backend or "metal")
     except ValueError as exc:
         raise CommandError(str(exc), 2) from None
-    if budget is not None:
-        backend = budget.backend
-    else:
-        backend = args.backend or detect_backend()
-        budget = detect_budget(backend=backend)
+    backend = budget.backend if budget is not None else args.backend or detect_backend()
+    budget = planning_budget(budget, backend)
     plans = _plans(args, backend)
     if not plans:
         raise CommandError("no model to plan.")

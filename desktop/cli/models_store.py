@@ -23,6 +23,7 @@ import sys
 import time
 
 from desktop.cli.command_error import CommandError
+from models.byte_sizes import format_bytes
 
 
 def add_subcommands(models_sub) -> None:
@@ -58,16 +59,6 @@ def add_subcommands(models_sub) -> None:
 
     logout = models_sub.add_parser("logout", help="remove the stored Hugging Face token")
     logout.set_defaults(run=run_logout)
-
-
-def format_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _format_eta(seconds: float | None) -> str:

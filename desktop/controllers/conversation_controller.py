@@ -3,7 +3,8 @@
 Holds the UI thread's connection to the conversation store for reads and one-row edits
 (create, rename, delete/undo, settings). Work that touches image files (opening a
 conversation with its images, export, import) runs on the thread pool and reports back by
-signal. Answers themselves are written by the MLX worker (``desktop.workers.inference_worker.AnswerJob``).
+signal. The open conversation's turns belong to its ``ConversationSession``; answers are
+stored by ``models.chats.answer_run.run_answer`` on the MLX worker's thread.
 
 Signals:
     opened(object): (conversation or None, transcript entries, row to show or None).
@@ -147,19 +148,6 @@ class ConversationController(QObject):
             self.current = self.store.update_settings(self.current.id, settings)
         except StoreError as exc:
             self.notice.emit(str(exc))
-
-    def forget_unanswered(self, question_id: int | None) -> None:
-        """Remove a question whose answer never started (its draft went back to the composer)."""
-        if question_id is None or self.current is None:
-            return
-        try:
-            self.store.truncate_after(question_id, inclusive=True)
-            if not self.store.messages(self.current.id):
-                self.store.delete(self.current.id)
-                self.current = None
-        except StoreError as exc:
-            self.notice.emit(str(exc))
-        self.list_changed.emit()
 
     def export(self, conversation_id: int, fmt: str, path: str) -> None:
         from models.chats import export as chat_export

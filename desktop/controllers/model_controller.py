@@ -91,6 +91,7 @@ class ModelController(QObject):
         self.name: str | None = None
         self.path: str | None = None
         self.loading = False
+        self._shut_down = False
         self._load_cancel = threading.Event()
         worker.load_started.connect(self._on_worker_load_started)
         worker.load_progress.connect(self.load_stage)
@@ -108,6 +109,11 @@ class ModelController(QObject):
         self.worker.request_load.emit(str(path), self._load_cancel)
 
     def cancel_load(self) -> None:
+        self._load_cancel.set()
+
+    def shut_down(self) -> None:
+        """The window is closing: cancel the load, and start none (a plan still running is dropped)."""
+        self._shut_down = True
         self._load_cancel.set()
 
     def load_checked(self, path: str | Path, ask: bool = True) -> None:
@@ -128,6 +134,8 @@ class ModelController(QObject):
             return plan.fit(context, budget.budget_bytes)
 
         def done(report) -> None:
+            if self._shut_down:
+                return
             if report.verdict != "wont_fit" or (ask and self._confirm(name, report.summary)):
                 self._when_idle(lambda: self.load(path))
             else:
@@ -136,7 +144,11 @@ class ModelController(QObject):
                 )
 
         # A folder the planner cannot read is left to the loader, which says what is wrong.
-        run_in_background(work, done, lambda _message: self._when_idle(lambda: self.load(path)), owner=self)
+        def failed(_message: str) -> None:
+            if not self._shut_down:
+                self._when_idle(lambda: self.load(path))
+
+        run_in_background(work, done, failed, owner=self)
 
     def use(self, listing) -> None:
         """Switch to a downloaded variant: the answer in progress stops, the current model is

@@ -22,6 +22,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop.workers.background_task import run_in_background
+from models.byte_sizes import format_bytes
 
 
 @dataclass(frozen=True)
@@ -48,35 +49,29 @@ def total_memory_bytes() -> int:
 
 
 def format_size(n: int | float | None) -> str:
-    if not n:
-        return "—"
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
+    """A size for the menus and dialogs; '—' when unknown (or nothing)."""
+    return format_bytes(n or None, missing="—")
 
 
 def _plan_for(listing, backend: str):
     """A listing's memory plan (unquantized KV), from its folder or its catalog config; or None."""
-    from models.memory.planner import PlanError, catalog_config, plan_from_config, plan_model
+    from models.memory.model_plans import plan_for_model
+    from models.memory.planner import PlanError
 
+    entry = listing.entry
     try:
-        if listing.path is not None:
-            return plan_model(listing.path, backend=backend)
-        if listing.entry.repo_id and (config := catalog_config(listing.entry.repo_id)):
-            return plan_from_config(config, listing.entry.display_name, backend=backend)
+        return plan_for_model(listing.path, entry.repo_id, entry.display_name, backend)
     except (PlanError, OSError, ValueError, KeyError, TypeError):
         return None
-    return None
 
 
 def _survey(budget=None):
-    """Runs on the thread pool: listings, this machine's budget, and a plan per listing."""
+    """Runs on the thread pool: listings, the budget to plan against, and a plan per listing."""
     from models.hub.catalog import list_models
-    from models.memory.budget import detect_budget
+    from models.memory.model_plans import planning_budget
 
     listings = list_models()
-    budget = budget or detect_budget()
+    budget = planning_budget(budget)
     plans = {}
     for listing in listings:
         plan = _plan_for(listing, budget.backend)
@@ -171,10 +166,10 @@ class ModelLibrary(QObject):
             if generation == self._survey_generation:
                 self._on_list_failed(message)
 
-        run_in_background(lambda: _survey(self.budget_override), listed, failed)
+        run_in_background(lambda: _survey(self.budget_override), listed, failed, owner=self)
         from models.memory.measured_peaks import load_corrections
 
-        run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None)
+        run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None, owner=self)
 
     def set_peak_corrections(self, corrections) -> None:
         """What measured peaks taught about each model (``models.memory.measured_peaks``); arithmetic only."""
@@ -198,7 +193,9 @@ class ModelLibrary(QObject):
 
     def set_fit_parameters(self, context: int, kv_bits: int | None) -> None:
         """The context length and KV precision the badges are computed for (arithmetic only)."""
-        kv_bits = None if not kv_bits or kv_bits >= 16 else kv_bits
+        from models.memory.planner import kv_cache_bits
+
+        kv_bits = kv_cache_bits(kv_bits)
         if (context, kv_bits) != (self.context, self.kv_bits):
             self.context, self.kv_bits = context, kv_bits
             self._recompute_fits()
@@ -250,7 +247,7 @@ class ModelLibrary(QObject):
             add_user_model(folder)
             return True
 
-        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None)
+        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None, owner=self)
 
     def listing_for_folder(self, path: str | Path | None):
         """The listing that loads from ``path`` (compared as absolute paths), or None."""
@@ -276,13 +273,15 @@ class ModelLibrary(QObject):
         report = self.reports.get(listing.key)
         if report is not None:
             return FitBadge(report.verdict, report.summary, report)
-        size = listing.size_bytes  # no plan (an unknown repo): weights against memory
-        if not size or not self.memory_bytes:
+        # No plan (an unknown repo): its weights against the budget, by the planner's rule.
+        from models.memory.model_plans import weights_verdict
+
+        size = listing.size_bytes
+        budget = self.budget.budget_bytes if self.budget is not None else self.memory_bytes
+        if not size or not budget:
             return None
-        share = size / self.memory_bytes
-        verdict = "fits" if share <= 0.70 else "tight" if share <= 0.85 else "wont_fit"
-        detail = f"{format_size(size)} of weights in {format_size(self.memory_bytes)} of memory"
-        return FitBadge(verdict, detail)
+        detail = f"{format_size(size)} of weights in a {format_size(budget)} budget"
+        return FitBadge(weights_verdict(size, budget), detail)
 
     def recommended(self):
         """The largest catalog model whose badge says it fits (what the welcome screen offers)."""
@@ -336,7 +335,7 @@ class ModelLibrary(QObject):
             self.errors[repo_id] = message
             self.refresh()
 
-        run_in_background(lambda: store.delete_model(repo_id), done, failed)
+        run_in_background(lambda: store.delete_model(repo_id), done, failed, owner=self)
 
     def _on_worker_progress(self, repo_id: str, progress) -> None:
         if repo_id in self._cancels:

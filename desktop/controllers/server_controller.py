@@ -117,7 +117,7 @@ class ServerController(QObject):
         self._window_waiting = False
         self.host, self.port, self.api_key = DEFAULT_HOST, DEFAULT_PORT, None  # what start() uses
         worker.request_generate.connect(self._on_window_question)
-        worker.text_ready.connect(self._on_window_answering)
+        worker.answer_event.connect(self._on_window_answering)
         worker.finished.connect(self._on_window_answering)
 
     @property

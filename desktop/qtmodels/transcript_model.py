@@ -1,25 +1,41 @@
-"""The conversation on screen, as a Qt list model.
+"""The open conversation as a Qt list model: a view of its ``ConversationSession``.
 
-Holds the turns (text, images and their thumbnails, the exact token ids of answers, how each
-answer ended) and hands the engine a list of ``ChatMessage``s. A streaming answer grows
-through ``append_text``, which signals ``dataChanged`` for that one row only. Every change
-bumps the entry's ``revision``, so a view can tell a changed row from an unchanged one without
-comparing text.
+The session (``models.chats.conversation_session``) owns the turns; this model follows its
+events: a reset, one inserted row, one changed row (``dataChanged`` for that row only, so
+streaming costs the same whatever the conversation's length), removed rows. Each row is a
+``TranscriptEntry``: the turn's fields, the images' thumbnails (``QImage``, kept by content
+hash) and a ``revision`` bumped on every change, so a view can tell a changed row from an
+unchanged one without comparing text.
+
+The mutators below (``append_user``, ``begin_answer``, ``append_text``, ``finish_answer``, …)
+only forward to the session; the model never changes a row on its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QImage
 
+from models.chats.conversation_session import (
+    ConversationSession,
+    SessionEvent,
+    TurnAdded,
+    TurnChanged,
+    TurnsRemoved,
+    TurnsReset,
+)
+from models.chats.turns import AnswerStats, Turn
 from models.inference.images import ChatImage
 from models.inference.prompt import ChatMessage
 
 
 @dataclass
 class TranscriptEntry:
+    """One row as the view draws it (built from a ``Turn``; changing it changes nothing)."""
+
     role: str  # "user" | "assistant"
     text: str = ""
     images: tuple[ChatImage, ...] = ()
@@ -28,10 +44,44 @@ class TranscriptEntry:
     streaming: bool = False
     finish_reason: str | None = None
     error: str | None = None
-    stats: object | None = field(default=None, repr=False)  # the final GenerationStep
+    stats: AnswerStats | None = field(default=None, repr=False)
     message_id: int | None = None  # the stored message, once the store has it
     interrupted: bool = False  # cut off by a crash or kill before it finished
     revision: int = field(default=0, compare=False)  # bumped by the model on every change
+
+    @classmethod
+    def from_turn(cls, turn: Turn, thumbnails: tuple[QImage, ...] = (), revision: int = 0) -> TranscriptEntry:
+        return cls(
+            role=turn.role,
+            text=turn.text,
+            images=turn.images,
+            thumbnails=thumbnails,
+            token_ids=turn.token_ids,
+            streaming=turn.streaming,
+            finish_reason=turn.finish_reason,
+            error=turn.error,
+            stats=turn.stats,
+            message_id=turn.message_id,
+            interrupted=turn.interrupted,
+            revision=revision,
+        )
+
+    def turn(self) -> Turn:
+        stats = self.stats
+        if stats is not None and not isinstance(stats, AnswerStats):
+            stats = AnswerStats.from_step(stats)
+        return Turn(
+            role=self.role,
+            text=self.text,
+            images=tuple(self.images),
+            stats=stats,
+            token_ids=self.token_ids,
+            finish_reason=self.finish_reason,
+            error=self.error,
+            message_id=self.message_id,
+            interrupted=self.interrupted,
+            streaming=self.streaming,
+        )
 
     def footer(self) -> str:
         """A short line under an answer: how it ended and its speed."""
@@ -48,29 +98,20 @@ class TranscriptEntry:
             parts.append("Reached the token limit")
         elif self.finish_reason == "error":
             parts.append(f"Error: {self.error}" if self.error else "Error")
-        step = self.stats
-        if step is not None and getattr(step, "generation_tokens", 0):
-            parts.append(f"{step.generation_tokens} tokens · {step.generation_tps:.1f} tok/s")
+        stats = self.stats
+        if stats is not None and stats.generation_tokens:
+            parts.append(f"{stats.generation_tokens} tokens · {stats.generation_tps:.1f} tok/s")
         return " · ".join(parts)
+
+
+def _drawn(turn: Turn) -> Turn:
+    """What the view shows of a turn (its message and token ids are not drawn)."""
+    return replace(turn, message_id=None, token_ids=None)
 
 
 def entry_from_stored(message, images=(), thumbnails=()) -> TranscriptEntry:
     """A transcript entry for a ``models.chats.store.StoredMessage``."""
-    from types import SimpleNamespace
-
-    stats = SimpleNamespace(**message.stats) if message.stats else None
-    return TranscriptEntry(
-        role=message.role,
-        text=message.text,
-        images=tuple(images),
-        thumbnails=tuple(thumbnails),
-        token_ids=message.token_ids,
-        finish_reason=message.finish_reason,
-        error=message.error,
-        stats=stats,
-        message_id=message.id,
-        interrupted=message.interrupted,
-    )
+    return TranscriptEntry.from_turn(Turn.from_stored(message, images), tuple(thumbnails))
 
 
 class TranscriptModel(QAbstractListModel):
@@ -79,9 +120,53 @@ class TranscriptModel(QAbstractListModel):
     FooterRole = Qt.ItemDataRole.UserRole + 3
     RevisionRole = Qt.ItemDataRole.UserRole + 4
 
-    def __init__(self, parent=None):
+    def __init__(self, session: ConversationSession | None = None, parent=None):
         super().__init__(parent)
-        self._entries: list[TranscriptEntry] = []
+        self.session = session if session is not None else ConversationSession()
+        self._thumbnails: dict[str, QImage] = {}  # by the image's content hash
+        self._entries = [self._entry(turn) for turn in self.session.turns]
+        self.session.listen(self._on_session_event)
+
+    # Following the session ---------------------------------------------------------------------
+    def remember_thumbnails(self, images, thumbnails) -> None:
+        """Thumbnails already made (by the composer, or off the UI thread) for these images."""
+        for image, thumbnail in zip(images, thumbnails, strict=False):
+            self._thumbnails[image.sha256] = thumbnail
+
+    def _thumbnail(self, image: ChatImage) -> QImage:
+        thumbnail = self._thumbnails.get(image.sha256)
+        if thumbnail is None:
+            from desktop.workers.image_loader import thumbnail_qimage
+
+            thumbnail = self._thumbnails[image.sha256] = thumbnail_qimage(image)
+        return thumbnail
+
+    def _entry(self, turn: Turn, revision: int = 0) -> TranscriptEntry:
+        return TranscriptEntry.from_turn(turn, tuple(self._thumbnail(i) for i in turn.images), revision)
+
+    def _on_session_event(self, event: SessionEvent) -> None:
+        if isinstance(event, TurnChanged):
+            old = self._entries[event.row]
+            if _drawn(old.turn()) == _drawn(event.turn):  # only the stored ids: nothing to redraw
+                self._entries[event.row] = self._entry(event.turn, old.revision)
+                return
+            self._entries[event.row] = self._entry(event.turn, old.revision + 1)
+            index = self.index(event.row)
+            self.dataChanged.emit(index, index)
+        elif isinstance(event, TurnAdded):
+            self.beginInsertRows(QModelIndex(), event.row, event.row)
+            self._entries.insert(event.row, self._entry(event.turn))
+            self.endInsertRows()
+        elif isinstance(event, TurnsRemoved):
+            self.beginRemoveRows(QModelIndex(), event.first, event.last)
+            del self._entries[event.first : event.last + 1]
+            self.endRemoveRows()
+        elif isinstance(event, TurnsReset):
+            self.beginResetModel()
+            kept = {image.sha256 for turn in event.turns for image in turn.images}
+            self._thumbnails = {key: value for key, value in self._thumbnails.items() if key in kept}
+            self._entries = [self._entry(turn) for turn in event.turns]
+            self.endResetModel()
 
     # Qt model interface ------------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008,N802
@@ -112,88 +197,48 @@ class TranscriptModel(QAbstractListModel):
             self.RevisionRole: b"revision",
         }
 
-    # Changes ---------------------------------------------------------------------------------
+    # Reading -----------------------------------------------------------------------------------
     def entry(self, row: int) -> TranscriptEntry:
         return self._entries[row]
 
     def entries(self) -> list[TranscriptEntry]:
         return list(self._entries)
 
-    def _append(self, entry: TranscriptEntry) -> int:
-        row = len(self._entries)
-        self.beginInsertRows(QModelIndex(), row, row)
-        self._entries.append(entry)
-        self.endInsertRows()
-        return row
-
-    def append_user(self, text: str, images=(), thumbnails=()) -> int:
-        return self._append(TranscriptEntry("user", text, tuple(images), tuple(thumbnails)))
-
-    def begin_answer(self) -> int:
-        return self._append(TranscriptEntry("assistant", streaming=True))
-
-    def _changed(self, row: int) -> None:
-        self._entries[row].revision += 1
-        index = self.index(row)
-        self.dataChanged.emit(index, index)
-
-    def append_text(self, row: int, text: str) -> None:
-        self._entries[row].text += text
-        self._changed(row)
-
-    def resume_answer(self, row: int) -> None:
-        """Mark an answer as streaming again (it is being continued)."""
-        self._entries[row].streaming = True
-        self._changed(row)
-
-    def finish_answer(self, row: int, step, continued: bool = False) -> None:
-        """Record how an answer ended; a continued answer extends its token ids."""
-        entry = self._entries[row]
-        entry.streaming = False
-        entry.stats = step
-        entry.finish_reason = getattr(step, "finish_reason", "error")
-        entry.error = getattr(step, "error", None)
-        new_ids = tuple(getattr(step, "token_ids", ()) or ())
-        if continued:
-            # Unknown ids stay unknown: the text is re-tokenized rather than half-described.
-            entry.token_ids = None if entry.token_ids is None else entry.token_ids + new_ids
-        else:
-            entry.token_ids = new_ids or None
-        self._changed(row)
-
-    def remove_from(self, row: int) -> None:
-        """Drop rows ``row`` to the end (a failed question and its empty answer)."""
-        if row >= len(self._entries):
-            return
-        self.beginRemoveRows(QModelIndex(), row, len(self._entries) - 1)
-        del self._entries[row:]
-        self.endRemoveRows()
-
-    def clear(self) -> None:
-        self.set_entries([])
-
-    def set_entries(self, entries: list[TranscriptEntry]) -> None:
-        """Show another conversation (one reset, not row by row)."""
-        self.beginResetModel()
-        self._entries = list(entries)
-        self.endResetModel()
-
     def row_of_message(self, message_id: int) -> int | None:
-        for row, entry in enumerate(self._entries):
-            if entry.message_id == message_id:
-                return row
-        return None
+        return self.session.row_of_message(message_id)
 
     def messages(self, system_prompt: str | None = None) -> list[ChatMessage]:
         """The finished turns as engine messages (the streaming answer is left out)."""
-        out = [ChatMessage("system", system_prompt)] if system_prompt else []
-        for entry in self._entries:
-            if entry.streaming or entry.role == "system":
-                continue
-            if entry.role == "assistant":
-                if entry.finish_reason == "error" and not entry.text:
-                    continue
-                out.append(ChatMessage("assistant", entry.text, token_ids=entry.token_ids))
-            else:
-                out.append(ChatMessage("user", entry.text, entry.images))
-        return out
+        return self.session.messages(system_prompt)
+
+    # Changes, forwarded to the session ---------------------------------------------------------
+    def append_user(self, text: str, images=(), thumbnails=()) -> int:
+        self.remember_thumbnails(images, thumbnails)
+        return self.session.append(Turn("user", text, tuple(images)))
+
+    def begin_answer(self) -> int:
+        return self.session.append(Turn("assistant", streaming=True))
+
+    def append_text(self, row: int, text: str) -> None:
+        self.session.append_text(row, text)
+
+    def resume_answer(self, row: int) -> None:
+        """Mark an answer as streaming again (it is being continued)."""
+        self.session.update(row, streaming=True)
+
+    def finish_answer(self, row: int, step: Any, continued: bool = False) -> None:
+        """Record how an answer ended; a continued answer extends its token ids."""
+        self.session.finish_answer(row, step, continued)
+
+    def remove_from(self, row: int) -> None:
+        """Drop rows ``row`` to the end."""
+        self.session.remove_from(row)
+
+    def clear(self) -> None:
+        self.session.clear()
+
+    def set_entries(self, entries: list[TranscriptEntry], conversation_id: int | None = None) -> None:
+        """Show another conversation (one reset, not row by row)."""
+        for entry in entries:
+            self.remember_thumbnails(entry.images, entry.thumbnails)
+        self.session.show([entry.turn() for entry in entries], conversation_id)

@@ -263,6 +263,7 @@ class Sidebar(QFrame):
                 partial(search_messages, self.store.folder, text),
                 partial(self._on_search_done, serial),
                 partial(self._on_search_failed, serial),
+                owner=self,
             )
             return
         self.model.show_conversations(self.store)

@@ -11,17 +11,16 @@ Signals:
     loaded(str, str): the model is ready (its display name, its folder).
     load_failed(str): loading failed or was cancelled; a message fit to show.
     unloaded(): the previous model is gone (its memory released).
-    text_ready(str): new answer text, coalesced to at most one signal per ~30 ms.
-    recorded(object): (question message id or None, answer message id) once an answer that is
-        being stored has its rows in the conversation store.
-    storage_failed(str): the conversation store could not record the answer (it still streams).
-    finished(object): the last GenerationStep of an answer (finish_reason set).
-    ended(object): the same end as an ``answer_run.AnswerEnded`` (its ``EndReason``, the answer row).
+    answer_event(object): each event of the running answer, as ``answer_run.run_answer`` yields
+        it (``RowsStored``, ``TextGenerated`` at most every ~30 ms, ``StorageFailed``, and
+        ``AnswerEnded`` last, always).
+    finished(object): the last GenerationStep of an answer (finish_reason set), after its
+        ``AnswerEnded``.
 
 Answers run as ``models.chats.answer_run.run_answer`` on this thread, which also stores them
 (the question before generation starts, the partial answer every 2 s, the rest when it ends),
 so the UI thread never waits on the database and a crash loses at most 2 s; this object only
-turns its events into signals (``ended`` is emitted just before ``finished``).
+turns its events into signals.
 
 Each stored conversation's KV cache is kept on disk (``ConversationCaches``): saved in the
 background when an answer ends, loaded before the conversation's next answer, or earlier on
@@ -36,16 +35,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from models.chats.answer_run import (
-    AnswerEnded,
-    AnswerJob,
-    EndReason,
-    RowsStored,
-    StorageFailed,
-    TextGenerated,
-    error_step,
-    run_answer,
-)
+from models.chats.answer_run import AnswerEnded, AnswerJob, EndReason, error_step, run_answer
 
 __all__ = ["AnswerJob", "InferenceWorker", "WorkerThread"]
 
@@ -60,11 +50,8 @@ class InferenceWorker(QObject):
     loaded = Signal(str, str)
     load_failed = Signal(str)
     unloaded = Signal()
-    text_ready = Signal(str)
-    recorded = Signal(object)
-    storage_failed = Signal(str)
+    answer_event = Signal(object)
     finished = Signal(object)
-    ended = Signal(object)
 
     # Requests from the UI thread (queued into this object's thread).
     request_load = Signal(str, object)  # folder, a threading.Event that cancels this load
@@ -214,14 +201,8 @@ class InferenceWorker(QObject):
             self._conversation_caches().keep(self._engine, job.conversation_id, ended.final)
 
     def _emit(self, event) -> None:
-        if isinstance(event, TextGenerated):
-            self.text_ready.emit(event.text)
-        elif isinstance(event, RowsStored):
-            self.recorded.emit((event.question_id, event.answer_id))
-        elif isinstance(event, StorageFailed):
-            self.storage_failed.emit(event.message)
-        elif isinstance(event, AnswerEnded):
-            self.ended.emit(event)
+        self.answer_event.emit(event)
+        if isinstance(event, AnswerEnded):
             self.finished.emit(event.final)
 
 

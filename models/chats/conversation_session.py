@@ -72,8 +72,12 @@ SessionEvent = TurnsReset | TurnAdded | TurnChanged | TurnsRemoved
 Listener = Callable[[SessionEvent], None]
 
 
-def _ignore(_event: SessionEvent) -> None:
-    pass
+def stored_turns(store: ConversationStore, conversation_id: int) -> list[Turn]:
+    """The stored conversation's turns, images loaded."""
+    return [
+        Turn.from_stored(message, tuple(store.load_image(image) for image in message.images))
+        for message in store.messages(conversation_id)
+    ]
 
 
 class ConversationSession:
@@ -212,9 +216,13 @@ class ConversationSession:
             store_settings=store_settings,
         )
 
-    def regenerate(self, row: int, *, settings: Any, system_prompt: str | None = None) -> AnswerJob:
+    def regenerate(
+        self, row: int, *, settings: Any, system_prompt: str | None = None, conversation_id: int | None = None
+    ) -> AnswerJob:
         """Answer the last question again, replacing the answer at ``row`` (the last one)."""
         self._require_idle()
+        if conversation_id is not None:
+            self.conversation_id = conversation_id
         if row != len(self._turns) - 1 or self._turns[row].role != "assistant":
             raise ValueError("only the last answer can be regenerated")
         self._before = list(self._turns)
@@ -230,9 +238,13 @@ class ConversationSession:
             truncate_from=truncate_from,
         )
 
-    def continue_answer(self, row: int, *, settings: Any, system_prompt: str | None = None) -> AnswerJob:
+    def continue_answer(
+        self, row: int, *, settings: Any, system_prompt: str | None = None, conversation_id: int | None = None
+    ) -> AnswerJob:
         """Carry on the last answer (cut at the token limit, stopped or interrupted)."""
         self._require_idle()
+        if conversation_id is not None:
+            self.conversation_id = conversation_id
         if row != len(self._turns) - 1 or self._turns[row].role != "assistant":
             raise ValueError("only the last answer can be continued")
         self._before = None  # a continued answer keeps what it had, whatever happens

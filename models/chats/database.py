@@ -25,9 +25,12 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-DATA_DIR_ENV = "LLAMA_DESK_DATA_DIR"
-DATABASE_NAME = "conversations.sqlite3"
-APP_NAME = "Llama Desk"
+# The data folder is defined once, in models.app_folders; re-exported for this package.
+from models.app_folders import APP_NAME as APP_NAME
+from models.app_folders import DATA_DIR_ENV as DATA_DIR_ENV
+from models.app_folders import data_dir as data_dir
+
+DATABASE_NAME = "conversations.sqlite3"  # in data_dir(), with the images folder beside it
 
 
 class StoreError(Exception):
@@ -44,20 +47,6 @@ class DatabaseDamaged(StoreError):
 
 class DatabaseReadOnly(StoreError):
     """A write to a database that could only be opened read-only."""
-
-
-def data_dir() -> Path:
-    """The folder for conversations and their images: ``$LLAMA_DESK_DATA_DIR`` or the platform's.
-
-    The platform's is ``platformdirs.user_data_dir("Llama Desk")``, e.g.
-    ``~/Library/Application Support/Llama Desk`` on macOS, ``~/.local/share/Llama Desk`` on Linux.
-    """
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 # Each migration takes the database from version i to i + 1 (MIGRATIONS[0]: 0 -> 1). Statements

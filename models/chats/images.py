@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from models.atomic_files import replace_file
 from models.inference.images import ChatImage, load_image_bytes
 
 MAX_STORED_BYTES = 20 * 1024 * 1024
@@ -118,18 +117,7 @@ class ImageFolder:
         if target.exists() and target.stat().st_size == len(data):
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        _fsync_dir(target.parent)
+        replace_file(target, data, prefix=".incoming-")
         return target
 
     def read(self, sha256: str, media_type: str) -> bytes:
@@ -161,14 +149,3 @@ class ImageFolder:
                     path.unlink()
                     removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -23,333 +23,108 @@ read with safe stand-ins (a setting out of range means "the app's default", unre
 token ids are dropped), and a conversation whose times or title cannot be shown comes back with
 ``damaged`` set (``display_title`` is then "Damaged conversation") so it can be listed and
 deleted instead of stopping the app.
+
+Long because ``ConversationStore`` is the one place that writes the schema: every statement that
+touches the tables is here, so a schema change is checked in one file. What a record is
+(``conversation_records``), search snippets (``search_snippets``) and reading untrusted rows
+(``stored_rows``) are modules of their own, re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import sqlite3
-import struct
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.chats.conversation_records import (
+    DAMAGED_TITLE,
+    FINISH_REASONS,
+    MAX_CONTEXT_LENGTH,
+    MAX_SEED,
+    MAX_SYSTEM_PROMPT_CHARS,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    PURGE_AFTER_S,
+    ROLES,
+    TITLE_LENGTH,
+    UNTITLED,
+    Conversation,
+    ConversationNotFound,
+    ConversationSettings,
+    SearchHit,
+    StoredImage,
+    StoredMessage,
+    is_finite_number,
+    pack_token_ids,
+    setting_problem,
+    title_from_question,
+    unpack_token_ids,
+    valid_timestamp,
+)
 from models.chats.database import DATABASE_NAME, Database, StoreError, data_dir
 from models.chats.images import MAX_STORED_BYTES, ImageFolder, StoredImageFile
+from models.chats.search_snippets import (
+    SNIPPET_TOKEN_CHARS,
+    SNIPPET_WINDOW_CHARS,
+    build_snippet,
+    fold,
+    fts_query,
+    text_window,
+)
+from models.chats.stored_rows import (
+    CONVERSATION_SELECT,
+    MESSAGE_SELECT,
+    chunks,
+    conversation_from_row,
+    message_from_row,
+    row_id,
+    settings_row,
+    stats_json,
+    stored_int,
+    stored_text,
+)
 from models.inference.images import ChatImage, ImageError
 from models.inference.prompt import ChatMessage, Role
 
 if TYPE_CHECKING:
-    from models.inference.engine import GenerationSettings
-
-TITLE_LENGTH = 60
-UNTITLED = "New conversation"
-PURGE_AFTER_S = 30 * 24 * 3600.0
-ROLES = ("system", "user", "assistant")
-DAMAGED_TITLE = "Damaged conversation"
-# The times a conversation or message may carry: 1970 up to the start of year 9999 (later ones
-# overflow date formatting in some time zones).
-MIN_TIMESTAMP = 0.0
-MAX_TIMESTAMP = 253_370_764_800.0
-MAX_CONTEXT_LENGTH = 10_485_760  # Llama 4 Scout's 10M tokens
-MAX_SEED = 2**63 - 1
-MAX_SYSTEM_PROMPT_CHARS = 1_000_000
-FINISH_REASONS = ("stop", "length", "cancelled", "error")
+    pass
 
 _UNCHANGED: Any = object()
+_DEFAULT_SETTINGS = ConversationSettings()
 
-
-class ConversationNotFound(StoreError, LookupError):
-    """No (live) conversation or message with that id."""
-
-
-@dataclass(frozen=True)
-class ConversationSettings:
-    """Per-conversation generation settings; ``None`` means "the app's default"."""
-
-    system_prompt: str = ""
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    context_length: int | None = None
-
-    def generation_settings(self, base: GenerationSettings | None = None) -> GenerationSettings:
-        """``base`` (a ``models.inference.engine.GenerationSettings``) with this conversation's values set."""
-        from models.inference.engine import GenerationSettings
-
-        base = base if base is not None else GenerationSettings()
-        changes = {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name != "system_prompt" and getattr(self, f.name) is not None
-        }
-        return replace(base, **changes)
-
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ConversationSettings:
-        """Settings from ``to_json``'s dict; ``StoreError`` naming the first invalid value.
-
-        Unknown keys are ignored (a newer Llama Desk may add some); ``null`` means the default.
-        """
-        values = {}
-        for f in fields(cls):
-            problem = setting_problem(f.name, data.get(f.name))
-            if problem:
-                raise StoreError(f"settings.{f.name} {problem}.")
-            if data.get(f.name) is not None:
-                values[f.name] = _setting_value(f.name, data[f.name])
-        return cls(**values)
-
-    @classmethod
-    def from_stored(cls, data: Mapping[str, Any]) -> ConversationSettings:
-        """Settings from stored values, each invalid one replaced by its default (never raises)."""
-        values = {}
-        for f in fields(cls):
-            value = data.get(f.name)
-            if value is not None and not setting_problem(f.name, value):
-                values[f.name] = _setting_value(f.name, value)
-        return cls(**values)
-
-
-def is_finite_number(value: Any) -> bool:
-    """A finite int or float (not a bool, not an int too large for a float)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def setting_problem(name: str, value: Any) -> str | None:
-    """Why ``value`` is not a valid conversation setting ``name`` (None: it is, or it is unset)."""
-    if value is None:
-        return None
-    if name == "system_prompt":
-        if not isinstance(value, str):
-            return "must be text"
-        return "is too long" if len(value) > MAX_SYSTEM_PROMPT_CHARS else None
-    if name == "temperature":
-        return None if is_finite_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
-    if name == "top_p":
-        return None if is_finite_number(value) and 0 < value <= 1 else "must be a number above 0, at most 1"
-    if name == "max_tokens":
-        ok = _is_int(value) and 1 <= value <= MAX_CONTEXT_LENGTH
-        return None if ok else f"must be a whole number from 1 to {MAX_CONTEXT_LENGTH:,}"
-    if name == "seed":
-        ok = _is_int(value) and 0 <= value <= MAX_SEED
-        return None if ok else "must be a whole number from 0 to 2**63-1"
-    if name == "context_length":
-        ok = _is_int(value) and 2 <= value <= MAX_CONTEXT_LENGTH
-        return None if ok else f"must be a whole number from 2 to {MAX_CONTEXT_LENGTH:,}"
-    return None
-
-
-def _setting_value(name: str, value: Any) -> Any:
-    return float(value) if name in ("temperature", "top_p") else value
-
-
-def valid_timestamp(value: Any) -> float | None:
-    """``value`` as a time the app can show (finite, 1970..9999), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    return value if math.isfinite(value) and MIN_TIMESTAMP <= value <= MAX_TIMESTAMP else None
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: int
-    title: str  # "" until the first question names it; show ``display_title``
-    created: float
-    updated: float
-    settings: ConversationSettings = ConversationSettings()
-    deleted_at: float | None = None  # set while deleted (undo-able until purged)
-    message_count: int = 0
-    damaged: str = ""  # why the stored row cannot be shown as it is ("" for a sound one)
-
-    @property
-    def display_title(self) -> str:
-        if self.damaged:
-            return DAMAGED_TITLE
-        return self.title or UNTITLED
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    """An image attached to a message: its stored file and the name it was attached with."""
-
-    sha256: str  # of the stored bytes (the original's unless downscaled)
-    name: str
-    media_type: str
-    size: int
-    width: int
-    height: int
-    path: Path
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    conversation_id: int
-    role: Role
-    text: str
-    created: float
-    images: tuple[StoredImage, ...] = ()
-    model: str | None = None  # the checkpoint that wrote an answer
-    stats: Mapping[str, float] | None = field(default=None, compare=False)
-    finish_reason: str | None = None  # "stop", "length", "cancelled", "error"; None while streaming
-    error: str | None = None
-    interrupted: bool = False  # the answer was cut off (crash, kill) before it finished
-    token_ids: tuple[int, ...] | None = field(default=None, repr=False)
-
-    @property
-    def can_continue(self) -> bool:
-        """An answer that stopped at the token limit, or was cut off, and can be carried on."""
-        return self.role == "assistant" and (self.finish_reason == "length" or self.interrupted)
-
-    def chat_message(self, images: tuple[ChatImage, ...] = ()) -> ChatMessage:
-        return ChatMessage(self.role, self.text, images, self.token_ids)
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    conversation_id: int
-    message_id: int
-    title: str
-    role: Role
-    snippet: str  # the matching passage, matches between the markers given to ``search``
-    created: float
-
-
-def title_from_question(text: str, limit: int = TITLE_LENGTH) -> str:
-    """A conversation title from its first question: one line, at most ``limit`` characters.
-
-    Whitespace is collapsed; a longer question is cut at the last word boundary before the
-    limit (mid-word only if one word is that long) and ends with "…".
-    """
-    words = " ".join(text.split())
-    if len(words) <= limit:
-        return words
-    cut = words[: limit - 1]
-    space = cut.rfind(" ")
-    if words[len(cut)] != " " and space >= limit // 3:  # the cut splits a word: drop the piece
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:-–—") + "…"
-
-
-def pack_token_ids(token_ids: Sequence[int] | None) -> bytes | None:
-    if token_ids is None:
-        return None
-    return struct.pack(f"<{len(token_ids)}I", *token_ids)
-
-
-def unpack_token_ids(blob: bytes | None) -> tuple[int, ...] | None:
-    if blob is None:
-        return None
-    return struct.unpack(f"<{len(blob) // 4}I", blob)
-
-
-def fts_query(text: str) -> str:
-    """An FTS5 query matching messages that hold every word of ``text`` (as a word prefix)."""
-    terms = re.findall(r"\w+", text)
-    return " ".join('"' + term.replace('"', '""') + '"*' for term in terms)
-
-
-SNIPPET_WINDOW_CHARS = 2000  # of text on each side of the first match that a snippet is built from
-SNIPPET_TOKEN_CHARS = 80  # a longer "word" is cut in a snippet
-
-
-def _fold(word: str) -> str:
-    """A word as FTS5's ``unicode61 remove_diacritics 2`` compares it: lower case, no accents."""
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def _matches(token: str, terms: Sequence[str]) -> bool:
-    folded = _fold(token)
-    return any(folded.startswith(term) for term in terms)
-
-
-def _text_window(text: str, terms: Sequence[str]) -> tuple[str, bool, bool]:
-    """At most ``2 * SNIPPET_WINDOW_CHARS`` characters of ``text`` around its first matching word,
-    cut at word boundaries; and whether it starts at the text's start / ends at its end."""
-    position = 0
-    if terms and len(text) > 2 * SNIPPET_WINDOW_CHARS:
-        pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + ")", re.IGNORECASE)
-        found = pattern.search(text)
-        if found is not None:
-            position = found.start()
-        else:  # accents differ: compare word by word, as FTS5 does
-            for word in re.finditer(r"\w+", text):
-                if _matches(word.group(), terms):
-                    position = word.start()
-                    break
-    first = max(0, position - SNIPPET_WINDOW_CHARS)
-    last = min(len(text), position + SNIPPET_WINDOW_CHARS)
-    window = text[first:last]
-    at_start, at_end = first == 0, last == len(text)
-    if not at_start:  # drop a word cut in two by the window's edge
-        window = re.sub(r"^\w+", "", window)
-    if not at_end:
-        window = re.sub(r"\w+$", "", window)
-    return window, at_start, at_end
-
-
-def build_snippet(
-    window: str,
-    terms: Sequence[str],
-    *,
-    start: str = "[",
-    end: str = "]",
-    context_tokens: int = 12,
-    at_start: bool = True,
-    at_end: bool = True,
-) -> str:
-    """About ``context_tokens`` words of ``window`` from a little before its first word that
-    starts with one of ``terms`` (folded), every such word between ``start`` and ``end``, and
-    "…" where text was left out (like FTS5's ``snippet()``). ``at_start``/``at_end``: whether
-    ``window`` begins/ends the message."""
-    words = list(re.finditer(r"\w+", window))
-    if not words:
-        return window.strip()[:SNIPPET_TOKEN_CHARS]
-    first_hit = next((i for i, w in enumerate(words) if _matches(w.group(), terms)), 0)
-    begin = max(0, first_hit - context_tokens // 4)
-    finish = min(len(words), begin + context_tokens)
-    begin = max(0, finish - context_tokens)
-    parts: list[str] = []
-    if begin > 0 or not at_start:
-        parts.append("…")
-    else:
-        parts.append(window[: words[0].start()])
-    for i in range(begin, finish):
-        word = words[i].group()
-        shown = word if len(word) <= SNIPPET_TOKEN_CHARS else word[:SNIPPET_TOKEN_CHARS] + "…"
-        parts.append(f"{start}{shown}{end}" if _matches(word, terms) else shown)
-        if i + 1 < finish:
-            parts.append(window[words[i].end() : words[i + 1].start()][:SNIPPET_TOKEN_CHARS])
-    if finish < len(words) or not at_end:
-        parts.append("…")
-    else:
-        parts.append(window[words[-1].end() :][:SNIPPET_TOKEN_CHARS])
-    return "".join(parts)
+__all__ = [
+    "DAMAGED_TITLE",
+    "FINISH_REASONS",
+    "MAX_CONTEXT_LENGTH",
+    "MAX_SEED",
+    "MAX_SYSTEM_PROMPT_CHARS",
+    "MAX_TIMESTAMP",
+    "MIN_TIMESTAMP",
+    "PURGE_AFTER_S",
+    "ROLES",
+    "SNIPPET_TOKEN_CHARS",
+    "SNIPPET_WINDOW_CHARS",
+    "TITLE_LENGTH",
+    "UNTITLED",
+    "Conversation",
+    "ConversationNotFound",
+    "ConversationSettings",
+    "ConversationStore",
+    "SearchHit",
+    "StoredImage",
+    "StoredMessage",
+    "build_snippet",
+    "fts_query",
+    "is_finite_number",
+    "pack_token_ids",
+    "setting_problem",
+    "title_from_question",
+    "unpack_token_ids",
+    "valid_timestamp",
+]
 
 
 class ConversationStore(AbstractContextManager):
@@ -382,7 +157,7 @@ class ConversationStore(AbstractContextManager):
     def create(
         self,
         title: str = "",
-        settings: ConversationSettings = ConversationSettings(),
+        settings: ConversationSettings = _DEFAULT_SETTINGS,
         *,
         created: float | None = None,
     ) -> Conversation:
@@ -392,27 +167,27 @@ class ConversationStore(AbstractContextManager):
             cursor = conn.execute(
                 "INSERT INTO conversations (title, created, updated, system_prompt, temperature, top_p,"
                 " max_tokens, seed, context_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (" ".join(title.split()), now, now, *_settings_row(settings)),
+                (" ".join(title.split()), now, now, *settings_row(settings)),
             )
-            conversation_id = _row_id(cursor)
+            conversation_id = row_id(cursor)
         return self.conversation(conversation_id)
 
     def conversation(self, conversation_id: int, *, include_deleted: bool = False) -> Conversation:
         """The conversation; ``ConversationNotFound`` if there is none (or it is deleted)."""
-        row = self.db.execute(_CONVERSATION_SELECT + " WHERE c.id = ?", (conversation_id,)).fetchone()
+        row = self.db.execute(CONVERSATION_SELECT + " WHERE c.id = ?", (conversation_id,)).fetchone()
         if row is None or (row["deleted_at"] is not None and not include_deleted):
             raise ConversationNotFound(f"There is no conversation {conversation_id}.")
-        return _conversation(row)
+        return conversation_from_row(row)
 
     def list_conversations(self, *, deleted: bool = False, limit: int | None = None) -> list[Conversation]:
         """Live conversations, most recently updated first (or the deleted ones, with ``deleted``)."""
         where = "IS NOT NULL" if deleted else "IS NULL"
-        sql = f"{_CONVERSATION_SELECT} WHERE c.deleted_at {where} ORDER BY c.updated DESC, c.id DESC"
+        sql = f"{CONVERSATION_SELECT} WHERE c.deleted_at {where} ORDER BY c.updated DESC, c.id DESC"
         parameters: tuple = ()
         if limit is not None:
             sql += " LIMIT ?"
             parameters = (limit,)
-        return [_conversation(row) for row in self.db.execute(sql, parameters)]
+        return [conversation_from_row(row) for row in self.db.execute(sql, parameters)]
 
     def rename(self, conversation_id: int, title: str) -> Conversation:
         title = " ".join(title.split())
@@ -429,7 +204,7 @@ class ConversationStore(AbstractContextManager):
             conn.execute(
                 "UPDATE conversations SET system_prompt = ?, temperature = ?, top_p = ?, max_tokens = ?,"
                 " seed = ?, context_length = ? WHERE id = ?",
-                (*_settings_row(settings), conversation_id),
+                (*settings_row(settings), conversation_id),
             )
         return self.conversation(conversation_id)
 
@@ -509,14 +284,14 @@ class ConversationStore(AbstractContextManager):
                     text,
                     now,
                     model,
-                    _stats_json(stats),
+                    stats_json(stats),
                     finish_reason,
                     error,
                     int(interrupted),
                     pack_token_ids(token_ids),
                 ),
             )
-            message_id = _row_id(cursor)
+            message_id = row_id(cursor)
             for position, image in enumerate(images):
                 sha = self._store_image(image)
                 conn.execute(
@@ -563,7 +338,7 @@ class ConversationStore(AbstractContextManager):
         return record.sha256
 
     def message(self, message_id: int) -> StoredMessage:
-        rows = self.db.execute(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,)).fetchall()
+        rows = self.db.execute(MESSAGE_SELECT + " WHERE m.id = ?", (message_id,)).fetchall()
         if not rows:
             raise ConversationNotFound(f"There is no message {message_id}.")
         return self._messages(rows)[0]
@@ -572,7 +347,7 @@ class ConversationStore(AbstractContextManager):
         """The conversation's messages, oldest first."""
         self._require(conversation_id, include_deleted=True)
         rows = self.db.execute(
-            _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.id", (conversation_id,)
+            MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.id", (conversation_id,)
         ).fetchall()
         return self._messages(rows)
 
@@ -601,7 +376,7 @@ class ConversationStore(AbstractContextManager):
         values = {
             "text": text,
             "model": model,
-            "stats": _stats_json(stats) if stats is not _UNCHANGED else stats,
+            "stats": stats_json(stats) if stats is not _UNCHANGED else stats,
             "finish_reason": finish_reason,
             "error": error,
             "interrupted": int(interrupted) if interrupted is not _UNCHANGED else interrupted,
@@ -725,10 +500,10 @@ class ConversationStore(AbstractContextManager):
             " ORDER BY rank, m.id DESC LIMIT ?",
             (query, limit),
         ).fetchall()
-        terms = [_fold(term) for term in re.findall(r"\w+", text)]
+        terms = [fold(term) for term in re.findall(r"\w+", text)]
         hits = []
         for r in rows:
-            window, at_start, at_end = _text_window(self._message_text(int(r["id"])), terms)
+            window, at_start, at_end = text_window(self._message_text(int(r["id"])), terms)
             snippet = build_snippet(
                 window,
                 terms,
@@ -753,7 +528,7 @@ class ConversationStore(AbstractContextManager):
 
     def _message_text(self, message_id: int) -> str:
         row = self.db.execute("SELECT text FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return "" if row is None else _stored_text(row["text"])
+        return "" if row is None else stored_text(row["text"])
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -770,7 +545,7 @@ class ConversationStore(AbstractContextManager):
             return []
         ids = [int(r["id"]) for r in rows]
         images: dict[int, list[StoredImage]] = {i: [] for i in ids}
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             for r in self.db.execute(
                 "SELECT mi.message_id, mi.name, i.sha256, i.media_type, i.size, i.width, i.height"
@@ -782,15 +557,15 @@ class ConversationStore(AbstractContextManager):
                 images[int(r["message_id"])].append(
                     StoredImage(
                         r["sha256"],
-                        _stored_text(r["name"]),
+                        stored_text(r["name"]),
                         r["media_type"],
-                        _stored_int(r["size"]),
-                        _stored_int(r["width"]),
-                        _stored_int(r["height"]),
+                        stored_int(r["size"]),
+                        stored_int(r["width"]),
+                        stored_int(r["height"]),
                         self.images.path(r["sha256"], r["media_type"]),
                     )
                 )
-        return [_message(r, tuple(images[int(r["id"])])) for r in rows]
+        return [message_from_row(r, tuple(images[int(r["id"])])) for r in rows]
 
     def image_records(self) -> Iterator[StoredImageFile]:
         """Every stored image file's record (for checks and maintenance)."""
@@ -804,121 +579,3 @@ class ConversationStore(AbstractContextManager):
                 r["original_sha256"],
                 int(r["original_size"]),
             )
-
-
-_CONVERSATION_SELECT = (
-    "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count"
-    " FROM conversations c"
-)
-_MESSAGE_SELECT = "SELECT m.* FROM messages m"
-
-
-def _settings_row(settings: ConversationSettings) -> tuple:
-    return (
-        settings.system_prompt,
-        settings.temperature,
-        settings.top_p,
-        settings.max_tokens,
-        settings.seed,
-        settings.context_length,
-    )
-
-
-def _conversation(row) -> Conversation:
-    """A conversation row as read, whatever it holds (see the module docstring)."""
-    settings = ConversationSettings.from_stored({name: row[name] for name in _SETTING_COLUMNS})
-    problems = []
-    created, updated = valid_timestamp(row["created"]), valid_timestamp(row["updated"])
-    if created is None:
-        problems.append("its creation time is not valid")
-    if updated is None:
-        problems.append("its last-used time is not valid")
-    title = row["title"]
-    if not isinstance(title, str):
-        problems.append("its title is not text")
-        title = ""
-    deleted_at = row["deleted_at"]
-    if deleted_at is not None:
-        deleted_at = valid_timestamp(deleted_at) or MIN_TIMESTAMP  # purged at the next clean-up
-    return Conversation(
-        id=int(row["id"]),
-        title=title,
-        created=created or MIN_TIMESTAMP,
-        updated=updated or MIN_TIMESTAMP,
-        settings=settings,
-        deleted_at=deleted_at,
-        message_count=_stored_int(row["message_count"]),
-        damaged="; ".join(problems),
-    )
-
-
-_SETTING_COLUMNS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed", "context_length")
-
-
-def _message(r, images: tuple[StoredImage, ...]) -> StoredMessage:
-    """A message row as read: unreadable metadata is dropped, odd text is shown as text."""
-    role = r["role"]
-    if role not in ROLES:
-        raise StoreError(f"Message {r['id']} is damaged (its role is {role!r}); delete its conversation.")
-    finish_reason = r["finish_reason"]
-    return StoredMessage(
-        id=int(r["id"]),
-        conversation_id=int(r["conversation_id"]),
-        role=role,
-        text=_stored_text(r["text"]),
-        created=valid_timestamp(r["created"]) or MIN_TIMESTAMP,
-        images=images,
-        model=r["model"] if isinstance(r["model"], str) else None,
-        stats=_stored_stats(r["stats"]),
-        finish_reason=finish_reason if finish_reason in FINISH_REASONS else None,
-        error=r["error"] if isinstance(r["error"], str) else None,
-        interrupted=bool(r["interrupted"]),
-        token_ids=_stored_token_ids(r["token_ids"]),
-    )
-
-
-def _stored_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
-def _stored_int(value: Any) -> int:
-    return value if _is_int(value) else 0
-
-
-def _stored_stats(value: Any) -> dict[str, float] | None:
-    """A message's stats JSON as a dict of finite numbers, or None if it is anything else."""
-    if not isinstance(value, str | bytes) or not value:
-        return None
-    try:
-        stats = json.loads(value)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(stats, dict):
-        return None
-    return {k: v for k, v in stats.items() if is_finite_number(v)}
-
-
-def _stored_token_ids(value: Any) -> tuple[int, ...] | None:
-    if not isinstance(value, bytes) or len(value) % 4:
-        return None
-    return unpack_token_ids(value)
-
-
-def _stats_json(stats: Mapping[str, float] | None) -> str | None:
-    return None if stats is None else json.dumps(dict(stats), sort_keys=True)
-
-
-def _row_id(cursor: sqlite3.Cursor) -> int:
-    """The id of the row ``cursor`` just inserted."""
-    if cursor.lastrowid is None:
-        raise StoreError("The database did not report the new row's id.")
-    return cursor.lastrowid
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

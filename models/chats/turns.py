@@ -105,10 +105,11 @@ class Turn:
 
     @property
     def in_prompt(self) -> bool:
-        """Whether the turn goes to the engine (not while streaming, not an empty failure)."""
+        """Whether the turn goes to the engine: not while streaming, and not an answer without
+        text (a failure, or one cut off before its first token), as ``store.history`` has it."""
         if self.streaming or self.role == "system":
             return False
-        return not (self.role == "assistant" and self.finish_reason == "error" and not self.text)
+        return not (self.role == "assistant" and not self.text)
 
     def chat_message(self) -> ChatMessage:
         if self.role == "assistant":

@@ -75,6 +75,23 @@ def serve(stage, group, hidden: int) -> None:
         send(out, nxt, group)
 
 
+def _exit_with_parent() -> None:
+    """A rank started by rank 0 on this machine ends when rank 0 does, even before the ring is
+    up (MLX would otherwise keep trying to connect)."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(PEER_LOST_EXIT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="models.distributed.worker")
     parser.add_argument("--model", required=True)
@@ -85,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     import mlx.core as mx
 
     from models.distributed.stage import load_stage
+
+    _exit_with_parent()
     from models.inference.checkpoint import read_checkpoint
 
     group = mx.distributed.init(strict=True, backend="ring")

@@ -10,7 +10,8 @@ Hub. A person can add any local checkpoint folder (validated with
 Public API (no Qt):
 
 - ``load_catalog()`` / ``user_models()`` / ``all_models()`` -> ``CatalogEntry`` lists;
-  ``find_entry(key)``; ``add_user_model(spec)`` / ``remove_user_model(key)``.
+  ``find_entry(key)``; ``describe_repo(repo_id)`` (the catalog's entry, or a guess from the
+  name); ``add_user_model(spec)`` / ``remove_user_model(key)``.
 - ``check_online(entry)`` -> ``OnlineStatus`` (state ``available``, ``gated``, ``unavailable``,
   ``offline``), never raising: the real size from ``model_info(files_metadata=True)``.
 - ``list_models(online=False)`` -> ``ModelListing`` rows merging the catalog, the user's entries
@@ -165,10 +166,18 @@ def _entry_for_folder(path: Path, display_name: str | None = None) -> CatalogEnt
     )
 
 
+def describe_repo(repo_id: str) -> CatalogEntry:
+    """What is known of ``repo_id``: its catalog entry (family, bit width, sizes), or for a repo
+    not in the catalog an entry whose family and bits are guessed from its name."""
+    wanted = repo_id.lower()
+    known = (entry for entry in load_catalog() if (entry.repo_id or "").lower() == wanted)
+    return next(known, None) or _entry_for_repo(repo_id)
+
+
 def _entry_for_repo(repo_id: str, display_name: str | None = None) -> CatalogEntry:
     return CatalogEntry(
         key=repo_id,
-        display_name=display_name or repo_id.split("/", 1)[1],
+        display_name=display_name or repo_id.rsplit("/", 1)[-1],
         repo_id=repo_id,
         expected_bytes=None,
         source="user",

@@ -35,24 +35,28 @@ class CacheSnapshot:
 
 
 def portable_layers(caches: list) -> tuple:
-    """mlx-lm copies of mlx-vlm caches, holding only the live positions (evaluated)."""
+    """mlx-lm copies of mlx-vlm caches, holding only the live positions (evaluated, contiguous:
+    the copy is made here, on the model's thread, and later turns cannot change it)."""
     import mlx.core as mx
     from mlx_lm.models import cache as lm
     from mlx_vlm.models import cache as vlm
 
+    def live(x, end):  # a contiguous copy: writing it needs no MLX work on the saving thread
+        return mx.contiguous(x[..., :end, :])
+
     out = []
     for c in caches:
         if isinstance(c, vlm.ChunkedKVCache):
-            live = c.offset - c.start_position
-            keys, values = (x[..., :live, :] for x in (c.keys, c.values))
+            end = c.offset - c.start_position
+            keys, values = (live(x, end) for x in (c.keys, c.values))
             layer = lm.ChunkedKVCache.__new__(lm.ChunkedKVCache)
             layer.state = (keys, values, c.offset, c.chunk_size, c.start_position)
         elif isinstance(c, vlm.QuantizedKVCache):
-            keys, values = (tuple(x[..., : c.offset, :] for x in part) for part in (c.keys, c.values))
+            keys, values = (tuple(live(x, c.offset) for x in part) for part in (c.keys, c.values))
             layer = lm.QuantizedKVCache.__new__(lm.QuantizedKVCache)
             layer.state = (keys, values, c.offset, c.group_size, c.bits)
         elif isinstance(c, vlm.KVCache):
-            keys, values = (x[..., : c.offset, :] for x in (c.keys, c.values))
+            keys, values = (live(x, c.offset) for x in (c.keys, c.values))
             layer = lm.KVCache.__new__(lm.KVCache)
             layer.state = (keys, values, c.offset)
         else:

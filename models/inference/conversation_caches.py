@@ -12,6 +12,7 @@ is the small piece of bookkeeping both the window's worker and ``llama-desk ask 
 
 from __future__ import annotations
 
+import logging
 import weakref
 from concurrent.futures import Future
 
@@ -19,6 +20,8 @@ from models.inference.prompt_cache_files import LoadOutcome
 from models.inference.prompt_cache_keeper import PromptCacheKeeper
 
 KEPT_AFTER = ("stop", "length", "cancelled")
+
+_log = logging.getLogger(__name__)
 
 
 def kv_of(settings) -> tuple[int, int] | None:
@@ -37,9 +40,18 @@ class ConversationCaches:
         return self._engine is not None and self._engine() is engine and self._owner == str(conversation_id)
 
     def open(self, engine, conversation_id: int | str, settings) -> LoadOutcome | None:
-        """Give ``engine`` the conversation's saved cache; None when it already holds it."""
+        """Give ``engine`` the conversation's saved cache; None when it already holds it (or
+        when anything fails: a saved cache only ever saves time, it never stops an answer)."""
         if self._holds(engine, conversation_id):
             return None
+        try:
+            return self._open(engine, conversation_id, settings)
+        except Exception:  # noqa: BLE001 - the question is then prefilled in full, as without it
+            _log.warning("Could not restore the KV cache of conversation %s", conversation_id, exc_info=True)
+            self._engine, self._owner = None, None
+            return None
+
+    def _open(self, engine, conversation_id, settings) -> LoadOutcome:
         result = self.keeper.load(conversation_id, engine.identity, kv_of(settings))
         if result.snapshot is not None and not engine.adopt_cache(result.snapshot):
             self.keeper.delete(conversation_id)  # does not fit this model's layers
@@ -55,10 +67,14 @@ class ConversationCaches:
         if final_step is None or final_step.finish_reason not in KEPT_AFTER:
             return None
         self._engine, self._owner = weakref.ref(engine), str(conversation_id)
-        snapshot = engine.snapshot_cache()
-        if snapshot is None:
+        try:
+            snapshot = engine.snapshot_cache()
+            if snapshot is None:
+                return None
+            return self.keeper.save_in_background(conversation_id, snapshot, engine.identity)
+        except Exception:  # noqa: BLE001 - not saving costs a prefill later, nothing more
+            _log.warning("Could not save the KV cache of conversation %s", conversation_id, exc_info=True)
             return None
-        return self.keeper.save_in_background(conversation_id, snapshot, engine.identity)
 
     def forget(self, conversation_id: int | str) -> None:
         """The conversation is gone: delete its saved cache."""

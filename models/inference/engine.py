@@ -7,227 +7,63 @@ peak memory and, on the last one, a ``finish_reason`` ("stop", "length", "cancel
 Built on the libraries, not beside them: mlx-vlm builds and loads the model (vision tower,
 projector, language model with its chunked/global KV caches), mlx-lm's ``generate_step`` runs
 prefill and decoding with its samplers and streaming detokenizer. Where mlx-vlm 0.7.10 departs
-from Meta's reference, this module corrects it on the loaded model, not in site-packages:
-
-- image tiling comes from ``models.inference.preprocess`` (mlx-vlm's processor stretches and drops the
-  global tile), and this module merges the vision features itself;
-- the vision MLP uses the exact GELU, as the reference does (mlx-vlm uses an approximation);
-- the patch embedding's unfold is a reshape (mlx-vlm slices each of the 24x24x196 positions
-  in Python, which takes seconds per tile on a real checkpoint);
-- the prompt carries one ``<|begin_of_text|>``.
+from Meta's reference, the loaded model is corrected, not site-packages: image tiling comes from
+``models.inference.preprocess`` (mlx-vlm's processor stretches and drops the global tile) and the
+features are merged by ``models.inference.image_features``; the vision tower's GELU and unfold
+are fixed in ``models.inference.model_loading``; the prompt carries one ``<|begin_of_text|>``.
 
 The KV cache outlives a turn: the next turn's prompt is compared with what the cache holds
-(token ids, and image hashes for image positions) and only the differing tail is prefilled.
-Loading never lets transformers validate the model config (the tokenizer does not need it, and
-a real Llama 4 config fails that validation), and any failure while loading becomes one
-``ModelLoadError`` line, with MLX's buffer cache freed. While an answer runs on Metal the
-weights stay wired (``models.inference.wired_memory``), as in mlx-lm's ``stream_generate``.
+(token ids, and image hashes for image positions) and only the differing tail is prefilled
+(``models.inference.kv_reuse``). Public seams for other code (the server, pipeline parallelism,
+saved caches): ``language_model``, ``new_cache()``, ``cache_keys``, ``snapshot_cache()``,
+``adopt_cache()`` and ``identity``. Loading never lets transformers validate the model config,
+and any failure while loading becomes one ``ModelLoadError`` line, with MLX's buffer cache freed.
+While an answer runs on Metal the weights stay wired (``models.inference.wired_memory``).
 
 Cancel is a ``threading.Event`` checked between images, between prefill chunks and at every
 token. mlx and mlx-vlm are imported inside the functions that need them, so a window can show
-before they load. One thread should own an Engine.
-"""
+before they load. One thread should own an Engine. (A little over 400 lines: generation, its
+bookkeeping and the cache seams read best together.)"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from models.inference.cache_snapshot import CacheSnapshot, engine_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from models.inference.generation_types import (  # noqa: F401 - re-exported: the engine's API
+    FINISH_REASONS,
+    GenerationCancelled,
+    GenerationSettings,
+    GenerationStep,
+    ModelLoadError,
+    PromptError,
+)
+from models.inference.image_features import ImageFeatures
+from models.inference.kv_reuse import (
+    LanguageModelAdapter,
+    banned_ids,
+    logit_mask,
+    masked_sampler,
+    trim_to_shared,
+)
 from models.inference.model_identity import ModelIdentity, model_identity
+from models.inference.model_loading import (  # noqa: F401 - fix_vision_tower, load_tokenizer re-exported
+    ProgressRaised,
+    fix_vision_tower,
+    free_memory,
+    load_model_and_tokenizer,
+    load_tokenizer,
+    one_line,
+)
 from models.inference.prompt import ChatMessage, EncodedPrompt, PromptEncoder
 from models.inference.wired_memory import wired_limit
 
-FINISH_REASONS = ("stop", "length", "cancelled", "error")
-
-
-class GenerationCancelled(Exception):
-    """Raised inside the engine when the cancel event is set."""
-
-
-class PromptError(ValueError):
-    """A conversation that cannot be answered as it is (too long, bad template); say why."""
-
-    def __init__(self, message: str, prompt_ids: list[int] | tuple[int, ...] = ()):
-        super().__init__(message)
-        self.prompt_ids = tuple(prompt_ids)
-
-
-class ModelLoadError(RuntimeError):
-    """The checkpoint exists but could not be loaded; the message says why."""
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.9
-    seed: int | None = None
-    prefill_step_size: int = 512
-    context_length: int | None = None  # None: the model's maximum
-    kv_bits: int | None = None  # quantize the KV cache (8 or 4); only the global layers' caches can be
-    kv_group_size: int = 64
-
-
-@dataclass(frozen=True)
-class GenerationStep:
-    """One step of an answer. The last step has a ``finish_reason``."""
-
-    text: str
-    token: int | None
-    prompt_tokens: int  # prompt tokens prefilled for this turn (the cache held the rest)
-    cached_tokens: int  # prompt tokens reused from the KV cache
-    generation_tokens: int
-    ttft_s: float
-    prompt_tps: float
-    generation_tps: float
-    peak_memory_gb: float
-    finish_reason: str | None = None
-    error: str | None = None
-    token_ids: tuple[int, ...] = field(default=(), repr=False)  # last step: generated ids
-    prompt_token_ids: tuple[int, ...] = field(default=(), repr=False)  # last step: the prompt
-
-
-def _fast_unfold(module, pixel_values):
-    """``Llama4UnfoldConvolution.unfold`` as one reshape: (B, C, H, W) -> (B, C*p*p, L)."""
-    batch, channels, height, width = pixel_values.shape
-    p = module.kernel_size[0]
-    rows, cols = height // p, width // p
-    x = pixel_values[:, :, : rows * p, : cols * p]
-    x = x.reshape(batch, channels, rows, p, cols, p).transpose(0, 1, 3, 5, 2, 4)
-    return x.reshape(batch, channels * p * p, rows * cols)
-
-
-def fix_vision_tower(model) -> None:
-    """Correct mlx-vlm's Llama 4 vision tower on a loaded model (see the module docstring)."""
-    import types
-
-    import mlx.nn as nn
-    from mlx_vlm.models.llama4.vision import Llama4UnfoldConvolution, Llama4VisionMLP
-
-    for _, module in model.vision_model.named_modules():
-        if isinstance(module, Llama4VisionMLP):
-            module.activation_fn = nn.GELU()  # exact erf GELU, as the reference's "gelu"
-        elif isinstance(module, Llama4UnfoldConvolution):
-            module.unfold = types.MethodType(_fast_unfold, module)
-
-
-class _LanguageModelAdapter:
-    """Presents mlx-vlm's Llama 4 language model with the call mlx-lm's generate_step makes."""
-
-    def __init__(self, language_model):
-        self.language_model = language_model
-
-    def __call__(self, inputs, cache=None, input_embeddings=None):
-        return self.language_model(inputs, inputs_embeds=input_embeddings, cache=cache).logits
-
-    @property
-    def layers(self):
-        return self.language_model.layers
-
-    def make_cache(self):
-        return self.language_model.make_cache()
-
-
-def _common_prefix(a: list, b: list) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-def _masked_sampler(sampler, mask):
-    """``sampler`` that never picks a banned id: the additive ``mask`` (-inf on banned ids) is
-    applied to the log-probabilities, which are normalized again. In the sampler rather than a
-    logits processor, so mlx-lm's ``generate_step`` does not keep the token history for it."""
-    if mask is None:
-        return sampler
-    import mlx.core as mx
-
-    def sample(logprobs):
-        masked = logprobs + mask
-        return sampler(masked - mx.logsumexp(masked, axis=-1, keepdims=True))
-
-    return sample
-
-
-class _ProgressRaised(Exception):
-    """Carries an exception raised by a load's progress callback past the load's handler."""
-
-    def __init__(self, error: Exception):
-        super().__init__(str(error))
-        self.error = error
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one line of at most ``limit`` characters (its type when it is silent)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _free_memory() -> None:
-    """Collect what Python no longer holds, then hand MLX's cached buffers back to the system."""
-    import gc
-    import sys
-
-    gc.collect()
-    mx = sys.modules.get("mlx.core")
-    if mx is not None:
-        mx.clear_cache()
-
-
-def _chat_template_file(path: Path) -> str | None:
-    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any."""
-    import json
-
-    jinja = path / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    stored = path / "chat_template.json"
-    if stored.is_file():
-        template = json.loads(stored.read_text(encoding="utf-8")).get("chat_template")
-        return template if isinstance(template, str) else None
-    return None
-
-
-def load_tokenizer(checkpoint: Checkpoint):
-    """mlx-lm's ``TokenizerWrapper`` for a checkpoint, without transformers parsing its model
-    config: ``AutoTokenizer`` otherwise validates ``config.json`` against its own model
-    classes, and a real Llama 4 config (an integer ``attn_temperature_tuning``) fails that
-    validation although the tokenizer needs none of it. A neutral config stands in, so the
-    tokenizer class comes from ``tokenizer_config.json``."""
-    import transformers
-    from mlx_lm.tokenizer_utils import load as load_wrapper
-
-    neutral = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
-    text = checkpoint.config["text_config"]
-    eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
-    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos)
-    if getattr(wrapper._tokenizer, "chat_template", None) is None:
-        wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
-    return wrapper
-
-
-def _load_model_and_tokenizer(checkpoint: Checkpoint, report: Callable[[str], None]):
-    import mlx.core as mx
-    from mlx_vlm.utils import load_model
-
-    report("Reading weights")
-    model = load_model(checkpoint.path, lazy=False)
-    fix_vision_tower(model)
-    if checkpoint.quantization is None and mx.default_device() == mx.cpu:
-        # MLX's CPU backend has no bf16 gather_mm for the unquantized experts.
-        model.set_dtype(mx.float32)
-    report("Loading tokenizer")
-    tokenizer = load_tokenizer(checkpoint)
-    mx.eval(model.parameters())
-    return model, tokenizer
+DEFAULT_SETTINGS = GenerationSettings()
 
 
 class Engine:
@@ -239,7 +75,7 @@ class Engine:
         self.model = model
         self.tokenizer = tokenizer  # mlx-lm TokenizerWrapper
         self.encoder = PromptEncoder(tokenizer._tokenizer, checkpoint.processor)
-        self._lm = _LanguageModelAdapter(model.language_model)
+        self._lm = LanguageModelAdapter(model.language_model)
         text = checkpoint.config["text_config"]
         self.max_context = int(text.get("max_position_embeddings") or 131072)
         self.eos_ids = set(tokenizer.eos_token_ids or ())
@@ -247,51 +83,15 @@ class Engine:
         if eot is not None:
             self.eos_ids.add(eot)
         self._vocab_size = min(int(text["vocab_size"]), len(tokenizer._tokenizer))
-        banned = self._banned_ids(int(text["vocab_size"]))
+        banned = banned_ids(tokenizer._tokenizer, int(text["vocab_size"]))
         self._banned = {int(i): True for i in banned.nonzero()[0] if i < self._vocab_size}
-        self._logit_mask = self._make_logit_mask(banned)
+        self._logit_mask = logit_mask(banned)
         self._cache = None
         self._cache_keys: list = []
         self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
-        self._features: OrderedDict[str, object] = OrderedDict()
+        self._features = ImageFeatures(model)
         self._continuing = False
         self._identity: ModelIdentity | None = None
-
-    def _banned_ids(self, vocab: int):
-        """Ids the model must never emit: past the tokenizer's vocabulary (padding rows, which
-        cannot be decoded), and reserved or image-layout tokens (``<|patch|>``, ``<|image|>``,
-        tile separators...), which have no meaning in an answer."""
-        import numpy as np
-
-        hf = self.tokenizer._tokenizer
-        banned = np.zeros(vocab, dtype=bool)
-        banned[len(hf) :] = True
-        layout = (
-            "<|begin_of_text|>",
-            "<|finetune_right_pad|>",
-            "<|image_start|>",
-            "<|image_end|>",
-            "<|image|>",
-            "<|patch|>",
-            "<|tile_x_separator|>",
-            "<|tile_y_separator|>",
-            "<|header_start|>",
-            "<|header_end|>",
-        )
-        for token, token_id in hf.get_added_vocab().items():
-            if token_id < vocab and ("reserved_special_token" in token or token in layout):
-                banned[token_id] = True
-        return banned
-
-    @staticmethod
-    def _make_logit_mask(banned):
-        """An additive logit mask (-inf on the banned ids), or None when nothing is banned."""
-        import mlx.core as mx
-        import numpy as np
-
-        if not banned.any():
-            return None
-        return mx.array(np.where(banned, -np.inf, 0.0).astype(np.float32))
 
     @classmethod
     def load(cls, path: str | Path, progress: Callable[[str], None] | None = None) -> Engine:
@@ -310,27 +110,27 @@ class Engine:
             raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a failed load
             logging.getLogger(__name__).debug("Reading %s failed", name, exc_info=True)
-            raise ModelLoadError(f"Could not load {name}: {_one_line(exc)}") from None
+            raise ModelLoadError(f"Could not load {name}: {one_line(exc)}") from None
 
         def report(stage: str) -> None:
             if progress is not None:
                 try:
                     progress(stage)
                 except Exception as exc:  # noqa: BLE001 - re-raised as is, below
-                    raise _ProgressRaised(exc) from None
+                    raise ProgressRaised(exc) from None
 
         failure: Exception | None = None
         try:
-            model, tokenizer = _load_model_and_tokenizer(checkpoint, report)
-        except _ProgressRaised as raised:
+            model, tokenizer = load_model_and_tokenizer(checkpoint, report)
+        except ProgressRaised as raised:
             failure = raised.error.with_traceback(None)
         except Exception as exc:  # noqa: BLE001 - whatever the libraries raise, the load failed
             logging.getLogger(__name__).debug("Loading %s failed", checkpoint.name, exc_info=True)
-            failure = ModelLoadError(f"Could not load {checkpoint.name}: {_one_line(exc)}")
+            failure = ModelLoadError(f"Could not load {checkpoint.name}: {one_line(exc)}")
         if failure is not None:
             # Outside the except block (and without its traceback), which would keep the
             # half-loaded model alive.
-            _free_memory()
+            free_memory()
             raise failure
         return cls(checkpoint, model, tokenizer)
 
@@ -398,85 +198,35 @@ class Engine:
         """Release the model and every cache so the memory can go to the next model."""
         self.reset_cache()
         self._features.clear()
+        self._features.model = None
         self.model = None
         self._lm = None
         # The patched vision tower holds a reference cycle: collect it, then hand MLX's cached
         # buffers back to the system.
-        _free_memory()
+        free_memory()
 
     # -- generation -----------------------------------------------------------------------------
 
     def _image_features(self, prompt_image, cancel: threading.Event):
-        import mlx.core as mx
-
-        sha = prompt_image.image.sha256
-        hit = self._features.get(sha)
-        if hit is not None:
-            self._features.move_to_end(sha)
-            return hit
-        if cancel.is_set():
-            raise GenerationCancelled
-        dtype = self.model.language_model.model.embed_tokens.weight.dtype
-        if dtype not in (mx.float16, mx.bfloat16, mx.float32):
-            dtype = mx.bfloat16
-        pixels = mx.array(prompt_image.pixel_values).astype(dtype)
-        features = self.model.vision_model(pixels)
-        features = features.reshape(-1, features.shape[-1])
-        features = self.model.multi_modal_projector(features)
-        mx.eval(features)
-        self._features[sha] = features
-        if len(self._features) > 8:
-            self._features.popitem(last=False)
-        return features
+        return self._features.features(prompt_image, cancel)
 
     def _embeddings(self, prompt: EncodedPrompt, start: int, cancel: threading.Event):
-        """Input embeddings for positions ``start:``, or None when they hold no image features."""
-        import mlx.core as mx
-        import numpy as np
-
-        needed = [img for img in prompt.images if img.positions.size and img.positions[-1] >= start]
-        if not needed:
-            return None
-        ids = mx.array(prompt.ids[start:])
-        embeds = self.model.language_model.model.embed_tokens(ids)
-        for img in needed:
-            features = self._image_features(img, cancel)
-            keep = np.flatnonzero(img.positions >= start)
-            positions = mx.array(img.positions[keep] - start)
-            embeds[positions] = features[mx.array(keep)].astype(embeds.dtype)
-        return embeds
+        return self._features.embeddings(prompt, start, cancel)
 
     def _reuse_cache(self, keys: list) -> int:
         """Trim the cache to its longest prefix shared with ``keys``; return its length."""
-        from mlx_lm.models.cache import can_trim_prompt_cache
-
-        if self._cache is None:
+        shared = None if self._cache is None else trim_to_shared(self._cache, self._cache_keys, keys)
+        if shared is None:
             self._cache = self._lm.make_cache()
             self._cache_keys = []
             return 0
-        shared = _common_prefix(self._cache_keys, keys)
-        shared = min(shared, len(keys) - 1)  # at least one token must be processed
-        excess = len(self._cache_keys) - shared
-        if excess > 0:
-            trimmed = [c.trim(excess) for c in self._cache] if can_trim_prompt_cache(self._cache) else []
-            # A chunked-attention layer's cache drops its front as it grows; the tokens after
-            # ``shared`` attend from the start of their chunk, which must still be there.
-            lost_front = any(
-                getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
-                for c in self._cache
-                if hasattr(c, "chunk_size")
-            )
-            if not trimmed or any(t != excess for t in trimmed) or lost_front:
-                self._cache = self._lm.make_cache()
-                self._cache_keys = []
-                return 0
         self._cache_keys = self._cache_keys[:shared]
         return shared
 
     def prepare(
         self,
         messages: list[ChatMessage],
-        settings: GenerationSettings = GenerationSettings(),
+        settings: GenerationSettings = DEFAULT_SETTINGS,
         continue_final: bool = False,
     ) -> EncodedPrompt:
         """Encode ``messages`` and check them against the context; raise ``PromptError`` with a
@@ -503,7 +253,7 @@ class Engine:
     def generate(
         self,
         messages: list[ChatMessage],
-        settings: GenerationSettings = GenerationSettings(),
+        settings: GenerationSettings = DEFAULT_SETTINGS,
         cancel: threading.Event | None = None,
         continue_final: bool = False,
         prepared: EncodedPrompt | None = None,
@@ -615,7 +365,7 @@ class Engine:
         if settings.seed is not None:
             mx.random.seed(settings.seed)
         base = make_sampler(temp=settings.temperature, top_p=settings.top_p)
-        sampler = _masked_sampler(base, self._logit_mask)
+        sampler = masked_sampler(base, self._logit_mask)
         detokenizer = self.tokenizer.detokenizer
         detokenizer.reset()
         if self._continuing and hasattr(detokenizer, "_maybe_trim_space"):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from models.app_folders import UserDataError, read_json, write_json
-from models.memory.planner import MemoryPlan
+from models.memory.planner import MemoryPlan, kv_cache_bits
 
 STORE_NAME = "measured_peaks.json"
 LEARNING_BACKENDS = ("metal",)  # CPU and CUDA are what the profiles were measured on
@@ -34,7 +34,7 @@ def model_identity(path: str | Path) -> str:
 
 
 def _kv_label(kv_bits: int | None) -> str:
-    return "16" if not kv_bits or kv_bits >= 16 else str(int(kv_bits))
+    return str(kv_cache_bits(kv_bits) or 16)
 
 
 def _key(model: str | Path, kv_bits: int | None, backend: str) -> str:

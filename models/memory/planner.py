@@ -111,19 +111,32 @@ Public API (no Qt, no MLX):
   ``peak_scale``, the correction learned from measured peaks (``models.memory.measured_peaks``).
 - ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
   tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
-- Budgets come from ``models.memory.budget.detect_budget()``.
+- Budgets come from ``models.memory.budget.detect_budget()``; ``models.memory.model_plans``
+  gives every caller the same budget and plan.
+
+Long because the measurements behind every constant are recorded here, beside the arithmetic
+they calibrate (``MemoryPlan``), which reads best whole. The checkpoint's shape
+(``model_layout``), weight bytes (``weight_bytes``), backend profiles (``backend_profiles``) and
+the catalog's configs (``catalog_configs``) are modules of their own, re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from models.regular_files import InputFileError, open_regular_file, read_regular_file
+from models.byte_sizes import format_memory
+from models.memory.backend_profiles import CPU_PROFILE, GPU_PROFILE, PROFILES, BackendProfile
+from models.memory.catalog_configs import catalog_config, maverick_config, scout_config
+from models.memory.model_layout import ModelLayout, PlanError, VisionLayout, layout_from_config
+from models.memory.weight_bytes import (
+    WeightBytes,
+    estimate_weights,
+    weights_from_safetensors,
+)
+from models.regular_files import InputFileError, read_regular_file
 
 GB = 1_000_000_000
 KV_STEP = 256  # mlx-vlm's KVCache / ChunkedKVCache / QuantizedKVCache grow in steps of 256 tokens
@@ -133,286 +146,22 @@ TIGHT_MARGIN = 0.10  # "tight" when the peak uses more than 90 % of the budget
 Verdict = Literal["fits", "tight", "wont_fit"]
 
 
-class PlanError(ValueError):
-    """A folder or config the planner cannot read; the message says why."""
-
-
-# -- the checkpoint's shape -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VisionLayout:
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    image_size: int
-    patch_size: int
-    projector_input: int
-    projector_output: int
-    pixel_shuffle_ratio: float
-
-    @property
-    def tokens_per_tile(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 + 1  # patches plus the class token
-
-
-@dataclass(frozen=True)
-class ModelLayout:
-    """The dimensions that decide memory, read from a Llama 4 ``config.json``."""
-
-    name: str
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    experts: int
-    experts_per_token: int
-    expert_intermediate: int
-    dense_intermediate: int
-    moe_step: int
-    chunk: int
-    vocab: int
-    max_context: int
-    quant_bits: int | None = None
-    quant_group: int = 64
-    vision: VisionLayout | None = None
-
-    def is_chunked(self, layer: int) -> bool:
-        return (layer + 1) % 4 != 0
-
-    def is_moe(self, layer: int) -> bool:
-        return layer % self.moe_step == self.moe_step - 1
-
-    @property
-    def chunked_layers(self) -> int:
-        return sum(self.is_chunked(i) for i in range(self.layers))
-
-    @property
-    def global_layers(self) -> int:
-        return self.layers - self.chunked_layers
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * self.head_dim
-
-    @property
-    def q_dim(self) -> int:
-        return self.heads * self.head_dim
-
-
-def _int(d: dict, *keys: str, default: int | None = None) -> int:
-    for key in keys:
-        if d.get(key) is not None:
-            return int(d[key])
-    if default is None:
-        raise PlanError(f"config.json lacks {keys[0]}.")
-    return default
-
-
-def layout_from_config(config: dict, name: str = "model") -> ModelLayout:
-    """The memory-relevant dimensions of a Llama 4 config (raises PlanError if it is not one)."""
-    if config.get("model_type") != "llama4" or not isinstance(config.get("text_config"), dict):
-        raise PlanError(f"{name} is not a Llama 4 model (model_type {config.get('model_type')!r}).")
-    t = config["text_config"]
-    hidden = _int(t, "hidden_size")
-    heads = _int(t, "num_attention_heads")
-    quant = config.get("quantization") or config.get("quantization_config") or {}
-    bits = quant.get("bits") if isinstance(quant, dict) else None
-    vision = None
-    v = config.get("vision_config")
-    if isinstance(v, dict) and v.get("hidden_size"):
-        vision = VisionLayout(
-            hidden=_int(v, "hidden_size"),
-            layers=_int(v, "num_hidden_layers"),
-            heads=_int(v, "num_attention_heads"),
-            intermediate=_int(v, "intermediate_size"),
-            image_size=_int(v, "image_size", default=336),
-            patch_size=_int(v, "patch_size", default=14),
-            projector_input=_int(v, "projector_input_dim", default=4096),
-            projector_output=_int(v, "projector_output_dim", "vision_output_dim", default=4096),
-            pixel_shuffle_ratio=float(v.get("pixel_shuffle_ratio", 0.5)),
-        )
-    return ModelLayout(
-        name=name,
-        layers=_int(t, "num_hidden_layers"),
-        hidden=hidden,
-        heads=heads,
-        kv_heads=_int(t, "num_key_value_heads", default=heads),
-        head_dim=_int(t, "head_dim", default=hidden // heads),
-        experts=_int(t, "num_local_experts", default=1),
-        experts_per_token=_int(t, "num_experts_per_tok", default=1),
-        expert_intermediate=_int(t, "intermediate_size"),
-        dense_intermediate=_int(t, "intermediate_size_mlp", default=_int(t, "intermediate_size")),
-        moe_step=max(1, _int(t, "interleave_moe_layer_step", default=1)),
-        chunk=_int(t, "attention_chunk_size", default=8192),
-        vocab=_int(t, "vocab_size"),
-        max_context=_int(t, "max_position_embeddings", default=131072),
-        quant_bits=int(bits) if bits else None,
-        quant_group=int(quant.get("group_size", 64)) if isinstance(quant, dict) else 64,
-        vision=vision,
-    )
-
-
-# -- weights --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WeightBytes:
-    total: int
-    language: int
-    vision: int
-    source: Literal["safetensors", "estimated"]
-    activation_bytes: int = 2  # bytes per element of activations (the scales' or weights' dtype)
-
-
-_DTYPE_BYTES = {
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "F64": 8,
-    "U32": 4,
-    "I32": 4,
-    "U8": 1,
-    "I8": 1,
-    "U16": 2,
-    "I16": 2,
-    "I64": 8,
-    "U64": 8,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-}
-
-
-def read_safetensors_header(path: Path) -> dict:
-    """The JSON header of a safetensors file (tensor names -> dtype, shape, data_offsets)."""
-    try:
-        with open_regular_file(path, path.name) as f:  # a FIFO or device is refused, not read
-            size_bytes = f.read(8)
-            if len(size_bytes) != 8:
-                raise PlanError(f"{path.name} is not a safetensors file.")
-            (size,) = struct.unpack("<Q", size_bytes)
-            if size > 100_000_000:
-                raise PlanError(f"{path.name} has an implausible header ({size:,} bytes).")
-            header = json.loads(f.read(size))
-    except InputFileError as exc:
-        raise PlanError(str(exc)) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(f"{path.name} cannot be read: {exc}") from None
-    if not isinstance(header, dict):
-        raise PlanError(f"{path.name} has no tensor table.")
-    return header
-
-
-def weights_from_safetensors(files: list[Path]) -> WeightBytes:
-    """Exact weight bytes from the headers of ``files`` (no tensor data is read)."""
-    language = vision = 0
-    act: dict[str, int] = {}
-    for path in files:
-        for name, info in read_safetensors_header(path).items():
-            if name == "__metadata__" or not isinstance(info, dict):
-                continue
-            start, end = info.get("data_offsets", (0, 0))
-            nbytes = int(end) - int(start)
-            if name.startswith(("vision_model", "multi_modal_projector")):
-                vision += nbytes
-            else:
-                language += nbytes
-            if name.endswith((".scales", "norm.weight")):
-                kind = str(info.get("dtype"))
-                act[kind] = act.get(kind, 0) + 1
-    dtype = max(act, key=lambda kind: act[kind]) if act else "BF16"
-    return WeightBytes(language + vision, language, vision, "safetensors", _DTYPE_BYTES.get(dtype, 2))
-
-
-def _linear_bytes(out_dim: int, in_dim: int, bits: int | None, group: int, dtype_bytes: int = 2) -> int:
-    """A linear layer's weight as mlx stores it: packed uint32 plus bf16 scales and biases."""
-    if bits and (out_dim * in_dim) % 64 == 0 and in_dim % group == 0:
-        return out_dim * in_dim * bits // 8 + out_dim * (in_dim // group) * 2 * dtype_bytes
-    return out_dim * in_dim * dtype_bytes
-
-
-def estimate_weights(layout: ModelLayout) -> WeightBytes:
-    """Weight bytes from the config alone, laid out as mlx-vlm's converter writes them."""
-    s, b, g = layout, layout.quant_bits, layout.quant_group
-    lin = lambda o, i: _linear_bytes(o, i, b, g)  # noqa: E731
-    language = 2 * lin(s.vocab, s.hidden) + 2 * s.hidden  # embedding, lm_head, final norm
-    for i in range(s.layers):
-        language += 2 * lin(s.kv_dim, s.hidden) + lin(s.q_dim, s.hidden) + lin(s.hidden, s.q_dim)
-        language += 2 * 2 * s.hidden  # the two RMSNorms
-        if s.is_moe(i):
-            language += lin(s.experts, s.hidden)  # router
-            language += s.experts * (
-                2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
-            )
-            language += 2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
-        else:
-            language += 2 * lin(s.dense_intermediate, s.hidden) + lin(s.hidden, s.dense_intermediate)
-    vision = 0
-    v = s.vision
-    if v is not None:
-        bf16 = 2
-        patches = (v.image_size // v.patch_size) ** 2
-        params = v.hidden * 3 * v.patch_size**2 + v.hidden + (patches + 1) * v.hidden + 4 * v.hidden
-        per_layer = 4 * (v.hidden * v.hidden + v.hidden) + 2 * v.hidden * v.intermediate
-        per_layer += v.intermediate + v.hidden + 4 * v.hidden
-        params += v.layers * per_layer
-        params += v.projector_input * v.intermediate + v.projector_output * v.projector_output
-        params += s.hidden * v.projector_output  # multi_modal_projector
-        vision = params * bf16
-    return WeightBytes(language + vision, language, vision, "estimated", 2)
-
-
-# -- the backend's scheduling ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackendProfile:
-    """How an MLX backend holds memory during a prefill chunk (see the module docstring)."""
-
-    name: str
-    layers_in_flight: float  # layers whose intermediate activations are alive at the peak
-    score_copies: float  # score-sized arrays alive in a non-fused attention
-    fused_causal: bool  # global layers ("causal" mask, unquantized cache) never materialise scores
-    fused_masked: bool  # chunked layers (boolean mask array) never materialise scores
-    fixed_bytes: int = 0  # a working set that does not scale with the chunk or the context
-    float32_layers_in_flight: float | None = None  # with float32 activations, if different
-    chunked_cache_copies: float = 0.0  # extra copies of the chunked layers' caches (safety term)
-
-
-CPU_PROFILE = BackendProfile(
-    "cpu",
-    layers_in_flight=1.15,
-    score_copies=1.0,
-    fused_causal=False,
-    fused_masked=False,
-    float32_layers_in_flight=0.65,
-)
-GPU_PROFILE = BackendProfile(
-    "gpu",
-    layers_in_flight=14.7,
-    score_copies=8.4,
-    fused_causal=True,
-    fused_masked=False,
-    chunked_cache_copies=3.0,
-    fixed_bytes=1_100_000_000,
-)
-PROFILES = {
-    "cpu": CPU_PROFILE,
-    "cuda": replace(GPU_PROFILE, name="cuda"),
-    "metal": replace(GPU_PROFILE, name="metal"),
-    "gpu": GPU_PROFILE,
-}
-
-
 # -- the plan --------------------------------------------------------------------------------------------
+
+
+KV_CACHE_CHOICES = (16, 8, 4)  # the KV precisions offered; 16 is the unquantized cache
+
+
+def kv_cache_bits(bits: int | None) -> int | None:
+    """The ``kv_bits`` for a chosen KV precision: None (the unquantized cache) for 16, or for no
+    choice; else the bits that quantize the global layers' caches."""
+    return None if not bits or bits >= 16 else int(bits)
 
 
 def kv_element_bytes(kv_bits: int | None, activation_bytes: int, group: int = 64) -> float:
     """Bytes per cached element: the activation dtype, or packed bits plus a scale and bias per group."""
-    if kv_bits is None or kv_bits >= 16:
+    kv_bits = kv_cache_bits(kv_bits)
+    if kv_bits is None:
         return float(activation_bytes)
     return kv_bits / 8 + 2 * activation_bytes / group
 
@@ -465,10 +214,6 @@ class TurnCheck:
         return self.verdict != "wont_fit"
 
 
-def _gb(n: float) -> str:
-    return f"{n / GB:.1f} GB" if abs(n) >= 0.95 * GB else f"{n / 1e6:.0f} MB"
-
-
 def _tokens(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}M"
@@ -477,7 +222,8 @@ def _tokens(n: int) -> str:
     return f"{n:,}"
 
 
-def _verdict(peak: int, budget: int) -> Verdict:
+def fit_verdict(peak: int, budget: int) -> Verdict:
+    """The one fit rule: over the budget won't fit; within ``TIGHT_MARGIN`` of it is tight."""
     if peak > budget:
         return "wont_fit"
     return "tight" if peak > budget * (1 - TIGHT_MARGIN) else "fits"
@@ -564,7 +310,7 @@ class MemoryPlan:
         if not p.fused_masked and s.chunked_layers:
             score_elems = s.heads * L * k_chunked
         globals_running = [i for i in range(s.layers - 1) if not s.is_chunked(i)]
-        quantized_global = self.kv_bits is not None and self.kv_bits < 16 and cached > 0
+        quantized_global = kv_cache_bits(self.kv_bits) is not None and cached > 0
         if globals_running and (quantized_global or not p.fused_causal):
             score_elems = max(score_elems, s.heads * L * k_global)
         scores = p.score_copies * score_elems * self.activation_bytes
@@ -691,21 +437,20 @@ class MemoryPlan:
         kv = self.kv_cache_bytes(context)
         best = self.max_context(budget_bytes)
         best_step = (choose_prefill_step(self, best, budget_bytes) or min(PREFILL_STEPS)) if best else 0
-        verdict = _verdict(peak, budget_bytes)
-        precision = "bf16" if self.kv_bits is None or self.kv_bits >= 16 else f"{self.kv_bits}-bit"
-        if self.activation_bytes == 4 and (self.kv_bits is None or self.kv_bits >= 16):
-            precision = "float32"
+        verdict = fit_verdict(peak, budget_bytes)
+        kv_bits = kv_cache_bits(self.kv_bits)
+        precision = f"{kv_bits}-bit" if kv_bits else "float32" if self.activation_bytes == 4 else "bf16"
         head = {"fits": "Fits", "tight": "Tight fit", "wont_fit": "Won't fit"}[verdict]
         if best == 0:
-            tail = f"the weights alone ({_gb(self.weights.total)}) exceed the {_gb(budget_bytes)} budget"
+            weights, budget = format_memory(self.weights.total), format_memory(budget_bytes)
+            tail = f"the weights alone ({weights}) exceed the {budget} budget"
         else:
             tail = f"up to {_tokens(best)} tokens fit (prefilling {best_step} at a time)"
         summary = (
-            f"{head}: {_gb(self.weights.total)} weights + {_gb(kv)} {precision} KV cache "
-            f"+ {_gb(peak - self.weights.total - kv)} working memory = {_gb(peak)} of "
-            f"{_gb(budget_bytes)} at {_tokens(context)} tokens; {tail}."
+            f"{head}: {format_memory(self.weights.total)} weights + {format_memory(kv)} {precision} KV cache "
+            f"+ {format_memory(peak - self.weights.total - kv)} working memory = {format_memory(peak)} of "
+            f"{format_memory(budget_bytes)} at {_tokens(context)} tokens; {tail}."
         )
-        kv_bits = self.kv_bits if self.kv_bits and self.kv_bits < 16 else None
         return FitReport(
             verdict,
             context,
@@ -764,7 +509,7 @@ def conversation_budget_check(
         ),
     )
     limit = plan.max_context(budget_bytes)
-    verdict = _verdict(peak, budget_bytes)
+    verdict = fit_verdict(peak, budget_bytes)
     if total > plan.layout.max_context:
         verdict = "wont_fit"
     left = max(0, limit - total)
@@ -777,15 +522,18 @@ def conversation_budget_check(
         )
         message = (
             f"This turn would take the conversation to {_tokens(total)} tokens and "
-            f"{_gb(peak)}, over the {_gb(budget_bytes)} budget.{hint}"
+            f"{format_memory(peak)}, over the {format_memory(budget_bytes)} budget.{hint}"
         )
     elif verdict == "tight":
         message = (
-            f"Memory is tight: {_gb(peak)} of {_gb(budget_bytes)}; about {_tokens(left)} "
+            f"Memory is tight: {format_memory(peak)} of {format_memory(budget_bytes)}; about {_tokens(left)} "
             "tokens left in this conversation."
         )
     else:
-        message = f"About {_tokens(left)} tokens left in this conversation ({_gb(peak)} at the next turn)."
+        message = (
+            f"About {_tokens(left)} tokens left in this conversation "
+            f"({format_memory(peak)} at the next turn)."
+        )
     return TurnCheck(verdict, peak, int(budget_bytes), total, left, prefill_step, message)
 
 
@@ -820,9 +568,7 @@ def plan_from_config(
             activation_bytes=4,
         )
         activation = 4
-    return MemoryPlan(
-        layout, weights, None if kv_bits in (None, 16) else kv_bits, kv_group, profile, activation
-    )
+    return MemoryPlan(layout, weights, kv_cache_bits(kv_bits), kv_group, profile, activation)
 
 
 def read_layout(path: str | Path) -> tuple[dict, WeightBytes | None]:
@@ -851,80 +597,6 @@ def plan_model(path: str | Path, kv_bits: int | None = None, backend: str = "met
     return plan_from_config(config, name, kv_bits, backend, weights)
 
 
-# -- the catalog's configs ------------------------------------------------------------------------------
-
-
-def _llama4_config(
-    layers: int, experts: int, moe_step: int, max_context: int, bits: int | None, group_size: int = 64
-) -> dict:
-    text = {
-        "model_type": "llama4_text",
-        "hidden_size": 5120,
-        "intermediate_size": 8192,
-        "intermediate_size_mlp": 16384,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 40,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "num_local_experts": experts,
-        "num_experts_per_tok": 1,
-        "interleave_moe_layer_step": moe_step,
-        "attention_chunk_size": 8192,
-        "vocab_size": 202048,
-        "max_position_embeddings": max_context,
-        "use_qk_norm": True,
-        "rope_theta": 500000.0,
-        "torch_dtype": "bfloat16",
-    }
-    vision = {
-        "model_type": "llama4_vision_model",
-        "hidden_size": 1408,
-        "intermediate_size": 5632,
-        "num_hidden_layers": 34,
-        "num_attention_heads": 16,
-        "image_size": 336,
-        "patch_size": 14,
-        "projector_input_dim": 4096,
-        "projector_output_dim": 4096,
-        "vision_output_dim": 4096,
-        "pixel_shuffle_ratio": 0.5,
-    }
-    config = {
-        "model_type": "llama4",
-        "architectures": ["Llama4ForConditionalGeneration"],
-        "text_config": text,
-        "vision_config": vision,
-        "torch_dtype": "bfloat16",
-    }
-    if bits:
-        config["quantization"] = {"group_size": group_size, "bits": bits}
-    return config
-
-
-def scout_config(bits: int | None = 4, group_size: int = 64) -> dict:
-    """Llama 4 Scout 17B-16E's config (all 48 layers MoE, 10M-token window), as mlx-community's."""
-    return _llama4_config(48, 16, 1, 10_485_760, bits, group_size)
-
-
-def maverick_config(bits: int | None = 4, group_size: int = 64) -> dict:
-    """Llama 4 Maverick 17B-128E's config (MoE every other layer, 1M-token window)."""
-    return _llama4_config(48, 128, 2, 1_048_576, bits, group_size)
-
-
-def catalog_config(repo_id: str) -> dict | None:
-    """The config of a Scout or Maverick repo named like ``...Scout-17B-16E-Instruct-4bit``; else None."""
-    lowered = repo_id.lower()
-    bits_match = re.search(r"(\d+)[-_]?bit", lowered)
-    bits = int(bits_match.group(1)) if bits_match else None
-    if bits is not None and bits not in (2, 3, 4, 5, 6, 8):
-        return None
-    if "scout" in lowered:
-        return scout_config(bits)
-    if "maverick" in lowered:
-        return maverick_config(bits)
-    return None
-
-
 __all__ = [
     "GB",
     "BackendProfile",
@@ -942,6 +614,9 @@ __all__ = [
     "choose_prefill_step",
     "conversation_budget_check",
     "estimate_weights",
+    "fit_verdict",
+    "KV_CACHE_CHOICES",
+    "kv_cache_bits",
     "kv_element_bytes",
     "layout_from_config",
     "maverick_config",

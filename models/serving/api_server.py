@@ -142,8 +142,14 @@ def create_app(
         app.state.jobs = [*app.state.jobs[-15:], job]
         ids = CompletionIds.new(model_id or owner.model_name)
         if chat.stream:
+            # Wait for the job to start, so a rejected prompt is still a plain 400, not an event.
+            first = await _next_event(request, job, events)
+            if first is None:
+                return None
+            answer = _Answer(chat)
+            answer.take(first)
             return StreamingResponse(
-                _stream(job, events, chat, ids, memory),
+                _stream(job, events, answer, ids, memory),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -162,17 +168,24 @@ def _remember(memory: AnswerMemory, answer: _Answer) -> None:
         memory.remember(answer.text, answer.final.token_ids)
 
 
+async def _next_event(request, job, events) -> JobEvent | None:
+    """The job's next event, or None (the job cancelled) if the client went away first."""
+    while True:
+        try:
+            return await asyncio.wait_for(events.get(), _DISCONNECT_POLL_S)
+        except TimeoutError:
+            if await request.is_disconnected():
+                job.cancel()
+                return None
+
+
 async def _whole(request, job, events, chat, ids, memory):
     answer = _Answer(chat)
     try:
         while answer.final is None:
-            try:
-                event = await asyncio.wait_for(events.get(), _DISCONNECT_POLL_S)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    job.cancel()
-                    return None
-                continue
+            event = await _next_event(request, job, events)
+            if event is None:
+                return None
             answer.take(event)
             if answer.stops.hit:
                 job.cancel()
@@ -187,9 +200,8 @@ def _sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def _stream(job, events, chat, ids, memory):
+async def _stream(job, events, answer: _Answer, ids, memory):
     """The answer as server-sent events; cancels the job when the client goes away."""
-    answer = _Answer(chat)
     try:
         yield _sse(chunk(ids, {"role": "assistant", "content": ""}))
         while answer.final is None:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class EventKind(Enum):
-    STARTED = "started"  # the job left the queue; the engine is working on it
+    STARTED = "started"  # the job left the queue and its prompt was accepted; generation begins
     STEP = "step"  # a GenerationStep; the last one has a finish_reason
     REJECTED = "rejected"  # the prompt cannot be answered (too long, bad template): the client's fault
     FAILED = "failed"  # something broke on this side
@@ -97,12 +97,12 @@ def run_job(engine: Engine | None, job: Job) -> None:
     if engine is None:
         send(job, JobEvent(EventKind.FAILED, message="No model is loaded."))
         return
-    send(job, JobEvent(EventKind.STARTED))
     try:
         prompt = engine.prepare(job.messages, job.settings)
     except PromptError as exc:
         send(job, JobEvent(EventKind.REJECTED, message=str(exc)))
         return
+    send(job, JobEvent(EventKind.STARTED))
     try:
         for step in engine.generate(job.messages, job.settings, job.cancel_event, prepared=prompt):
             job.tokens = step.generation_tokens

@@ -20,6 +20,9 @@ mid-file without sleeping), and ``fail`` (answer every request for a repo with a
 Hostile-server knobs: ``lie_about_commit`` (the listing names another commit, which the server
 then also answers to) and ``lie_about_file`` (replace or drop fields of a file's listing entry:
 ``blobId``, ``size``, ``lfs``; None leaves a field out), while the bytes served stay the real ones.
+
+Long because it is one protocol: the listing, resolve, CDN redirect and fault paths share the
+server's state and read best side by side.
 """
 
 from __future__ import annotations

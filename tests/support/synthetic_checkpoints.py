@@ -12,6 +12,9 @@ suffix) in shards ``model-0000N-of-0000M.safetensors`` with their index; a byte-
 ``tokenizer_config.json``, ``special_tokens_map.json`` and ``chat_template.json``; and the
 generation, preprocessor and processor configs. ``quantize_checkpoint`` makes 4- and 8-bit MLX
 copies with mlx-vlm's quantization, as mlx-community does.
+
+Long because a real checkpoint has that many files: config, weights, tokenizer with its special
+tokens, chat template and processor configs are each written here, file for file.
 """
 
 from __future__ import annotations

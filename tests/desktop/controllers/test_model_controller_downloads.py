@@ -97,3 +97,18 @@ def test_loading_states_follow_the_worker(controller):
     assert ready == [("tiny", "/models/tiny")] and settings.value("last_model") == "/models/tiny"
     worker.load_failed.emit("Loading was cancelled.")
     assert controller.name is None and controller.path is None
+
+
+def test_a_plan_that_ends_after_shut_down_loads_nothing(controller, tmp_path):
+    from PySide6.QtCore import QCoreApplication, QThreadPool
+
+    controller, worker, library, _settings = controller
+    library.budget_override = library.peak_corrections = None
+    library.context, library.kv_bits = 4096, None
+    requests = []
+    worker.request_load.connect(lambda path, cancel: requests.append(path))
+    controller.load_checked(tmp_path / "not-a-checkpoint")  # the planner fails: left to the loader
+    controller.shut_down()
+    QThreadPool.globalInstance().waitForDone()
+    QCoreApplication.processEvents()
+    assert requests == []

@@ -137,7 +137,7 @@ def test_json_the_parser_cannot_take_is_one_line(chats, tmp_path, text, reason):
 
 
 def test_an_oversized_file_is_refused_before_it_is_read(chats, tmp_path, monkeypatch):
-    monkeypatch.setattr("models.chats.export.MAX_IMPORT_BYTES", 1000)
+    monkeypatch.setattr("models.chats.export_format.MAX_IMPORT_BYTES", 1000)
     path = tmp_path / "big.json"
     path.write_text(" " * 1001)
     status, _, err = chats("import", path)

@@ -19,7 +19,8 @@ import pytest
 
 from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
 
-pytestmark = pytest.mark.slow
+# Loading MLX in seven processes side by side takes minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

@@ -157,3 +157,15 @@ def test_without_a_keychain_the_token_helpers_degrade_clearly(use_keyring):
         store.set_token("hf_secret")
     with pytest.raises(store.TokenStoreError, match="No system keychain"):
         store.clear_token()
+
+
+def test_describe_repo_takes_family_and_bits_from_the_catalog_entry():
+    shipped = catalog.load_catalog()[0]
+    described = catalog.describe_repo(shipped.repo_id.upper())  # Hub repo ids are case-insensitive
+    assert described == shipped and described.source == "catalog"
+
+
+def test_describe_repo_guesses_a_repo_outside_the_catalog_from_its_name():
+    described = catalog.describe_repo("someone/Llama-4-Scout-17B-16E-Instruct-5bit")
+    assert (described.family, described.bits, described.experts) == ("scout", 5, 16)
+    assert catalog.describe_repo("someone/Qwen3-8B").family == "other"

@@ -43,3 +43,13 @@ def test_errors_are_not_kept(engine_4bit, tmp_path):
     assert caches.keep(engine_4bit, 3, replace(final, finish_reason="error")) is None
     assert caches.keep(engine_4bit, 3, None) is None
     assert PromptCacheKeeper(tmp_path).files() == []
+
+
+def test_an_engine_without_the_cache_seams_is_left_alone(tmp_path):
+    class Bare:
+        pass
+
+    caches = ConversationCaches(PromptCacheKeeper(tmp_path))
+    assert caches.open(Bare(), 1, GREEDY) is None
+    final = type("Final", (), {"finish_reason": "stop"})()
+    assert caches.keep(Bare(), 1, final) is None

@@ -22,11 +22,13 @@ import pytest
 from models.memory.budget import GIB, MemoryBudget, detect_budget, mac_budget, macos_default_wired_limit
 from models.memory.planner import (
     GB,
+    KV_CACHE_CHOICES,
     PlanError,
     catalog_config,
     choose_prefill_step,
     conversation_budget_check,
     estimate_weights,
+    kv_cache_bits,
     layout_from_config,
     maverick_config,
     plan_from_config,
@@ -303,3 +305,26 @@ def test_budgets():
     assert MemoryBudget(10, 5, 7, "cpu", "x").budget_bytes == 0
     here = detect_budget(backend="cpu")
     assert 0 < here.budget_bytes <= here.limit_bytes <= here.total_bytes
+
+
+def test_catalog_configs_follow_the_catalog_entry(monkeypatch):
+    from models.hub import catalog
+
+    listed = catalog.CatalogEntry("a/renamed", "Renamed", "maverick", repo_id="a/renamed", bits=6)
+    monkeypatch.setattr(catalog, "load_catalog", lambda: [listed])
+    config = catalog_config("a/renamed")  # no family or bits in the name: the entry has them
+    assert config["text_config"]["num_local_experts"] == 128 and config["quantization"]["bits"] == 6
+
+
+@pytest.mark.parametrize(
+    ("chosen", "kv_bits"), [(16, None), (None, None), (0, None), (32, None), (8, 8), (4, 4)]
+)
+def test_16_bits_means_the_unquantized_cache(chosen, kv_bits):
+    assert kv_cache_bits(chosen) == kv_bits
+
+
+def test_the_offered_kv_precisions_plan():
+    plans = [plan_from_config(scout_config(4), kv_bits=kv_cache_bits(b)) for b in KV_CACHE_CHOICES]
+    assert KV_CACHE_CHOICES[0] == 16 and plans[0].kv_bits is None
+    per_token = [p.kv_bytes_per_token for p in plans]
+    assert per_token == sorted(per_token, reverse=True) and len(set(per_token)) == len(per_token)

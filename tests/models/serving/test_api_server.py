@@ -125,6 +125,9 @@ def test_a_too_long_prompt_is_400_context_length(serve):
         ask(client, "A question much longer than sixteen tokens, " * 3)
     assert info.value.body["code"] == "context_length_exceeded"
     assert "context length of 16" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as info:  # streamed too: a 400, not an event
+        ask(client, "A question much longer than sixteen tokens, " * 3, stream=True)
+    assert info.value.body["code"] == "context_length_exceeded"
 
 
 def test_wrong_api_key_is_401(serve):

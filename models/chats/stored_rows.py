@@ -1,0 +1,142 @@
+"""Reading SQLite rows into records without trusting them: a value written by older code, by hand
+or by a faulty import gets a safe stand-in, and a conversation that cannot be shown is marked
+``damaged``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from models.chats.conversation_records import (
+    FINISH_REASONS,
+    MIN_TIMESTAMP,
+    ROLES,
+    Conversation,
+    ConversationSettings,
+    StoredImage,
+    StoredMessage,
+    is_finite_number,
+    is_whole_number,
+    unpack_token_ids,
+    valid_timestamp,
+)
+from models.chats.database import StoreError
+
+CONVERSATION_SELECT = (
+    "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count"
+    " FROM conversations c"
+)
+MESSAGE_SELECT = "SELECT m.* FROM messages m"
+
+
+def settings_row(settings: ConversationSettings) -> tuple:
+    return (
+        settings.system_prompt,
+        settings.temperature,
+        settings.top_p,
+        settings.max_tokens,
+        settings.seed,
+        settings.context_length,
+    )
+
+
+def conversation_from_row(row) -> Conversation:
+    """A conversation row as read, whatever it holds (see the module docstring)."""
+    settings = ConversationSettings.from_stored({name: row[name] for name in _SETTING_COLUMNS})
+    problems = []
+    created, updated = valid_timestamp(row["created"]), valid_timestamp(row["updated"])
+    if created is None:
+        problems.append("its creation time is not valid")
+    if updated is None:
+        problems.append("its last-used time is not valid")
+    title = row["title"]
+    if not isinstance(title, str):
+        problems.append("its title is not text")
+        title = ""
+    deleted_at = row["deleted_at"]
+    if deleted_at is not None:
+        deleted_at = valid_timestamp(deleted_at) or MIN_TIMESTAMP  # purged at the next clean-up
+    return Conversation(
+        id=int(row["id"]),
+        title=title,
+        created=created or MIN_TIMESTAMP,
+        updated=updated or MIN_TIMESTAMP,
+        settings=settings,
+        deleted_at=deleted_at,
+        message_count=stored_int(row["message_count"]),
+        damaged="; ".join(problems),
+    )
+
+
+_SETTING_COLUMNS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed", "context_length")
+
+
+def message_from_row(r, images: tuple[StoredImage, ...]) -> StoredMessage:
+    """A message row as read: unreadable metadata is dropped, odd text is shown as text."""
+    role = r["role"]
+    if role not in ROLES:
+        raise StoreError(f"Message {r['id']} is damaged (its role is {role!r}); delete its conversation.")
+    finish_reason = r["finish_reason"]
+    return StoredMessage(
+        id=int(r["id"]),
+        conversation_id=int(r["conversation_id"]),
+        role=role,
+        text=stored_text(r["text"]),
+        created=valid_timestamp(r["created"]) or MIN_TIMESTAMP,
+        images=images,
+        model=r["model"] if isinstance(r["model"], str) else None,
+        stats=_stored_stats(r["stats"]),
+        finish_reason=finish_reason if finish_reason in FINISH_REASONS else None,
+        error=r["error"] if isinstance(r["error"], str) else None,
+        interrupted=bool(r["interrupted"]),
+        token_ids=_stored_token_ids(r["token_ids"]),
+    )
+
+
+def stored_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def stored_int(value: Any) -> int:
+    return value if is_whole_number(value) else 0
+
+
+def _stored_stats(value: Any) -> dict[str, float] | None:
+    """A message's stats JSON as a dict of finite numbers, or None if it is anything else."""
+    if not isinstance(value, str | bytes) or not value:
+        return None
+    try:
+        stats = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(stats, dict):
+        return None
+    return {k: v for k, v in stats.items() if is_finite_number(v)}
+
+
+def _stored_token_ids(value: Any) -> tuple[int, ...] | None:
+    if not isinstance(value, bytes) or len(value) % 4:
+        return None
+    return unpack_token_ids(value)
+
+
+def stats_json(stats: Mapping[str, float] | None) -> str | None:
+    return None if stats is None else json.dumps(dict(stats), sort_keys=True)
+
+
+def row_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row ``cursor`` just inserted."""
+    if cursor.lastrowid is None:
+        raise StoreError("The database did not report the new row's id.")
+    return cursor.lastrowid
+
+
+def chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

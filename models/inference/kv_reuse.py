@@ -1,0 +1,105 @@
+"""The engine's glue to mlx-lm's generation loop: the language model presented with the call
+``generate_step`` makes, reuse of the KV cache across turns (longest shared prefix, trimmed),
+and the ids the model must never emit, masked in the sampler.
+"""
+
+from __future__ import annotations
+
+
+class LanguageModelAdapter:
+    """Presents mlx-vlm's Llama 4 language model with the call mlx-lm's generate_step makes."""
+
+    def __init__(self, language_model):
+        self.language_model = language_model
+
+    def __call__(self, inputs, cache=None, input_embeddings=None):
+        return self.language_model(inputs, inputs_embeds=input_embeddings, cache=cache).logits
+
+    @property
+    def layers(self):
+        return self.language_model.layers
+
+    def make_cache(self):
+        return self.language_model.make_cache()
+
+
+def common_prefix(a: list, b: list) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def masked_sampler(sampler, mask):
+    """``sampler`` that never picks a banned id: the additive ``mask`` (-inf on banned ids) is
+    applied to the log-probabilities, which are normalized again. In the sampler rather than a
+    logits processor, so mlx-lm's ``generate_step`` does not keep the token history for it."""
+    if mask is None:
+        return sampler
+    import mlx.core as mx
+
+    def sample(logprobs):
+        masked = logprobs + mask
+        return sampler(masked - mx.logsumexp(masked, axis=-1, keepdims=True))
+
+    return sample
+
+
+def trim_to_shared(cache: list, cache_keys: list, keys: list) -> int | None:
+    """Trim ``cache`` (holding ``cache_keys``) to its longest prefix shared with ``keys``, and
+    return that length; None when the cache cannot be trimmed there (start a fresh one)."""
+    from mlx_lm.models.cache import can_trim_prompt_cache
+
+    shared = common_prefix(cache_keys, keys)
+    shared = min(shared, len(keys) - 1)  # at least one token must be processed
+    excess = len(cache_keys) - shared
+    if excess > 0:
+        trimmed = [c.trim(excess) for c in cache] if can_trim_prompt_cache(cache) else []
+        # A chunked-attention layer's cache drops its front as it grows; the tokens after
+        # ``shared`` attend from the start of their chunk, which must still be there.
+        lost_front = any(
+            getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
+            for c in cache
+            if hasattr(c, "chunk_size")
+        )
+        if not trimmed or any(t != excess for t in trimmed) or lost_front:
+            return None
+    return shared
+
+
+def banned_ids(hf_tokenizer, vocab: int):
+    """Ids the model must never emit: past the tokenizer's vocabulary (padding rows, which
+    cannot be decoded), and reserved or image-layout tokens (``<|patch|>``, ``<|image|>``,
+    tile separators...), which have no meaning in an answer."""
+    import numpy as np
+
+    hf = hf_tokenizer
+    banned = np.zeros(vocab, dtype=bool)
+    banned[len(hf) :] = True
+    layout = (
+        "<|begin_of_text|>",
+        "<|finetune_right_pad|>",
+        "<|image_start|>",
+        "<|image_end|>",
+        "<|image|>",
+        "<|patch|>",
+        "<|tile_x_separator|>",
+        "<|tile_y_separator|>",
+        "<|header_start|>",
+        "<|header_end|>",
+    )
+    for token, token_id in hf.get_added_vocab().items():
+        if token_id < vocab and ("reserved_special_token" in token or token in layout):
+            banned[token_id] = True
+    return banned
+
+
+def logit_mask(banned):
+    """An additive logit mask (-inf on the banned ids), or None when nothing is banned."""
+    import mlx.core as mx
+    import numpy as np
+
+    if not banned.any():
+        return None
+    return mx.array(np.where(banned, -np.inf, 0.0).astype(np.float32))

@@ -1,0 +1,78 @@
+"""The transcript model follows its ConversationSession: one Qt change per session event."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QImage
+
+from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from models.chats.answer_run import AnswerEnded, EndReason, RowsStored, TextGenerated
+from models.chats.conversation_session import ConversationSession
+from models.chats.turns import Turn
+from models.inference.images import load_image_bytes
+from tests.conftest import image_bytes
+from tests.support.scripted_engine import step
+
+
+def _record(model):
+    seen = []
+    model.rowsInserted.connect(lambda _parent, first, last: seen.append(("inserted", first, last)))
+    model.rowsRemoved.connect(lambda _parent, first, last: seen.append(("removed", first, last)))
+    model.dataChanged.connect(lambda top, bottom, *_: seen.append(("changed", top.row(), bottom.row())))
+    model.modelReset.connect(lambda: seen.append(("reset",)))
+    return seen
+
+
+def test_the_model_shows_what_the_session_holds(qapp):
+    session = ConversationSession()
+    session.append(Turn("user", "before"))
+    model = TranscriptModel(session)
+    assert model.rowCount() == 1 and model.entry(0).text == "before"
+    seen = _record(model)
+
+    session.ask("Hi?", settings=None, conversation_id=3)
+    assert seen == [("inserted", 1, 1), ("inserted", 2, 2)]
+    assert model.entry(2).streaming and model.entry(2).footer() == "Thinking…"
+    seen.clear()
+
+    session.apply(RowsStored(3, 10, 11))  # stored ids are not drawn: no redraw
+    assert seen == [] and (model.entry(1).message_id, model.entry(2).message_id) == (10, 11)
+    revision = model.entry(2).revision
+    session.apply(TextGenerated("Hel"))
+    session.apply(TextGenerated("lo"))
+    assert seen == [("changed", 2, 2), ("changed", 2, 2)]  # the streaming row only
+    assert model.entry(2).text == "Hello" and model.entry(2).revision == revision + 2
+    session.apply(AnswerEnded(EndReason.FINISHED, step("", "stop", (1, 2))))
+    assert model.entry(2).footer() == "2 tokens · 20.0 tok/s" and model.entry(2).token_ids == (1, 2)
+    seen.clear()
+
+    session.regenerate(2, settings=None)
+    assert seen == [("removed", 2, 2), ("inserted", 2, 2)]
+    session.apply(AnswerEnded(EndReason.FAILED, step("", "error", error="boom")))
+    assert [e.text for e in model.entries()] == ["before", "Hi?", "Hello"]  # put back
+    assert seen[-1] == ("reset",)
+
+
+def test_the_old_mutators_go_through_the_session(qapp):
+    model = TranscriptModel()
+    model.append_user("hi")
+    row = model.begin_answer()
+    model.append_text(row, "partial")
+    assert [t.text for t in model.session.turns] == ["hi", "partial"]
+    model.finish_answer(row, None)
+    assert model.session.turn(row).finish_reason == "error" and not model.entry(row).streaming
+    answer = TranscriptEntry("assistant", "A", finish_reason="stop")
+    model.set_entries([TranscriptEntry("user", "Question"), answer])
+    assert [m.text for m in model.messages("sys")] == ["sys", "Question", "A"]
+    model.clear()
+    assert model.rowCount() == 0 and model.session.turns == ()
+
+
+def test_thumbnails_made_elsewhere_are_reused(qapp):
+    image = load_image_bytes(image_bytes(16, 16), "tiny.png")
+    thumbnail = QImage(4, 4, QImage.Format.Format_RGB888)
+    model = TranscriptModel()
+    model.append_user("look", [image], [thumbnail])
+    assert model.entry(0).thumbnails[0] is thumbnail
+    other = TranscriptModel()
+    other.append_user("look", [image])  # none given: made here
+    assert other.entry(0).thumbnails[0].width() > 0
