@@ -2,8 +2,9 @@
 
 For a synthesized Llama 4 checkpoint (4-bit, the shape of ``bench_speed.py``):
 
-- **decode tokens/s**: the engine's own ``generation_tps`` when called directly, and through
-  the server, measured by the official ``openai`` client on a streamed answer (first content
+- **decode tokens/s**: the engine's own ``generation_tps`` when called directly (a job handed
+  to the owner thread with no HTTP, so the same engine on the same thread), and through the
+  server, measured by the official ``openai`` client on a streamed answer (first content
   chunk to the last, completion tokens from the final ``usage``); the ratio server/direct
   (goal >= 0.97);
 - **time to first token of a follow-up request** that resends the whole conversation, with the
@@ -17,21 +18,24 @@ other work, take the best of a few runs.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-MAX_TOKENS = 200
+MAX_TOKENS = 120
 RUNS = 3
 
 
-def _direct_tps(engine, question, max_tokens: int) -> tuple[float, int]:
+def _direct_tps(owner, question, max_tokens: int) -> tuple[float, int]:
+    """The engine's own decode tokens/s, called directly (no HTTP) on the owner's thread."""
+    import queue
+
     from models.inference.engine import GenerationSettings
 
-    engine.reset_cache()
+    events: queue.Queue = queue.Queue()
     settings = GenerationSettings(max_tokens=max_tokens, temperature=0.0)
-    final = list(engine.generate(question, settings, threading.Event()))[-1]
-    return final.generation_tps, final.generation_tokens
+    job = owner.submit(question, settings, events.put)
+    job.done.wait()
+    return job.final.generation_tps, job.final.generation_tokens
 
 
 def _streamed(client, messages, max_tokens: int):
@@ -57,7 +61,6 @@ def _streamed(client, messages, max_tokens: int):
 def main() -> None:
     from openai import OpenAI
 
-    from models.inference.engine import Engine
     from models.inference.prompt import ChatMessage
     from models.serving.api_server import ServerThread, create_app
     from models.serving.engine_owner import EngineOwner
@@ -81,31 +84,26 @@ def main() -> None:
         path = quantize_checkpoint(source, Path(folder) / "4bit", bits=4, group_size=64)
         owner = EngineOwner(path)
         owner.start()
-        app = create_app(owner)
-        server = ServerThread(app, port=0)
+        server = ServerThread(create_app(owner), port=0)
         server.start()
         client = OpenAI(base_url=server.url, api_key="bench", max_retries=0, timeout=600)
         try:
-            engine = Engine.load(path)
             question = [ChatMessage("user", text)]
             messages = [{"role": "user", "content": text}]
-            _direct_tps(engine, question, 8)  # warm up both paths
+            _direct_tps(owner, question, 8)  # warm up both paths
             _streamed(client, messages, 8)
-            direct, served, owner_side = [], [], []
+            direct, served = [], []
             for _ in range(RUNS):
-                tps, tokens = _direct_tps(engine, question, MAX_TOKENS)
+                tps, tokens = _direct_tps(owner, question, MAX_TOKENS)
                 direct.append(tps)
                 _ttft, server_tps, usage = _streamed(client, messages, MAX_TOKENS)
                 served.append(server_tps)
-                owner_side.append(app.state.jobs[-1].final.generation_tps)
-            engine.close()
             best_direct, best_served = max(direct), max(served)
             print(
                 f"decode tok/s   engine directly {best_direct:8.1f}   through the server {best_served:8.1f}"
                 f"   ratio {best_served / best_direct:.3f}   ({tokens} / {usage.completion_tokens} tokens, "
                 f"best of {RUNS})"
             )
-            print(f"               (the engine's own figure on the server's thread: {max(owner_side):8.1f})")
 
             first = client.chat.completions.create(
                 model="llama", messages=messages, max_tokens=32, temperature=0

@@ -5,6 +5,11 @@ importing. ``run_in_background(fn, on_done, on_error)`` calls ``fn()`` in a pool
 ``on_done(result)`` or ``on_error(message)`` in the thread that called it. With ``owner``, the
 callbacks are skipped if that object was deleted before the task finished (a window closed
 while its task still ran).
+
+The relay that carries the result back is a QObject of the calling thread. It is parented to the
+application (when called on its thread) and deleted with ``deleteLater`` there once it reported,
+so the pool thread, which may drop the last Python reference to it, never destroys a QObject
+that lives on another thread.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
 from desktop.lifetime import alive
 
@@ -27,26 +32,39 @@ class _Relay(QObject):
     def __init__(
         self, on_done: Callable[[Any], None], on_error: Callable[[str], None], owner: QObject | None
     ):
-        super().__init__()
+        super().__init__(_parent_on_this_thread())
         self._on_done_callback, self._on_error_callback = on_done, on_error
         self._owner = weakref.ref(owner) if owner is not None else None
         self.done.connect(self._on_done)
         self.failed.connect(self._on_failed)
+
+    def _release(self) -> None:
+        """Reported: the relay goes, on its own thread (see the module docstring)."""
+        _live.discard(self)
+        if self.parent() is not None:
+            self.deleteLater()
 
     def _owner_gone(self) -> bool:
         return self._owner is not None and not alive(self._owner())
 
     @Slot(object)
     def _on_done(self, result: Any) -> None:
-        _live.discard(self)
+        self._release()
         if not self._owner_gone():
             self._on_done_callback(result)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
-        _live.discard(self)
+        self._release()
         if not self._owner_gone():
             self._on_error_callback(message)
+
+
+def _parent_on_this_thread() -> QObject | None:
+    app = QCoreApplication.instance()
+    if app is not None and app.thread() == QThread.currentThread():
+        return app
+    return None
 
 
 class _Task(QRunnable):

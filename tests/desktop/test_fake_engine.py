@@ -57,7 +57,7 @@ def test_the_fake_has_the_engines_public_attributes(engine_4bit, checkpoints):
     for name in ("encode", "decode", "eos_token_ids"):
         assert hasattr(engine_4bit.tokenizer, name) and hasattr(fake.tokenizer, name), name
     assert fake.name == engine_4bit.name and fake.checkpoint.path == engine_4bit.checkpoint.path
-    assert fake.max_context == engine_4bit.max_context
+    assert fake.max_context == engine_4bit.max_context and fake.identity == engine_4bit.identity
 
 
 @pytest.fixture(params=["real", "fake"])
@@ -103,6 +103,18 @@ def test_the_next_turn_reuses_the_cache_and_continue_computes_only_new_tokens(en
     answer = ChatMessage("assistant", "more", token_ids=second.token_ids)
     more = list(engine.generate([*turn, answer], GREEDY, continue_final=True))[-1]
     assert more.finish_reason == "length" and more.prompt_tokens <= 1
+
+
+def test_a_snapshot_of_the_cache_is_adopted_after_a_reset(engine):
+    engine.reset_cache()
+    assert engine.snapshot_cache() is None and engine.cache_keys == ()
+    run(engine, QUESTION)
+    snapshot = engine.snapshot_cache()
+    assert snapshot is not None and snapshot.tokens > 0 and snapshot.keys == engine.cache_keys
+    engine.reset_cache()
+    assert engine.adopt_cache(snapshot) and engine.cache_keys == snapshot.keys
+    again = run(engine, QUESTION)[-1]
+    assert again.cached_tokens == len(again.prompt_token_ids) - 1  # all but the token it must feed
 
 
 def test_cancel_stops_within_one_token(engine):

@@ -17,7 +17,8 @@ ANSWER_TIMEOUT = 120_000
 @pytest.fixture
 def window(qtbot, tmp_path, fake_engines):
     win = MainWindow(
-        fake_engines, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+        engine_factory=fake_engines,
+        settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
     )
     qtbot.addWidget(win)
     win.show()

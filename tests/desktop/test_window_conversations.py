@@ -1,4 +1,4 @@
-"""The sidebar and stored conversations, as a person uses them."""
+"""The sidebar and stored conversations, as a person uses them (answers from the fake engine)."""
 
 import pytest
 from PySide6.QtCore import Qt
@@ -15,8 +15,8 @@ def data(tmp_path):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, data, checkpoints):
-    win = make_window(qtbot, tmp_path, data=data, max_tokens=5)
+def window(qtbot, tmp_path, data, checkpoints, fake_engines):
+    win = make_window(qtbot, tmp_path, data=data, max_tokens=5, engine_factory=fake_engines)
     with qtbot.waitSignal(win.model_ready, timeout=TIMEOUT):
         win.load_model(checkpoints["4bit"])
     yield win
@@ -43,14 +43,16 @@ def open_row(qtbot, window, row):
         window.sidebar.view.clicked.emit(index)
 
 
-def test_conversation_is_saved_titled_and_restored(window, qtbot, tmp_path, data, png_file, checkpoints):
+def test_conversation_is_saved_titled_and_restored(
+    window, qtbot, tmp_path, data, png_file, checkpoints, fake_engines
+):
     ask(qtbot, window, "What kind of bird is on the fence?", [png_file()])
     ask(qtbot, window, "And its colour?")
     assert sidebar_titles(window) == ["What kind of bird is on the fence?"]
     answer_text = window.transcript_model.entry(3).text
     window.close()
 
-    again = make_window(qtbot, tmp_path, data=data, max_tokens=5)
+    again = make_window(qtbot, tmp_path, data=data, max_tokens=5, engine_factory=fake_engines)
     assert sidebar_titles(again) == ["What kind of bird is on the fence?"]
     with qtbot.waitSignal(again.model_ready, timeout=TIMEOUT):
         again.load_model(checkpoints["4bit"])
@@ -101,7 +103,9 @@ def test_search_opens_the_conversation_at_the_message(window, qtbot):
 def test_rename_delete_and_undo(window, qtbot, monkeypatch):
     ask(qtbot, window, "A question worth keeping")
     conversation_id = window.conversations.current_id
-    monkeypatch.setattr("desktop.main_window.QInputDialog.getText", lambda *a, **k: ("Kept", True))
+    monkeypatch.setattr(
+        "desktop.dialogs.conversation_dialogs.QInputDialog.getText", lambda *a, **k: ("Kept", True)
+    )
     window.rename_conversation(conversation_id)
     assert sidebar_titles(window) == ["Kept"]
     window.delete_conversation(conversation_id)
@@ -117,7 +121,7 @@ def test_conversation_settings_override_defaults(window, qtbot, monkeypatch):
     window.conversations.update_settings(ConversationSettings(max_tokens=2, system_prompt="Be terse."))
     step = ask(qtbot, window, "Again")
     assert step.generation_tokens == 2
-    tok = window.worker.engine.tokenizer._tokenizer
+    tok = window.worker.engine.tokenizer  # mlx-lm's wrapper forwards decode, as the fake's has it
     assert "Be terse." in tok.decode(list(step.prompt_token_ids))
 
 

@@ -13,7 +13,9 @@ TIMEOUT = 120_000
 
 @pytest.fixture
 def window(qtbot, tmp_path, checkpoints, fake_engines):
-    win = MainWindow(fake_engines, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    win = MainWindow(
+        engine_factory=fake_engines, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    )
     qtbot.addWidget(win)
     win.show()
     win.generation_settings = GenerationSettings(max_tokens=6, temperature=0.0)

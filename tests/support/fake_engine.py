@@ -1,22 +1,25 @@
 """A stand-in for ``models.inference.engine.Engine`` in the GUI tests where the model is not the
-subject: no MLX, no weights read, answers in microseconds.
+subject: no model runs, no weights are read, answers come in microseconds.
 
 It has the real engine's public surface (``load``, ``name``, ``checkpoint``, ``tokenizer``,
-``encoder``, ``model``, ``max_context``, ``eos_ids``, ``prepare``, ``generate``,
-``reset_cache``, ``close``); ``tests/desktop/test_fake_engine.py`` compares the two so that
-they cannot drift apart silently. What it does:
+``encoder``, ``model``, ``max_context``, ``eos_ids``, ``identity``, ``prepare``, ``generate``,
+``reset_cache``, ``snapshot_cache``, ``adopt_cache``, ``close``...);
+``tests/desktop/test_fake_engine.py`` compares the two so that they cannot drift apart silently. What it does:
 
 - ``load`` validates the folder with the real ``read_checkpoint`` (so a folder that is not a
   checkpoint fails with the real message) and reports the real loading stages;
-- prompts are laid out like Llama 4's (``<|begin_of_text|>``, headers, ``<|eot|>``), text is cut
-  into reversible pieces (``FakeTokenizer``), each image is ``image_tokens`` patch positions keyed
-  by its hash; ``PromptError`` when the prompt does not fit the context;
+- prompts are laid out like Llama 4's (``tests.support.fake_prompt``: ``<|begin_of_text|>``,
+  headers, ``<|eot|>``), text is cut into reversible pieces (``FakeTokenizer``), each image is
+  ``image_tokens`` patch positions keyed by its hash; ``PromptError`` when the prompt does not
+  fit the context;
 - answers are words from a fixed list, streamed one token per ``GenerationStep``, chosen by the
   prompt's text (greedy, ``temperature == 0``) or also by the seed; they end with ``"stop"``
   after ``FakeScript.answer_tokens`` words, ``"length"`` at ``max_tokens``, ``"cancelled"``
   within one token of the cancel event;
 - a KV cache of keys, as the real one: the next turn reuses the longest shared prefix (answers
   fed back by their token ids), so ``cached_tokens`` and ``prompt_tokens`` mean what they mean;
+  ``snapshot_cache`` / ``adopt_cache`` carry it through the real saved-cache files (one layer
+  of zeros beside the keys: the one place the fake touches mlx);
 - ``FakeScript.token_interval_s`` paces tokens (a wait on the cancel event, never slower to
   stop), ``hold_after`` holds an answer after that many tokens until ``release()`` or cancel
   (``holding`` says it got there), ``fail_on_load`` makes loading fail, ``fail_next_answer``
@@ -28,13 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from models.inference.cache_snapshot import CacheSnapshot
 from models.inference.checkpoint import Checkpoint, read_checkpoint
 from models.inference.engine import (
     GenerationCancelled,
@@ -43,24 +46,16 @@ from models.inference.engine import (
     ModelLoadError,
     PromptError,
 )
+from models.inference.model_identity import ModelIdentity, model_identity
 from models.inference.prompt import ChatMessage, EncodedPrompt
+from tests.support.fake_prompt import FakePromptEncoder, FakeTokenizer
 
 ANSWER_WORDS = (
     "amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbour",
     "indigo", "juniper", "kestrel", "lagoon", "meadow", "nimbus", "orchid", "pebble",
     "quartz", "ripple", "saffron", "thistle", "umber", "violet", "willow", "yarrow",
 )  # fmt: skip
-SPECIAL_TOKENS = (
-    "<|begin_of_text|>",
-    "<|header_start|>",
-    "<|header_end|>",
-    "<|eot|>",
-    "<|image_start|>",
-    "<|image_end|>",
-    "<|patch|>",
-)
 LOAD_STAGES = ("Reading weights", "Loading tokenizer")
-_PIECE = re.compile(r"\s*\S+|\s+")
 
 
 @dataclass(frozen=True)
@@ -86,109 +81,6 @@ class FakeCall:
     @property
     def images(self) -> int:
         return sum(len(m.images) for m in self.messages)
-
-
-class FakeTokenizer:
-    """Reversible text pieces (a word with the spaces before it) with ids shared by every fake
-    engine in the process, so stored answer ids stay valid when another fake loads."""
-
-    _lock = threading.Lock()
-    _ids: dict[str, int] = {token: n for n, token in enumerate(SPECIAL_TOKENS, start=1)}
-    _pieces: dict[int, str] = {n: token for token, n in _ids.items()}
-
-    def __init__(self):
-        self.eos_token_ids = {self.token_id("<|eot|>")}
-
-    def token_id(self, piece: str) -> int:
-        with self._lock:
-            found = self._ids.get(piece)
-            if found is None:
-                found = self._ids[piece] = len(self._ids) + 1
-                self._pieces[found] = piece
-            return found
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        ids = [self.token_id(piece) for piece in _PIECE.findall(text)]
-        return [self.token_id("<|begin_of_text|>"), *ids] if add_special_tokens else ids
-
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        pieces = (self._pieces.get(int(i), "\ufffd") for i in ids)
-        if skip_special_tokens:
-            pieces = (p for p in pieces if p not in SPECIAL_TOKENS)
-        return "".join(pieces)
-
-    def known(self, token_id: int) -> bool:
-        return token_id in self._pieces and self._pieces[token_id] not in SPECIAL_TOKENS
-
-
-class FakePromptEncoder:
-    """Lays out a conversation as Llama 4's template does, with pieces for text."""
-
-    def __init__(self, tokenizer: FakeTokenizer, image_tokens: int):
-        self.tokenizer = tokenizer
-        self.image_tokens = image_tokens
-
-    def _special(self, token: str) -> int:
-        return self.tokenizer.token_id(token)
-
-    def _header(self, role: str) -> list[int]:
-        return [
-            self._special("<|header_start|>"),
-            *self.tokenizer.encode(role),
-            self._special("<|header_end|>"),
-        ]
-
-    def encode(
-        self,
-        messages: list[ChatMessage],
-        add_generation_prompt: bool = True,
-        continue_final: bool = False,
-        valid_id: Callable[[int], bool] | None = None,
-    ) -> EncodedPrompt:
-        if continue_final:
-            if not messages or messages[-1].role != "assistant":
-                raise ValueError("only an assistant answer can be continued")
-            head = self.encode(messages[:-1], add_generation_prompt=True, valid_id=valid_id)
-            tail = self._answer_ids(messages[-1], valid_id)
-            return EncodedPrompt(ids=head.ids + tail, keys=head.keys + tail, images=[])
-        ids = [self._special("<|begin_of_text|>")]
-        keys: list = list(ids)
-        for message in messages:
-            header = self._header(message.role) + self.tokenizer.encode("\n\n")
-            ids += header
-            keys += header
-            for image in message.images if message.role == "user" else ():
-                patch = self._special("<|patch|>")
-                ids += [
-                    self._special("<|image_start|>"),
-                    *[patch] * self.image_tokens,
-                    self._special("<|image_end|>"),
-                ]
-                keys += [
-                    self._special("<|image_start|>"),
-                    *[(patch, image.sha256, n) for n in range(self.image_tokens)],
-                    self._special("<|image_end|>"),
-                ]
-            if message.role == "assistant":
-                body = self._answer_ids(message, valid_id)
-            else:
-                body = self.tokenizer.encode(
-                    message.text.strip() if message.role == "system" else message.text
-                )
-            body.append(self._special("<|eot|>"))
-            ids += body
-            keys += body
-        if add_generation_prompt:
-            header = self._header("assistant") + self.tokenizer.encode("\n\n")
-            ids += header
-            keys += header
-        return EncodedPrompt(ids=ids, keys=keys, images=[])
-
-    def _answer_ids(self, message: ChatMessage, valid_id) -> list[int]:
-        ids = message.token_ids
-        if ids is not None and (valid_id is None or all(valid_id(t) for t in ids)):
-            return list(ids)
-        return self.tokenizer.encode(message.text)
 
 
 class _FakeModel:
@@ -219,8 +111,9 @@ class FakeEngine:
         self.holding = threading.Event()  # an answer reached ``hold_after`` tokens and waits
         self._release = threading.Event()
         self._fail_next: tuple[str, int] | None = None
-        self._cache_keys: list | None = None
+        self._cache_keys: list = []
         self._cache_kv: tuple | None = None
+        self._identity: ModelIdentity | None = None
         self.closed = False
 
     @classmethod
@@ -244,9 +137,56 @@ class FakeEngine:
     def name(self) -> str:
         return self.checkpoint.name
 
+    @property
+    def language_model(self):
+        """Stands for the language model the real engine hands to mlx-lm (nothing runs here)."""
+        return self.model
+
+    def new_cache(self) -> list:
+        """A fresh, empty KV cache: one mlx-lm layer (the fake's snapshots hold one)."""
+        from mlx_lm.models.cache import KVCache
+
+        return [KVCache()]
+
+    @property
+    def cache_keys(self) -> tuple:
+        """What the KV cache holds, per position: the token id, or (id, image hash, n)."""
+        return tuple(self._cache_keys)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The checkpoint's folder and content hash, which a saved cache must match."""
+        if self._identity is None:
+            self._identity = model_identity(self.checkpoint.path)
+        return self._identity
+
+    def snapshot_cache(self) -> CacheSnapshot | None:
+        """The cache's keys with one mlx-lm layer of zeros as long as they are, so that the real
+        ``PromptCacheKeeper`` writes and reads it (None when nothing is cached)."""
+        if not self._cache_keys:
+            return None
+        import mlx.core as mx
+        from mlx_lm.models.cache import KVCache
+
+        zeros = mx.zeros((1, 1, len(self._cache_keys), 1), dtype=mx.float16)
+        layer = KVCache()
+        layer.state = (zeros, zeros, len(self._cache_keys))
+        return CacheSnapshot((layer,), tuple(self._cache_keys), self._cache_kv)
+
+    def adopt_cache(self, snapshot: CacheSnapshot) -> bool:
+        """Make ``snapshot`` the cache; False (the cache as it was) when it is not a fake's."""
+        layers = snapshot.layers
+        if snapshot.tokens == 0 or len(layers) != len(self.new_cache()):
+            return False
+        if any(int(layer.state[2]) != snapshot.tokens for layer in layers):
+            return False
+        self._cache_keys = list(snapshot.keys)
+        self._cache_kv = tuple(snapshot.kv) if snapshot.kv else None
+        return True
+
     def reset_cache(self) -> None:
         """Forget the KV cache (the next turn prefills the whole conversation)."""
-        self._cache_keys = None
+        self._cache_keys = []
 
     def close(self) -> None:
         """Release the "model" and the cache."""
@@ -325,9 +265,7 @@ class FakeEngine:
         if self._cache_kv != kv:
             self.reset_cache()
         self._cache_kv = kv
-        shared = 0
-        if self._cache_keys is not None:
-            shared = min(_common_prefix(self._cache_keys, prompt.keys), len(prompt.keys) - 1)
+        shared = min(_common_prefix(self._cache_keys, prompt.keys), len(prompt.keys) - 1)
         self._cache_keys = list(prompt.keys)  # prefilled: the cache holds the whole prompt
         blank = replace(
             blank,

@@ -16,7 +16,7 @@ def make_window(
     """A shown MainWindow with its own settings file and data folder, answering greedily (with
     the real engine unless ``engine_factory`` is given)."""
     window = MainWindow(
-        engine_factory,
+        engine_factory=engine_factory,
         settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
         data_folder=data or tmp_path / "data",
         library=library,
