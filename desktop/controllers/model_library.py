@@ -3,9 +3,8 @@
 ``ModelLibrary`` keeps the last ``models.hub.catalog.list_models()`` result (read on the thread
 pool, never on the UI thread) and runs downloads one at a time on its own QThread through
 ``models.hub.store.download_model``. Pausing keeps the bytes (the next start resumes); cancelling
-also deletes the partial download. The view classes only draw what this object says. It is
-a little over 400 lines because the listings, the download thread and the per-model plans
-(this Mac's and the cluster's) are one state the menus read together.
+also deletes the partial download. The view classes only draw what this object says; a
+model's badge across the window's cluster is ``desktop.controllers.cluster_fit``'s.
 
 Signals:
     changed(): the listings (or a download's state) changed.
