@@ -42,6 +42,7 @@ class _Library(QObject):
     download_progress = Signal(str, object)
     download_finished = Signal(str, str)
     download_failed = Signal(str, str)
+    cluster = None  # ModelLibrary.cluster: the window runs on this machine alone
 
     def listing(self, _key):
         return None
