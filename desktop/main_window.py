@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QSettings, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, QSettings, Signal
+from PySide6.QtWidgets import QMainWindow, QSplitter
 
 from desktop.appearance import apply_appearance
-from desktop.controllers.answer_controller import AnswerController, Draft
+from desktop.controllers.answer_controller import AnswerController
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_controller import ModelController
 from desktop.controllers.model_library import ModelLibrary
@@ -39,15 +38,12 @@ from desktop.preferences import (
     with_conversation_settings,
 )
 from desktop.qtmodels.transcript_model import TranscriptModel
-from desktop.widgets.composer import Composer, mime_has_images
+from desktop.widgets.chat_pane import ChatPane
+from desktop.widgets.composer import mime_has_images
 from desktop.widgets.menu_bar import MainMenus
-from desktop.widgets.message_actions import code_blocks
-from desktop.widgets.notice_bar import NoticeBar
 from desktop.widgets.serve_action import ServeApiAction
 from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.status_bar import StatusBar
-from desktop.widgets.transcript_view import TranscriptView
-from desktop.widgets.welcome_panel import WelcomePanel
 from desktop.workers.inference_worker import InferenceWorker, WorkerThread
 from models.chats.answer_run import AnswerEnded, EndReason
 from models.chats.conversation_session import ConversationSession
@@ -83,8 +79,12 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._manager_dialog: ModelManagerDialog | None = None
 
-        self.notice = NoticeBar()
         self.library = library or ModelLibrary(self)
+        self.session = ConversationSession()  # the open conversation's turns (their one owner)
+        self.transcript_model = TranscriptModel(self.session, self)
+        self.chat = ChatPane(self.library, self.transcript_model)
+        self.welcome, self.transcript = self.chat.welcome, self.chat.transcript
+        self.notice, self.composer = self.chat.notice, self.chat.composer
         self.library.changed.connect(self._update_welcome)
         self.library.set_fit_parameters(self.defaults.context_length, self.defaults.kv_bits)
         self.turn_memory = TurnMemory(self.library, self)
@@ -113,7 +113,6 @@ class MainWindow(QMainWindow):
         self.models.load_failed.connect(self._on_models_load_failed)
         self.models.notice.connect(self.notice.show_message)
 
-        self.session = ConversationSession()  # the open conversation's turns (their one owner)
         self.answers = AnswerController(
             self.session,
             self.worker,
@@ -125,24 +124,15 @@ class MainWindow(QMainWindow):
             confirm_fresh_start=lambda reason: self._ask_fresh_start(reason),
             parent=self,
         )
-        self.answers.notice.connect(self.notice.show_message)
+        self.chat.follow(self.answers)
         self.answers.storage_failed.connect(self.store_health.report)
         self.answers.current_changed.connect(self._on_answers_current_changed)
-        self.answers.question_taken.connect(self._on_answers_question_taken)
-        self.answers.answer_started.connect(self._on_answers_answer_started)
+        self.answers.answer_started.connect(lambda: self.stop_action.setEnabled(True))
         self.answers.answer_ended.connect(self._on_answers_answer_ended)
-        self.answers.draft_returned.connect(self._on_answers_draft_returned)
         self.answers.answer_finished.connect(self.answer_finished)
-        self.transcript_model = TranscriptModel(self.session, self)
-        self.transcript = TranscriptView()
-        self.transcript.set_model(self.transcript_model)
-        self.transcript.action_requested.connect(self._on_transcript_action_requested)
-        self.composer = Composer()
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(self.stop)
         self.composer.attach_requested.connect(self.choose_images)
-        self.composer.notice.connect(self.notice.show_message)
-        self.composer.edit.textChanged.connect(self._on_composer_text_changed)
 
         self.sidebar = Sidebar(store)
         self.sidebar.notice.connect(self.store_health.report)
@@ -154,11 +144,9 @@ class MainWindow(QMainWindow):
         self.sidebar.export_requested.connect(self.export_conversation)
         self.conversations.list_changed.connect(self.sidebar.refresh)
 
-        self.welcome = WelcomePanel(self.library)
         self.welcome.download_requested.connect(self.download_model)
         self.welcome.pause_requested.connect(self.library.pause_download)
         self.welcome.open_folder_requested.connect(self.choose_model_folder)
-        self.welcome.hide()
         self.setCentralWidget(self._lay_out())
         self._build_menus()
         self._build_status_bar()
@@ -175,18 +163,10 @@ class MainWindow(QMainWindow):
     # Construction ------------------------------------------------------------------------------
     def _lay_out(self) -> QSplitter:
         """The sidebar beside the chat: first-run panel, transcript, notice and composer."""
-        chat = QWidget()
-        layout = QVBoxLayout(chat)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.welcome)
-        layout.addWidget(self.transcript, 1)
-        layout.addWidget(self.notice)
-        layout.addWidget(self.composer)
         splitter = QSplitter()
         splitter.setObjectName("mainSplitter")
         splitter.addWidget(self.sidebar)
-        splitter.addWidget(chat)
+        splitter.addWidget(self.chat)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 920])
         splitter.setChildrenCollapsible(False)
@@ -225,19 +205,7 @@ class MainWindow(QMainWindow):
         self.menus.add_file_action(self.serve_api_action)
 
     def _update_placeholder(self) -> None:
-        if self.models.loading:
-            text = "Loading the model…"
-        elif self.model_name is None:
-            text = (
-                "No model loaded.\nChoose File ▸ Open Model Folder… to pick an MLX Llama 4 "
-                "checkpoint.\nThen drop a photo here and ask about it."
-            )
-        else:
-            text = (
-                f"{self.model_name} is ready.\nDrop, paste or attach up to five images, "
-                "type a question and press Enter."
-            )
-        self.transcript.set_placeholder(text)
+        self.chat.show_model_state(self.model_name, self.models.loading)
 
     def _show_notice(self, notice: Notice) -> None:
         self.notice.show_message(notice.text, notice.action_label, notice.action)
@@ -338,8 +306,7 @@ class MainWindow(QMainWindow):
             and self.model_name is None
             and not self.models.loading
         )
-        self.welcome.setVisible(first_run)
-        self.transcript.suppress_placeholder(first_run)
+        self.chat.show_first_run(first_run)
 
     def _memory_hint_source(self):
         """(model name, plan, budget bytes) for the settings dialog's context hint, or None."""
@@ -386,12 +353,7 @@ class MainWindow(QMainWindow):
         self.answers.system_prompt = prompt
 
     def send(self) -> None:
-        if self.generating or not self.composer.has_draft():
-            return
-        images = self.composer.images()
-        self.answers.ask(
-            Draft(self.composer.text(), images, self.composer.thumbnails(), self.composer.reading_images())
-        )
+        self.chat.send()
 
     def regenerate(self, row: int) -> None:
         """Answer the last question again, replacing the answer at ``row``."""
@@ -407,69 +369,19 @@ class MainWindow(QMainWindow):
     def _ask_fresh_start(self, reason: str) -> bool:
         return conversation_dialogs.ask_fresh_start(self, reason)
 
-    def _on_answers_question_taken(self, draft: Draft) -> None:
-        self.composer.clear_draft()
-        self.notice.hide()
-        self.transcript_model.remember_thumbnails(draft.images, draft.thumbnails)
-
-    def _on_answers_answer_started(self) -> None:
-        self.composer.set_generating(True)
-        self.stop_action.setEnabled(True)
-
     def _on_answers_answer_ended(self, event: AnswerEnded) -> None:
-        self.composer.set_generating(False)
         self.stop_action.setEnabled(False)
-        self.transcript.flush()
         if event.reason is not EndReason.FAILED:
             step = event.final
             self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)
         self.sidebar.refresh()
 
-    def _on_answers_draft_returned(self, draft: Draft) -> None:
-        self.composer.restore_draft(draft.text, list(draft.images), list(draft.thumbnails))
-
     def _on_answers_current_changed(self, conversation_id: int | None) -> None:
         self.sidebar.set_current(conversation_id)
 
-    # Message actions ---------------------------------------------------------------------------
-    def _on_transcript_action_requested(self, action: str, row: int) -> None:
-        entry = self.transcript_model.entry(row)
-        if action == "copy":
-            QGuiApplication.clipboard().setText(entry.text)
-        elif action == "copy_code":
-            QGuiApplication.clipboard().setText("\n\n".join(code_blocks(entry.text)))
-        elif self.generating:
-            self.notice.show_message("Stop the current answer first.")
-        elif action == "edit":
-            self.edit_message(row)
-        elif action == "regenerate":
-            self.regenerate(row)
-        elif action == "continue":
-            self.continue_answer(row)
-
-    def _on_composer_text_changed(self) -> None:
-        if self.answers.editing_row is not None and not self.composer.has_draft():
-            # Checked once the edit in progress is done (replacing a selection empties it first).
-            QTimer.singleShot(0, self._end_abandoned_edit)
-
-    def _end_abandoned_edit(self) -> None:
-        if self.answers.editing_row is not None and not self.composer.has_draft():
-            self.answers.editing_row = None  # the draft was cleared: the next question is a new one
-            self.notice.hide()
-
     def edit_message(self, row: int) -> None:
         """Put a question back in the composer; sending replaces it and what follows."""
-        entry = self.transcript_model.entry(row)
-        if entry.role != "user":
-            return
-        if self.composer.has_draft():
-            self.notice.show_message("Send or clear the question you are writing before editing another.")
-            return
-        self.composer.clear_draft()
-        self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
-        self.answers.editing_row = row
-        self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
-        self.composer.edit.setFocus()
+        self.chat.edit_message(row)
 
     def new_chat(self) -> None:
         self.answers.when_idle(self._start_new_chat)
