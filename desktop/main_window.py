@@ -1,13 +1,17 @@
-"""The main window: lays out the sidebar, transcript, composer, menus and status bar, and wires
-their signals to the controllers.
+"""The main window: lays out the sidebar, the chat column (``ChatPane``), menus and status bar,
+and wires their signals to the controllers.
 
 Models and downloads are ``ModelController``'s, memory planning ``TurnMemory``'s, the database's
 health ``StoreHealth``'s, stored conversations ``ConversationController``'s, the answer flow
 (asking, edit and resend, regenerate, continue, stop, what follows an answer's end)
 ``AnswerController``'s; the worker (on its own thread) does the MLX work; the open
 conversation's turns and what each action stores are ``ConversationSession``'s (the transcript
-model is its view). What stays here is layout, wiring, the dialogs each menu opens, and thin
-methods under the names the menus and tests use. Nothing here waits on MLX, disk or network.
+model is its view). Nothing here waits on MLX, disk or network.
+
+The file is over 400 lines because it is where everything meets: the construction and wiring of
+every part, the dialog each menu and sidebar command opens (with the window as parent), and the
+thin public methods (``send``, ``regenerate``, ``load_model``, ``open_conversation``...) that
+the menus, the sidebar and the tests call.
 """
 
 from __future__ import annotations
@@ -126,7 +130,6 @@ class MainWindow(QMainWindow):
         )
         self.chat.follow(self.answers)
         self.answers.storage_failed.connect(self.store_health.report)
-        self.answers.current_changed.connect(self._on_answers_current_changed)
         self.answers.answer_started.connect(lambda: self.stop_action.setEnabled(True))
         self.answers.answer_ended.connect(self._on_answers_answer_ended)
         self.answers.answer_finished.connect(self.answer_finished)
@@ -143,6 +146,7 @@ class MainWindow(QMainWindow):
         self.sidebar.delete_requested.connect(self.delete_conversation)
         self.sidebar.export_requested.connect(self.export_conversation)
         self.conversations.list_changed.connect(self.sidebar.refresh)
+        self.answers.current_changed.connect(self.sidebar.set_current)
 
         self.welcome.download_requested.connect(self.download_model)
         self.welcome.pause_requested.connect(self.library.pause_download)
@@ -222,10 +226,6 @@ class MainWindow(QMainWindow):
     @property
     def model_path(self) -> str | None:
         return self.models.path
-
-    @property
-    def _loading(self) -> bool:
-        return self.models.loading
 
     @property
     def memory_plan(self):
@@ -375,13 +375,6 @@ class MainWindow(QMainWindow):
             step = event.final
             self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)
         self.sidebar.refresh()
-
-    def _on_answers_current_changed(self, conversation_id: int | None) -> None:
-        self.sidebar.set_current(conversation_id)
-
-    def edit_message(self, row: int) -> None:
-        """Put a question back in the composer; sending replaces it and what follows."""
-        self.chat.edit_message(row)
 
     def new_chat(self) -> None:
         self.answers.when_idle(self._start_new_chat)
