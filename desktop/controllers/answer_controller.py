@@ -30,7 +30,7 @@ from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_controller import ModelController
 from desktop.controllers.turn_memory import TurnMemory
 from desktop.workers.inference_worker import InferenceWorker
-from models.chats.answer_run import AnswerEnded, AnswerJob, EndReason, RowsStored, StorageFailed
+from models.chats.answer_run import AnswerEnded, AnswerEvent, AnswerJob, EndReason, RowsStored, StorageFailed
 from models.chats.conversation_session import ConversationSession
 
 
@@ -238,7 +238,7 @@ class AnswerController(QObject):
         self.answer_started.emit()
         self.worker.request_generate.emit(job)
 
-    def _on_worker_answer_event(self, event: object) -> None:
+    def _on_worker_answer_event(self, event: AnswerEvent) -> None:
         if self._closed or not self.session.answering:
             return
         gave_back = self.session.apply(event)

@@ -137,15 +137,14 @@ class ChatPane(QWidget):
         self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
         self.composer.edit.setFocus()
 
-    def _editing(self) -> bool:
-        return self.answers is not None and self.answers.editing_row is not None
-
     def _on_composer_text_changed(self) -> None:
-        if self._editing() and not self.composer.has_draft():
+        answers = self.answers
+        if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
             # Checked once the edit in progress is done (replacing a selection empties it first).
             QTimer.singleShot(0, self._end_abandoned_edit)
 
     def _end_abandoned_edit(self) -> None:
-        if self._editing() and not self.composer.has_draft():
-            self.answers.editing_row = None  # the draft was cleared: the next question is a new one
+        answers = self.answers
+        if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
+            answers.editing_row = None  # the draft was cleared: the next question is a new one
             self.notice.hide()
