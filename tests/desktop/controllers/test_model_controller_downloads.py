@@ -42,7 +42,7 @@ class _Library(QObject):
     download_progress = Signal(str, object)
     download_finished = Signal(str, str)
     download_failed = Signal(str, str)
-    cluster = None  # ModelLibrary.cluster: the window runs on this machine alone
+    cluster = None  # this Mac alone (ModelLibrary.cluster)
 
     def listing(self, _key):
         return None
