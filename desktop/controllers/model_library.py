@@ -18,12 +18,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop.workers.background_task import run_in_background
 from models.byte_sizes import format_bytes
+from models.memory.listing_fits import corrected_plan, plan_fits
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class ModelLibrary(QObject):
         self.kv_bits: int | None = None
         self.cluster = None  # models.distributed.hosts.HostFile: the window runs across it
         self.cluster_plans: dict[str, object] = {}  # listing key -> ClusterPlan, with a cluster
+        self._fits_generation = 0  # bumped whenever the fits are planned again
         self._thread = QThread()
         self._thread.setObjectName("downloads")
         self._worker = _DownloadWorker()
@@ -180,10 +183,21 @@ class ModelLibrary(QObject):
         run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None, owner=self)
 
     def set_peak_corrections(self, corrections) -> None:
-        """What measured peaks taught about each model (``models.memory.measured_peaks``); arithmetic only."""
+        """What measured peaks taught about each model (``models.memory.measured_peaks``).
+
+        The badges are planned again on the thread pool (planning every listing takes tens of
+        milliseconds, which the UI thread must not spend after each answer); a later change of
+        state makes that result stale, and it is dropped."""
         self.peak_corrections = corrections
-        self._recompute_fits()
-        self.changed.emit()
+        self._fits_generation += 1
+        generation, compute = self._fits_generation, self._fits_function()
+
+        def done(fits) -> None:
+            if generation == self._fits_generation:
+                self.reports, self.cluster_plans = fits
+                self.changed.emit()
+
+        run_in_background(compute, done, lambda _message: None, owner=self)
 
     def _on_listed(self, result) -> None:
         listings, budget, plans = result
@@ -211,16 +225,10 @@ class ModelLibrary(QObject):
 
     def plan(self, key: str):
         """The memory plan of a listing at the current KV precision, or None."""
-        from dataclasses import replace
-
-        plan = self.plans.get(key)
-        if plan is None:
-            return None
-        plan = replace(plan, kv_bits=self.kv_bits)
         listing = self.listing(key)
-        if self.peak_corrections is not None and listing is not None and listing.path is not None:
-            plan = self.peak_corrections.apply(plan, listing.path, plan.profile.name)
-        return plan
+        return corrected_plan(
+            self.plans.get(key), self.kv_bits, self.peak_corrections, listing.path if listing else None
+        )
 
     def set_cluster(self, hosts) -> None:
         """Also plan every listing across ``hosts`` (a ``HostFile``), each host with its
@@ -230,23 +238,15 @@ class ModelLibrary(QObject):
         self.changed.emit()
 
     def _recompute_fits(self) -> None:
-        from models.memory.cluster_plan import fit_across, host_budgets
+        self._fits_generation += 1  # a pending background result is stale now
+        self.reports, self.cluster_plans = self._fits_function()()
 
-        self.reports = {}
-        self.cluster_plans = {}
-        if self.budget is None:
-            return
-        budgets = None
-        if self.cluster is not None:
-            budgets = host_budgets([h.memory_gb for h in self.cluster.hosts], self.budget.budget_bytes)
-        for key in self.plans:
-            plan = self.plan(key)
-            try:
-                self.reports[key] = plan.fit(self.context, self.budget.budget_bytes)
-            except (ValueError, ArithmeticError):
-                continue
-            if budgets is not None and (cluster := fit_across(plan, budgets, self.context)) is not None:
-                self.cluster_plans[key] = cluster
+    def _fits_function(self):
+        """A function of the current state (copied now) that plans every listing's fit."""
+        plans = dict(self.plans)
+        paths = {key: getattr(self.listing(key), "path", None) for key in plans}
+        state = (self.budget, self.cluster, self.context, self.kv_bits, self.peak_corrections)
+        return partial(plan_fits, plans, paths, *state)
 
     def _on_list_failed(self, message: str) -> None:
         self.loaded = True
