@@ -73,8 +73,9 @@ def _plan_for(listing, backend: str):
         return None
 
 
-def _survey(budget=None):
-    """Runs on the thread pool: listings, the budget to plan against, and a plan per listing."""
+def _survey(budget=None, fit_state=None):
+    """Runs on the thread pool: listings, the budget to plan against, a plan per listing and,
+    for ``fit_state`` (cluster, context, KV bits, corrections, generation), their fits."""
     from models.hub.catalog import list_models
     from models.memory.model_plans import planning_budget
 
@@ -85,7 +86,10 @@ def _survey(budget=None):
         plan = _plan_for(listing, budget.backend)
         if plan is not None:
             plans[listing.key] = plan
-    return listings, budget, plans
+    cluster, context, kv_bits, corrections, generation = fit_state or (None, 32768, None, None, -1)
+    paths = {listing.key: listing.path for listing in listings}
+    fits = plan_fits(plans, paths, budget, cluster, context, kv_bits, corrections)
+    return listings, budget, plans, fits, generation
 
 
 class _DownloadWorker(QObject):
@@ -177,17 +181,15 @@ class ModelLibrary(QObject):
             if generation == self._survey_generation:
                 self._on_list_failed(message)
 
-        run_in_background(lambda: _survey(self.budget_override), listed, failed, owner=self)
+        state = (self.cluster, self.context, self.kv_bits, self.peak_corrections, self._fits_generation)
+        run_in_background(partial(_survey, self.budget_override, state), listed, failed, owner=self)
         from models.memory.measured_peaks import load_corrections
 
         run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None, owner=self)
 
     def set_peak_corrections(self, corrections) -> None:
-        """What measured peaks taught about each model (``models.memory.measured_peaks``).
-
-        The badges are planned again on the thread pool (planning every listing takes tens of
-        milliseconds, which the UI thread must not spend after each answer); a later change of
-        state makes that result stale, and it is dropped."""
+        """What measured peaks taught (``models.memory.measured_peaks``); the badges are planned
+        again on the thread pool (tens of ms), a result made stale meanwhile is dropped."""
         self.peak_corrections = corrections
         self._fits_generation += 1
         generation, compute = self._fits_generation, self._fits_function()
@@ -200,12 +202,15 @@ class ModelLibrary(QObject):
         run_in_background(compute, done, lambda _message: None, owner=self)
 
     def _on_listed(self, result) -> None:
-        listings, budget, plans = result
+        listings, budget, plans, fits, fits_generation = result
         self.listings = list(listings)
         self.budget = budget
         self.plans = plans
         self.loaded = True
-        self._recompute_fits()
+        if fits_generation == self._fits_generation:  # planned by the survey, for today's state
+            self.reports, self.cluster_plans = fits
+        else:
+            self._recompute_fits()
         self.changed.emit()
 
     def adopt_budget(self, budget) -> None:

@@ -77,7 +77,8 @@ def test_prefill_chunk_is_chosen_to_stay_in_budget(loaded, qtbot):
     plan = window.memory_plan
     turn = 5 // 3 + 8 + 3000  # "Hello" as estimated, plus the answer's room
     tight = plan.peak_bytes(turn, 256) + 1
-    window.library.budget = MemoryBudget(tight, tight, 0, "cpu", "test")
+    # A survey still running (the loaded folder is listed) must not put the real budget back.
+    window.library.budget = window.library.budget_override = MemoryBudget(tight, tight, 0, "cpu", "test")
     expected = choose_prefill_step(plan, turn, tight)
     assert expected is not None and expected < 2048  # the budget rules out the larger chunks
     jobs = []
@@ -86,6 +87,8 @@ def test_prefill_chunk_is_chosen_to_stay_in_budget(loaded, qtbot):
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT):
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
         window.stop()
+    # The lambda runs in the worker's thread (the sender's), possibly after the answer ended.
+    qtbot.waitUntil(lambda: len(jobs) == 1, timeout=10_000)
     assert jobs[0].settings.prefill_step_size == expected
 
 
@@ -96,7 +99,8 @@ def test_a_turn_that_would_outgrow_memory_stops_first(loaded, qtbot, monkeypatch
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     first_id = window.conversations.current_id
     budget = window.memory_plan.weights.total + 1000  # nothing beyond the weights
-    window.library.budget = MemoryBudget(budget, budget, 0, "cpu", "test")
+    # A survey still running (the loaded folder is listed) must not put the real budget back.
+    window.library.budget = window.library.budget_override = MemoryBudget(budget, budget, 0, "cpu", "test")
     offered = []
     monkeypatch.setattr(window, "_ask_fresh_start", lambda reason: offered.append(reason) or False)
     qtbot.keyClicks(window.composer.edit, "Second")
