@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.inference.images import ChatImage
 from models.inference.prompt import ChatMessage
@@ -46,9 +46,9 @@ class AnswerStats:
     @classmethod
     def from_step(cls, step: GenerationStep) -> AnswerStats:
         """The figures of a final step (a partial step-like object gives zeros for what it lacks)."""
-        values = {f.name: getattr(step, f.name, f.default) for f in fields(cls)}
+        values: dict[str, Any] = {f.name: getattr(step, f.name, f.default) for f in fields(cls)}
         values["prompt_token_ids"] = tuple(values["prompt_token_ids"] or ())
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     @classmethod
     def from_stored(cls, stats: Mapping[str, float] | None) -> AnswerStats | None:
@@ -56,8 +56,8 @@ class AnswerStats:
         if not stats:
             return None
         names = {f.name for f in fields(cls)} - {"prompt_token_ids"}
-        values = {name: stats[name] for name in names if name in stats}
-        return cls(**values)  # type: ignore[arg-type]
+        values: dict[str, Any] = {name: stats[name] for name in names if name in stats}
+        return cls(**values)
 
     def as_stored(self) -> dict[str, float]:
         """The figures worth keeping with the answer (what ``StoredMessage.stats`` holds)."""
