@@ -35,14 +35,43 @@ def _library_from_environment():
     return library
 
 
-def _cluster_factory(hosts_file: str | None):
-    """``--hosts HOSTS.json``: models load across the cluster (``models.distributed.load``)."""
-    if hosts_file is None:
+def _window_cluster(hosts_file: str | None, ranks: int | None = None):
+    """The ``HostFile`` of ``--hosts HOSTS.json`` (or ``--ranks N``: N ranks on this machine),
+    or None for this machine alone; a bad file raises ``HostFileError``, one line."""
+    if hosts_file is None and ranks is None:
         return None
-    from models.distributed.load import cluster_hosts, load_engine
+    from models.distributed.load import cluster_hosts
 
-    hosts = cluster_hosts(hosts_file=hosts_file)  # a bad file stops here, with one line
+    return cluster_hosts(ranks=ranks, hosts_file=hosts_file)
+
+
+def _factory_for(hosts):
+    """Models load across ``hosts`` (``models.distributed.load``); None: on this machine."""
+    if hosts is None:
+        return None
+    from models.distributed.load import load_engine
+
     return lambda path, progress=None: load_engine(path, hosts, progress)
+
+
+def _cluster_factory(hosts_file: str | None, ranks: int | None = None):
+    """``--hosts HOSTS.json`` / ``--ranks N``: models load across the cluster."""
+    return _factory_for(_window_cluster(hosts_file, ranks))
+
+
+def _library_for(hosts):
+    """The window's model library: planned against the environment's budget (if set) and, with
+    a cluster, across its hosts too (the Model menu's 'fits on 2 Macs'); None: the window's own."""
+    library = _library_from_environment()
+    if hosts is None:
+        return library
+    if library is None:
+        from desktop.controllers.model_library import ModelLibrary
+
+        library = ModelLibrary()
+        library.refresh()
+    library.set_cluster(hosts)
+    return library
 
 
 def freeze_startup_objects() -> None:
@@ -55,7 +84,12 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def run_app(model: str | None = None, argv: list[str] | None = None, hosts: str | None = None) -> int:
+def run_app(
+    model: str | None = None,
+    argv: list[str] | None = None,
+    hosts: str | None = None,
+    ranks: int | None = None,
+) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
@@ -64,7 +98,7 @@ def run_app(model: str | None = None, argv: list[str] | None = None, hosts: str 
     from models.hub.store import ModelNotFound, resolve_model
 
     try:
-        engine_factory = _cluster_factory(hosts)
+        cluster = _window_cluster(hosts, ranks)
     except HostFileError as exc:
         print(f"llama-desk: {exc}", file=sys.stderr)
         return 2
@@ -75,7 +109,7 @@ def run_app(model: str | None = None, argv: list[str] | None = None, hosts: str 
     icon = ASSETS / "icon.png"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
-    window = MainWindow(library=_library_from_environment(), engine_factory=engine_factory)
+    window = MainWindow(library=_library_for(cluster), engine_factory=_factory_for(cluster))
     window.show()
     freeze_startup_objects()
     target = model or window.settings.value("last_model", None, type=str)

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="checkpoint folder (or downloaded repo id) to open")
     parser.add_argument("--hosts", metavar="HOSTS.json", help="run models across a cluster of Macs")
+    parser.add_argument("--ranks", type=int, metavar="N", help="run models across N ranks on this machine")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _SUBCOMMANDS:
         module.add_parser(sub)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             from desktop.app import run_app
 
-            return run_app(model=args.model, hosts=args.hosts)
+            return run_app(model=args.model, hosts=args.hosts, ranks=args.ranks)
         return args.run(args) or 0
     except CommandError as exc:
         print(f"llama-desk: {exc}", file=sys.stderr)

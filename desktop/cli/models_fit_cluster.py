@@ -21,13 +21,13 @@ def _gb(n: float) -> str:
 
 def run_cluster_fit(args: argparse.Namespace, plans: list, budget) -> int:
     from models.distributed.hosts import HostFileError, parse_host_file
-    from models.memory.cluster_plan import plan_cluster
+    from models.memory.cluster_plan import host_budgets, plan_cluster
 
     try:
         hosts = parse_host_file(args.hosts)
     except HostFileError as exc:
         raise CommandError(str(exc)) from None
-    budgets = [int(h.memory_gb * 1e9) if h.memory_gb else budget.budget_bytes for h in hosts.hosts]
+    budgets = host_budgets([h.memory_gb for h in hosts.hosts], budget.budget_bytes)
     results = []
     for label, plan in plans:
         try:

@@ -124,19 +124,28 @@ class ModelController(QObject):
 
         override, corrections = self.library.budget_override, self.library.peak_corrections
         context, kv_bits = self.library.context, self.library.kv_bits
+        cluster = self.library.cluster  # a model that fits across the window's cluster just loads
         name = Path(path).name
 
         def work():
+            from models.memory.cluster_plan import fit_across, host_budgets
+
             budget = override or detect_budget()
             plan = plan_model(path, kv_bits=kv_bits, backend=budget.backend)
             if corrections is not None:
                 plan = corrections.apply(plan, path, budget.backend)
-            return plan.fit(context, budget.budget_bytes)
+            report = plan.fit(context, budget.budget_bytes)
+            if cluster is None or report.verdict != "wont_fit":
+                return report, False
+            budgets = host_budgets([h.memory_gb for h in cluster.hosts], budget.budget_bytes)
+            across = fit_across(plan, budgets, context)
+            return report, across is not None and across.fits
 
-        def done(report) -> None:
+        def done(result) -> None:
+            report, fits_cluster = result
             if self._shut_down:
                 return
-            if report.verdict != "wont_fit" or (ask and self._confirm(name, report.summary)):
+            if fits_cluster or report.verdict != "wont_fit" or (ask and self._confirm(name, report.summary)):
                 self._when_idle(lambda: self.load(path))
             else:
                 self.notice.emit(

@@ -3,7 +3,9 @@
 ``ModelLibrary`` keeps the last ``models.hub.catalog.list_models()`` result (read on the thread
 pool, never on the UI thread) and runs downloads one at a time on its own QThread through
 ``models.hub.store.download_model``. Pausing keeps the bytes (the next start resumes); cancelling
-also deletes the partial download. The view classes only draw what this object says.
+also deletes the partial download. The view classes only draw what this object says. It is
+a little over 400 lines because the listings, the download thread and the per-model plans
+(this Mac's and the cluster's) are one state the menus read together.
 
 Signals:
     changed(): the listings (or a download's state) changed.
@@ -27,14 +29,19 @@ from models.byte_sizes import format_bytes
 
 @dataclass(frozen=True)
 class FitBadge:
-    """How a model sits in this machine's memory: 'fits', 'tight' or 'wont_fit', and why."""
+    """How a model sits in this machine's memory: 'fits', 'tight' or 'wont_fit', and why; or
+    'cluster': it won't fit this machine alone but fits across the window's cluster."""
 
     verdict: str
     detail: str
     report: object | None = None  # the memory planner's FitReport, when there is a plan
+    cluster: object | None = None  # its models.memory.cluster_plan.ClusterPlan, with a cluster
+    machines: str = "Macs"  # what the cluster's ranks are called ("ranks" for --ranks N)
 
     @property
     def label(self) -> str:
+        if self.verdict == "cluster" and self.cluster is not None:
+            return f"fits on {len(self.cluster.ranks)} {self.machines}"
         return {"fits": "fits", "tight": "tight", "wont_fit": "won't fit"}.get(self.verdict, self.verdict)
 
 
@@ -142,6 +149,8 @@ class ModelLibrary(QObject):
         self.peak_corrections = None  # models.memory.measured_peaks.PeakCorrections, once read
         self.context = 32768
         self.kv_bits: int | None = None
+        self.cluster = None  # models.distributed.hosts.HostFile: the window runs across it
+        self.cluster_plans: dict[str, object] = {}  # listing key -> ClusterPlan, with a cluster
         self._thread = QThread()
         self._thread.setObjectName("downloads")
         self._worker = _DownloadWorker()
@@ -214,16 +223,32 @@ class ModelLibrary(QObject):
             plan = self.peak_corrections.apply(plan, listing.path, plan.profile.name)
         return plan
 
+    def set_cluster(self, hosts) -> None:
+        """Also plan every listing across ``hosts`` (a ``HostFile``: ``--hosts``/``--ranks``),
+        each host with its ``memory_gb`` or else this machine's budget, as ``models fit --hosts``
+        does; a model that fits only across them gets the 'cluster' badge (arithmetic only)."""
+        self.cluster = hosts
+        self._recompute_fits()
+        self.changed.emit()
+
     def _recompute_fits(self) -> None:
+        from models.memory.cluster_plan import fit_across, host_budgets
+
         self.reports = {}
+        self.cluster_plans = {}
         if self.budget is None:
             return
+        budgets = None
+        if self.cluster is not None:
+            budgets = host_budgets([h.memory_gb for h in self.cluster.hosts], self.budget.budget_bytes)
         for key in self.plans:
             plan = self.plan(key)
             try:
                 self.reports[key] = plan.fit(self.context, self.budget.budget_bytes)
             except (ValueError, ArithmeticError):
                 continue
+            if budgets is not None and (cluster := fit_across(plan, budgets, self.context)) is not None:
+                self.cluster_plans[key] = cluster
 
     def _on_list_failed(self, message: str) -> None:
         self.loaded = True
@@ -271,6 +296,9 @@ class ModelLibrary(QObject):
         if self.fit_function is not None:
             return self.fit_function(listing)
         report = self.reports.get(listing.key)
+        cluster = self.cluster_plans.get(listing.key)
+        if report is not None and cluster is not None and report.verdict == "wont_fit":
+            return self._cluster_badge(report, cluster)
         if report is not None:
             return FitBadge(report.verdict, report.summary, report)
         # No plan (an unknown repo): its weights against the budget, by the planner's rule.
@@ -282,6 +310,18 @@ class ModelLibrary(QObject):
             return None
         detail = f"{format_size(size)} of weights in a {format_size(budget)} budget"
         return FitBadge(weights_verdict(size, budget), detail)
+
+    def _cluster_badge(self, report, cluster) -> FitBadge:
+        """A model too big for this machine, as it sits across the cluster."""
+        from models.memory.cluster_plan import describe_cluster
+
+        local = all(host.is_local for host in self.cluster.hosts)  # --ranks N
+        machines = "ranks" if local else "Macs"
+        across = describe_cluster(cluster, machines, local)
+        if not cluster.fits:
+            return FitBadge("wont_fit", f"{report.summary} {across}", report, cluster, machines)
+        alone = f"This machine alone: {report.summary}"
+        return FitBadge("cluster", f"{across} Loads across the cluster. {alone}", report, cluster, machines)
 
     def recommended(self):
         """The largest catalog model whose badge says it fits (what the welcome screen offers)."""

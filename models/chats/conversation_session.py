@@ -34,7 +34,8 @@ from models.chats.answer_run import (
     TextGenerated,
 )
 from models.chats.store import ConversationSettings, StoreError
-from models.chats.turns import AnswerStats, Turn, chat_messages, tokens_in_conversation
+from models.chats.turns import AnswerStats, Turn, chat_messages
+from models.memory.turn_size import conversation_tokens
 
 if TYPE_CHECKING:
     from models.chats.store import ConversationStore
@@ -120,7 +121,8 @@ class ConversationSession:
         return chat_messages(self._turns, system_prompt)
 
     def tokens_in_conversation(self) -> int:
-        return tokens_in_conversation(self._turns)
+        """The conversation's size for the memory check (``turn_size.conversation_tokens``)."""
+        return conversation_tokens(self._turns)
 
     def row_of_message(self, message_id: int) -> int | None:
         return next((row for row, t in enumerate(self._turns) if t.message_id == message_id), None)

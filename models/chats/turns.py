@@ -1,13 +1,12 @@
-"""The turns of a conversation as plain values, and how many tokens they hold.
+"""The turns of a conversation as plain values, and the figures an answer ended with.
 
 ``Turn`` is one question or answer as the conversation owner (``conversation_session``) keeps
 it: frozen, so a change is a new ``Turn`` and an event. ``AnswerStats`` is the figures an
 answer ended with, whether it just streamed (``from_step``) or was read back from the store
 (``from_stored``), replacing the ``GenerationStep`` / ``SimpleNamespace`` mix.
 
-``tokens_in_conversation`` is the conversation's size for the memory check: the last answer's
-own figures when there are some, otherwise an estimate from text and images with the named
-constants below.
+A conversation's size for the memory check is ``models.memory.turn_size.conversation_tokens``
+(a ``Turn`` has the fields it reads).
 """
 
 from __future__ import annotations
@@ -22,12 +21,6 @@ from models.inference.prompt import ChatMessage
 if TYPE_CHECKING:
     from models.chats.store import StoredMessage
     from models.inference.engine import GenerationStep
-
-CHARS_PER_TOKEN = 3  # a cautious average for English text with Llama 4's tokenizer
-TURN_OVERHEAD_TOKENS = 8  # header and end-of-turn tokens around each message
-MAX_TILES_PER_IMAGE = 17  # Llama 4: up to 16 tiles of 336 px plus the global view
-PATCH_TOKENS_PER_TILE = 144  # (336 / 14)² patches pooled 2×2
-IMAGE_TOKENS_ESTIMATE = MAX_TILES_PER_IMAGE * PATCH_TOKENS_PER_TILE
 
 
 @dataclass(frozen=True)
@@ -62,13 +55,6 @@ class AnswerStats:
     def as_stored(self) -> dict[str, float]:
         """The figures worth keeping with the answer (what ``StoredMessage.stats`` holds)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "prompt_token_ids"}
-
-    @property
-    def conversation_tokens(self) -> int:
-        """Tokens the conversation held once this answer ended."""
-        if self.prompt_token_ids:
-            return len(self.prompt_token_ids) + self.generation_tokens
-        return self.prompt_tokens + self.cached_tokens + self.generation_tokens
 
 
 STAT_FIELDS = tuple(name for name in AnswerStats().as_stored())
@@ -122,19 +108,3 @@ def chat_messages(turns: Iterable[Turn], system_prompt: str | None = None) -> li
     out = [ChatMessage("system", system_prompt)] if system_prompt else []
     out.extend(turn.chat_message() for turn in turns if turn.in_prompt)
     return out
-
-
-def estimated_text_tokens(text: str) -> int:
-    """Tokens a message of ``text`` is likely to take, its turn overhead included."""
-    return len(text) // CHARS_PER_TOKEN + TURN_OVERHEAD_TOKENS
-
-
-def tokens_in_conversation(turns: Iterable[Turn]) -> int:
-    """Tokens the conversation holds: the last answer's figures, or an estimate (see above)."""
-    turns = list(turns)
-    for turn in reversed(turns):
-        if turn.role == "assistant" and turn.stats is not None and turn.stats.conversation_tokens:
-            return turn.stats.conversation_tokens
-    # No figures (a fresh start carried these over): estimate from the text and images.
-    text = sum(len(t.token_ids) if t.token_ids else estimated_text_tokens(t.text) for t in turns)
-    return text + sum(len(t.images) for t in turns) * IMAGE_TOKENS_ESTIMATE

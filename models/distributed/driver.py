@@ -6,7 +6,8 @@ tokens (and merges the image features, from the vision tower it keeps), runs its
 sends the hidden states down the ring and receives the last position's logits from the last
 rank. Each rank keeps the KV caches of its own layers; a header tells them how far rank 0's
 caches reach, so a turn that reuses (trims) the cache trims theirs too. A rank that stops or
-cannot be reached ends the answer with an error naming the host (``RankLost``); the engine then
+cannot be reached ends the answer with an error naming the host (``RankLost``), and so does one
+that hangs: no reply within ``reply_timeout_s`` (``models.distributed.watchdog``); the engine then
 refuses further answers with the same message, and closing it ends the other ranks.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from models.distributed.hosts import HostFile
 from models.distributed.launcher import Cluster
+from models.distributed.watchdog import ReplyWatchdog, default_timeout_s
 from models.distributed.wire import Command, Header, dtype_name, recv, send
 from models.inference.engine import Engine, GenerationSettings
 
@@ -28,10 +30,11 @@ class RankLost(RuntimeError):
 class PipelineLM:
     """What mlx-lm's ``generate_step`` calls, run across the ranks (see the module docstring)."""
 
-    def __init__(self, stage, cluster: Cluster, vocab: int):
+    def __init__(self, stage, cluster: Cluster, vocab: int, reply_timeout_s: float | None = None):
         self.stage = stage
         self.cluster = cluster
         self.vocab = vocab
+        self.reply_timeout_s = reply_timeout_s or default_timeout_s()
         self.kv: tuple[int, int] = (0, 64)
         self.failure: str | None = None
 
@@ -45,13 +48,14 @@ class PipelineLM:
     def _checked(self, call: Callable):
         if self.failure is not None:
             raise RankLost(self.failure)
-        try:
-            return call()
-        except RuntimeError as exc:
-            if "ring" not in str(exc) and "peer" not in str(exc):
-                raise
-            self.failure = self.cluster.describe_failure()
-            raise RankLost(self.failure) from None
+        with ReplyWatchdog(self.cluster, self.reply_timeout_s) as watchdog:
+            try:
+                return call()
+            except RuntimeError as exc:
+                if watchdog.message is None and "ring" not in str(exc) and "peer" not in str(exc):
+                    raise
+                self.failure = watchdog.message or self.cluster.describe_failure()
+                raise RankLost(self.failure) from None
 
     def __call__(self, inputs, cache=None, input_embeddings=None):
         import mlx.core as mx
@@ -71,7 +75,10 @@ class PipelineLM:
             send(out, 1, group)
             return recv((1, 1, self.vocab), mx.float32, size - 1, group)
 
-        return self._checked(exchange)
+        # The last rank sends float32 (exact for bf16 logits); back in the model's own dtype, the
+        # sampler sees what one machine's model returns (mlx-lm takes log-probabilities in the
+        # logits' dtype, and bf16 rounding decides near-ties: float32 here would differ).
+        return self._checked(exchange).astype(out.dtype)
 
     def peak_memory(self) -> list[float]:
         """Each rank's peak memory in bytes (``mx.get_peak_memory`` on that rank)."""
@@ -118,9 +125,11 @@ class PipelineEngine(Engine):
         hosts: HostFile | None,
         shares: list[float] | None = None,
         progress: Callable[[str], None] | None = None,
+        reply_timeout_s: float | None = None,
     ) -> PipelineEngine:
         """Start ranks 1..N-1 on ``hosts``, join them, and load rank 0's share of the model.
-        ``shares`` weighs the layer split (default: the hosts' ``memory_gb``, else equal).
+        ``shares`` weighs the layer split (default: the hosts' ``memory_gb``, else equal);
+        ``reply_timeout_s`` how long rank 0 waits for a reply before calling a rank hung.
         ``hosts`` None: this process is rank 0 of a job ``mlx.launch`` started, whose other
         ranks run ``models.distributed.worker`` without ``--start``/``--end`` (equal split)."""
         from models.inference.checkpoint import read_checkpoint
@@ -137,10 +146,10 @@ class PipelineEngine(Engine):
             if progress:
                 progress(f"Starting {hosts.size - 1} more rank(s)")
             cluster = Cluster.start(hosts, args)
-        return cls._load_rank0(checkpoint, cluster, split, progress)
+        return cls._load_rank0(checkpoint, cluster, split, progress, reply_timeout_s)
 
     @classmethod
-    def _load_rank0(cls, checkpoint, cluster: Cluster, split, progress) -> PipelineEngine:
+    def _load_rank0(cls, checkpoint, cluster: Cluster, split, progress, reply_timeout_s=None):
         from models.distributed.stage import load_stage
         from models.inference.engine import load_tokenizer
 
@@ -154,7 +163,7 @@ class PipelineEngine(Engine):
         except BaseException:
             PipelineLM(None, cluster, 0).stop()
             raise
-        lm = PipelineLM(stage, cluster, int(text["vocab_size"]))
+        lm = PipelineLM(stage, cluster, int(text["vocab_size"]), reply_timeout_s)
         return cls(checkpoint, stage.model, tokenizer, lm, tuple(split))
 
     def _run(self, prompt, settings: GenerationSettings, *args):

@@ -88,3 +88,33 @@ def plan_cluster(plan, budgets: list[int], context: int, prefill_step: int = 512
         peak = weights + kv + transient * count / n
         shares.append(RankShare(rank, (start, end), int(weights), int(kv), int(peak), int(budget)))
     return ClusterPlan(getattr(layout, "name", "model"), context, tuple(shares))
+
+
+def host_budgets(memory_gb: list[float | None], default_bytes: int) -> list[int]:
+    """Each host's budget in bytes: its ``memory_gb`` when the host file gives one, else
+    ``default_bytes`` (the budget this machine plans with)."""
+    return [int(gb * 1e9) if gb else int(default_bytes) for gb in memory_gb]
+
+
+def fit_across(plan, budgets: list[int], context: int) -> ClusterPlan | None:
+    """``plan_cluster`` for a listing's badge: None when the model cannot be split over that many
+    ranks (fewer layers than ranks) or its figures do not add up."""
+    try:
+        return plan_cluster(plan, budgets, context)
+    except (ValueError, ArithmeticError):
+        return None
+
+
+def describe_cluster(cluster: ClusterPlan, machines: str = "Macs", local: bool = False) -> str:
+    """One line for a tooltip: the verdict across the cluster and the fullest rank; ``local``:
+    the ranks all run on this machine (``--ranks N``), each planned as a machine like it."""
+    fullest = max(cluster.ranks, key=lambda r: r.peak_bytes / max(1, r.budget_bytes))
+    size = len(cluster.ranks)
+    verdict = f"Fits across {size} {machines}" if cluster.fits else f"Won't fit across {size} {machines}"
+    start, end = fullest.layers
+    return (
+        f"{verdict}: rank {fullest.rank} (layers {start}-{end - 1}) peaks at "
+        f"{fullest.peak_bytes / 1e9:.1f} GB of {fullest.budget_bytes / 1e9:.1f} GB "
+        f"at {cluster.context:,} tokens"
+        + (" (ranks on this machine, each planned as a machine like this one)." if local else ".")
+    )

@@ -27,3 +27,22 @@ def test_a_bad_host_file_is_one_line_before_any_window(tmp_path, capsys):
     assert run_app(hosts=str(hosts)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mac-b" in err and "ips" in err
+
+
+def test_ranks_gives_the_window_local_ranks_and_a_library_planned_across_them(qtbot, monkeypatch):
+    from desktop.app import _library_for, _window_cluster
+
+    monkeypatch.delenv("LLAMA_DESK_MEMORY_BUDGET_GB", raising=False)
+    assert _window_cluster(None, None) is None and _window_cluster(None, 1) is None  # one rank: alone
+    hosts = _window_cluster(None, 2)
+    assert hosts.size == 2 and all(h.is_local for h in hosts.hosts)
+    library = _library_for(hosts)
+    assert library.cluster is hosts
+    library.shutdown()
+    assert _library_for(None) is None
+
+
+def test_ranks_below_one_is_one_line_before_any_window(capsys):
+    assert run_app(ranks=0) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--ranks" in err

@@ -1,15 +1,9 @@
 """Turns, answer figures and the conversation-size estimate (no Qt, no model)."""
 
-from models.chats.turns import (
-    IMAGE_TOKENS_ESTIMATE,
-    STAT_FIELDS,
-    AnswerStats,
-    Turn,
-    chat_messages,
-    estimated_text_tokens,
-    tokens_in_conversation,
-)
+from models.chats.turns import STAT_FIELDS, AnswerStats, Turn, chat_messages
 from models.inference.engine import GenerationStep
+from models.memory.turn_size import MAX_IMAGE_TOKENS, estimated_text_tokens
+from models.memory.turn_size import conversation_tokens as tokens_in_conversation
 
 
 def _step(**changes) -> GenerationStep:
@@ -40,7 +34,7 @@ def test_stats_round_trip_through_the_stored_form():
     assert AnswerStats.from_stored({"generation_tokens": 3, "future_field": 1}).generation_tokens == 3
 
 
-def test_conversation_size_comes_from_the_last_answer_figures():
+def test_turns_carry_what_the_conversation_size_reads():
     live = AnswerStats.from_step(_step())
     stored = AnswerStats.from_stored(live.as_stored())
     turns = [Turn("user", "hi"), Turn("assistant", "hello", stats=live)]
@@ -51,9 +45,9 @@ def test_conversation_size_comes_from_the_last_answer_figures():
 
 def test_conversation_size_is_estimated_without_figures(tiny_image):
     turns = [Turn("user", "x" * 30, images=(tiny_image,)), Turn("assistant", "ignored", token_ids=(1, 2, 3))]
-    assert tokens_in_conversation(turns) == estimated_text_tokens("x" * 30) + IMAGE_TOKENS_ESTIMATE + 3
+    assert tokens_in_conversation(turns) == estimated_text_tokens("x" * 30) + MAX_IMAGE_TOKENS + 3
     assert estimated_text_tokens("x" * 30) == 30 // 3 + 8
-    assert IMAGE_TOKENS_ESTIMATE == 17 * 144
+    assert MAX_IMAGE_TOKENS == 17 * 144
 
 
 def test_messages_leave_out_the_streaming_answer_and_empty_failures(tiny_image):

@@ -3,7 +3,9 @@
 Run as ``python -m tests.models.distributed.run_conversation --model PATH --ranks N`` (the
 tests run it in a subprocess: a process joins one MLX ring). Prints one JSON line per turn:
 the generated token ids, the finish reason, the error, the cached prompt tokens. With
-``--kill-rank R --kill-after K`` it kills rank R's process after K tokens of the last turn.
+``--kill-rank R --kill-after K`` it kills rank R's process after K tokens of the last turn;
+with ``--stop-rank R`` it stops it instead (SIGSTOP: alive but silent), for rank 0's watchdog,
+whose timeout ``--reply-timeout S`` sets.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=12)
     parser.add_argument("--kill-rank", type=int)
     parser.add_argument("--kill-after", type=int, default=3)
+    parser.add_argument("--stop-rank", type=int)
+    parser.add_argument("--reply-timeout", type=float)
     args = parser.parse_args()
 
     from models.inference.engine import Engine, GenerationSettings
@@ -47,20 +51,24 @@ def main() -> int:
         from models.distributed.driver import PipelineEngine
         from models.distributed.hosts import local_hosts
 
-        engine = PipelineEngine.load_cluster(args.model, local_hosts(args.ranks))
+        engine = PipelineEngine.load_cluster(
+            args.model, local_hosts(args.ranks), reply_timeout_s=args.reply_timeout
+        )
     settings = GenerationSettings(max_tokens=args.max_tokens, temperature=0.0)
     images = (_image(112, 56, (200, 40, 40), "red.png"), _image(56, 112, (30, 90, 220), "blue.png"))
     messages: list = []
     for turn, question in enumerate(QUESTIONS):
         messages.append(ChatMessage("user", question, images if turn == 0 else ()))
         last = turn == len(QUESTIONS) - 1
-        killing = last and args.kill_rank is not None
+        target = args.kill_rank if args.kill_rank is not None else args.stop_rank
+        killing = last and target is not None
+        how = signal.SIGKILL if args.kill_rank is not None else signal.SIGSTOP
         tokens, killed_at, final = [], None, None
         for step in engine.generate(messages, settings):
             if step.token is not None:
                 tokens.append(step.token)
             if killing and killed_at is None and len(tokens) == args.kill_after:
-                os.kill(engine.pipeline.cluster.processes[args.kill_rank].pid, signal.SIGKILL)
+                os.kill(engine.pipeline.cluster.processes[target].pid, how)
                 killed_at = time.monotonic()
             final = step
         record = {
@@ -81,10 +89,13 @@ def main() -> int:
             print(json.dumps({"after_error": after.error, "after_s": time.monotonic() - started}), flush=True)
         if final.error:
             break
-    if args.ranks > 1 and args.kill_rank is None:
+    if args.ranks > 1 and target is None:
         peaks = engine.pipeline.peak_memory()
         print(json.dumps({"peaks": peaks, "split": engine.split}), flush=True)
+    processes = getattr(getattr(engine, "pipeline", None), "cluster", None)
     engine.close()
+    if processes is not None:  # how each other rank ended
+        print(json.dumps({"exits": [p.returncode for p in processes.processes.values()]}), flush=True)
     return 0
 
 

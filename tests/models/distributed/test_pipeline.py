@@ -4,7 +4,8 @@ A synthesized 6-layer checkpoint answers the same four-turn conversation with tw
 1, 2 and 3 ranks: greedy tokens must be identical, and later turns reuse the KV cache on every
 rank. On 3 ranks, rank 1 is killed during the fourth answer, which must end with an error naming
 its host, keeping the tokens so far (each extra process costs seconds of imports on a busy
-machine, so the kill shares the 3-rank run). Each run is its own process (a process joins one
+machine, so the kill shares the 3-rank run); in a second 2-rank run, rank 1 hangs (SIGSTOP)
+instead, and rank 0's watchdog ends the answer. Each run is its own process (a process joins one
 MLX ring); they run side by side.
 """
 
@@ -51,6 +52,9 @@ def _records(process: subprocess.Popen) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+HANG_TIMEOUT_S = 6  # rank 0's watchdog in the hang run (30 s by default)
+
+
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
     from tests.conftest import image_bytes
@@ -66,6 +70,9 @@ def runs(six_layers, photo):
         1: _start(six_layers, 1),
         2: _start(six_layers, 2),
         3: _start(six_layers, 3, "--kill-rank", "1", "--kill-after", "4"),
+        "hang": _start(
+            six_layers, 2, "--stop-rank", "1", "--kill-after", "4", "--reply-timeout", str(HANG_TIMEOUT_S)
+        ),
         "ask": _popen(
             *("-m", "desktop.cli", "ask", "--model", str(six_layers), "--ranks", "2", "--json"),
             *("--temperature", "0", "--max-tokens", "6", "--image", str(photo), "What is this?"),
@@ -107,6 +114,27 @@ def test_a_killed_rank_ends_the_answer_naming_its_host(runs):
     assert last["tokens"] == whole[3]["tokens"][: len(last["tokens"])]
     (after,) = [r for r in runs[3] if "after_error" in r]
     assert "Rank 1 on 127.0.0.1" in after["after_error"] and after["after_s"] < 5
+
+
+def test_a_hung_rank_ends_the_answer_after_the_timeout_naming_its_host(runs):
+    """Rank 1 is stopped (SIGSTOP: alive, sockets open) during the fourth answer: rank 0's
+    watchdog ends the answer after its timeout, names the host, keeps the tokens so far, and
+    kills the ranks, so the engine refuses at once afterwards instead of hanging."""
+    turns = [r for r in runs["hang"] if "turn" in r]
+    whole = runs[1]
+    assert len(turns) == 4
+    # No false alarm while every rank answers.
+    assert [r["tokens"] for r in turns[:3]] == [r["tokens"] for r in whole[:3]]
+    last = turns[3]
+    assert last["finish_reason"] == "error"
+    assert f"Rank 1 on 127.0.0.1 stopped answering (no reply within {HANG_TIMEOUT_S} s)" in last["error"]
+    assert HANG_TIMEOUT_S <= last["noticed_after_s"] < HANG_TIMEOUT_S + 15
+    assert 4 <= len(last["tokens"]) < 12
+    assert last["tokens"] == whole[3]["tokens"][: len(last["tokens"])]
+    (after,) = [r for r in runs["hang"] if "after_error" in r]
+    assert "Rank 1 on 127.0.0.1 stopped answering" in after["after_error"] and after["after_s"] < 5
+    (exits,) = [r["exits"] for r in runs["hang"] if "exits" in r]
+    assert exits == [-9]  # the stopped rank was ended, not left behind
 
 
 def test_ask_with_two_ranks_answers_as_one_machine_does(runs, six_layers, photo):
