@@ -47,10 +47,9 @@ from desktop.widgets.status_bar import StatusBar
 from desktop.widgets.transcript_view import TranscriptView
 from desktop.widgets.welcome_panel import WelcomePanel
 from desktop.workers.inference_worker import InferenceWorker, WorkerThread
+from models.app_folders import APP_NAME
 from models.chats.answer_run import AnswerEnded, AnswerJob, RowsStored, StorageFailed
 from models.chats.conversation_session import ConversationSession
-
-APP_NAME = "Llama Desk"
 
 
 class MainWindow(QMainWindow):

@@ -82,8 +82,7 @@ class ModelController(QObject):
     def load_checked(self, path: str | Path, ask: bool = True) -> None:
         """Plan ``path`` off the UI thread, then load it if it fits; if it won't, ask first (or,
         with ``ask`` False, only say so)."""
-        from models.memory.budget import detect_budget
-        from models.memory.planner import plan_model
+        from models.memory.model_plans import plan_folder, planning_budget
 
         override, corrections = self.library.budget_override, self.library.peak_corrections
         context, kv_bits = self.library.context, self.library.kv_bits
@@ -93,10 +92,8 @@ class ModelController(QObject):
         def work():
             from models.memory.cluster_plan import fit_across, host_budgets
 
-            budget = override or detect_budget()
-            plan = plan_model(path, kv_bits=kv_bits, backend=budget.backend)
-            if corrections is not None:
-                plan = corrections.apply(plan, path, budget.backend)
+            budget = planning_budget(override)
+            plan = plan_folder(path, budget.backend, kv_bits, corrections)
             report = plan.fit(context, budget.budget_bytes)
             if cluster is None or report.verdict != "wont_fit":
                 return report, False
