@@ -18,7 +18,7 @@ from PySide6.QtCore import QSettings
 
 from models.app_folders import DATA_DIR_ENV, data_dir
 from models.chats.store import ConversationSettings
-from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
+from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS, TEMPERATURE, TOP_P
 from models.inference.engine import GenerationSettings
 from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
@@ -42,7 +42,7 @@ class ChatDefaults:
     top_p: float = TOP_P
     max_tokens: int = MAX_TOKENS
     seed: int | None = None
-    context_length: int = 32768
+    context_length: int = CONTEXT_LENGTH
     kv_bits: int = 16  # one of planner.KV_CACHE_CHOICES; kv_cache_bits() turns 16 into None
     appearance: str = "system"
 

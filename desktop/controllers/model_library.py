@@ -27,6 +27,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from desktop.workers.background_task import run_in_background
 from models.byte_sizes import format_bytes
 from models.hub.download_end import DownloadEnd, DownloadEndKind
+from models.inference.answer_defaults import CONTEXT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class ModelLibrary(QObject):
         self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
         self.reports: dict[str, object] = {}  # listing key -> FitReport at context/kv_bits
         self.peak_corrections = None  # models.memory.measured_peaks.PeakCorrections, once read
-        self.context = 32768
+        self.context = CONTEXT_LENGTH
         self.kv_bits: int | None = None
         self.cluster = None  # models.distributed.hosts.HostFile: the window runs across it
         self.cluster_plans: dict[str, object] = {}  # listing key -> ClusterPlan, with a cluster

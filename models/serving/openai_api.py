@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
+from models.inference.answer_defaults import MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
 from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage, ImageError, load_image_bytes
 from models.inference.prompt import ChatMessage, Role
@@ -72,7 +73,7 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_images_per_message: int = MAX_IMAGES_PER_MESSAGE
     max_messages: int = 2048
-    default_max_tokens: int = 1024
+    default_max_tokens: int = MAX_TOKENS
     context_length: int | None = None  # refuse prompts longer than this (None: the model's)
 
 
