@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from models.inference.images import ChatImage
-from models.inference.prompt import ChatMessage
+from models.inference.prompt import ChatMessage, Role
 
 if TYPE_CHECKING:
     from models.chats.store import StoredMessage
@@ -64,7 +64,7 @@ STAT_FIELDS = tuple(name for name in AnswerStats().as_stored())
 class Turn:
     """One question or answer of the open conversation."""
 
-    role: str  # "user" | "assistant" (a system prompt is a setting, not a turn)
+    role: Role  # "user" | "assistant" (a system prompt is a setting, not a turn)
     text: str = ""
     images: tuple[ChatImage, ...] = ()
     stats: AnswerStats | None = None
