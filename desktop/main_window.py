@@ -1,23 +1,28 @@
-"""The main window: lays out the sidebar, transcript, composer, menus and status bar, and wires
-their signals to the controllers.
+"""The main window: lays out the sidebar, the chat column (``ChatPane``), menus and status bar,
+and wires their signals to the controllers.
 
 Models and downloads are ``ModelController``'s, memory planning ``TurnMemory``'s, the database's
-health ``StoreHealth``'s, stored conversations ``ConversationController``'s; the worker (on its
-own thread) does the MLX work; the open conversation's turns and what each action stores are
-``ConversationSession``'s (the transcript model is its view). What stays here beyond layout and
-wiring is handing the session's jobs to the worker and reacting to their end (Asking, Message
-actions: the file is over 400 lines with them). Nothing here waits on MLX, disk or network.
+health ``StoreHealth``'s, stored conversations ``ConversationController``'s, the answer flow
+(asking, edit and resend, regenerate, continue, stop, what follows an answer's end)
+``AnswerController``'s; the worker (on its own thread) does the MLX work; the open
+conversation's turns and what each action stores are ``ConversationSession``'s (the transcript
+model is its view). Nothing here waits on MLX, disk or network.
+
+The file is over 400 lines because it is where everything meets: the construction and wiring of
+every part, the dialog each menu and sidebar command opens (with the window as parent), and the
+thin public methods (``send``, ``regenerate``, ``load_model``, ``open_conversation``...) that
+the menus, the sidebar and the tests call.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QSettings, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, QSettings, Signal
+from PySide6.QtWidgets import QMainWindow, QSplitter
 
 from desktop.appearance import apply_appearance
+from desktop.controllers.answer_controller import AnswerController
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_controller import ModelController
 from desktop.controllers.model_library import ModelLibrary
@@ -37,18 +42,15 @@ from desktop.preferences import (
     with_conversation_settings,
 )
 from desktop.qtmodels.transcript_model import TranscriptModel
-from desktop.widgets.composer import Composer, mime_has_images
+from desktop.widgets.chat_pane import ChatPane
+from desktop.widgets.composer import mime_has_images
 from desktop.widgets.menu_bar import MainMenus
-from desktop.widgets.message_actions import code_blocks
-from desktop.widgets.notice_bar import NoticeBar
 from desktop.widgets.serve_action import ServeApiAction
 from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.status_bar import StatusBar
-from desktop.widgets.transcript_view import TranscriptView
-from desktop.widgets.welcome_panel import WelcomePanel
 from desktop.workers.inference_worker import InferenceWorker, WorkerThread
 from models.app_folders import APP_NAME
-from models.chats.answer_run import AnswerEnded, AnswerJob, RowsStored, StorageFailed
+from models.chats.answer_run import AnswerEnded, EndReason
 from models.chats.conversation_session import ConversationSession
 
 
@@ -76,23 +78,20 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings or open_settings()
         self.defaults: ChatDefaults = load_defaults(self.settings)
-        self.generation_settings = self.defaults.generation_settings()
-        self.system_prompt: str | None = self.defaults.system_prompt or None
         apply_appearance(self.defaults.appearance)
-        self._editing_row: int | None = None
-        self._sent_draft = None
-        self._after_answer: list = []
         self._closed = False
-        self._job: AnswerJob | None = None
-        self._next_settings = None
         self._manager_dialog: ModelManagerDialog | None = None
 
-        self.notice = NoticeBar()
         self.library = library or ModelLibrary(self)
+        self.session = ConversationSession()  # the open conversation's turns (their one owner)
+        self.transcript_model = TranscriptModel(self.session, self)
+        self.chat = ChatPane(self.library, self.transcript_model)
+        self.welcome, self.transcript = self.chat.welcome, self.chat.transcript
+        self.notice, self.composer = self.chat.notice, self.chat.composer
         self.library.changed.connect(self._update_welcome)
         self.library.set_fit_parameters(self.defaults.context_length, self.defaults.kv_bits)
         self.turn_memory = TurnMemory(self.library, self)
-        self.store_health = StoreHealth(data_folder, busy=lambda: self._job is not None, parent=self)
+        self.store_health = StoreHealth(data_folder, busy=lambda: self.answers.busy, parent=self)
         self.store_health.notice.connect(self._show_notice)
         self.store_health.started_new.connect(self._on_store_health_started_new)
         store = self.store_health.store
@@ -103,13 +102,12 @@ class MainWindow(QMainWindow):
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
         self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
-        self.worker.answer_event.connect(self._on_worker_answer_event)
         self.models = ModelController(
             self.worker,
             self.library,
             self.settings,
             confirm=lambda name, detail: self._confirm_load_anyway(name, detail),
-            when_idle=self._when_idle,
+            when_idle=lambda action: self.answers.when_idle(action),
             parent=self,
         )
         self.models.load_started.connect(self._on_models_load_started)
@@ -118,17 +116,25 @@ class MainWindow(QMainWindow):
         self.models.load_failed.connect(self._on_models_load_failed)
         self.models.notice.connect(self.notice.show_message)
 
-        self.session = ConversationSession()  # the open conversation's turns (their one owner)
-        self.transcript_model = TranscriptModel(self.session, self)
-        self.transcript = TranscriptView()
-        self.transcript.set_model(self.transcript_model)
-        self.transcript.action_requested.connect(self._on_transcript_action_requested)
-        self.composer = Composer()
+        self.answers = AnswerController(
+            self.session,
+            self.worker,
+            self.models,
+            self.conversations,
+            self.turn_memory,
+            generation_settings=self.defaults.generation_settings(),
+            system_prompt=self.defaults.system_prompt or None,
+            confirm_fresh_start=lambda reason: self._ask_fresh_start(reason),
+            parent=self,
+        )
+        self.chat.follow(self.answers)
+        self.answers.storage_failed.connect(self.store_health.report)
+        self.answers.answer_started.connect(lambda: self.stop_action.setEnabled(True))
+        self.answers.answer_ended.connect(self._on_answers_answer_ended)
+        self.answers.answer_finished.connect(self.answer_finished)
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(self.stop)
         self.composer.attach_requested.connect(self.choose_images)
-        self.composer.notice.connect(self.notice.show_message)
-        self.composer.edit.textChanged.connect(self._on_composer_text_changed)
 
         self.sidebar = Sidebar(store)
         self.sidebar.notice.connect(self.store_health.report)
@@ -139,12 +145,11 @@ class MainWindow(QMainWindow):
         self.sidebar.delete_requested.connect(self.delete_conversation)
         self.sidebar.export_requested.connect(self.export_conversation)
         self.conversations.list_changed.connect(self.sidebar.refresh)
+        self.answers.current_changed.connect(self.sidebar.set_current)
 
-        self.welcome = WelcomePanel(self.library)
         self.welcome.download_requested.connect(self.download_model)
         self.welcome.pause_requested.connect(self.library.pause_download)
         self.welcome.open_folder_requested.connect(self.choose_model_folder)
-        self.welcome.hide()
         self.setCentralWidget(self._lay_out())
         self._build_menus()
         self._build_status_bar()
@@ -161,18 +166,10 @@ class MainWindow(QMainWindow):
     # Construction ------------------------------------------------------------------------------
     def _lay_out(self) -> QSplitter:
         """The sidebar beside the chat: first-run panel, transcript, notice and composer."""
-        chat = QWidget()
-        layout = QVBoxLayout(chat)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.welcome)
-        layout.addWidget(self.transcript, 1)
-        layout.addWidget(self.notice)
-        layout.addWidget(self.composer)
         splitter = QSplitter()
         splitter.setObjectName("mainSplitter")
         splitter.addWidget(self.sidebar)
-        splitter.addWidget(chat)
+        splitter.addWidget(self.chat)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 920])
         splitter.setChildrenCollapsible(False)
@@ -211,19 +208,7 @@ class MainWindow(QMainWindow):
         self.menus.add_file_action(self.serve_api_action)
 
     def _update_placeholder(self) -> None:
-        if self.models.loading:
-            text = "Loading the model…"
-        elif self.model_name is None:
-            text = (
-                "No model loaded.\nChoose File ▸ Open Model Folder… to pick an MLX Llama 4 "
-                "checkpoint.\nThen drop a photo here and ask about it."
-            )
-        else:
-            text = (
-                f"{self.model_name} is ready.\nDrop, paste or attach up to five images, "
-                "type a question and press Enter."
-            )
-        self.transcript.set_placeholder(text)
+        self.chat.show_model_state(self.model_name, self.models.loading)
 
     def _show_notice(self, notice: Notice) -> None:
         self.notice.show_message(notice.text, notice.action_label, notice.action)
@@ -240,10 +225,6 @@ class MainWindow(QMainWindow):
     @property
     def model_path(self) -> str | None:
         return self.models.path
-
-    @property
-    def _loading(self) -> bool:
-        return self.models.loading
 
     @property
     def memory_plan(self):
@@ -324,13 +305,7 @@ class MainWindow(QMainWindow):
             and self.model_name is None
             and not self.models.loading
         )
-        self.welcome.setVisible(first_run)
-        self.transcript.suppress_placeholder(first_run)
-
-    def _turn_settings(self, settings, new_text: str, images) -> tuple[object, str | None]:
-        """The next turn's settings with a prefill chunk that keeps the peak in budget, or why
-        the turn would outgrow memory (``TurnMemory``)."""
-        return self.turn_memory.turn_settings(settings, new_text, images, self.transcript_model.entries())
+        self.chat.show_first_run(first_run)
 
     def _memory_hint_source(self):
         """(model name, plan, budget bytes) for the settings dialog's context hint, or None."""
@@ -354,208 +329,59 @@ class MainWindow(QMainWindow):
         if self.composer.add_from_mime(event.mimeData()):
             event.acceptProposedAction()
 
-    # Asking ------------------------------------------------------------------------------------
+    # Asking (the flow is AnswerController's) ---------------------------------------------------
     @property
     def generating(self) -> bool:
-        return self.session.answering
+        return self.answers.generating
+
+    @property
+    def generation_settings(self):
+        """The default settings a conversation without its own uses (the answer controller's)."""
+        return self.answers.generation_settings
+
+    @generation_settings.setter
+    def generation_settings(self, settings) -> None:
+        self.answers.generation_settings = settings
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self.answers.system_prompt
+
+    @system_prompt.setter
+    def system_prompt(self, prompt: str | None) -> None:
+        self.answers.system_prompt = prompt
 
     def send(self) -> None:
-        if self.generating or not self.composer.has_draft():
-            return
-        if self.model_name is None:
-            self.notice.show_message(
-                "Still loading the model; your question is kept."
-                if self._loading
-                else "No model is loaded; open one with File ▸ Open Model Folder…. Your question is kept."
-            )
-            return
-        if self.composer.reading_images():
-            self.notice.show_message("An image is still being read; try again in a moment.")
-            return
-        text = self.composer.text()
-        images, thumbnails = self.composer.images(), self.composer.thumbnails()
-        settings = self.conversations.settings.generation_settings(self.generation_settings)
-        turn_settings, too_big = self._turn_settings(settings, text, images)
-        if too_big is not None:
-            self._offer_fresh_start(too_big)
-            return
-        self._next_settings = turn_settings
-        self._sent_draft = (text, images, thumbnails)
-        self.composer.clear_draft()
-        self.notice.hide()
-        # Sending an edited question replaces it and everything after it.
-        replacing_row, self._editing_row = self._editing_row, None
-        conversation_id = self.conversations.ensure_current(self.system_prompt or "")
-        self.transcript_model.remember_thumbnails(images, thumbnails)
-        self._submit(
-            self.session.ask(
-                text,
-                images,
-                settings=self._take_turn_settings(),
-                system_prompt=self._effective_system_prompt(),
-                conversation_id=conversation_id,
-                replacing_row=replacing_row,
-            )
-        )
+        self.chat.send()
 
-    def _effective_system_prompt(self) -> str | None:
-        if self.conversations.current is not None:
-            return self.conversations.settings.system_prompt.strip() or None
-        return self.system_prompt
+    def regenerate(self, row: int) -> None:
+        """Answer the last question again, replacing the answer at ``row``."""
+        self.answers.regenerate(row)
 
-    def _take_turn_settings(self):
-        """The settings ``_plan_turn``/``send`` chose for this turn (or the conversation's)."""
-        settings = self._next_settings or self.conversations.settings.generation_settings(
-            self.generation_settings
-        )
-        self._next_settings = None
-        return settings
+    def continue_answer(self, row: int) -> None:
+        """Continue the last answer where the token limit cut it."""
+        self.answers.continue_answer(row)
 
-    def _submit(self, job: AnswerJob) -> None:
-        """Hand the session's job to the worker (which runs and stores it)."""
-        self._job = job
-        self.composer.set_generating(True)
-        self.stop_action.setEnabled(True)
-        self.worker.request_generate.emit(job)
-
-    def _on_worker_answer_event(self, event) -> None:
-        if self._closed or not self.session.answering:
-            return
-        gave_back = self.session.apply(event)
-        if isinstance(event, RowsStored):
-            self.conversations.reload_current()
-            self.sidebar.set_current(self.conversations.current_id)
-        elif isinstance(event, StorageFailed):
-            self.store_health.report(event.message)
-        elif isinstance(event, AnswerEnded):
-            self._on_answer_ended(event, gave_back)
+    def stop(self) -> None:
+        self.answers.stop()
 
     def _ask_fresh_start(self, reason: str) -> bool:
         return conversation_dialogs.ask_fresh_start(self, reason)
 
-    def _plan_turn(self, text: str = "", images=()) -> bool:
-        """Check the next turn against the memory budget and keep its settings; say why not."""
-        settings = self.conversations.settings.generation_settings(self.generation_settings)
-        turn_settings, too_big = self._turn_settings(settings, text, images)
-        if too_big is not None:
-            self.notice.show_message(too_big)
-            return False
-        self._next_settings = turn_settings
-        return True
-
-    def _offer_fresh_start(self, reason: str) -> None:
-        """The next turn would outgrow memory: say so, and offer to carry on in a new conversation
-        that keeps only the last exchange (the draft stays in the composer either way)."""
-        if not self._ask_fresh_start(reason):
-            self.notice.show_message(reason)
-            return
-        self._editing_row = None
-        system_prompt = self._effective_system_prompt() or ""
-        self.conversations.new()
-        conversation_id = self.conversations.ensure_current(system_prompt)
-        problem = self.session.carry_over(self.conversations.store, conversation_id)
-        if problem is not None:
-            self.notice.show_message(problem)
-        self.conversations.reload_current()
-        self.sidebar.set_current(self.conversations.current_id)
-        self.notice.show_message("Continued in a new conversation with the last exchange; press Send.")
-
-    # Message actions ---------------------------------------------------------------------------
-    def _on_transcript_action_requested(self, action: str, row: int) -> None:
-        entry = self.transcript_model.entry(row)
-        if action == "copy":
-            QGuiApplication.clipboard().setText(entry.text)
-        elif action == "copy_code":
-            QGuiApplication.clipboard().setText("\n\n".join(code_blocks(entry.text)))
-        elif self.generating:
-            self.notice.show_message("Stop the current answer first.")
-        elif action == "edit":
-            self.edit_message(row)
-        elif action == "regenerate":
-            self.regenerate(row)
-        elif action == "continue":
-            self.continue_answer(row)
-
-    def _on_composer_text_changed(self) -> None:
-        if self._editing_row is not None and not self.composer.has_draft():
-            # Checked once the edit in progress is done (replacing a selection empties it first).
-            QTimer.singleShot(0, self._end_abandoned_edit)
-
-    def _end_abandoned_edit(self) -> None:
-        if self._editing_row is not None and not self.composer.has_draft():
-            self._editing_row = None  # the draft was cleared: the next question is a new one
-            self.notice.hide()
-
-    def edit_message(self, row: int) -> None:
-        """Put a question back in the composer; sending replaces it and what follows."""
-        entry = self.transcript_model.entry(row)
-        if entry.role != "user":
-            return
-        if self.composer.has_draft():
-            self.notice.show_message("Send or clear the question you are writing before editing another.")
-            return
-        self.composer.clear_draft()
-        self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
-        self._editing_row = row
-        self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
-        self.composer.edit.setFocus()
-
-    def regenerate(self, row: int) -> None:
-        """Answer the last question again, replacing the answer at ``row``."""
-        if self.model_name is None or row != self.transcript_model.rowCount() - 1:
-            return
-        if self.transcript_model.entry(row).role != "assistant":
-            return
-        if not self._plan_turn():
-            return
-        self._sent_draft = None
-        self._submit(
-            self.session.regenerate(
-                row,
-                settings=self._take_turn_settings(),
-                system_prompt=self._effective_system_prompt(),
-                conversation_id=self.conversations.current_id,
-            )
-        )
-
-    def continue_answer(self, row: int) -> None:
-        """Continue the last answer where the token limit cut it."""
-        entry = self.transcript_model.entry(row)
-        last = row == self.transcript_model.rowCount() - 1
-        if self.model_name is None or not last or entry.role != "assistant":
-            return
-        if not self._plan_turn():
-            return
-        self._sent_draft = None
-        self._submit(
-            self.session.continue_answer(
-                row,
-                settings=self._take_turn_settings(),
-                system_prompt=self._effective_system_prompt(),
-                conversation_id=self.conversations.current_id,
-            )
-        )
-
-    def stop(self) -> None:
-        if self.generating and self._job is not None:
-            self._job.cancel.set()
-
-    def _when_idle(self, action) -> bool:
-        """Run ``action`` now, or after the answer being generated is stopped; True if now."""
-        if self.generating:
-            self._after_answer.append(action)
-            self.stop()
-            return False
-        action()
-        return True
+    def _on_answers_answer_ended(self, event: AnswerEnded) -> None:
+        self.stop_action.setEnabled(False)
+        if event.reason is not EndReason.FAILED:
+            step = event.final
+            self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)
+        self.sidebar.refresh()
 
     def new_chat(self) -> None:
-        if self.generating:
-            self._when_idle(self.new_chat)
-            return
+        self.answers.when_idle(self._start_new_chat)
+
+    def _start_new_chat(self) -> None:
         self.conversations.new()
         self.transcript_model.clear()
-        self._editing_row = None
+        self.answers.editing_row = None
         self.status_bar.clear_answer_numbers()
         self.sidebar.set_current(None)
         self.composer.edit.setFocus()
@@ -563,17 +389,17 @@ class MainWindow(QMainWindow):
     # Conversations -----------------------------------------------------------------------------
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
         if self.generating:
-            self._when_idle(lambda: self.open_conversation(conversation_id, message_id))
+            self.answers.when_idle(lambda: self.open_conversation(conversation_id, message_id))
             return
         self.conversations.open(conversation_id, message_id if message_id else None)
 
     def _on_conversations_opened(self, result) -> None:
         if self.generating:  # a question was sent while it loaded: show it after that answer
-            self._after_answer.append(lambda: self._on_conversations_opened(result))
+            self.answers.after_answer(lambda: self._on_conversations_opened(result))
             return
         conversation, entries, row = result
         self.conversations.current = conversation
-        self._editing_row = None
+        self.answers.editing_row = None
         self.transcript_model.set_entries(entries, conversation.id)
         self.sidebar.set_current(conversation.id)
         self.status_bar.clear_answer_numbers()
@@ -602,7 +428,7 @@ class MainWindow(QMainWindow):
             )
 
         if self.conversations.current_id == conversation_id:
-            self._when_idle(delete)
+            self.answers.when_idle(delete)
         else:
             delete()
 
@@ -621,7 +447,7 @@ class MainWindow(QMainWindow):
     def import_conversation(self) -> None:
         path = conversation_dialogs.choose_import_file(self)
         if path:
-            self._when_idle(lambda: self.conversations.import_file(path))
+            self.answers.when_idle(lambda: self.conversations.import_file(path))
 
     def show_conversation_settings(self) -> None:
         if self.conversations.current is None:
@@ -635,31 +461,6 @@ class MainWindow(QMainWindow):
         )
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.conversations.update_settings(conversation_settings_from(dialog.values()))
-
-    def _on_answer_ended(self, event: AnswerEnded, gave_back: bool) -> None:
-        step = event.final
-        self.composer.set_generating(False)
-        self.stop_action.setEnabled(False)
-        self.transcript.flush()
-        if step.finish_reason == "error":
-            if gave_back:
-                # Nothing came back: the conversation is as it was; give the draft back.
-                if self._sent_draft is not None:
-                    self.composer.restore_draft(*self._sent_draft)
-                self.conversations.reload_current()  # the worker removed what it had added
-            self.notice.show_message(step.error or "The answer failed.")
-        else:
-            self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)
-            self.turn_memory.record_peak(step)
-        self._sent_draft = None
-        self._job = None
-        pending, self._after_answer = self._after_answer, []
-        try:
-            self.sidebar.refresh()
-        finally:
-            for action in pending:
-                action()
-            self.answer_finished.emit(step)
 
     # Settings ----------------------------------------------------------------------------------
     def set_defaults(self, defaults: ChatDefaults) -> None:
@@ -703,6 +504,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
+        self.answers.shut_down()
         self.library.shutdown()
         self.conversations.store.close()
 

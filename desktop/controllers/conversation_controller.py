@@ -57,7 +57,7 @@ class ConversationController(QObject):
             with ConversationStore(folder) as store:
                 return store.purge_deleted()
 
-        run_in_background(work, lambda _count: None, lambda _message: None)
+        run_in_background(work, lambda _count: None, lambda _message: None, owner=self)
 
     @property
     def current_id(self) -> int | None:
@@ -107,7 +107,9 @@ class ConversationController(QObject):
                 self._opening = None
                 self.notice.emit(f"The conversation could not be opened: {message}")
 
-        run_in_background(lambda: _load_conversation(folder, conversation_id, message_id), on_done, on_error)
+        run_in_background(
+            lambda: _load_conversation(folder, conversation_id, message_id), on_done, on_error, owner=self
+        )
 
     def rename(self, conversation_id: int, title: str) -> None:
         try:
@@ -166,6 +168,7 @@ class ConversationController(QObject):
             work,
             lambda p: self.notice.emit(f"Exported to {p}."),
             lambda message: self.notice.emit(f"Export failed: {message}"),
+            owner=self,
         )
 
     def import_file(self, path: str) -> None:
@@ -181,4 +184,6 @@ class ConversationController(QObject):
             self.list_changed.emit()
             self.open(conversation_id)
 
-        run_in_background(work, on_done, lambda message: self.notice.emit(f"Import failed: {message}"))
+        run_in_background(
+            work, on_done, lambda message: self.notice.emit(f"Import failed: {message}"), owner=self
+        )

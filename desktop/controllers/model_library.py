@@ -3,9 +3,8 @@
 ``ModelLibrary`` keeps the last ``models.hub.catalog.list_models()`` result (read on the thread
 pool, never on the UI thread) and runs downloads one at a time on its own QThread through
 ``models.hub.store.download_model``. Pausing keeps the bytes (the next start resumes); cancelling
-also deletes the partial download. The view classes only draw what this object says. It is
-a little over 400 lines because the listings, the download thread and the per-model plans
-(this Mac's and the cluster's) are one state the menus read together.
+also deletes the partial download. The view classes only draw what this object says; a
+model's badge across the window's cluster is ``desktop.controllers.cluster_fit``'s.
 
 Signals:
     changed(): the listings (or a download's state) changed.
@@ -20,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -28,6 +28,7 @@ from desktop.workers.background_task import run_in_background
 from models.byte_sizes import format_bytes
 from models.hub.download_end import DownloadEnd, DownloadEndKind
 from models.inference.answer_defaults import CONTEXT_LENGTH
+from models.memory.listing_fits import corrected_plan, plan_fits
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class ModelLibrary(QObject):
         self.kv_bits: int | None = None
         self.cluster = None  # models.distributed.hosts.HostFile: the window runs across it
         self.cluster_plans: dict[str, object] = {}  # listing key -> ClusterPlan, with a cluster
+        self._fits_generation = 0  # bumped whenever the fits are planned again
         self._thread = QThread()
         self._thread.setObjectName("downloads")
         self._worker = _DownloadWorker()
@@ -189,10 +191,21 @@ class ModelLibrary(QObject):
         run_in_background(load_corrections, self.set_peak_corrections, lambda _message: None, owner=self)
 
     def set_peak_corrections(self, corrections) -> None:
-        """What measured peaks taught about each model (``models.memory.measured_peaks``); arithmetic only."""
+        """What measured peaks taught about each model (``models.memory.measured_peaks``).
+
+        The badges are planned again on the thread pool (planning every listing takes tens of
+        milliseconds, which the UI thread must not spend after each answer); a later change of
+        state makes that result stale, and it is dropped."""
         self.peak_corrections = corrections
-        self._recompute_fits()
-        self.changed.emit()
+        self._fits_generation += 1
+        generation, compute = self._fits_generation, self._fits_function()
+
+        def done(fits) -> None:
+            if generation == self._fits_generation:
+                self.reports, self.cluster_plans = fits
+                self.changed.emit()
+
+        run_in_background(compute, done, lambda _message: None, owner=self)
 
     def _on_listed(self, result) -> None:
         listings, budget, plans = result
@@ -220,43 +233,28 @@ class ModelLibrary(QObject):
 
     def plan(self, key: str):
         """The memory plan of a listing at the current KV precision, or None."""
-        from dataclasses import replace
-
-        plan = self.plans.get(key)
-        if plan is None:
-            return None
-        plan = replace(plan, kv_bits=self.kv_bits)
         listing = self.listing(key)
-        if self.peak_corrections is not None and listing is not None and listing.path is not None:
-            plan = self.peak_corrections.apply(plan, listing.path, plan.profile.name)
-        return plan
+        return corrected_plan(
+            self.plans.get(key), self.kv_bits, self.peak_corrections, listing.path if listing else None
+        )
 
     def set_cluster(self, hosts) -> None:
-        """Also plan every listing across ``hosts`` (a ``HostFile``: ``--hosts``/``--ranks``),
-        each host with its ``memory_gb`` or else this machine's budget, as ``models fit --hosts``
-        does; a model that fits only across them gets the 'cluster' badge (arithmetic only)."""
+        """Also plan every listing across ``hosts`` (a ``HostFile``), each host with its
+        ``memory_gb`` or else this machine's budget (``desktop.controllers.cluster_fit``)."""
         self.cluster = hosts
         self._recompute_fits()
         self.changed.emit()
 
     def _recompute_fits(self) -> None:
-        from models.memory.cluster_plan import fit_across, host_budgets
+        self._fits_generation += 1  # a pending background result is stale now
+        self.reports, self.cluster_plans = self._fits_function()()
 
-        self.reports = {}
-        self.cluster_plans = {}
-        if self.budget is None:
-            return
-        budgets = None
-        if self.cluster is not None:
-            budgets = host_budgets([h.memory_gb for h in self.cluster.hosts], self.budget.budget_bytes)
-        for key in self.plans:
-            plan = self.plan(key)
-            try:
-                self.reports[key] = plan.fit(self.context, self.budget.budget_bytes)
-            except (ValueError, ArithmeticError):
-                continue
-            if budgets is not None and (cluster := fit_across(plan, budgets, self.context)) is not None:
-                self.cluster_plans[key] = cluster
+    def _fits_function(self):
+        """A function of the current state (copied now) that plans every listing's fit."""
+        plans = dict(self.plans)
+        paths = {key: getattr(self.listing(key), "path", None) for key in plans}
+        state = (self.budget, self.cluster, self.context, self.kv_bits, self.peak_corrections)
+        return partial(plan_fits, plans, paths, *state)
 
     def _on_list_failed(self, message: str) -> None:
         self.loaded = True
@@ -306,7 +304,9 @@ class ModelLibrary(QObject):
         report = self.reports.get(listing.key)
         cluster = self.cluster_plans.get(listing.key)
         if report is not None and cluster is not None and report.verdict == "wont_fit":
-            return self._cluster_badge(report, cluster)
+            from desktop.controllers.cluster_fit import cluster_badge
+
+            return cluster_badge(report, cluster, self.cluster)
         if report is not None:
             return FitBadge(report.verdict, report.summary, report)
         # No plan (an unknown repo): its weights against the budget, by the planner's rule.
@@ -318,18 +318,6 @@ class ModelLibrary(QObject):
             return None
         detail = f"{format_size(size)} of weights in a {format_size(budget)} budget"
         return FitBadge(weights_verdict(size, budget), detail)
-
-    def _cluster_badge(self, report, cluster) -> FitBadge:
-        """A model too big for this machine, as it sits across the cluster."""
-        from models.memory.cluster_plan import describe_cluster
-
-        local = all(host.is_local for host in self.cluster.hosts)  # --ranks N
-        machines = "ranks" if local else "Macs"
-        across = describe_cluster(cluster, machines, local)
-        if not cluster.fits:
-            return FitBadge("wont_fit", f"{report.summary} {across}", report, cluster, machines)
-        alone = f"This machine alone: {report.summary}"
-        return FitBadge("cluster", f"{across} Loads across the cluster. {alone}", report, cluster, machines)
 
     def recommended(self):
         """The largest catalog model whose badge says it fits (what the welcome screen offers)."""

@@ -45,10 +45,10 @@ class PipelineLM:
     def make_cache(self):
         return self.stage.make_cache()
 
-    def _checked(self, call: Callable):
+    def _checked(self, call: Callable, watched: bool = True):
         if self.failure is not None:
             raise RankLost(self.failure)
-        with ReplyWatchdog(self.cluster, self.reply_timeout_s) as watchdog:
+        with ReplyWatchdog(self.cluster, self.reply_timeout_s if watched else None) as watchdog:
             try:
                 return call()
             except RuntimeError as exc:
@@ -80,8 +80,10 @@ class PipelineLM:
         # logits' dtype, and bf16 rounding decides near-ties: float32 here would differ).
         return self._checked(exchange).astype(out.dtype)
 
-    def peak_memory(self) -> list[float]:
-        """Each rank's peak memory in bytes (``mx.get_peak_memory`` on that rank)."""
+    def peak_memory(self, watched: bool = True) -> list[float]:
+        """Each rank's peak memory in bytes (``mx.get_peak_memory`` on that rank); also a round
+        trip through every rank, which answer only once they have loaded their layers
+        (``watched`` False: no watchdog, as loading takes as long as it takes)."""
         import mlx.core as mx
 
         group, size = self.cluster.group, self.cluster.size
@@ -93,7 +95,7 @@ class PipelineLM:
             send(peaks, 1, group)
             return recv((size,), mx.float32, size - 1, group)
 
-        return [float(v) for v in self._checked(exchange).tolist()]
+        return [float(v) for v in self._checked(exchange, watched).tolist()]
 
     def stop(self) -> None:
         if self.failure is None:
@@ -164,6 +166,13 @@ class PipelineEngine(Engine):
             PipelineLM(None, cluster, 0).stop()
             raise
         lm = PipelineLM(stage, cluster, int(text["vocab_size"]), reply_timeout_s)
+        if progress:
+            progress("Waiting for the other ranks to read their layers")
+        try:
+            lm.peak_memory(watched=False)  # the watchdog then times replies, not loading
+        except BaseException:
+            lm.stop()
+            raise
         return cls(checkpoint, stage.model, tokenizer, lm, tuple(split))
 
     def _run(self, prompt, settings: GenerationSettings, *args):

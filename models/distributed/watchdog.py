@@ -9,7 +9,9 @@ blocked ``recv`` fails and the answer ends with that message (its partial text k
 
 Which rank hangs: a local rank whose process is stopped (``/proc/PID/stat`` state ``T``) or,
 with two ranks, the only other one; otherwise the message lists every other host.
-``LLAMA_DESK_RANK_TIMEOUT_S`` sets the default timeout (30 s).
+``LLAMA_DESK_RANK_TIMEOUT_S`` sets the default timeout (30 s). It times replies only: loading
+ends with a round trip through every rank, unwatched, so a rank still reading its layers is
+not taken for a hung one.
 """
 
 from __future__ import annotations
@@ -54,17 +56,18 @@ def describe_hang(cluster, timeout_s: float) -> str:
 
 class ReplyWatchdog:
     """``with ReplyWatchdog(cluster, timeout_s) as dog: exchange()``; ``dog.message`` is set when
-    it fired (and the ranks were killed)."""
+    it fired (and the ranks were killed). ``timeout_s`` None: it never fires."""
 
-    def __init__(self, cluster, timeout_s: float):
+    def __init__(self, cluster, timeout_s: float | None):
         self.cluster = cluster
         self.timeout_s = timeout_s
         self.message: str | None = None
-        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer = threading.Timer(timeout_s or 0.0, self._fire)
         self._timer.daemon = True
 
     def __enter__(self) -> ReplyWatchdog:
-        self._timer.start()
+        if self.timeout_s is not None:
+            self._timer.start()
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -74,6 +77,6 @@ class ReplyWatchdog:
         processes = list(self.cluster.processes.values())
         if not processes or any(p.poll() is not None for p in processes):
             return  # a rank exited: the failed recv names it (launcher.Cluster.describe_failure)
-        self.message = describe_hang(self.cluster, self.timeout_s)
+        self.message = describe_hang(self.cluster, self.timeout_s or 0.0)
         for process in processes:
             process.kill()

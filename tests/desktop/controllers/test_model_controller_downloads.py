@@ -43,6 +43,7 @@ class _Library(QObject):
     download_progress = Signal(str, object)
     download_finished = Signal(str, str)
     download_stopped = Signal(object)
+    cluster = None  # this Mac alone (ModelLibrary.cluster)
 
     def listing(self, _key):
         return None

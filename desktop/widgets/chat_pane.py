@@ -1,0 +1,150 @@
+"""The chat column: the first-run panel over the transcript, the notice line and the composer, and
+what they show of the answer flow.
+
+``ChatPane`` follows an ``AnswerController`` (``follow``): the sent draft leaves the composer
+(its thumbnails stay with the transcript), Send turns into Stop while an answer runs, and a
+draft whose answer failed with nothing comes back. It handles the message buttons: copy and copy
+code here, edit by putting the question back in the composer (the controller's
+``editing_row``), regenerate and continue by asking the controller. It decides nothing about
+answers itself.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from desktop.controllers.answer_controller import AnswerController, Draft
+from desktop.controllers.model_library import ModelLibrary
+from desktop.qtmodels.transcript_model import TranscriptModel
+from desktop.widgets.composer import Composer
+from desktop.widgets.message_actions import code_blocks
+from desktop.widgets.notice_bar import NoticeBar
+from desktop.widgets.transcript_view import TranscriptView
+from desktop.widgets.welcome_panel import WelcomePanel
+from models.chats.answer_run import AnswerEnded
+
+
+class ChatPane(QWidget):
+    def __init__(
+        self, library: ModelLibrary, transcript_model: TranscriptModel, parent: QWidget | None = None
+    ):
+        super().__init__(parent)
+        self.answers: AnswerController | None = None
+        self.transcript_model = transcript_model
+        self.welcome = WelcomePanel(library)
+        self.welcome.hide()
+        self.transcript = TranscriptView()
+        self.transcript.set_model(transcript_model)
+        self.transcript.action_requested.connect(self._on_transcript_action_requested)
+        self.notice = NoticeBar()
+        self.composer = Composer()
+        self.composer.notice.connect(self.notice.show_message)
+        self.composer.edit.textChanged.connect(self._on_composer_text_changed)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.welcome)
+        layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.composer)
+
+    def follow(self, answers: AnswerController) -> None:
+        """Show ``answers``' flow here and send its requests there."""
+        self.answers = answers
+        answers.notice.connect(self.notice.show_message)
+        answers.question_taken.connect(self._on_answers_question_taken)
+        answers.answer_started.connect(self._on_answers_answer_started)
+        answers.answer_ended.connect(self._on_answers_answer_ended)
+        answers.draft_returned.connect(self._on_answers_draft_returned)
+
+    # What is shown -----------------------------------------------------------------------------
+    def show_model_state(self, model_name: str | None, loading: bool) -> None:
+        """The transcript's placeholder for a model loading, missing or ready."""
+        if loading:
+            text = "Loading the model…"
+        elif model_name is None:
+            text = (
+                "No model loaded.\nChoose File ▸ Open Model Folder… to pick an MLX Llama 4 "
+                "checkpoint.\nThen drop a photo here and ask about it."
+            )
+        else:
+            text = (
+                f"{model_name} is ready.\nDrop, paste or attach up to five images, "
+                "type a question and press Enter."
+            )
+        self.transcript.set_placeholder(text)
+
+    def show_first_run(self, first_run: bool) -> None:
+        """The first-run panel (download a model) instead of the transcript's placeholder."""
+        self.welcome.setVisible(first_run)
+        self.transcript.suppress_placeholder(first_run)
+
+    # Asking ------------------------------------------------------------------------------------
+    def send(self) -> None:
+        """Ask the composer's question (or the edited one's replacement)."""
+        if self.answers is None or self.answers.generating or not self.composer.has_draft():
+            return
+        composer = self.composer
+        images, pending = composer.images(), composer.reading_images()
+        self.answers.ask(Draft(composer.text(), images, composer.thumbnails(), pending))
+
+    def _on_answers_question_taken(self, draft: Draft) -> None:
+        self.composer.clear_draft()
+        self.notice.hide()
+        self.transcript_model.remember_thumbnails(draft.images, draft.thumbnails)
+
+    def _on_answers_answer_started(self) -> None:
+        self.composer.set_generating(True)
+
+    def _on_answers_answer_ended(self, _event: AnswerEnded) -> None:
+        self.composer.set_generating(False)
+        self.transcript.flush()
+
+    def _on_answers_draft_returned(self, draft: Draft) -> None:
+        self.composer.restore_draft(draft.text, list(draft.images), list(draft.thumbnails))
+
+    # Message actions ---------------------------------------------------------------------------
+    def _on_transcript_action_requested(self, action: str, row: int) -> None:
+        entry = self.transcript_model.entry(row)
+        if action == "copy":
+            QGuiApplication.clipboard().setText(entry.text)
+        elif action == "copy_code":
+            QGuiApplication.clipboard().setText("\n\n".join(code_blocks(entry.text)))
+        elif self.answers is None:
+            return
+        elif self.answers.generating:
+            self.notice.show_message("Stop the current answer first.")
+        elif action == "edit":
+            self.edit_message(row)
+        elif action == "regenerate":
+            self.answers.regenerate(row)
+        elif action == "continue":
+            self.answers.continue_answer(row)
+
+    def edit_message(self, row: int) -> None:
+        """Put a question back in the composer; sending replaces it and what follows."""
+        entry = self.transcript_model.entry(row)
+        if self.answers is None or entry.role != "user":
+            return
+        if self.composer.has_draft():
+            self.notice.show_message("Send or clear the question you are writing before editing another.")
+            return
+        self.composer.clear_draft()
+        self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
+        self.answers.editing_row = row
+        self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
+        self.composer.edit.setFocus()
+
+    def _on_composer_text_changed(self) -> None:
+        answers = self.answers
+        if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
+            # Checked once the edit in progress is done (replacing a selection empties it first).
+            QTimer.singleShot(0, self._end_abandoned_edit)
+
+    def _end_abandoned_edit(self) -> None:
+        answers = self.answers
+        if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
+            answers.editing_row = None  # the draft was cleared: the next question is a new one
+            self.notice.hide()

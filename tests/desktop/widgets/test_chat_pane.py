@@ -1,0 +1,103 @@
+"""The chat column follows an answer controller: what it sends, what it shows of an answer's
+course, and the question being edited (a stand-in controller; no model, no worker)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QObject, Signal
+
+from desktop.controllers.answer_controller import Draft
+from desktop.controllers.model_library import ModelLibrary
+from desktop.qtmodels.transcript_model import TranscriptModel
+from desktop.widgets.chat_pane import ChatPane
+
+
+class StubAnswers(QObject):
+    """``AnswerController``'s signals, and a record of what it was asked."""
+
+    question_taken = Signal(object)
+    answer_started = Signal()
+    answer_ended = Signal(object)
+    draft_returned = Signal(object)
+    notice = Signal(str)
+
+    def __init__(self):
+        super().__init__()
+        self.generating = False
+        self.editing_row: int | None = None
+        self.asked: list[Draft] = []
+        self.regenerated: list[int] = []
+
+    def ask(self, draft: Draft) -> bool:
+        self.asked.append(draft)
+        return True
+
+    def regenerate(self, row: int) -> None:
+        self.regenerated.append(row)
+
+
+@pytest.fixture
+def pane(qtbot):
+    library = ModelLibrary()  # the first-run panel's; never refreshed here
+    made = ChatPane(library, TranscriptModel())
+    qtbot.addWidget(made)
+    made.answers_stub = StubAnswers()
+    made.follow(made.answers_stub)
+    made.show()
+    yield made
+    library.shutdown()  # its download thread ends before the library goes
+
+
+def test_the_placeholder_says_whether_a_model_is_loading_missing_or_ready(pane):
+    pane.show_model_state(None, loading=True)
+    assert pane.transcript.placeholder.text() == "Loading the model…"
+    pane.show_model_state(None, loading=False)
+    assert pane.transcript.placeholder.text().startswith("No model loaded.")
+    pane.show_model_state("tiny", loading=False)
+    assert pane.transcript.placeholder.text().startswith("tiny is ready.")
+
+
+def test_a_sent_draft_leaves_the_composer_and_comes_back_if_the_answer_fails(pane, qtbot):
+    answers = pane.answers_stub
+    pane.send()  # nothing written: nothing asked
+    assert answers.asked == []
+    qtbot.keyClicks(pane.composer.edit, "Hello")
+    pane.send()
+    assert answers.asked == [Draft("Hello", [], [], 0)]
+
+    answers.question_taken.emit(answers.asked[0])
+    assert pane.composer.text() == "" and not pane.notice.isVisible()
+    answers.answer_started.emit()
+    assert pane.composer.send_button.text() == "Stop"
+    answers.answer_ended.emit(None)
+    assert pane.composer.send_button.text() == "Send"
+    answers.draft_returned.emit(answers.asked[0])
+    assert pane.composer.text() == "Hello"
+    answers.notice.emit("The answer failed.")
+    assert pane.notice.isVisible()
+
+
+def test_editing_puts_the_question_back_until_the_draft_is_cleared(pane, qtbot):
+    answers = pane.answers_stub
+    pane.transcript_model.append_user("One")
+    qtbot.keyClicks(pane.composer.edit, "half-written")
+    pane.edit_message(0)
+    assert answers.editing_row is None and pane.composer.text() == "half-written"  # refused
+
+    pane.composer.clear_draft()
+    pane.edit_message(0)
+    assert answers.editing_row == 0 and pane.composer.text() == "One"
+    pane.composer.edit.clear()
+    qtbot.waitUntil(lambda: answers.editing_row is None, timeout=5_000)
+
+
+def test_message_buttons_wait_for_the_answer_in_progress(pane):
+    answers = pane.answers_stub
+    pane.transcript_model.append_user("One")
+    row = pane.transcript_model.begin_answer()
+    answers.generating = True
+    pane.transcript.action_requested.emit("regenerate", row)
+    assert answers.regenerated == [] and pane.notice.isVisible()
+    answers.generating = False
+    pane.transcript.action_requested.emit("regenerate", row)
+    assert answers.regenerated == [row]
