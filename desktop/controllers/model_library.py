@@ -10,8 +10,7 @@ Signals:
     changed(): the listings (or a download's state) changed.
     download_progress(str, object): repo id and its latest ``models.hub.store.DownloadProgress``.
     download_finished(str, str): repo id and the snapshot folder it can be loaded from.
-    download_stopped(object): a ``models.hub.download_end.DownloadEnd``: paused, cancelled or
-        failed (with its reason).
+    download_stopped(object): a ``models.hub.download_end.DownloadEnd`` (paused, cancelled, failed).
 """
 
 from __future__ import annotations
@@ -105,26 +104,23 @@ class _DownloadWorker(QObject):
     def _on_request(self, repo_id: str, cancel: threading.Event) -> None:
         from models.hub import store
 
+        Kind = DownloadEndKind
         if cancel.is_set():
-            self.failed.emit(DownloadEnd(repo_id, DownloadEndKind.PAUSED))
+            self.failed.emit(DownloadEnd(repo_id, Kind.PAUSED))
             return
         try:
             path = store.download_model(
                 repo_id, cancel=cancel, progress=lambda p: self.progress.emit(repo_id, p)
             )
         except store.DownloadCancelled:
-            discard = getattr(cancel, "discard", False)
-            self.failed.emit(
-                DownloadEnd(repo_id, DownloadEndKind.CANCELLED if discard else DownloadEndKind.PAUSED)
-            )
+            discard = getattr(cancel, "discard", False)  # set by cancel_download, not pause
+            self.failed.emit(DownloadEnd(repo_id, Kind.CANCELLED if discard else Kind.PAUSED))
             return
         except store.StoreError as exc:
-            self.failed.emit(DownloadEnd(repo_id, DownloadEndKind.FAILED, reason=str(exc)))
+            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - the app goes on; the message says what happened
-            self.failed.emit(
-                DownloadEnd(repo_id, DownloadEndKind.FAILED, reason=f"The download failed: {exc}")
-            )
+            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=f"The download failed: {exc}"))
             return
         self.finished.emit(repo_id, str(path))
 
