@@ -94,6 +94,7 @@ def run_app(
     from PySide6.QtWidgets import QApplication
 
     from desktop.main_window import MainWindow
+    from models.app_folders import APP_NAME
     from models.distributed.hosts import HostFileError
     from models.hub.store import ModelNotFound, resolve_model
 
@@ -104,8 +105,8 @@ def run_app(
         return 2
 
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
-    app.setApplicationName("Llama Desk")
-    app.setOrganizationName("Llama Desk")
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
     icon = ASSETS / "icon.png"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))

@@ -49,10 +49,9 @@ from desktop.widgets.serve_action import ServeApiAction
 from desktop.widgets.sidebar import Sidebar
 from desktop.widgets.status_bar import StatusBar
 from desktop.workers.inference_worker import InferenceWorker, WorkerThread
+from models.app_folders import APP_NAME
 from models.chats.answer_run import AnswerEnded, EndReason
 from models.chats.conversation_session import ConversationSession
-
-APP_NAME = "Llama Desk"
 
 
 class MainWindow(QMainWindow):

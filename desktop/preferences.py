@@ -18,8 +18,9 @@ from PySide6.QtCore import QSettings
 
 from models.app_folders import DATA_DIR_ENV, data_dir
 from models.chats.store import ConversationSettings
-from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
+from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS, TEMPERATURE, TOP_P
 from models.inference.engine import GenerationSettings
+from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
 APPEARANCES = ("system", "light", "dark")
 CONVERSATION_OVERRIDES = ("temperature", "top_p", "max_tokens", "seed", "context_length")
@@ -41,8 +42,8 @@ class ChatDefaults:
     top_p: float = TOP_P
     max_tokens: int = MAX_TOKENS
     seed: int | None = None
-    context_length: int = 32768
-    kv_bits: int = 16  # 16 = unquantized KV cache; 8 or 4 quantize it
+    context_length: int = CONTEXT_LENGTH
+    kv_bits: int = 16  # one of planner.KV_CACHE_CHOICES; kv_cache_bits() turns 16 into None
     appearance: str = "system"
 
     def generation_settings(self, **overrides) -> GenerationSettings:
@@ -53,7 +54,7 @@ class ChatDefaults:
             top_p=values.top_p,
             seed=values.seed,
             context_length=values.context_length,
-            kv_bits=values.kv_bits if values.kv_bits in (4, 8) else None,
+            kv_bits=kv_cache_bits(values.kv_bits) if values.kv_bits in KV_CACHE_CHOICES else None,
         )
 
 

@@ -19,9 +19,8 @@ import json
 
 from desktop.cli.command_error import CommandError
 from models.byte_sizes import format_memory
+from models.inference.answer_defaults import CONTEXT_LENGTH
 from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
-
-DEFAULT_CONTEXT = 32768
 
 
 def add_subcommands(models_sub) -> None:
@@ -35,8 +34,8 @@ def add_subcommands(models_sub) -> None:
     fit.add_argument(
         "--context",
         type=int,
-        default=DEFAULT_CONTEXT,
-        help=f"context length to plan for (default {DEFAULT_CONTEXT:,})",
+        default=CONTEXT_LENGTH,
+        help=f"context length to plan for (default {CONTEXT_LENGTH:,})",
     )
     fit.add_argument(
         "--kv-bits",

@@ -13,10 +13,7 @@ import argparse
 import json
 
 from desktop.cli.command_error import CommandError
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 0.95e9 else f"{n / 1e6:.0f} MB"
+from models.byte_sizes import format_memory
 
 
 def run_cluster_fit(args: argparse.Namespace, plans: list, budget) -> int:
@@ -48,8 +45,8 @@ def run_cluster_fit(args: argparse.Namespace, plans: list, budget) -> int:
             start, end = share.layers
             print(
                 f"  rank {share.rank} {host.label}: layers {start}-{end - 1}, "
-                f"weights {_gb(share.weights_bytes)}, KV {_gb(share.kv_bytes)}, "
-                f"peak {_gb(share.peak_bytes)} of {_gb(share.budget_bytes)}"
+                f"weights {format_memory(share.weights_bytes)}, KV {format_memory(share.kv_bytes)}, "
+                f"peak {format_memory(share.peak_bytes)} of {format_memory(share.budget_bytes)}"
                 + ("" if share.fits else "  (won't fit)")
             )
         verdict = "Fits across the cluster" if cluster.fits else "Won't fit across the cluster"

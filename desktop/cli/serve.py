@@ -16,6 +16,7 @@ import signal
 import sys
 
 from desktop.cli.command_error import CommandError
+from models.inference.answer_defaults import MAX_TOKENS
 
 API_KEY_ENV = "LLAMA_DESK_API_KEY"
 
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
         "--max-request-mb", type=float, default=64.0, help="largest request body (default 64)"
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=1024, help="answer length when a request gives none"
+        "--max-tokens", type=int, default=MAX_TOKENS, help="answer length when a request gives none"
     )
     parser.add_argument("--context-length", type=int, help="refuse prompts longer than this")
     parser.set_defaults(run=run)

@@ -17,10 +17,8 @@ Signals:
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Signal
@@ -29,42 +27,7 @@ from desktop.controllers.model_library import ModelLibrary
 from desktop.widgets.welcome_panel import describe_progress
 from desktop.workers.background_task import run_in_background
 from desktop.workers.inference_worker import InferenceWorker
-
-
-class DownloadEndKind(enum.Enum):
-    FINISHED = "finished"
-    PAUSED = "paused"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class DownloadEnd:
-    """How a download ended: its repo, the kind, and the folder or the reason."""
-
-    repo_id: str
-    kind: DownloadEndKind
-    path: str | None = None
-    reason: str | None = None
-
-    @classmethod
-    def from_failure(cls, repo_id: str, message: str) -> DownloadEnd:
-        """The library's ``download_failed`` reports pause and cancel as "Paused." and
-        "Cancelled."; this is the one place that reads them."""
-        kind = {"Paused.": DownloadEndKind.PAUSED, "Cancelled.": DownloadEndKind.CANCELLED}.get(
-            message, DownloadEndKind.FAILED
-        )
-        return cls(repo_id, kind, reason=message if kind is DownloadEndKind.FAILED else None)
-
-    def describe(self, name: str) -> str:
-        """One line for the person, naming the model ``name``."""
-        if self.kind is DownloadEndKind.FINISHED:
-            return f"{name} is downloaded and ready."
-        if self.kind is DownloadEndKind.PAUSED:
-            return f"{name}: download paused; resume it from the Model menu."
-        if self.kind is DownloadEndKind.CANCELLED:
-            return f"{name}: download cancelled."
-        return f"{name}: {self.reason}"
+from models.hub.download_end import DownloadEnd, DownloadEndKind
 
 
 class ModelController(QObject):
@@ -99,7 +62,7 @@ class ModelController(QObject):
         worker.load_failed.connect(self._on_worker_load_failed)
         library.download_progress.connect(self._on_library_download_progress)
         library.download_finished.connect(self._on_library_download_finished)
-        library.download_failed.connect(self._on_library_download_failed)
+        library.download_stopped.connect(self._download_ended)
 
     # Loading -----------------------------------------------------------------------------------
     def load(self, path: str | Path) -> None:
@@ -119,8 +82,7 @@ class ModelController(QObject):
     def load_checked(self, path: str | Path, ask: bool = True) -> None:
         """Plan ``path`` off the UI thread, then load it if it fits; if it won't, ask first (or,
         with ``ask`` False, only say so)."""
-        from models.memory.budget import detect_budget
-        from models.memory.planner import plan_model
+        from models.memory.model_plans import plan_folder, planning_budget
 
         override, corrections = self.library.budget_override, self.library.peak_corrections
         context, kv_bits = self.library.context, self.library.kv_bits
@@ -130,10 +92,8 @@ class ModelController(QObject):
         def work():
             from models.memory.cluster_plan import fit_across, host_budgets
 
-            budget = override or detect_budget()
-            plan = plan_model(path, kv_bits=kv_bits, backend=budget.backend)
-            if corrections is not None:
-                plan = corrections.apply(plan, path, budget.backend)
+            budget = planning_budget(override)
+            plan = plan_folder(path, budget.backend, kv_bits, corrections)
             report = plan.fit(context, budget.budget_bytes)
             if cluster is None or report.verdict != "wont_fit":
                 return report, False
@@ -205,9 +165,6 @@ class ModelController(QObject):
 
     def _on_library_download_finished(self, repo_id: str, path: str) -> None:
         self._download_ended(DownloadEnd(repo_id, DownloadEndKind.FINISHED, path=path))
-
-    def _on_library_download_failed(self, repo_id: str, message: str) -> None:
-        self._download_ended(DownloadEnd.from_failure(repo_id, message))
 
     def _download_ended(self, end: DownloadEnd) -> None:
         self.download_status.emit("")

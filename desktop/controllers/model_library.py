@@ -10,7 +10,7 @@ Signals:
     changed(): the listings (or a download's state) changed.
     download_progress(str, object): repo id and its latest ``models.hub.store.DownloadProgress``.
     download_finished(str, str): repo id and the snapshot folder it can be loaded from.
-    download_failed(str, str): repo id and a one-line reason (also for pause and cancel).
+    download_stopped(object): a ``models.hub.download_end.DownloadEnd`` (paused, cancelled, failed).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop.workers.background_task import run_in_background
 from models.byte_sizes import format_bytes
+from models.hub.download_end import DownloadEnd, DownloadEndKind
+from models.inference.answer_defaults import CONTEXT_LENGTH
 from models.memory.listing_fits import corrected_plan, plan_fits
 
 
@@ -95,7 +97,7 @@ def _survey(budget=None, fit_state=None):
 class _DownloadWorker(QObject):
     progress = Signal(str, object)
     finished = Signal(str, str)
-    failed = Signal(str, str)
+    failed = Signal(object)  # DownloadEnd: paused, cancelled or failed
     request = Signal(str, object)  # repo id, cancel event
 
     def __init__(self):
@@ -106,21 +108,23 @@ class _DownloadWorker(QObject):
     def _on_request(self, repo_id: str, cancel: threading.Event) -> None:
         from models.hub import store
 
+        Kind = DownloadEndKind
         if cancel.is_set():
-            self.failed.emit(repo_id, "Paused.")
+            self.failed.emit(DownloadEnd(repo_id, Kind.PAUSED))
             return
         try:
             path = store.download_model(
                 repo_id, cancel=cancel, progress=lambda p: self.progress.emit(repo_id, p)
             )
         except store.DownloadCancelled:
-            self.failed.emit(repo_id, "Paused." if not getattr(cancel, "discard", False) else "Cancelled.")
+            discard = getattr(cancel, "discard", False)  # set by cancel_download, not pause
+            self.failed.emit(DownloadEnd(repo_id, Kind.CANCELLED if discard else Kind.PAUSED))
             return
         except store.StoreError as exc:
-            self.failed.emit(repo_id, str(exc))
+            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - the app goes on; the message says what happened
-            self.failed.emit(repo_id, f"The download failed: {exc}")
+            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=f"The download failed: {exc}"))
             return
         self.finished.emit(repo_id, str(path))
 
@@ -133,7 +137,7 @@ class ModelLibrary(QObject):
     changed = Signal()
     download_progress = Signal(str, object)
     download_finished = Signal(str, str)
-    download_failed = Signal(str, str)
+    download_stopped = Signal(object)  # DownloadEnd
 
     def __init__(self, parent=None, memory_bytes: int | None = None, budget=None):
         """``budget``: a ``MemoryBudget`` to plan against instead of this machine's (tests, and
@@ -152,7 +156,7 @@ class ModelLibrary(QObject):
         self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
         self.reports: dict[str, object] = {}  # listing key -> FitReport at context/kv_bits
         self.peak_corrections = None  # models.memory.measured_peaks.PeakCorrections, once read
-        self.context = 32768
+        self.context = CONTEXT_LENGTH
         self.kv_bits: int | None = None
         self.cluster = None  # models.distributed.hosts.HostFile: the window runs across it
         self.cluster_plans: dict[str, object] = {}  # listing key -> ClusterPlan, with a cluster
@@ -381,15 +385,16 @@ class ModelLibrary(QObject):
         self.download_finished.emit(repo_id, path)
         self.refresh()
 
-    def _on_worker_failed(self, repo_id: str, message: str) -> None:
+    def _on_worker_failed(self, end: DownloadEnd) -> None:
+        repo_id = end.repo_id
         cancel = self._cancels.pop(repo_id, None)
         self.progress.pop(repo_id, None)
         if cancel is not None and cancel.discard:
             self.delete(repo_id)
-            message = "Cancelled."
+            end = DownloadEnd(repo_id, DownloadEndKind.CANCELLED)
         else:
-            self.errors[repo_id] = message
-        self.download_failed.emit(repo_id, message)
+            self.errors[repo_id] = end.status
+        self.download_stopped.emit(end)
         self.refresh()
 
     def shutdown(self, timeout_ms: int = 15000) -> None:

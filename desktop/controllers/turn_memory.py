@@ -28,15 +28,14 @@ class TurnMemory(QObject):
 
     def model_loaded(self, path: str) -> None:
         """Work out the loaded model's memory plan off the UI thread (config + headers only)."""
-        from models.memory.budget import detect_budget
-        from models.memory.planner import plan_model
+        from models.memory.model_plans import plan_folder, planning_budget
 
         self.plan, self.model_path = None, path
         override = self.library.budget_override
 
         def work():
-            budget = override or detect_budget()
-            return plan_model(path, backend=budget.backend), budget
+            budget = planning_budget(override)
+            return plan_folder(path, budget.backend), budget
 
         def done(result) -> None:
             if self.model_path == path:

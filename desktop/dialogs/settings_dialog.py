@@ -23,8 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.preferences import APPEARANCES, ChatDefaults
+from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
-_KV_CHOICES = ((16, "bf16 (full precision)"), (8, "8-bit"), (4, "4-bit"))
+_KV_LABELS = {16: "bf16 (full precision)", 8: "8-bit", 4: "4-bit"}  # for KV_CACHE_CHOICES
 
 
 class SettingsDialog(QDialog):
@@ -85,10 +86,10 @@ class SettingsDialog(QDialog):
         form.addRow("", self.context_hint)
         self._memory = memory
         self.kv_bits = QComboBox()
-        for bits, label in _KV_CHOICES:
-            self.kv_bits.addItem(label, bits)
+        for bits in KV_CACHE_CHOICES:
+            self.kv_bits.addItem(_KV_LABELS[bits], bits)
         self.kv_bits.setCurrentIndex(
-            max(0, [b for b, _ in _KV_CHOICES].index(values.kv_bits) if values.kv_bits in (16, 8, 4) else 0)
+            KV_CACHE_CHOICES.index(values.kv_bits) if values.kv_bits in KV_CACHE_CHOICES else 0
         )
         self.kv_bits.setToolTip("A quantized KV cache holds 2–4× more conversation in the same memory")
         form.addRow("KV cache precision:", self.kv_bits)
@@ -136,8 +137,7 @@ class SettingsDialog(QDialog):
         from dataclasses import replace as replace_plan
 
         name, plan, budget = self._memory
-        bits = int(self.kv_bits.currentData())
-        plan = replace_plan(plan, kv_bits=None if bits >= 16 else bits)
+        plan = replace_plan(plan, kv_bits=kv_cache_bits(int(self.kv_bits.currentData())))
         report = plan.fit(self.context_length.value(), budget)
         self.context_hint.setText(f"{name}: {report.summary}")
         self.context_hint.setProperty("verdict", report.verdict)

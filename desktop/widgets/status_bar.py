@@ -7,12 +7,7 @@ import sys
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
-
-def format_gigabytes(gigabytes: float) -> str:
-    """Memory for people: '61.2 GB', or '3.4 MB' for the small numbers of small models."""
-    if gigabytes >= 1:
-        return f"{gigabytes:.1f} GB"
-    return f"{gigabytes * 1000:.1f} MB"
+from models.byte_sizes import GB, format_bytes
 
 
 def _plain_label(name: str, text: str = "") -> QLabel:
@@ -80,7 +75,7 @@ class StatusBar(QStatusBar):
     # Answers and downloads -----------------------------------------------------------------------
     def show_answer_numbers(self, ttft_s: float, generation_tps: float, peak_memory_gb: float) -> None:
         self.stats_label.setText(
-            f"TTFT {ttft_s:.2f} s · {generation_tps:.1f} tok/s · peak {format_gigabytes(peak_memory_gb)}"
+            f"TTFT {ttft_s:.2f} s · {generation_tps:.1f} tok/s · peak {format_bytes(peak_memory_gb * GB)}"
         )
 
     def clear_answer_numbers(self) -> None:
@@ -96,6 +91,5 @@ class StatusBar(QStatusBar):
             self.memory_label.setText("")
             return
         self.memory_label.setText(
-            f"Memory {format_gigabytes(mx.get_active_memory() / 1e9)} · "
-            f"peak {format_gigabytes(mx.get_peak_memory() / 1e9)}"
+            f"Memory {format_bytes(mx.get_active_memory())} · peak {format_bytes(mx.get_peak_memory())}"
         )

@@ -153,7 +153,7 @@ class _Storage:
     def __init__(self, job: AnswerJob, store: ConversationStore, recorder: AnswerRecorder):
         self.job = job
         self.store = store
-        self.recorder = recorder
+        self.recorder: AnswerRecorder | None = recorder  # None once storing failed
         self.conversation_id = job.conversation_id
         self.first_new: int | None = None
         self.answer_id: int | None = None
@@ -163,21 +163,27 @@ class _Storage:
     def _failed(self, message: str, exc: Exception) -> None:
         self.failures.append(StorageFailed(f"{message}: {exc}", exc))
 
+    def _stored_id(self) -> int:
+        """The conversation's id: a stored job has one, or ``begin`` creates it first."""
+        assert self.conversation_id is not None, "a stored job names or creates its conversation"
+        return self.conversation_id
+
     def begin(self) -> RowsStored | None:
         """Store the question / open the answer row. ``ConversationBusy`` propagates."""
         job, recorder = self.job, self.recorder
+        assert recorder is not None, "begin runs first, once"
         try:
             with self.store.transaction():
                 if job.create_with is not None and self.conversation_id is None:
                     self.conversation_id = self.store.create(settings=job.create_with).id
                 elif job.store_settings is not None:
-                    self.store.update_settings(self.conversation_id, job.store_settings)
+                    self.store.update_settings(self._stored_id(), job.store_settings)
                 if job.resume_message_id is not None:
                     recorder.resume(job.resume_message_id)
                 elif job.question is not None:
-                    recorder.begin(self.conversation_id, job.question[0], job.question[1])
+                    recorder.begin(self._stored_id(), job.question[0], job.question[1])
                 else:
-                    recorder.begin_answer(self.conversation_id)
+                    recorder.begin_answer(self._stored_id())
         except ConversationBusy:
             raise
         except (StoreError, OSError, ValueError) as exc:
@@ -186,9 +192,11 @@ class _Storage:
             self.recorder = None
             return None
         question = recorder.question.id if recorder.question is not None else None
-        self.answer_id = recorder.answer_id
-        self.first_new = question if question is not None else recorder.answer_id
-        return RowsStored(self.conversation_id, question, recorder.answer_id)
+        answer_id = recorder.answer_id
+        assert answer_id is not None, "begin, begin_answer and resume open the answer row"
+        self.answer_id = answer_id
+        self.first_new = question if question is not None else answer_id
+        return RowsStored(self._stored_id(), question, answer_id)
 
     def record(self, step: GenerationStep) -> None:
         if self.recorder is None:
@@ -204,8 +212,11 @@ class _Storage:
         if self.replacement_settled or self.recorder is None:
             return
         self.replacement_settled = True
+        # Not settled at the start: the job replaces turns; the recorder is left: begin stored rows.
+        truncate_from, first_new = self.job.truncate_from, self.first_new
+        assert truncate_from is not None and first_new is not None
         try:
-            self.store.delete_between(self.job.truncate_from, self.first_new)
+            self.store.delete_between(truncate_from, first_new)
         except (StoreError, OSError) as exc:
             self._failed("The replaced messages could not be removed", exc)
 
@@ -223,8 +234,8 @@ class _Storage:
             return  # a continued answer keeps what it had
         try:
             self.store.truncate_after(self.first_new, inclusive=True)
-            if not self.store.messages(self.conversation_id):
-                self.store.delete(self.conversation_id)
+            if not self.store.messages(self._stored_id()):
+                self.store.delete(self._stored_id())
         except (StoreError, OSError) as exc:
             self._failed("The failed question could not be removed", exc)
 

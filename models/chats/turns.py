@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.inference.images import ChatImage
-from models.inference.prompt import ChatMessage
+from models.inference.prompt import ChatMessage, Role
 
 if TYPE_CHECKING:
     from models.chats.store import StoredMessage
@@ -39,9 +39,9 @@ class AnswerStats:
     @classmethod
     def from_step(cls, step: GenerationStep) -> AnswerStats:
         """The figures of a final step (a partial step-like object gives zeros for what it lacks)."""
-        values = {f.name: getattr(step, f.name, f.default) for f in fields(cls)}
+        values: dict[str, Any] = {f.name: getattr(step, f.name, f.default) for f in fields(cls)}
         values["prompt_token_ids"] = tuple(values["prompt_token_ids"] or ())
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     @classmethod
     def from_stored(cls, stats: Mapping[str, float] | None) -> AnswerStats | None:
@@ -49,8 +49,8 @@ class AnswerStats:
         if not stats:
             return None
         names = {f.name for f in fields(cls)} - {"prompt_token_ids"}
-        values = {name: stats[name] for name in names if name in stats}
-        return cls(**values)  # type: ignore[arg-type]
+        values: dict[str, Any] = {name: stats[name] for name in names if name in stats}
+        return cls(**values)
 
     def as_stored(self) -> dict[str, float]:
         """The figures worth keeping with the answer (what ``StoredMessage.stats`` holds)."""
@@ -64,7 +64,7 @@ STAT_FIELDS = tuple(name for name in AnswerStats().as_stored())
 class Turn:
     """One question or answer of the open conversation."""
 
-    role: str  # "user" | "assistant" (a system prompt is a setting, not a turn)
+    role: Role  # "user" | "assistant" (a system prompt is a setting, not a turn)
     text: str = ""
     images: tuple[ChatImage, ...] = ()
     stats: AnswerStats | None = None

@@ -112,11 +112,12 @@ class PipelineEngine(Engine):
     def __init__(self, checkpoint, model, tokenizer, lm: PipelineLM, split: tuple[tuple[int, int], ...]):
         super().__init__(checkpoint, model, tokenizer)
         self._lm = lm
-        self.pipeline = lm
+        self.pipeline: PipelineLM | None = lm  # None once closed (its stage's weights freed)
         self.split = split
 
     @property
     def ranks(self) -> int:
+        assert self.pipeline is not None, "the engine is closed"
         return self.pipeline.cluster.size
 
     @classmethod
@@ -158,7 +159,8 @@ class PipelineEngine(Engine):
         try:
             if progress:
                 progress("Reading weights")
-            stage = load_stage(checkpoint.path, *split[0], first=True, last=False)
+            start, end = split[0]
+            stage = load_stage(checkpoint.path, start, end, first=True, last=False)
             tokenizer = load_tokenizer(checkpoint)
         except BaseException:
             PipelineLM(None, cluster, 0).stop()
@@ -174,6 +176,7 @@ class PipelineEngine(Engine):
         return cls(checkpoint, stage.model, tokenizer, lm, tuple(split))
 
     def _run(self, prompt, settings: GenerationSettings, *args):
+        assert self.pipeline is not None, "the engine is closed"
         self.pipeline.kv = (settings.kv_bits or 0, settings.kv_group_size)
         yield from super()._run(prompt, settings, *args)
 

@@ -50,8 +50,8 @@ class HostFile:
 
     def shares(self) -> list[float]:
         """Weights for the layer split: each host's ``memory_gb`` when all have one, else equal."""
-        memory = [h.memory_gb for h in self.hosts]
-        return [float(m) for m in memory] if all(memory) else [1.0] * self.size
+        memory = [h.memory_gb for h in self.hosts if h.memory_gb]
+        return [float(m) for m in memory] if len(memory) == self.size else [1.0] * self.size
 
 
 def parse_host_file(path: str | Path) -> HostFile:

@@ -22,8 +22,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from models.distributed.hosts import HostFile, free_port, ring_hostfile
+
+if TYPE_CHECKING:
+    import mlx.core as mx
 
 RING_PORT = 32323  # mlx.launch's default starting port, for hosts other than this one
 PEER_LOST_EXIT = 75  # a worker whose neighbour went away exits with this code
@@ -50,7 +54,7 @@ class Cluster:
         self.hosts = hosts
         self.processes = processes
         self.log_dir = log_dir
-        self.group = None
+        self.group: mx.distributed.Group | None = None
         self._exits: dict[int, RankExit] = {}
         self._lock = threading.Lock()
         self._closing = False
@@ -207,4 +211,4 @@ class Cluster:
             shutil.rmtree(self.log_dir, ignore_errors=True)  # kept when a rank failed
 
     def command_line(self, rank: int) -> str:
-        return shlex.join(self.processes[rank].args)
+        return shlex.join(cast(list[str], self.processes[rank].args))  # start() passes an argv list

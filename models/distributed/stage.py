@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def is_chunked(layer: int) -> bool:
@@ -28,9 +29,10 @@ class Stage:
     end: int
     layers: list
     chunk_size: int
-    norm: object | None = None  # the last rank's final RMSNorm
-    lm_head: object | None = None  # and its output projection
-    model: object | None = None  # rank 0: the whole (pruned) mlx-vlm model
+    # mlx.nn.Modules (Any: MLX is imported late, and each is None on the ranks without it)
+    norm: Any = None  # the last rank's final RMSNorm
+    lm_head: Any = None  # and its output projection
+    model: Any = None  # rank 0: the whole (pruned) mlx-vlm model
 
     def make_cache(self) -> list:
         from mlx_vlm.models.cache import ChunkedKVCache, KVCache

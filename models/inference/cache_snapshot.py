@@ -13,6 +13,7 @@ offsets, chunk size and start position exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,18 @@ def portable_layers(caches: list) -> tuple:
     def live(x, end):  # a contiguous copy: writing it needs no MLX work on the saving thread
         return mx.contiguous(x[..., :end, :])
 
-    out = []
+    out: list[Any] = []  # mlx-lm caches, of several classes
     for c in caches:
+        layer: Any
         if isinstance(c, vlm.ChunkedKVCache):
             end = c.offset - c.start_position
             keys, values = (live(x, end) for x in (c.keys, c.values))
             layer = lm.ChunkedKVCache.__new__(lm.ChunkedKVCache)
             layer.state = (keys, values, c.offset, c.chunk_size, c.start_position)
         elif isinstance(c, vlm.QuantizedKVCache):
-            keys, values = (tuple(live(x, c.offset) for x in part) for part in (c.keys, c.values))
+            # mlx-vlm declares ``keys`` None until the first update; here they are filled.
+            parts: tuple[Any, Any] = (c.keys, c.values)
+            keys, values = (tuple(live(x, c.offset) for x in part) for part in parts)
             layer = lm.QuantizedKVCache.__new__(lm.QuantizedKVCache)
             layer.state = (keys, values, c.offset, c.group_size, c.bits)
         elif isinstance(c, vlm.KVCache):
@@ -72,8 +76,9 @@ def engine_caches(layers: tuple) -> list:
     from mlx_lm.models import cache as lm
     from mlx_vlm.models import cache as vlm
 
-    out = []
+    out: list[Any] = []  # mlx-vlm caches, of several classes
     for layer in layers:
+        c: Any
         if isinstance(layer, lm.ChunkedKVCache):
             keys, values, offset, chunk, start = layer.state
             c = vlm.ChunkedKVCache(int(chunk))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import weakref
 from concurrent.futures import Future
+from typing import Any
 
 from models.inference.prompt_cache_files import LoadOutcome
 from models.inference.prompt_cache_keeper import PromptCacheKeeper
@@ -33,7 +34,9 @@ def kv_of(settings) -> tuple[int, int] | None:
 class ConversationCaches:
     def __init__(self, keeper: PromptCacheKeeper):
         self.keeper = keeper
-        self._engine = None  # weak reference to the engine whose cache ``_owner`` names
+        self._engine: weakref.ref[Any] | None = (
+            None  # weak reference to the engine whose cache ``_owner`` names
+        )
         self._owner: str | None = None
 
     def _holds(self, engine, conversation_id) -> bool:

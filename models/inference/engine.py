@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from models.inference.cache_snapshot import CacheSnapshot, engine_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
@@ -75,7 +76,9 @@ class Engine:
         self.model = model
         self.tokenizer = tokenizer  # mlx-lm TokenizerWrapper
         self.encoder = PromptEncoder(tokenizer._tokenizer, checkpoint.processor)
-        self._lm = LanguageModelAdapter(model.language_model)
+        # Any: mlx-lm's generate_step takes it as an nn.Module, which it only duck-types; the
+        # distributed driver puts a PipelineLM here, and close() None.
+        self._lm: Any = LanguageModelAdapter(model.language_model)
         text = checkpoint.config["text_config"]
         self.max_context = int(text.get("max_position_embeddings") or 131072)
         self.eos_ids = set(tokenizer.eos_token_ids or ())
@@ -86,7 +89,7 @@ class Engine:
         banned = banned_ids(tokenizer._tokenizer, int(text["vocab_size"]))
         self._banned = {int(i): True for i in banned.nonzero()[0] if i < self._vocab_size}
         self._logit_mask = logit_mask(banned)
-        self._cache = None
+        self._cache: list | None = None
         self._cache_keys: list = []
         self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
         self._features = ImageFeatures(model)
@@ -401,7 +404,7 @@ class Engine:
                 ttft = first - start_time
                 yield GenerationStep(
                     text=detokenizer.last_segment,
-                    token=token,
+                    token=int(token),  # already an int (y.item()); mlx-lm annotates mx.array
                     prompt_tokens=len(new_ids),
                     cached_tokens=shared,
                     generation_tokens=len(generated),

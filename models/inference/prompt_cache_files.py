@@ -146,7 +146,7 @@ def load_cache_file(path: Path, identity: ModelIdentity, kv: tuple[int, int] | N
     path = Path(path)
     if not path.is_file():
         return LoadResult(LoadOutcome.MISSING)
-    result = _read(path, identity, tuple(kv) if kv else None)
+    result = _read(path, identity, (kv[0], kv[1]) if kv else None)
     if result.outcome is not LoadOutcome.LOADED:
         _log.info("Removing KV cache file %s: %s", path.name, result.outcome.value)
         path.unlink(missing_ok=True)

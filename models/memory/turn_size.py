@@ -20,13 +20,18 @@ MAX_IMAGE_TOKENS = MAX_TILES_PER_IMAGE * FEATURES_PER_TILE
 
 
 class Message(Protocol):
-    """What this module reads from a transcript entry."""
+    """What this module reads from a transcript entry (read-only: frozen dataclasses qualify)."""
 
-    role: str
-    text: str
-    images: Sequence[object]
-    token_ids: Sequence[int] | None
-    stats: object | None
+    @property
+    def role(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def images(self) -> Sequence[object]: ...
+    @property
+    def token_ids(self) -> Sequence[int] | None: ...
+    @property
+    def stats(self) -> object | None: ...
 
 
 def estimated_text_tokens(text: str) -> int:

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.inference.generation_types import GenerationStep
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
 from models.serving.engine_owner import EventKind, JobEvent, JobRunner
 from models.serving.openai_api import (
@@ -50,7 +51,7 @@ class _Answer:
     def __init__(self, request: ChatRequest):
         self.stops = StopStrings(request.stop)
         self.parts: list[str] = []
-        self.final = None
+        self.final: GenerationStep | None = None
 
     def take(self, event: JobEvent) -> str:
         """The text to send for ``event``; raises ``ApiError`` for a rejected or failed job."""

@@ -21,11 +21,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
+from models.inference.answer_defaults import MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
-from models.inference.images import MAX_IMAGES_PER_MESSAGE, ImageError, load_image_bytes
-from models.inference.prompt import ChatMessage
+from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage, ImageError, load_image_bytes
+from models.inference.prompt import ChatMessage, Role
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_STRINGS = 4
 
 
@@ -72,7 +73,7 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     max_images_per_message: int = MAX_IMAGES_PER_MESSAGE
     max_messages: int = 2048
-    default_max_tokens: int = 1024
+    default_max_tokens: int = MAX_TOKENS
     context_length: int | None = None  # refuse prompts longer than this (None: the model's)
 
 
@@ -109,7 +110,7 @@ def _invalid(message: str, param: str | None = None, code: str | None = None) ->
     return ApiError(400, message, ErrorType.INVALID_REQUEST, param, code)
 
 
-def decode_image_url(url: object, param: str):
+def decode_image_url(url: object, param: str) -> ChatImage:
     """A ``data:`` URL's image as a ``ChatImage``; anything else raises ``ApiError`` (400)."""
     if not isinstance(url, str):
         raise _invalid("image_url.url must be a string.", param)
@@ -155,7 +156,7 @@ def _content(message: dict, index: int, role: str, limits: Limits) -> tuple[str,
     if not isinstance(content, list):
         raise _invalid(f"{param} must be a string or a list of content parts.", param)
     texts: list[str] = []
-    images = []
+    images: list[ChatImage] = []
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
@@ -191,7 +192,8 @@ def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
             raise _invalid(f"messages[{i}] must be an object.", f"messages[{i}]")
-        role = ROLES.get(message.get("role"))
+        raw_role = message.get("role")
+        role = ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
             raise _invalid(
                 f"messages[{i}].role {message.get('role')!r} is not supported "

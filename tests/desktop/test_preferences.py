@@ -3,7 +3,7 @@
 import pytest
 
 from desktop.main_window import MainWindow
-from desktop.preferences import SETTINGS_FILE, open_settings
+from desktop.preferences import SETTINGS_FILE, ChatDefaults, open_settings
 from models.app_folders import DATA_DIR_ENV
 
 TIMEOUT = 60_000
@@ -41,3 +41,8 @@ def test_settings_without_a_data_folder_are_the_platform_ones(monkeypatch):
     settings = open_settings()
     assert settings.format() == settings.Format.NativeFormat
     assert SETTINGS_FILE not in settings.fileName()
+
+
+@pytest.mark.parametrize(("stored", "kv_bits"), [(16, None), (8, 8), (4, 4), (12, None), (0, None)])
+def test_kv_precision_follows_the_planner_choices(stored, kv_bits):
+    assert ChatDefaults(kv_bits=stored).generation_settings().kv_bits == kv_bits

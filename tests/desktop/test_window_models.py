@@ -11,6 +11,7 @@ from PySide6.QtCore import QSettings, Qt
 from desktop.controllers.model_library import ModelLibrary
 from desktop.dialogs.license_dialog import LicenseDialog
 from models.hub.catalog import add_user_model
+from models.hub.download_end import DownloadEnd, DownloadEndKind
 from models.hub.license import license_accepted
 from models.inference.engine import Engine, GenerationSettings
 from models.inference.prompt import ChatMessage
@@ -118,10 +119,11 @@ def test_pause_and_resume_a_download(qtbot, tmp_path, hub):
         check_params_cb=lambda repo, p: p.file == FIRST_SHARD and p.file_bytes_done >= 4096,
     ):
         library.start_download(SCOUT_4BIT)
-    with qtbot.waitSignal(library.download_failed, timeout=TIMEOUT) as failed:
+    with qtbot.waitSignal(library.download_stopped, timeout=TIMEOUT) as stopped:
         library.pause_download(SCOUT_4BIT)
         stall.release()
-    assert failed.args == [SCOUT_4BIT, "Paused."]
+    assert stopped.args == [DownloadEnd(SCOUT_4BIT, DownloadEndKind.PAUSED)]
+    assert library.errors[SCOUT_4BIT] == "Paused."
     size = len(hub.repos[SCOUT_4BIT].files[FIRST_SHARD].data)
     hub.reset_counters()
     with qtbot.waitSignal(library.download_finished, timeout=TIMEOUT):

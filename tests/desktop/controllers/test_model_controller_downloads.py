@@ -7,7 +7,8 @@ import threading
 import pytest
 from PySide6.QtCore import QObject, QSettings, Signal
 
-from desktop.controllers.model_controller import DownloadEnd, DownloadEndKind, ModelController
+from desktop.controllers.model_controller import ModelController
+from models.hub.download_end import DownloadEnd, DownloadEndKind
 
 
 @pytest.mark.parametrize(
@@ -18,10 +19,10 @@ from desktop.controllers.model_controller import DownloadEnd, DownloadEndKind, M
         ("The disk is full.", DownloadEndKind.FAILED, "Scout: The disk is full."),
     ],
 )
-def test_a_library_failure_is_read_once_into_a_kind(message, kind, line):
-    end = DownloadEnd.from_failure("org/scout", message)
-    assert end.kind is kind and end.repo_id == "org/scout"
-    assert end.reason == (message if kind is DownloadEndKind.FAILED else None)
+def test_each_kind_of_end_has_its_line_and_menu_status(message, kind, line):
+    reason = message if kind is DownloadEndKind.FAILED else None
+    end = DownloadEnd("org/scout", kind, reason=reason)
+    assert end.status == message
     assert end.describe("Scout") == line
 
 
@@ -41,7 +42,7 @@ class _Worker(QObject):
 class _Library(QObject):
     download_progress = Signal(str, object)
     download_finished = Signal(str, str)
-    download_failed = Signal(str, str)
+    download_stopped = Signal(object)
     cluster = None  # this Mac alone (ModelLibrary.cluster)
 
     def listing(self, _key):
@@ -64,8 +65,8 @@ def test_library_endings_become_notices_and_clear_the_status(controller, qtbot):
     notices, statuses = [], []
     controller.notice.connect(notices.append)
     controller.download_status.connect(statuses.append)
-    library.download_failed.emit("org/scout", "Paused.")
-    library.download_failed.emit("org/scout", "Cancelled.")
+    library.download_stopped.emit(DownloadEnd("org/scout", DownloadEndKind.PAUSED))
+    library.download_stopped.emit(DownloadEnd("org/scout", DownloadEndKind.CANCELLED))
     assert notices == [
         "org/scout: download paused; resume it from the Model menu.",
         "org/scout: download cancelled.",
@@ -104,7 +105,7 @@ def test_a_plan_that_ends_after_shut_down_loads_nothing(controller, tmp_path):
     from PySide6.QtCore import QCoreApplication, QThreadPool
 
     controller, worker, library, _settings = controller
-    library.budget_override = library.peak_corrections = None
+    library.budget_override = library.peak_corrections = library.cluster = None
     library.context, library.kv_bits = 4096, None
     requests = []
     worker.request_load.connect(lambda path, cancel: requests.append(path))

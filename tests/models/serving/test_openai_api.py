@@ -103,6 +103,7 @@ def test_at_most_five_images_a_message():
     [
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "assistant", "content": "x"}]}, "messages[0].role"),
         ({"temperature": 3}, "temperature"),
         ({"top_p": 0}, "top_p"),
