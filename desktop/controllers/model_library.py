@@ -16,14 +16,14 @@ Signals:
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal
 
 from desktop.workers.background_task import run_in_background
+from desktop.workers.download_worker import CancelEvent, DownloadWorker
 from models.byte_sizes import format_bytes
 from models.hub.download_end import DownloadEnd, DownloadEndKind
 from models.inference.answer_defaults import CONTEXT_LENGTH
@@ -94,45 +94,6 @@ def _survey(budget=None, fit_state=None):
     return listings, budget, plans, fits, generation
 
 
-class _DownloadWorker(QObject):
-    progress = Signal(str, object)
-    finished = Signal(str, str)
-    failed = Signal(object)  # DownloadEnd: paused, cancelled or failed
-    request = Signal(str, object)  # repo id, cancel event
-
-    def __init__(self):
-        super().__init__()
-        self.request.connect(self._on_request)
-
-    @Slot(str, object)
-    def _on_request(self, repo_id: str, cancel: threading.Event) -> None:
-        from models.hub import store
-
-        Kind = DownloadEndKind
-        if cancel.is_set():
-            self.failed.emit(DownloadEnd(repo_id, Kind.PAUSED))
-            return
-        try:
-            path = store.download_model(
-                repo_id, cancel=cancel, progress=lambda p: self.progress.emit(repo_id, p)
-            )
-        except store.DownloadCancelled:
-            discard = getattr(cancel, "discard", False)  # set by cancel_download, not pause
-            self.failed.emit(DownloadEnd(repo_id, Kind.CANCELLED if discard else Kind.PAUSED))
-            return
-        except store.StoreError as exc:
-            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=str(exc)))
-            return
-        except Exception as exc:  # noqa: BLE001 - the app goes on; the message says what happened
-            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=f"The download failed: {exc}"))
-            return
-        self.finished.emit(repo_id, str(path))
-
-
-class _CancelEvent(threading.Event):
-    discard = False  # set for Cancel (delete the partial bytes), not for Pause
-
-
 class ModelLibrary(QObject):
     changed = Signal()
     download_progress = Signal(str, object)
@@ -150,7 +111,7 @@ class ModelLibrary(QObject):
         self.memory_bytes = memory_bytes if memory_bytes is not None else total_memory_bytes()
         self.progress: dict[str, object] = {}  # repo id -> last DownloadProgress (or None: queued)
         self.errors: dict[str, str] = {}
-        self._cancels: dict[str, _CancelEvent] = {}
+        self._cancels: dict[str, CancelEvent] = {}
         self.fit_function = None  # tests may replace the planner: listing -> FitBadge | None
         self.budget = None  # models.memory.budget.MemoryBudget, once surveyed
         self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
@@ -163,7 +124,7 @@ class ModelLibrary(QObject):
         self._fits_generation = 0  # bumped whenever the fits are planned again
         self._thread = QThread()
         self._thread.setObjectName("downloads")
-        self._worker = _DownloadWorker()
+        self._worker = DownloadWorker()
         self._worker.moveToThread(self._thread)
         self._worker.progress.connect(self._on_worker_progress)
         self._worker.finished.connect(self._on_worker_finished)
@@ -340,7 +301,7 @@ class ModelLibrary(QObject):
         if repo_id in self._cancels:
             return
         self.errors.pop(repo_id, None)
-        cancel = _CancelEvent()
+        cancel = CancelEvent()
         self._cancels[repo_id] = cancel
         self.progress[repo_id] = None
         self._worker.request.emit(repo_id, cancel)
