@@ -41,22 +41,9 @@ def main() -> None:
     from models.inference.prompt import ChatMessage
     from models.inference.prompt_cache_keeper import PromptCacheKeeper
     from tests.conftest import image_bytes
-    from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
+    from tests.support.synthetic_checkpoints import bench_shape, quantize_checkpoint, write_checkpoint
 
-    shape = TinyShape(
-        hidden=256,
-        layers=4,
-        heads=4,
-        kv_heads=2,
-        head_dim=64,
-        experts=4,
-        expert_intermediate=256,
-        dense_intermediate=512,
-        chunk=256,
-        vision_hidden=64,
-        vision_layers=2,
-        tile=112,
-    )
+    shape = bench_shape(chunk=256, vision_hidden=64, vision_layers=2, tile=112)
     photos = [
         load_image_bytes(image_bytes(224, 112, "PNG", (200, 40, 40)), "wide.png"),
         load_image_bytes(image_bytes(112, 224, "PNG", (20, 40, 220)), "tall.png"),

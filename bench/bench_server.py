@@ -64,20 +64,9 @@ def main() -> None:
     from models.inference.prompt import ChatMessage
     from models.serving.api_server import ServerThread, create_app
     from models.serving.engine_owner import EngineOwner
-    from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
+    from tests.support.synthetic_checkpoints import bench_shape, quantize_checkpoint, write_checkpoint
 
-    shape = TinyShape(
-        hidden=256,
-        layers=4,
-        heads=4,
-        kv_heads=2,
-        head_dim=64,
-        experts=4,
-        expert_intermediate=256,
-        dense_intermediate=512,
-        chunk=8192,
-        moe_step=2,
-    )
+    shape = bench_shape()
     text = "Describe a long walk along the coast. " * 12
     with tempfile.TemporaryDirectory() as folder:
         source = write_checkpoint(Path(folder) / "bf16", shape)

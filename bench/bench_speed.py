@@ -69,20 +69,9 @@ def main() -> None:
     runs = max(1, parser.parse_args().runs)
     from models.inference.engine import Engine, GenerationSettings
     from models.inference.prompt import ChatMessage
-    from tests.support.synthetic_checkpoints import TinyShape, quantize_checkpoint, write_checkpoint
+    from tests.support.synthetic_checkpoints import bench_shape, quantize_checkpoint, write_checkpoint
 
-    shape = TinyShape(
-        hidden=256,
-        layers=4,
-        heads=4,
-        kv_heads=2,
-        head_dim=64,
-        experts=4,
-        expert_intermediate=256,
-        dense_intermediate=512,
-        chunk=8192,
-        moe_step=2,
-    )
+    shape = bench_shape()
     with tempfile.TemporaryDirectory() as folder:
         source = write_checkpoint(Path(folder) / "bf16", shape)
         path = quantize_checkpoint(source, Path(folder) / "4bit", bits=4, group_size=64)

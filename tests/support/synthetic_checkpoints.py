@@ -24,7 +24,7 @@ import functools
 import io
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +175,25 @@ class TinyShape:
     tile: int = 56
     max_patches: int = 16
     vision_out: int = 64
+
+
+BENCH_SHAPE = {  # the benchmarks' model: big enough for speed to be measured, still CPU-sized
+    "hidden": 256,
+    "layers": 4,
+    "heads": 4,
+    "kv_heads": 2,
+    "head_dim": 64,
+    "experts": 4,
+    "expert_intermediate": 256,
+    "dense_intermediate": 512,
+    "chunk": 8192,
+    "moe_step": 2,
+}
+
+
+def bench_shape(**changes) -> TinyShape:
+    """The benchmarks' ``TinyShape`` (``BENCH_SHAPE``), with ``changes``."""
+    return replace(TinyShape(**BENCH_SHAPE), **changes)
 
 
 @functools.lru_cache(maxsize=4)  # the same for every checkpoint of a vocabulary size
