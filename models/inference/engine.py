@@ -151,6 +151,11 @@ class Engine:
         return self._lm.make_cache()
 
     @property
+    def cache_layers(self) -> tuple:
+        """The live KV cache, one mlx-vlm cache object per decoder layer (read, do not keep)."""
+        return tuple(self._cache or ())
+
+    @property
     def cache_keys(self) -> tuple:
         """What the KV cache holds, per position: the token id, or (id, image hash, n)."""
         return tuple(self._cache_keys)

@@ -30,7 +30,7 @@ def tokenizer_of(folder):
     from models.inference.checkpoint import read_checkpoint
     from models.inference.engine import load_tokenizer
 
-    return load_tokenizer(read_checkpoint(folder))._tokenizer
+    return load_tokenizer(read_checkpoint(folder))  # mlx-lm's wrapper forwards the rest
 
 
 def run_cli(*args, timeout=180):

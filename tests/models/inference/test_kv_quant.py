@@ -50,23 +50,23 @@ def test_only_the_global_layers_are_quantized(engine, bits):
     from mlx_vlm.models.cache import ChunkedKVCache, QuantizedKVCache
 
     final = run(engine, bits)
-    kinds = [type(c) for c in engine._cache]
+    kinds = [type(c) for c in engine.cache_layers]
     assert kinds == [ChunkedKVCache, ChunkedKVCache, ChunkedKVCache, QuantizedKVCache] * 2
-    assert all(c.bits == bits for c in engine._cache if isinstance(c, QuantizedKVCache))
+    assert all(c.bits == bits for c in engine.cache_layers if isinstance(c, QuantizedKVCache))
     written = final.prompt_tokens + final.generation_tokens
-    assert engine._cache[3].offset in (written - 1, written)  # mlx-lm computes one token ahead
+    assert engine.cache_layers[3].offset in (written - 1, written)  # mlx-lm computes one token ahead
     assert final.prompt_tokens > SHAPE.chunk  # the chunked caches were trimmed
 
 
 def test_planner_counts_the_caches_mlx_allocates(engine):
     for bits in (None, 8, 4):
         final = run(engine, bits)
-        tokens = engine._cache[3].offset
+        tokens = engine.cache_layers[3].offset
         plan = plan_model(engine.checkpoint.path, kv_bits=bits, backend="cpu")
-        actual = sum(c.nbytes for c in engine._cache)
+        actual = sum(c.nbytes for c in engine.cache_layers)
         predicted = plan.kv_cache_bytes(tokens)
         assert predicted == pytest.approx(actual, rel=0.15), (bits, final.prompt_tokens)
-        global_actual = engine._cache[3].nbytes + engine._cache[7].nbytes
+        global_actual = engine.cache_layers[3].nbytes + engine.cache_layers[7].nbytes
         per_token = plan.kv_bytes_per_token
         assert global_actual / (-(-tokens // 256) * 256) == pytest.approx(per_token, rel=0.01)
 
@@ -76,7 +76,7 @@ def test_quantized_cache_is_smaller_and_answers_stay_close(engine):
     answers = {}
     for bits in (None, 8, 4):
         final = run(engine, bits, max_tokens=4)
-        sizes[bits] = engine._cache[3].nbytes
+        sizes[bits] = engine.cache_layers[3].nbytes
         answers[bits] = final.token_ids
     assert sizes[8] < sizes[None] / 3  # float32 on the CPU -> 8 bits + scales
     assert sizes[4] < sizes[8]
@@ -89,9 +89,9 @@ def test_changing_kv_bits_starts_a_fresh_cache(engine):
     from mlx_vlm.models.cache import KVCache, QuantizedKVCache
 
     run(engine, 8)
-    assert isinstance(engine._cache[3], QuantizedKVCache)
+    assert isinstance(engine.cache_layers[3], QuantizedKVCache)
     settings = GenerationSettings(max_tokens=2, temperature=0.0)
     final = list(engine.generate([ChatMessage("user", PROMPT)], settings))[-1]
     assert final.cached_tokens == 0  # the 8-bit cache was not reused for an unquantized turn
-    assert type(engine._cache[3]) is KVCache
+    assert type(engine.cache_layers[3]) is KVCache
     mx.clear_cache()

@@ -134,7 +134,7 @@ def test_the_real_scout_config_loads_and_answers_about_an_image(checkpoints):
     final = steps[-1]
     assert final.finish_reason in ("length", "stop") and final.error is None
     assert final.generation_tokens >= 1
-    assert engine.tokenizer._tokenizer.chat_template  # the template came with the checkpoint
+    assert engine.tokenizer.chat_template  # the template came with the checkpoint
 
 
 def test_a_config_with_keys_transformers_rejects_still_loads(checkpoints, tmp_path):
@@ -164,7 +164,7 @@ def test_the_chat_template_is_found_in_chat_template_files(checkpoints, tmp_path
             (copy / "chat_template.json").unlink()
             (copy / kept).write_text(template)
         engine = Engine.load(copy)
-        assert engine.tokenizer._tokenizer.chat_template == template, kept
+        assert engine.tokenizer.chat_template == template, kept
 
 
 class _OddLibraryError(Exception):
