@@ -124,6 +124,7 @@ class TranscriptModel(QAbstractListModel):
         super().__init__(parent)
         self.session = session if session is not None else ConversationSession()
         self._thumbnails: dict[str, QImage] = {}  # by the image's content hash
+        self._shown: list[TranscriptEntry] | None = None  # set_entries' rows, while it resets
         self._entries = [self._entry(turn) for turn in self.session.turns]
         self.session.listen(self._on_session_event)
 
@@ -165,7 +166,15 @@ class TranscriptModel(QAbstractListModel):
             self.beginResetModel()
             kept = {image.sha256 for turn in event.turns for image in turn.images}
             self._thumbnails = {key: value for key, value in self._thumbnails.items() if key in kept}
-            self._entries = [self._entry(turn) for turn in event.turns]
+            shown, self._shown = self._shown, None
+            if (
+                shown is not None
+                and len(shown) == len(event.turns)
+                and all(len(e.thumbnails) == len(e.images) for e in shown)
+            ):
+                self._entries = shown  # set_entries built them already: no second conversion
+            else:
+                self._entries = [self._entry(turn) for turn in event.turns]
             self.endResetModel()
 
     # Qt model interface ------------------------------------------------------------------------
@@ -241,4 +250,8 @@ class TranscriptModel(QAbstractListModel):
         """Show another conversation (one reset, not row by row)."""
         for entry in entries:
             self.remember_thumbnails(entry.images, entry.thumbnails)
-        self.session.show([entry.turn() for entry in entries], conversation_id)
+        self._shown = list(entries)
+        try:
+            self.session.show([entry.turn() for entry in entries], conversation_id)
+        finally:
+            self._shown = None

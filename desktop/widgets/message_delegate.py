@@ -179,13 +179,6 @@ class MessageDelegate(QStyledItemDelegate):
         self._estimated.discard(row)
         return cache
 
-    def _estimate(self, row: int, width: int) -> int:
-        """A quick height for a row not laid out yet: its text wrapped at an average width."""
-        entry = self._entry(row)
-        per_line = max(1, self._text_width(width) // max(1, self._body_metrics.averageCharWidth()))
-        lines = entry.text.count("\n") + 1 + len(entry.text) // per_line
-        return self._chrome_height(entry) + lines * self._body_metrics.lineSpacing() + 4
-
     def rendered(self, row: int) -> RenderedMessage:
         """Row ``row`` as painted at the view's current width (laid out now if needed)."""
         cache = self._laid_out(row, self.width)
@@ -214,16 +207,30 @@ class MessageDelegate(QStyledItemDelegate):
         row = index.row()
         size = self._sizes.get(row)  # exact, estimated, or the last height of a streaming row
         if size is None:
-            cache = self._rows.get(row)
-            if cache is not None and cache.width == self.width:
-                size = QSize(self.width, cache.height)
-            else:
-                size = QSize(self.width, self._estimate(row, self.width))
-                self._estimated.add(row)
-                if not self._refine.isActive():
-                    self._refine.start()
-            self._sizes[row] = size
+            self._size_all(self.width)  # a relayout asks for every row: answer them in one pass
+            size = self._sizes[row]
         return size
+
+    def _size_all(self, width: int) -> None:
+        """Give every row without a size hint one: its laid-out height, or else an estimate."""
+        model = self._view.model()
+        per_line = max(1, self._text_width(width) // max(1, self._body_metrics.averageCharWidth()))
+        line_spacing = self._body_metrics.lineSpacing()
+        estimated = False
+        for row in range(model.rowCount()):
+            if row in self._sizes:
+                continue
+            cache = self._rows.get(row)
+            if cache is not None and cache.width == width:
+                self._sizes[row] = QSize(width, cache.height)
+                continue
+            entry = model.entry(row)
+            lines = entry.text.count("\n") + 1 + len(entry.text) // per_line
+            self._sizes[row] = QSize(width, self._chrome_height(entry) + lines * line_spacing + 4)
+            self._estimated.add(row)
+            estimated = True
+        if estimated and not self._refine.isActive():
+            self._refine.start()
 
     def paint(
         self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
