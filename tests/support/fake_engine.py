@@ -149,6 +149,12 @@ class FakeEngine:
         return [KVCache()]
 
     @property
+    def cache_layers(self) -> tuple:
+        """The live KV cache's layers: the fake keeps only keys, so its snapshot's one layer."""
+        snapshot = self.snapshot_cache()
+        return tuple(snapshot.layers) if snapshot is not None else ()
+
+    @property
     def cache_keys(self) -> tuple:
         """What the KV cache holds, per position: the token id, or (id, image hash, n)."""
         return tuple(self._cache_keys)
