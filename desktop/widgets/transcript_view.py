@@ -9,6 +9,12 @@ changes its row many times a second; the view collects those changes and redraws
 row on a ~50 ms timer, so streaming costs the same in a long conversation as in a short one.
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
 it stays where they are.
+
+A long conversation opens with only its last ``SHOWN_ROWS`` messages laid out; the earlier rows
+are hidden (``setRowHidden``: Qt skips them when it places rows, so a relayout's cost is bounded
+by what is shown, not by the conversation). Scrolling to the top shows ``EARLIER_ROWS`` more,
+laid out at once and placed above without moving what the person is reading; a search hit or an
+action on an earlier row shows it first. Rows keep their numbers: hiding changes nothing else.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QMouseEvent, QResizeEvent
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QResizeEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -40,6 +54,8 @@ from desktop.widgets.message_actions import ACTIONS, MessageActionBar, offered_a
 from desktop.widgets.message_delegate import MessageDelegate, RenderedMessage
 
 REFRESH_MS = 50
+SHOWN_ROWS = 120  # rows shown when a conversation opens (the last ones)
+EARLIER_ROWS = 40  # rows shown above at a time when the person scrolls to the top
 
 
 def _colour_property(name: str) -> Property:
@@ -82,6 +98,7 @@ class TranscriptView(QListView):
         self._placing_rows = False  # the scroll range moves because rows are placed, not the person
         self._selecting: QPersistentModelIndex | None = None  # the row whose text is open for selection
         self._placeholder_suppressed = False
+        self._first_shown = 0  # rows before it are hidden until the person scrolls up to them
         self.placeholder = QLabel(self.viewport())
         self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
         self.placeholder.setObjectName("transcriptPlaceholder")
@@ -136,6 +153,7 @@ class TranscriptView(QListView):
     def row_actions(self, row: int) -> MessageActionBar:
         """Make ``row`` current and bring it into view; return its action bar."""
         self.flush()
+        self._show_row(row)
         self.executeDelayedItemsLayout()
         index = self._model.index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
@@ -150,6 +168,7 @@ class TranscriptView(QListView):
         if self._model is None or not 0 <= row < self._model.rowCount() or self._model.entry(row).streaming:
             return None
         self.flush()
+        self._show_row(row)
         self.executeDelayedItemsLayout()
         index = self._model.index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
@@ -170,9 +189,49 @@ class TranscriptView(QListView):
                 self.closePersistentEditor(QModelIndex(selecting))
                 self.setFocus()
 
+    def first_shown_row(self) -> int:
+        """The first row not hidden (earlier rows appear when the person scrolls up)."""
+        return self._first_shown
+
+    def show_from(self, row: int) -> None:
+        """Show rows ``row`` and later; hide the ones before it (see the module docstring)."""
+        rows = self._model.rowCount() if self._model is not None else 0
+        row = max(0, min(row, rows))
+        if row == self._first_shown:
+            return
+        first, self._first_shown = self._first_shown, row
+        self.delegate.first_row = row
+        hide = row > first
+        for r in range(min(first, row), min(max(first, row), rows)):
+            self.setRowHidden(r, hide)
+
+    def show_earlier(self) -> None:
+        """Show ``EARLIER_ROWS`` more rows above, laid out now, without moving the rows in view."""
+        if self._first_shown == 0 or self._model is None:
+            return
+        anchor = self._model.index(self._first_shown)
+        self.executeDelayedItemsLayout()
+        before = self.visualRect(anchor).top()
+        first = max(0, self._first_shown - EARLIER_ROWS)
+        for row in range(first, self._first_shown):
+            self.delegate.relayout_row(row)  # exact heights: nothing above moves later
+        self.show_from(first)
+        follow, self._placing_rows = self._follow, True
+        try:
+            self.executeDelayedItemsLayout()
+            bar = self.verticalScrollBar()
+            bar.setValue(bar.value() + self.visualRect(anchor).top() - before)
+        finally:
+            self._placing_rows, self._follow = False, follow
+
+    def _show_row(self, row: int) -> None:
+        if row < self._first_shown:
+            self.show_from(row)
+
     def scroll_to(self, row: int) -> None:
         """Bring a message into view (a search hit) and stop following the end."""
         if self._model is not None and 0 <= row < self._model.rowCount():
+            self._show_row(row)
             self._follow = False
             self.executeDelayedItemsLayout()
             self.scrollTo(self._model.index(row), QAbstractItemView.ScrollHint.PositionAtTop)
@@ -205,20 +264,30 @@ class TranscriptView(QListView):
     def _on_timer_timeout(self) -> None:
         self.flush()
 
-    def _on_rows_inserted(self, _parent: QModelIndex, first: int, _last: int) -> None:
+    def _on_rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
+        if first < self._first_shown:  # among the hidden rows: they are hidden too
+            self._first_shown += last - first + 1
+            self.delegate.first_row = self._first_shown
+            for row in range(first, last + 1):
+                self.setRowHidden(row, True)
         self.delegate.forget(first)
         self._follow = True
         self._after_rows_changed()
 
-    def _on_rows_removed(self, _parent: QModelIndex, first: int, _last: int) -> None:
+    def _on_rows_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
         if self._selecting is not None and not self._selecting.isValid():
             self._selecting = None
+        if first < self._first_shown:  # hidden rows went with them: show the last ones again
+            self._first_shown = max(first, self._first_shown - (last - first + 1))
+            self.show_from(max(0, self._model.rowCount() - SHOWN_ROWS))
         self.delegate.forget(first)
         self._dirty = {r for r in self._dirty if r < first}
         self._after_rows_changed()
 
     def _on_model_reset(self) -> None:
         self._selecting = None  # Qt closed the editor with the rows
+        self._first_shown = self.delegate.first_row = 0  # Qt forgot the hidden rows with the rest
+        self.show_from(max(0, self._model.rowCount() - SHOWN_ROWS) if self._model is not None else 0)
         self.delegate.forget(0)
         self._dirty.clear()
         self._hovered = None
@@ -300,6 +369,12 @@ class TranscriptView(QListView):
         self.placeholder.setGeometry(self.viewport().rect())
         self._place_action_bar()
 
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        bar = self.verticalScrollBar()
+        if event.angleDelta().y() > 0 and bar.value() == bar.minimum() and self._first_shown > 0:
+            self.show_earlier()  # already at the top (everything shown fits): show more
+        super().wheelEvent(event)
+
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
         index = self.indexAt(event.pos())
         if not index.isValid():
@@ -331,6 +406,8 @@ class TranscriptView(QListView):
             return
         bar = self.verticalScrollBar()
         self._follow = value >= bar.maximum() - 4
+        if value == bar.minimum() and self._first_shown > 0 and not self._follow:
+            QTimer.singleShot(0, self.show_earlier)  # not while Qt is still scrolling
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow:
