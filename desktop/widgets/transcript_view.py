@@ -10,11 +10,8 @@ row on a ~50 ms timer, so streaming costs the same in a long conversation as in 
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
 it stays where they are.
 
-A long conversation opens with only its last ``SHOWN_ROWS`` messages laid out; the earlier rows
-are hidden (``setRowHidden``: Qt skips them when it places rows, so a relayout's cost is bounded
-by what is shown, not by the conversation). Scrolling to the top shows ``EARLIER_ROWS`` more,
-laid out at once and placed above without moving what the person is reading; a search hit or an
-action on an earlier row shows it first. Rows keep their numbers: hiding changes nothing else.
+A long conversation shows only its last messages until the person scrolls up to earlier ones
+(``desktop.widgets.shown_rows``).
 """
 
 from __future__ import annotations
@@ -52,10 +49,9 @@ from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.markdown_view import SelectableMessage
 from desktop.widgets.message_actions import ACTIONS, MessageActionBar, offered_actions
 from desktop.widgets.message_delegate import MessageDelegate, RenderedMessage
+from desktop.widgets.shown_rows import ShownRows
 
 REFRESH_MS = 50
-SHOWN_ROWS = 120  # rows shown when a conversation opens (the last ones)
-EARLIER_ROWS = 40  # rows shown above at a time when the person scrolls to the top
 
 
 def _colour_property(name: str) -> Property:
@@ -98,7 +94,6 @@ class TranscriptView(QListView):
         self._placing_rows = False  # the scroll range moves because rows are placed, not the person
         self._selecting: QPersistentModelIndex | None = None  # the row whose text is open for selection
         self._placeholder_suppressed = False
-        self._first_shown = 0  # rows before it are hidden until the person scrolls up to them
         self.placeholder = QLabel(self.viewport())
         self.placeholder.setTextFormat(Qt.TextFormat.PlainText)
         self.placeholder.setObjectName("transcriptPlaceholder")
@@ -108,6 +103,7 @@ class TranscriptView(QListView):
         self.action_bar.action_triggered.connect(self.action_requested)
         self._hovered: int | None = None
         self.delegate = MessageDelegate(self)
+        self.shown = ShownRows(self, self.delegate)  # rows before ``shown.first`` are hidden
         self.setItemDelegate(self.delegate)
         self.setUniformItemSizes(False)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -153,7 +149,7 @@ class TranscriptView(QListView):
     def row_actions(self, row: int) -> MessageActionBar:
         """Make ``row`` current and bring it into view; return its action bar."""
         self.flush()
-        self._show_row(row)
+        self.shown.show_row(row)
         self.executeDelayedItemsLayout()
         index = self._model.index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
@@ -168,7 +164,7 @@ class TranscriptView(QListView):
         if self._model is None or not 0 <= row < self._model.rowCount() or self._model.entry(row).streaming:
             return None
         self.flush()
-        self._show_row(row)
+        self.shown.show_row(row)
         self.executeDelayedItemsLayout()
         index = self._model.index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
@@ -191,31 +187,19 @@ class TranscriptView(QListView):
 
     def first_shown_row(self) -> int:
         """The first row not hidden (earlier rows appear when the person scrolls up)."""
-        return self._first_shown
-
-    def show_from(self, row: int) -> None:
-        """Show rows ``row`` and later; hide the ones before it (see the module docstring)."""
-        rows = self._model.rowCount() if self._model is not None else 0
-        row = max(0, min(row, rows))
-        if row == self._first_shown:
-            return
-        first, self._first_shown = self._first_shown, row
-        self.delegate.first_row = row
-        hide = row > first
-        for r in range(min(first, row), min(max(first, row), rows)):
-            self.setRowHidden(r, hide)
+        return self.shown.first
 
     def show_earlier(self) -> None:
-        """Show ``EARLIER_ROWS`` more rows above, laid out now, without moving the rows in view."""
-        if self._first_shown == 0 or self._model is None:
+        """Show the next page of hidden rows above, laid out now, without moving the rows in view."""
+        page = self.shown.earlier_page()
+        if not page or self._model is None:
             return
-        anchor = self._model.index(self._first_shown)
+        anchor = self._model.index(self.shown.first)
         self.executeDelayedItemsLayout()
         before = self.visualRect(anchor).top()
-        first = max(0, self._first_shown - EARLIER_ROWS)
-        for row in range(first, self._first_shown):
+        for row in page:
             self.delegate.relayout_row(row)  # exact heights: nothing above moves later
-        self.show_from(first)
+        self.shown.show_from(page.start)
         follow, self._placing_rows = self._follow, True
         try:
             self.executeDelayedItemsLayout()
@@ -224,14 +208,10 @@ class TranscriptView(QListView):
         finally:
             self._placing_rows, self._follow = False, follow
 
-    def _show_row(self, row: int) -> None:
-        if row < self._first_shown:
-            self.show_from(row)
-
     def scroll_to(self, row: int) -> None:
         """Bring a message into view (a search hit) and stop following the end."""
         if self._model is not None and 0 <= row < self._model.rowCount():
-            self._show_row(row)
+            self.shown.show_row(row)
             self._follow = False
             self.executeDelayedItemsLayout()
             self.scrollTo(self._model.index(row), QAbstractItemView.ScrollHint.PositionAtTop)
@@ -265,11 +245,7 @@ class TranscriptView(QListView):
         self.flush()
 
     def _on_rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
-        if first < self._first_shown:  # among the hidden rows: they are hidden too
-            self._first_shown += last - first + 1
-            self.delegate.first_row = self._first_shown
-            for row in range(first, last + 1):
-                self.setRowHidden(row, True)
+        self.shown.rows_inserted(first, last)
         self.delegate.forget(first)
         self._follow = True
         self._after_rows_changed()
@@ -277,17 +253,14 @@ class TranscriptView(QListView):
     def _on_rows_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
         if self._selecting is not None and not self._selecting.isValid():
             self._selecting = None
-        if first < self._first_shown:  # hidden rows went with them: show the last ones again
-            self._first_shown = max(first, self._first_shown - (last - first + 1))
-            self.show_from(max(0, self._model.rowCount() - SHOWN_ROWS))
+        self.shown.rows_removed(first, last)
         self.delegate.forget(first)
         self._dirty = {r for r in self._dirty if r < first}
         self._after_rows_changed()
 
     def _on_model_reset(self) -> None:
         self._selecting = None  # Qt closed the editor with the rows
-        self._first_shown = self.delegate.first_row = 0  # Qt forgot the hidden rows with the rest
-        self.show_from(max(0, self._model.rowCount() - SHOWN_ROWS) if self._model is not None else 0)
+        self.shown.reset()
         self.delegate.forget(0)
         self._dirty.clear()
         self._hovered = None
@@ -371,7 +344,7 @@ class TranscriptView(QListView):
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
         bar = self.verticalScrollBar()
-        if event.angleDelta().y() > 0 and bar.value() == bar.minimum() and self._first_shown > 0:
+        if event.angleDelta().y() > 0 and bar.value() == bar.minimum() and self.shown.first > 0:
             self.show_earlier()  # already at the top (everything shown fits): show more
         super().wheelEvent(event)
 
@@ -406,7 +379,7 @@ class TranscriptView(QListView):
             return
         bar = self.verticalScrollBar()
         self._follow = value >= bar.maximum() - 4
-        if value == bar.minimum() and self._first_shown > 0 and not self._follow:
+        if value == bar.minimum() and self.shown.first > 0 and not self._follow:
             QTimer.singleShot(0, self.show_earlier)  # not while Qt is still scrolling
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:

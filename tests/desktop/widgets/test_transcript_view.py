@@ -6,7 +6,8 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QTextEdit, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
-from desktop.widgets.transcript_view import EARLIER_ROWS, SHOWN_ROWS, TranscriptView
+from desktop.widgets.shown_rows import EARLIER_ROWS, SHOWN_ROWS
+from desktop.widgets.transcript_view import TranscriptView
 
 ANSWER = "## Part\n\nSome **bold** text.\n\n```python\nprint(1)\n```\n\nA closing line.\n"
 
