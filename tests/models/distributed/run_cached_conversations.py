@@ -1,12 +1,13 @@
-"""Two conversations whose KV caches are kept on disk, answered greedily on 1..N ranks.
+"""Three conversations whose KV caches are kept on disk, answered greedily on 1..N ranks.
 
 Run as ``python -m tests.models.distributed.run_cached_conversations --model PATH --ranks N
 --folder DIR --phase switch|reopen`` (a process joins one MLX ring, so the tests run it in a
 subprocess; ``converse`` also runs in-process on one machine for the reference answers).
-``switch``: answer in conversation A, then in B (longer), then in A again (its saved cache is
-restored while every rank last answered B). ``reopen``: a fresh engine (a restarted cluster)
-answers A's third question from A's saved caches. Prints one JSON line per answer; A's answers
-are kept in ``DIR/history.json`` for the next phase.
+``switch``: answer in conversation A, then in B (longer; cancelled after 3 tokens), then in C,
+then in A again (its saved cache is restored while every rank last answered C). ``reopen``: a
+fresh engine (a restarted cluster) answers A's third question, B's and C's second, from their
+saved caches (the test removes one rank's file of C first). Prints one JSON line per answer; the
+answers are kept in ``DIR/history.json`` for the next phase.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import argparse
 import io
 import json
 import sys
+import threading
 from pathlib import Path
 
-A, B = 1, 2
+A, B, C = 1, 2, 3
 A_QUESTIONS = ("What is in this picture?", "And its colour?", "Say it once more.")
-B_QUESTION = "Tell me a long story about a lighthouse keeper, a storm, and a lost ship at sea."
+B_QUESTIONS = ("Tell me a long story about a lighthouse keeper, a storm, and a lost ship.", "Go on.")
+C_QUESTIONS = ("Name three rivers.", "And three lakes?")
+CANCEL_AFTER = 3  # tokens of B's first answer
 
 
 def _image():
@@ -32,13 +36,15 @@ def _image():
     return load_image_bytes(buffer.getvalue(), "red.png")
 
 
-def _a_messages(answers: list[list[int]]) -> list:
-    """Conversation A up to its next question, after ``answers`` (token ids)."""
+def _messages(conversation: int, answers: list[list[int]]) -> list:
+    """A conversation up to its next question, after ``answers`` (token ids); A has an image."""
     from models.inference.prompt import ChatMessage
 
+    questions = {A: A_QUESTIONS, B: B_QUESTIONS, C: C_QUESTIONS}[conversation]
     messages = []
-    for i, question in enumerate(A_QUESTIONS[: len(answers) + 1]):
-        messages.append(ChatMessage("user", question, (_image(),) if i == 0 else ()))
+    for i, question in enumerate(questions[: len(answers) + 1]):
+        image = (_image(),) if i == 0 and conversation == A else ()
+        messages.append(ChatMessage("user", question, image))
         if i < len(answers):
             messages.append(ChatMessage("assistant", "", token_ids=tuple(answers[i])))
     return messages
@@ -48,22 +54,30 @@ def converse(engine, folder: Path, phase: str) -> list[dict]:
     """Run ``phase`` (see the module docstring) with the caches kept in ``folder``."""
     from models.inference.conversation_caches import ConversationCaches
     from models.inference.engine import GenerationSettings
-    from models.inference.prompt import ChatMessage
     from models.inference.prompt_cache_keeper import PromptCacheKeeper
 
     settings = GenerationSettings(max_tokens=8, temperature=0.0)
     caches = ConversationCaches(PromptCacheKeeper(folder / "kv-caches"))
     history = folder / "history.json"
+    answers: dict[str, list] = json.loads(history.read_text("utf-8")) if phase == "reopen" else {}
     records: list[dict] = []
 
-    def answer(conversation: int, messages: list) -> list[int]:
+    def answer(conversation: int, cancel_after: int | None = None) -> None:
+        done = answers.setdefault(str(conversation), [])
         outcome = caches.open(engine, conversation, settings)
-        final = list(engine.generate(messages, settings))[-1]
+        cancel = threading.Event()
+        tokens = 0
+        for step in engine.generate(_messages(conversation, done), settings, cancel):
+            tokens += step.token is not None
+            if tokens == cancel_after:
+                cancel.set()
+            final = step
         caches.keep(engine, conversation, final)
         caches.keeper.wait()
+        done.append(list(final.token_ids))
         records.append(
             {
-                "conversation": conversation,
+                "answer": f"{'?ABC'[conversation]}{len(done)}",
                 "restored": outcome.value if outcome is not None else None,
                 "tokens": list(final.token_ids),
                 "cached_tokens": final.cached_tokens,
@@ -71,15 +85,17 @@ def converse(engine, folder: Path, phase: str) -> list[dict]:
                 "error": final.error,
             }
         )
-        return list(final.token_ids)
 
     if phase == "switch":
-        first = answer(A, _a_messages([]))
-        answer(B, [ChatMessage("user", B_QUESTION)])
-        second = answer(A, _a_messages([first]))
-        history.write_text(json.dumps([first, second]), encoding="utf-8")
+        answer(A)
+        answer(B, cancel_after=CANCEL_AFTER)
+        answer(C)
+        answer(A)
     else:
-        answer(A, _a_messages(json.loads(history.read_text(encoding="utf-8"))))
+        answer(A)
+        answer(B)
+        answer(C)
+    history.write_text(json.dumps(answers), encoding="utf-8")
     caches.keeper.close()
     return records
 
