@@ -73,7 +73,8 @@ class ConversationCaches:
     def _open(self, engine, conversation_id, settings) -> LoadOutcome:
         result = self.keeper.load(conversation_id, engine.identity, kv_of(settings))
         if result.snapshot is not None and not _adopt(engine, conversation_id, result.snapshot):
-            self.keeper.delete(conversation_id)  # does not fit this model's layers
+            # It does not fit this model's layers (or another rank lacks its share).
+            self.keeper.delete(conversation_id)
             outcome = LoadOutcome.OTHER_MODEL
         else:
             outcome = result.outcome
