@@ -240,6 +240,7 @@ class MemoryPlan:
     profile: BackendProfile = GPU_PROFILE
     activation_bytes: int = 2
     peak_scale: float = 1.0  # measured/planned correction learned on this machine (>= 1)
+    pipeline_stage: bool = False  # one rank's layers of a pipeline: every layer's output is used
 
     # -- KV cache ---------------------------------------------------------------------------------
 
@@ -305,11 +306,13 @@ class MemoryPlan:
         k_global = cached + L
         act = self._layers_in_flight * self.activation_bytes_per_token() * L
         # Attention scores: the largest non-fused attention (the last layer's never runs in a
-        # prefill chunk: only the cache it writes is evaluated, not its output).
+        # prefill chunk on one machine: only the cache it writes is evaluated, not its output; a
+        # rank of a pipeline sends on, or takes the logits of, its last layer's output).
         score_elems = 0
         if not p.fused_masked and s.chunked_layers:
             score_elems = s.heads * L * k_chunked
-        globals_running = [i for i in range(s.layers - 1) if not s.is_chunked(i)]
+        running = s.layers if self.pipeline_stage else s.layers - 1
+        globals_running = [i for i in range(running) if not s.is_chunked(i)]
         quantized_global = kv_cache_bits(self.kv_bits) is not None and cached > 0
         if globals_running and (quantized_global or not p.fused_causal):
             score_elems = max(score_elems, s.heads * L * k_global)
