@@ -108,7 +108,9 @@ Public API (no Qt, no MLX):
   ``context``, worst chunk alignment), ``max_context(budget, step=None)``,
   ``vision_bytes_per_tile()``, ``image_peak_bytes(tiles, cached)``, ``fit(context, budget)``
   -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``);
-  ``peak_scale``, the correction learned from measured peaks (``models.memory.measured_peaks``).
+  ``peak_scale``, the correction learned from measured peaks (``models.memory.measured_peaks``);
+  ``pipeline_stage``, a plan for one rank's slice of the layers (``models.memory.cluster_plan``):
+  every layer's output is used there, and no more layers are in flight than the slice has.
 - ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
   tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
 - Budgets come from ``models.memory.budget.detect_budget()``; ``models.memory.model_plans``
@@ -298,13 +300,21 @@ class MemoryPlan:
             return p.float32_layers_in_flight
         return p.layers_in_flight
 
+    @property
+    def _decoder_layers_in_flight(self) -> float:
+        """Decoder layers whose intermediates are alive at a prefill chunk's peak: a rank of a
+        pipeline finishes each chunk before sending it on, so no more than its own layers."""
+        if self.pipeline_stage:
+            return min(self._layers_in_flight, self.layout.layers)
+        return self._layers_in_flight
+
     def prefill_transient_bytes(self, step: int, cached: int) -> int:
         """Working memory of one prefill chunk of ``step`` tokens after ``cached`` cached ones."""
         s, p = self.layout, self.profile
         L = max(1, step)
         k_chunked = min(cached, s.chunk) + L
         k_global = cached + L
-        act = self._layers_in_flight * self.activation_bytes_per_token() * L
+        act = self._decoder_layers_in_flight * self.activation_bytes_per_token() * L
         # Attention scores: the largest non-fused attention (the last layer's never runs in a
         # prefill chunk on one machine: only the cache it writes is evaluated, not its output; a
         # rank of a pipeline sends on, or takes the logits of, its last layer's output).
@@ -324,7 +334,7 @@ class MemoryPlan:
         largest_layer: float = 0
         if cached:
             largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
-        regrow = min(1.0, self._layers_in_flight / s.layers) * before + largest_layer
+        regrow = min(1.0, self._decoder_layers_in_flight / s.layers) * before + largest_layer
         logits = 3 * s.vocab * 4  # the last token's float32 logits, log-probabilities, sample
         # The safety term (see the module docstring): copies of the chunked layers' caches at
         # the chunk's attention span, which is how the measured shortfall grew with the context.
