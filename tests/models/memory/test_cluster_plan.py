@@ -60,7 +60,8 @@ def test_rank_weights_scale_to_the_checkpoints_own_bytes():
             language=plan.weights.language * 2,
         ),
     )
-    base, scaled = rank_weight_bytes(plan, [(0, 24), (24, 48)]), rank_weight_bytes(doubled, [(0, 24), (24, 48)])
+    split = [(0, 24), (24, 48)]
+    base, scaled = rank_weight_bytes(plan, split), rank_weight_bytes(doubled, split)
     assert scaled[1] == pytest.approx(2 * base[1], rel=1e-6)
     assert scaled[0] - plan.weights.vision == pytest.approx(2 * (base[0] - plan.weights.vision), rel=1e-6)
 
