@@ -1,10 +1,14 @@
 """Each rank's peak memory against its planned share, for a model split over N ranks.
 
-Synthesizes a Llama 4 checkpoint far bigger than the tests' (so per-rank weights dominate
-MLX's fixed overheads), answers one question with an image on N local ranks over MLX's ring
-backend, asks every rank for ``mx.get_peak_memory()`` and prints it beside the rank's share of
-the memory plan (``models.memory.cluster_plan``, CPU profile). Also prints the same answer on one
-rank, to show the greedy tokens do not change. Figures, not pass/fail.
+Synthesizes a Llama 4 checkpoint far bigger than the tests' (776 MB at 4 bits: 12 layers, half
+of them MoE with 32 experts, so each rank's weights dominate its working memory), answers one
+question with an image on N local ranks over MLX's ring backend, asks every rank for
+``mx.get_peak_memory()`` and prints it beside the rank's share of the memory plan
+(``models.memory.cluster_plan``, CPU profile, the image's tiles on rank 0). With ``--single``
+also prints the same answer on one rank, to show the greedy tokens do not change. Figures, not
+pass/fail. Synthesizing takes about a minute (3 GB of bf16 on disk, then quantized); a run 8-10
+minutes on 2 cores, with more system than user time: the ranks waiting in ``recv`` apparently
+poll on the cores the working rank needs.
 
     .venv/bin/python bench/bench_distributed.py [--ranks 2] [--model PATH]
 
