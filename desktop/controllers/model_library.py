@@ -156,6 +156,10 @@ class ModelLibrary(QObject):
         """What measured peaks taught (``models.memory.measured_peaks``); the badges are planned
         again on the thread pool (tens of ms), a result made stale meanwhile is dropped."""
         self.peak_corrections = corrections
+        self._plan_fits_in_background()
+
+    def _plan_fits_in_background(self) -> None:
+        """Plan every listing's fit on the thread pool; ``changed`` follows unless made stale."""
         self._fits_generation += 1
         generation, compute = self._fits_generation, self._fits_function()
 
@@ -174,8 +178,9 @@ class ModelLibrary(QObject):
         self.loaded = True
         if fits_generation == self._fits_generation:  # planned by the survey, for today's state
             self.reports, self.cluster_plans = fits
-        else:
-            self._recompute_fits()
+        else:  # the state changed meanwhile (new peak corrections): planned again, off this thread
+            self.reports, self.cluster_plans = fits
+            self._plan_fits_in_background()
         self.changed.emit()
 
     def adopt_budget(self, budget) -> None:

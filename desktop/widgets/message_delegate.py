@@ -79,6 +79,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._estimated: set[int] = set()  # rows whose size hint is a guess
         self._sizes: dict[int, QSize] = {}  # row: its size hint at ``width`` (exact or estimated)
         self.width = 1  # what rows are laid out at; the view sets it when it is resized
+        self.first_row = 0  # the view hides the rows before it: they need no size hint
+        self.size_hints_asked = 0  # how often Qt asked a row's size (a relayout: every shown row)
         self._refine = QTimer(self)
         self._refine.setSingleShot(True)
         self._refine.setInterval(0)
@@ -204,29 +206,34 @@ class MessageDelegate(QStyledItemDelegate):
 
     # Qt delegate interface ----------------------------------------------------------------------
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        self.size_hints_asked += 1
         row = index.row()
         size = self._sizes.get(row)  # exact, estimated, or the last height of a streaming row
         if size is None:
             self._size_all(self.width)  # a relayout asks for every row: answer them in one pass
-            size = self._sizes[row]
+            size = self._sizes.get(row)
+            if size is None:  # a hidden row (Qt asks row 0's size for its scroll step): a guess
+                size = self._estimate(self._entry(row), self.width)
         return size
 
-    def _size_all(self, width: int) -> None:
-        """Give every row without a size hint one: its laid-out height, or else an estimate."""
-        model = self._view.model()
+    def _estimate(self, entry: TranscriptEntry, width: int) -> QSize:
+        """A row's size from its text's length, without laying it out."""
         per_line = max(1, self._text_width(width) // max(1, self._body_metrics.averageCharWidth()))
-        line_spacing = self._body_metrics.lineSpacing()
+        lines = entry.text.count("\n") + 1 + len(entry.text) // per_line
+        return QSize(width, self._chrome_height(entry) + lines * self._body_metrics.lineSpacing() + 4)
+
+    def _size_all(self, width: int) -> None:
+        """Give every shown row without a size hint one: its laid-out height, or else an estimate."""
+        model = self._view.model()
         estimated = False
-        for row in range(model.rowCount()):
+        for row in range(self.first_row, model.rowCount()):
             if row in self._sizes:
                 continue
             cache = self._rows.get(row)
             if cache is not None and cache.width == width:
                 self._sizes[row] = QSize(width, cache.height)
                 continue
-            entry = model.entry(row)
-            lines = entry.text.count("\n") + 1 + len(entry.text) // per_line
-            self._sizes[row] = QSize(width, self._chrome_height(entry) + lines * line_spacing + 4)
+            self._sizes[row] = self._estimate(model.entry(row), width)
             self._estimated.add(row)
             estimated = True
         if estimated and not self._refine.isActive():
@@ -361,7 +368,7 @@ class MessageDelegate(QStyledItemDelegate):
         changed = False
         rows = self._view.model().rowCount() if self._view.model() is not None else 0
         for row in sorted(self._estimated, reverse=True):
-            if row >= rows:
+            if row >= rows or row < self.first_row:
                 self._estimated.discard(row)
                 continue
             estimate = self._sizes.get(row)

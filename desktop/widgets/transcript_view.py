@@ -9,6 +9,9 @@ changes its row many times a second; the view collects those changes and redraws
 row on a ~50 ms timer, so streaming costs the same in a long conversation as in a short one.
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
 it stays where they are.
+
+A long conversation shows only its last messages until the person scrolls up to earlier ones
+(``desktop.widgets.shown_rows``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QKeySequence, QMouseEvent, QResizeEvent
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QResizeEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -38,6 +49,7 @@ from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.markdown_view import SelectableMessage
 from desktop.widgets.message_actions import ACTIONS, MessageActionBar, offered_actions
 from desktop.widgets.message_delegate import MessageDelegate, RenderedMessage
+from desktop.widgets.shown_rows import ShownRows
 
 REFRESH_MS = 50
 
@@ -91,6 +103,7 @@ class TranscriptView(QListView):
         self.action_bar.action_triggered.connect(self.action_requested)
         self._hovered: int | None = None
         self.delegate = MessageDelegate(self)
+        self.shown = ShownRows(self, self.delegate)  # rows before ``shown.first`` are hidden
         self.setItemDelegate(self.delegate)
         self.setUniformItemSizes(False)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -136,6 +149,7 @@ class TranscriptView(QListView):
     def row_actions(self, row: int) -> MessageActionBar:
         """Make ``row`` current and bring it into view; return its action bar."""
         self.flush()
+        self.shown.show_row(row)
         self.executeDelayedItemsLayout()
         index = self._model.index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
@@ -150,6 +164,7 @@ class TranscriptView(QListView):
         if self._model is None or not 0 <= row < self._model.rowCount() or self._model.entry(row).streaming:
             return None
         self.flush()
+        self.shown.show_row(row)
         self.executeDelayedItemsLayout()
         index = self._model.index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
@@ -170,9 +185,33 @@ class TranscriptView(QListView):
                 self.closePersistentEditor(QModelIndex(selecting))
                 self.setFocus()
 
+    def first_shown_row(self) -> int:
+        """The first row not hidden (earlier rows appear when the person scrolls up)."""
+        return self.shown.first
+
+    def show_earlier(self) -> None:
+        """Show the next page of hidden rows above, laid out now, without moving the rows in view."""
+        page = self.shown.earlier_page()
+        if not page or self._model is None:
+            return
+        anchor = self._model.index(self.shown.first)
+        self.executeDelayedItemsLayout()
+        before = self.visualRect(anchor).top()
+        for row in page:
+            self.delegate.relayout_row(row)  # exact heights: nothing above moves later
+        self.shown.show_from(page.start)
+        follow, self._placing_rows = self._follow, True
+        try:
+            self.executeDelayedItemsLayout()
+            bar = self.verticalScrollBar()
+            bar.setValue(bar.value() + self.visualRect(anchor).top() - before)
+        finally:
+            self._placing_rows, self._follow = False, follow
+
     def scroll_to(self, row: int) -> None:
         """Bring a message into view (a search hit) and stop following the end."""
         if self._model is not None and 0 <= row < self._model.rowCount():
+            self.shown.show_row(row)
             self._follow = False
             self.executeDelayedItemsLayout()
             self.scrollTo(self._model.index(row), QAbstractItemView.ScrollHint.PositionAtTop)
@@ -205,20 +244,23 @@ class TranscriptView(QListView):
     def _on_timer_timeout(self) -> None:
         self.flush()
 
-    def _on_rows_inserted(self, _parent: QModelIndex, first: int, _last: int) -> None:
+    def _on_rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
+        self.shown.rows_inserted(first, last)
         self.delegate.forget(first)
         self._follow = True
         self._after_rows_changed()
 
-    def _on_rows_removed(self, _parent: QModelIndex, first: int, _last: int) -> None:
+    def _on_rows_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
         if self._selecting is not None and not self._selecting.isValid():
             self._selecting = None
+        self.shown.rows_removed(first, last)
         self.delegate.forget(first)
         self._dirty = {r for r in self._dirty if r < first}
         self._after_rows_changed()
 
     def _on_model_reset(self) -> None:
         self._selecting = None  # Qt closed the editor with the rows
+        self.shown.reset()
         self.delegate.forget(0)
         self._dirty.clear()
         self._hovered = None
@@ -300,6 +342,12 @@ class TranscriptView(QListView):
         self.placeholder.setGeometry(self.viewport().rect())
         self._place_action_bar()
 
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        bar = self.verticalScrollBar()
+        if event.angleDelta().y() > 0 and bar.value() == bar.minimum() and self.shown.first > 0:
+            self.show_earlier()  # already at the top (everything shown fits): show more
+        super().wheelEvent(event)
+
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
         index = self.indexAt(event.pos())
         if not index.isValid():
@@ -331,6 +379,8 @@ class TranscriptView(QListView):
             return
         bar = self.verticalScrollBar()
         self._follow = value >= bar.maximum() - 4
+        if value == bar.minimum() and self.shown.first > 0 and not self._follow:
+            QTimer.singleShot(0, self.show_earlier)  # not while Qt is still scrolling
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow:

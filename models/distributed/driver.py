@@ -5,7 +5,11 @@ sampling, cancel, figures) with its language model swapped for ``PipelineLM``: r
 tokens (and merges the image features, from the vision tower it keeps), runs its own layers,
 sends the hidden states down the ring and receives the last position's logits from the last
 rank. Each rank keeps the KV caches of its own layers; a header tells them how far rank 0's
-caches reach, so a turn that reuses (trims) the cache trims theirs too. A rank that stops or
+caches reach, so a turn that reuses (trims) the cache trims theirs too, and which of rank 0's
+caches it is (``PipelineLM.generation``, changed whenever rank 0's cache is replaced), so a rank
+never continues another conversation's cache. A conversation's saved cache is kept and restored
+on every rank, each its own layers' share (``save_rank_caches``, ``adopt_cache`` with the
+conversation's id; ``models.distributed.rank_caches``): all ranks restore, or none does. A rank that stops or
 cannot be reached ends the answer with an error naming the host (``RankLost``), and so does one
 that hangs: no reply within ``reply_timeout_s`` (``models.distributed.watchdog``); the engine then
 refuses further answers with the same message, and closing it ends the other ranks.
@@ -18,8 +22,10 @@ from pathlib import Path
 
 from models.distributed.hosts import HostFile
 from models.distributed.launcher import Cluster
+from models.distributed.rank_caches import restore_payload, save_payload
 from models.distributed.watchdog import ReplyWatchdog, default_timeout_s
-from models.distributed.wire import Command, Header, dtype_name, recv, send
+from models.distributed.wire import Command, Header, dtype_name, payload_array, recv, send
+from models.inference.cache_snapshot import CacheSnapshot, fitting_caches
 from models.inference.engine import Engine, GenerationSettings
 
 
@@ -36,6 +42,7 @@ class PipelineLM:
         self.vocab = vocab
         self.reply_timeout_s = reply_timeout_s or default_timeout_s()
         self.kv: tuple[int, int] = (0, 64)
+        self.generation = 0  # which cache rank 0 holds (Header.cache); changed when it is replaced
         self.failure: str | None = None
 
     @property
@@ -68,7 +75,7 @@ class PipelineLM:
         out = self.stage.forward(h, cache)
         mx.eval(out)
         group, size = self.cluster.group, self.cluster.size
-        header = Header(Command.RUN, out.shape[1], offset, dtype_name(out.dtype), *self.kv)
+        header = Header(Command.RUN, out.shape[1], offset, dtype_name(out.dtype), *self.kv, self.generation)
 
         def exchange():
             send(header.to_array(), 1, group)
@@ -97,6 +104,38 @@ class PipelineLM:
 
         return [float(v) for v in self._checked(exchange, watched).tolist()]
 
+    def save(self, conversation_id: int | str, snapshot: CacheSnapshot, budget_bytes: int) -> None:
+        """Ask ranks 1..N-1 to save their layers' cache, holding ``snapshot``'s positions, as the
+        conversation's (they write it in the background; no reply)."""
+        payload = payload_array(save_payload(conversation_id, snapshot, budget_bytes))
+        tokens, generation = snapshot.tokens, self.generation
+        header = Header(Command.SAVE, payload.size, tokens, "float32", *_kv(snapshot), generation)
+
+        def exchange():
+            send(header.to_array(), 1, self.cluster.group)
+            send(payload, 1, self.cluster.group)
+
+        self._checked(exchange)
+
+    def restore(self, conversation_id: int | str, snapshot: CacheSnapshot, generation: int) -> bool:
+        """Ask ranks 1..N-1 to restore their layers' saved cache of the conversation, holding
+        ``snapshot``'s keys, as cache ``generation``; True when every one of them did."""
+        import mlx.core as mx
+
+        group, size = self.cluster.group, self.cluster.size
+        payload = payload_array(restore_payload(conversation_id, snapshot))
+        header = Header(Command.RESTORE, payload.size, snapshot.tokens, "float32", *_kv(snapshot), generation)
+        flags = mx.zeros((size,), dtype=mx.float32)
+        flags[0] = 1.0
+
+        def exchange():
+            send(header.to_array(), 1, group)
+            send(payload, 1, group)
+            send(flags, 1, group)
+            return recv((size,), mx.float32, size - 1, group)
+
+        return all(v == 1.0 for v in self._checked(exchange).tolist())
+
     def stop(self) -> None:
         if self.failure is None:
             try:
@@ -104,6 +143,10 @@ class PipelineLM:
             except RuntimeError:
                 pass
         self.cluster.stop()
+
+
+def _kv(snapshot: CacheSnapshot) -> tuple[int, int]:
+    return (int(snapshot.kv[0]), int(snapshot.kv[1])) if snapshot.kv else (0, 64)
 
 
 class PipelineEngine(Engine):
@@ -174,6 +217,40 @@ class PipelineEngine(Engine):
             lm.stop()
             raise
         return cls(checkpoint, stage.model, tokenizer, lm, tuple(split))
+
+    def reset_cache(self) -> None:
+        super().reset_cache()
+        if self.pipeline is not None:
+            self.pipeline.generation += 1
+
+    def adopt_cache(self, snapshot: CacheSnapshot, conversation_id: int | str | None = None) -> bool:
+        """Make the conversation's saved cache the cache of every rank: ``snapshot`` (rank 0's
+        layers) here, each other rank's own file there. False, the cache left as it was, when
+        ``snapshot`` does not fit rank 0's layers or no ``conversation_id`` names the other
+        ranks' files; False, the cache reset (the next turn prefilled on every rank), when any
+        other rank could not restore its share."""
+        caches = fitting_caches(snapshot, self.new_cache())
+        if caches is None or conversation_id is None or self.pipeline is None:
+            return False
+        self.pipeline.generation += 1  # what the ranks that restore now hold
+        try:
+            restored = self.pipeline.restore(conversation_id, snapshot, self.pipeline.generation)
+        except BaseException:
+            self.reset_cache()
+            raise
+        if not restored:
+            self.reset_cache()
+            return False
+        self._take_cache(caches, snapshot)
+        return True
+
+    def save_rank_caches(
+        self, conversation_id: int | str, snapshot: CacheSnapshot, budget_bytes: int
+    ) -> None:
+        """Have every other rank save its share of the cache ``snapshot`` was taken from (now,
+        before the next turn changes it) as the conversation's, within ``budget_bytes``."""
+        assert self.pipeline is not None, "the engine is closed"
+        self.pipeline.save(conversation_id, snapshot, budget_bytes)
 
     def _run(self, prompt, settings: GenerationSettings, *args):
         assert self.pipeline is not None, "the engine is closed"

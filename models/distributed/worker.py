@@ -3,55 +3,92 @@
 Started by ``models.distributed.launcher`` (or by hand under ``mlx.launch``); joins the ring,
 loads only its layers (``models.distributed.stage``), then serves: it receives a header and
 hidden states from the previous rank, runs its layers with its own KV caches, and passes the
-result on (the last rank: the logits, to rank 0), until rank 0 says stop. When a neighbour
-goes away it exits with ``PEER_LOST_EXIT``, so rank 0 can tell the rank that failed first.
+result on (the last rank: the logits, to rank 0), until rank 0 says stop. It also saves and
+restores its own layers' share of a conversation's KV cache when rank 0 asks
+(``models.distributed.rank_caches``). When a neighbour goes away it exits with
+``PEER_LOST_EXIT``, so rank 0 can tell the rank that failed first.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from models.distributed.launcher import PEER_LOST_EXIT
-from models.distributed.wire import Command, Header, dtype_name, recv, recv_header, send
+from models.distributed.wire import Command, Header, dtype_name, payload_value, recv, recv_header, send
+
+if TYPE_CHECKING:
+    from models.distributed.rank_caches import RankCaches
 
 
-def sync_cache(stage, cache: list | None, offset: int) -> list:
-    """Bring this rank's caches to rank 0's ``offset`` (see ``models.distributed.wire``)."""
-    if cache is None or offset == 0:
+def sync_cache(stage, cache: list | None, held: int, header: Header) -> list:
+    """Bring this rank's caches (those of rank 0's cache ``held``) to the header's: fresh ones
+    at offset 0, else trimmed to its ``offset`` (see ``models.distributed.wire``)."""
+    if header.offset == 0:
         return stage.make_cache()
-    held = cache[0].offset
-    if held > offset:
+    if cache is None or held != header.cache:
+        raise RuntimeError(
+            f"KV cache out of step: rank 0 continues cache {header.cache}, this rank holds "
+            f"{'none' if cache is None else held}"
+        )
+    offset = header.offset
+    held_positions = cache[0].offset
+    if held_positions > offset:
         for c in cache:
-            c.trim(held - offset)
+            c.trim(held_positions - offset)
     if cache[0].offset != offset:
         raise RuntimeError(f"KV cache out of step: holds {cache[0].offset} positions, rank 0 {offset}")
     return cache
 
 
-def serve(stage, group, hidden: int) -> None:
+def serve(stage, group, hidden: int, saved: RankCaches | None = None) -> None:
+    """Answer rank 0's commands until STOP; ``saved``: this rank's saved caches (None: SAVE is
+    ignored and RESTORE fails, so rank 0 prefills)."""
     import mlx.core as mx
     from mlx_lm.generate import maybe_quantize_kv_cache
 
     rank, size = group.rank(), group.size()
     last = rank == size - 1
     nxt = (rank + 1) % size
-    cache = None
+    cache: list | None = None
+    held = -1  # which of rank 0's caches ``cache`` is (Header.cache)
+
+    def forward(header: Header, *arrays) -> None:
+        if not last:
+            send(header.to_array(), nxt, group)
+            for array in arrays:
+                send(array, nxt, group)
+
     while True:
         header = recv_header(rank - 1, group)
         if header.command == Command.STOP:
-            if not last:
-                send(header.to_array(), nxt, group)
+            forward(header)
             return
         if header.command == Command.STATS:
             peaks = recv((size,), mx.float32, rank - 1, group)
             peaks[rank] = mx.get_peak_memory()
-            if not last:
-                send(header.to_array(), nxt, group)
+            forward(header)
             send(peaks, nxt, group)
             continue
+        if header.command == Command.SAVE:
+            payload = recv((header.tokens,), mx.uint8, rank - 1, group)
+            forward(header, payload)
+            _save(saved, stage, cache, held, header, payload)
+            continue
+        if header.command == Command.RESTORE:
+            payload = recv((header.tokens,), mx.uint8, rank - 1, group)
+            flags = recv((size,), mx.float32, rank - 1, group)
+            cache = _restore(saved, header, payload)
+            held = header.cache if cache is not None else -1
+            flags[rank] = 1.0 if cache is not None else 0.0
+            forward(header, payload)
+            send(flags, nxt, group)
+            continue
         h = recv((1, header.tokens, hidden), header.dtype, rank - 1, group)
-        cache = sync_cache(stage, cache, header.offset)
+        cache = sync_cache(stage, cache, held, header)
+        held = header.cache
         out = stage.forward(h, cache)
         if header.kv_bits:
             maybe_quantize_kv_cache(cache, 0, header.kv_group, header.kv_bits)
@@ -60,19 +97,30 @@ def serve(stage, group, hidden: int) -> None:
             mx.eval(out)
         else:
             mx.eval(out)
-            send(
-                Header(
-                    Command.RUN,
-                    header.tokens,
-                    header.offset,
-                    dtype_name(out.dtype),
-                    header.kv_bits,
-                    header.kv_group,
-                ).to_array(),
-                nxt,
-                group,
-            )
+            forward(replace(header, dtype=dtype_name(out.dtype)))
         send(out, nxt, group)
+
+
+def _save(saved: RankCaches | None, stage, cache: list | None, held: int, header: Header, payload) -> None:
+    """SAVE: this rank's caches, trimmed to rank 0's, to this rank's folder (never raises)."""
+    if saved is None:
+        return
+    try:
+        synced = sync_cache(stage, cache, held, header)
+        saved.save(payload_value(payload), synced, header.kv)
+    except Exception as exc:  # noqa: BLE001 - not saving only costs a prefill after a restore
+        print(f"Warning: rank could not save its KV cache: {exc}", file=sys.stderr, flush=True)
+
+
+def _restore(saved: RankCaches | None, header: Header, payload) -> list | None:
+    """RESTORE: this rank's saved caches of the payload's conversation, or None."""
+    if saved is None:
+        return None
+    try:
+        return saved.restore(payload_value(payload), header.offset, header.kv)
+    except Exception as exc:  # noqa: BLE001 - rank 0 then prefills on every rank
+        print(f"Warning: rank could not restore its KV cache: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def _exit_with_parent() -> None:
@@ -116,13 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         start, end = split_layers(int(text["num_hidden_layers"]), [1.0] * group.size())[group.rank()]
     stage = load_stage(args.model, start, end, first=False, last=last)
     hidden = int(text["hidden_size"])
+    from models.distributed.rank_caches import RankCaches
+
+    saved = RankCaches(stage, args.model)
     try:
-        serve(stage, group, hidden)
+        serve(stage, group, hidden, saved)
     except RuntimeError as exc:
         if "connection" in str(exc) or "peer" in str(exc):
             print(f"Error: rank {group.rank()}: {exc}", file=sys.stderr, flush=True)
             return PEER_LOST_EXIT
         raise
+    finally:
+        saved.close()  # the saves under way are written
     return 0
 
 

@@ -7,11 +7,15 @@ their position in ``meta_state``, which mlx-lm's ``save_prompt_cache`` does not 
 to ``offset`` a buffer that starts at ``start_position``). mlx-lm's own cache classes carry the
 whole position in ``state``, so a snapshot holds mlx-lm caches ("portable" layers) with exactly
 the live keys and values, and ``engine_caches`` rebuilds mlx-vlm's classes from them, restoring
-offsets, chunk size and start position exactly.
+offsets, chunk size and start position exactly. ``fitting_caches`` checks a snapshot against a
+model's (or a pipeline rank's) fresh caches, and ``keys_digest`` names what a snapshot holds, so
+the ranks of a pipeline can tell that their saved caches are of the same conversation state.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,3 +99,27 @@ def engine_caches(layers: tuple) -> list:
             raise TypeError(f"Cannot restore a {type(layer).__name__}")
         out.append(c)
     return out
+
+
+def keys_digest(keys: tuple | list) -> str:
+    """A hash of a cache's keys (as the cache files write them: JSON, tuples as lists)."""
+    text = json.dumps(list(keys), separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fitting_caches(snapshot: CacheSnapshot, fresh: list) -> list | None:
+    """mlx-vlm caches rebuilt from ``snapshot`` when it fits the layers whose ``fresh`` (empty)
+    caches are given: as many layers, the same chunked/global kind, every offset the snapshot's
+    length; else None."""
+    try:
+        caches = engine_caches(snapshot.layers)
+    except (TypeError, ValueError):
+        return None
+    if len(caches) != len(fresh) or snapshot.tokens == 0:
+        return None
+    for mine, theirs in zip(fresh, caches, strict=True):
+        if getattr(mine, "chunk_size", None) != getattr(theirs, "chunk_size", None):
+            return None
+        if theirs.offset != snapshot.tokens:
+            return None
+    return caches

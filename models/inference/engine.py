@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from models.inference.cache_snapshot import CacheSnapshot, engine_caches, portable_layers
+from models.inference.cache_snapshot import CacheSnapshot, fitting_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from models.inference.generation_types import (  # noqa: F401 - re-exported: the engine's API
     FINISH_REASONS,
@@ -180,22 +180,16 @@ class Engine:
     def adopt_cache(self, snapshot: CacheSnapshot) -> bool:
         """Make ``snapshot`` the KV cache (as after the turns it holds); False, and the cache
         left as it was, when it does not fit this model."""
-        try:
-            caches = engine_caches(snapshot.layers)
-        except (TypeError, ValueError):
+        caches = fitting_caches(snapshot, self.new_cache())
+        if caches is None:
             return False
-        model_caches = self.new_cache()
-        if len(caches) != len(model_caches) or snapshot.tokens == 0:
-            return False
-        for mine, theirs in zip(model_caches, caches, strict=True):
-            if getattr(mine, "chunk_size", None) != getattr(theirs, "chunk_size", None):
-                return False
-            if theirs.offset != snapshot.tokens:
-                return False
+        self._take_cache(caches, snapshot)
+        return True
+
+    def _take_cache(self, caches: list, snapshot: CacheSnapshot) -> None:
         self._cache = caches
         self._cache_keys = list(snapshot.keys)
         self._cache_kv = tuple(snapshot.kv) if snapshot.kv else None
-        return True
 
     def reset_cache(self) -> None:
         """Forget the KV cache (the next turn prefills the whole conversation)."""

@@ -32,4 +32,6 @@ def test_a_long_streamed_answer_keeps_true_and_none_alive(qtbot, tmp_path, check
     assert blocker.args[0].generation_tokens == LONG_ANSWER_TOKENS
     assert window.transcript_model.entry(1).text
     fell = {"True": true_before - true_after, "None": none_before - none_after}
-    assert max(fell.values()) <= 0, f"references fell (may rise, must not fall): {fell}"
+    # The bug loses at least one per token (1,500 here). Objects freed meanwhile legitimately give
+    # a few back (the Model menu's fit reports, re-planned on the thread pool, hold booleans).
+    assert max(fell.values()) < LONG_ANSWER_TOKENS // 10, f"references fell (may rise, not fall): {fell}"

@@ -6,6 +6,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QTextEdit, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from desktop.widgets.shown_rows import EARLIER_ROWS, SHOWN_ROWS
 from desktop.widgets.transcript_view import TranscriptView
 
 ANSWER = "## Part\n\nSome **bold** text.\n\n```python\nprint(1)\n```\n\nA closing line.\n"
@@ -40,8 +41,12 @@ def test_opening_a_long_conversation_draws_only_what_is_on_screen(view, qtbot):
     assert len(view.findChildren(QWidget)) == widgets_before  # no widget per message
     assert not view.findChildren(QTextEdit)
     assert not view.placeholder.isVisible()
-    # The rest is laid out while the event loop is idle; the view stays at the end.
-    qtbot.waitUntil(lambda: view.delegate.rendered_rows() == 300, timeout=20_000)
+    # Only the last SHOWN_ROWS are shown; they are laid out while the event loop is idle, and the
+    # view stays at the end.
+    assert view.first_shown_row() == 300 - SHOWN_ROWS
+    assert view.isRowHidden(0) and view.isRowHidden(300 - SHOWN_ROWS - 1)
+    assert not view.isRowHidden(300 - SHOWN_ROWS)
+    qtbot.waitUntil(lambda: view.delegate.rendered_rows() == SHOWN_ROWS, timeout=20_000)
     bar = view.verticalScrollBar()
     qtbot.waitUntil(lambda: bar.value() == bar.maximum() > 0, timeout=5_000)
 
@@ -158,3 +163,59 @@ def test_double_click_opens_the_text_for_selection(view, qtbot):
     assert view.text_selection().toPlainText() == "hi"
     model.clear()
     assert view.text_selection() is None
+
+
+def test_scrolling_to_the_top_shows_earlier_rows_without_moving_the_view(view, qtbot):
+    view.model().set_entries(long_conversation(150))
+    first = view.first_shown_row()
+    bar = view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum() > 0, timeout=5_000)
+    bar.setValue(0)  # the person scrolls to the top
+    qtbot.waitUntil(lambda: view.first_shown_row() == first - EARLIER_ROWS, timeout=5_000)
+    # The row that was at the top is still where it was; the new rows are above it.
+    assert view.visualRect(view.model().index(first)).top() == 0
+    assert bar.value() > 0 and not view.isRowHidden(first - EARLIER_ROWS)
+    # Scrolling all the way up shows everything, a page at a time.
+    while view.first_shown_row() > 0:
+        shown = view.first_shown_row()
+        bar.setValue(0)
+        qtbot.waitUntil(lambda s=shown: view.first_shown_row() < s, timeout=5_000)
+    assert not any(view.isRowHidden(r) for r in range(300))
+
+
+def test_a_search_hit_or_an_action_on_a_hidden_row_shows_it(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    view.scroll_to(3)
+    assert view.first_shown_row() == 3
+    assert view.viewport().rect().intersects(view.visualRect(model.index(3)))
+    model.set_entries(long_conversation(150))
+    bar = view.row_actions(10)
+    assert view.first_shown_row() == 10 and bar.isVisible() and bar.row == 10
+
+
+def test_removing_rows_from_a_hidden_one_shows_the_last_rows_again(view):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    assert view.first_shown_row() == 300 - SHOWN_ROWS > 150
+    model.remove_from(150)  # e.g. editing a question that was hidden until the person scrolled up
+    assert model.rowCount() == 150
+    assert view.first_shown_row() == 150 - SHOWN_ROWS
+    assert [view.isRowHidden(r) for r in range(150)] == [r < 150 - SHOWN_ROWS for r in range(150)]
+
+
+def test_a_relayout_while_streaming_asks_only_the_shown_rows_for_their_size(view):
+    model = view.model()
+    model.set_entries(long_conversation(500))
+    model.append_user("And now?")
+    row = model.begin_answer()
+    view.flush()
+    view.executeDelayedItemsLayout()
+    asked = view.delegate.size_hints_asked
+    model.append_text(row, "a line that makes the answer taller\n\n" * 5)
+    view.flush()
+    view.executeDelayedItemsLayout()
+    asked = view.delegate.size_hints_asked - asked
+    assert view.first_shown_row() == model.rowCount() - 2 - SHOWN_ROWS  # shown when it opened
+    shown = model.rowCount() - view.first_shown_row()
+    assert 0 < asked <= shown + 2  # the shown rows (and row 0, Qt's scroll step), not all 1,002
