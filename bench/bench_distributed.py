@@ -1,10 +1,14 @@
 """Each rank's peak memory against its planned share, for a model split over N ranks.
 
-Synthesizes a Llama 4 checkpoint far bigger than the tests' (so per-rank weights dominate
-MLX's fixed overheads), answers one question with an image on N local ranks over MLX's ring
-backend, asks every rank for ``mx.get_peak_memory()`` and prints it beside the rank's share of
-the memory plan (``models.memory.cluster_plan``, CPU profile). Also prints the same answer on one
-rank, to show the greedy tokens do not change. Figures, not pass/fail.
+Synthesizes a Llama 4 checkpoint far bigger than the tests' (776 MB at 4 bits: 12 layers, half
+of them MoE with 32 experts, so each rank's weights dominate its working memory), answers one
+question with an image on N local ranks over MLX's ring backend, asks every rank for
+``mx.get_peak_memory()`` and prints it beside the rank's share of the memory plan
+(``models.memory.cluster_plan``, CPU profile, the image's tiles on rank 0). With ``--single``
+also prints the same answer on one rank, to show the greedy tokens do not change. Figures, not
+pass/fail. Synthesizing takes about a minute (3 GB of bf16 on disk, then quantized); a run 8-10
+minutes on 2 cores, with more system than user time: the ranks waiting in ``recv`` apparently
+poll on the cores the working rank needs.
 
     .venv/bin/python bench/bench_distributed.py [--ranks 2] [--model PATH]
 
@@ -29,14 +33,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tests.support.synthetic_checkpoints import TinyShape  # noqa: E402
 
 SHAPE = TinyShape(
-    hidden=512,
-    layers=8,
-    heads=8,
-    kv_heads=2,
+    hidden=1024,
+    layers=12,
+    heads=16,
+    kv_heads=4,
     head_dim=64,
-    experts=4,
-    expert_intermediate=1024,
-    dense_intermediate=2048,
+    experts=32,
+    expert_intermediate=2048,
+    dense_intermediate=4096,
     moe_step=2,
     chunk=512,
     base_vocab=4000,
@@ -52,11 +56,28 @@ SHAPE = TinyShape(
 def _checkpoint(workdir: Path) -> Path:
     from tests.support.synthetic_checkpoints import quantize_checkpoint, write_checkpoint
 
-    quantized = workdir / "bench-distributed-h512-4bit"
+    quantized = workdir / "bench-distributed-h1024-4bit"
     if not (quantized / "config.json").is_file():
-        bf16 = write_checkpoint(workdir / "bench-distributed-h512-bf16", SHAPE, seed=7)
+        bf16 = write_checkpoint(workdir / "bench-distributed-h1024-bf16", SHAPE, seed=7)
         quantize_checkpoint(bf16, quantized, bits=4, group_size=64)
     return quantized
+
+
+IMAGE_SIZE = (336, 336)
+
+
+def _image_tiles(model: Path) -> int:
+    """How many tiles the question's image is cut into (rank 0's vision tower encodes them)."""
+    import json
+
+    from models.inference.preprocess import ProcessorConfig, plan_tiles
+
+    def read(name: str) -> dict:
+        path = model / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    config = ProcessorConfig.from_dicts(read("preprocessor_config.json"), read("processor_config.json"))
+    return plan_tiles(*IMAGE_SIZE, config).tiles
 
 
 def _question():
@@ -66,7 +87,7 @@ def _question():
     from models.inference.prompt import ChatMessage
 
     buffer = io.BytesIO()
-    Image.new("RGB", (336, 336), (120, 160, 90)).save(buffer, "PNG")
+    Image.new("RGB", IMAGE_SIZE, (120, 160, 90)).save(buffer, "PNG")
     image = load_image_bytes(buffer.getvalue(), "field.png")
     return [ChatMessage("user", "Describe this photo in detail.", (image,))]
 
@@ -114,15 +135,20 @@ def main() -> int:
     ranks = engine.ranks
     context = len(final.prompt_token_ids) + final.generation_tokens
     plan = plan_model(model, backend="cpu")
-    shares = plan_cluster(plan, [1] * ranks, context, 512).ranks
+    tiles = _image_tiles(model)
+    shares = plan_cluster(plan, [1] * ranks, context, 512, image_tiles=tiles).ranks
     prompt = len(final.prompt_token_ids)
-    print(f"{model.name}: {ranks} ranks, {prompt} prompt tokens with 1 image, split {engine.split}")
+    print(
+        f"{model.name}: {ranks} ranks, {prompt} prompt tokens with 1 image ({tiles} tile(s)), "
+        f"split {engine.split}"
+    )
     print(f"  whole model planned: {_gb(plan.peak_bytes(context, 512))} (weights {_gb(plan.weights.total)})")
     for share, peak in zip(shares, peaks, strict=True):
         start, end = share.layers
         print(
             f"  rank {share.rank}: layers {start}-{end - 1}  measured peak {_gb(peak)}  "
-            f"planned {_gb(share.peak_bytes)} (weights {_gb(share.weights_bytes)})  "
+            f"planned {_gb(share.peak_bytes)} (weights {_gb(share.weights_bytes)}, "
+            f"KV {_gb(share.kv_bytes)})  "
             f"measured/planned {peak / share.peak_bytes:.2f}"
         )
     print(f"  tokens: {list(final.token_ids)}  ({final.finish_reason})")

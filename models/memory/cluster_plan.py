@@ -1,9 +1,24 @@
 """Splitting a model across several machines: layers per rank proportional to their memory.
 
 ``split_layers`` cuts the decoder layers into contiguous ranges, one per rank, sized by each
-rank's budget (rank 0 also carries the embeddings and the vision tower, the last rank the
-``lm_head``). ``plan_cluster`` uses ``models.memory.planner``'s per-model figures to say what
-each rank would hold and whether the model fits across the cluster.
+rank's budget. ``plan_cluster`` says what each rank would hold and whether the model fits across
+the cluster. Each rank is planned as one machine running its own slice of the model
+(``ModelLayout.slice``, ``MemoryPlan`` with ``pipeline_stage``), because that is what it is:
+
+- *weights*: its layers' (MoE layers hold many times a dense layer's, so a slice is not a
+  proportional share), plus the embeddings and the vision tower on rank 0 and the final norm
+  and ``lm_head`` on the last rank;
+- *KV cache*: its own chunked and global layers';
+- *working memory*: a whole machine's prefill transient, not a fraction of one. The
+  activations of the layers in flight, the attention scores, the masks and the backend's fixed
+  working set exist on every rank whatever its number of layers; only the cache-growth and
+  cache-copy terms scale with the rank's own caches. Every rank runs its last layer in full (its
+  output is sent on, or turned into logits, at every prefill chunk);
+- *transfers*: a rank after the first also holds the hidden states it received
+  (``mx.distributed.recv``: ``tokens x hidden`` in the activation dtype); rank 0 receives the
+  last position's float32 logits, already counted with the logits;
+- *images*: rank 0 runs the vision tower, so with ``image_tiles`` its peak is also at least
+  the image peak (weights, cache, the tiles' working memory).
 """
 
 from __future__ import annotations
@@ -59,33 +74,56 @@ class ClusterPlan:
         return all(r.fits for r in self.ranks)
 
 
-def plan_cluster(plan, budgets: list[int], context: int, prefill_step: int = 512) -> ClusterPlan:
-    """Each rank's share of ``plan`` (a ``MemoryPlan``) at ``context`` tokens.
+def rank_weight_bytes(plan, split: list[tuple[int, int]]) -> list[int]:
+    """Each rank's weight bytes for ``split``: its layers' share of the language weights,
+    weighed by each layer's estimated size, plus the ends (see the module docstring)."""
+    from models.memory.weight_bytes import layer_weight_bytes, vocab_matrix_bytes
 
-    Language weights outside the layers (embeddings, ``lm_head``) are taken as two vocab x
-    hidden matrices of the layers' precision; the rest is spread evenly per layer. The KV
-    cache and the transient peak of one machine scale with the share of layers each rank runs."""
     layout = plan.layout
-    n = layout.layers
-    split = split_layers(n, [float(b) for b in budgets])
-    bits = layout.quant_bits
-    vocab_matrix = layout.vocab * layout.hidden * (bits / 8 if bits else 2)
-    ends = int(2 * vocab_matrix)
-    per_layer = max(0, plan.weights.language - ends) / n
-    vision = plan.weights.vision
-    kv_total = plan.kv_cache_bytes(context)
-    whole_peak = plan.peak_bytes(context, prefill_step)
-    transient = max(0, whole_peak - plan.weights.total - kv_total)
-    shares = []
-    for rank, ((start, end), budget) in enumerate(zip(split, budgets, strict=True)):
-        count = end - start
-        weights = per_layer * count
+    layers = layer_weight_bytes(layout)
+    matrix = vocab_matrix_bytes(layout)
+    estimated = sum(layers) + 2 * matrix + 2 * layout.hidden
+    # The estimate's layout, scaled to the checkpoint's own bytes (safetensors headers, or the
+    # float32 copy an unquantized checkpoint becomes on the CPU).
+    scale = plan.weights.language / estimated if estimated else 0.0
+    out = []
+    for rank, (start, end) in enumerate(split):
+        weights = sum(layers[start:end]) * scale
         if rank == 0:
-            weights += vocab_matrix + vision
+            weights += matrix * scale + plan.weights.vision
         if rank == len(split) - 1:
-            weights += vocab_matrix
-        kv = kv_total * count / n
-        peak = weights + kv + transient * count / n
+            weights += (matrix + 2 * layout.hidden) * scale
+        out.append(int(weights))
+    return out
+
+
+def plan_cluster(
+    plan, budgets: list[int], context: int, prefill_step: int = 512, image_tiles: int = 0
+) -> ClusterPlan:
+    """Each rank's share of ``plan`` (a ``MemoryPlan``) at ``context`` tokens, prefilled
+    ``prefill_step`` at a time, with an image of ``image_tiles`` tiles encoded on rank 0 before
+    the prefill (see the module docstring)."""
+    from dataclasses import replace
+
+    layout = plan.layout
+    split = split_layers(layout.layers, [float(b) for b in budgets])
+    step = max(1, min(prefill_step, context))
+    shares = []
+    for rank, ((start, end), weights, budget) in enumerate(
+        zip(split, rank_weight_bytes(plan, split), budgets, strict=True)
+    ):
+        vision = plan.weights.vision if rank == 0 else 0
+        own = replace(
+            plan,
+            layout=layout.slice(start, end, vision=rank == 0),
+            weights=replace(plan.weights, total=weights, language=weights - vision, vision=vision),
+            pipeline_stage=True,
+        )
+        kv = own.kv_cache_bytes(context)
+        received = 0 if rank == 0 else step * layout.hidden * plan.activation_bytes
+        peak = own.peak_bytes(context, prefill_step) + received
+        if rank == 0 and image_tiles:
+            peak = max(peak, own.image_peak_bytes(image_tiles))
         shares.append(RankShare(rank, (start, end), int(weights), int(kv), int(peak), int(budget)))
     return ClusterPlan(getattr(layout, "name", "model"), context, tuple(shares))
 

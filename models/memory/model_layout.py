@@ -3,7 +3,7 @@ config with ``layout_from_config``), and ``PlanError`` for a folder or config it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class PlanError(ValueError):
@@ -48,12 +48,26 @@ class ModelLayout:
     quant_bits: int | None = None
     quant_group: int = 64
     vision: VisionLayout | None = None
+    first_layer: int = 0  # a slice of a model (one rank's layers): its first layer's index in the whole
 
     def is_chunked(self, layer: int) -> bool:
-        return (layer + 1) % 4 != 0
+        """Whether ``layer`` (counted from this layout's first) uses chunked attention."""
+        return (self.first_layer + layer + 1) % 4 != 0
 
     def is_moe(self, layer: int) -> bool:
-        return layer % self.moe_step == self.moe_step - 1
+        return (self.first_layer + layer) % self.moe_step == self.moe_step - 1
+
+    def slice(self, start: int, end: int, vision: bool = False) -> ModelLayout:
+        """The layers ``[start, end)`` of this model as a layout of their own (one rank's share of
+        a pipeline), with the vision tower only if ``vision``."""
+        if not 0 <= start < end <= self.layers:
+            raise ValueError(f"layers {start}-{end - 1} are not within the model's {self.layers}")
+        return replace(
+            self,
+            layers=end - start,
+            first_layer=self.first_layer + start,
+            vision=self.vision if vision else None,
+        )
 
     @property
     def chunked_layers(self) -> int:

@@ -108,7 +108,9 @@ Public API (no Qt, no MLX):
   ``context``, worst chunk alignment), ``max_context(budget, step=None)``,
   ``vision_bytes_per_tile()``, ``image_peak_bytes(tiles, cached)``, ``fit(context, budget)``
   -> ``FitReport`` (verdict ``fits``/``tight``/``wont_fit``, the numbers, ``summary``);
-  ``peak_scale``, the correction learned from measured peaks (``models.memory.measured_peaks``).
+  ``peak_scale``, the correction learned from measured peaks (``models.memory.measured_peaks``);
+  ``pipeline_stage``, a plan for one rank's slice of the layers (``models.memory.cluster_plan``):
+  every layer's output is used there, and no more layers are in flight than the slice has.
 - ``choose_prefill_step(plan, context, budget)``; ``conversation_budget_check(plan,
   tokens_so_far, next_turn_tokens, budget, ...)`` -> ``TurnCheck``.
 - Budgets come from ``models.memory.budget.detect_budget()``; ``models.memory.model_plans``
@@ -240,6 +242,7 @@ class MemoryPlan:
     profile: BackendProfile = GPU_PROFILE
     activation_bytes: int = 2
     peak_scale: float = 1.0  # measured/planned correction learned on this machine (>= 1)
+    pipeline_stage: bool = False  # one rank's layers of a pipeline: every layer's output is used
 
     # -- KV cache ---------------------------------------------------------------------------------
 
@@ -297,19 +300,29 @@ class MemoryPlan:
             return p.float32_layers_in_flight
         return p.layers_in_flight
 
+    @property
+    def _decoder_layers_in_flight(self) -> float:
+        """Decoder layers whose intermediates are alive at a prefill chunk's peak: a rank of a
+        pipeline finishes each chunk before sending it on, so no more than its own layers."""
+        if self.pipeline_stage:
+            return min(self._layers_in_flight, self.layout.layers)
+        return self._layers_in_flight
+
     def prefill_transient_bytes(self, step: int, cached: int) -> int:
         """Working memory of one prefill chunk of ``step`` tokens after ``cached`` cached ones."""
         s, p = self.layout, self.profile
         L = max(1, step)
         k_chunked = min(cached, s.chunk) + L
         k_global = cached + L
-        act = self._layers_in_flight * self.activation_bytes_per_token() * L
+        act = self._decoder_layers_in_flight * self.activation_bytes_per_token() * L
         # Attention scores: the largest non-fused attention (the last layer's never runs in a
-        # prefill chunk: only the cache it writes is evaluated, not its output).
+        # prefill chunk on one machine: only the cache it writes is evaluated, not its output; a
+        # rank of a pipeline sends on, or takes the logits of, its last layer's output).
         score_elems = 0
         if not p.fused_masked and s.chunked_layers:
             score_elems = s.heads * L * k_chunked
-        globals_running = [i for i in range(s.layers - 1) if not s.is_chunked(i)]
+        running = s.layers if self.pipeline_stage else s.layers - 1
+        globals_running = [i for i in range(running) if not s.is_chunked(i)]
         quantized_global = kv_cache_bits(self.kv_bits) is not None and cached > 0
         if globals_running and (quantized_global or not p.fused_causal):
             score_elems = max(score_elems, s.heads * L * k_global)
@@ -321,7 +334,7 @@ class MemoryPlan:
         largest_layer: float = 0
         if cached:
             largest_layer = _round_up(cached) * 2 * s.kv_dim * self._global_kv_element
-        regrow = min(1.0, self._layers_in_flight / s.layers) * before + largest_layer
+        regrow = min(1.0, self._decoder_layers_in_flight / s.layers) * before + largest_layer
         logits = 3 * s.vocab * 4  # the last token's float32 logits, log-probabilities, sample
         # The safety term (see the module docstring): copies of the chunked layers' caches at
         # the chunk's attention span, which is how the measured shortfall grew with the context.

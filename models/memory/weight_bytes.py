@@ -89,22 +89,35 @@ def _linear_bytes(out_dim: int, in_dim: int, bits: int | None, group: int, dtype
     return out_dim * in_dim * dtype_bytes
 
 
-def estimate_weights(layout: ModelLayout) -> WeightBytes:
-    """Weight bytes from the config alone, laid out as mlx-vlm's converter writes them."""
+def vocab_matrix_bytes(layout: ModelLayout) -> int:
+    """One vocab x hidden matrix (the embeddings, or ``lm_head``) as the converter stores it."""
+    return _linear_bytes(layout.vocab, layout.hidden, layout.quant_bits, layout.quant_group)
+
+
+def layer_weight_bytes(layout: ModelLayout) -> list[int]:
+    """Each decoder layer's weight bytes, estimated from the config (MoE layers hold far more
+    than dense ones, so a slice of layers is not a proportional share)."""
     s, b, g = layout, layout.quant_bits, layout.quant_group
     lin = lambda o, i: _linear_bytes(o, i, b, g)  # noqa: E731
-    language = 2 * lin(s.vocab, s.hidden) + 2 * s.hidden  # embedding, lm_head, final norm
+    sizes = []
     for i in range(s.layers):
-        language += 2 * lin(s.kv_dim, s.hidden) + lin(s.q_dim, s.hidden) + lin(s.hidden, s.q_dim)
-        language += 2 * 2 * s.hidden  # the two RMSNorms
+        n = 2 * lin(s.kv_dim, s.hidden) + lin(s.q_dim, s.hidden) + lin(s.hidden, s.q_dim)
+        n += 2 * 2 * s.hidden  # the two RMSNorms
         if s.is_moe(i):
-            language += lin(s.experts, s.hidden)  # router
-            language += s.experts * (
-                2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
-            )
-            language += 2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
+            n += lin(s.experts, s.hidden)  # router
+            n += s.experts * (2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate))
+            n += 2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate)
         else:
-            language += 2 * lin(s.dense_intermediate, s.hidden) + lin(s.hidden, s.dense_intermediate)
+            n += 2 * lin(s.dense_intermediate, s.hidden) + lin(s.hidden, s.dense_intermediate)
+        sizes.append(n)
+    return sizes
+
+
+def estimate_weights(layout: ModelLayout) -> WeightBytes:
+    """Weight bytes from the config alone, laid out as mlx-vlm's converter writes them."""
+    s = layout
+    language = 2 * vocab_matrix_bytes(s) + 2 * s.hidden  # embedding, lm_head, final norm
+    language += sum(layer_weight_bytes(s))
     vision = 0
     v = s.vision
     if v is not None:
