@@ -17,9 +17,7 @@ from pathlib import Path
 
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches, keys_digest, portable_layers
 from models.inference.model_identity import ModelIdentity, model_identity
-from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
-
-RANKS_FOLDER = "ranks"
+from models.inference.prompt_cache_keeper import FOLDER_NAME, RANKS_FOLDER, PromptCacheKeeper
 
 _log = logging.getLogger(__name__)
 

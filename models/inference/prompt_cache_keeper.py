@@ -34,6 +34,7 @@ from models.inference.prompt_cache_files import (
 
 DEFAULT_BUDGET_BYTES = 20 * 1024**3
 FOLDER_NAME = "kv-caches"
+RANKS_FOLDER = "ranks"  # pipeline ranks' own shares: ranks/<model>/layers-<start>-<end>/
 BUDGET_FILE = "budget.json"
 _STALE_TEMP_S = 3600  # a temporary file this old belongs to no running save
 
@@ -45,9 +46,13 @@ def default_folder() -> Path:
 
 
 def remove_saved_cache(folder: Path, conversation_id: int | str) -> None:
-    """Delete one conversation's saved cache from ``folder`` (for the conversation store)."""
+    """Delete one conversation's saved cache from ``folder`` (for the conversation store), and
+    the shares that pipeline ranks on this machine saved (``models.distributed.rank_caches``;
+    a rank on another Mac drops its share when its disk budget needs the room)."""
     try:
-        (Path(folder) / f"{int(conversation_id)}{SUFFIX}").unlink(missing_ok=True)
+        name = f"{int(conversation_id)}{SUFFIX}"
+        for path in [Path(folder) / name, *Path(folder).glob(f"{RANKS_FOLDER}/*/*/{name}")]:
+            path.unlink(missing_ok=True)
     except (OSError, ValueError):
         _log.debug("Could not remove the KV cache of %s", conversation_id, exc_info=True)
 

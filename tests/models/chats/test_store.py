@@ -101,6 +101,24 @@ def test_settings_are_per_conversation(store):
 # -- delete, undo, purge --------------------------------------------------------------------------
 
 
+def test_delete_removes_the_saved_kv_cache_and_local_ranks_shares(store):
+    from models.inference.prompt_cache_keeper import FOLDER_NAME, RANKS_FOLDER, SUFFIX
+
+    doomed, kept = store.create(), store.create()
+    caches = store.folder / FOLDER_NAME
+    shares = caches / RANKS_FOLDER / "0123456789abcdef"
+    files = {
+        "doomed": [caches / f"{doomed.id}{SUFFIX}", shares / "layers-3-6" / f"{doomed.id}{SUFFIX}"],
+        "kept": [caches / f"{kept.id}{SUFFIX}", shares / "layers-3-6" / f"{kept.id}{SUFFIX}"],
+    }
+    for path in files["doomed"] + files["kept"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"cache")
+    store.delete(doomed.id)
+    assert [p.exists() for p in files["doomed"]] == [False, False]
+    assert [p.exists() for p in files["kept"]] == [True, True]
+
+
 def test_delete_undo_and_purge(store, clock):
     kept, doomed = store.create(), store.create()
     shared, own = picture((1, 2, 3)), picture((9, 9, 9), name="own.png")
