@@ -50,16 +50,20 @@ def _messages(conversation: int, answers: list[list[int]]) -> list:
     return messages
 
 
-def converse(engine, folder: Path, phase: str) -> list[dict]:
+PHASES = {"switch": "ABCA", "reopen": "ABC", "turns": "AA", "resume": "A"}  # answers in order
+FIRST = ("switch", "turns")  # the phases that start the conversations (no history yet)
+
+
+def converse(engine, folder: Path, phase: str, kv_bits: int | None = None) -> list[dict]:
     """Run ``phase`` (see the module docstring) with the caches kept in ``folder``."""
     from models.inference.conversation_caches import ConversationCaches
     from models.inference.engine import GenerationSettings
     from models.inference.prompt_cache_keeper import PromptCacheKeeper
 
-    settings = GenerationSettings(max_tokens=8, temperature=0.0)
+    settings = GenerationSettings(max_tokens=8, temperature=0.0, kv_bits=kv_bits)
     caches = ConversationCaches(PromptCacheKeeper(folder / "kv-caches"))
     history = folder / "history.json"
-    answers: dict[str, list] = json.loads(history.read_text("utf-8")) if phase == "reopen" else {}
+    answers: dict[str, list] = json.loads(history.read_text("utf-8")) if phase not in FIRST else {}
     records: list[dict] = []
 
     def answer(conversation: int, cancel_after: int | None = None) -> None:
@@ -86,15 +90,10 @@ def converse(engine, folder: Path, phase: str) -> list[dict]:
             }
         )
 
-    if phase == "switch":
-        answer(A)
-        answer(B, cancel_after=CANCEL_AFTER)
-        answer(C)
-        answer(A)
-    else:
-        answer(A)
-        answer(B)
-        answer(C)
+    for name in PHASES[phase]:
+        conversation = "?ABC".index(name)
+        first = phase == "switch" and conversation == B
+        answer(conversation, cancel_after=CANCEL_AFTER if first else None)
     history.write_text(json.dumps(answers), encoding="utf-8")
     caches.keeper.close()
     return records
@@ -105,14 +104,15 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--ranks", type=int, default=1)
     parser.add_argument("--folder", required=True)
-    parser.add_argument("--phase", choices=("switch", "reopen"), required=True)
+    parser.add_argument("--phase", choices=tuple(PHASES), required=True)
+    parser.add_argument("--kv-bits", type=int)
     args = parser.parse_args()
 
     from models.distributed.load import cluster_hosts, load_engine
 
     engine = load_engine(args.model, cluster_hosts(args.ranks))
     try:
-        for record in converse(engine, Path(args.folder), args.phase):
+        for record in converse(engine, Path(args.folder), args.phase, args.kv_bits):
             print(json.dumps(record), flush=True)
     finally:
         engine.close()

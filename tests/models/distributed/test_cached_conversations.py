@@ -6,6 +6,10 @@ silently wrong answers). Then a restarted cluster (a new process) reopens A and 
 restores its own layers from its own file (cached tokens as on one machine); and C, whose file
 on rank 1 was removed: no rank restores, the answer is prefilled in full. Greedy tokens match one
 machine's, answer for answer.
+
+With an 8-bit KV cache (each rank holding one quantized global layer), two turns of one
+conversation (the second reusing the cache in memory) and, after a restart, a third from the
+saved caches answer as one machine does, each rank's file holding its layers' 8-bit cache.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ def model(tmp_path_factory):
     return write_checkpoint(folder, TinyShape(layers=4), seed=5)
 
 
-def _run(model, folder, phase: str, ranks: int = 2) -> list[dict]:
+def _run(model, folder, phase: str, ranks: int = 2, kv_bits: int | None = None) -> list[dict]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", LLAMA_DESK_DATA_DIR=str(folder / "data"))
     argv = ["-m", "tests.models.distributed.run_cached_conversations", "--model", str(model)]
     argv += ["--ranks", str(ranks), "--folder", str(folder), "--phase", phase]
+    argv += ["--kv-bits", str(kv_bits)] if kv_bits else []
     done = subprocess.run(
         [sys.executable, *argv], capture_output=True, text=True, cwd=REPO, env=env, timeout=240
     )
@@ -92,3 +97,43 @@ def test_a_rank_without_its_file_makes_every_rank_prefill(single, pipeline):
     records, _ = pipeline
     assert single["C2"]["cached_tokens"] > 0
     assert records["C2"]["restored"] != "loaded" and records["C2"]["cached_tokens"] == 0
+
+
+# head_dim 64: keys and values quantize in groups of 64; 8 layers: layers 3 and 7 are global
+# (quantized), one on each of two ranks.
+KV_SHAPE = TinyShape(hidden=128, layers=8, head_dim=64, experts=2, dense_intermediate=128)
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """The 8-bit answers on one machine and on two ranks (restarted between the phases), and
+    rank 1's saved files."""
+    from models.inference.engine import Engine
+
+    model = write_checkpoint(tmp_path_factory.mktemp("kvranks") / "tiny-8-layers", KV_SHAPE, seed=7)
+    one = tmp_path_factory.mktemp("kv-single")
+    single = converse(Engine.load(model), one, "turns", 8)
+    single += converse(Engine.load(model), one, "resume", 8)
+    two = tmp_path_factory.mktemp("kv-pipeline")
+    records = _run(model, two, "turns", kv_bits=8) + _run(model, two, "resume", kv_bits=8)
+    return _by_answer(single), _by_answer(records), sorted((two / "data").rglob("*.safetensors"))
+
+
+def test_an_8_bit_cache_is_reused_and_restored_across_ranks_as_on_one_machine(quantized):
+    from mlx_lm.models.cache import ChunkedKVCache, QuantizedKVCache, load_prompt_cache
+
+    single, records, rank_files = quantized
+    assert list(records) == ["A1", "A2", "A3"]
+    for name, record in records.items():
+        assert record["error"] is None, record
+        assert record["tokens"] == single[name]["tokens"], name
+        assert record["cached_tokens"] == single[name]["cached_tokens"], name
+    assert records["A2"]["cached_tokens"] > 0  # reused in memory on every rank
+    assert records["A3"]["restored"] == "loaded"  # after the restart, on every rank
+    assert records["A3"]["cached_tokens"] > records["A2"]["cached_tokens"]
+    (rank_file,) = rank_files
+    assert rank_file.parent.name == "layers-4-8"
+    layers, metadata = load_prompt_cache(str(rank_file), return_metadata=True)
+    assert metadata["kv"] == "8:64"
+    assert [type(c) for c in layers] == [ChunkedKVCache] * 3 + [QuantizedKVCache]  # layers 4..7
+    assert layers[3].bits == 8 and layers[3].group_size == 64
