@@ -64,6 +64,7 @@ class ShownRows:
                 self._view.setRowHidden(row, True)
 
     def rows_removed(self, first: int, last: int) -> None:
-        if first < self.first:  # hidden rows went with them: show the last ones again
+        """Rows went (edit and resend, regenerate): keep at least the last ``SHOWN_ROWS`` shown."""
+        if first < self.first:  # hidden rows went with them
             self._set_first(max(first, self.first - (last - first + 1)))
-            self.show_from(self._rows() - SHOWN_ROWS)
+        self.show_from(min(self.first, self._rows() - SHOWN_ROWS))

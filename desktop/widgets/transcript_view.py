@@ -91,7 +91,7 @@ class TranscriptView(QListView):
         self._model: TranscriptModel | None = None
         self._dirty: set[int] = set()
         self._follow = True
-        self._placing_rows = False  # the scroll range moves because rows are placed, not the person
+        self._placing_rows = 0  # > 0: the scroll range moves because rows are placed, not the person
         self._selecting: QPersistentModelIndex | None = None  # the row whose text is open for selection
         self._placeholder_suppressed = False
         self.placeholder = QLabel(self.viewport())
@@ -200,13 +200,14 @@ class TranscriptView(QListView):
         for row in page:
             self.delegate.relayout_row(row)  # exact heights: nothing above moves later
         self.shown.show_from(page.start)
-        follow, self._placing_rows = self._follow, True
+        self._follow = False  # the person is reading up, not following the end
+        self._placing_rows += 1
         try:
             self.executeDelayedItemsLayout()
             bar = self.verticalScrollBar()
             bar.setValue(bar.value() + self.visualRect(anchor).top() - before)
         finally:
-            self._placing_rows, self._follow = False, follow
+            self._placing_rows -= 1
 
     def scroll_to(self, row: int) -> None:
         """Bring a message into view (a search hit) and stop following the end."""
@@ -303,6 +304,11 @@ class TranscriptView(QListView):
         super().mouseMoveEvent(event)
 
     def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid() and current.row() < self.shown.first:  # Home, or typing a letter
+            self.shown.show_row(current.row())
+            self._follow = False
+            self.executeDelayedItemsLayout()
+            self.scrollTo(current)
         if self._selecting is not None and current.row() != self._selecting.row():
             self.close_text_selection()
         self._place_action_bar()
@@ -332,11 +338,13 @@ class TranscriptView(QListView):
         super().resizeEvent(event)
 
     def updateGeometries(self) -> None:  # noqa: N802 - Qt override: rows were placed again
-        follow, self._placing_rows = self._follow, True
+        follow = self._follow
+        self._placing_rows += 1
         try:
             super().updateGeometries()
         finally:
-            self._placing_rows, self._follow = False, follow
+            self._placing_rows -= 1
+            self._follow = follow
         if follow:
             self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
         self.placeholder.setGeometry(self.viewport().rect())

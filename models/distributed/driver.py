@@ -28,6 +28,8 @@ from models.distributed.wire import Command, Header, dtype_name, payload_array, 
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches
 from models.inference.engine import Engine, GenerationSettings
 
+RESTORE_PATIENCE = 10.0  # a RESTORE may take this many reply timeouts (ranks read files in turn)
+
 
 class RankLost(RuntimeError):
     """A rank of the cluster stopped or cannot be reached; the message names its host."""
@@ -52,10 +54,12 @@ class PipelineLM:
     def make_cache(self):
         return self.stage.make_cache()
 
-    def _checked(self, call: Callable, watched: bool = True):
+    def _checked(self, call: Callable, watched: bool = True, patience: float = 1.0):
+        """Run ``call`` (an exchange with the ranks) under the watchdog, which waits ``patience``
+        times the reply timeout (or for ever, ``watched`` False)."""
         if self.failure is not None:
             raise RankLost(self.failure)
-        with ReplyWatchdog(self.cluster, self.reply_timeout_s if watched else None) as watchdog:
+        with ReplyWatchdog(self.cluster, self.reply_timeout_s * patience if watched else None) as watchdog:
             try:
                 return call()
             except RuntimeError as exc:
@@ -134,7 +138,9 @@ class PipelineLM:
             send(flags, 1, group)
             return recv((size,), mx.float32, size - 1, group)
 
-        return all(v == 1.0 for v in self._checked(exchange).tolist())
+        # Each rank first finishes its own pending save, then reads its file, one after another
+        # down the ring: a slow disk is not a hung rank (that only costs the cluster).
+        return all(v == 1.0 for v in self._checked(exchange, patience=RESTORE_PATIENCE).tolist())
 
     def stop(self) -> None:
         if self.failure is None:

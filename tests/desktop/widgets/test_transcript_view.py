@@ -1,7 +1,7 @@
 """The transcript view on its own: rows drawn lazily, streaming redraws one row, the actions."""
 
 import pytest
-from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtCore import QEvent, QItemSelectionModel, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QTextEdit, QWidget
 
@@ -219,3 +219,40 @@ def test_a_relayout_while_streaming_asks_only_the_shown_rows_for_their_size(view
     assert view.first_shown_row() == model.rowCount() - 2 - SHOWN_ROWS  # shown when it opened
     shown = model.rowCount() - view.first_shown_row()
     assert 0 < asked <= shown + 2  # the shown rows (and row 0, Qt's scroll step), not all 1,002
+
+
+def test_home_or_typing_shows_a_hidden_row_before_it_becomes_current(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    view.executeDelayedItemsLayout()
+    view.setFocus()
+    view.selectionModel().setCurrentIndex(model.index(200), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    qtbot.keyClick(view, Qt.Key.Key_Home)
+    assert view.currentIndex().row() == 0 and view.first_shown_row() == 0
+    assert view.viewport().rect().intersects(view.visualRect(model.index(0)))
+    assert view.viewport().rect().contains(view.action_bar.geometry())
+    with qtbot.waitSignal(view.action_requested) as blocker:
+        qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert blocker.args == ["copy", 0]  # the message the person now sees
+
+
+def test_edit_near_the_first_shown_row_keeps_the_last_rows_shown(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    assert view.first_shown_row() == 300 - SHOWN_ROWS
+    model.remove_from(300 - SHOWN_ROWS + 3)  # edit and resend the fourth shown message
+    assert view.first_shown_row() == model.rowCount() - SHOWN_ROWS
+    view.executeDelayedItemsLayout()
+    bar = view.verticalScrollBar()
+    assert bar.maximum() > 0  # enough shown to scroll (and reach the earlier ones)
+
+
+def test_showing_earlier_rows_while_following_the_end_keeps_the_row_in_view(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    model.remove_from(300 - SHOWN_ROWS + 3)
+    view.executeDelayedItemsLayout()
+    first = view.first_shown_row()
+    view.verticalScrollBar().setValue(0)
+    qtbot.waitUntil(lambda: view.first_shown_row() < first, timeout=5_000)
+    assert view.visualRect(model.index(first)).top() == 0  # not thrown to the end

@@ -66,3 +66,35 @@ def test_not_adopted_and_reset_everywhere_when_a_rank_could_not_restore(snapshot
     # The ranks that did restore hold cache 1; rank 0 continues neither that nor its old one.
     assert stand_in.asked == [(12, snapshot.tokens, 1)] and stand_in.generation == 2
     assert pipeline.cache_keys == ()
+
+
+def test_a_restore_may_wait_longer_than_a_reply_before_a_rank_is_hung(snapshot_and_engine, monkeypatch):
+    import mlx.core as mx
+
+    import models.distributed.driver as driver
+
+    snapshot, _engine = snapshot_and_engine
+    waited: list = []
+
+    class Watchdog:
+        message = None
+
+        def __init__(self, _cluster, timeout_s):
+            waited.append(timeout_s)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_exc):
+            return None
+
+    class Cluster:
+        group, size = None, 2
+
+    monkeypatch.setattr(driver, "ReplyWatchdog", Watchdog)
+    monkeypatch.setattr(driver, "send", lambda *_args: None)
+    monkeypatch.setattr(driver, "recv", lambda shape, *_args: mx.ones(shape))
+    lm = driver.PipelineLM(None, Cluster(), vocab=8, reply_timeout_s=30.0)
+    assert lm.restore(7, snapshot, generation=1)
+    lm.save(7, snapshot, budget_bytes=1 << 30)
+    assert waited == [30.0 * driver.RESTORE_PATIENCE, 30.0]  # a slow disk is not a hung rank
