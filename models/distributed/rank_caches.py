@@ -47,12 +47,13 @@ class RankCaches:
         self.identity = model_identity(model_path)
         root = root if root is not None else data_dir()
         self.folder = rank_folder(root, self.identity, stage.start, stage.end)
+        self._budget_root = Path(root) / FOLDER_NAME  # one disk budget for every share on this Mac
         self._keeper: PromptCacheKeeper | None = None
 
     @property
     def keeper(self) -> PromptCacheKeeper:
         if self._keeper is None:
-            self._keeper = PromptCacheKeeper(self.folder)
+            self._keeper = PromptCacheKeeper(self.folder, budget_root=self._budget_root)
         return self._keeper
 
     def save(self, payload: dict, cache: list, kv: tuple[int, int] | None) -> bool:

@@ -94,9 +94,18 @@ def _writer_alive(temp: Path) -> bool:
 class PromptCacheKeeper:
     """Saved KV caches in ``folder`` (default: ``kv-caches`` in the data folder)."""
 
-    def __init__(self, folder: str | Path | None = None, budget_bytes: int | None = None):
-        """``budget_bytes`` None: the budget stored in the folder (``set_budget``), else the default."""
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        budget_bytes: int | None = None,
+        budget_root: str | Path | None = None,
+    ):
+        """``budget_bytes`` None: the budget stored in the folder (``set_budget``), else the default.
+        ``budget_root``: the ``kv-caches`` folder whose files share the budget (default: this
+        folder): its own and the pipeline ranks' shares under ``ranks/`` are counted, evicted and
+        cleared together, whichever keeper saves."""
         self.folder = Path(folder) if folder is not None else default_folder()
+        self.budget_root = Path(budget_root) if budget_root is not None else self.folder
         self.budget_bytes = int(budget_bytes) if budget_bytes is not None else stored_budget(self.folder)
         self._saver: concurrent.futures.ThreadPoolExecutor | None = None
         self._remove_stale_temps()
@@ -178,10 +187,11 @@ class PromptCacheKeeper:
     # -- accounting -----------------------------------------------------------------------------
 
     def files(self) -> list[CacheFile]:
-        """The saved caches, least recently used first."""
+        """The saved caches under the budget (``budget_root``), least recently used first."""
         out = []
         try:
-            paths = list(self.folder.glob(f"*{SUFFIX}"))
+            paths = list(self.budget_root.glob(f"*{SUFFIX}"))
+            paths += self.budget_root.glob(f"{RANKS_FOLDER}/*/*/*{SUFFIX}")
         except OSError:
             return []
         for path in paths:

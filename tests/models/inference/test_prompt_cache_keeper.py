@@ -101,3 +101,20 @@ def test_the_budget_is_kept_in_the_folder_and_shared(tmp_path):
     assert PromptCacheKeeper(tmp_path).budget_bytes == int(one * 1.5)
     (tmp_path / "budget.json").write_text("{not json")
     assert PromptCacheKeeper(tmp_path).budget_bytes == 20 * 1024**3
+
+
+def test_pipeline_ranks_shares_count_against_the_same_budget(tmp_path):
+    from models.inference.prompt_cache_keeper import RANKS_FOLDER
+
+    one = size_of_one(tmp_path)
+    root = tmp_path / "kv-caches"
+    main = PromptCacheKeeper(root, budget_bytes=int(one * 2.5))
+    share = PromptCacheKeeper(root / RANKS_FOLDER / "model" / "layers-2-4", int(one * 2.5), budget_root=root)
+    main.save(1, snapshot(), IDENTITY)
+    age(main, 1, 100)
+    share.save(1, snapshot(), IDENTITY)
+    age(share, 1, 50)
+    assert main.used_bytes() == share.used_bytes() == 2 * one  # each sees both
+    share.save(2, snapshot(), IDENTITY)  # a third file: the least recently used (rank 0's) goes
+    assert sorted(f.path.parent.name for f in share.files()) == ["layers-2-4", "layers-2-4"]
+    assert main.clear() == 2 * one and share.files() == []  # Settings' Clear removes the shares too
