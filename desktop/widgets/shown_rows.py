@@ -58,10 +58,15 @@ class ShownRows:
         self.show_from(self._rows() - SHOWN_ROWS)
 
     def rows_inserted(self, first: int, last: int) -> None:
-        if first < self.first:  # among the hidden rows: hidden too
+        """Rows came: hidden among hidden ones; a new message at the end (the view follows it
+        there) hides again what the person had shown far above, beyond twice ``SHOWN_ROWS``."""
+        rows = self._rows()
+        if first < self.first:
             self._set_first(self.first + last - first + 1)
             for row in range(first, last + 1):
                 self._view.setRowHidden(row, True)
+        elif last == rows - 1 and rows - self.first > 2 * SHOWN_ROWS:
+            self.show_from(rows - SHOWN_ROWS)
 
     def rows_removed(self, first: int, last: int) -> None:
         """Rows went (edit and resend, regenerate): keep at least the last ``SHOWN_ROWS`` shown."""

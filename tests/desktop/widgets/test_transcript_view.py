@@ -256,3 +256,15 @@ def test_showing_earlier_rows_while_following_the_end_keeps_the_row_in_view(view
     view.verticalScrollBar().setValue(0)
     qtbot.waitUntil(lambda: view.first_shown_row() < first, timeout=5_000)
     assert view.visualRect(model.index(first)).top() == 0  # not thrown to the end
+
+
+def test_a_new_message_hides_again_what_was_shown_far_above(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    view.scroll_to(0)  # e.g. a search hit in the first message: everything is shown
+    assert view.first_shown_row() == 0
+    model.append_user("And now?")  # the view follows the new question to the end
+    assert view.first_shown_row() == model.rowCount() - SHOWN_ROWS
+    view.executeDelayedItemsLayout()
+    bar = view.verticalScrollBar()
+    assert bar.value() == bar.maximum()
