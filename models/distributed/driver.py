@@ -24,7 +24,7 @@ from models.distributed.hosts import HostFile
 from models.distributed.launcher import Cluster
 from models.distributed.rank_caches import restore_payload, save_payload
 from models.distributed.watchdog import ReplyWatchdog, default_timeout_s
-from models.distributed.wire import Command, Header, dtype_name, payload_array, recv, send
+from models.distributed.wire import PROTOCOL, Command, Header, dtype_name, payload_array, recv, send
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches
 from models.inference.engine import Engine, GenerationSettings
 
@@ -193,7 +193,19 @@ class PipelineEngine(Engine):
             split = split_layers(layers, [1.0] * cluster.size)
         else:
             split = split_layers(layers, shares or hosts.shares())
-            args = [["--model", str(checkpoint.path), "--start", str(s), "--end", str(e)] for s, e in split]
+            args = [
+                [
+                    "--model",
+                    str(checkpoint.path),
+                    "--start",
+                    str(s),
+                    "--end",
+                    str(e),
+                    "--protocol",
+                    str(PROTOCOL),
+                ]
+                for s, e in split
+            ]
             if progress:
                 progress(f"Starting {hosts.size - 1} more rank(s)")
             cluster = Cluster.start(hosts, args)

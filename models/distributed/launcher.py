@@ -8,6 +8,12 @@ Python and folder), locally for 127.0.0.1 and over ``ssh`` for any other host, e
 ring as rank 0 (``mx.distributed.init(backend="ring")``). A thread records when each rank's
 process exits, so a lost connection can be blamed on the rank that stopped first.
 
+MLX's ``init`` holds the GIL while it waits for the other ranks to connect, so nothing in this
+process (not even the window) runs until they do. Rank 0 therefore joins only once every rank
+has said it is about to (``READY_LINE`` in its log); a rank that exits first (another version,
+a missing folder) or never says so within ``START_TIMEOUT_S`` (an unreachable host) fails the
+start with its host named, instead of hanging in ``init``.
+
 MLX initializes its distributed group once per process: a process joins one cluster.
 """
 
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
 
 RING_PORT = 32323  # mlx.launch's default starting port, for hosts other than this one
 PEER_LOST_EXIT = 75  # a worker whose neighbour went away exits with this code
+READY_LINE = "llama-desk rank: joining the ring"  # a worker prints it just before joining
+START_TIMEOUT_S = 60.0  # for every rank to start (ssh, Python, MLX) and say it is joining
 
 
 class ClusterError(RuntimeError):
@@ -96,8 +104,30 @@ class Cluster:
         path = os.path.join(log_dir, "hostfile.json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(hostfile)
+        cluster.wait_until_ready()
         cluster._join(path)
         return cluster
+
+    def wait_until_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until every rank printed ``READY_LINE``; fail, naming the host, when one exits
+        first or stays silent for ``timeout_s`` (see the module docstring)."""
+        waiting = set(self.processes)
+        deadline = time.monotonic() + timeout_s
+        while waiting:
+            if self._exits:
+                self.stop()
+                raise ClusterError(self.describe_failure("could not start"))
+            waiting = {rank for rank in waiting if READY_LINE not in self._log(rank)}
+            if waiting and time.monotonic() > deadline:
+                rank = min(waiting)
+                self.stop()
+                raise ClusterError(
+                    f"Rank {rank} on {self.hosts.hosts[rank].label} did not start within "
+                    f"{timeout_s:g} s; check that it is reachable over ssh and has Llama Desk in "
+                    "the same folder."
+                )
+            if waiting:
+                time.sleep(0.05)
 
     @classmethod
     def joined(cls) -> Cluster:
@@ -188,14 +218,20 @@ class Cluster:
     def _host_list(self) -> str:
         return ", ".join(h.label for h in self.hosts.hosts[1:])
 
-    def _log_tail(self, rank: int) -> str:
+    def _log(self, rank: int) -> str:
         try:
             with open(os.path.join(self.log_dir, f"rank{rank}.log"), "rb") as f:
-                lines = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+                return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
-        errors = [ln for ln in lines if "Error" in ln]
-        return " ".join((errors or [""])[-1].split())[:200]
+
+    def _log_tail(self, rank: int) -> str:
+        lines = [ln for ln in self._log(rank).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        tail = " ".join((errors or [""])[-1].split())[:200]
+        if "unrecognized arguments: --protocol" in tail:  # a worker from before the protocol check
+            return "it runs an older version of Llama Desk; run the same version on every Mac"
+        return tail
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Wait for the ranks to exit (after a stop message), then end whatever is left."""

@@ -30,6 +30,7 @@ class Command(enum.IntEnum):
     RESTORE = 5  # a payload, then a float32 array of per-rank flags: restore, fill your slot
 
 
+PROTOCOL = 2  # bump whenever a header or payload changes (1: the six-number header, no SAVE/RESTORE)
 DTYPES = ("float32", "float16", "bfloat16")
 HEADER_LEN = 7
 

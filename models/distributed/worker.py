@@ -16,8 +16,17 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from models.distributed.launcher import PEER_LOST_EXIT
-from models.distributed.wire import Command, Header, dtype_name, payload_value, recv, recv_header, send
+from models.distributed.launcher import PEER_LOST_EXIT, READY_LINE
+from models.distributed.wire import (
+    PROTOCOL,
+    Command,
+    Header,
+    dtype_name,
+    payload_value,
+    recv,
+    recv_header,
+    send,
+)
 
 if TYPE_CHECKING:
     from models.distributed.rank_caches import RankCaches
@@ -145,7 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--start", type=int, help="first layer (default: an equal split)")
     parser.add_argument("--end", type=int, help="one past the last layer")
+    parser.add_argument("--protocol", type=int, help="the wire protocol rank 0 speaks (checked)")
     args = parser.parse_args(argv)
+    if args.protocol is not None and args.protocol != PROTOCOL:  # before joining: rank 0 names us
+        print(
+            f"Error: this Mac runs pipeline protocol {PROTOCOL} and rank 0 speaks {args.protocol}; "
+            "run the same version of Llama Desk on every Mac",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
 
     import mlx.core as mx
 
@@ -154,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     _exit_with_parent()
     from models.inference.checkpoint import read_checkpoint
 
+    print(READY_LINE, flush=True)  # rank 0 joins once every rank said so
     group = mx.distributed.init(strict=True, backend="ring")
     last = group.rank() == group.size() - 1
     text = read_checkpoint(args.model).config["text_config"]

@@ -48,3 +48,11 @@ def test_another_cache_is_refused_not_trimmed(held):
 def test_a_shorter_cache_is_out_of_step():
     with pytest.raises(RuntimeError, match="holds 4 positions, rank 0 6"):
         sync_cache(TwoLayers(), _filled(4), 3, Header(Command.RUN, 1, 6, cache=3))
+
+
+def test_a_rank_of_another_protocol_refuses_before_joining(capsys):
+    from models.distributed.wire import PROTOCOL
+    from models.distributed.worker import main
+
+    assert main(["--model", "/nowhere", "--protocol", str(PROTOCOL + 1)]) == 2  # no ring joined
+    assert "run the same version of Llama Desk on every Mac" in capsys.readouterr().err
