@@ -193,19 +193,8 @@ class PipelineEngine(Engine):
             split = split_layers(layers, [1.0] * cluster.size)
         else:
             split = split_layers(layers, shares or hosts.shares())
-            args = [
-                [
-                    "--model",
-                    str(checkpoint.path),
-                    "--start",
-                    str(s),
-                    "--end",
-                    str(e),
-                    "--protocol",
-                    str(PROTOCOL),
-                ]
-                for s, e in split
-            ]
+            model, protocol = ["--model", str(checkpoint.path)], ["--protocol", str(PROTOCOL)]
+            args = [[*model, "--start", str(s), "--end", str(e), *protocol] for s, e in split]
             if progress:
                 progress(f"Starting {hosts.size - 1} more rank(s)")
             cluster = Cluster.start(hosts, args)

@@ -9,10 +9,10 @@ is the small piece of bookkeeping both the window's worker and ``llama-desk ask 
 - ``keep(engine, conversation_id, final_step)`` when an answer ends (stop, length, cancelled):
   a snapshot of the cache is written in the background.
 
-An engine split across a cluster (``models.distributed.driver.PipelineEngine``, which has
-``save_rank_caches``) holds only its own layers' cache on this machine: the other ranks save and
-restore their shares themselves, told the conversation's id, and its ``adopt_cache`` succeeds
-only when every rank restored.
+An engine split across a cluster (``models.distributed.driver.PipelineEngine``) holds only its
+own layers' cache on this machine: told the conversation's id (``adopt_cache``,
+``save_rank_caches``; no-ops on one machine), the other ranks save and restore their shares
+themselves, and ``adopt_cache`` succeeds only when every rank restored.
 """
 
 from __future__ import annotations
@@ -34,17 +34,6 @@ def kv_of(settings) -> tuple[int, int] | None:
     """The KV quantization ``(bits, group size)`` of ``GenerationSettings``, or None."""
     bits = getattr(settings, "kv_bits", None)
     return (int(bits), int(settings.kv_group_size)) if bits else None
-
-
-def _across_ranks(engine) -> bool:
-    """Whether other ranks hold the rest of ``engine``'s cache (see the module docstring)."""
-    return hasattr(engine, "save_rank_caches")
-
-
-def _adopt(engine, conversation_id, snapshot) -> bool:
-    if _across_ranks(engine):
-        return engine.adopt_cache(snapshot, conversation_id)
-    return engine.adopt_cache(snapshot)
 
 
 class ConversationCaches:
@@ -72,7 +61,7 @@ class ConversationCaches:
 
     def _open(self, engine, conversation_id, settings) -> LoadOutcome:
         result = self.keeper.load(conversation_id, engine.identity, kv_of(settings))
-        if result.snapshot is not None and not _adopt(engine, conversation_id, result.snapshot):
+        if result.snapshot is not None and not engine.adopt_cache(result.snapshot, conversation_id):
             # It does not fit this model's layers (or another rank lacks its share).
             self.keeper.delete(conversation_id)
             outcome = LoadOutcome.OTHER_MODEL
@@ -91,8 +80,7 @@ class ConversationCaches:
             snapshot = engine.snapshot_cache()
             if snapshot is None:
                 return None
-            if _across_ranks(engine):
-                engine.save_rank_caches(conversation_id, snapshot, self.keeper.budget_bytes)
+            engine.save_rank_caches(conversation_id, snapshot, self.keeper.budget_bytes)  # a cluster's
             return self.keeper.save_in_background(conversation_id, snapshot, engine.identity)
         except Exception:  # noqa: BLE001 - not saving costs a prefill later, nothing more
             _log.warning("Could not save the KV cache of conversation %s", conversation_id, exc_info=True)

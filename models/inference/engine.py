@@ -177,14 +177,22 @@ class Engine:
             return None  # the cache and its keys disagree: nothing safe to keep
         return CacheSnapshot(portable_layers(self._cache), tuple(self._cache_keys), self._cache_kv)
 
-    def adopt_cache(self, snapshot: CacheSnapshot) -> bool:
+    def adopt_cache(self, snapshot: CacheSnapshot, conversation_id: int | str | None = None) -> bool:
         """Make ``snapshot`` the KV cache (as after the turns it holds); False, and the cache
-        left as it was, when it does not fit this model."""
+        left as it was, when it does not fit this model. ``conversation_id`` names the other
+        ranks' shares for an engine split across a cluster (``PipelineEngine``); one machine
+        holds the whole cache and does not need it."""
         caches = fitting_caches(snapshot, self.new_cache())
         if caches is None:
             return False
         self._take_cache(caches, snapshot)
         return True
+
+    def save_rank_caches(
+        self, conversation_id: int | str, snapshot: CacheSnapshot, budget_bytes: int
+    ) -> None:
+        """Have the other ranks of a cluster save their shares of the cache ``snapshot`` was
+        taken from (``PipelineEngine``); one machine has no other share: nothing to do."""
 
     def _take_cache(self, caches: list, snapshot: CacheSnapshot) -> None:
         self._cache = caches

@@ -179,7 +179,7 @@ class FakeEngine:
         layer.state = (zeros, zeros, len(self._cache_keys))
         return CacheSnapshot((layer,), tuple(self._cache_keys), self._cache_kv)
 
-    def adopt_cache(self, snapshot: CacheSnapshot) -> bool:
+    def adopt_cache(self, snapshot: CacheSnapshot, conversation_id: int | str | None = None) -> bool:
         """Make ``snapshot`` the cache; False (the cache as it was) when it is not a fake's."""
         layers = snapshot.layers
         if snapshot.tokens == 0 or len(layers) != len(self.new_cache()):
@@ -189,6 +189,11 @@ class FakeEngine:
         self._cache_keys = list(snapshot.keys)
         self._cache_kv = tuple(snapshot.kv) if snapshot.kv else None
         return True
+
+    def save_rank_caches(
+        self, conversation_id: int | str, snapshot: CacheSnapshot, budget_bytes: int
+    ) -> None:
+        """One machine: no other rank holds a share."""
 
     def reset_cache(self) -> None:
         """Forget the KV cache (the next turn prefills the whole conversation)."""
