@@ -85,19 +85,15 @@ class WelcomePanel(QFrame):
     def refresh(self) -> None:
         self.listing = self.library.recommended()
         if self.listing is None:
-            self.recommendation.setText(
-                "None of the catalog's variants fits this machine's memory by the planner's numbers. "
-                "You can still open a checkpoint folder you have, or pick one in Model ▸ Manage Models."
-                if self.library.loaded
-                else "Looking at this machine…"
-            )
+            waiting = "Looking at this Mac…"
+            self.recommendation.setText(self._nothing_fits_text() if self.library.loaded else waiting)
+            self.recommendation.setToolTip("")
             self.download_button.hide()
             return
         badge = self.library.fit(self.listing)
-        self.recommendation.setText(
-            f"Recommended for this machine: {self.listing.entry.display_name} "
-            f"({format_size(self.listing.size_bytes)} download). {badge.detail if badge else ''}"
-        )
+        self.recommendation.setText(self._recommendation_text(self.listing))
+        # The planner's numbers, for whoever wants them.
+        self.recommendation.setToolTip(badge.detail if badge else "")
         self.download_button.show()
         repo = self.listing.entry.repo_id
         downloading = bool(repo and self.library.is_downloading(repo))
@@ -107,6 +103,34 @@ class WelcomePanel(QFrame):
         self.progress.setVisible(downloading)
         if not downloading:
             self.progress_label.setText(self.library.errors.get(repo or "", ""))
+
+    def _needs(self, listing) -> str:
+        from models.memory.mac_sizes import needs_mac_words
+
+        return needs_mac_words(self.library.plans.get(listing.key), self.library.context)
+
+    def _recommendation_text(self, listing) -> str:
+        """'Recommended: Llama 4 Scout … (4-bit) · 61.1 GB download · runs on Macs with 96 GB or
+        more. It fits this Mac.'"""
+        parts = [f"Recommended: {listing.entry.display_name}"]
+        if listing.size_bytes:
+            parts.append(f"{format_size(listing.size_bytes)} download")
+        if needs := self._needs(listing):
+            parts.append(needs)
+        return " · ".join(parts) + ". It fits this Mac."
+
+    def _nothing_fits_text(self) -> str:
+        """What a Mac with too little memory is told: which Mac the smallest model needs."""
+        catalog = [row for row in self.library.listings if row.entry.source == "catalog" and row.size_bytes]
+        smallest = min(catalog, key=lambda row: row.size_bytes, default=None)
+        gib = round(self.library.memory_bytes / 2**30)  # as Apple counts a Mac's memory
+        head = f"No Llama 4 model fits this Mac's {gib} GB of memory." if gib else "No Llama 4 model fits."
+        if smallest is not None and (needs := self._needs(smallest)):
+            head += (
+                f" The smallest, {smallest.entry.display_name} ({format_size(smallest.size_bytes)} "
+                f"download), {needs}."
+            )
+        return head + " You can still open a model folder you have, or pick one in Model ▸ Manage Models."
 
     def _on_download_button_clicked(self) -> None:
         if self.listing is None:

@@ -143,9 +143,28 @@ def test_welcome_recommends_the_largest_variant_that_fits(qtbot, tmp_path):
     pick = library.recommended()
     fitting = [row for row in library.listings if library.fit(row) and library.fit(row).verdict == "fits"]
     assert pick is not None and pick.size_bytes == max(row.size_bytes for row in fitting)
-    assert pick.entry.display_name in window.welcome.recommendation.text()
+    text = window.welcome.recommendation.text()
+    assert pick.entry.display_name in text
     assert "Scout" in pick.entry.display_name  # Maverick's weights alone exceed 128 GB
     assert library.fit(pick).report is not None  # the planner's numbers, not a rule of thumb
+    # Words for people: the download, which Macs it runs on; the planner's terms only on hover.
+    assert "(4-bit) · 61.1 GB download · runs on Macs with 96 GB or more. It fits this Mac." in text
+    assert "working memory" not in text and "prefilling" not in text and "((" not in text
+    assert "working memory" in window.welcome.recommendation.toolTip()
+    window.close()
+
+
+def test_welcome_says_which_mac_the_smallest_model_needs_when_none_fits(qtbot, tmp_path):
+    from models.memory.budget import mac_budget
+
+    library = ModelLibrary(budget=mac_budget(16), memory_bytes=16 * 2**30)  # a 16 GB MacBook Air
+    window = make_window(qtbot, tmp_path, library=library)
+    wait_listed(qtbot, library, lambda: bool(library.listings))
+    window._update_welcome()
+    text = window.welcome.recommendation.text()
+    assert text.startswith("No Llama 4 model fits this Mac's 16 GB of memory.")
+    assert "(3-bit)" in text and "runs on Macs with 96 GB or more" in text
+    assert not window.welcome.download_button.isVisible()
     window.close()
 
 
