@@ -75,14 +75,13 @@ def add_parser(sub) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise CommandError("--max-tokens must be at least 1.", 2)
-    if args.temperature is not None and args.temperature < 0:
-        raise CommandError("--temperature cannot be negative.", 2)
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise CommandError("--top-p must be in (0, 1].", 2)
-    if args.context_length is not None and args.context_length < 2:
-        raise CommandError("--context-length must be at least 2.", 2)
+    from models.chats.conversation_records import setting_problem
+
+    # The ranges a stored conversation, an import and the Settings dialog hold to.
+    for name in (*SETTING_FLAGS, "system_prompt"):
+        if problem := setting_problem(name, getattr(args, "system" if name == "system_prompt" else name)):
+            flag = "--system" if name == "system_prompt" else "--" + name.replace("_", "-")
+            raise CommandError(f"{flag} {problem}.", 2)
     if args.ranks is not None and args.ranks < 1:
         raise CommandError("--ranks must be at least 1.", 2)
     if not args.prompt.strip() and not args.image:

@@ -120,6 +120,9 @@ def test_system_prompt_goes_first(checkpoints):
         (["--max-tokens", "0"], "--max-tokens"),
         (["--top-p", "2"], "--top-p"),
         (["--context-length", "16"], "context length of 16"),
+        (["--temperature", "5"], "--temperature must be a number from 0 to 2"),  # was accepted
+        (["--temperature", "nan"], "--temperature must be a number from 0 to 2"),
+        (["--seed", "-1"], "--seed must be a whole number"),
     ],
 )
 def test_bad_input_is_one_line(checkpoints, tmp_path, args, message):
