@@ -17,5 +17,8 @@ def format_bytes(n: float | None, missing: str = "?") -> str:
 
 
 def format_memory(n: float) -> str:
-    """Memory in a plan: '61.2 GB', or whole megabytes below 0.95 GB ('412 MB')."""
-    return f"{n / GB:.1f} GB" if abs(n) >= 0.95 * GB else f"{n / 1e6:.0f} MB"
+    """Memory in a plan: '61.2 GB', whole megabytes from 10 MB to 0.95 GB ('412 MB'), and below
+    that as ``format_bytes`` says it ('1.4 MB', never '0 MB')."""
+    if abs(n) >= 0.95 * GB:
+        return f"{n / GB:.1f} GB"
+    return f"{n / 1e6:.0f} MB" if abs(n) >= 10e6 else format_bytes(n)

@@ -296,6 +296,16 @@ def check_online(entry: CatalogEntry, token: str | None = None) -> OnlineStatus:
     return OnlineStatus("available", size_bytes=plan.total_bytes, commit=plan.commit)
 
 
+def _estimated_size(entry: CatalogEntry) -> int | None:
+    """A repo's size before it is downloaded: the memory planner's estimate of its weights where
+    it has one (one size in the menus, ``models list`` and ``models fit``), else the catalog's."""
+    if entry.expected_bytes_estimated and entry.repo_id is not None:
+        from models.memory.catalog_configs import estimated_download_bytes
+
+        return estimated_download_bytes(entry.repo_id) or entry.expected_bytes
+    return entry.expected_bytes
+
+
 def _listing_for(entry: CatalogEntry, online: bool, token: str | None) -> ModelListing:
     if entry.repo_id is None:
         path = entry.path or Path(entry.key)
@@ -309,7 +319,7 @@ def _listing_for(entry: CatalogEntry, online: bool, token: str | None) -> ModelL
     if cached is not None and cached.complete:
         return ModelListing(entry, "downloaded", cached.size_on_disk, False, on_disk, cached.path)
     status: Status = "partial" if on_disk else "available"
-    size, estimated, message = entry.expected_bytes, entry.expected_bytes_estimated, ""
+    size, estimated, message = _estimated_size(entry), entry.expected_bytes_estimated, ""
     if online:
         checked = check_online(entry, token)
         size = checked.size_bytes if checked.size_bytes is not None else size

@@ -73,3 +73,19 @@ def catalog_config(repo_id: str) -> dict | None:
     if entry.family == "maverick":
         return maverick_config(entry.bits)
     return None
+
+
+def estimated_download_bytes(repo_id: str) -> int | None:
+    """What a Scout or Maverick repo's weights will occupy on disk, estimated from its config as
+    the memory planner estimates them (so the menus, ``models list`` and ``models fit`` give one
+    size before the Hub has said the real one); None for a repo without a catalog config."""
+    from models.memory.model_layout import PlanError, layout_from_config
+    from models.memory.weight_bytes import estimate_weights
+
+    config = catalog_config(repo_id)
+    if config is None:
+        return None
+    try:
+        return estimate_weights(layout_from_config(config, repo_id)).total
+    except PlanError:
+        return None

@@ -148,7 +148,7 @@ def test_welcome_recommends_the_largest_variant_that_fits(qtbot, tmp_path):
     assert "Scout" in pick.entry.display_name  # Maverick's weights alone exceed 128 GB
     assert library.fit(pick).report is not None  # the planner's numbers, not a rule of thumb
     # Words for people: the download, which Macs it runs on; the planner's terms only on hover.
-    assert "(4-bit) · 61.1 GB download · runs on Macs with 96 GB or more. It fits this Mac." in text
+    assert "(4-bit) · 62.4 GB download · runs on Macs with 96 GB or more. It fits this Mac." in text
     assert "working memory" not in text and "prefilling" not in text and "((" not in text
     assert "working memory" in window.welcome.recommendation.toolTip()
     window.close()

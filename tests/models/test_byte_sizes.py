@@ -27,7 +27,14 @@ def test_an_unknown_size_says_so():
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(412_000_000, "412 MB"), (949_000_000, "949 MB"), (960_000_000, "1.0 GB"), (61.2e9, "61.2 GB")],
+    [
+        (412_000_000, "412 MB"),
+        (949_000_000, "949 MB"),
+        (960_000_000, "1.0 GB"),
+        (61.2e9, "61.2 GB"),
+        (1_400_000, "1.4 MB"),  # the tests' tiny model was "0 MB weights"
+        (400_000, "400.0 KB"),
+    ],
 )
 def test_plan_figures_are_gigabytes_or_whole_megabytes(n, text):
     assert format_memory(n) == text

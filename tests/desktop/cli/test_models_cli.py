@@ -51,7 +51,7 @@ def test_list_shows_the_catalog_with_estimated_sizes(hub, capsys):
     scout = rows[SCOUT_4BIT]
     assert [scout[k] for k in ("status", "size_bytes", "size_estimated")] == [
         "available",
-        61_100_000_000,
+        62_365_125_632,  # the planner's estimate of its weights: the size `models fit` gives too
         True,
     ]
     assert [scout[k] for k in ("family", "total_params", "active_params", "experts", "bits")] == [
@@ -62,10 +62,12 @@ def test_list_shows_the_catalog_with_estimated_sizes(hub, capsys):
         4,
     ]
     maverick = rows["mlx-community/Llama-4-Maverick-17B-128E-Instruct-8bit"]
-    assert [maverick[k] for k in ("family", "experts", "size_bytes")] == ["maverick", 128, 427_000_000_000]
+    assert [maverick[k] for k in ("family", "experts", "size_bytes")] == ["maverick", 128, 427_500_669_952]
 
     code, out, _ = cli(capsys, "models", "list")
-    assert code == 0 and "~61.1 GB  " + SCOUT_4BIT in out
+    assert code == 0 and "~62.4 GB  " + SCOUT_4BIT in out
+    code, out, _ = cli(capsys, "models", "fit", SCOUT_4BIT, "--json")
+    assert code == 0 and json.loads(out)["weights_bytes"] == scout["size_bytes"]  # one size everywhere
 
     code, out, _ = cli(capsys, "models", "list", "--online", "--json")
     online = {row["key"]: row for row in json.loads(out)}
