@@ -4,7 +4,7 @@
 pool, never on the UI thread) and runs downloads one at a time on its own QThread through
 ``models.hub.store.download_model``. Pausing keeps the bytes (the next start resumes); cancelling
 also deletes the partial download. The view classes only draw what this object says; a
-model's badge across the window's cluster is ``desktop.controllers.cluster_fit``'s.
+model's badge (here and across the window's cluster) is ``desktop.controllers.fit_badge``'s.
 
 Signals:
     changed(): the listings (or a download's state) changed.
@@ -16,36 +16,18 @@ Signals:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 
+from desktop.controllers.fit_badge import FitBadge, cluster_badge
 from desktop.workers.background_task import run_in_background
 from desktop.workers.download_worker import CancelEvent, DownloadWorker
 from models.byte_sizes import format_bytes
 from models.hub.download_end import DownloadEnd, DownloadEndKind
 from models.inference.answer_defaults import CONTEXT_LENGTH
 from models.memory.listing_fits import corrected_plan, plan_fits
-
-
-@dataclass(frozen=True)
-class FitBadge:
-    """How a model sits in this machine's memory: 'fits', 'tight' or 'wont_fit', and why; or
-    'cluster': it won't fit this machine alone but fits across the window's cluster."""
-
-    verdict: str
-    detail: str
-    report: object | None = None  # the memory planner's FitReport, when there is a plan
-    cluster: object | None = None  # its models.memory.cluster_plan.ClusterPlan, with a cluster
-    machines: str = "Macs"  # what the cluster's ranks are called ("ranks" for --ranks N)
-
-    @property
-    def label(self) -> str:
-        if self.verdict == "cluster" and self.cluster is not None:
-            return f"fits on {len(self.cluster.ranks)} {self.machines}"
-        return {"fits": "fits", "tight": "tight", "wont_fit": "won't fit"}.get(self.verdict, self.verdict)
 
 
 def total_memory_bytes() -> int:
@@ -207,7 +189,7 @@ class ModelLibrary(QObject):
 
     def set_cluster(self, hosts) -> None:
         """Also plan every listing across ``hosts`` (a ``HostFile``), each host with its
-        ``memory_gb`` or else this machine's budget (``desktop.controllers.cluster_fit``)."""
+        ``memory_gb`` or else this machine's budget (``desktop.controllers.fit_badge``)."""
         self.cluster = hosts
         self._recompute_fits()
         self.changed.emit()
@@ -271,8 +253,6 @@ class ModelLibrary(QObject):
         report = self.reports.get(listing.key)
         cluster = self.cluster_plans.get(listing.key)
         if report is not None and cluster is not None and report.verdict == "wont_fit":
-            from desktop.controllers.cluster_fit import cluster_badge
-
             return cluster_badge(report, cluster, self.cluster)
         if report is not None:
             return FitBadge(report.verdict, report.summary, report)

@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 from PySide6.QtCore import Qt
 
-from desktop.controllers.model_library import FitBadge, ModelLibrary
+from desktop.controllers.fit_badge import FitBadge
+from desktop.controllers.model_library import ModelLibrary
 from desktop.dialogs.settings_dialog import SettingsDialog
 from desktop.preferences import ChatDefaults
 from models.hub.catalog import add_user_model

@@ -3,7 +3,8 @@ as such ("fits on 2 Macs"), and choosing it loads it without asking (across the 
 
 from __future__ import annotations
 
-from desktop.controllers.model_library import FitBadge, ModelLibrary
+from desktop.controllers.fit_badge import FitBadge
+from desktop.controllers.model_library import ModelLibrary
 from desktop.widgets.model_menu import ModelMenu
 from models.distributed.hosts import host_file_from_json, local_hosts
 from models.hub.catalog import add_user_model
