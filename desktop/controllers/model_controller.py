@@ -24,7 +24,6 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, Signal
 
 from desktop.controllers.model_library import ModelLibrary
-from desktop.widgets.welcome_panel import describe_progress
 from desktop.workers.background_task import run_in_background
 from desktop.workers.inference_worker import InferenceWorker
 from models.hub.download_end import DownloadEnd, DownloadEndKind
@@ -160,7 +159,7 @@ class ModelController(QObject):
     def _on_library_download_progress(self, repo_id: str, progress) -> None:
         percent = 100 * progress.bytes_done / progress.bytes_total if progress.bytes_total else 0
         self.download_status.emit(
-            f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · {describe_progress(progress)}"
+            f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · {progress.describe()}"
         )
 
     def _on_library_download_finished(self, repo_id: str, path: str) -> None:

@@ -19,16 +19,8 @@ from desktop.controllers.model_library import ModelLibrary, format_size
 
 
 def describe_progress(progress) -> str:
-    """'12.3 GB of 61.1 GB · 48.0 MB/s · 20 min left'."""
-    if progress is None:
-        return "Starting…"
-    parts = [f"{format_size(progress.bytes_done)} of {format_size(progress.bytes_total)}"]
-    if progress.speed_bps:
-        parts.append(f"{format_size(progress.speed_bps)}/s")
-    if progress.eta_s is not None and progress.speed_bps:
-        minutes = progress.eta_s / 60
-        parts.append(f"{minutes:.0f} min left" if minutes >= 1 else "less than a minute left")
-    return " · ".join(parts)
+    """A download's progress in words ('Starting…' before the first report)."""
+    return "Starting…" if progress is None else progress.describe()
 
 
 class WelcomePanel(QFrame):

@@ -59,6 +59,18 @@ class DownloadProgress:
     files_done: int = 0
     files_total: int = 0
 
+    def describe(self) -> str:
+        """'12.3 GB of 61.1 GB · 48.0 MB/s · 20 min left', for the window."""
+        from models.byte_sizes import format_bytes
+
+        parts = [f"{format_bytes(self.bytes_done)} of {format_bytes(self.bytes_total)}"]
+        if self.speed_bps:
+            parts.append(f"{format_bytes(self.speed_bps)}/s")
+        if self.eta_s is not None and self.speed_bps:
+            minutes = self.eta_s / 60
+            parts.append(f"{minutes:.0f} min left" if minutes >= 1 else "less than a minute left")
+        return " · ".join(parts)
+
 
 def open_partial(path: Path) -> BinaryIO:
     """Open a ``.incomplete`` file for appending (a seam for tests that simulate a full disk)."""
