@@ -5,7 +5,7 @@ from __future__ import annotations
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QThreadPool
 
-from desktop.lifetime import alive, weak_callback
+from desktop.lifetime import alive
 from desktop.workers.background_task import run_in_background
 
 
@@ -24,19 +24,11 @@ def _finish_pool_tasks() -> None:
     QCoreApplication.processEvents()  # deliver the relays' queued results
 
 
-def test_a_weak_callback_calls_a_live_object_and_skips_a_deleted_one(qapp):
+def test_alive_is_false_for_none_and_a_deleted_object(qapp):
     owner = _Owner()
-    callback = weak_callback(owner.record)
-    assert callback(1) == 1 and owner.calls == [1]
-    calls = owner.calls
+    assert alive(owner) and alive("not a Qt object")
     shiboken6.delete(owner)
-    assert not alive(owner)
-    assert callback(2) is None and calls == [1]
-
-
-def test_a_weak_callback_does_not_keep_its_object(qapp):
-    callback = weak_callback(_Owner().record)
-    assert callback(1) is None  # the owner was garbage-collected
+    assert not alive(owner) and not alive(None)
 
 
 def test_background_results_reach_a_live_owner_only(qapp):
