@@ -40,7 +40,8 @@ class ChatPane(QWidget):
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
         self.notice = NoticeBar()
         self.composer = Composer()
-        self.composer.notice.connect(self.notice.show_message)
+        self.composer.notice.connect(self._on_composer_notice)
+        self.composer.notice_outdated.connect(lambda: self.notice.withdraw("composer"))
         self.composer.edit.textChanged.connect(self._on_composer_text_changed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -89,6 +90,9 @@ class ChatPane(QWidget):
         composer = self.composer
         images, pending = composer.images(), composer.reading_images()
         self.answers.ask(Draft(composer.text(), images, composer.thumbnails(), pending))
+
+    def _on_composer_notice(self, text: str) -> None:
+        self.notice.show_message(text, source="composer")
 
     def _on_answers_question_taken(self, draft: Draft) -> None:
         self.composer.clear_draft()
