@@ -42,6 +42,8 @@ class ChatPane(QWidget):
         self.composer = Composer()
         self.composer.notice.connect(self._on_composer_notice)
         self.composer.notice_outdated.connect(lambda: self.notice.withdraw("composer"))
+        self.composer.cancel_requested.connect(self.cancel_edit)
+        self.notice.dismissed.connect(self._on_notice_dismissed)
         self.composer.edit.textChanged.connect(self._on_composer_text_changed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -138,8 +140,23 @@ class ChatPane(QWidget):
         self.composer.clear_draft()
         self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
         self.answers.editing_row = row
-        self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
+        self.notice.show_message(
+            "Editing a question: Send replaces it and the messages after it; × or Esc cancels.",
+            source="edit",
+        )
         self.composer.edit.setFocus()
+
+    def cancel_edit(self) -> None:
+        """Stop editing: the composer is emptied and the next question is a new one."""
+        if self.answers is None or self.answers.editing_row is None:
+            return
+        self.answers.editing_row = None
+        self.composer.clear_draft()
+        self.notice.withdraw("edit")
+
+    def _on_notice_dismissed(self, source: str) -> None:
+        if source == "edit":  # closing "Editing a question" cancels the edit
+            self.cancel_edit()
 
     def _on_composer_text_changed(self) -> None:
         answers = self.answers
@@ -151,4 +168,4 @@ class ChatPane(QWidget):
         answers = self.answers
         if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
             answers.editing_row = None  # the draft was cleared: the next question is a new one
-            self.notice.hide()
+            self.notice.withdraw("edit")

@@ -8,6 +8,7 @@ an answer.
 Signals:
     send_requested(): the person asked to send the draft.
     stop_requested(): the person asked to stop the answer (Esc or Stop).
+    cancel_requested(): Esc while no answer runs (the chat column cancels an edit in progress).
     attach_requested(): the Attach button was pressed (the window opens the file picker).
     notice(str): a one-line message to show (images refused, too many images).
     notice_outdated(): the attached images changed, so the last ``notice`` no longer holds.
@@ -135,6 +136,7 @@ class AttachmentChip(QFrame):
 class Composer(QFrame):
     send_requested = Signal()
     stop_requested = Signal()
+    cancel_requested = Signal()
     attach_requested = Signal()
     notice = Signal(str)
     notice_outdated = Signal()
@@ -290,3 +292,5 @@ class Composer(QFrame):
     def _on_edit_escape(self) -> None:
         if self._generating:
             self.stop_requested.emit()
+        else:
+            self.cancel_requested.emit()

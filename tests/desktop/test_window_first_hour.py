@@ -182,3 +182,16 @@ def test_a_drop_keeps_its_order_and_a_non_image_holds_no_slot(
     assert blocker.args[0].startswith("notes.txt is not a supported image")
     window.composer.clear_draft()  # the chips changed: the notice no longer holds
     assert window.notice.text() == ""
+
+
+def test_closing_the_editing_notice_cancels_the_edit(loaded, qtbot):
+    window = loaded
+    ask(qtbot, window, "One")
+    window.chat.edit_message(0)
+    assert window.composer.text() == "One" and window.notice.text().startswith("Editing a question")
+    qtbot.mouseClick(window.notice.close_button, Qt.MouseButton.LeftButton)
+    assert window.composer.text() == ""
+    ask(qtbot, window, "Two")
+    stored = window.conversations.store.messages(window.conversations.current_id)
+    assert [(m.role, m.text) for m in stored if m.role == "user"] == [("user", "One"), ("user", "Two")]
+    assert len(stored) == 4  # nothing was replaced
