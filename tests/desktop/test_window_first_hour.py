@@ -195,3 +195,16 @@ def test_closing_the_editing_notice_cancels_the_edit(loaded, qtbot):
     stored = window.conversations.store.messages(window.conversations.current_id)
     assert [(m.role, m.text) for m in stored if m.role == "user"] == [("user", "One"), ("user", "Two")]
     assert len(stored) == 4  # nothing was replaced
+
+
+def test_an_active_search_does_not_hide_the_chat_just_started(loaded, qtbot):
+    window = loaded
+    ask(qtbot, window, "Circles and squares")
+    sidebar = window.sidebar
+    sidebar.search.setText("circles")
+    qtbot.waitUntil(lambda: sidebar.model.searching and sidebar.model.rowCount() == 1, timeout=10_000)
+    window.new_chat()
+    ask(qtbot, window, "Something else entirely")
+    rows = [sidebar.model.row(i).conversation_id for i in range(sidebar.model.rowCount())]
+    assert window.conversations.current_id in rows
+    assert not sidebar.model.searching and sidebar.search.text() == ""
