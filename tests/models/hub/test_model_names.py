@@ -28,3 +28,11 @@ def test_a_stored_commit_shows_as_the_name_of_the_repo_the_cache_holds_it_under(
     assert shown_model_name(COMMIT) == REPO
     assert shown_model_name("f" * 40) == "f" * 40  # not in the cache: left as it is
     assert shown_model_name("tiny-4bit") == "tiny-4bit"
+
+
+def test_a_snapshot_folder_added_by_hand_is_listed_by_its_repo_name(checkpoints):
+    from models.hub.catalog import add_user_model, user_models
+
+    snapshot = cache_snapshot(checkpoints["4bit"], REPO)
+    assert add_user_model(str(snapshot)).display_name == REPO
+    assert [entry.display_name for entry in user_models()] == [REPO]
