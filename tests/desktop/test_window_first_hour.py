@@ -208,3 +208,14 @@ def test_an_active_search_does_not_hide_the_chat_just_started(loaded, qtbot):
     rows = [sidebar.model.row(i).conversation_id for i in range(sidebar.model.rowCount())]
     assert window.conversations.current_id in rows
     assert not sidebar.model.searching and sidebar.search.text() == ""
+
+
+def test_a_refused_file_notice_goes_when_another_chat_is_shown(loaded, qtbot, tmp_path):
+    window = loaded
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    window.composer.add_files([str(notes)])
+    settled(qtbot, window)
+    assert window.notice.text().startswith("notes.txt is not")
+    window.new_chat()
+    assert window.notice.text() == ""
