@@ -24,6 +24,7 @@ from desktop.workers.image_loader import ImageLoader
 from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage
 
 TOO_MANY = f"too many: {MAX_IMAGES_PER_MESSAGE} images a message"
+NAMED = 3  # refused picks named in the line; more are counted
 
 
 @dataclass
@@ -54,13 +55,15 @@ def refusal_line(refusals: list[tuple[str, str]]) -> str:
         name, reason = refusals[0]
         return reason if reason != TOO_MANY else _too_many_sentence()
     parts = []
-    for name, reason in refusals:
+    for name, reason in refusals[:NAMED]:
         why = reason[len(name) :].strip() if reason.startswith(name) else reason
         for lead in ("is a ", "is an ", "is "):
             if why.startswith(lead):
                 why = why[len(lead) :]
                 break
         parts.append(f"{name} ({why.rstrip('.')})")
+    if len(refusals) > NAMED:
+        parts.append(f"and {len(refusals) - NAMED} more")
     return f"{len(refusals)} files were not attached: {', '.join(parts)}."
 
 

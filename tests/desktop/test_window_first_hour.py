@@ -219,3 +219,18 @@ def test_a_refused_file_notice_goes_when_another_chat_is_shown(loaded, qtbot, tm
     assert window.notice.text().startswith("notes.txt is not")
     window.new_chat()
     assert window.notice.text() == ""
+
+
+def test_a_first_question_that_fails_with_nothing_leaves_nothing_and_the_next_one_is_stored(
+    loaded, qtbot, fake_engines
+):
+    window = loaded
+    fake_engines.last.fail_next_answer("the GPU fell over")
+    assert ask(qtbot, window, "First try").finish_reason == "error"
+    store = window.conversations.store
+    assert store.list_conversations() == [] and window.sidebar.model.rowCount() == 0
+    window.composer.edit.clear()
+    assert ask(qtbot, window, "Second try").finish_reason == "length"
+    [conversation] = store.list_conversations()
+    assert [m.text for m in store.messages(conversation.id)][0] == "Second try"
+    assert not window.notice.text()  # nothing said "not being saved"
