@@ -382,6 +382,8 @@ class MainWindow(QMainWindow):
         self.conversations.new()
         self.transcript_model.clear()
         self.answers.editing_row = None
+        self.notice.withdraw("edit")
+        self.notice.withdraw("composer")  # what it said about the draft is past
         self.status_bar.clear_answer_numbers()
         self.sidebar.set_current(None)
         self.composer.edit.setFocus()
@@ -400,6 +402,8 @@ class MainWindow(QMainWindow):
         conversation, entries, row = result
         self.conversations.current = conversation
         self.answers.editing_row = None
+        self.notice.withdraw("edit")
+        self.notice.withdraw("composer")
         self.transcript_model.set_entries(entries, conversation.id)
         self.sidebar.set_current(conversation.id)
         self.status_bar.clear_answer_numbers()

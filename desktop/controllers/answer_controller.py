@@ -123,7 +123,9 @@ class AnswerController(QObject):
         self.question_taken.emit(draft)
         # Sending an edited question replaces it and everything after it.
         replacing_row, self.editing_row = self.editing_row, None
-        conversation_id = self.conversations.ensure_current(self.system_prompt or "")
+        # A new conversation is created with its first question, in the question's transaction:
+        # a question refused before it is stored leaves no empty conversation behind.
+        conversation_id = self.conversations.current_id
         self._submit(
             self.session.ask(
                 draft.text,
@@ -132,6 +134,9 @@ class AnswerController(QObject):
                 system_prompt=self._effective_system_prompt(),
                 conversation_id=conversation_id,
                 replacing_row=replacing_row,
+                create_with=self.conversations.new_settings(self.system_prompt or "")
+                if conversation_id is None
+                else None,
             )
         )
         return True
@@ -243,7 +248,7 @@ class AnswerController(QObject):
             return
         gave_back = self.session.apply(event)
         if isinstance(event, RowsStored):
-            self.conversations.reload_current()
+            self.conversations.stored_in(event.conversation_id)
             self.current_changed.emit(self.conversations.current_id)
         elif isinstance(event, StorageFailed):
             self.storage_failed.emit(event.message)

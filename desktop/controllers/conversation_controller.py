@@ -71,11 +71,26 @@ class ConversationController(QObject):
         """The open conversation's id, creating one (with the default system prompt) if needed."""
         if self.current is None:
             try:
-                self.current = self.store.create(settings=ConversationSettings(system_prompt=system_prompt))
+                self.current = self.store.create(settings=self.new_settings(system_prompt))
             except StoreError as exc:
                 self.notice.emit(f"This conversation cannot be saved: {exc}")
                 return None
         return self.current.id
+
+    @staticmethod
+    def new_settings(system_prompt: str) -> ConversationSettings:
+        """The settings a conversation started now is created with (the default system prompt)."""
+        return ConversationSettings(system_prompt=system_prompt)
+
+    def stored_in(self, conversation_id: int) -> None:
+        """An answer's rows were stored in ``conversation_id``: the conversation its first question
+        created becomes the open one; either way its record is re-read."""
+        if self.current is None:
+            try:
+                self.current = self.store.conversation(conversation_id)
+            except StoreError as exc:
+                self.notice.emit(f"The conversation could not be read back: {exc}")
+        self.reload_current()
 
     def reload_current(self) -> None:
         """Re-read the open conversation's record (its title is set by its first question)."""

@@ -27,6 +27,7 @@ from desktop.controllers.model_library import ModelLibrary
 from desktop.workers.background_task import run_in_background
 from desktop.workers.inference_worker import InferenceWorker
 from models.hub.download_end import DownloadEnd, DownloadEndKind
+from models.hub.model_names import model_name
 
 
 class ModelController(QObject):
@@ -86,7 +87,7 @@ class ModelController(QObject):
         override, corrections = self.library.budget_override, self.library.peak_corrections
         context, kv_bits = self.library.context, self.library.kv_bits
         cluster = self.library.cluster  # a model that fits across the window's cluster just loads
-        name = Path(path).name
+        name = model_name(path)
 
         def work():
             from models.memory.cluster_plan import fit_across, host_budgets

@@ -40,7 +40,10 @@ class ChatPane(QWidget):
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
         self.notice = NoticeBar()
         self.composer = Composer()
-        self.composer.notice.connect(self.notice.show_message)
+        self.composer.notice.connect(self._on_composer_notice)
+        self.composer.notice_outdated.connect(lambda: self.notice.withdraw("composer"))
+        self.composer.cancel_requested.connect(self.cancel_edit)
+        self.notice.dismissed.connect(self._on_notice_dismissed)
         self.composer.edit.textChanged.connect(self._on_composer_text_changed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -90,6 +93,9 @@ class ChatPane(QWidget):
         images, pending = composer.images(), composer.reading_images()
         self.answers.ask(Draft(composer.text(), images, composer.thumbnails(), pending))
 
+    def _on_composer_notice(self, text: str) -> None:
+        self.notice.show_message(text, source="composer")
+
     def _on_answers_question_taken(self, draft: Draft) -> None:
         self.composer.clear_draft()
         self.notice.hide()
@@ -134,8 +140,23 @@ class ChatPane(QWidget):
         self.composer.clear_draft()
         self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
         self.answers.editing_row = row
-        self.notice.show_message("Editing a question: Send replaces it and the messages after it.")
+        self.notice.show_message(
+            "Editing a question: Send replaces it and the messages after it; × or Esc cancels.",
+            source="edit",
+        )
         self.composer.edit.setFocus()
+
+    def cancel_edit(self) -> None:
+        """Stop editing: the composer is emptied and the next question is a new one."""
+        if self.answers is None or self.answers.editing_row is None:
+            return
+        self.answers.editing_row = None
+        self.composer.clear_draft()
+        self.notice.withdraw("edit")
+
+    def _on_notice_dismissed(self, source: str) -> None:
+        if source == "edit":  # closing "Editing a question" cancels the edit
+            self.cancel_edit()
 
     def _on_composer_text_changed(self) -> None:
         answers = self.answers
@@ -147,4 +168,4 @@ class ChatPane(QWidget):
         answers = self.answers
         if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
             answers.editing_row = None  # the draft was cleared: the next question is a new one
-            self.notice.hide()
+            self.notice.withdraw("edit")

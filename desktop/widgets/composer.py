@@ -1,14 +1,17 @@
 """Where a question is written: the text box, the attached images, Attach and Send/Stop.
 
 Images arrive by drag-and-drop (files, or image data from another app), paste and the file
-picker; each is decoded off the UI thread and shown as a removable thumbnail. Enter sends,
-Shift+Enter starts a new line, Esc stops an answer.
+picker; each is decoded off the UI thread and shown as a removable thumbnail, in the order
+chosen (``desktop.widgets.pick_queue``). Enter sends, Shift+Enter starts a new line, Esc stops
+an answer.
 
 Signals:
     send_requested(): the person asked to send the draft.
     stop_requested(): the person asked to stop the answer (Esc or Stop).
+    cancel_requested(): Esc while no answer runs (the chat column cancels an edit in progress).
     attach_requested(): the Attach button was pressed (the window opens the file picker).
-    notice(str): a one-line message to show (an image refused, too many images).
+    notice(str): a one-line message to show (images refused, too many images).
+    notice_outdated(): the attached images changed, so the last ``notice`` no longer holds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.widgets.pick_queue import Pick, PickQueue
 from desktop.workers.image_loader import ImageLoader
 from models.inference.images import FILE_SUFFIXES, MAX_IMAGES_PER_MESSAGE, ChatImage
 
@@ -60,6 +64,16 @@ def mime_has_images(mime: QMimeData) -> bool:
     if mime.hasImage() or any(mime.hasFormat(kind) for kind in _RAW_IMAGE_TYPES):
         return True
     return mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())
+
+
+def _file_pick(path: str, check_suffix: bool = False) -> Pick:
+    """A file to attach; with ``check_suffix`` (a drop), one not named like an image is refused."""
+    from pathlib import Path
+
+    name = Path(path).name
+    if check_suffix and not path.lower().endswith(FILE_SUFFIXES):
+        return Pick(name, error=f"{name} is not a supported image (PNG, JPEG, WebP, GIF, BMP, TIFF).")
+    return Pick(name, path=path)
 
 
 class PromptEdit(QPlainTextEdit):
@@ -122,8 +136,10 @@ class AttachmentChip(QFrame):
 class Composer(QFrame):
     send_requested = Signal()
     stop_requested = Signal()
+    cancel_requested = Signal()
     attach_requested = Signal()
     notice = Signal(str)
+    notice_outdated = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -132,8 +148,9 @@ class Composer(QFrame):
         self._chips: list[AttachmentChip] = []
         self._thumbnails: dict[str, QImage] = {}
         self.loader = ImageLoader(self)
-        self.loader.loaded.connect(self._on_loader_loaded)
-        self.loader.failed.connect(self.notice)
+        self.picks = PickQueue(self.loader, self.images, self)
+        self.picks.accepted.connect(self._add_chip)
+        self.picks.refused.connect(self.notice)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 8, 12, 12)
@@ -180,13 +197,14 @@ class Composer(QFrame):
 
     def reading_images(self) -> int:
         """How many attached images are still being read (sending waits for them)."""
-        return self.loader.pending
+        return self.picks.pending
 
     def has_draft(self) -> bool:
         return bool(self.text().strip() or self._chips)
 
     def clear_draft(self) -> None:
         self.edit.clear()
+        self.picks.clear()
         for chip in list(self._chips):
             self._remove_chip(chip)
 
@@ -207,48 +225,25 @@ class Composer(QFrame):
             self._add_chip(image, thumbnail)
 
     # Images ------------------------------------------------------------------------------------
-    def _room(self) -> int:
-        return MAX_IMAGES_PER_MESSAGE - len(self._chips) - self.loader.pending
-
     def _too_many(self) -> None:
         self.notice.emit(
             f"A message can carry at most {MAX_IMAGES_PER_MESSAGE} images; remove one to add another."
         )
 
     def add_files(self, paths: list[str]) -> None:
-        for path in paths:
-            if self._room() <= 0:
-                self._too_many()
-                return
-            self.loader.load_file(path)
+        """Attach image files, in this order (after any still being read)."""
+        self.picks.add([_file_pick(path) for path in paths])
 
     def add_image_data(self, data: bytes, name: str = "pasted image") -> None:
-        if self._room() <= 0:
-            self._too_many()
-            return
-        self.loader.load_data(data, name)
+        self.picks.add([Pick(name, data=bytes(data))])
 
     def add_from_mime(self, mime: QMimeData) -> bool:
-        """Attach the images a drop/paste carries; False if it carries none."""
+        """Attach the images a drop/paste carries, in its order; False if it carries none."""
         paths, datas = images_in_mime(mime)
-        skipped = [p for p in paths if not p.lower().endswith(FILE_SUFFIXES)]
-        for path in skipped:
-            from pathlib import Path
-
-            self.notice.emit(f"{Path(path).name} is not a supported image (PNG, JPEG, WebP, GIF, BMP, TIFF).")
-        self.add_files([p for p in paths if p not in skipped])
-        for data, name in datas:
-            self.add_image_data(data, name)
+        picks = [_file_pick(path, check_suffix=True) for path in paths]
+        picks += [Pick(name, data=data) for data, name in datas]
+        self.picks.add(picks)
         return bool(paths or datas)
-
-    def _on_loader_loaded(self, image: ChatImage, thumbnail: QImage) -> None:
-        if any(chip.image.sha256 == image.sha256 for chip in self._chips):
-            self.notice.emit(f"{image.name} is already attached.")
-            return
-        if len(self._chips) >= MAX_IMAGES_PER_MESSAGE:
-            self._too_many()
-            return
-        self._add_chip(image, thumbnail)
 
     def _add_chip(self, image: ChatImage, thumbnail: QImage) -> None:
         chip = AttachmentChip(image, thumbnail)
@@ -258,12 +253,14 @@ class Composer(QFrame):
         self.strip_layout.insertWidget(len(self._chips) - 1, chip)
         self.strip.setVisible(True)
         self._update_button()
+        self.notice_outdated.emit()
 
     def _remove_chip(self, chip: AttachmentChip) -> None:
         if chip in self._chips:
             self._chips.remove(chip)
             self.strip_layout.removeWidget(chip)
             chip.deleteLater()
+            self.notice_outdated.emit()
         self.strip.setVisible(bool(self._chips))
         self._update_button()
 
@@ -295,3 +292,5 @@ class Composer(QFrame):
     def _on_edit_escape(self) -> None:
         if self._generating:
             self.stop_requested.emit()
+        else:
+            self.cancel_requested.emit()

@@ -4,7 +4,8 @@
 searching, a list of hits with their snippets); ``Sidebar`` draws it and reports what the
 person chose. The window does the work. Searches run on Qt's thread pool (``search_messages``,
 with its own connection), never on the UI thread; a result that arrives after a newer query
-was typed is dropped.
+was typed is dropped. Esc in the search box clears it, and so does a conversation becoming the
+open one while the search hides it (a chat just started), so the open conversation stays listed.
 
 Signals (Sidebar):
     new_requested(): "New Chat" pressed.
@@ -23,8 +24,19 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QPalette
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QLineEdit,
@@ -231,6 +243,7 @@ class Sidebar(QFrame):
         self.search.setObjectName("searchBox")
         self.search.setPlaceholderText("Search all chats")
         self.search.setClearButtonEnabled(True)
+        self.search.installEventFilter(self)
         layout.addWidget(self.search)
         self.model = ConversationListModel(self)
         self.view = QListView()
@@ -280,7 +293,38 @@ class Sidebar(QFrame):
 
     def set_current(self, conversation_id: int | None) -> None:
         self.current_id = conversation_id
+        if (
+            conversation_id is not None
+            and self.search.text().strip()
+            and not self._among_hits(conversation_id)
+        ):
+            self.clear_search()  # the search would hide the open conversation (a chat just started)
         self._show_current()
+
+    def _among_hits(self, conversation_id: int) -> bool:
+        model = self.model
+        shown = (model.row(i).conversation_id for i in range(model.rowCount()))
+        return model.searching and conversation_id in shown
+
+    def clear_search(self) -> None:
+        """Empty the search box and list every conversation again, now."""
+        self._search_timer.stop()
+        self.search.blockSignals(True)
+        self.search.clear()
+        self.search.blockSignals(False)
+        self.refresh()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if (
+            watched is self.search
+            and isinstance(event, QKeyEvent)
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() == Qt.Key.Key_Escape
+            and self.search.text()
+        ):
+            self.clear_search()  # Esc clears the search
+            return True
+        return super().eventFilter(watched, event)
 
     def _show_current(self) -> None:
         if self.model.searching:

@@ -36,6 +36,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from models.chats.answer_run import AnswerEnded, AnswerJob, EndReason, error_step, run_answer
+from models.hub.model_names import model_name
 
 __all__ = ["AnswerJob", "InferenceWorker", "WorkerThread"]
 
@@ -110,7 +111,7 @@ class InferenceWorker(QObject):
 
         self._cancel_load = cancel
         self._release()  # never two models resident
-        name = Path(path).name
+        name = model_name(path)
         if cancel.is_set():
             self.load_failed.emit("Loading was cancelled.")
             return

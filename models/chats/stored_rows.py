@@ -23,6 +23,7 @@ from models.chats.conversation_records import (
     valid_timestamp,
 )
 from models.chats.database import StoreError
+from models.hub.model_names import shown_model_name
 
 CONVERSATION_SELECT = (
     "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count"
@@ -86,7 +87,7 @@ def message_from_row(r, images: tuple[StoredImage, ...]) -> StoredMessage:
         text=stored_text(r["text"]),
         created=valid_timestamp(r["created"]) or MIN_TIMESTAMP,
         images=images,
-        model=r["model"] if isinstance(r["model"], str) else None,
+        model=shown_model_name(r["model"]) if isinstance(r["model"], str) else None,
         stats=_stored_stats(r["stats"]),
         finish_reason=finish_reason if finish_reason in FINISH_REASONS else None,
         error=r["error"] if isinstance(r["error"], str) else None,

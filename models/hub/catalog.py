@@ -32,6 +32,7 @@ from typing import Literal
 
 from models.app_folders import UserDataError, read_json, write_json
 from models.hub import store
+from models.hub.model_names import model_name
 
 USER_MODELS_FILE = "user_models.json"
 
@@ -156,7 +157,7 @@ def _entry_for_folder(path: Path, display_name: str | None = None) -> CatalogEnt
     size = sum(p.stat().st_size for p in checkpoint.path.iterdir() if p.is_file())
     return CatalogEntry(
         key=str(checkpoint.path),
-        display_name=display_name or checkpoint.path.name,
+        display_name=display_name or checkpoint.name,  # a snapshot is named by its repo
         path=checkpoint.path,
         bits=quantization.get("bits"),
         expected_bytes=size,
@@ -211,7 +212,7 @@ def user_models() -> list[CatalogEntry]:
                 entries.append(
                     CatalogEntry(
                         key=str(path),
-                        display_name=name or path.name,
+                        display_name=name or model_name(path),
                         family="other",
                         path=path,
                         expected_bytes=None,

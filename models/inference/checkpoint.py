@@ -29,7 +29,10 @@ class Checkpoint:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The model's name (catalog name, repo id or folder name; never a snapshot's commit)."""
+        from models.hub.model_names import model_name
+
+        return model_name(self.path)
 
     @property
     def quantization(self) -> dict | None:

@@ -85,8 +85,11 @@ def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch,
     window.library.download_progress.connect(lambda repo, p: progress.append(p))
     name = window.library.listing(SCOUT_4BIT).entry.display_name
     assert "download" in menu_action(window, name).text()
-    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT) as ready:
         menu_action(window, name).trigger()  # not on disk: the menu downloads it
+    # Named as the menu names it, never by the snapshot folder's commit hash.
+    assert ready.args[0] == window.model_name == window.model_label.text() == name
+    assert window.transcript.placeholder.text().startswith(f"{name} is ready.")
     assert progress and progress[-1].bytes_done == progress[-1].bytes_total > 0
     wait_listed(qtbot, window.library, lambda: window.library.listing(SCOUT_4BIT).status == "downloaded")
     assert "downloaded" in menu_action(window, window.library.listing(SCOUT_4BIT).entry.display_name).text()
@@ -97,6 +100,8 @@ def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch,
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     assert blocker.args[0].finish_reason == "length"
     assert window.worker.engine is fake_engines.last
+    stored = window.conversations.store.messages(window.conversations.current_id)
+    assert [m.model for m in stored] == [None, name]  # the answer's author
     window.close()
 
 

@@ -101,3 +101,30 @@ def test_message_buttons_wait_for_the_answer_in_progress(pane):
     answers.generating = False
     pane.transcript.action_requested.emit("regenerate", row)
     assert answers.regenerated == [row]
+
+
+@pytest.mark.parametrize("how", ["close the notice", "Esc"])
+def test_closing_the_editing_notice_or_esc_cancels_the_edit(pane, qtbot, how):
+    from PySide6.QtCore import Qt
+
+    answers = pane.answers_stub
+    pane.transcript_model.append_user("One")
+    pane.edit_message(0)
+    assert answers.editing_row == 0 and pane.notice.text().startswith("Editing a question")
+    if how == "Esc":
+        qtbot.keyClick(pane.composer.edit, Qt.Key.Key_Escape)
+    else:
+        qtbot.mouseClick(pane.notice.close_button, Qt.MouseButton.LeftButton)
+    assert answers.editing_row is None  # Send now asks a new question, it replaces nothing
+    assert pane.composer.text() == "" and not pane.notice.isVisible()
+
+
+def test_closing_another_notice_keeps_the_edit(pane, qtbot):
+    from PySide6.QtCore import Qt
+
+    answers = pane.answers_stub
+    pane.transcript_model.append_user("One")
+    pane.edit_message(0)
+    answers.notice.emit("Something else happened.")
+    qtbot.mouseClick(pane.notice.close_button, Qt.MouseButton.LeftButton)
+    assert answers.editing_row == 0 and pane.composer.text() == "One"

@@ -66,3 +66,35 @@ def test_a_slow_older_search_does_not_replace_a_newer_one(qtbot, store, monkeypa
     release.set()
     qtbot.waitUntil(lambda: len(delivered) == 2, timeout=5_000)  # the stale result came, and was dropped
     assert ["«penguins»" in r.detail for r in sidebar.model.rows()] == [True]
+
+
+def search_for(qtbot, sidebar, text, hits):
+    sidebar.search.setText(text)
+    qtbot.waitUntil(lambda: sidebar.model.searching and sidebar.model.rowCount() == hits, timeout=5_000)
+
+
+def test_esc_in_the_search_box_clears_the_search(qtbot, store):
+    from PySide6.QtCore import Qt
+
+    sidebar = Sidebar(store)
+    qtbot.addWidget(sidebar)
+    search_for(qtbot, sidebar, "puffins", 1)
+    qtbot.keyClick(sidebar.search, Qt.Key.Key_Escape)
+    assert sidebar.search.text() == ""
+    assert not sidebar.model.searching and sidebar.model.rowCount() == 2
+
+
+def test_a_conversation_made_current_outside_the_hits_is_not_hidden_by_the_search(qtbot, store):
+    sidebar = Sidebar(store)
+    qtbot.addWidget(sidebar)
+    search_for(qtbot, sidebar, "puffins", 1)
+    puffins = sidebar.model.row(0).conversation_id
+    sidebar.set_current(puffins)  # a hit opened: the search stays
+    assert sidebar.search.text() == "puffins" and sidebar.model.searching
+
+    started = store.create()  # a chat just started, its first question stored
+    store.add_message(started.id, "user", "Hello there")
+    sidebar.set_current(started.id)
+    assert sidebar.search.text() == ""
+    assert not sidebar.model.searching and sidebar.model.rowCount() == 3
+    assert sidebar.model.row(sidebar.view.currentIndex().row()).conversation_id == started.id
