@@ -150,6 +150,7 @@ class Database:
 
     def _connect(self) -> None:
         """Open (read-write, or read-only when the file or its folder cannot be written) and upgrade."""
+        _refuse_links(self.path)
         self.read_only = not _writable(self.path)
         if self.read_only and not self.path.exists():
             raise DatabaseReadOnly(
@@ -356,17 +357,31 @@ def move_aside(path: str | Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
     n = 1
-    while any(Path(f"{target}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+    # lexists: a link (even a dangling one) at a name is never replaced, and one at a log's
+    # name goes aside with the rest, so the new database never writes through it.
+    while any(os.path.lexists(f"{target}{suffix}") for suffix in ("", "-wal", "-shm")):
         n += 1
         target = path.with_name(f"{path.stem}.damaged-{stamp}-{n}{path.suffix}")
     try:
         for suffix in ("-wal", "-shm", ""):
             source = Path(f"{path}{suffix}")
-            if source.exists():
+            if os.path.lexists(source):
                 os.replace(source, f"{target}{suffix}")
     except OSError as exc:
         raise StoreError(f"Cannot move {path} aside: {exc.strerror or exc}.") from None
     return target
+
+
+def _refuse_links(path: Path) -> None:
+    """SQLite opens the database and its logs by name, following links: refuse a link at any
+    of those names (one line), so nothing outside the data folder is written through one."""
+    from models.contained_paths import LinkRefused, check_no_links
+
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            check_no_links(path.parent, Path(f"{path}{suffix}"))
+        except LinkRefused as exc:
+            raise StoreError(f"Cannot open the conversation database: {exc}.") from None
 
 
 def _writable(path: Path) -> bool:

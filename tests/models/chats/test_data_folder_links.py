@@ -114,3 +114,22 @@ def test_move_aside_never_replaces_a_link_at_the_damaged_name(tmp_path, monkeypa
     moved = chat_database.move_aside(path)
     assert moved != planted and moved.read_bytes() == b"damaged"
     assert planted.is_symlink()  # nothing is deleted, a dangling link neither
+
+
+def test_a_link_at_the_databases_log_name_is_refused_in_one_line(tmp_path):
+    from models.chats.store import ConversationStore
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (folder / "conversations.sqlite3-wal").symlink_to(outside / "log")
+    with pytest.raises(StoreError, match="conversations.sqlite3-wal is a link") as raised:
+        ConversationStore(folder)
+    assert "\n" not in str(raised.value)
+    assert list(outside.iterdir()) == []
+    moved = chat_database.move_aside(folder / "conversations.sqlite3")  # what `chats repair` does
+    assert Path(f"{moved}-wal").is_symlink()
+    with ConversationStore(folder) as store:
+        store.create()
+    assert list(outside.iterdir()) == []
