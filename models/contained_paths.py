@@ -40,6 +40,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
 _log = logging.getLogger(__name__)
+_reported: set[Path] = set()  # links already logged by a walk (each once per process)
 
 
 class LinkRefused(OSError):
@@ -58,7 +59,7 @@ class LinkRefused(OSError):
 def parts_below(root: str | Path, path: str | Path) -> tuple[str, ...]:
     """The names leading from ``root`` to ``path`` (lexically); ``ValueError`` when ``path`` is
     not below ``root`` or names ``..``/``.``."""
-    root, path = Path(root), Path(path)
+    root, path = Path(root).absolute(), Path(path).absolute()
     try:
         parts = path.relative_to(root).parts
     except ValueError:
@@ -205,7 +206,7 @@ def regular_files(root: str | Path, folder: str | Path, depth: int = 0) -> list[
         with open_folder(root, folder) as fd:
             return sorted(_walk(fd, folder, depth), key=lambda found: found[0])
     except LinkRefused as exc:
-        _log.warning("Not looking into %s", exc)
+        _report(exc)
     except (FileNotFoundError, NotADirectoryError):
         pass
     return []
@@ -217,7 +218,7 @@ def _walk(folder_fd: int, shown: Path, depth: int) -> Iterator[tuple[Path, os.st
     for entry in listed:
         try:
             if entry.is_symlink():
-                _log.warning("Skipping %s", LinkRefused(shown / entry.name))
+                _report(LinkRefused(shown / entry.name))
             elif depth == 0 and entry.is_file(follow_symlinks=False):
                 yield shown / entry.name, entry.stat(follow_symlinks=False)
             elif depth > 0 and entry.is_dir(follow_symlinks=False):
@@ -227,6 +228,12 @@ def _walk(folder_fd: int, shown: Path, depth: int) -> Iterator[tuple[Path, os.st
                 finally:
                     os.close(child)
         except LinkRefused as exc:  # swapped for a link since it was listed
-            _log.warning("Skipping %s", exc)
+            _report(exc)
         except OSError:
             _log.debug("Could not look at %s", shown / entry.name, exc_info=True)
+
+
+def _report(link: LinkRefused) -> None:
+    if link.path not in _reported and len(_reported) < 1000:
+        _reported.add(link.path)
+        _log.warning("Skipped: %s", link)

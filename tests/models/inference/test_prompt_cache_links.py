@@ -35,8 +35,8 @@ def test_a_linked_kv_caches_folder_is_never_cleared_or_evicted(tmp_path):
     assert keeper.evict() == [] and keeper.clear() == 0
     keeper.delete(7)
     remove_saved_cache(data / "kv-caches", 7)
-    result = keeper.save(1, snapshot(), IDENTITY)
-    assert result.outcome is SaveOutcome.FAILED and "is a link" in (result.error or "")
+    result = PromptCacheKeeper(data / "kv-caches", budget_bytes=10**9).save(1, snapshot(), IDENTITY)
+    assert result.outcome is SaveOutcome.FAILED and "kv-caches is a link" in (result.error or "")
     assert shards(weights) == ["7.safetensors", "model-00001-of-00002.safetensors"]
 
 
