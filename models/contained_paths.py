@@ -53,7 +53,7 @@ class LinkRefused(OSError):
         self.path = Path(path)
 
     def __str__(self) -> str:
-        return f"{self.path} is a link; Llama Desk does not write, delete or evict through links"
+        return str(self.strerror)
 
 
 def parts_below(root: str | Path, path: str | Path) -> tuple[str, ...]:
@@ -191,10 +191,13 @@ def open_file(root: str | Path, path: str | Path, flags: int, mode: int = 0o600)
 
 
 def touch(root: str | Path, path: str | Path) -> None:
-    """Set ``path``'s modification time to now; a link's own time, never its target's."""
-    path = Path(path)
-    with open_folder(root, path.parent) as fd:
-        os.utime(path.name, dir_fd=fd, follow_symlinks=False)
+    """Set the file ``path``'s modification time to now; a link at its name is refused
+    (``LinkRefused``), never followed."""
+    fd = open_file(root, path, os.O_RDONLY)
+    try:
+        os.utime(fd)
+    finally:
+        os.close(fd)
 
 
 def regular_files(root: str | Path, folder: str | Path, depth: int = 0) -> list[tuple[Path, os.stat_result]]:
