@@ -30,9 +30,16 @@ def test_the_start_up_purge_does_not_follow_a_linked_images_subfolder(store, tmp
     images = store.folder / "images"
     images.mkdir(exist_ok=True)
     (images / "zz").symlink_to(outside, target_is_directory=True)
+    (images / "ab").mkdir()
+    (images / "ab" / "ab12.png").symlink_to(outside / "a.png")  # a linked file: skipped too
+    orphans = [images / "ab" / "ab34.png", images / "ab" / ".incoming-ab56.png.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"left over")
+        os.utime(orphan, (1, 1))
     store.purge_deleted()  # what the window runs at start-up
     assert sorted(p.name for p in outside.iterdir()) == ["a.png", "b.png"]
     assert (images / "zz").is_symlink()  # skipped, not removed: it was not ours to judge
+    assert [p.name for p in (images / "ab").iterdir()] == ["ab12.png"]  # real orphans still go
 
 
 def test_an_image_is_not_written_through_a_linked_images_subfolder(store, tmp_path):
