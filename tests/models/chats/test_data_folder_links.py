@@ -123,20 +123,21 @@ def test_move_aside_never_replaces_a_link_at_the_damaged_name(tmp_path, monkeypa
     assert planted.is_symlink()  # nothing is deleted, a dangling link neither
 
 
-def test_a_link_at_the_databases_log_name_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("name", ["conversations.sqlite3", "conversations.sqlite3-wal"])
+def test_a_link_at_the_database_or_its_log_is_refused_in_one_line(tmp_path, name):
     from models.chats.store import ConversationStore
 
     folder = tmp_path / "data"
     folder.mkdir()
     outside = tmp_path / "outside"
     outside.mkdir()
-    (folder / "conversations.sqlite3-wal").symlink_to(outside / "log")
-    with pytest.raises(StoreError, match="conversations.sqlite3-wal is a link") as raised:
+    (folder / name).symlink_to(outside / "planted")  # dangling: SQLite would create it there
+    with pytest.raises(StoreError, match=f"{name} is a link") as raised:
         ConversationStore(folder)
     assert "\n" not in str(raised.value)
     assert list(outside.iterdir()) == []
     moved = chat_database.move_aside(folder / "conversations.sqlite3")  # what `chats repair` does
-    assert Path(f"{moved}-wal").is_symlink()
+    assert Path(f"{moved}{name.removeprefix('conversations.sqlite3')}").is_symlink()
     with ConversationStore(folder) as store:
         store.create()
     assert list(outside.iterdir()) == []
