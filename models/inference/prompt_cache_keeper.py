@@ -114,10 +114,8 @@ class PromptCacheKeeper:
         cleared together, whichever keeper saves."""
         self.folder = Path(folder) if folder is not None else default_folder()
         self.budget_root = Path(budget_root) if budget_root is not None else self.folder
-        # The trusted root: no link below it is followed (in the app, the data folder).
-        self._root = (
-            self.budget_root.parent if self.folder.is_relative_to(self.budget_root) else self.folder.parent
-        )
+        # The trusted root, above kv-caches (in the app, the data folder): no link below it is followed.
+        self._root = Path(os.path.commonpath([self.folder.absolute(), self.budget_root.absolute().parent]))
         self.budget_bytes = int(budget_bytes) if budget_bytes is not None else stored_budget(self.folder)
         self._saver: concurrent.futures.ThreadPoolExecutor | None = None
         self._remove_stale_temps()
