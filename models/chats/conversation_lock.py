@@ -3,7 +3,9 @@
 A turn (reading the history, storing the question, streaming the answer) holds an exclusive
 ``fcntl.flock`` on ``<data folder>/locks/<id>.lock``; a second turn on the same conversation,
 in this process or another, is refused with ``ConversationBusy`` instead of interleaving. The
-kernel drops the lock when the holder exits, even when it is killed.
+kernel drops the lock when the holder exits, even when it is killed. The lock file is opened
+without following links (``models.contained_paths``): a link at ``locks/`` or at the lock's name
+is refused in one line, never followed to create a file elsewhere.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from models import contained_paths
 from models.chats.database import StoreError
 
 
@@ -25,7 +28,8 @@ class ConversationLock:
 
     def __init__(self, folder: str | Path, conversation_id: int):
         self.conversation_id = int(conversation_id)
-        self.path = Path(folder) / "locks" / f"{self.conversation_id}.lock"
+        self.folder = Path(folder)
+        self.path = self.folder / "locks" / f"{self.conversation_id}.lock"
         self._fd: int | None = None
 
     @property
@@ -37,8 +41,9 @@ class ConversationLock:
         if self._fd is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = contained_paths.open_file(self.folder, self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except contained_paths.LinkRefused as exc:
+            raise StoreError(f"Cannot lock conversation {self.conversation_id}: {exc}.") from None
         except OSError as exc:
             raise StoreError(
                 f"Cannot lock conversation {self.conversation_id} ({self.path}): {exc.strerror or exc}."

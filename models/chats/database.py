@@ -31,6 +31,7 @@ from models.app_folders import DATA_DIR_ENV as DATA_DIR_ENV
 from models.app_folders import data_dir as data_dir
 
 DATABASE_NAME = "conversations.sqlite3"  # in data_dir(), with the images folder beside it
+_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")  # SQLite opens these by name, following a link
 
 
 class StoreError(Exception):
@@ -150,6 +151,8 @@ class Database:
 
     def _connect(self) -> None:
         """Open (read-write, or read-only when the file or its folder cannot be written) and upgrade."""
+        if links := [n for n in (f"{self.path}{s}" for s in _FILE_SUFFIXES) if os.path.islink(n)]:
+            raise StoreError(f"Cannot open the conversation database: {links[0]} is a link (not followed).")
         self.read_only = not _writable(self.path)
         if self.read_only and not self.path.exists():
             raise DatabaseReadOnly(
@@ -354,16 +357,14 @@ def move_aside(path: str | Path) -> Path:
     """
     path = Path(path)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
-    n = 1
-    while any(Path(f"{target}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+    target, n = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}"), 1
+    while any(os.path.lexists(f"{target}{suffix}") for suffix in _FILE_SUFFIXES):
         n += 1
         target = path.with_name(f"{path.stem}.damaged-{stamp}-{n}{path.suffix}")
     try:
-        for suffix in ("-wal", "-shm", ""):
-            source = Path(f"{path}{suffix}")
-            if source.exists():
-                os.replace(source, f"{target}{suffix}")
+        for suffix in ("-journal", "-wal", "-shm", ""):  # lexists: a link goes aside as a link
+            if os.path.lexists(f"{path}{suffix}"):
+                os.replace(f"{path}{suffix}", f"{target}{suffix}")
     except OSError as exc:
         raise StoreError(f"Cannot move {path} aside: {exc.strerror or exc}.") from None
     return target

@@ -13,7 +13,9 @@
 - What a document must be to be imported (the limits, each field's checks) is
   ``models.chats.export_format``; its names are re-exported here.
 - Files are written atomically (``write_file_atomically``): an export over an existing file
-  leaves either the old file or the new one, never a mix, even on a full disk.
+  leaves either the old file or the new one, never a mix, even on a full disk. The place is
+  the person's choice, but nothing planted there is followed: a ``NAME_images`` that is a link
+  is refused, and temporary files are never opened through a link at their name.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from models.atomic_files import replace_file
+from models import contained_paths
+from models.atomic_files import replace_file, replace_in_folder
 from models.chats.database import StoreError
 from models.chats.export_format import (
     FORMAT,
@@ -196,18 +199,40 @@ def export_markdown(store: ConversationStore, conversation_id: int, path: str | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = markdown_image_folder(path)
-    links: dict[str, str] = {}
+    names: dict[str, tuple[str, str]] = {}  # sha256 -> (file name, media type)
     for message in store.messages(conversation_id):
         for image in message.images:
-            if image.sha256 in links:
-                continue
-            stem = re.sub(r"[^\w.-]+", "-", Path(image.name).stem).strip("-.") or "image"
-            filename = f"{image.sha256[:12]}-{stem[:40]}{SUFFIXES.get(image.media_type, '.img')}"
-            folder.mkdir(parents=True, exist_ok=True)
-            write_file_atomically(folder / filename, store.images.read(image.sha256, image.media_type))
-            links[image.sha256] = f"{quote(folder.name)}/{quote(filename)}"
+            if image.sha256 not in names:
+                stem = re.sub(r"[^\w.-]+", "-", Path(image.name).stem).strip("-.") or "image"
+                filename = f"{image.sha256[:12]}-{stem[:40]}{SUFFIXES.get(image.media_type, '.img')}"
+                names[image.sha256] = (filename, image.media_type)
+    if names:
+        _write_images(store, folder, names)
+    links = {sha: f"{quote(folder.name)}/{quote(filename)}" for sha, (filename, _) in names.items()}
     write_file_atomically(path, render_markdown(store, conversation_id, links).encode("utf-8"))
     return path
+
+
+def _write_images(store: ConversationStore, folder: Path, names: dict[str, tuple[str, str]]) -> None:
+    """Write each stored image (sha256 -> file name, media type) into ``folder`` (made if
+    missing), one at a time and atomically. A ``folder`` that is a link (planted beside the
+    export) is refused, never written through."""
+    try:
+        with contained_paths.open_folder(folder.parent, folder, create=True) as fd:
+            for sha, (filename, media_type) in names.items():
+                replace_in_folder(fd, filename, _stored_image(store, sha, media_type))
+    except contained_paths.LinkRefused as exc:
+        raise StoreError(f"{exc}; the export was not written.") from None
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise StoreError(f"{folder} could not be written ({reason}).") from None
+
+
+def _stored_image(store: ConversationStore, sha256: str, media_type: str) -> bytes:
+    try:
+        return store.images.read(sha256, media_type)
+    except OSError as exc:
+        raise StoreError(f"The stored image {sha256[:12]} cannot be read ({exc.strerror or exc}).") from None
 
 
 def _answer_note(message: StoredMessage) -> str:

@@ -8,6 +8,9 @@ same large image again finds the copy instead of downscaling anew).
 Files are written atomically (temporary file, fsync, rename) *before* the database row that
 refers to them is committed, so after a crash the database never points at a missing or
 half-written file; at worst a file is left over, and ``remove_orphans`` clears those.
+
+No link in the folder is followed (``models.contained_paths``, from the data folder down): a
+write through a linked folder is refused in one line, and the purge skips links.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from models.atomic_files import replace_file
+from models import contained_paths
+from models.chats.database import StoreError
 from models.inference.images import ChatImage, load_image_bytes
 
 MAX_STORED_BYTES = 20 * 1024 * 1024
@@ -42,6 +48,7 @@ SUFFIXES = {
     "image/bmp": ".bmp",
     "image/tiff": ".tiff",
 }
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,13 @@ def downscale(image: ChatImage, max_bytes: int) -> bytes:
 class ImageFolder:
     """The folder of image files; the rows describing them live in the caller's database."""
 
-    def __init__(self, root: str | Path, max_bytes: int = MAX_STORED_BYTES):
+    def __init__(
+        self, root: str | Path, max_bytes: int = MAX_STORED_BYTES, data_root: str | Path | None = None
+    ):
+        """``data_root``: the trusted folder above ``root`` (default: its parent, the data
+        folder); no link below it is followed."""
         self.root = Path(root)
+        self.data_root = Path(data_root) if data_root is not None else self.root.parent
         self.max_bytes = max_bytes
 
     def path(self, sha256: str, media_type: str) -> Path:
@@ -114,10 +126,13 @@ class ImageFolder:
     def write(self, record: StoredImageFile, data: bytes) -> Path:
         """Write ``data`` under its hash, atomically; an existing identical file is kept."""
         target = self.path(record.sha256, record.media_type)
-        if target.exists() and target.stat().st_size == len(data):
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(target, data, prefix=".incoming-")
+        try:
+            info = contained_paths.lstat_file(self.data_root, target)
+            if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == len(data):
+                return target
+            contained_paths.replace_file(self.data_root, target, data, prefix=".incoming-")
+        except OSError as exc:
+            raise StoreError(f"The image could not be stored: {exc.strerror or exc}.") from None
         return target
 
     def read(self, sha256: str, media_type: str) -> bytes:
@@ -128,24 +143,26 @@ class ImageFolder:
         return load_image_bytes(self.read(sha256, media_type), name or "image")
 
     def remove(self, sha256: str, media_type: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path(sha256, media_type).unlink()
+        """Remove the file of ``sha256`` (a link at its name as a link; never through a linked folder)."""
+        try:
+            contained_paths.remove_file(self.data_root, self.path(sha256, media_type))
+        except OSError as exc:
+            _log.warning("Could not remove the image %s: %s", sha256[:12], exc)
 
     def remove_orphans(self, known: set[str], older_than_s: float = 3600.0) -> int:
         """Delete files whose hash is not in ``known`` and that are older than ``older_than_s``.
 
         The age guard leaves alone a file another process has just written and not yet committed.
         """
-        if not self.root.is_dir():
-            return 0
         cutoff = time.time() - older_than_s
         removed = 0
-        for path in self.root.glob("??/*"):
+        for path, info in contained_paths.regular_files(self.data_root, self.root, depth=1):
+            if len(path.parent.name) != 2:
+                continue
             sha = path.name.split(".", 1)[0]
             if sha in known and not path.name.startswith(".incoming-"):
                 continue
             with contextlib.suppress(OSError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+                if info.st_mtime < cutoff and contained_paths.remove_file(self.data_root, path):
                     removed += 1
         return removed

@@ -7,6 +7,10 @@ modification time; loading a file touches it) when the folder grows past its bud
 ``budget.json`` in the folder, so the window's Settings and ``llama-desk ask`` share it). Files
 left half-written by a killed process are removed when a keeper opens the folder (at once when
 the process named in the file name is gone, else after an hour).
+
+No link is followed (``models.contained_paths``, from the folder above ``kv-caches`` down): a
+link is never counted, evicted or cleared, and nothing is saved, loaded or deleted through a
+linked folder (``kv-caches`` itself, ``ranks/`` or a rank's share folder).
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models import contained_paths
 from models.app_folders import data_dir
 from models.inference.cache_snapshot import CacheSnapshot
 from models.inference.model_identity import ModelIdentity
 from models.inference.prompt_cache_files import (
     SUFFIX,
     TEMP_MARK,
+    LoadOutcome,
     LoadResult,
     SaveOutcome,
     SaveResult,
@@ -51,8 +57,10 @@ def remove_saved_cache(folder: Path, conversation_id: int | str) -> None:
     a rank on another Mac drops its share when its disk budget needs the room)."""
     try:
         name = f"{int(conversation_id)}{SUFFIX}"
-        for path in [Path(folder) / name, *Path(folder).glob(f"{RANKS_FOLDER}/*/*/{name}")]:
-            path.unlink(missing_ok=True)
+        folder = Path(folder)
+        shares = contained_paths.regular_files(folder.parent, folder / RANKS_FOLDER, depth=2)
+        for path in [folder / name, *(path for path, _ in shares if path.name == name)]:
+            contained_paths.remove_file(folder.parent, path)
     except (OSError, ValueError):
         _log.debug("Could not remove the KV cache of %s", conversation_id, exc_info=True)
 
@@ -106,6 +114,8 @@ class PromptCacheKeeper:
         cleared together, whichever keeper saves."""
         self.folder = Path(folder) if folder is not None else default_folder()
         self.budget_root = Path(budget_root) if budget_root is not None else self.folder
+        # The trusted root, above kv-caches (in the app, the data folder): no link below it is followed.
+        self._root = Path(os.path.commonpath([self.folder.absolute(), self.budget_root.absolute().parent]))
         self.budget_bytes = int(budget_bytes) if budget_bytes is not None else stored_budget(self.folder)
         self._saver: concurrent.futures.ThreadPoolExecutor | None = None
         self._remove_stale_temps()
@@ -123,9 +133,14 @@ class PromptCacheKeeper:
     ) -> SaveResult:
         """Write the conversation's cache now, then evict down to the budget."""
         path = self.path_for(conversation_id)
-        if snapshot.nbytes > self.budget_bytes:
-            path.unlink(missing_ok=True)  # the old one is stale and the new one does not fit
-            return SaveResult(SaveOutcome.FAILED, error="larger than the disk budget")
+        try:
+            if snapshot.nbytes > self.budget_bytes:
+                self._remove(path)  # the old one is stale and the new one does not fit
+                return SaveResult(SaveOutcome.FAILED, error="larger than the disk budget")
+            contained_paths.make_folders(self._root, self.folder)  # never a linked folder
+        except contained_paths.LinkRefused as exc:
+            _log.warning("Not saving the KV cache of %s: %s", conversation_id, exc)
+            return SaveResult(SaveOutcome.FAILED, error=str(exc))
         result = save_cache_file(path, snapshot, identity)
         if result.outcome is SaveOutcome.SAVED:
             self.evict(keep=path)
@@ -162,10 +177,15 @@ class PromptCacheKeeper:
         """The conversation's saved cache if it fits ``identity`` and ``kv`` (else removed)."""
         self.wait()  # a save of this conversation may be on its way
         path = self.path_for(conversation_id)
+        try:
+            contained_paths.check_no_links(self._root, self.folder)
+        except contained_paths.LinkRefused as exc:
+            _log.warning("Not loading the KV cache of %s: %s", conversation_id, exc)
+            return LoadResult(LoadOutcome.MISSING)
         result = load_cache_file(path, identity, kv)
         if result.snapshot is not None:
             try:
-                os.utime(path)  # most recently used
+                contained_paths.touch(self._root, path)  # most recently used
             except OSError:
                 pass
         return result
@@ -173,33 +193,34 @@ class PromptCacheKeeper:
     def delete(self, conversation_id: int | str) -> None:
         """Remove the conversation's saved cache, if any."""
         self.wait()
-        self.path_for(conversation_id).unlink(missing_ok=True)
+        self._remove(self.path_for(conversation_id))
 
     def clear(self) -> int:
         """Remove every saved cache; return the bytes freed."""
         self.wait()
         freed = 0
         for entry in self.files():
-            entry.path.unlink(missing_ok=True)
-            freed += entry.bytes
+            if self._remove(entry.path):
+                freed += entry.bytes
         return freed
+
+    def _remove(self, path: Path) -> bool:
+        """Remove one cache file (a link at its name as a link); never through a linked folder."""
+        try:
+            return contained_paths.remove_file(self._root, path)
+        except OSError as exc:
+            _log.warning("Could not remove the KV cache %s: %s", path.name, exc)
+            return False
 
     # -- accounting -----------------------------------------------------------------------------
 
     def files(self) -> list[CacheFile]:
         """The saved caches under the budget (``budget_root``), least recently used first."""
         out = []
-        try:
-            paths = list(self.budget_root.glob(f"*{SUFFIX}"))
-            paths += self.budget_root.glob(f"{RANKS_FOLDER}/*/*/*{SUFFIX}")
-        except OSError:
-            return []
-        for path in paths:
-            if TEMP_MARK in path.name:
-                continue
-            try:
-                stat = path.stat()
-            except OSError:
+        found = contained_paths.regular_files(self._root, self.budget_root)
+        found += contained_paths.regular_files(self._root, self.budget_root / RANKS_FOLDER, depth=2)
+        for path, stat in found:  # links are skipped there: never counted, never evicted
+            if TEMP_MARK in path.name or not path.name.endswith(SUFFIX):
                 continue
             out.append(CacheFile(path.name[: -len(SUFFIX)], path, stat.st_size, stat.st_mtime))
         return sorted(out, key=lambda f: (f.used_at, f.path.name))
@@ -207,10 +228,9 @@ class PromptCacheKeeper:
     def set_budget(self, budget_bytes: int) -> list[str]:
         """Keep ``budget_bytes`` as the folder's budget (for every keeper), evicting down to it."""
         self.budget_bytes = max(0, int(budget_bytes))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temp = self.folder / f"{BUDGET_FILE}{TEMP_MARK}-{os.getpid()}"
-        temp.write_text(json.dumps({"budget_bytes": self.budget_bytes}), encoding="utf-8")
-        os.replace(temp, self.folder / BUDGET_FILE)
+        data = json.dumps({"budget_bytes": self.budget_bytes}).encode("utf-8")
+        prefix = f"{BUDGET_FILE}{TEMP_MARK}-{os.getpid()}-"  # a stale one is found like a cache's
+        contained_paths.replace_file(self._root, self.folder / BUDGET_FILE, data, prefix=prefix)
         self.wait()
         return self.evict()
 
@@ -226,20 +246,15 @@ class PromptCacheKeeper:
         for entry in entries:
             if total <= self.budget_bytes:
                 break
-            entry.path.unlink(missing_ok=True)
+            self._remove(entry.path)
             total -= entry.bytes
             evicted.append(entry.conversation_id)
         return evicted
 
     def _remove_stale_temps(self) -> None:
         now = time.time()
-        try:
-            temps = [p for p in self.folder.glob(f"*{TEMP_MARK}*") if p.is_file()]
-        except OSError:
-            return
-        for temp in temps:
-            try:
-                if not _writer_alive(temp) or now - temp.stat().st_mtime > _STALE_TEMP_S:
-                    temp.unlink()
-            except OSError:
-                _log.debug("Could not remove %s", temp, exc_info=True)
+        for temp, stat in contained_paths.regular_files(self._root, self.folder):
+            if TEMP_MARK not in temp.name:
+                continue
+            if not _writer_alive(temp) or now - stat.st_mtime > _STALE_TEMP_S:
+                self._remove(temp)
