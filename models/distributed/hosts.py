@@ -26,12 +26,12 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.memory.budget import MAX_BUDGET_GB as MAX_MEMORY_GB  # "memory_gb": as --budget-gb
 from models.regular_files import InputFileError, read_regular_file
 
 LOCAL_IP = "127.0.0.1"
 MAX_HOST_FILE_BYTES = 1024 * 1024  # thousands of hosts fit in far less
 MAX_JSON_DEPTH = 8  # a host file nests 3 deep: {"hosts": [{"ips": [...]}]}
-MAX_MEMORY_GB = 1_000_000  # "memory_gb": far above any Mac, and keeps the figure finite
 # ``envs`` reach every rank's environment (this Mac's too): only settings of the libraries a
 # rank runs, never what makes a process load code (LD_*, DYLD_*, PYTHON*, PATH, BASH_ENV, ...).
 ENV_PREFIXES = ("MLX_", "METAL_", "MTL_", "OMP_", "OPENBLAS_", "VECLIB_", "NCCL_")
