@@ -126,7 +126,7 @@ def _whole(value: object, key: str, minimum: int = 1, maximum: int = MAX_SIZE) -
         raise PlanError(f"config.json: {key} must be a whole number, not {_shown(value)}.")
     if not minimum <= number <= maximum:
         shown = f"{number:,}" if abs(number) < 10**40 else "a number that large"
-        raise PlanError(f"config.json: {key} must be from {minimum:,} to at most {maximum:,}, not {shown}.")
+        raise PlanError(f"config.json: {key} must be from {minimum:,} to {maximum:,}, not {shown}.")
     return number
 
 

@@ -93,7 +93,7 @@ def test_a_bad_config_is_one_line(capsys, tmp_path, config, says):
 def test_a_billion_layers_are_refused_at_once(capsys, tmp_path):
     code, out, err = fit(capsys, tmp_path, text(num_hidden_layers=10**9))
     assert code != 0 and out == ""
-    assert f"at most {MAX_LAYERS:,}" in err and "text_config.num_hidden_layers" in err
+    assert f"from 1 to {MAX_LAYERS:,}," in err and "text_config.num_hidden_layers" in err
 
 
 def test_the_most_layers_allowed_still_plan(capsys, tmp_path):
