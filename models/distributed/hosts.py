@@ -31,7 +31,7 @@ from models.regular_files import InputFileError, read_regular_file
 
 LOCAL_IP = "127.0.0.1"
 MAX_HOST_FILE_BYTES = 1024 * 1024  # thousands of hosts fit in far less
-MAX_JSON_DEPTH = 8  # a host file nests 3 deep: {"hosts": [{"ips": [...]}]}
+MAX_JSON_DEPTH = 8  # a host file nests 4 deep: {"hosts": [{"ips": [...]}]}
 # ``envs`` reach every rank's environment (this Mac's too): only settings of the libraries a
 # rank runs, never what makes a process load code (LD_*, DYLD_*, PYTHON*, PATH, BASH_ENV, ...).
 ENV_PREFIXES = ("MLX_", "METAL_", "MTL_", "OMP_", "OPENBLAS_", "VECLIB_", "NCCL_")
@@ -41,7 +41,8 @@ _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")  # a conservative POSIX use
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 1123
 _HOST_CHARACTERS = re.compile(r"[A-Za-z0-9.:%][A-Za-z0-9.:%-]*")  # no leading "-", no spaces
 _ZONE = re.compile(r"[A-Za-z0-9]{1,32}")  # an IPv6 zone: an interface name such as en0
-_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')  # strings, then brackets
+# A string (its closing quote optional, so a match never fails and the scan stays linear), or a bracket.
+_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
 
 
 class HostFileError(ValueError):

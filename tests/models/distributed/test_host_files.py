@@ -84,6 +84,14 @@ def test_nested_or_broken_json_is_one_line(tmp_path, text, says):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.timeout(60)  # guards a hang only: a scan that backtracked took hours on this
+def test_the_nesting_scan_stays_linear_on_a_file_of_escaped_quotes(tmp_path):
+    path = tmp_path / "hosts.json"
+    path.write_text('["' + '\\"' * 400_000)  # one string that never ends, 800 KB
+    with pytest.raises(HostFileError, match="not JSON"):
+        parse_host_file(path)
+
+
 # -- values -------------------------------------------------------------------------------------------
 
 
