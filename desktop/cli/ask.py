@@ -1,7 +1,9 @@
 """``llama-desk ask``: one question (with images) answered on stdout by the engine.
 
 Streams the answer as it is generated, or with ``--json`` prints one JSON object with the
-text, token ids and figures. Never opens a window and never imports Qt.
+text, token ids and figures (an answer that fails, even before any text, still prints its
+object, with finish_reason "error" and the reason as ``error``, then exits 1 with that reason
+on stderr). Never opens a window and never imports Qt.
 
 With ``--chat new`` the exchange is stored as a new conversation (its id is printed on stderr,
 or as ``chat_id`` with ``--json``); with ``--chat ID`` the question continues that conversation,
@@ -167,9 +169,11 @@ def _open_kv_cache(store, conversation, engine, settings):
     return caches
 
 
-def _print_json(final, session, ended, ranks: int) -> None:
+def _print_json(final, session, ended, ranks: int, emptied: bool) -> None:
+    """The answer as one JSON object; ``emptied``: it failed before any text, and the session
+    put its turns back as they were (its last turn is not this answer)."""
     out = {
-        "text": session.turn(-1).text,
+        "text": "" if emptied else session.turn(-1).text,
         "token_ids": list(final.token_ids),
         "prompt_token_ids": list(final.prompt_token_ids),
         "prompt_tokens": final.prompt_tokens,
@@ -182,6 +186,8 @@ def _print_json(final, session, ended, ranks: int) -> None:
         "finish_reason": final.finish_reason,
         "ranks": ranks,
     }
+    if final.finish_reason == "error":
+        out["error"] = final.error or "generation failed."
     if session.conversation_id is not None:
         out["chat_id"] = session.conversation_id
         out["message_id"] = ended.stored_answer_id
@@ -228,9 +234,10 @@ def run(args: argparse.Namespace) -> int:
     opener = (lambda: store) if store is not None else None
     run_events = run_answer(engine, job, opener, recorder=recorder, coalesce_s=0)
     ended = None
+    emptied = False  # the answer failed before any text (its turn is gone from the session)
     try:
         for event in run_events:
-            session.apply(event)
+            emptied = session.apply(event)
             if isinstance(event, StorageFailed):  # not saved: stop rather than lose it silently
                 raise store_failure(event.cause)
             if isinstance(event, TextGenerated) and not args.json:
@@ -248,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             kv_caches.keep(engine, session.conversation_id, final)
         kv_caches.keeper.close()
     if args.json:
-        _print_json(final, session, ended, getattr(engine, "ranks", 1))
+        _print_json(final, session, ended, getattr(engine, "ranks", 1), emptied)
     else:
         sys.stdout.write("\n")
     stored = session.conversation_id is not None and ended.stored_answer_id is not None

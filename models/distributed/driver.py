@@ -193,7 +193,8 @@ class PipelineEngine(Engine):
             split = split_layers(layers, [1.0] * cluster.size)
         else:
             split = split_layers(layers, shares or hosts.shares())
-            model, protocol = ["--model", str(checkpoint.path)], ["--protocol", str(PROTOCOL)]
+            # "--model=PATH": a path never reads as an option of the worker
+            model, protocol = [f"--model={checkpoint.path}"], ["--protocol", str(PROTOCOL)]
             args = [[*model, "--start", str(s), "--end", str(e), *protocol] for s, e in split]
             if progress:
                 progress(f"Starting {hosts.size - 1} more rank(s)")

@@ -96,7 +96,8 @@ class Cluster:
             )
             argv = ["bash", "-c", script]
             if not host.is_local:
-                argv = ["ssh", "-o", "LogLevel=QUIET", "-o", "BatchMode=yes", host.ssh, script]
+                # "--": the destination (checked by the host file) can never read as an option
+                argv = ["ssh", "-o", "LogLevel=QUIET", "-o", "BatchMode=yes", "--", host.ssh, script]
             log = open(os.path.join(log_dir, f"rank{rank}.log"), "wb")  # noqa: SIM115 - the child owns it
             processes[rank] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             log.close()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 GIB = 1 << 30
 BUDGET_ENV = "LLAMA_DESK_MEMORY_BUDGET_GB"  # plan against this many GB instead of this machine's
+MAX_BUDGET_GB = 1_000_000  # a budget (or a host's memory_gb) above this is a mistake, not a machine
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def budget_override(
     """A budget of ``gigabytes`` GB (10^9 bytes) for planning another machine, with nothing
     taken off for the app; without ``gigabytes``, ``$LLAMA_DESK_MEMORY_BUDGET_GB`` if set, else
     None (use this machine's). Raises ValueError, naming its source, for a value that is not a
-    positive number."""
+    positive number up to ``MAX_BUDGET_GB``."""
     if gigabytes is None or gigabytes == "":
         gigabytes, source = os.environ.get(BUDGET_ENV) or None, BUDGET_ENV
         if gigabytes is None:
@@ -180,7 +181,9 @@ def budget_override(
         value = float(gigabytes)
     except (TypeError, ValueError):
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{source} must be a positive number of GB, not {gigabytes!r}.")
+    if not 0 < value <= MAX_BUDGET_GB:  # NaN compares False
+        raise ValueError(
+            f"{source} must be a positive number of GB (at most {MAX_BUDGET_GB:,}), not {gigabytes!r}."
+        )
     limit = int(value * 1e9)
     return MemoryBudget(limit, limit, 0, backend, source)

@@ -278,19 +278,23 @@ class MemoryPlan:
 
     # -- prefill ------------------------------------------------------------------------------------
 
-    def _layer_activation_elements(self, layer: int) -> int:
-        """Elements per token of one layer's intermediates (counted op by op, see the docstring)."""
+    def _layer_activation_elements(self, moe: bool) -> int:
+        """Elements per token of one (MoE or dense) layer's intermediates (counted op by op, see
+        the docstring)."""
         s = self.layout
         attn = 4 * s.hidden + 5 * s.q_dim + 4 * s.kv_dim
-        if s.is_moe(layer):
+        if moe:
             ffn = 7 * s.hidden + 5 * s.expert_intermediate * s.experts_per_token + 5 * s.expert_intermediate
         else:
             ffn = 2 * s.hidden + 5 * s.dense_intermediate
         return attn + ffn
 
     def activation_bytes_per_token(self) -> int:
-        """Bytes per prefill token of the largest layer's intermediates."""
-        elements = max(self._layer_activation_elements(i) for i in range(self.layout.layers))
+        """Bytes per prefill token of the largest layer's intermediates (of the kinds of layer
+        this layout has: MoE, dense or both)."""
+        s = self.layout
+        kinds = [moe for moe, count in ((True, s.moe_layers), (False, s.layers - s.moe_layers)) if count]
+        elements = max(self._layer_activation_elements(moe) for moe in kinds)
         return elements * self.activation_bytes
 
     @property
@@ -322,9 +326,9 @@ class MemoryPlan:
         if not p.fused_masked and s.chunked_layers:
             score_elems = s.heads * L * k_chunked
         running = s.layers if self.pipeline_stage else s.layers - 1
-        globals_running = [i for i in range(running) if not s.is_chunked(i)]
+        globals_running = s.global_layers_among(running)
         quantized_global = kv_cache_bits(self.kv_bits) is not None and cached > 0
-        if globals_running and (quantized_global or not p.fused_causal):
+        if globals_running > 0 and (quantized_global or not p.fused_causal):
             score_elems = max(score_elems, s.heads * L * k_global)
         scores = p.score_copies * score_elems * self.activation_bytes
         mask = L * k_chunked + (L * k_global if quantized_global else 0)  # boolean masks
@@ -596,6 +600,10 @@ def read_layout(path: str | Path) -> tuple[dict, WeightBytes | None]:
         raise PlanError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"{config_path.name} cannot be read: {exc}") from None
+    except RecursionError:
+        raise PlanError(f"{config_path.name} is nested too deeply to be a model config.") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise PlanError(f"{config_path.name} cannot be read: {' '.join(str(exc).split())}") from None
     if not isinstance(config, dict):
         raise PlanError(f"{config_path.name} does not hold a JSON object.")
     files = sorted(config_path.parent.glob("*.safetensors"))

@@ -190,3 +190,15 @@ def test_a_load_failure_is_one_line(checkpoints, tmp_path):
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("llama-desk: Could not load broken-tokenizer: ")
+
+
+def test_json_when_the_answer_fails_before_any_text(checkpoints):
+    """A prompt longer than the context fails the answer at once: ``--json`` still prints its
+    object (finish_reason "error" and the reason), the reason is one line, the exit non-zero."""
+    result = run_cli("ask", "--model", checkpoints["4bit"], "--json", "--context-length", "16", "Hi there")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    out = json.loads(result.stdout)
+    assert out["finish_reason"] == "error" and out["text"] == "" and out["token_ids"] == []
+    assert "context length of 16" in out["error"]
+    assert len(result.stderr.strip().splitlines()) == 1 and "context length of 16" in result.stderr
