@@ -27,6 +27,7 @@ class NoticeBar(QFrame):
         layout.addWidget(self.action_button)
         self._action: Callable[[], object] | None = None
         close = QToolButton()
+        close.setObjectName("noticeClose")
         close.setText("×")
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
