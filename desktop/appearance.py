@@ -30,6 +30,7 @@ class _State:
     chosen = "system"  # the person's setting: 'system', 'light' or 'dark'
     applied: tuple[str, bool] | None = None  # (scheme, native) last put on the app
     following = False  # connected to the system's scheme changes
+    fusion = False  # Fusion was set (style() is then wrapped by the style sheet's, unnamed)
     applying = False
 
 
@@ -106,8 +107,9 @@ def apply_appearance(appearance: str) -> str:
         native = native_style()
         if _State.applied == (scheme, native):
             return scheme
-        if not native and app.style().name().lower() != "fusion":
+        if not native and not _State.fusion:
             app.setStyle("Fusion")  # resets the palette: set it after
+            _State.fusion = True
         app.setPalette(palette_for(colours_for(scheme)))
         app.setStyleSheet(style_sheet(scheme, native))
         _State.applied = (scheme, native)

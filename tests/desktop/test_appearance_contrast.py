@@ -10,7 +10,7 @@ are exempt. The minimum per window and scheme is printed (``pytest -s``)."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QPoint, QRect, Qt, QTimer
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -335,3 +335,33 @@ def test_focus_ring_is_visible(qtbot, scheme, kind):
     print(f"\nFOCUS {kind:<10} {scheme:<5} {changed} px changed by 3:1 (perimeter {perimeter})")
     # At least a 1-px ring all round changes by 3:1 (rounded corners cut a few pixels off).
     assert changed >= 0.9 * perimeter, f"{kind} in {scheme}: focus changes {changed} px by 3:1, not a ring"
+
+
+def test_current_message_ring_is_visible(qtbot, scheme):
+    model = TranscriptModel()
+    view = TranscriptView()
+    view.set_model(model)
+    view.resize(700, 400)
+    qtbot.addWidget(view)
+    model.set_entries(
+        [
+            TranscriptEntry("user", "A question"),
+            TranscriptEntry("assistant", "An answer", finish_reason="stop"),
+        ]
+    )
+    _settle(view, qtbot)
+    view.activateWindow()
+    qtbot.waitUntil(view.isActiveWindow)
+    view.setFocus()
+    view.executeDelayedItemsLayout()
+    view.clearSelection()
+    view.setCurrentIndex(QModelIndex())
+    before = contrast.pixels(view.grab().toImage())
+    view.setCurrentIndex(model.index(1, 0))
+    QApplication.processEvents()
+    after = contrast.pixels(view.grab().toImage())
+    row = view.visualRect(model.index(1, 0))
+    card = _mapped(view.viewport(), row.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2)), view)
+    changed, perimeter = contrast.focus_change(before, after, card, pad=1)
+    print(f"\nFOCUS {'message':<10} {scheme:<5} {changed} px changed by 3:1 (perimeter {perimeter})")
+    assert changed >= 0.9 * perimeter, f"current message in {scheme}: {changed} px changed by 3:1, not a ring"

@@ -123,14 +123,21 @@ def boundary_contrast(image: np.ndarray, rect: QRect, ring: int = 2) -> Measure 
     return Measure(float(ratios[best]), hex_colour(surround), hex_colour(candidates[best]))
 
 
-def focus_change(before: np.ndarray, after: np.ndarray, rect: QRect, pad: int = 3) -> tuple[int, int]:
-    """(pixels around and in ``rect`` whose colour changed by >= 3:1 on taking focus, the
-    rectangle's perimeter): a visible focus ring changes at least a 1-px ring all round."""
-    area = (
-        slice(max(0, rect.top() - pad), rect.bottom() + 1 + pad),
-        slice(max(0, rect.left() - pad), rect.right() + 1 + pad),
-    )
-    changed = ratio(before[area], after[area]) >= 3.0
+def focus_change(
+    before: np.ndarray, after: np.ndarray, rect: QRect, pad: int = 3, band: int = 3
+) -> tuple[int, int]:
+    """(pixels along the edge of ``rect``, from ``pad`` outside to ``band`` inside, whose colour
+    changed by >= 3:1 on taking focus; the rectangle's perimeter): a visible focus ring changes
+    at least a 1-px ring all round. What changes further inside (a fill, text) does not count."""
+    h, w = before.shape[:2]
+    mask = np.zeros((h, w), dtype=bool)
+    mask[
+        max(0, rect.top() - pad) : rect.bottom() + 1 + pad, max(0, rect.left() - pad) : rect.right() + 1 + pad
+    ] = True
+    inner = rect.adjusted(band, band, -band, -band)
+    if inner.width() > 0 and inner.height() > 0:
+        mask[inner.top() : inner.bottom() + 1, inner.left() : inner.right() + 1] = False
+    changed = (ratio(before, after) >= 3.0) & mask
     return int(changed.sum()), 2 * (rect.width() + rect.height())
 
 
