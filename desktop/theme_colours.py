@@ -38,6 +38,7 @@ class Colours:
     accent_border: str  # an accent button's edge: >= 3:1 against the window
     accent_disabled: str
     on_accent: str  # text on accent
+    on_accent_disabled: str  # text on a disabled accent button
     focus: str  # the focus ring: >= 3:1 against window, base and the sidebar
     highlight: str  # selected rows
     highlighted_text: str
@@ -61,7 +62,7 @@ class Colours:
     notice_button_border: str
     attachment_background: str
     attachment_border: str
-    scroll_handle: str
+    scroll_handle: str  # >= 3:1 against the surface
     scroll_handle_hover: str
 
     def tokens(self) -> dict[str, str]:
@@ -89,6 +90,7 @@ LIGHT = Colours(
     accent_border="#2a56c0",
     accent_disabled="#b9c6ea",
     on_accent="#ffffff",
+    on_accent_disabled="#ffffff",
     focus="#2a56c0",
     highlight="#2a56c0",
     highlighted_text="#ffffff",
@@ -112,8 +114,8 @@ LIGHT = Colours(
     notice_button_border="#9a6b12",
     attachment_background="#f1f3f8",
     attachment_border="#c9d0e0",
-    scroll_handle="#b9b9b4",
-    scroll_handle_hover="#8f8f8a",
+    scroll_handle="#8f8f8a",
+    scroll_handle_hover="#6e6e69",
 )
 
 DARK = Colours(
@@ -137,6 +139,7 @@ DARK = Colours(
     accent_border="#82a7ff",
     accent_disabled="#33405f",
     on_accent="#ffffff",
+    on_accent_disabled="#8d96ad",
     focus="#82a7ff",
     highlight="#2d59c4",
     highlighted_text="#ffffff",
@@ -160,8 +163,8 @@ DARK = Colours(
     notice_button_border="#b8955a",
     attachment_background="#30333b",
     attachment_border="#555b6a",
-    scroll_handle="#55565d",
-    scroll_handle_hover="#74757d",
+    scroll_handle="#6a6b72",
+    scroll_handle_hover="#8a8b92",
 )
 
 SCHEMES = {"light": LIGHT, "dark": DARK}
