@@ -5,9 +5,9 @@ application, so every widget Qt draws (dialogs, file dialogs, message boxes, men
 headers, scroll bars, tooltips, links) follows it, and fills the style sheet's ``@name``
 tokens from the same table. Off macOS the Fusion style is used (it draws from the palette
 and takes ``style-controls.qss``: 3:1 edges and a 2-px focus ring); macOS keeps its native
-style and is asked for the same scheme (``QStyleHints.setColorScheme``, Qt 6.8+) so its
-native controls match. With "system", a change of the system's scheme is followed live
-(``QStyleHints.colorSchemeChanged``).
+style and is asked for the same scheme (``QStyleHints.setColorScheme``, Qt 6.8+; with an older
+Qt, where it cannot ask, Fusion is used there too) so its native controls match. With
+"system", a change of the system's scheme is followed live (``QStyleHints.colorSchemeChanged``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QStyleHints
 from PySide6.QtWidgets import QApplication
 
 from desktop.theme_colours import Colours, colours_for, palette_for
@@ -35,8 +35,9 @@ class _State:
 
 
 def native_style() -> bool:
-    """Whether the platform's own style is kept (macOS); elsewhere Fusion draws from the palette."""
-    return sys.platform == "darwin"
+    """Whether the platform's own style is kept: on macOS, where Qt can ask the system for the
+    chosen scheme (6.8+), so native controls match the palette; elsewhere Fusion draws from it."""
+    return sys.platform == "darwin" and hasattr(QStyleHints, "setColorScheme")
 
 
 def _request_scheme(appearance: str) -> None:

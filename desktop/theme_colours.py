@@ -114,7 +114,7 @@ LIGHT = Colours(
     notice_button_border="#9a6b12",
     attachment_background="#f1f3f8",
     attachment_border="#c9d0e0",
-    scroll_handle="#8f8f8a",
+    scroll_handle="#84847f",
     scroll_handle_hover="#6e6e69",
 )
 
@@ -163,7 +163,7 @@ DARK = Colours(
     notice_button_border="#b8955a",
     attachment_background="#30333b",
     attachment_border="#555b6a",
-    scroll_handle="#6a6b72",
+    scroll_handle="#74757c",
     scroll_handle_hover="#8a8b92",
 )
 

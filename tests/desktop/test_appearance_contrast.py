@@ -365,3 +365,23 @@ def test_current_message_ring_is_visible(qtbot, scheme):
     changed, perimeter = contrast.focus_change(before, after, card, pad=1)
     print(f"\nFOCUS {'message':<10} {scheme:<5} {changed} px changed by 3:1 (perimeter {perimeter})")
     assert changed >= 0.9 * perimeter, f"current message in {scheme}: {changed} px changed by 3:1, not a ring"
+
+
+def test_scroll_bar_handle_stands_out(qtbot, scheme):
+    model = TranscriptModel()
+    view = TranscriptView()
+    view.set_model(model)
+    view.resize(600, 300)
+    qtbot.addWidget(view)
+    model.set_entries([TranscriptEntry("user", f"Question {n} " * 20) for n in range(12)])
+    _settle(view, qtbot)
+    view.executeDelayedItemsLayout()
+    bar = view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.isVisible() and bar.maximum() > 0)
+    bar.setValue(bar.maximum() // 2)
+    QApplication.processEvents()
+    image = contrast.pixels(view.grab().toImage())
+    found = contrast.fill_contrast(image, _mapped(bar, bar.rect(), view))  # the handle on its track
+    shown = f"{found.ratio:5.2f}:1 ({found.foreground} on {found.background})" if found else "none seen"
+    print(f"\nCONTRAST {'Scroll bar handle':<26} {scheme:<5} {shown}")
+    assert found is not None and found.ratio >= CONTROL, f"scroll bar in {scheme}: {found}"

@@ -96,6 +96,17 @@ def text_contrast(image: np.ndarray, rect: QRect) -> Measure | None:
     return Measure(float(ratios[best]), hex_colour(background), hex_colour(candidates[best]))
 
 
+def fill_contrast(image: np.ndarray, rect: QRect, share: float = 0.05) -> Measure | None:
+    """The contrast between the two colours that each fill at least ``share`` of ``rect`` (a
+    scroll bar's track and handle); None when only one colour fills that much."""
+    area = image[max(0, rect.top()) : rect.bottom() + 1, max(0, rect.left()) : rect.right() + 1]
+    colours, counts = _colours(area)
+    big = colours[counts >= share * counts.sum()]
+    if len(big) < 2:
+        return None
+    return Measure(float(ratio(big[1], big[0])), hex_colour(big[0]), hex_colour(big[1]))
+
+
 def boundary_contrast(image: np.ndarray, rect: QRect, ring: int = 2) -> Measure | None:
     """How far a control's edge (the ``ring`` pixels inside ``rect``: its border, or its fill
     where it has none) stands out from the colour just outside ``rect``."""
