@@ -261,9 +261,11 @@ class MessageDelegate(QStyledItemDelegate):
             if current
             else (colours.bubble_border if not user else Qt.GlobalColor.transparent)
         )
-        painter.setPen(QPen(border, 1))
+        width = 2 if current else 1  # the current message's ring, as visible as a focused field's
+        painter.setPen(QPen(border, width))
         painter.setBrush(colours.user_bubble if user else colours.assistant_bubble)
-        painter.drawRoundedRect(card.adjusted(0.5, 0.5, -0.5, -0.5), RADIUS, RADIUS)
+        inset = width / 2
+        painter.drawRoundedRect(card.adjusted(inset, inset, -inset, -inset), RADIUS, RADIUS)
 
         x = int(card.left()) + PADDING_X
         y = int(card.top()) + PADDING_Y
