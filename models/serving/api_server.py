@@ -7,8 +7,10 @@ server-sent events in OpenAI's chunk format with a ``usage`` chunk at the end). 
 unknown routes included, has OpenAI's shape. With an API key, requests without
 ``Authorization: Bearer KEY`` get 401. Bodies over ``Limits.max_body_bytes`` get 413 before
 they are read in full. Requests wait their turn on the owner thread; a client that
-disconnects (mid-stream or while waiting) cancels its job. ``ServerThread`` runs uvicorn on a
-background thread (the CLI, the window, the tests).
+disconnects (mid-stream or while waiting) cancels its job, and so does a stream's client that
+stops reading (``JobEvents``: the engine never waits on a client). ``app.state.jobs`` keeps the
+last jobs (their numbers and final steps: a job drops its messages and images when it ends).
+``ServerThread`` runs uvicorn on a background thread (the CLI, the window, the tests).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from models.inference.generation_types import GenerationStep
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
 from models.serving.engine_owner import EventKind, JobEvent, JobRunner
+from models.serving.job_events import JobEvents, StreamStalled
 from models.serving.openai_api import (
     AnswerMemory,
     ApiError,
@@ -56,7 +59,8 @@ class _Answer:
     def take(self, event: JobEvent) -> str:
         """The text to send for ``event``; raises ``ApiError`` for a rejected or failed job."""
         if event.kind is EventKind.REJECTED:
-            raise ApiError(400, event.message, code="context_length_exceeded")
+            code = event.code or "context_length_exceeded"
+            raise ApiError(400, event.message, param=event.param, code=code)
         if event.kind is EventKind.FAILED:
             raise ApiError(500, event.message, ErrorType.SERVER)
         step = event.step
@@ -134,12 +138,8 @@ def create_app(
         body = await read_body(request)
         chat = await run_in_threadpool(parse_chat_request, body, limits, memory)
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[JobEvent] = asyncio.Queue()
-
-        def deliver(event: JobEvent) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-
-        job = owner.submit(list(chat.messages), chat.settings, deliver)
+        events = JobEvents(loop, limits.stream_buffer_chunks, limits.stream_stall_s)
+        job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver)
         app.state.jobs = [*app.state.jobs[-15:], job]
         ids = CompletionIds.new(model_id or owner.model_name)
         if chat.stream:
@@ -164,6 +164,14 @@ def _too_large(limits: Limits) -> ApiError:
     return ApiError(413, f"The request is larger than the {mb:g} MB limit.", code="request_too_large")
 
 
+def _stalled() -> ApiError:
+    return ApiError(
+        408,
+        "The answer was cancelled: the client stopped reading the stream.",
+        code="stream_stalled",
+    )
+
+
 def _remember(memory: AnswerMemory, answer: _Answer) -> None:
     if answer.final is not None and not answer.stops.hit:
         memory.remember(answer.text, answer.final.token_ids)
@@ -174,6 +182,8 @@ async def _next_event(request, job, events) -> JobEvent | None:
     while True:
         try:
             return await asyncio.wait_for(events.get(), _DISCONNECT_POLL_S)
+        except StreamStalled:
+            raise _stalled() from None
         except TimeoutError:
             if await request.is_disconnected():
                 job.cancel()
@@ -206,9 +216,11 @@ async def _stream(job, events, answer: _Answer, ids, memory):
     try:
         yield _sse(chunk(ids, {"role": "assistant", "content": ""}))
         while answer.final is None:
-            event = await events.get()
             try:
-                text = answer.take(event)
+                text = answer.take(await events.get())
+            except StreamStalled:
+                yield _sse(_stalled().body())
+                return
             except ApiError as exc:
                 yield _sse(exc.body())
                 return
