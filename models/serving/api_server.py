@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import socket
 import threading
 
 from fastapi import FastAPI, Request
@@ -46,6 +47,10 @@ from models.serving.openai_api import (
 )
 
 _DISCONNECT_POLL_S = 0.2
+# Each connection's kernel send buffer (set on the listening socket, which connections inherit),
+# so that a client that stops reading holds back its stream after tens of KB, not megabytes
+# of autotuned buffer: then ``JobEvents`` sees it and cancels the job.
+_SEND_BUFFER_BYTES = 32 * 1024
 
 
 class _Answer:
@@ -138,7 +143,10 @@ def create_app(
         body = await read_body(request)
         chat = await run_in_threadpool(parse_chat_request, body, limits, memory)
         loop = asyncio.get_running_loop()
-        events = JobEvents(loop, limits.stream_buffer_chunks, limits.stream_stall_s)
+        if chat.stream:  # a stream's client that stops reading must not keep the engine
+            events = JobEvents(loop, limits.stream_buffer_chunks, limits.stream_stall_s)
+        else:
+            events = JobEvents(loop)
         job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver)
         app.state.jobs = [*app.state.jobs[-15:], job]
         ids = CompletionIds.new(model_id or owner.model_name)
@@ -278,6 +286,9 @@ class ServerThread:
         if not self.server.started:
             self.stop(1.0)
             raise RuntimeError(f"Could not listen on {self.host}:{self.server.config.port}.")
+        for server in getattr(self.server, "servers", None) or []:
+            for sock in server.sockets:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
 
     @property
     def alive(self) -> bool:

@@ -5,7 +5,8 @@ event loop, so the engine thread never waits on a client. At most ``capacity`` e
 be taken; a response that falls that far behind, or leaves its oldest event untaken for
 ``stall_s`` seconds (a client that does not read: the HTTP writer is held by the socket), has
 stalled: the job is cancelled, so the engine goes to the next client within a token, later
-events are dropped and ``get`` raises ``StreamStalled``.
+events are dropped and ``get`` raises ``StreamStalled``. Without bounds (``None``: a plain JSON
+answer, which the server itself reads as it comes) nothing stalls.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ class JobEvents:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        capacity: int,
-        stall_s: float,
+        capacity: int | None = None,
+        stall_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.job: Job | None = None  # set right after submit, before any event is taken in
         self.stalled = False
         self._loop = loop
-        self._capacity = max(1, capacity)
+        self._capacity = None if capacity is None else max(1, capacity)
         self._stall_s = stall_s
         self._clock = clock
         self._items: deque[tuple[float, JobEvent]] = deque()
@@ -47,7 +48,9 @@ class JobEvents:
         if self.stalled:
             return
         now = self._clock()
-        if len(self._items) >= self._capacity or (self._items and now - self._items[0][0] > self._stall_s):
+        full = self._capacity is not None and len(self._items) >= self._capacity
+        late = self._stall_s is not None and bool(self._items) and now - self._items[0][0] > self._stall_s
+        if full or late:
             self._stall()
             return
         self._items.append((now, event))

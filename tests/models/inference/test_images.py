@@ -259,7 +259,8 @@ def test_a_38_byte_webp_over_the_limit_is_refused_before_pillow_opens_it(monkeyp
     assert len(bomb) < 200
     made = []
     decoder = WebPImagePlugin._webp.WebPAnimDecoder
-    monkeypatch.setattr(WebPImagePlugin._webp, "WebPAnimDecoder", lambda data: made.append(1) or decoder(data))
+    spy = lambda data: made.append(1) or decoder(data)  # noqa: E731
+    monkeypatch.setattr(WebPImagePlugin._webp, "WebPAnimDecoder", spy)
     with pytest.raises(ImageError, match="8001x8000 pixels, more than the 64 megapixel limit"):
         load_image_bytes(bomb, "bomb.webp")
     assert made == []
