@@ -2,7 +2,8 @@
 
 Images arrive by drag-and-drop (files, or image data from another app), paste and the file
 picker; each is decoded off the UI thread and shown as a removable thumbnail. Enter sends,
-Shift+Enter starts a new line, Esc stops an answer.
+Shift+Enter starts a new line, Esc stops an answer (the window's, or an API request's that the
+window's engine is answering: the window decides).
 
 Signals:
     send_requested(): the person asked to send the draft.
@@ -293,5 +294,4 @@ class Composer(QFrame):
             self.send_requested.emit()
 
     def _on_edit_escape(self) -> None:
-        if self._generating:
-            self.stop_requested.emit()
+        self.stop_requested.emit()  # also while only an API request runs on the window's engine

@@ -11,7 +11,9 @@ Remote ``http(s)`` URLs are refused (the app is offline) and so is anything else
 never names a file on this machine. Text is bounded in characters, per message and in all,
 before anything is tokenized.
 
-A user message's images go before its text, as in the window. No Qt, no HTTP here.
+A user message's images go before its text, as in the window. No Qt, no HTTP here. The module
+is long because it checks every field of a request with a reason a client can act on, and
+shapes every answer, chunk and error: one wire format, in one place.
 """
 
 from __future__ import annotations
