@@ -4,7 +4,8 @@ Each is written with Pillow at a few pixels, then its header is rewritten to dec
 ``width`` x ``height``: the file stays a few dozen bytes, and whatever reads its header (Pillow's
 lazy open included) sees the huge size. Decoding one would allocate the declared pixels (or
 fail on the short data), so the code under test must refuse or defer it from the header alone.
-``no_decoding`` records every Pillow decode, to show that none happened.
+``no_decoding`` records every Pillow decode, to show that none happened; ``images_made``
+keeps a weak reference to every Pillow image made, to show that none outlives a job.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import weakref
 import zlib
 from collections.abc import Iterator
 
@@ -68,4 +70,19 @@ def no_decoding(monkeypatch) -> Iterator[list[str]]:
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy_file_load)
     monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "load", spy_webp_load)
     yield decoded
+    monkeypatch.undo()
+
+
+@contextlib.contextmanager
+def images_made(monkeypatch) -> Iterator[list[weakref.ref]]:
+    """Weak references to every Pillow image made (decoded, converted, resized) while open."""
+    made: list[weakref.ref] = []
+    init = Image.Image.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(Image.Image, "__init__", spy)
+    yield made
     monkeypatch.undo()

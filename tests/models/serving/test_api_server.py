@@ -232,24 +232,15 @@ def test_a_finished_job_keeps_no_decoded_image(client, live, monkeypatch):
     """Every Pillow image made while the request is answered is gone once the job ended: the
     jobs registry keeps numbers and final steps, never pixels (it kept about 305 MB a request)."""
     import gc
-    import weakref
 
-    from PIL import Image
+    from tests.support.image_bombs import images_made
 
-    made = []
-    init = Image.Image.__init__
-
-    def spy(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        made.append(weakref.ref(self))
-
-    monkeypatch.setattr(Image.Image, "__init__", spy)
     picture = data_url(image_bytes(300, 200, "PNG", (1, 2, 3)))  # not seen by earlier tests
     content = [{"type": "image_url", "image_url": {"url": picture}}, {"type": "text", "text": "What?"}]
-    client.chat.completions.create(messages=[{"role": "user", "content": content}], max_tokens=2, **GREEDY)
-    job = live[0].state.jobs[-1]
-    assert job.done.wait(60)
-    monkeypatch.undo()
+    with images_made(monkeypatch) as made:
+        ask(client, content, max_tokens=2)
+        job = live[0].state.jobs[-1]
+        assert job.done.wait(60)
     gc.collect()
     assert made, "the image was decoded to answer"
     assert [ref for ref in made if ref() is not None] == []
