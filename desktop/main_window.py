@@ -205,6 +205,7 @@ class MainWindow(QMainWindow):
         self.memory_label = self.status_bar.memory_label
         self.stats_label = self.status_bar.stats_label
         self.serve_api_action = ServeApiAction(self.server_controller, self.status_bar, self)
+        self.server_controller.job_running.connect(self._on_api_job_running)
         self.menus.add_file_action(self.serve_api_action)
 
     def _update_placeholder(self) -> None:
@@ -365,11 +366,15 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         self.answers.stop()
 
+    def _on_api_job_running(self, running: bool) -> None:
+        """Stop also ends an API request answered on this window's engine."""
+        self.stop_action.setEnabled(running or self.answers.busy)
+
     def _ask_fresh_start(self, reason: str) -> bool:
         return conversation_dialogs.ask_fresh_start(self, reason)
 
     def _on_answers_answer_ended(self, event: AnswerEnded) -> None:
-        self.stop_action.setEnabled(False)
+        self.stop_action.setEnabled(self.server_controller.job_is_running)
         if event.reason is not EndReason.FAILED:
             step = event.final
             self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)

@@ -170,8 +170,11 @@ class AnswerController(QObject):
         )
 
     def stop(self) -> None:
+        """Stop this window's answer (running or waiting its turn) and whatever job the engine
+        runs now: an API request's too (File ▸ Serve API answers on the same worker)."""
         if self.generating and self._job is not None:
             self._job.cancel.set()
+        self.worker.cancel()
 
     def when_idle(self, action: Callable[[], Any]) -> bool:
         """Run ``action`` now, or after the answer being generated is stopped; True if now."""

@@ -6,11 +6,14 @@ answers the server's jobs there, through ``models.serving.engine_owner.run_job``
 event queue, so they run one at a time, in the order they came: a question typed in the
 window while a request runs waits its turn, and ``ServerController`` says so (``note``).
 The KV cache is the engine's, so each side keeps its prefix reuse while the other is idle.
+Stop in the window ends the server's job running on the engine too (``InferenceWorker.cancel``
+reaches it), and ``job_running`` says when one runs, so the window can offer Stop.
 
 Signals (ServerController):
     running(str): the server listens at this base URL ("" once stopped).
     failed(str): it could not start; a message fit to show.
     note(str): a line for the status bar ("" clears it).
+    job_running(bool): a server job started (True) or ended (False) on the worker.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class WorkerJobRunner(QObject):
             self._running = job
             if self._closed:
                 job.cancel()
+        self._worker.running(job.cancel_event)  # the window's Stop reaches this job
         self.busy_changed.emit(True)
         try:
             run_job(self._worker.engine, job)
@@ -107,11 +111,14 @@ class ServerController(QObject):
     running = Signal(str)
     failed = Signal(str)
     note = Signal(str)
+    job_running = Signal(bool)
 
     def __init__(self, worker, parent: QObject | None = None):
         super().__init__(parent)
         self._worker = worker
         self.runner = WorkerJobRunner(worker)
+        self.runner.busy_changed.connect(self._on_runner_busy)  # queued: emitted on the worker
+        self.job_is_running = False
         self._server = None
         self.app = None
         self._window_waiting = False
@@ -159,6 +166,11 @@ class ServerController(QObject):
         self.runner.close()
         server.stop()
         self.running.emit("")
+
+    @Slot(bool)
+    def _on_runner_busy(self, busy: bool) -> None:
+        self.job_is_running = busy
+        self.job_running.emit(busy)
 
     @Slot(object)
     def _on_window_question(self, _job) -> None:

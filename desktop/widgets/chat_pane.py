@@ -42,7 +42,7 @@ class ChatPane(QWidget):
         self.composer = Composer()
         self.composer.notice.connect(self._on_composer_notice)
         self.composer.notice_outdated.connect(lambda: self.notice.withdraw("composer"))
-        self.composer.cancel_requested.connect(self.cancel_edit)
+        self.composer.cancel_requested.connect(self._on_composer_cancel_requested)
         self.notice.dismissed.connect(self._on_notice_dismissed)
         self.composer.edit.textChanged.connect(self._on_composer_text_changed)
         layout = QVBoxLayout(self)
@@ -153,6 +153,14 @@ class ChatPane(QWidget):
         self.answers.editing_row = None
         self.composer.clear_draft()
         self.notice.withdraw("edit")
+
+    def _on_composer_cancel_requested(self) -> None:
+        """Esc with no answer of the window's running: cancel an edit in progress, else stop
+        whatever the engine runs (an API request served from the window's engine)."""
+        if self.answers is not None and self.answers.editing_row is not None:
+            self.cancel_edit()
+        else:
+            self.composer.stop_requested.emit()
 
     def _on_notice_dismissed(self, source: str) -> None:
         if source == "edit":  # closing "Editing a question" cancels the edit

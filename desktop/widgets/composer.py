@@ -3,12 +3,14 @@
 Images arrive by drag-and-drop (files, or image data from another app), paste and the file
 picker; each is decoded off the UI thread and shown as a removable thumbnail, in the order
 chosen (``desktop.widgets.pick_queue``). Enter sends, Shift+Enter starts a new line, Esc stops
-an answer.
+an answer (the window's, or an API request's that the window's engine is answering) or, when
+none of the window's own runs, cancels an edit in progress.
 
 Signals:
     send_requested(): the person asked to send the draft.
     stop_requested(): the person asked to stop the answer (Esc or Stop).
-    cancel_requested(): Esc while no answer runs (the chat column cancels an edit in progress).
+    cancel_requested(): Esc while no answer of the window's runs (the chat column cancels an edit
+        in progress, else stops whatever job the engine runs).
     attach_requested(): the Attach button was pressed (the window opens the file picker).
     notice(str): a one-line message to show (images refused, too many images).
     notice_outdated(): the attached images changed, so the last ``notice`` no longer holds.

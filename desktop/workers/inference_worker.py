@@ -79,9 +79,15 @@ class InferenceWorker(QObject):
         return self._engine
 
     def cancel(self) -> None:
-        """Stop the running answer within one token (thread-safe). A queued answer is stopped
+        """Stop the running answer within one token (thread-safe), whoever asked for it: the
+        window, or an API request run on this thread (``running``). A queued answer is stopped
         through its own ``AnswerJob.cancel``."""
         self._cancel.set()
+
+    def running(self, cancel: threading.Event) -> None:
+        """On this thread: a job that is not the window's (an API request) starts, and
+        ``cancel`` stops it; ``cancel()`` sets it from now on."""
+        self._cancel = cancel
 
     def cancel_load(self) -> None:
         """Abandon the model load in progress (thread-safe); the half-loaded model is released."""

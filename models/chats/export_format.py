@@ -8,7 +8,7 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeGuard, cast
 
@@ -76,10 +76,10 @@ class CheckedDocument:
 
 def decoded_image(data: bytes, name: str) -> ChatImage:
     try:
-        image = load_image_bytes(data, name or "image")  # decoded once already by the checker
+        image = load_image_bytes(data, name or "image", verify=False)  # the checker decoded it
     except ImageError as exc:
         raise ChatImportError(str(exc)) from None
-    return ChatImage(image.sha256, name, image.image, image.data)
+    return replace(image, name=name)
 
 
 class ImportChecker:

@@ -7,8 +7,10 @@ server-sent events in OpenAI's chunk format with a ``usage`` chunk at the end). 
 unknown routes included, has OpenAI's shape. With an API key, requests without
 ``Authorization: Bearer KEY`` get 401. Bodies over ``Limits.max_body_bytes`` get 413 before
 they are read in full. Requests wait their turn on the owner thread; a client that
-disconnects (mid-stream or while waiting) cancels its job. ``ServerThread`` runs uvicorn on a
-background thread (the CLI, the window, the tests).
+disconnects (mid-stream or while waiting) cancels its job, and so does a stream's client that
+stops reading (``JobEvents``: the engine never waits on a client). ``app.state.jobs`` keeps the
+last jobs (their numbers and final steps: a job drops its messages and images when it ends).
+``ServerThread`` runs uvicorn on a background thread (the CLI, the window, the tests).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import socket
 import threading
 
 from fastapi import FastAPI, Request
@@ -26,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from models.inference.generation_types import GenerationStep
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
 from models.serving.engine_owner import EventKind, JobEvent, JobRunner
+from models.serving.job_events import JobEvents, StreamStalled
 from models.serving.openai_api import (
     AnswerMemory,
     ApiError,
@@ -43,6 +47,10 @@ from models.serving.openai_api import (
 )
 
 _DISCONNECT_POLL_S = 0.2
+# Each connection's kernel send buffer (set on the listening socket, which connections inherit),
+# so that a client that stops reading holds back its stream after tens of KB, not megabytes
+# of autotuned buffer: then ``JobEvents`` sees it and cancels the job.
+_SEND_BUFFER_BYTES = 32 * 1024
 
 
 class _Answer:
@@ -56,7 +64,8 @@ class _Answer:
     def take(self, event: JobEvent) -> str:
         """The text to send for ``event``; raises ``ApiError`` for a rejected or failed job."""
         if event.kind is EventKind.REJECTED:
-            raise ApiError(400, event.message, code="context_length_exceeded")
+            code = event.code or "context_length_exceeded"
+            raise ApiError(400, event.message, param=event.param, code=code)
         if event.kind is EventKind.FAILED:
             raise ApiError(500, event.message, ErrorType.SERVER)
         step = event.step
@@ -134,12 +143,11 @@ def create_app(
         body = await read_body(request)
         chat = await run_in_threadpool(parse_chat_request, body, limits, memory)
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[JobEvent] = asyncio.Queue()
-
-        def deliver(event: JobEvent) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-
-        job = owner.submit(list(chat.messages), chat.settings, deliver)
+        if chat.stream:  # a stream's client that stops reading must not keep the engine
+            events = JobEvents(loop, limits.stream_buffer_chunks, limits.stream_stall_s)
+        else:
+            events = JobEvents(loop)
+        job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver)
         app.state.jobs = [*app.state.jobs[-15:], job]
         ids = CompletionIds.new(model_id or owner.model_name)
         if chat.stream:
@@ -164,6 +172,14 @@ def _too_large(limits: Limits) -> ApiError:
     return ApiError(413, f"The request is larger than the {mb:g} MB limit.", code="request_too_large")
 
 
+def _stalled() -> ApiError:
+    return ApiError(
+        408,
+        "The answer was cancelled: the client stopped reading the stream.",
+        code="stream_stalled",
+    )
+
+
 def _remember(memory: AnswerMemory, answer: _Answer) -> None:
     if answer.final is not None and not answer.stops.hit:
         memory.remember(answer.text, answer.final.token_ids)
@@ -174,6 +190,8 @@ async def _next_event(request, job, events) -> JobEvent | None:
     while True:
         try:
             return await asyncio.wait_for(events.get(), _DISCONNECT_POLL_S)
+        except StreamStalled:
+            raise _stalled() from None
         except TimeoutError:
             if await request.is_disconnected():
                 job.cancel()
@@ -206,9 +224,11 @@ async def _stream(job, events, answer: _Answer, ids, memory):
     try:
         yield _sse(chunk(ids, {"role": "assistant", "content": ""}))
         while answer.final is None:
-            event = await events.get()
             try:
-                text = answer.take(event)
+                text = answer.take(await events.get())
+            except StreamStalled:
+                yield _sse(_stalled().body())
+                return
             except ApiError as exc:
                 yield _sse(exc.body())
                 return
@@ -266,6 +286,9 @@ class ServerThread:
         if not self.server.started:
             self.stop(1.0)
             raise RuntimeError(f"Could not listen on {self.host}:{self.server.config.port}.")
+        for server in getattr(self.server, "servers", None) or []:
+            for sock in server.sockets:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
 
     @property
     def alive(self) -> bool:

@@ -9,6 +9,9 @@ every token, between prefill chunks and images), so a client that goes away free
 within one token; a job cancelled while still queued never starts. The engine's KV cache
 outlives a job, so a client that resends the whole conversation prefills only the new tokens.
 MLX's thread-local streams are released when the thread ends (``mx.clear_streams``).
+
+A job lets go of its messages when it ends (``run_job``): images are decoded while the prompt
+is built and never kept, so a finished job holds its numbers and final step, not its pixels.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from models.inference.engine import Engine, GenerationSettings, GenerationStep, PromptError
+from models.inference.images import ImageError
 from models.inference.prompt import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ class JobEvent:
     kind: EventKind
     step: GenerationStep | None = None
     message: str = ""
+    code: str | None = None  # REJECTED: "invalid_image" (else the prompt is too long)
+    param: str | None = None  # REJECTED for an image: where it was (its name)
 
 
 _BLANK = GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
@@ -89,7 +95,22 @@ def send(job: Job, event: JobEvent) -> None:
 def run_job(engine: Engine | None, job: Job) -> None:
     """Answer ``job`` on ``engine`` in the calling thread, which must be the one owning MLX.
 
-    Every job ends with a final step (``finish_reason`` set), ``REJECTED`` or ``FAILED``."""
+    Every job ends with a final step (``finish_reason`` set), ``REJECTED`` or ``FAILED``, and
+    then holds no messages (nor their images)."""
+    try:
+        _run(engine, job)
+    finally:
+        job.messages = []
+
+
+def _rejection(exc: PromptError) -> JobEvent:
+    cause = exc.__cause__
+    if isinstance(cause, ImageError):  # decoded only now: a damaged image is the client's fault
+        return JobEvent(EventKind.REJECTED, message=str(cause), code="invalid_image", param=cause.source)
+    return JobEvent(EventKind.REJECTED, message=str(exc))
+
+
+def _run(engine: Engine | None, job: Job) -> None:
     if job.cancel_event.is_set():
         job.final = replace(_BLANK, finish_reason="cancelled")
         send(job, JobEvent(EventKind.STEP, job.final))
@@ -100,7 +121,7 @@ def run_job(engine: Engine | None, job: Job) -> None:
     try:
         prompt = engine.prepare(job.messages, job.settings)
     except PromptError as exc:
-        send(job, JobEvent(EventKind.REJECTED, message=str(exc)))
+        send(job, _rejection(exc))
         return
     send(job, JobEvent(EventKind.STARTED))
     try:

@@ -4,11 +4,16 @@
 as ``ChatMessage``s, generation settings, stream flag, stop strings) or raises ``ApiError``
 with OpenAI's error shape and a reason a client can act on. Images come only as ``data:``
 URLs in ``image_url`` content parts; they go through the window's own image rules
-(``models.inference.images``: at most 5 per message, bad images refused with the reason).
+(``models.inference.images``: at most 5 per message, 64 megapixels an image from its header,
+bad images refused with the reason) and a request's images are bounded in count and pixels
+(``ImageBudget``). Here only headers are read: the job decodes each image once, when it runs.
 Remote ``http(s)`` URLs are refused (the app is offline) and so is anything else: a client
-never names a file on this machine.
+never names a file on this machine. Text is bounded in characters, per message and in all,
+before anything is tokenized.
 
-A user message's images go before its text, as in the window. No Qt, no HTTP here.
+A user message's images go before its text, as in the window. No Qt, no HTTP here. The module
+is long because it checks every field of a request with a reason a client can act on, and
+shapes every answer, chunk and error: one wire format, in one place.
 """
 
 from __future__ import annotations
@@ -23,11 +28,22 @@ from enum import Enum
 
 from models.inference.answer_defaults import MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
-from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage, ImageError, load_image_bytes
+from models.inference.images import (
+    MAX_IMAGES_PER_MESSAGE,
+    MAX_IMAGES_PER_REQUEST,
+    MAX_PIXELS_PER_REQUEST,
+    ChatImage,
+    ImageBudget,
+    ImageError,
+    load_image_bytes,
+)
 from models.inference.prompt import ChatMessage, Role
 
 ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_STRINGS = 4
+MAX_MESSAGE_CHARS = 2_000_000  # as a conversation import allows (models.chats.export_format)
+MAX_TEXT_CHARS = 4_000_000  # a request's messages in all, whatever the context
+CHARS_PER_TOKEN = 32  # generous: Llama 4's tokens hold about 4 characters of text
 
 
 class ErrorType(Enum):
@@ -72,9 +88,25 @@ class Limits:
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_images_per_message: int = MAX_IMAGES_PER_MESSAGE
+    max_images_per_request: int = MAX_IMAGES_PER_REQUEST
+    max_pixels_per_request: int = MAX_PIXELS_PER_REQUEST
+    max_message_chars: int = MAX_MESSAGE_CHARS
+    max_text_chars: int | None = None  # None: from the context length (see ``text_chars``)
+    stream_buffer_chunks: int = 256  # a stream whose client is this far behind is cancelled,
+    stream_stall_s: float = 30.0  # as is one whose client takes nothing for this long
     max_messages: int = 2048
     default_max_tokens: int = MAX_TOKENS
     context_length: int | None = None  # refuse prompts longer than this (None: the model's)
+
+    @property
+    def text_chars(self) -> int:
+        """The most characters a request's messages may hold in all: what the context could
+        take at ``CHARS_PER_TOKEN``, and never more than ``MAX_TEXT_CHARS``."""
+        if self.max_text_chars is not None:
+            return self.max_text_chars
+        if self.context_length:
+            return min(MAX_TEXT_CHARS, self.context_length * CHARS_PER_TOKEN)
+        return MAX_TEXT_CHARS
 
 
 @dataclass(frozen=True)
@@ -111,7 +143,8 @@ def _invalid(message: str, param: str | None = None, code: str | None = None) ->
 
 
 def decode_image_url(url: object, param: str) -> ChatImage:
-    """A ``data:`` URL's image as a ``ChatImage``; anything else raises ``ApiError`` (400)."""
+    """A ``data:`` URL's image as a ``ChatImage`` (its header checked, nothing decoded);
+    anything else raises ``ApiError`` (400)."""
     if not isinstance(url, str):
         raise _invalid("image_url.url must be a string.", param)
     lowered = url[:16].lower()
@@ -139,12 +172,12 @@ def decode_image_url(url: object, param: str) -> ChatImage:
     except (binascii.Error, ValueError):
         raise _invalid(f"{param} is not valid base64.", param, "invalid_image") from None
     try:
-        return load_image_bytes(data, param)
+        return load_image_bytes(data, param, verify=False)
     except ImageError as exc:
         raise _invalid(str(exc), param, "invalid_image") from None
 
 
-def _content(message: dict, index: int, role: str, limits: Limits) -> tuple[str, tuple]:
+def _content(message: dict, index: int, role: str, limits: Limits, budget: ImageBudget) -> tuple[str, tuple]:
     param = f"messages[{index}].content"
     content = message.get("content")
     if content is None:
@@ -175,9 +208,18 @@ def _content(message: dict, index: int, role: str, limits: Limits) -> tuple[str,
                     where,
                     "too_many_images",
                 )
+            try:
+                budget.check_count(where)
+            except ImageError as exc:
+                raise _invalid(str(exc), where, "too_many_images") from None
             image_url = part.get("image_url")
             url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            images.append(decode_image_url(url, where))
+            image = decode_image_url(url, where)
+            try:
+                budget.take(image)
+            except ImageError as exc:
+                raise _invalid(str(exc), where, "too_many_pixels") from None
+            images.append(image)
         else:
             raise _invalid(f"{where} has an unsupported type {kind!r} (use text or image_url).", where)
     return "\n".join(texts), tuple(images)
@@ -189,6 +231,8 @@ def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple
     if len(raw) > limits.max_messages:
         raise _invalid(f"At most {limits.max_messages} messages a request.", "messages")
     out = []
+    budget = ImageBudget(limits.max_images_per_request, limits.max_pixels_per_request)
+    chars = 0
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
             raise _invalid(f"messages[{i}] must be an object.", f"messages[{i}]")
@@ -200,12 +244,33 @@ def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple
                 "(use system, developer, user or assistant).",
                 f"messages[{i}].role",
             )
-        text, images = _content(message, i, role, limits)
+        text, images = _content(message, i, role, limits, budget)
+        chars += len(text)
+        _check_length(text, chars, f"messages[{i}].content", limits)
         ids = memory.lookup(text) if memory is not None and role == "assistant" else None
         out.append(ChatMessage(role, text, images, ids))
     if out[-1].role != "user":
         raise _invalid("The last message must be the user's.", f"messages[{len(out) - 1}].role")
     return tuple(out)
+
+
+def _check_length(text: str, total: int, param: str, limits: Limits) -> None:
+    """Refuse a message, or messages in all, longer in characters than the limits (checked
+    before anything is tokenized: a huge text would hold the engine, or its memory)."""
+    if len(text) > limits.max_message_chars:
+        raise _invalid(
+            f"{param} is {len(text):,} characters, more than the {limits.max_message_chars:,} "
+            "a message may hold.",
+            param,
+            "string_above_max_length",
+        )
+    if total > limits.text_chars:
+        raise _invalid(
+            f"The messages up to {param} hold {total:,} characters, more than the "
+            f"{limits.text_chars:,} a request may hold (the context could not take them).",
+            param,
+            "string_above_max_length",
+        )
 
 
 def _number(body: dict, name: str, low: float, high: float, default, *, low_open: bool = False):

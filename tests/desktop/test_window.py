@@ -351,3 +351,34 @@ def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, fake_engines):
         stored = store.messages(window.conversations.current_id)
     assert [(m.role, m.text) for m in stored] == before
     assert [m.id for m in stored] == [e.message_id for e in window.transcript_model.entries()]
+
+
+def test_stop_and_escape_end_an_api_request_on_the_windows_engine(loaded, qtbot, fake_engines):
+    """File ▸ Serve API answers on the window's engine: Stop (or Esc) in the window ends the
+    request it is answering, as it ends the window's own answer (issue 23)."""
+    import openai
+
+    window = loaded
+    controller = window.server_controller
+    controller.port = 0
+    assert controller.start()
+    client = openai.OpenAI(base_url=controller.url, api_key="x", max_retries=0, timeout=60)
+    try:
+        for press in ("stop action", "escape"):
+            engine = held_after(fake_engines, 4)
+            stream = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "Go on"}], max_tokens=5000, stream=True
+            )
+            job = controller.app.state.jobs[-1]
+            qtbot.waitUntil(engine.holding.is_set, timeout=ANSWER_TIMEOUT)
+            qtbot.waitUntil(window.stop_action.isEnabled, timeout=ANSWER_TIMEOUT)
+            if press == "escape":
+                qtbot.keyClick(window.composer.edit, Qt.Key.Key_Escape)
+            else:
+                window.stop_action.trigger()
+            qtbot.waitUntil(job.done.is_set, timeout=ANSWER_TIMEOUT)
+            assert job.final.finish_reason == "cancelled" and job.final.generation_tokens == 4
+            stream.close()
+            qtbot.waitUntil(lambda: not window.stop_action.isEnabled(), timeout=ANSWER_TIMEOUT)
+    finally:
+        controller.stop()

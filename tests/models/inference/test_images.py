@@ -242,3 +242,80 @@ def test_sixteen_bit_ramp_scales_by_257():
 def test_float_images_above_one_are_clipped_not_wrapped():
     image = load_image_bytes(_saved(Image.new("F", (8, 8), 1000.0), "TIFF"), "bright.tif")
     assert image.image.getpixel((0, 0)) == (255, 255, 255)
+
+
+# -- bombs and retained pixels (issue 23) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("animated", [False, True], ids=["still", "animated"])
+def test_a_38_byte_webp_over_the_limit_is_refused_before_pillow_opens_it(monkeypatch, animated):
+    """Pillow's WebP decoder allocates the declared canvas as it opens the file, before any size
+    check: the canvas is read from the header first."""
+    from PIL import WebPImagePlugin
+
+    from tests.support.image_bombs import webp_bomb
+
+    bomb = webp_bomb(8001, 8000, animated)
+    assert len(bomb) < 200
+    made = []
+    decoder = WebPImagePlugin._webp.WebPAnimDecoder
+    spy = lambda data: made.append(1) or decoder(data)  # noqa: E731
+    monkeypatch.setattr(WebPImagePlugin._webp, "WebPAnimDecoder", spy)
+    with pytest.raises(ImageError, match="8001x8000 pixels, more than the 64 megapixel limit"):
+        load_image_bytes(bomb, "bomb.webp")
+    assert made == []
+    with pytest.raises(ImageError, match="more than the 64 megapixel limit"):
+        load_image_bytes(bomb, "bomb.webp", verify=False)
+    assert made == []
+
+
+def test_images_at_the_limit_are_not_decoded_without_verify(monkeypatch):
+    from tests.support.image_bombs import no_decoding, png_bomb, webp_bomb
+
+    with no_decoding(monkeypatch) as decoded:
+        images = [
+            load_image_bytes(webp_bomb(8000, 8000), "a.webp", verify=False),
+            load_image_bytes(webp_bomb(8000, 8000, animated=True), "b.webp", verify=False),
+            load_image_bytes(png_bomb(8000, 8000), "c.png", verify=False),
+        ]
+    assert decoded == []
+    assert [image.size for image in images] == [(8000, 8000)] * 3
+
+
+def test_a_chat_image_keeps_its_bytes_not_its_pixels():
+    import gc
+    import weakref
+
+    image = load_image_bytes(image_bytes(40, 30, "PNG"), "x.png")
+    assert not any(isinstance(value, Image.Image) for value in vars(image).values())
+    decoded = image.image
+    assert decoded.size == image.size == (40, 30)
+    gone = weakref.ref(decoded)
+    del decoded
+    gc.collect()
+    assert gone() is None
+
+
+def test_the_size_without_decoding_has_the_orientation_applied():
+    original = Image.new("RGB", (60, 20), (10, 200, 10))
+    exif = original.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    original.save(buffer, "JPEG", exif=exif.tobytes())
+    assert load_image_bytes(buffer.getvalue(), "rotated.jpg", verify=False).size == (20, 60)
+
+
+def test_an_image_budget_bounds_count_and_pixels():
+    from models.inference.images import ImageBudget
+
+    small = load_image_bytes(image_bytes(10, 10), "small.png")
+    budget = ImageBudget(max_images=3, max_pixels=250)
+    budget.take(small)
+    budget.take(small)
+    with pytest.raises(ImageError, match="over 0 megapixels in all"):
+        budget.take(small)
+    budget = ImageBudget(max_images=2, max_pixels=10_000)
+    budget.take(small)
+    budget.take(small)
+    with pytest.raises(ImageError, match="at most 2 images"):
+        budget.check_count("third")

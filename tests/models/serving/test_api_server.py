@@ -223,3 +223,92 @@ def test_a_non_loopback_host_needs_a_key():
     check_bind("0.0.0.0", "key")
     with pytest.raises(ValueError, match="API key"):
         check_bind("0.0.0.0", None)
+
+
+# -- issue 23: retained images, huge texts, streams nobody reads -----------------------------------
+
+
+def test_a_finished_job_keeps_no_decoded_image(client, live, monkeypatch):
+    """Every Pillow image made while the request is answered is gone once the job ended: the
+    jobs registry keeps numbers and final steps, never pixels (it kept about 305 MB a request)."""
+    import gc
+
+    from tests.support.image_bombs import images_made
+
+    picture = data_url(image_bytes(300, 200, "PNG", (1, 2, 3)))  # not seen by earlier tests
+    content = [{"type": "image_url", "image_url": {"url": picture}}, {"type": "text", "text": "What?"}]
+    with images_made(monkeypatch) as made:
+        ask(client, content, max_tokens=2)
+        job = live[0].state.jobs[-1]
+        assert job.done.wait(60)
+    gc.collect()
+    assert made, "the image was decoded to answer"
+    assert [ref for ref in made if ref() is not None] == []
+    assert job.messages == []
+
+
+def test_a_huge_text_is_refused_before_it_reaches_the_engine():
+    """A 20 MB message held the engine thread for 56 s (and 60 MB aborted the process): it is a
+    400 before any job exists, so nothing is tokenized."""
+    from fastapi.testclient import TestClient
+
+    from models.serving.api_server import create_app
+
+    class Runner:
+        model_name = "tiny"
+        submitted = 0
+
+        def submit(self, messages, settings, deliver):
+            Runner.submitted += 1
+            raise AssertionError("a job was submitted")
+
+    with TestClient(create_app(Runner())) as http:
+        response = http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 20_000_000}]}
+        )
+    assert response.status_code == 400 and Runner.submitted == 0
+    error = response.json()["error"]
+    assert error["code"] == "string_above_max_length" and error["param"] == "messages[0].content"
+
+
+def test_a_stream_whose_client_stops_reading_is_cancelled_and_the_next_client_answered(serve):
+    """A client that opens a stream and never reads kept the engine answering it while another
+    waited (46 s): once it is a bounded number of chunks behind, its job is cancelled."""
+    import socket
+
+    from models.serving.openai_api import Limits
+
+    app, server = serve(limits=Limits(stream_buffer_chunks=64, stream_stall_s=1.0))
+    body = json.dumps(
+        {
+            "model": "m",
+            "stream": True,
+            "max_tokens": 20_000,
+            "temperature": 0,  # greedy: the tiny model never says it is done
+            "messages": [{"role": "user", "content": "Write a very long essay."}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: it fills soon
+    silent.connect(("127.0.0.1", server.port))
+    try:
+        silent.sendall(head + body)  # and never reads
+        submitted = threading.Event()
+        deadline = threading.Timer(60, submitted.set)
+        deadline.start()
+        while not app.state.jobs and not submitted.wait(0.01):
+            pass
+        deadline.cancel()
+        stalled = app.state.jobs[0]
+        other = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=60)
+        answer = ask(other, "Are you there?", max_tokens=3)
+        assert answer.usage.completion_tokens >= 1
+        assert stalled.done.wait(60)
+        assert stalled.final.finish_reason == "cancelled"
+        assert stalled.final.generation_tokens < 20_000
+    finally:
+        silent.close()
