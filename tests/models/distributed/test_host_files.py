@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import sys
+import threading
 
 import pytest
 
@@ -232,7 +233,10 @@ def recorded(record) -> list[list[str]]:
 
 
 @pytest.mark.timeout(60)
-def test_ssh_gets_double_dash_before_the_destination(tmp_path, recording_ssh):
+def test_ssh_gets_double_dash_before_the_destination(tmp_path, recording_ssh, monkeypatch):
+    # An earlier test in this process may have joined MLX's ring (once per process); this one
+    # never joins (its ssh fails at once), so it may start as if none had.
+    monkeypatch.setattr("models.distributed.launcher._joined", threading.Event())
     hosts = parse_host_file(write(tmp_path, [LOCAL, {"ssh": "alice@other-mac.local", "ips": ["10.0.0.2"]}]))
     with pytest.raises(ClusterError, match="Rank 1 on alice@other-mac.local"):
         Cluster.start(hosts, [[], ["--model=/nowhere"]])
