@@ -59,7 +59,7 @@ def protocol_class(limits: ConnectionLimits) -> type[H11Protocol]:
             """No request in progress: waiting for (the rest of) a request's headers."""
             return self.cycle is None or self.cycle.response_complete
 
-        def connection_made(self, transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._since = self.loop.time()
             self._arm_deadline()

@@ -66,10 +66,14 @@ def normalize_origin(origin: str) -> str:
     text = origin.strip().lower()
     scheme, sep, rest = text.partition("://")
     if not sep or scheme not in ("http", "https"):
-        raise ValueError(f"{origin!r} is not an origin (use scheme://host[:port], e.g. http://localhost:5173).")
+        raise ValueError(
+            f"{origin!r} is not an origin (use scheme://host[:port], e.g. http://localhost:5173)."
+        )
     parts = split_host(rest) if rest and not any(c in rest for c in "/?#@* ") else None
     if parts is None:
-        raise ValueError(f"{origin!r} is not an origin (use scheme://host[:port], e.g. http://localhost:5173).")
+        raise ValueError(
+            f"{origin!r} is not an origin (use scheme://host[:port], e.g. http://localhost:5173)."
+        )
     return text
 
 

@@ -157,7 +157,9 @@ def test_errors_have_openais_shape(live):
     base = live[1].url
     for response in (
         httpx.get(f"{base}/nowhere"),
-        httpx.post(f"{base}/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"}),
+        httpx.post(
+            f"{base}/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"}
+        ),
         httpx.post(f"{base}/chat/completions", json={"messages": "Hi"}),
     ):
         assert response.status_code in (400, 404)

@@ -133,7 +133,13 @@ def test_an_allowed_origin_gets_cors_headers_and_a_preflight(serve_fake):
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; b=x", None],
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; b=x",
+        None,
+    ],
 )
 def test_a_body_that_is_not_declared_json_is_415(plain, content_type):
     app, server = plain
