@@ -24,9 +24,10 @@ import threading
 from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from models.inference.generation_types import GenerationStep
 from models.serving import log_limits
@@ -109,6 +110,11 @@ def create_app(
     async def _api_error(_request, exc: ApiError):
         headers = {"Connection": "close"} if exc.status in _UNREAD_BODY else None
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_request, _exc: ClientDisconnect):
+        # The client left before its body was in: nobody to answer, nothing worth a traceback.
+        return Response(status_code=400, headers={"Connection": "close"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_request, exc: Exception):

@@ -271,8 +271,8 @@ def test_a_request_whose_body_never_ends_is_408(serve_fake):
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
-        reply = sock.recv(4096)
-    assert reply.startswith(b"HTTP/1.1 408") and b'"error"' in reply
+        reply = b"".join(iter(lambda: sock.recv(4096), b""))  # the server closes after it
+    assert reply.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in reply
 
 
 def test_a_flood_of_bad_requests_writes_a_bounded_log(serve_fake):
@@ -326,3 +326,41 @@ def test_concurrent_requests_from_the_openai_client_still_work(plain):
     for thread in threads:
         thread.join(60)
     assert len(results) == 4
+
+
+def wait_until(condition, timeout_s: float = 30.0) -> bool:
+    """Poll ``condition`` until it holds; the timeout only guards against a hang."""
+    done = threading.Event()
+    deadline = threading.Timer(timeout_s, done.set)
+    deadline.start()
+    try:
+        while not condition():
+            if done.wait(0.02):
+                return condition()
+        return True
+    finally:
+        deadline.cancel()
+
+
+def test_clients_that_leave_mid_body_write_no_tracebacks(serve_fake):
+    _, server = serve_fake()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        state = server.server.server_state
+        sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(20)]
+        for sock in sockets:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"messages": ['
+            )
+        assert wait_until(lambda: len(state.tasks) == 20)  # every request is reading its body
+        for sock in sockets:
+            sock.close()
+        assert wait_until(lambda: not state.connections and not state.tasks)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records if r.levelno >= logging.ERROR] == []
