@@ -9,7 +9,8 @@ that
   of connecting, or of its previous answer (a client trickling headers byte by byte included;
   uvicorn's keep-alive timer restarts with every byte);
 - at ``max_connections``, makes room for a new connection by closing the oldest one with no
-  request in progress, and when every one has a request in progress answers the new one 503.
+  request in progress, else the oldest one still sending its body (on this machine a real
+  body arrives in milliseconds), and when every one is being answered answers the new one 503.
 
 Idle keep-alive connections close after ``keep_alive_s`` (uvicorn's ``timeout_keep_alive``).
 A body that does not arrive in time is the app's to refuse (``Limits.body_timeout_s``).
@@ -59,6 +60,12 @@ def protocol_class(limits: ConnectionLimits) -> type[H11Protocol]:
             """No request in progress: waiting for (the rest of) a request's headers."""
             return self.cycle is None or self.cycle.response_complete
 
+        @property
+        def sending_body(self) -> bool:
+            """A request whose body is still coming, not answered yet."""
+            cycle = self.cycle
+            return cycle is not None and cycle.more_body and not cycle.response_started
+
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._since = self.loop.time()
@@ -66,9 +73,10 @@ def protocol_class(limits: ConnectionLimits) -> type[H11Protocol]:
             open_ones = [c for c in self.connections if c is not self and not c.transport.is_closing()]
             if len(open_ones) < limits.max_connections:
                 return
-            idle = [c for c in open_ones if isinstance(c, BoundedH11Protocol) and c.idle]
-            if idle:
-                min(idle, key=lambda c: c._since).transport.close()
+            ours = [c for c in open_ones if isinstance(c, BoundedH11Protocol)]
+            victims = [c for c in ours if c.idle] or [c for c in ours if c.sending_body]
+            if victims:
+                min(victims, key=lambda c: c._since).transport.close()
             else:
                 transport.write(_BUSY)
                 transport.close()

@@ -226,11 +226,18 @@ def test_an_unexpected_failure_is_an_openai_shaped_500_without_a_traceback():
         server.stop()
 
 
-def half_open(server, count: int) -> list[socket.socket]:
+HALF_HEADERS = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
+HALF_BODY = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"messages": ['
+)
+
+
+def half_open(server, count: int, sent: bytes) -> list[socket.socket]:
     sockets = []
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        sock.sendall(sent)
         sockets.append(sock)
     return sockets
 
@@ -245,17 +252,19 @@ def closed_by_server(sock: socket.socket) -> bool:
         return False
 
 
-def test_half_open_connections_are_bounded_and_do_not_block_a_request(serve_fake):
+@pytest.mark.parametrize("sent", [HALF_HEADERS, HALF_BODY], ids=["headers", "body"])
+def test_half_sent_requests_are_bounded_and_do_not_block_a_request(serve_fake, sent):
     from models.serving.connections import ConnectionLimits
+    from models.serving.openai_api import Limits
 
     limits = ConnectionLimits(max_connections=8, header_timeout_s=0.5)
-    _, server = serve_fake(connection_limits=limits)
-    sockets = half_open(server, 20)
+    _, server = serve_fake({"limits": Limits(body_timeout_s=0.5)}, connection_limits=limits)
+    sockets = half_open(server, 20, sent)
     try:
         response = post(server)
         assert response.status_code == 200, response.text
         assert len(server.server.server_state.connections) <= 8
-        # Every half-sent request is closed by the server (evicted, or after the header timeout).
+        # Every half-sent request is closed by the server (evicted, or after its timeout).
         assert all(closed_by_server(sock) for sock in sockets)
     finally:
         for sock in sockets:
