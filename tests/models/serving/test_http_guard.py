@@ -197,6 +197,15 @@ def test_max_tokens_beyond_the_context_is_400(plain):
     assert f"{CONTEXT_LENGTH:,}" in info.value.body["message"]
 
 
+def test_an_answer_stops_where_the_context_ends(serve_fake):
+    from models.serving.openai_api import Limits
+
+    _, server = serve_fake({"limits": Limits(context_length=20)})
+    client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+    answer = client.chat.completions.create(model="m", messages=QUESTION["messages"], max_tokens=19)
+    assert answer.choices[0].finish_reason == "length" and answer.usage.total_tokens <= 20
+
+
 def test_models_says_the_context_length(plain, serve_fake):
     from models.serving.openai_api import Limits
 
