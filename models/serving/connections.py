@@ -48,12 +48,16 @@ _BUSY = (
 ) + _BUSY_BODY
 
 
+_REFUSED_LINGER_S = 1.0  # a refused client's request is read and dropped, so the 503 is not reset
+
+
 def protocol_class(limits: ConnectionLimits) -> type[H11Protocol]:
     """An ``H11Protocol`` applying ``limits``; pass it as uvicorn's ``http``."""
 
     class BoundedH11Protocol(H11Protocol):
         _since = 0.0
         _deadline: asyncio.TimerHandle | None = None
+        _refused = False
 
         @property
         def idle(self) -> bool:
@@ -78,8 +82,13 @@ def protocol_class(limits: ConnectionLimits) -> type[H11Protocol]:
             if victims:
                 min(victims, key=lambda c: c._since).transport.close()
             else:
+                self._refused = True
                 transport.write(_BUSY)
-                transport.close()
+                self.loop.call_later(_REFUSED_LINGER_S, transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._refused:
+                super().data_received(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._deadline is not None:

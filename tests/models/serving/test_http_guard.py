@@ -382,3 +382,46 @@ def test_clients_that_leave_mid_body_write_no_tracebacks(serve_fake):
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records if r.levelno >= logging.ERROR] == []
+
+
+class _SilentRunner:
+    """Takes jobs and never answers them: every request stays in progress until its client goes."""
+
+    model_name = "silent"
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, messages, settings, deliver):
+        from models.serving.engine_owner import Job
+
+        job = Job(list(messages), settings, deliver)
+        self.jobs.append(job)
+        return job
+
+
+def test_when_every_connection_is_being_answered_a_new_one_is_503():
+    from models.serving.api_server import ServerThread, create_app
+    from models.serving.connections import ConnectionLimits
+
+    runner = _SilentRunner()
+    server = ServerThread(create_app(runner), port=0, connection_limits=ConnectionLimits(max_connections=2))
+    server.start()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(json.dumps(QUESTION)), json.dumps(QUESTION).encode())
+    )
+    busy = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(2)]
+    try:
+        for sock in busy:
+            sock.sendall(request)
+        assert wait_until(lambda: len(runner.jobs) == 2)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as third:
+            third.sendall(request)
+            reply = b"".join(iter(lambda: third.recv(4096), b""))
+        assert reply.startswith(b"HTTP/1.1 503") and b"too_many_connections" in reply
+    finally:
+        for sock in busy:
+            sock.close()
+        assert wait_until(lambda: all(job.cancel_event.is_set() for job in runner.jobs))
+        server.stop()
