@@ -50,6 +50,7 @@ from models.serving.openai_api import (
     parse_chat_request,
     usage_chunk,
 )
+from models.serving.request_guard import RequestGuard
 
 _DISCONNECT_POLL_S = 0.2
 _UNREAD_BODY = (408, 413)  # answered before the body was read in full: the connection closes
@@ -96,8 +97,6 @@ def create_app(
 ):
     """The app; ``app.state.limits`` may be replaced while it serves (the next request uses it).
     ``listen_host`` and ``allowed_origins`` are ``RequestGuard``'s."""
-    from models.serving.request_guard import RequestGuard
-
     app = FastAPI(title="Llama Desk", docs_url=None, redoc_url=None, openapi_url=None)
     memory = AnswerMemory()
     app.state.owner = owner
@@ -117,7 +116,7 @@ def create_app(
         return Response(status_code=400, headers={"Connection": "close"})
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request, exc: Exception):
+    async def _unexpected(_request, _exc: Exception):
         # The traceback goes to the (rate-limited) log, never to the client.
         error = ApiError(500, "The server failed on this request.", ErrorType.SERVER)
         return JSONResponse(error.body(), status_code=500)
@@ -156,7 +155,7 @@ def create_app(
             raise ApiError(
                 408, f"The body did not arrive within {limits.body_timeout_s:g} s.", code="request_timeout"
             ) from None
-        return await run_in_threadpool(decode_json, bytes(received))
+        return await run_in_threadpool(decode_json, received)
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -285,6 +284,7 @@ class ServerThread:
             log_config=None,  # no dictConfig of the process's logging; warnings reach stderr
             log_level="warning",
             lifespan="off",
+            proxy_headers=False,  # nothing stands in front of it; X-Forwarded-* is a client's claim
         )
         self.server = uvicorn.Server(config)
         self.host = host

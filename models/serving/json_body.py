@@ -40,7 +40,7 @@ class _Refused:
         self.reason = reason
 
 
-def outside_strings(raw: bytes) -> bytes:
+def outside_strings(raw: bytes | bytearray) -> bytes:
     """``raw`` with every string's contents taken out."""
     return _STRING.sub(b'""', raw)
 
@@ -61,7 +61,9 @@ def nesting_depth_exceeds(skeleton: bytes, max_depth: int = MAX_DEPTH) -> bool:
     return False
 
 
-def decode_json(raw: bytes, max_depth: int = MAX_DEPTH, max_digits: int = MAX_INTEGER_DIGITS) -> object:
+def decode_json(
+    raw: bytes | bytearray, max_depth: int = MAX_DEPTH, max_digits: int = MAX_INTEGER_DIGITS
+) -> object:
     """``raw`` decoded, or ``ApiError`` (400) saying what is wrong and where."""
     skeleton = outside_strings(raw)
     if nesting_depth_exceeds(skeleton, max_depth):
