@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -27,7 +28,8 @@ from typing import Any
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 ALLOWED_METHODS = "GET, POST, OPTIONS"
-ALLOWED_HEADERS = "Authorization, Content-Type, OpenAI-Organization, OpenAI-Project, X-Stainless-Retry-Count"
+ALLOWED_HEADERS = "Authorization, Content-Type"  # and whatever else an allowed origin's preflight asks
+_HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
 PREFLIGHT_MAX_AGE_S = 600
 
 Scope = dict[str, Any]
@@ -141,9 +143,13 @@ class RequestGuard:
                 return
             cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
             if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+                asked = headers.get("access-control-request-headers", "").strip()
+                allowed = ALLOWED_HEADERS
+                if len(asked) <= 2000 and _HEADER_LIST.fullmatch(asked):
+                    allowed = f"{ALLOWED_HEADERS}, {asked}"
                 preflight = [
                     (b"access-control-allow-methods", ALLOWED_METHODS.encode()),
-                    (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
+                    (b"access-control-allow-headers", allowed.encode()),
                     (b"access-control-max-age", str(PREFLIGHT_MAX_AGE_S).encode()),
                 ]
                 await _respond(send, 204, b"", cors + preflight)

@@ -116,13 +116,14 @@ def test_an_allowed_origin_gets_cors_headers_and_a_preflight(serve_fake):
         headers={
             "Origin": origin,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
+            "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os",
         },
     )
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == origin
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "content-type" in preflight.headers["access-control-allow-headers"].lower()
+    assert "x-stainless-os" in preflight.headers["access-control-allow-headers"]
     answer = post(server, headers={"Origin": origin})
     assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == origin
     assert "origin" in answer.headers["vary"].lower()
