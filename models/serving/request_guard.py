@@ -5,8 +5,9 @@ middleware, outermost but for the error catch-all) refuses them:
 
 - ``Host`` must name this server: 127.0.0.1, localhost or [::1], or the host it was told to
   listen on, with the listening port or none. Anything else (``Host: evil.example``, as DNS
-  rebinding sends) is 403. A server bound to every address (0.0.0.0, ::) also takes IP
-  literals and this machine's name (rebinding needs a domain name; such a server has a key).
+  rebinding sends) is 403, and so is a request without one. A server bound to every address
+  (0.0.0.0, ::) also takes IP literals and this machine's name (rebinding needs a domain
+  name; such a server has a key).
 - A request with an ``Origin`` header is 403 unless that origin is in ``allowed_origins``
   (exact ``scheme://host[:port]``, as ``serve --allow-origin`` gives it; no ``*``). Allowed
   origins get CORS headers and an answer to their preflight (``OPTIONS``); others get none.
