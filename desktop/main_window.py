@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
         self.worker_thread = WorkerThread(self.worker)
         self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
+        self.server_controller.set_context_length(self.defaults.context_length)
         self.models = ModelController(
             self.worker,
             self.library,
@@ -480,6 +481,7 @@ class MainWindow(QMainWindow):
         self.system_prompt = defaults.system_prompt or None
         apply_appearance(defaults.appearance)
         self.library.set_fit_parameters(defaults.context_length, defaults.kv_bits)
+        self.server_controller.set_context_length(defaults.context_length)
 
     def show_settings(self) -> None:
         from models.inference.prompt_cache_keeper import PromptCacheKeeper

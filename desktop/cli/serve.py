@@ -3,9 +3,13 @@
 Loads the model on the engine's owner thread (``models.serving.engine_owner``), then serves
 ``/v1/models`` and ``/v1/chat/completions`` with uvicorn until Ctrl-C or SIGTERM. Bound to
 127.0.0.1 unless ``--host`` says otherwise, and a host that is not loopback needs an API key
-(``--api-key`` or ``LLAMA_DESK_API_KEY``). Without ``--model`` it serves the model the window
-opened last (read from the window's settings file with QtCore only; no window opens). Prints
-one line with the address once it listens; bad input ends with one line on stderr.
+(``--api-key`` or ``LLAMA_DESK_API_KEY``). Requests from web pages are refused unless their
+origin is given with ``--allow-origin`` (exact ``scheme://host[:port]``, repeatable; no ``*``).
+Without ``--model`` it serves the model the window opened last, and without
+``--context-length`` it holds requests to the context length of the window's Settings (the
+app's default, 32,768, when never set); both are read from the window's settings file with
+QtCore only (no window opens). Prints one line with the address once it listens; bad input
+ends with one line on stderr.
 """
 
 from __future__ import annotations
@@ -35,7 +39,18 @@ def add_parser(sub) -> None:
     parser.add_argument(
         "--max-tokens", type=int, default=MAX_TOKENS, help="answer length when a request gives none"
     )
-    parser.add_argument("--context-length", type=int, help="refuse prompts longer than this")
+    parser.add_argument(
+        "--context-length",
+        type=int,
+        help="prompt and answer together, in tokens (default: the window's Settings, else 32,768)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (scheme://host[:port]) call the API; repeatable",
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,19 +63,42 @@ def _last_model() -> str:
     return value
 
 
+def _settings_context_length() -> int:
+    """Settings ▸ Context length, as the window keeps it (the app's default when unset or bad)."""
+    from desktop.preferences import load_defaults, open_settings
+    from models.chats.conversation_records import MAX_CONTEXT_LENGTH
+    from models.inference.answer_defaults import CONTEXT_LENGTH
+
+    value = load_defaults(open_settings()).context_length
+    return value if 2 <= value <= MAX_CONTEXT_LENGTH else CONTEXT_LENGTH
+
+
+def _origins(args: argparse.Namespace) -> tuple[str, ...]:
+    from models.serving.request_guard import normalize_origin
+
+    try:
+        return tuple(normalize_origin(origin) for origin in args.allow_origin)
+    except ValueError as exc:
+        raise CommandError(f"--allow-origin: {exc}", 2) from None
+
+
 def _limits(args: argparse.Namespace):
+    from models.chats.conversation_records import MAX_CONTEXT_LENGTH
     from models.serving.openai_api import Limits
 
     if not 0 < args.max_request_mb <= 4096:
         raise CommandError("--max-request-mb must be in (0, 4096].", 2)
     if args.max_tokens < 1:
         raise CommandError("--max-tokens must be at least 1.", 2)
-    if args.context_length is not None and args.context_length < 2:
-        raise CommandError("--context-length must be at least 2.", 2)
+    if args.context_length is not None and not 2 <= args.context_length <= MAX_CONTEXT_LENGTH:
+        raise CommandError(f"--context-length must be in 2-{MAX_CONTEXT_LENGTH:,}.", 2)
+    context_length = args.context_length
+    if context_length is None:
+        context_length = _settings_context_length()
     return Limits(
         max_body_bytes=int(args.max_request_mb * 1024 * 1024),
         default_max_tokens=args.max_tokens,
-        context_length=args.context_length,
+        context_length=context_length,
     )
 
 
@@ -78,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CommandError("--port must be in 0-65535.", 2)
     limits = _limits(args)
+    origins = _origins(args)
     spec = args.model or _last_model()
     try:
         path = resolve_model(spec)
@@ -89,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         owner.start()
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
-    server = ServerThread(create_app(owner, api_key=api_key, limits=limits), args.host, args.port)
+    app = create_app(owner, api_key=api_key, limits=limits, listen_host=args.host, allowed_origins=origins)
+    server = ServerThread(app, args.host, args.port)
     try:
         server.start()
     except RuntimeError as exc:

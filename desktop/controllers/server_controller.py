@@ -8,6 +8,8 @@ window while a request runs waits its turn, and ``ServerController`` says so (``
 The KV cache is the engine's, so each side keeps its prefix reuse while the other is idle.
 Stop in the window ends the server's job running on the engine too (``InferenceWorker.cancel``
 reaches it), and ``job_running`` says when one runs, so the window can offer Stop.
+Requests are held to Settings ▸ Context length (``set_context_length``, also while serving);
+the server takes no web page's requests (``allowed_origins`` is empty unless set).
 
 Signals (ServerController):
     running(str): the server listens at this base URL ("" once stopped).
@@ -21,13 +23,16 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from models.inference.answer_defaults import CONTEXT_LENGTH
 from models.inference.engine import GenerationSettings
 from models.inference.prompt import ChatMessage
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT, check_bind
 from models.serving.engine_owner import Job, JobEvent, run_job
+from models.serving.openai_api import Limits
 
 WAITING_NOTE = "Your question waits for an API request to finish."
 
@@ -123,6 +128,8 @@ class ServerController(QObject):
         self.app = None
         self._window_waiting = False
         self.host, self.port, self.api_key = DEFAULT_HOST, DEFAULT_PORT, None  # what start() uses
+        self.allowed_origins: tuple[str, ...] = ()
+        self._limits = Limits(context_length=CONTEXT_LENGTH)
         worker.request_generate.connect(self._on_window_question)
         worker.answer_event.connect(self._on_window_answering)
         worker.finished.connect(self._on_window_answering)
@@ -134,6 +141,12 @@ class ServerController(QObject):
     @property
     def is_running(self) -> bool:
         return self._server is not None
+
+    def set_context_length(self, tokens: int) -> None:
+        """Hold requests to ``tokens`` (prompt and answer), from the next one on."""
+        self._limits = replace(self._limits, context_length=tokens)
+        if self.app is not None:
+            self.app.state.limits = self._limits
 
     def start(self, host: str | None = None, port: int | None = None, api_key: str | None = None) -> bool:
         """Listen on ``host:port`` (default: the ``host``/``port``/``api_key`` attributes); emit
@@ -147,7 +160,13 @@ class ServerController(QObject):
             return True
         try:
             check_bind(host, api_key)
-            self.app = create_app(self.runner, api_key=api_key)
+            self.app = create_app(
+                self.runner,
+                api_key=api_key,
+                limits=self._limits,
+                listen_host=host,
+                allowed_origins=self.allowed_origins,
+            )
             server = ServerThread(self.app, host, port)
             server.start()
         except (ValueError, RuntimeError) as exc:

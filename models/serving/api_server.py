@@ -2,15 +2,20 @@
 
 The runner is an ``EngineOwner`` (``llama-desk serve``) or the window's own worker thread.
 
-``create_app`` builds ``GET /v1/models`` and ``POST /v1/chat/completions`` (plain JSON, or
-server-sent events in OpenAI's chunk format with a ``usage`` chunk at the end). Every error,
-unknown routes included, has OpenAI's shape. With an API key, requests without
-``Authorization: Bearer KEY`` get 401. Bodies over ``Limits.max_body_bytes`` get 413 before
-they are read in full. Requests wait their turn on the owner thread; a client that
-disconnects (mid-stream or while waiting) cancels its job, and so does a stream's client that
-stops reading (``JobEvents``: the engine never waits on a client). ``app.state.jobs`` keeps the
-last jobs (their numbers and final steps: a job drops its messages and images when it ends).
-``ServerThread`` runs uvicorn on a background thread (the CLI, the window, the tests).
+``create_app`` builds ``GET /v1/models`` (with the ``context_length`` requests are held to) and
+``POST /v1/chat/completions`` (plain JSON, or server-sent events in OpenAI's chunk format with
+a ``usage`` chunk at the end). Every error, unknown routes and unexpected failures included,
+has OpenAI's shape (a 500 never carries a traceback). Before anything else,
+``request_guard.RequestGuard`` refuses foreign ``Host``s, unlisted ``Origin``s and bodies not
+declared JSON. With an API key, requests without ``Authorization: Bearer KEY`` get 401.
+Bodies over ``Limits.max_body_bytes`` get 413 before they are read in full, bodies slower than
+``Limits.body_timeout_s`` 408, and ``json_body.decode_json`` bounds depth, integers and floats.
+Requests wait their turn on the owner thread; a client that disconnects (mid-stream or while
+waiting) cancels its job, and so does a stream's client that stops reading (``JobEvents``: the
+engine never waits on a client). ``app.state.jobs`` keeps the last jobs (their numbers and
+final steps: a job drops its messages and images when it ends). ``ServerThread`` runs uvicorn
+on a background thread (the CLI, the window, the tests), with ``connections.ConnectionLimits``
+and rate-limited logs.
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ import hmac
 import json
 import socket
 import threading
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from models.inference.generation_types import GenerationStep
+from models.serving import log_limits
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
+from models.serving.connections import ConnectionLimits, protocol_class
 from models.serving.engine_owner import EventKind, JobEvent, JobRunner
 from models.serving.job_events import JobEvents, StreamStalled
+from models.serving.json_body import decode_json
 from models.serving.openai_api import (
     AnswerMemory,
     ApiError,
@@ -45,12 +55,14 @@ from models.serving.openai_api import (
     parse_chat_request,
     usage_chunk,
 )
+from models.serving.request_guard import RequestGuard
 
 _DISCONNECT_POLL_S = 0.2
 # Each connection's kernel send buffer (set on the listening socket, which connections inherit),
 # so that a client that stops reading holds back its stream after tens of KB, not megabytes
 # of autotuned buffer: then ``JobEvents`` sees it and cancels the job.
 _SEND_BUFFER_BYTES = 32 * 1024
+_UNREAD_BODY = (408, 413)  # answered before the body was read in full: the connection closes
 
 
 class _Answer:
@@ -90,17 +102,34 @@ def create_app(
     model_id: str | None = None,
     api_key: str | None = None,
     limits: Limits | None = None,
+    listen_host: str = DEFAULT_HOST,
+    allowed_origins: Iterable[str] = (),
 ):
-    limits = limits or Limits()
+    """The app; ``app.state.limits`` may be replaced while it serves (the next request uses it).
+    ``listen_host`` and ``allowed_origins`` are ``RequestGuard``'s."""
     app = FastAPI(title="Llama Desk", docs_url=None, redoc_url=None, openapi_url=None)
     memory = AnswerMemory()
     app.state.owner = owner
     app.state.memory = memory
+    app.state.limits = limits or Limits()
     app.state.jobs = []  # the most recent jobs, for tests and the window's note
+    app.add_middleware(RequestGuard, listen_host=listen_host, allowed_origins=tuple(allowed_origins))
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        headers = {"Connection": "close"} if exc.status in _UNREAD_BODY else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_request, _exc: ClientDisconnect):
+        # The client left before its body was in: nobody to answer, nothing worth a traceback.
+        return Response(status_code=400, headers={"Connection": "close"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request, _exc: Exception):
+        # The traceback goes to the (rate-limited) log, never to the client.
+        error = ApiError(500, "The server failed on this request.", ErrorType.SERVER)
+        return JSONResponse(error.body(), status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, exc: StarletteHTTPException):
@@ -118,29 +147,36 @@ def create_app(
                 401, "Incorrect API key provided.", ErrorType.AUTHENTICATION, code="invalid_api_key"
             )
 
-    async def read_body(request: Request) -> object:
+    async def read_body(request: Request, limits: Limits) -> object:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise _too_large(limits)
         received = bytearray()
-        async for piece in request.stream():
-            received += piece
-            if len(received) > limits.max_body_bytes:
-                raise _too_large(limits)
+
+        async def receive_all() -> None:
+            async for piece in request.stream():
+                received.extend(piece)
+                if len(received) > limits.max_body_bytes:
+                    raise _too_large(limits)
+
         try:
-            return json.loads(received)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+            await asyncio.wait_for(receive_all(), limits.body_timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                408, f"The body did not arrive within {limits.body_timeout_s:g} s.", code="request_timeout"
+            ) from None
+        return await run_in_threadpool(decode_json, received)
 
     @app.get("/v1/models")
     async def list_models(request: Request):
         authorize(request)
-        return models_list(model_id or owner.model_name)
+        return models_list(model_id or owner.model_name, request.app.state.limits.context_length)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         authorize(request)
-        body = await read_body(request)
+        limits = request.app.state.limits
+        body = await read_body(request, limits)
         chat = await run_in_threadpool(parse_chat_request, body, limits, memory)
         loop = asyncio.get_running_loop()
         if chat.stream:  # a stream's client that stops reading must not keep the engine
@@ -249,10 +285,28 @@ async def _stream(job, events, answer: _Answer, ids, memory):
 class ServerThread:
     """uvicorn serving ``app`` on a background thread; ``start`` returns once it listens."""
 
-    def __init__(self, app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+    def __init__(
+        self,
+        app,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        connection_limits: ConnectionLimits | None = None,
+    ):
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        limits = connection_limits or ConnectionLimits()
+        log_limits.install()
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            http=protocol_class(limits),
+            timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  # a float works
+            log_config=None,  # no dictConfig of the process's logging; warnings reach stderr
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=False,  # nothing stands in front of it; X-Forwarded-* is a client's claim
+        )
         self.server = uvicorn.Server(config)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="llama-desk-http", daemon=True)

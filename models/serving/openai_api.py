@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
-from models.inference.answer_defaults import MAX_TOKENS
+from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
 from models.inference.images import (
     MAX_IMAGES_PER_MESSAGE,
@@ -96,7 +97,8 @@ class Limits:
     stream_stall_s: float = 30.0  # as is one whose client takes nothing for this long
     max_messages: int = 2048
     default_max_tokens: int = MAX_TOKENS
-    context_length: int | None = None  # refuse prompts longer than this (None: the model's)
+    context_length: int | None = CONTEXT_LENGTH  # prompt + answer, in tokens (None: the model's)
+    body_timeout_s: float = 60.0  # to send the whole body, once the headers are in
 
     @property
     def text_chars(self) -> int:
@@ -279,6 +281,8 @@ def _number(body: dict, name: str, low: float, high: float, default, *, low_open
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(f"{name} must be a number.", name)
+    if not math.isfinite(value):
+        raise _invalid(f"{name} must be a finite number.", name)
     if value > high or value < low or (low_open and value == low):
         bracket = "(" if low_open else "["
         raise _invalid(f"{name} must be in {bracket}{low}, {high}].", name)
@@ -319,9 +323,15 @@ def parse_chat_request(
     if body.get("tools") or body.get("tool_choice") not in (None, "none"):
         raise _invalid("Tools are not supported.", "tools")
     messages = _messages(body.get("messages"), limits, memory)
-    max_tokens = _integer(body, "max_completion_tokens", 1)
-    if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1)
+    tokens_field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _integer(body, tokens_field, 1)
+    context = limits.context_length
+    if max_tokens is not None and context is not None and max_tokens > context - 1:
+        raise _invalid(
+            f"{tokens_field} must be at most {context - 1:,}: the context length is {context:,} "
+            "tokens, prompt and answer together.",
+            tokens_field,
+        )
     seed = _integer(body, "seed", -(2**63))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -439,8 +449,6 @@ def usage_chunk(ids: CompletionIds, step: GenerationStep) -> dict:
     }
 
 
-def models_list(model: str) -> dict:
-    return {
-        "object": "list",
-        "data": [{"id": model, "object": "model", "created": 0, "owned_by": "llama-desk"}],
-    }
+def models_list(model: str, context_length: int | None = None) -> dict:
+    entry = {"id": model, "object": "model", "created": 0, "owned_by": "llama-desk"}
+    return {"object": "list", "data": [{**entry, "context_length": context_length}]}

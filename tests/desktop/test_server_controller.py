@@ -2,6 +2,7 @@
 question typed in the window while a request runs waits its turn, with a note."""
 
 import threading
+from dataclasses import replace
 
 import openai
 import pytest
@@ -46,6 +47,22 @@ def test_the_server_answers_on_the_windows_model(controller):
         model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0
     )
     assert 1 <= answer.usage.completion_tokens <= 3
+
+
+def test_requests_are_held_to_the_settings_context_length(controller):
+    client = client_for(controller)
+    assert client.models.list().data[0].context_length == 32768  # Settings' default, not 10M
+    controller.set_context_length(16)  # Settings changed while serving: the next request uses it
+    assert client.models.list().data[0].context_length == 16
+    long_question = [{"role": "user", "content": "A question much longer than sixteen tokens, " * 3}]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="m", messages=long_question, max_tokens=3)
+    assert info.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=10**12
+        )
+    assert info.value.body["param"] == "max_tokens"
 
 
 def test_a_window_question_waits_for_a_running_request_with_a_note(controller, worker, qtbot):
@@ -118,7 +135,9 @@ def test_the_window_menu_switch_starts_and_stops_the_server(qtbot, checkpoints, 
 
     from desktop.main_window import MainWindow
 
-    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("defaults/context_length", 4096)  # Settings ▸ Context length
+    win = MainWindow(settings=settings)
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.model_ready, timeout=60_000):
         win.load_model(checkpoints["4bit"])
@@ -128,7 +147,10 @@ def test_the_window_menu_switch_starts_and_stops_the_server(qtbot, checkpoints, 
     action.trigger()
     assert action.isChecked() and win.server_controller.url in action.text()
     client = client_for(win.server_controller)
-    assert [m.id for m in client.models.list().data] == ["tiny-llama4-4bit"]
+    models = client.models.list().data
+    assert [m.id for m in models] == ["tiny-llama4-4bit"] and models[0].context_length == 4096
+    win.set_defaults(replace(win.defaults, context_length=2048))
+    assert client.models.list().data[0].context_length == 2048
     action.trigger()
     assert not action.isChecked() and action.text() == "Serve API"
     win.close()

@@ -1,5 +1,6 @@
 """``llama-desk serve`` in a child process, as a person starts it, driven by the openai client."""
 
+import argparse
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import sys
 import openai
 import pytest
 
+from models.inference.answer_defaults import CONTEXT_LENGTH
 from tests.desktop.cli.test_ask_cli import run_cli
 
 
@@ -39,7 +41,9 @@ def test_serve_answers_then_stops_cleanly(checkpoints, stop_signal):
     try:
         url = address_of(process)
         client = openai.OpenAI(base_url=url, api_key="k", max_retries=0, timeout=120)
-        assert [m.id for m in client.models.list().data] == ["tiny-llama4-4bit"]
+        models = client.models.list().data
+        assert [m.id for m in models] == ["tiny-llama4-4bit"]
+        assert models[0].context_length == CONTEXT_LENGTH  # the app's, not the model's 10M
         answer = client.chat.completions.create(
             model="tiny-llama4-4bit",
             messages=[{"role": "user", "content": "Hi"}],
@@ -78,3 +82,37 @@ def test_a_port_in_use_is_one_line(checkpoints):
     assert result.returncode == 1
     assert "Could not listen" in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("llama-desk:")]) == 1
+
+
+def serve_args(*argv: str) -> argparse.Namespace:
+    from desktop.cli import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    return parser.parse_args(["serve", *argv])
+
+
+def test_serve_holds_requests_to_the_settings_context_length():
+    from desktop.cli.serve import _limits
+    from desktop.preferences import open_settings
+
+    assert _limits(serve_args()).context_length == CONTEXT_LENGTH
+    settings = open_settings()
+    settings.setValue("defaults/context_length", 4096)
+    settings.sync()
+    assert _limits(serve_args()).context_length == 4096
+    assert _limits(serve_args("--context-length", "300")).context_length == 300
+
+
+@pytest.mark.parametrize("origin", ["*", "evil.example", "http://a.example/path", "ftp://a.example"])
+def test_a_bad_allowed_origin_is_one_line(origin):
+    result = run_cli("serve", "--model", "/no/such/model", "--allow-origin", origin)
+    assert result.returncode == 2 and "--allow-origin" in result.stderr and "origin" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_allowed_origins_are_normalized():
+    from desktop.cli.serve import _origins
+
+    given = serve_args("--allow-origin", "HTTP://LocalHost:5173", "--allow-origin", "https://app.example")
+    assert _origins(given) == ("http://localhost:5173", "https://app.example")

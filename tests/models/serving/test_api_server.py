@@ -157,7 +157,9 @@ def test_errors_have_openais_shape(live):
     base = live[1].url
     for response in (
         httpx.get(f"{base}/nowhere"),
-        httpx.post(f"{base}/chat/completions", content=b"{not json"),
+        httpx.post(
+            f"{base}/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"}
+        ),
         httpx.post(f"{base}/chat/completions", json={"messages": "Hi"}),
     ):
         assert response.status_code in (400, 404)
@@ -262,7 +264,7 @@ def test_a_huge_text_is_refused_before_it_reaches_the_engine():
             Runner.submitted += 1
             raise AssertionError("a job was submitted")
 
-    with TestClient(create_app(Runner())) as http:
+    with TestClient(create_app(Runner()), base_url="http://127.0.0.1") as http:
         response = http.post(
             "/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 20_000_000}]}
         )

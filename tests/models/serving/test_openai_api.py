@@ -112,11 +112,25 @@ def test_at_most_five_images_a_message():
         ({"n": 2}, "n"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"stream": "yes"}, "stream"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_p": float("nan")}, "top_p"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"max_tokens": 10**12}, "max_tokens"),
+        ({"max_completion_tokens": 32768}, "max_completion_tokens"),
     ],
 )
 def test_bad_fields_name_the_parameter(change, param):
     body = {"messages": [{"role": "user", "content": "Hi"}], **change}
     assert rejected(body).param == param
+
+
+def test_max_tokens_is_bounded_by_the_context_length():
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100}
+    assert parse_chat_request(body, Limits(context_length=101)).settings.max_tokens == 100
+    error = rejected(body, Limits(context_length=100))
+    assert error.param == "max_tokens" and "at most 99" in error.message
+    assert parse_chat_request(body, Limits(context_length=None)).settings.max_tokens == 100
+    assert parse_chat_request({"messages": body["messages"]}).settings.context_length == 32768
 
 
 def test_remembered_answers_are_fed_back_as_their_token_ids():
@@ -206,4 +220,5 @@ def test_messages_longer_in_all_than_the_context_could_take_are_refused():
     error = rejected({"messages": [long, {"role": "assistant", "content": "ok"}, long, long]}, limits)
     assert error.param == "messages[3].content" and error.code == "string_above_max_length"
     assert "3,200 a request may hold" in error.message
-    assert Limits().text_chars == 4_000_000  # without a context length: a fixed bound
+    assert Limits().text_chars == 32768 * 32  # the default context length (Settings' default)
+    assert Limits(context_length=None).text_chars == 4_000_000  # without one: a fixed bound
