@@ -46,7 +46,7 @@ def _chat_spec(value: str) -> str | int:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("ask", help="answer one question on the command line")
-    parser.add_argument("--model", required=True, help="checkpoint folder or downloaded repo id")
+    parser.add_argument("--model", help="checkpoint folder or downloaded repo id (default: the last opened)")
     parser.add_argument(
         "--image",
         action="append",
@@ -205,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
     from models.inference.images import ImageError, check_image_count, load_image_file
 
     _check_args(args)
+    if not args.model:
+        from desktop.cli.window_settings import last_model
+
+        args.model = last_model()
     try:
         check_image_count(len(args.image))
         images = tuple(load_image_file(path) for path in args.image)

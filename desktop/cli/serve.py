@@ -20,6 +20,7 @@ import signal
 import sys
 
 from desktop.cli.command_error import CommandError
+from desktop.cli.window_settings import last_model, settings_context_length
 from models.inference.answer_defaults import MAX_TOKENS
 
 API_KEY_ENV = "LLAMA_DESK_API_KEY"
@@ -54,25 +55,6 @@ def add_parser(sub) -> None:
     parser.set_defaults(run=run)
 
 
-def _last_model() -> str:
-    from desktop.preferences import open_settings
-
-    value = open_settings().value("last_model", None, type=str)
-    if not value:
-        raise CommandError("no model given and none opened before; use --model PATH|REPO.", 2)
-    return value
-
-
-def _settings_context_length() -> int:
-    """Settings ▸ Context length, as the window keeps it (the app's default when unset or bad)."""
-    from desktop.preferences import load_defaults, open_settings
-    from models.chats.conversation_records import MAX_CONTEXT_LENGTH
-    from models.inference.answer_defaults import CONTEXT_LENGTH
-
-    value = load_defaults(open_settings()).context_length
-    return value if 2 <= value <= MAX_CONTEXT_LENGTH else CONTEXT_LENGTH
-
-
 def _origins(args: argparse.Namespace) -> tuple[str, ...]:
     from models.serving.request_guard import normalize_origin
 
@@ -94,7 +76,7 @@ def _limits(args: argparse.Namespace):
         raise CommandError(f"--context-length must be in 2-{MAX_CONTEXT_LENGTH:,}.", 2)
     context_length = args.context_length
     if context_length is None:
-        context_length = _settings_context_length()
+        context_length = settings_context_length()
     return Limits(
         max_body_bytes=int(args.max_request_mb * 1024 * 1024),
         default_max_tokens=args.max_tokens,
@@ -117,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--port must be in 0-65535.", 2)
     limits = _limits(args)
     origins = _origins(args)
-    spec = args.model or _last_model()
+    spec = args.model or last_model()
     try:
         path = resolve_model(spec)
     except ModelNotFound as exc:

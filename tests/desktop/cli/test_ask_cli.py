@@ -202,3 +202,18 @@ def test_json_when_the_answer_fails_before_any_text(checkpoints):
     assert out["finish_reason"] == "error" and out["text"] == "" and out["token_ids"] == []
     assert "context length of 16" in out["error"]
     assert len(result.stderr.strip().splitlines()) == 1 and "context length of 16" in result.stderr
+
+
+def test_without_model_ask_uses_the_model_the_window_opened_last(checkpoints):
+    from desktop.preferences import open_settings
+
+    result = run_cli("ask", "--max-tokens", "2", "Hi")  # nothing opened yet: one line
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "no model given and none opened before; use --model PATH|REPO." in line
+    settings = open_settings()
+    settings.setValue("last_model", str(checkpoints["4bit"]))
+    settings.sync()
+    result = run_cli("ask", "--max-tokens", "2", "--temperature", "0", "--json", "Hi")
+    assert result.returncode == 0, result.stderr  # was a usage error: --model was required
+    assert json.loads(result.stdout)["generation_tokens"] == 2
