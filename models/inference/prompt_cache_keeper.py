@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.app_folders import data_dir
+from models.inference.cache_layout import CacheLayout
 from models.inference.cache_snapshot import CacheSnapshot
 from models.inference.model_identity import ModelIdentity
 from models.inference.prompt_cache_files import (
@@ -157,12 +158,17 @@ class PromptCacheKeeper:
     # -- loading and removing -------------------------------------------------------------------
 
     def load(
-        self, conversation_id: int | str, identity: ModelIdentity, kv: tuple[int, int] | None
+        self,
+        conversation_id: int | str,
+        identity: ModelIdentity,
+        kv: tuple[int, int] | None,
+        layout: CacheLayout,
     ) -> LoadResult:
-        """The conversation's saved cache if it fits ``identity`` and ``kv`` (else removed)."""
+        """The conversation's saved cache if it fits ``identity``, ``kv`` and the model's cache
+        ``layout`` and is intact (else removed)."""
         self.wait()  # a save of this conversation may be on its way
         path = self.path_for(conversation_id)
-        result = load_cache_file(path, identity, kv)
+        result = load_cache_file(path, identity, kv, layout)
         if result.snapshot is not None:
             try:
                 os.utime(path)  # most recently used

@@ -22,7 +22,9 @@ def test_loaded_cache_bytes_match_the_loaded_cache(tmp_path, kv_bits):
     save_cache_file(tmp_path / "c.safetensors", snapshot, engine.identity)
     fresh = Engine.load(path)
     kv = (kv_bits, 64) if kv_bits else None
-    assert fresh.adopt_cache(load_cache_file(tmp_path / "c.safetensors", fresh.identity, kv).snapshot)
+    assert fresh.adopt_cache(
+        load_cache_file(tmp_path / "c.safetensors", fresh.identity, kv, fresh.cache_layout).snapshot
+    )
     actual = sum(c.nbytes for c in fresh._cache)
     plan = plan_model(path, kv_bits=kv_bits, backend="cpu")
     assert snapshot.tokens > SHAPE.chunk
