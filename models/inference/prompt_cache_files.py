@@ -10,7 +10,7 @@ Writing goes to a temporary name in the same folder, is flushed to disk (fsync),
 over the old file (``os.replace``), so a kill at any moment leaves the old file or the new one.
 Reading checks everything before the cache is used: the header first, against the model's
 ``CacheLayout``, before any tensor is read (``cache_file_checks``), then the checksum of the
-tensors as they are read (hashed on a second thread while the next tensor loads, in place).
+tensors as they are read (hashed in place, on a second thread, while the next ones are read).
 A file that is missing, unreadable, truncated, lying about its shapes, damaged (checksum), of an
 older version without checksum, another format version, another model or another KV precision
 is reported as such (``LoadOutcome``, with a reason) and, but for a missing one, removed: the
@@ -46,6 +46,7 @@ from models.regular_files import InputFileError, open_regular_file
 FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
 TEMP_MARK = ".partial"  # in the names of files being written
+HASH_BATCH_BYTES = 128 * 1024 * 1024  # read as one (parallel reads), hashed while the next is read
 
 _log = logging.getLogger(__name__)
 
@@ -150,9 +151,23 @@ def save_cache_file(path: Path, snapshot: CacheSnapshot, identity: ModelIdentity
     return SaveResult(SaveOutcome.SAVED, size, time.perf_counter() - start)
 
 
+def _batches(names: list[str], tensors: dict) -> list[list[str]]:
+    """``names`` in order, cut into runs of about ``HASH_BATCH_BYTES``."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for name in names:
+        if size >= HASH_BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(name)
+        size += tensors[name].end - tensors[name].start
+    return out
+
+
 def _load_tensors(path: Path, checked: CheckedFile) -> tuple:
-    """The checked file's layers: tensors read (MLX), hashed in place on a second thread while
-    the next one is read, and compared with the checksum before anything is built from them."""
+    """The checked file's layers: tensors read (MLX) in batches of ``HASH_BATCH_BYTES``, each
+    batch hashed in place (no copy) on a second thread while the next one is read, and the
+    whole compared with the checksum before anything is built from them."""
     import mlx.core as mx
     from mlx_lm.models import cache as lm
 
@@ -165,14 +180,21 @@ def _load_tensors(path: Path, checked: CheckedFile) -> tuple:
         if tuple(array.shape) != tensor.shape or safetensors_dtype(array.dtype) != tensor.dtype:
             raise CacheFileError("it changed while it was read")
     checksum = Checksum(checked.metadata)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kv-cache-hash") as hasher:
-        hashed = []
-        for name in sorted(arrays):  # one worker: hashed in this order
+
+    def add(names: list[str]) -> None:
+        for name in names:
             tensor = checked.tensors[name]
-            mx.eval(arrays[name])
-            hashed.append(hasher.submit(checksum.add, name, tensor.dtype, tensor.shape, arrays[name]))
-        for future in hashed:
-            future.result()
+            checksum.add(name, tensor.dtype, tensor.shape, arrays[name])
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kv-cache-hash") as hasher:
+        hashing: concurrent.futures.Future | None = None
+        for batch in _batches(sorted(arrays), checked.tensors):
+            mx.eval([arrays[name] for name in batch])  # here: MLX's stream is this thread's
+            if hashing is not None:
+                hashing.result()
+            hashing = hasher.submit(add, batch)  # while the next batch is read
+        if hashing is not None:
+            hashing.result()
     if checksum.text() != checked.checksum:
         raise CacheFileError("checksum mismatch: damaged on disk")
     if any(arrays[name].item() != value for name, value in checked.scalars.items()):
