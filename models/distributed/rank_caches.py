@@ -4,9 +4,11 @@ Rank 0 keeps its layers' cache with the window's (or ``ask``'s) ``PromptCacheKee
 machine does. Every other rank keeps its own layers' caches on its own disk, with a keeper of its
 own (same file format, atomic writes, LRU eviction under the disk budget rank 0 sends) in
 ``kv-caches/ranks/<model hash>/layers-<start>-<end>/`` of its data folder, so a cache is only ever
-read back by the same model cut at the same layers. Each file also holds the conversation's keys
-(token ids, image hashes), and a restore must name the same keys' hash as rank 0's own file, so
-the ranks never combine caches of different states of a conversation. File names are the
+read back by the same model cut at the same layers, and checked as on one machine (its header
+against these layers' shapes, then its checksum; a share that fails is deleted). Each file also
+holds the conversation's keys (token ids, image hashes), and a restore must name the same keys'
+hash as rank 0's own file, so the ranks never combine caches of different states of a
+conversation. File names are the
 conversation ids, checked by the keeper (letters, digits, ``-`` and ``_`` only).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from models.inference.cache_layout import cache_layout
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches, keys_digest, portable_layers
 from models.inference.model_identity import ModelIdentity, model_identity
 from models.inference.prompt_cache_keeper import FOLDER_NAME, RANKS_FOLDER, PromptCacheKeeper
@@ -76,7 +79,8 @@ class RankCaches:
         """This rank's caches of the payload's conversation, holding ``tokens`` positions with
         the payload's keys and KV precision ``kv``; None when missing or not those."""
         try:
-            result = self.keeper.load(payload["id"], self.identity, kv)
+            layout = cache_layout(self.stage.make_cache(), self.stage.layers)
+            result = self.keeper.load(payload["id"], self.identity, kv, layout)
         except ValueError:
             return None
         snapshot = result.snapshot

@@ -5,7 +5,8 @@ is the small piece of bookkeeping both the window's worker and ``llama-desk ask 
 
 - ``open(engine, conversation_id, settings)`` before answering in a conversation (or as soon as
   it is opened): unless the engine's cache is already that conversation's, its saved cache (if
-  it fits this model and KV precision) becomes the engine's, so only new tokens are prefilled;
+  it fits this model's layers and KV precision and is intact) becomes the engine's, so only new
+  tokens are prefilled; a file that does not is deleted and the turn prefilled in full;
 - ``keep(engine, conversation_id, final_step)`` when an answer ends (stop, length, cancelled):
   a snapshot of the cache is written in the background.
 
@@ -60,7 +61,7 @@ class ConversationCaches:
             return None
 
     def _open(self, engine, conversation_id, settings) -> LoadOutcome:
-        result = self.keeper.load(conversation_id, engine.identity, kv_of(settings))
+        result = self.keeper.load(conversation_id, engine.identity, kv_of(settings), engine.cache_layout)
         if result.snapshot is not None and not engine.adopt_cache(result.snapshot, conversation_id):
             # It does not fit this model's layers (or another rank lacks its share).
             self.keeper.delete(conversation_id)

@@ -16,9 +16,9 @@ The KV cache outlives a turn: the next turn's prompt is compared with what the c
 (token ids, and image hashes for image positions) and only the differing tail is prefilled
 (``models.inference.kv_reuse``). Public seams for other code (the server, pipeline parallelism,
 saved caches): ``language_model``, ``new_cache()``, ``cache_keys``, ``snapshot_cache()``,
-``adopt_cache()`` and ``identity``. Loading never lets transformers validate the model config,
-and any failure while loading becomes one ``ModelLoadError`` line, with MLX's buffer cache freed.
-While an answer runs on Metal the weights stay wired (``models.inference.wired_memory``).
+``adopt_cache()``, ``cache_layout`` and ``identity``. Loading never lets transformers validate
+the model config, and any failure while loading becomes one ``ModelLoadError`` line, with MLX's
+buffer cache freed. While an answer runs on Metal the weights stay wired (``models.inference.wired_memory``).
 
 Cancel is a ``threading.Event`` checked between images, between prefill chunks and at every
 token. mlx and mlx-vlm are imported inside the functions that need them, so a window can show
@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from models.inference.cache_layout import CacheLayout, cache_layout
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from models.inference.generation_types import (  # noqa: F401 - re-exported: the engine's API
@@ -149,6 +150,12 @@ class Engine:
     def new_cache(self) -> list:
         """A fresh, empty KV cache for the language model (one cache per layer)."""
         return self._lm.make_cache()
+
+    @property
+    def cache_layout(self) -> CacheLayout:
+        """What each layer's KV cache holds (heads, head size, chunked or global), which a
+        saved cache is checked against before it is read."""
+        return cache_layout(self.new_cache(), self._lm.layers)
 
     @property
     def cache_layers(self) -> tuple:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from models import contained_paths
 from models.app_folders import data_dir
+from models.inference.cache_layout import CacheLayout
 from models.inference.cache_snapshot import CacheSnapshot
 from models.inference.model_identity import ModelIdentity
 from models.inference.prompt_cache_files import (
@@ -172,9 +173,14 @@ class PromptCacheKeeper:
     # -- loading and removing -------------------------------------------------------------------
 
     def load(
-        self, conversation_id: int | str, identity: ModelIdentity, kv: tuple[int, int] | None
+        self,
+        conversation_id: int | str,
+        identity: ModelIdentity,
+        kv: tuple[int, int] | None,
+        layout: CacheLayout,
     ) -> LoadResult:
-        """The conversation's saved cache if it fits ``identity`` and ``kv`` (else removed)."""
+        """The conversation's saved cache if it fits ``identity``, ``kv`` and the model's cache
+        ``layout`` and is intact (else removed)."""
         self.wait()  # a save of this conversation may be on its way
         path = self.path_for(conversation_id)
         try:
@@ -182,7 +188,7 @@ class PromptCacheKeeper:
         except contained_paths.LinkRefused as exc:
             _log.warning("Not loading the KV cache of %s: %s", conversation_id, exc)
             return LoadResult(LoadOutcome.MISSING)
-        result = load_cache_file(path, identity, kv)
+        result = load_cache_file(path, identity, kv, layout)
         if result.snapshot is not None:
             try:
                 contained_paths.touch(self._root, path)  # most recently used

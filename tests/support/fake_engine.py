@@ -149,6 +149,13 @@ class FakeEngine:
         return [KVCache()]
 
     @property
+    def cache_layout(self):
+        """What its one layer holds: one head of size 1, never quantized (as its snapshots)."""
+        from models.inference.cache_layout import CacheLayout, LayerLayout
+
+        return CacheLayout((LayerLayout(kv_heads=1, head_dim=1, quantizable=False),))
+
+    @property
     def cache_layers(self) -> tuple:
         """The live KV cache's layers: the fake keeps only keys, so its snapshot's one layer."""
         snapshot = self.snapshot_cache()

@@ -72,3 +72,16 @@ def test_a_name_that_is_not_a_plain_id_is_refused(model, stage, tmp_path, name):
 def test_a_cache_that_does_not_hold_the_keys_is_not_saved(model, stage, tmp_path):
     saved = RankCaches(stage, model, root=tmp_path)
     assert not saved.save(save_payload(7, _snapshot(), 10**9), _cache(stage, 3), None)
+
+
+@pytest.mark.parametrize("damage", ["flipped bit", "other data"])
+def test_a_share_that_lies_is_refused_and_deleted(model, stage, tmp_path, damage):
+    from tests.support.tampered_caches import flip_a_bit, replace_tensor_data
+
+    saved = RankCaches(stage, model, root=tmp_path)
+    assert saved.save(save_payload(7, _snapshot(), 10**9), _cache(stage, len(KEYS)), None)
+    saved.close()
+    (path,) = tmp_path.rglob("7.safetensors")
+    flip_a_bit(path) if damage == "flipped bit" else replace_tensor_data(path)
+    assert RankCaches(stage, model, root=tmp_path).restore(restore_payload(7, _snapshot()), 5, None) is None
+    assert not path.exists()

@@ -42,7 +42,9 @@ def conversation(engine, settings):
 def restored_and_cold(path, folder, settings, next_turn):
     """Answer ``next_turn`` with a fresh engine from the saved cache, then with a cold one."""
     restarted = Engine.load(path)
-    loaded = load_cache_file(folder / "c.safetensors", restarted.identity, _kv(settings))
+    loaded = load_cache_file(
+        folder / "c.safetensors", restarted.identity, _kv(settings), restarted.cache_layout
+    )
     assert loaded.outcome is LoadOutcome.LOADED
     assert restarted.adopt_cache(loaded.snapshot)
     warm = answer(restarted, next_turn, settings)
@@ -103,7 +105,7 @@ def test_restored_chunked_layers_keep_their_positions(tmp_path):
     save_cache_file(tmp_path / "c.safetensors", engine.snapshot_cache(), engine.identity)
 
     fresh = Engine.load(path)
-    loaded = load_cache_file(tmp_path / "c.safetensors", fresh.identity, None)
+    loaded = load_cache_file(tmp_path / "c.safetensors", fresh.identity, None, fresh.cache_layout)
     assert fresh.adopt_cache(loaded.snapshot)
     after = [(type(c), c.offset, getattr(c, "start_position", 0)) for c in fresh._cache]
     assert after == before

@@ -16,6 +16,7 @@ import mlx.core as mx
 import pytest
 
 from models.inference import prompt_cache_files
+from models.inference.cache_layout import CacheLayout, LayerLayout
 from models.inference.cache_snapshot import CacheSnapshot
 from models.inference.model_identity import ModelIdentity
 from models.inference.prompt_cache_files import (
@@ -28,6 +29,14 @@ from models.inference.prompt_cache_keeper import PromptCacheKeeper
 
 IDENTITY = ModelIdentity("/models/tiny", "abc123")
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def layout(kv=None) -> CacheLayout:
+    """The layers ``snapshot`` makes: a chunked one (2 heads of 16, chunks of 64), then a global
+    one (2 heads of 64 when quantized, else of 16)."""
+    return CacheLayout(
+        (LayerLayout(2, 16, chunk=64, quantizable=False), LayerLayout(2, 64 if kv else 16, None, True))
+    )
 
 
 def snapshot(tokens=80, seed=0, kv=None):
@@ -74,7 +83,7 @@ def test_round_trip_is_exact(tmp_path, kv):
     path = tmp_path / "1.safetensors"
     saved = save_cache_file(path, snap, IDENTITY)
     assert saved.outcome is SaveOutcome.SAVED and saved.bytes == path.stat().st_size
-    loaded = load_cache_file(path, IDENTITY, kv)
+    loaded = load_cache_file(path, IDENTITY, kv, layout(kv))
     assert loaded.outcome is LoadOutcome.LOADED
     assert loaded.snapshot.keys == snap.keys  # image keys come back as tuples
     assert loaded.snapshot.kv == kv
@@ -93,7 +102,7 @@ def test_round_trip_is_exact(tmp_path, kv):
 def test_a_foreign_cache_is_removed(tmp_path, identity, kv, outcome):
     path = tmp_path / "1.safetensors"
     save_cache_file(path, snapshot(), IDENTITY)
-    result = load_cache_file(path, identity, kv)
+    result = load_cache_file(path, identity, kv, layout(kv))
     assert result.outcome is outcome and result.snapshot is None
     assert not path.exists()
 
@@ -103,7 +112,7 @@ def test_another_format_version_is_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(prompt_cache_files, "FORMAT_VERSION", "0")
     save_cache_file(path, snapshot(), IDENTITY)
     monkeypatch.undo()
-    assert load_cache_file(path, IDENTITY, None).outcome is LoadOutcome.OTHER_VERSION
+    assert load_cache_file(path, IDENTITY, None, layout()).outcome is LoadOutcome.OTHER_VERSION
     assert not path.exists()
 
 
@@ -123,13 +132,16 @@ def test_a_damaged_file_is_removed(tmp_path, damage):
     else:
         short = CacheSnapshot(snapshot().layers, snapshot().keys[:-3], None)
         save_cache_file(path, short, IDENTITY)
-    result = load_cache_file(path, IDENTITY, None)
+    result = load_cache_file(path, IDENTITY, None, layout())
     assert result.outcome is LoadOutcome.UNREADABLE
     assert not path.exists()
 
 
 def test_a_missing_file_is_missing(tmp_path):
-    assert load_cache_file(tmp_path / "none.safetensors", IDENTITY, None).outcome is LoadOutcome.MISSING
+    assert (
+        load_cache_file(tmp_path / "none.safetensors", IDENTITY, None, layout()).outcome
+        is LoadOutcome.MISSING
+    )
 
 
 def test_disk_full_keeps_the_old_file(tmp_path, monkeypatch):
@@ -148,7 +160,7 @@ def test_disk_full_keeps_the_old_file(tmp_path, monkeypatch):
     assert result.outcome is SaveOutcome.FAILED and "space" in result.error
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["1.safetensors"]
-    assert same_layers(load_cache_file(path, IDENTITY, None).snapshot, old)
+    assert same_layers(load_cache_file(path, IDENTITY, None, layout()).snapshot, old)
 
 
 SAVER = textwrap.dedent(
@@ -185,5 +197,5 @@ def test_kill_during_save_leaves_a_whole_file(tmp_path):
         process.wait()
     keeper = PromptCacheKeeper(tmp_path)  # removes what the dead process left half-written
     assert [p.name for p in tmp_path.iterdir()] == ["1.safetensors"]
-    loaded = keeper.load(1, IDENTITY, None)
+    loaded = keeper.load(1, IDENTITY, None, layout())
     assert loaded.outcome is LoadOutcome.LOADED and loaded.snapshot.tokens == 60000

@@ -6,7 +6,7 @@ import pytest
 
 from models.inference.prompt_cache_files import LoadOutcome, SaveOutcome
 from models.inference.prompt_cache_keeper import PromptCacheKeeper, default_folder
-from tests.models.inference.test_prompt_cache_files import IDENTITY, snapshot
+from tests.models.inference.test_prompt_cache_files import IDENTITY, layout, snapshot
 
 
 def size_of_one(tmp_path):
@@ -31,7 +31,7 @@ def test_least_recently_used_is_evicted_first(tmp_path):
     keeper.save(2, snapshot(), IDENTITY)
     age(keeper, 1, 100)
     age(keeper, 2, 50)
-    assert keeper.load(1, IDENTITY, None).outcome is LoadOutcome.LOADED  # 1 is now the newest
+    assert keeper.load(1, IDENTITY, None, layout()).outcome is LoadOutcome.LOADED  # 1 is now the newest
     result = keeper.save(3, snapshot(), IDENTITY)
     assert result.outcome is SaveOutcome.SAVED
     assert sorted(f.conversation_id for f in keeper.files()) == ["1", "3"]
@@ -69,7 +69,7 @@ def test_delete_clear_and_used_bytes(tmp_path):
 def test_background_saves_are_written_before_a_load(tmp_path):
     keeper = PromptCacheKeeper(tmp_path)
     future = keeper.save_in_background(5, snapshot(tokens=300), IDENTITY)
-    loaded = keeper.load(5, IDENTITY, None)  # waits for the save
+    loaded = keeper.load(5, IDENTITY, None, layout())  # waits for the save
     assert future.result().outcome is SaveOutcome.SAVED
     assert loaded.outcome is LoadOutcome.LOADED and loaded.snapshot.tokens == 300
     keeper.close()

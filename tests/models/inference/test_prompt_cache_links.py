@@ -78,6 +78,6 @@ def test_a_load_through_a_linked_folder_touches_nothing(tmp_path):
     share.mkdir(parents=True)
     (share / "layers-0-2").symlink_to(weights, target_is_directory=True)
     keeper = PromptCacheKeeper(share / "layers-0-2", budget_root=root)
-    assert keeper.load(7, IDENTITY, None).outcome is LoadOutcome.MISSING
+    assert keeper.load(7, IDENTITY, None, layout=None).outcome is LoadOutcome.MISSING  # refused first
     assert shards(weights) == ["7.safetensors", "model-00001-of-00002.safetensors"]
     assert os.path.getmtime(weights / "7.safetensors") == 1
