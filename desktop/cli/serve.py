@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         path = resolve_model(spec)
     except ModelNotFound as exc:
         raise CommandError(str(exc)) from None
-    print(f"Loading {path.name}…", file=sys.stderr, flush=True)
+    from models.hub.model_names import model_name
+
+    print(f"Loading {model_name(path)}…", file=sys.stderr, flush=True)
     owner = EngineOwner(path)
     try:
         owner.start()

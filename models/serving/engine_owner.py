@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from models.hub.model_names import model_name
 from models.inference.engine import Engine, GenerationSettings, GenerationStep, PromptError
 from models.inference.images import ImageError
 from models.inference.prompt import ChatMessage
@@ -148,7 +149,7 @@ class EngineOwner:
         self._running: Job | None = None
         self.ready = threading.Event()
         self.load_error: str | None = None
-        self.model_name = self.path.name
+        self.model_name = model_name(self.path)  # never a snapshot's commit
         self._thread = threading.Thread(target=self._main, name="llama-desk-engine", daemon=True)
 
     def start(self, timeout: float | None = None) -> None:
