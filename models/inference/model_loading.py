@@ -63,15 +63,16 @@ def free_memory() -> None:
 
 
 def _chat_template_file(path: Path) -> str | None:
-    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any."""
-    import json
+    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any (read
+    under the folder's file limits)."""
+    from models.inference.folder_files import read_folder_file, read_folder_json
 
     jinja = path / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        return read_folder_file(jinja).decode("utf-8")
     stored = path / "chat_template.json"
     if stored.is_file():
-        template = json.loads(stored.read_text(encoding="utf-8")).get("chat_template")
+        template = read_folder_json(stored).get("chat_template")
         return template if isinstance(template, str) else None
     return None
 
