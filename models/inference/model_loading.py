@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.inference.checkpoint import Checkpoint
+from models.inference.tokenizer_guard import tokenizer_call
 
 
 def _fast_unfold(module, pixel_values):
@@ -89,9 +90,12 @@ def load_tokenizer(checkpoint: Checkpoint):
     neutral = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
     text = checkpoint.config["text_config"]
     eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
-    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos)
-    if getattr(wrapper._tokenizer, "chat_template", None) is None:
-        wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
+    with tokenizer_call("loading"):  # a panic on a malformed tokenizer.json is one line
+        wrapper = load_wrapper(
+            checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos
+        )
+        if getattr(wrapper._tokenizer, "chat_template", None) is None:
+            wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
     return wrapper
 
 
