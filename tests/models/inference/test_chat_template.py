@@ -149,3 +149,26 @@ def test_a_template_too_large_is_refused_when_the_prompt_encoder_is_made(engine_
     monkeypatch.setattr(tokenizer, "chat_template", "{{ bos_token }}" + " " * 50_000_000)
     with pytest.raises(ChatTemplateError, match="longer than 1,000,000 characters"):
         PromptEncoder(tokenizer, engine_4bit.checkpoint.processor)
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [("{% for %}", "chat template is not valid"), ("{{ 1 }}" * 6_000, "chat template has over 5,000 tags")],
+)
+def test_a_model_with_an_unusable_template_is_refused_at_load(checkpoints, tmp_path, template, reason):
+    import json
+    import shutil
+
+    from models.inference.engine import Engine, ModelLoadError
+
+    folder = tmp_path / "template"
+    shutil.copytree(checkpoints["4bit"], folder)
+    (folder / "chat_template.json").unlink()
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["chat_template"] = template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelLoadError) as failure:
+        Engine.load(folder)
+    message = str(failure.value)
+    assert message.startswith("Could not load template: The model's ") and reason in message
+    assert "\n" not in message
