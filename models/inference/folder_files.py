@@ -58,8 +58,8 @@ def check_folder_files(folder: Path) -> None:
         raise FolderFileError(f"{folder.name} cannot be listed ({exc.strerror or exc}).") from None
     for entry in entries:
         limit = file_limit(entry)
-        if limit is None and entry.is_dir():  # a folder (or a link to one) nothing reads as a file
-            continue
+        if limit is None and (entry.is_dir() or not entry.exists()):
+            continue  # a folder (or a link to one), or a dangling link, that nothing reads
         label = entry.name if entry.parent == folder else f"{TEMPLATE_FOLDER}/{entry.name}"
         try:
             info = check_regular_file(entry, label)

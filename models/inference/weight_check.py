@@ -5,9 +5,9 @@ says ``num_hidden_layers: 1000000000`` builds layers until memory runs out. The 
 headers (read here with a bound, no tensor data) say what the weights really hold, so the
 sizes that shape the model are compared with them first: the layer counts of the language
 model and of the vision tower (the distinct ``layers.N.`` indices), the hidden sizes (the
-layer norms), the vocabulary (the embedding's rows), the attention projections and the
-experts (their output rows: quantization packs only the input dimension). Each value must be
-a whole number; a mismatch is refused in one line naming both numbers.
+layer norms), the vocabulary (the embedding's rows), the attention projections, the experts
+and the feed-forward sizes (their output rows: quantization packs only the input dimension).
+Each value must be a whole number; a mismatch is refused in one line naming both numbers.
 """
 
 from __future__ import annotations
@@ -101,6 +101,17 @@ def check_config_against_weights(config: dict, shapes: dict[str, list[int]]) -> 
             "{} for the key-value heads times head_dim",
         ),
         (t("num_local_experts"), _rows(shapes, "feed_forward.router.weight", False), "{} experts"),
+        (
+            t("intermediate_size"),
+            _rows(shapes, "shared_expert.gate_proj.weight", False),
+            "an expert intermediate size of {}",
+        ),
+        (
+            t("intermediate_size_mlp"),
+            _rows(shapes, "feed_forward.gate_proj.weight", False),
+            "a dense intermediate size of {}",
+        ),
+        (v("intermediate_size"), _rows(shapes, "mlp.fc1.weight", True), "a vision intermediate size of {}"),
     ]
     for said, found, what in checks:
         if said is not None and found is not None and said != found:

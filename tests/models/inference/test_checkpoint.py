@@ -70,6 +70,10 @@ def test_a_billion_layers_is_refused_before_anything_is_built(checkpoints, tmp_p
         ("vision_config", "hidden_size", 512, "vision hidden size 512; the weights have 32"),
         ("text_config", "vocab_size", 10**9, "vocabulary of 1000000000 tokens; the weights have"),
         ("text_config", "num_hidden_layers", "4", "num_hidden_layers in config.json is not a whole"),
+        ("text_config", "num_attention_heads", 10**6, "16000000 for the attention heads times head_dim"),
+        ("text_config", "num_local_experts", 10**6, "1000000 experts; the weights have 4"),
+        ("text_config", "intermediate_size_mlp", 10**9, "dense intermediate size of 1000000000"),
+        ("vision_config", "intermediate_size", 10**9, "vision intermediate size of 1000000000"),
     ],
 )
 def test_sizes_are_checked_against_the_weights(checkpoints, tmp_path, tower, key, value, match):
@@ -160,3 +164,14 @@ def test_a_weight_symlinked_to_a_device_is_refused(checkpoints, tmp_path):
     shard.unlink()
     os.symlink("/dev/zero", shard)
     refused(folder, "not a regular file")
+
+
+def test_folders_and_dangling_links_nothing_reads_are_left_alone(checkpoints, tmp_path):
+    folder = folder_copy(checkpoints["4bit"], tmp_path / "extras")
+    (folder / "original").mkdir()
+    (folder / "README.md").unlink()
+    (folder / "README.md").symlink_to(tmp_path / "gone.md")
+    assert read_checkpoint(folder).path == folder
+    (folder / "generation_config.json").unlink()
+    (folder / "generation_config.json").symlink_to(tmp_path / "gone.json")
+    refused(folder, "generation_config.json does not exist")
