@@ -44,11 +44,11 @@ def test_transformers_features_templates_use_still_work():
     template = (
         "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}"
         "{% if loop.last %}{% break %}{% endif %}{% endfor %}{% generation %}{{ ns.n }}{% endgeneration %}"
-        "{{ messages[0] | tojson }}{{ dict(a=1) | tojson }}{{ '%5d' % 7 }}{{ '{:>3}'.format(1) }}"
-        "{{ range(3) | join(',') }}{{ bos_token ~ 'x' * 3 }}"
+        "{{ messages[0] | tojson }}{{ dict(a=1) | tojson }}{{ dict.fromkeys('b') | tojson }}{{ '%5d' % 7 }}{{ '{:>3}'.format(1) }}"
+        "{{ range(3) | join(',') }}{{ bos_token ~ 'x' * 3 }}{{ 'In 12345678 %s' % 'b' }}{{ '{}:2025'.format(9) }}"
     )
     out = ChatTemplate(template).render([{"role": "user", "content": "é"}], True, SPECIAL)
-    assert out == '1{"role": "user", "content": "é"}{"a": 1}    7  10,1,2<|begin_of_text|>xxx'
+    assert out == '1{"role": "user", "content": "é"}{"a": 1}{"b": null}    7  10,1,2<|begin_of_text|>xxxIn 12345678 b9:2025'
 
 
 HOSTILE = {
@@ -79,7 +79,9 @@ HOSTILE = {
     ),
     "a wide field": ("{{ '%0999999999d' % 1 }}", "too wide a field"),
     "a wide format": ("{{ '{:>999999999}'.format(1) }}", "too wide a field"),
-    "a wide filter": ("{{ 'x' | center(10**9) }}", "where at most 100,000 is allowed"),
+    "a wide filter": ("{{ 'x' | center(10**9) }}", "passes a number over 100,000 to a function"),
+    "a wide precision": ("{{ '%.9999999f' % 1.5 }}", "too wide a field"),
+    "a wide nested format": ("{{ '{0:{1}}'.format(1, 10**9) }}", "passes a number over 100,000"),
     "a huge power": ("{{ 7 ** 10000000 }}", "too large a number"),
     "replace": ("{% set x = 'x' * 100000 %}{{ x.replace('x', x) }}", "builds a value of over"),
     "join": ("{% set x = 'x' * 100000 %}{{ x.join(x) }}", "builds a value of over"),
@@ -122,6 +124,7 @@ def test_a_hostile_template_fails_in_one_line_with_bounded_work(name, monkeypatc
     [
         ("x" * 1_000_001, "longer than 1,000,000 characters"),
         ("{{ 1 }}" * 5_001, "over 5,000 tags"),
+        ("{{ [" + "1, " * 30_000 + "] }}", "over 20,000 tokens in its tags"),
         ("{% for %}", "not valid"),
         (None, "has no chat template"),
     ],
