@@ -43,12 +43,17 @@ def test_the_llama4_template_renders_as_transformers_does(conversation, add_gene
 def test_transformers_features_templates_use_still_work():
     template = (
         "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}"
-        "{% if loop.last %}{% break %}{% endif %}{% endfor %}{% generation %}{{ ns.n }}{% endgeneration %}"
-        "{{ messages[0] | tojson }}{{ dict(a=1) | tojson }}{{ dict.fromkeys('b') | tojson }}{{ '%5d' % 7 }}{{ '{:>3}'.format(1) }}"
-        "{{ range(3) | join(',') }}{{ bos_token ~ 'x' * 3 }}{{ 'In 12345678 %s' % 'b' }}{{ '{}:2025'.format(9) }}"
+        "{% if loop.last %}{% break %}{% endif %}{% endfor %}"
+        "{% generation %}{{ ns.n }}{% endgeneration %}"
+        "{{ messages[0] | tojson }}{{ dict(a=1) | tojson }}{{ dict.fromkeys('b') | tojson }}"
+        "{{ '%5d' % 7 }}{{ '{:>3}'.format(1) }}{{ range(3) | join(',') }}{{ bos_token ~ 'x' * 3 }}"
+        "{{ 'In 12345678 %s' % 'b' }}{{ '{}:2025'.format(9) }}"
     )
     out = ChatTemplate(template).render([{"role": "user", "content": "é"}], True, SPECIAL)
-    assert out == '1{"role": "user", "content": "é"}{"a": 1}{"b": null}    7  10,1,2<|begin_of_text|>xxxIn 12345678 b9:2025'
+    assert out == (
+        '1{"role": "user", "content": "é"}{"a": 1}{"b": null}    7  10,1,2<|begin_of_text|>xxx'
+        "In 12345678 b9:2025"
+    )
 
 
 HOSTILE = {
