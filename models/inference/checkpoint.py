@@ -61,10 +61,11 @@ def _require_regular_files(files: list[Path]) -> None:
 
 def _weight_files(path: Path) -> list[Path]:
     """The weight files mlx-vlm reads: the index's shards (each a file of the folder), or every
-    ``.safetensors`` file but ``consolidated.safetensors`` when there is no index."""
+    ``.safetensors`` file but ``consolidated.safetensors`` when the index names none."""
     index = path / "model.safetensors.index.json"
+    every = [p for p in sorted(path.glob("*.safetensors")) if p.name != "consolidated.safetensors"]
     if not index.exists():
-        return [p for p in sorted(path.glob("*.safetensors")) if p.name != "consolidated.safetensors"]
+        return every
     weight_map = _read_json(index).get("weight_map", {})
     if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
         raise CheckpointError(f"{path.name}'s model.safetensors.index.json has no valid weight_map.")
@@ -78,7 +79,7 @@ def _weight_files(path: Path) -> list[Path]:
     missing = [s for s in shards if not (path / s).exists()]
     if missing:
         raise CheckpointError(f"{path.name} is missing weight file {missing[0]}.")
-    return [path / s for s in shards]
+    return [path / s for s in shards] or every
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
