@@ -32,6 +32,15 @@ Role = Literal["system", "user", "assistant"]
 _SENTINEL = re.compile("\ue000(\\d+)\ue001")
 
 
+def _plain(token) -> str | list[str] | None:
+    """A special-tokens-map value as the template sees it: a string or a list of strings."""
+    if isinstance(token, str):
+        return str(token)
+    if isinstance(token, (list, tuple)) and all(isinstance(t, str) for t in token):
+        return [str(t) for t in token]
+    return None
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     """One turn. ``token_ids`` are the ids an assistant turn was generated as, when known."""
@@ -68,7 +77,7 @@ class PromptEncoder:
         with tokenizer_call("reading its special tokens"):
             self.patch_id = tokenizer.convert_tokens_to_ids("<|patch|>")
             unknown = tokenizer.unk_token_id
-            special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+            special = {k: _plain(v) for k, v in tokenizer.special_tokens_map.items() if _plain(v) is not None}
         if self.patch_id is None or self.patch_id == unknown:
             raise ValueError("the tokenizer has no <|patch|> token; it is not a Llama 4 tokenizer")
         self.template = ChatTemplate(tokenizer.chat_template)
