@@ -30,10 +30,9 @@ def is_library_panic(exc: BaseException) -> bool:
 
 def panic_line(exc: BaseException, doing: str) -> str:
     """One line saying the tokenizer failed while ``doing``, with the library's reason."""
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    if len(reason) > 200:
-        reason = reason[:199] + "\u2026"
-    return f"The model's tokenizer failed while {doing} ({reason})."
+    from models.inference.model_loading import one_line  # model_loading guards with this module
+
+    return f"The model's tokenizer failed while {doing} ({one_line(exc, 200)})."
 
 
 @contextlib.contextmanager
