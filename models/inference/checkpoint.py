@@ -7,14 +7,21 @@ a tokenizer with its config, and the preprocessor config the image tiling reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.inference.folder_files import (
+    FILE_LIMITS,
+    FolderFileError,
+    check_chat_templates,
+    check_folder_files,
+    read_folder_json,
+)
 from models.inference.preprocess import ProcessorConfig
-from models.regular_files import InputFileError, check_regular_file, read_regular_file
+from models.inference.weight_check import WeightsMismatch, check_config_against_weights, read_tensor_shapes
+from models.regular_files import InputFileError, check_regular_file
 
-MAX_CONFIG_BYTES = 64 * 1024 * 1024  # config.json, the index and the processor configs
+MAX_CONFIG_BYTES = FILE_LIMITS["config.json"]
 
 
 class CheckpointError(ValueError):
@@ -41,16 +48,9 @@ class Checkpoint:
 
 def _read_json(path: Path) -> dict:
     try:
-        value = json.loads(read_regular_file(path, MAX_CONFIG_BYTES, path.name).decode("utf-8"))
-    except InputFileError as exc:
+        return read_folder_json(path)
+    except FolderFileError as exc:
         raise CheckpointError(str(exc)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path.name} cannot be read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path.name} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path.name} does not hold a JSON object.")
-    return value
 
 
 def _require_regular_files(files: list[Path]) -> None:
@@ -62,13 +62,44 @@ def _require_regular_files(files: list[Path]) -> None:
             raise CheckpointError(str(exc)) from None
 
 
+def _weight_files(path: Path) -> list[Path]:
+    """The weight files mlx-vlm reads: the index's shards (each a file of the folder), or every
+    ``.safetensors`` file but ``consolidated.safetensors`` when the index names none."""
+    index = path / "model.safetensors.index.json"
+    every = [p for p in sorted(path.glob("*.safetensors")) if p.name != "consolidated.safetensors"]
+    if not index.exists():
+        return every
+    weight_map = _read_json(index).get("weight_map", {})
+    if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
+        raise CheckpointError(f"{path.name}'s model.safetensors.index.json has no valid weight_map.")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if Path(shard).name != shard or shard in ("", ".", "..") or not shard.endswith(".safetensors"):
+            raise CheckpointError(
+                f"{path.name}'s model.safetensors.index.json names weight file {shard!r}, which is "
+                "not a file in the model folder."
+            )
+    missing = [s for s in shards if not (path / s).exists()]
+    if missing:
+        raise CheckpointError(f"{path.name} is missing weight file {missing[0]}.")
+    return [path / s for s in shards] or every
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Validate ``path`` as an MLX Llama 4 checkpoint; raise ``CheckpointError`` if it is not."""
+    """Validate ``path`` as an MLX Llama 4 checkpoint; raise ``CheckpointError`` if it is not.
+
+    Every file of the folder passes the regular-file rules with its limit first
+    (``models.inference.folder_files``), and the config is checked against the weights'
+    headers (``models.inference.weight_check``), so nothing built from it can run away."""
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"{path} does not exist.")
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a folder.")
+    try:
+        check_folder_files(path)
+    except FolderFileError as exc:
+        raise CheckpointError(str(exc)) from None
     config_path = path / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{path.name} has no config.json; it is not a model folder.")
@@ -92,16 +123,19 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             )
         raise CheckpointError(f"{path.name} has no .safetensors weights.")
     _require_regular_files(weights)
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        shards = set(_read_json(index).get("weight_map", {}).values())
-        missing = sorted(s for s in shards if not (path / s).exists())
-        if missing:
-            raise CheckpointError(f"{path.name} is missing weight file {missing[0]}.")
+    shard_files = _weight_files(path)
     for required in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
         if not (path / required).exists():
             raise CheckpointError(f"{path.name} is missing {required}.")
     _require_regular_files([path / "tokenizer.json", path / "tokenizer_config.json"])
+    try:
+        check_chat_templates(path, read_folder_json(path / "tokenizer_config.json"))
+        check_config_against_weights(config, read_tensor_shapes(shard_files))
+    except (FolderFileError, WeightsMismatch) as exc:
+        message = str(exc)
+        if not message.startswith(path.name):
+            message = f"{path.name}'s {message}"
+        raise CheckpointError(message) from None
     processor_json = path / "processor_config.json"
     processor = ProcessorConfig.from_dicts(
         _read_json(path / "preprocessor_config.json"),

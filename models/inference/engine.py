@@ -63,6 +63,7 @@ from models.inference.model_loading import (  # noqa: F401 - fix_vision_tower, l
     one_line,
 )
 from models.inference.prompt import ChatMessage, EncodedPrompt, PromptEncoder
+from models.inference.tokenizer_guard import tokenizer_call
 from models.inference.wired_memory import wired_limit
 
 DEFAULT_SETTINGS = GenerationSettings()
@@ -83,11 +84,12 @@ class Engine:
         text = checkpoint.config["text_config"]
         self.max_context = int(text.get("max_position_embeddings") or 131072)
         self.eos_ids = set(tokenizer.eos_token_ids or ())
-        eot = tokenizer._tokenizer.convert_tokens_to_ids("<|eot|>")
+        with tokenizer_call("reading its vocabulary"):
+            eot = tokenizer._tokenizer.convert_tokens_to_ids("<|eot|>")
+            self._vocab_size = min(int(text["vocab_size"]), len(tokenizer._tokenizer))
+            banned = banned_ids(tokenizer._tokenizer, int(text["vocab_size"]))
         if eot is not None:
             self.eos_ids.add(eot)
-        self._vocab_size = min(int(text["vocab_size"]), len(tokenizer._tokenizer))
-        banned = banned_ids(tokenizer._tokenizer, int(text["vocab_size"]))
         self._banned = {int(i): True for i in banned.nonzero()[0] if i < self._vocab_size}
         self._logit_mask = logit_mask(banned)
         self._cache: list | None = None
@@ -125,7 +127,9 @@ class Engine:
 
         failure: Exception | None = None
         try:
-            model, tokenizer = load_model_and_tokenizer(checkpoint, report)
+            with tokenizer_call("loading"):
+                model, tokenizer = load_model_and_tokenizer(checkpoint, report)
+                engine = cls(checkpoint, model, tokenizer)
         except ProgressRaised as raised:
             failure = raised.error.with_traceback(None)
         except Exception as exc:  # noqa: BLE001 - whatever the libraries raise, the load failed
@@ -134,9 +138,10 @@ class Engine:
         if failure is not None:
             # Outside the except block (and without its traceback), which would keep the
             # half-loaded model alive.
+            model = tokenizer = None
             free_memory()
             raise failure
-        return cls(checkpoint, model, tokenizer)
+        return engine
 
     @property
     def name(self) -> str:
@@ -300,7 +305,8 @@ class Engine:
         # On Metal the weights stay wired while the answer runs, as in mlx-lm's stream_generate.
         with wired_limit(self.model, [generation_stream]):
             try:
-                yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
+                with tokenizer_call("decoding the answer"):  # the streaming detokenizer
+                    yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
             except GenerationCancelled:
                 yield self._final(blank, "cancelled", None, prompt, generated, state, start_time)
             except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app

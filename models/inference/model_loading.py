@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.inference.checkpoint import Checkpoint
+from models.inference.tokenizer_guard import tokenizer_call
 
 
 def _fast_unfold(module, pixel_values):
@@ -63,15 +64,16 @@ def free_memory() -> None:
 
 
 def _chat_template_file(path: Path) -> str | None:
-    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any."""
-    import json
+    """The chat template a checkpoint keeps outside ``tokenizer_config.json``, if any (read
+    under the folder's file limits)."""
+    from models.inference.folder_files import read_folder_file, read_folder_json
 
     jinja = path / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        return read_folder_file(jinja).decode("utf-8")
     stored = path / "chat_template.json"
     if stored.is_file():
-        template = json.loads(stored.read_text(encoding="utf-8")).get("chat_template")
+        template = read_folder_json(stored).get("chat_template")
         return template if isinstance(template, str) else None
     return None
 
@@ -88,9 +90,12 @@ def load_tokenizer(checkpoint: Checkpoint):
     neutral = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
     text = checkpoint.config["text_config"]
     eos = text.get("eos_token_id") or checkpoint.config.get("eos_token_id")
-    wrapper = load_wrapper(checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos)
-    if getattr(wrapper._tokenizer, "chat_template", None) is None:
-        wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
+    with tokenizer_call("loading"):  # a panic on a malformed tokenizer.json is one line
+        wrapper = load_wrapper(
+            checkpoint.path, tokenizer_config_extra={"config": neutral()}, eos_token_ids=eos
+        )
+        if getattr(wrapper._tokenizer, "chat_template", None) is None:
+            wrapper._tokenizer.chat_template = _chat_template_file(checkpoint.path)
     return wrapper
 
 

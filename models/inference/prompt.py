@@ -9,6 +9,9 @@ placeholders and are tokenized separately, so that:
 - the prompt starts with one ``<|begin_of_text|>`` (the template's), never two.
 
 Each ``<|image|>`` the template emits becomes the tile layout of ``models.inference.preprocess``.
+The template is rendered by ``models.inference.chat_template`` (bounded work, values and output)
+and every tokenizer call is guarded (``models.inference.tokenizer_guard``): a hostile template
+or a tokenizer panic fails the prompt with one line.
 """
 
 from __future__ import annotations
@@ -20,11 +23,22 @@ from typing import Literal
 
 import numpy as np
 
+from models.inference.chat_template import ChatTemplate
 from models.inference.images import ChatImage
 from models.inference.preprocess import ProcessorConfig, TilePlan, image_token_string, preprocess_image
+from models.inference.tokenizer_guard import tokenizer_call
 
 Role = Literal["system", "user", "assistant"]
 _SENTINEL = re.compile("\ue000(\\d+)\ue001")
+
+
+def _plain(token) -> str | list[str] | None:
+    """A special-tokens-map value as the template sees it: a string or a list of strings."""
+    if isinstance(token, str):
+        return str(token)
+    if isinstance(token, (list, tuple)) and all(isinstance(t, str) for t in token):
+        return [str(t) for t in token]
+    return None
 
 
 @dataclass(frozen=True)
@@ -60,9 +74,14 @@ class PromptEncoder:
     def __init__(self, tokenizer, processor: ProcessorConfig, cache_size: int = 8):
         self.tokenizer = tokenizer
         self.processor = processor
-        self.patch_id = tokenizer.convert_tokens_to_ids("<|patch|>")
-        if self.patch_id is None or self.patch_id == tokenizer.unk_token_id:
+        with tokenizer_call("reading its special tokens"):
+            self.patch_id = tokenizer.convert_tokens_to_ids("<|patch|>")
+            unknown = tokenizer.unk_token_id
+            special = {k: _plain(v) for k, v in tokenizer.special_tokens_map.items() if _plain(v) is not None}
+        if self.patch_id is None or self.patch_id == unknown:
             raise ValueError("the tokenizer has no <|patch|> token; it is not a Llama 4 tokenizer")
+        self.template = ChatTemplate(tokenizer.chat_template)
+        self._template_variables = special  # bos_token and the others, as transformers passes them
         self._pixels: OrderedDict[str, tuple[np.ndarray, TilePlan]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -81,12 +100,14 @@ class PromptEncoder:
     def _text_ids(self, text: str) -> list[int]:
         if not text:
             return []
-        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        with tokenizer_call("encoding a message"):
+            return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     def _template_ids(self, text: str) -> list[int]:
         if not text:
             return []
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        with tokenizer_call("encoding the chat template's text"):
+            return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _answer_ids(self, message: ChatMessage, valid_id) -> list[int]:
         """An answer's exact generated ids when they are usable, else its text tokenized.
@@ -124,9 +145,7 @@ class PromptEncoder:
                 content.append({"type": "text", "text": placeholder})
                 images.extend(message.images)
             conversation.append({"role": message.role, "content": content})
-        rendered = self.tokenizer.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        rendered = self.template.render(conversation, add_generation_prompt, self._template_variables)
 
         plans = [self.pixels(image) for image in images]
         per_tile = self.processor.patches_per_tile

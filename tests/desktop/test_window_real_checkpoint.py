@@ -41,3 +41,29 @@ def test_a_load_failure_is_a_one_line_notice(qtbot, tmp_path, checkpoints):
     assert message.startswith("Could not load broken-tokenizer: ") and "\n" not in message
     assert window.notice.isVisible() and window.model_name is None
     window.close()
+
+
+class _FakePanic(BaseException):
+    """What tokenizers' Rust panics arrive as (pyo3_runtime.PanicException): a BaseException."""
+
+
+def test_a_tokenizer_panic_while_answering_is_a_one_line_notice(qtbot, tmp_path, checkpoints, monkeypatch):
+    from models.inference.checkpoint import read_checkpoint
+    from models.inference.engine import load_tokenizer
+
+    def panic(*_args, **_kwargs):
+        raise _FakePanic("called `Option::unwrap()` on a `None` value")
+
+    window = make_window(qtbot, tmp_path)
+    with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
+        window.load_model(checkpoints["4bit"])
+    detokenizer = load_tokenizer(read_checkpoint(checkpoints["4bit"])).detokenizer
+    monkeypatch.setattr(type(detokenizer), "add_token", panic)
+    qtbot.keyClicks(window.composer.edit, "Hello")
+    with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT) as blocker:
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    step = blocker.args[0]
+    assert step.finish_reason == "error" and "tokenizer failed" in step.error
+    qtbot.waitUntil(lambda: "tokenizer failed" in window.notice.label.text(), timeout=10_000)
+    assert "\n" not in window.notice.label.text()
+    window.close()

@@ -217,3 +217,22 @@ def test_without_model_ask_uses_the_model_the_window_opened_last(checkpoints):
     result = run_cli("ask", "--max-tokens", "2", "--temperature", "0", "--json", "Hi")
     assert result.returncode == 0, result.stderr  # was a usage error: --model was required
     assert json.loads(result.stdout)["generation_tokens"] == 2
+
+
+class _FakePanic(BaseException):
+    """What tokenizers' Rust panics arrive as (pyo3_runtime.PanicException): a BaseException."""
+
+
+def test_a_tokenizer_panic_is_one_line(checkpoints, monkeypatch, capsys):
+    from desktop.cli.main import main
+
+    def panic(*_args, **_kwargs):
+        raise _FakePanic("called `Result::unwrap()` on an `Err` value")
+
+    monkeypatch.setattr(type(tokenizer_of(checkpoints["4bit"])._tokenizer), "encode", panic)
+    assert main(["ask", "--model", str(checkpoints["4bit"]), "--max-tokens", "2", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "llama-desk: Could not build the prompt: The model's tokenizer failed while encoding"
+    )

@@ -1,0 +1,35 @@
+"""A tokenizer panic while the server answers is an OpenAI-shaped error in one line, and the
+server answers the next request."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class _FakePanic(BaseException):
+    """What tokenizers' Rust panics arrive as (pyo3_runtime.PanicException): a BaseException."""
+
+
+def _panic(*_args, **_kwargs):
+    raise _FakePanic("called `Option::unwrap()` on a `None` value")
+
+
+def _ask(live):
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}
+    return httpx.post(f"{live[1].url}/chat/completions", json=body, timeout=120)
+
+
+def test_a_tokenizer_panic_is_a_one_line_api_error(live, checkpoints, monkeypatch):
+    from models.inference.checkpoint import read_checkpoint
+    from models.inference.engine import load_tokenizer
+
+    detokenizer = load_tokenizer(read_checkpoint(checkpoints["4bit"])).detokenizer  # the server's kind
+    monkeypatch.setattr(type(detokenizer), "add_token", _panic)
+    response = _ask(live)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"].startswith("Generation failed: The model's tokenizer failed while decoding")
+    assert "\n" not in error["message"]
+    monkeypatch.undo()
+    assert _ask(live).status_code == 200
