@@ -105,10 +105,18 @@ def run_job(engine: Engine | None, job: Job) -> None:
 
 
 def _rejection(exc: PromptError) -> JobEvent:
+    """What a prompt that cannot be answered is for the client: a damaged image or messages the
+    chat template refuses are its fault (400), a model whose tokenizer failed is ours (500)."""
+    from models.inference.tokenizer_guard import TokenizerFailure
+
     cause = exc.__cause__
     if isinstance(cause, ImageError):  # decoded only now: a damaged image is the client's fault
         return JobEvent(EventKind.REJECTED, message=str(cause), code="invalid_image", param=cause.source)
-    return JobEvent(EventKind.REJECTED, message=str(exc))
+    if isinstance(cause, TokenizerFailure):
+        return JobEvent(EventKind.FAILED, message=str(exc))
+    if cause is not None:  # the chat template refused these messages (or found them too costly)
+        return JobEvent(EventKind.REJECTED, message=str(exc), code="invalid_prompt", param="messages")
+    return JobEvent(EventKind.REJECTED, message=str(exc), code="context_length_exceeded")
 
 
 def _run(engine: Engine | None, job: Job) -> None:
