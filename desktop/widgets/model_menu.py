@@ -19,12 +19,14 @@ from PySide6.QtWidgets import QMenu
 
 from desktop.controllers.model_library import ModelLibrary, format_size
 
+# One word (or two) per state, the same in the menu and Manage Models: what the model is, not
+# what a click would do.
 STATUS_TEXT = {
     "downloaded": "downloaded",
-    "local": "on disk",
-    "partial": "paused — resume",
-    "available": "download",
-    "gated": "gated — sign in",
+    "local": "folder",
+    "partial": "paused",
+    "available": "not downloaded",
+    "gated": "needs sign-in",
     "unavailable": "unavailable",
     "offline": "offline",
     "invalid": "not usable",

@@ -84,7 +84,7 @@ def test_download_from_the_menu_then_it_loads(qtbot, tmp_path, hub, monkeypatch,
     progress = []
     window.library.download_progress.connect(lambda repo, p: progress.append(p))
     name = window.library.listing(SCOUT_4BIT).entry.display_name
-    assert "download" in menu_action(window, name).text()
+    assert "not downloaded" in menu_action(window, name).text()  # a state, not an action
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT) as ready:
         menu_action(window, name).trigger()  # not on disk: the menu downloads it
     # Named as the menu names it, never by the snapshot folder's commit hash.
