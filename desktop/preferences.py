@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from PySide6.QtCore import QSettings
 
@@ -78,7 +79,7 @@ def conversation_settings_from(chosen: ChatDefaults) -> ConversationSettings:
 def load_defaults(settings: QSettings) -> ChatDefaults:
     """Read the defaults, ignoring values that are missing or of the wrong type."""
     base = ChatDefaults()
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(ChatDefaults):
         raw = settings.value(f"defaults/{f.name}", None)
         if raw is None or raw == "":
@@ -86,13 +87,13 @@ def load_defaults(settings: QSettings) -> ChatDefaults:
         default = getattr(base, f.name)
         try:
             if f.name == "seed":
-                values[f.name] = int(raw)
+                values[f.name] = int(str(raw))
             elif isinstance(default, bool):
                 values[f.name] = str(raw).lower() in ("1", "true", "yes")
             elif isinstance(default, int):
-                values[f.name] = int(raw)
+                values[f.name] = int(str(raw))
             elif isinstance(default, float):
-                values[f.name] = float(raw)
+                values[f.name] = float(str(raw))
             else:
                 values[f.name] = str(raw)
         except (TypeError, ValueError):

@@ -148,7 +148,7 @@ def _ask(args: argparse.Namespace, session, images: tuple, store, conversation):
     return session.ask(
         args.prompt,
         images,
-        settings=chat_settings.generation_settings(GenerationSettings(**DEFAULTS)),
+        settings=chat_settings.generation_settings(GenerationSettings()),  # the answer defaults
         system_prompt=system_prompt,
         create_with=create_with,
         store_settings=store_settings,
@@ -253,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
         job.cancel.set()
         run_events.close()
         raise
+    if ended is None:  # run_answer always ends with AnswerEnded; say so if it ever does not
+        raise CommandError("the answer ended without a result.")
     final = ended.final
     if kv_caches is not None:  # the conversation's KV cache, for its next question
         if session.conversation_id is not None:

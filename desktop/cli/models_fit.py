@@ -20,7 +20,7 @@ import json
 from desktop.cli.command_error import CommandError
 from models.byte_sizes import format_memory
 from models.inference.answer_defaults import CONTEXT_LENGTH
-from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
+from models.memory.planner import KV_CACHE_CHOICES, MemoryPlan, kv_cache_bits
 
 
 def add_subcommands(models_sub) -> None:
@@ -67,7 +67,7 @@ def add_subcommands(models_sub) -> None:
     fit.set_defaults(run=run_fit)
 
 
-def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, object]]:
+def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, MemoryPlan]]:
     """(label, MemoryPlan) for the named model, or for every catalog variant."""
     from models.hub.store import ModelNotFound, resolve_model
     from models.memory.model_plans import plan_for_model
@@ -95,7 +95,10 @@ def _plans(args: argparse.Namespace, backend: str) -> list[tuple[str, object]]:
         from models.memory.measured_peaks import load_corrections
 
         # What this machine measured for the model corrects the plan (models.memory.measured_peaks).
-        return [(args.model, plan_for_model(path, None, args.model, backend, kv_bits, load_corrections()))]
+        plan = plan_for_model(path, None, args.model, backend, kv_bits, load_corrections())
+        if plan is None:  # a folder always has a plan (or raises PlanError)
+            raise CommandError(f"{args.model} cannot be planned.")
+        return [(args.model, plan)]
     except PlanError as exc:
         raise CommandError(str(exc)) from None
 

@@ -14,7 +14,7 @@ def last_model() -> str:
     value = open_settings().value("last_model", None, type=str)
     if not value:
         raise CommandError("no model given and none opened before; use --model PATH|REPO.", 2)
-    return value
+    return str(value)
 
 
 def settings_context_length() -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.memory.cluster_plan import describe_cluster
+from models.memory.cluster_plan import ClusterPlan, describe_cluster
+from models.memory.planner import FitReport
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,8 @@ class FitBadge:
 
     verdict: str
     detail: str
-    report: object | None = None  # the memory planner's FitReport, when there is a plan
-    cluster: object | None = None  # its models.memory.cluster_plan.ClusterPlan, with a cluster
+    report: FitReport | None = None  # the memory planner's fit, when there is a plan
+    cluster: ClusterPlan | None = None  # its plan across the cluster, with a cluster
     machines: str = "Macs"  # what the cluster's ranks are called ("ranks" for --ranks N)
 
     @property

@@ -169,5 +169,5 @@ class ModelController(QObject):
     def _download_ended(self, end: DownloadEnd) -> None:
         self.download_status.emit("")
         self.notice.emit(end.describe(self._listing_name(end.repo_id)))
-        if end.kind is DownloadEndKind.FINISHED and self.name is None and not self.loading:
+        if end.kind is DownloadEndKind.FINISHED and end.path and self.name is None and not self.loading:
             self.load_checked(end.path, ask=False)

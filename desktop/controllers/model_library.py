@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, Signal
 
@@ -28,6 +29,11 @@ from models.byte_sizes import format_bytes
 from models.hub.download_end import DownloadEnd, DownloadEndKind
 from models.inference.answer_defaults import CONTEXT_LENGTH
 from models.memory.listing_fits import corrected_plan, plan_fits
+
+if TYPE_CHECKING:
+    from models.hub.downloader import DownloadProgress
+    from models.memory.cluster_plan import ClusterPlan
+    from models.memory.planner import FitReport, MemoryPlan
 
 
 def total_memory_bytes() -> int:
@@ -91,18 +97,18 @@ class ModelLibrary(QObject):
         self.listings: list = []
         self.loaded = False
         self.memory_bytes = memory_bytes if memory_bytes is not None else total_memory_bytes()
-        self.progress: dict[str, object] = {}  # repo id -> last DownloadProgress (or None: queued)
+        self.progress: dict[str, DownloadProgress | None] = {}  # repo id -> last report (None: queued)
         self.errors: dict[str, str] = {}
         self._cancels: dict[str, CancelEvent] = {}
         self.fit_function = None  # tests may replace the planner: listing -> FitBadge | None
         self.budget = None  # models.memory.budget.MemoryBudget, once surveyed
-        self.plans: dict[str, object] = {}  # listing key -> MemoryPlan (unquantized KV)
-        self.reports: dict[str, object] = {}  # listing key -> FitReport at context/kv_bits
+        self.plans: dict[str, MemoryPlan] = {}  # listing key -> plan (unquantized KV)
+        self.reports: dict[str, FitReport] = {}  # listing key -> fit at context/kv_bits
         self.peak_corrections = None  # models.memory.measured_peaks.PeakCorrections, once read
         self.context = CONTEXT_LENGTH
         self.kv_bits: int | None = None
         self.cluster = None  # models.distributed.hosts.HostFile: the window runs across it
-        self.cluster_plans: dict[str, object] = {}  # listing key -> ClusterPlan, with a cluster
+        self.cluster_plans: dict[str, ClusterPlan] = {}  # listing key -> plan across the cluster
         self._fits_generation = 0  # bumped whenever the fits are planned again
         self._thread = QThread()
         self._thread.setObjectName("downloads")
@@ -227,7 +233,11 @@ class ModelLibrary(QObject):
             add_user_model(folder)
             return True
 
-        run_in_background(work, lambda added: added and self.refresh(), lambda _message: None, owner=self)
+        def added(was_added: bool) -> None:
+            if was_added:
+                self.refresh()
+
+        run_in_background(work, added, lambda _message: None, owner=self)
 
     def listing_for_folder(self, path: str | Path | None):
         """The listing that loads from ``path`` (compared as absolute paths), or None."""

@@ -24,6 +24,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -31,6 +32,9 @@ from models.inference.answer_defaults import CONTEXT_LENGTH
 from models.inference.engine import GenerationSettings
 from models.inference.prompt import ChatMessage
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT, check_bind
+
+if TYPE_CHECKING:
+    from models.serving.api_server import ServerThread
 from models.serving.engine_owner import Job, JobEvent, run_job
 from models.serving.openai_api import Limits
 
@@ -124,7 +128,7 @@ class ServerController(QObject):
         self.runner = WorkerJobRunner(worker)
         self.runner.busy_changed.connect(self._on_runner_busy)  # queued: emitted on the worker
         self.job_is_running = False
-        self._server = None
+        self._server: ServerThread | None = None
         self.app = None
         self._window_waiting = False
         self.host, self.port, self.api_key = DEFAULT_HOST, DEFAULT_PORT, None  # what start() uses

@@ -90,8 +90,11 @@ class ModelManagerDialog(QDialog):
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        key = self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
-        return self.library.listing(key)
+        return self._listing_at(rows[0].row())
+
+    def _listing_at(self, row: int):
+        item = self.table.item(row, 0)
+        return self.library.listing(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
 
     def refresh(self) -> None:
         selected = self.selected()
@@ -122,9 +125,9 @@ class ModelManagerDialog(QDialog):
 
     def _on_library_download_progress(self, repo_id: str, _progress) -> None:
         for r in range(self.table.rowCount()):
-            listing = self.library.listing(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole))
-            if listing is not None and listing.entry.repo_id == repo_id:
-                self.table.item(r, 2).setText(status_text(self.library, listing))
+            listing, status = self._listing_at(r), self.table.item(r, 2)
+            if listing is not None and status is not None and listing.entry.repo_id == repo_id:
+                status.setText(status_text(self.library, listing))
 
     def _update_buttons(self) -> None:
         listing = self.selected()

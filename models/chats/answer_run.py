@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -252,7 +252,7 @@ def run_answer(
     recorder: AnswerRecorder | None = None,
     coalesce_s: float = COALESCE_S,
     clock: Callable[[], float] = time.monotonic,
-) -> Iterator[AnswerEvent]:
+) -> Generator[AnswerEvent, None, None]:
     """Answer ``job`` with ``engine``, storing it through ``store()`` (see the module docstring).
 
     ``recorder``: one that already holds the conversation's lock (the command line claims it

@@ -77,7 +77,8 @@ class JobRunner(Protocol):
     """What the HTTP side needs: a model name and a queue to put jobs in (``EngineOwner``, or the
     window's worker thread through ``desktop.controllers.server_controller``)."""
 
-    model_name: str
+    @property
+    def model_name(self) -> str: ...
 
     def submit(
         self, messages: list[ChatMessage], settings: GenerationSettings, deliver: Callable[[JobEvent], None]
