@@ -292,7 +292,7 @@ class TranscriptView(QListView):
             return
         self.action_bar.show_for(row, self._model.entry(row), row == rows - 1)
         rect = self.visualRect(self._model.index(row))
-        self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint()))
+        self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint(), row))
         self.action_bar.raise_()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
