@@ -204,6 +204,7 @@ class MainWindow(QMainWindow):
         self.model_label = self.status_bar.model_label
         self.memory_label = self.status_bar.memory_label
         self.stats_label = self.status_bar.stats_label
+        self.chat.status.connect(lambda text: self.status_bar.showMessage(text, 3000))
         self.serve_api_action = ServeApiAction(self.server_controller, self.status_bar, self)
         self.menus.add_file_action(self.serve_api_action)
 
