@@ -196,9 +196,17 @@ class Composer(QFrame):
         """As tall as the text (its lines: the plain-text layout counts them), at least
         ``MIN_EDIT_HEIGHT``, at most a third of the window; beyond that the text scrolls."""
         edit = self.edit
-        lines = edit.document().documentLayout().documentSize().height()
-        chrome = edit.height() - edit.viewport().height() + 2 * edit.document().documentMargin()
-        wanted = int(lines * edit.fontMetrics().lineSpacing() + chrome + 1)
+        document = edit.document()
+        lines = document.documentLayout().documentSize().height()
+        first = document.firstBlock()
+        laid_out = first.layout().lineCount() if first.layout() is not None else 0
+        line_height = (
+            edit.blockBoundingRect(first).height() / laid_out
+            if laid_out
+            else edit.fontMetrics().lineSpacing() + 1
+        )
+        chrome = edit.height() - edit.viewport().height() + 2 * document.documentMargin()
+        wanted = int(lines * line_height + chrome + 1)
         window = self.window()
         most = window.height() // WINDOW_SHARE if window is not self else 4 * MIN_EDIT_HEIGHT
         height = max(MIN_EDIT_HEIGHT, min(wanted, most))

@@ -79,7 +79,7 @@ class _RowCache:
     rendered: RenderedMessage
     width: int = -1  # the row width the document was last laid out at
     height: int = 0  # the row's height at that width
-    card: QRect = field(default_factory=QRect)  # the card within a row at that width (top 0)
+    bubble: int = 0  # a question's card width at that width (an answer's spans the column)
     thumbnails: list[QRect] = field(default_factory=list)  # from the text's left, below the author
 
 
@@ -214,18 +214,13 @@ class MessageDelegate(QStyledItemDelegate):
             cache.thumbnails = thumbnail_rects(thumbnail_sizes(entry), text_width)
             extent = thumbnails_extent(cache.thumbnails)
             text_height = math.ceil(document_height(document))
-            lane = column(QRect(0, 0, width, 1))
-            if user:  # as wide as its text, right-aligned in the column
+            if user:  # as wide as its text (right-aligned in the column)
                 content = max(
                     math.ceil(document.idealWidth()) + 2, extent.width(), USER_MIN_WIDTH - 2 * PADDING_X
                 )
-                card_width = min(text_width, content) + 2 * PADDING_X
-                left = lane.right() + 1 - card_width
-            else:
-                card_width, left = lane.width(), lane.left()
+                cache.bubble = min(text_width, content) + 2 * PADDING_X
             cache.width = width
             cache.height = self._chrome_height(entry, extent.height()) + text_height
-            cache.card = QRect(left, GAP // 2, card_width, cache.height - GAP)
         if width == self.width:
             self._sizes[row] = QSize(width, cache.height)
         self._estimated.discard(row)
@@ -291,10 +286,12 @@ class MessageDelegate(QStyledItemDelegate):
             self._refine.start()
 
     def _card(self, row_rect: QRect, cache: _RowCache) -> QRect:
-        """The card of a row placed at ``row_rect`` (as laid out at the view's width)."""
-        card = cache.card.translated(row_rect.left(), row_rect.top())
-        card.setHeight(row_rect.height() - GAP)  # the row's height may still be an estimate
-        return card
+        """The card of a row placed at ``row_rect``: the reading column of the row (its height may
+        still be an estimate), a question's bubble at its right."""
+        lane = column(row_rect).adjusted(0, GAP // 2, 0, -(GAP - GAP // 2))
+        if cache.bubble:
+            lane.setLeft(lane.right() + 1 - cache.bubble)
+        return lane
 
     def _text_origin(self, card: QRect, cache: _RowCache) -> QPoint:
         top = card.top() + PADDING_Y + self._author_height + SPACING
