@@ -124,9 +124,11 @@ def render_markdown(document: QTextDocument, text: str, quote_colour: QColor | N
     groups: list[CodeGroup] = []
     quotes: list[tuple[int, int]] = []
     code_start: int | None = None
+    images = "![" in text  # Markdown names an image only so (HTML is text)
     block = document.begin()
     while block.isValid():
-        _blank_images(document, block)
+        if images:
+            _blank_images(document, block)
         following = block.next()
         fmt = block.blockFormat()
         number = block.blockNumber()
