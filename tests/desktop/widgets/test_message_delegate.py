@@ -84,3 +84,13 @@ def test_a_thumbnail_and_a_code_blocks_copy_are_found_under_the_mouse(view):
     assert _hits(view, 0, _body(view, 0).top(), question.bottom()) == set()  # the text is no thumbnail
     answer = view.visualRect(view.model().index(1))
     assert _hits(view, 1, answer.top(), answer.bottom()) == {("copy_code", 0), ("copy_code", 1)}
+
+
+def test_five_images_flow_onto_rows_inside_a_narrow_card(view):
+    images = [picture(size=(400, 300), name=f"{n}.png") for n in range(5)]
+    entry = TranscriptEntry(
+        "user", "five", images=tuple(images), thumbnails=tuple(map(thumbnail_qimage, images))
+    )
+    _shown(view, 500, [entry])
+    rect = view.visualRect(view.model().index(0))
+    assert _hits(view, 0, rect.top(), _body(view, 0).top()) == {("image", n) for n in range(5)}
