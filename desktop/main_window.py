@@ -52,6 +52,7 @@ from desktop.workers.inference_worker import InferenceWorker, WorkerThread
 from models.app_folders import APP_NAME
 from models.chats.answer_run import AnswerEnded, EndReason
 from models.chats.conversation_session import ConversationSession
+from models.memory.turn_size import conversation_tokens
 
 
 class MainWindow(QMainWindow):
@@ -205,6 +206,7 @@ class MainWindow(QMainWindow):
         self.model_label = self.status_bar.model_label
         self.memory_label = self.status_bar.memory_label
         self.stats_label = self.status_bar.stats_label
+        self.chat.status.connect(lambda text: self.status_bar.showMessage(text, 3000))
         self.serve_api_action = ServeApiAction(self.server_controller, self.status_bar, self)
         self.server_controller.job_running.connect(self._on_api_job_running)
         self.menus.add_file_action(self.serve_api_action)
@@ -379,7 +381,14 @@ class MainWindow(QMainWindow):
         if event.reason is not EndReason.FAILED:
             step = event.final
             self.status_bar.show_answer_numbers(step.ttft_s, step.generation_tps, step.peak_memory_gb)
+        self._update_context()
         self.sidebar.refresh()
+
+    def _update_context(self) -> None:
+        """The status bar's context gauge and answer numbers for the open conversation."""
+        turns = [turn for turn in self.session.turns if not turn.streaming]
+        length = self.conversations.settings.generation_settings(self.generation_settings).context_length
+        self.status_bar.show_context(conversation_tokens(turns) if turns else None, length)
 
     def new_chat(self) -> None:
         self.answers.when_idle(self._start_new_chat)
@@ -391,6 +400,7 @@ class MainWindow(QMainWindow):
         self.notice.withdraw("edit")
         self.notice.withdraw("composer")  # what it said about the draft is past
         self.status_bar.clear_answer_numbers()
+        self._update_context()
         self.sidebar.set_current(None)
         self.composer.edit.setFocus()
 
@@ -413,6 +423,10 @@ class MainWindow(QMainWindow):
         self.transcript_model.set_entries(entries, conversation.id)
         self.sidebar.set_current(conversation.id)
         self.status_bar.clear_answer_numbers()
+        stats = next((t.stats for t in reversed(self.session.turns) if t.stats and t.stats.ttft_s > 0), None)
+        if stats is not None:  # the numbers of its last answer
+            self.status_bar.show_answer_numbers(stats.ttft_s, stats.generation_tps, stats.peak_memory_gb)
+        self._update_context()
         if row is not None:
             self.transcript.scroll_to(row)
         # The worker loads the conversation's saved KV cache now, so its next question is quick.
@@ -471,6 +485,7 @@ class MainWindow(QMainWindow):
         )
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.conversations.update_settings(conversation_settings_from(dialog.values()))
+            self._update_context()
 
     # Settings ----------------------------------------------------------------------------------
     def set_defaults(self, defaults: ChatDefaults) -> None:
@@ -482,6 +497,7 @@ class MainWindow(QMainWindow):
         apply_appearance(defaults.appearance)
         self.library.set_fit_parameters(defaults.context_length, defaults.kv_bits)
         self.server_controller.set_context_length(defaults.context_length)
+        self._update_context()
 
     def show_settings(self) -> None:
         from models.inference.prompt_cache_keeper import PromptCacheKeeper

@@ -6,19 +6,24 @@ what they show of the answer flow.
 draft whose answer failed with nothing comes back. It handles the message buttons: copy and copy
 code here, edit by putting the question back in the composer (the controller's
 ``editing_row``), regenerate and continue by asking the controller. It decides nothing about
-answers itself.
+answers itself. A copy says so (``status``: "Copied …"); a clicked thumbnail opens larger.
+
+Signals:
+    status(str): a passing message for the status bar (what was copied).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from desktop.controllers.answer_controller import AnswerController, Draft
 from desktop.controllers.model_library import ModelLibrary
+from desktop.dialogs.image_preview import show_image_preview
 from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.composer import Composer
+from desktop.widgets.markdown_view import code_block_groups
 from desktop.widgets.message_actions import code_blocks
 from desktop.widgets.notice_bar import NoticeBar
 from desktop.widgets.transcript_view import TranscriptView
@@ -27,6 +32,8 @@ from models.chats.answer_run import AnswerEnded
 
 
 class ChatPane(QWidget):
+    status = Signal(str)
+
     def __init__(
         self, library: ModelLibrary, transcript_model: TranscriptModel, parent: QWidget | None = None
     ):
@@ -38,6 +45,7 @@ class ChatPane(QWidget):
         self.transcript = TranscriptView()
         self.transcript.set_model(transcript_model)
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
+        self.transcript.image_requested.connect(self._on_transcript_image_requested)
         self.notice = NoticeBar()
         self.composer = Composer()
         self.composer.notice.connect(self._on_composer_notice)
@@ -116,8 +124,9 @@ class ChatPane(QWidget):
         entry = self.transcript_model.entry(row)
         if action == "copy":
             QGuiApplication.clipboard().setText(entry.text)
+            self.status.emit("Copied the message")
         elif action == "copy_code":
-            QGuiApplication.clipboard().setText("\n\n".join(code_blocks(entry.text)))
+            self._copy_code(row)
         elif self.answers is None:
             return
         elif self.answers.generating:
@@ -128,6 +137,24 @@ class ChatPane(QWidget):
             self.answers.regenerate(row)
         elif action == "continue":
             self.answers.continue_answer(row)
+
+    def _copy_code(self, row: int) -> None:
+        """Copy one code block (the one clicked or pointed at) or, without one, all of them."""
+        block = self.transcript.code_block_hint(row)
+        document = self.transcript.rendered(row).document
+        groups = code_block_groups(document)
+        if block is not None and block < len(groups):
+            QGuiApplication.clipboard().setText(groups[block].text(document))
+            self.status.emit("Copied the code block")
+            return
+        blocks = code_blocks(self.transcript_model.entry(row).text)
+        QGuiApplication.clipboard().setText("\n\n".join(blocks))
+        self.status.emit("Copied the code" if len(blocks) == 1 else f"Copied {len(blocks)} code blocks")
+
+    def _on_transcript_image_requested(self, row: int, which: int) -> None:
+        images = self.transcript_model.entry(row).images
+        if 0 <= which < len(images):
+            show_image_preview(images[which], self)
 
     def edit_message(self, row: int) -> None:
         """Put a question back in the composer; sending replaces it and what follows."""

@@ -4,7 +4,8 @@ Images arrive by drag-and-drop (files, or image data from another app), paste an
 picker; each is decoded off the UI thread and shown as a removable thumbnail, in the order
 chosen (``desktop.widgets.pick_queue``). Enter sends, Shift+Enter starts a new line, Esc stops
 an answer (the window's, or an API request's that the window's engine is answering) or, when
-none of the window's own runs, cancels an edit in progress.
+none of the window's own runs, cancels an edit in progress. The text box grows with its text up
+to a third of the window's height (then it scrolls) and shrinks back when the draft is sent.
 
 Signals:
     send_requested(): the person asked to send the draft.
@@ -18,8 +19,8 @@ Signals:
 
 from __future__ import annotations
 
-from PySide6.QtCore import QBuffer, QIODevice, QMimeData, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QPixmap
+from PySide6.QtCore import QBuffer, QEvent, QIODevice, QMimeData, QObject, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -34,6 +35,9 @@ from PySide6.QtWidgets import (
 from desktop.widgets.pick_queue import Pick, PickQueue
 from desktop.workers.image_loader import ImageLoader
 from models.inference.images import FILE_SUFFIXES, MAX_IMAGES_PER_MESSAGE, ChatImage
+
+MIN_EDIT_HEIGHT = 72  # the text box's height with a line or two
+WINDOW_SHARE = 3  # it grows to at most a third of the window's height
 
 _RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
 
@@ -174,7 +178,9 @@ class Composer(QFrame):
         self.edit = PromptEdit()
         self.edit.setObjectName("promptEdit")
         self.edit.setPlaceholderText("Ask about an image… (Enter to send, Shift+Enter for a new line)")
-        self.edit.setFixedHeight(72)
+        self.edit.setFixedHeight(MIN_EDIT_HEIGHT)
+        self.edit.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+        self._watched: QWidget | None = None  # the window whose height bounds the text box
         self.edit.submit.connect(self._on_edit_submit)
         self.edit.escape.connect(self._on_edit_escape)
         self.edit.images_offered.connect(self.add_from_mime)
@@ -186,6 +192,43 @@ class Composer(QFrame):
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         outer.addLayout(row)
         self._update_button()
+
+    # Height ------------------------------------------------------------------------------------
+    def _fit_height(self, *_args: object) -> None:
+        """As tall as the text (its lines: the plain-text layout counts them), at least
+        ``MIN_EDIT_HEIGHT``, at most a third of the window; beyond that the text scrolls."""
+        edit = self.edit
+        document = edit.document()
+        lines = document.documentLayout().documentSize().height()
+        first = document.firstBlock()
+        laid_out = first.layout().lineCount() if first.layout() is not None else 0
+        line_height = (
+            edit.blockBoundingRect(first).height() / laid_out
+            if laid_out
+            else edit.fontMetrics().lineSpacing() + 1
+        )
+        chrome = edit.height() - edit.viewport().height() + 2 * document.documentMargin()
+        wanted = int(lines * line_height + chrome + 1)
+        window = self.window()
+        most = window.height() // WINDOW_SHARE if window is not self else 4 * MIN_EDIT_HEIGHT
+        height = max(MIN_EDIT_HEIGHT, min(wanted, most))
+        if height != edit.height():
+            edit.setFixedHeight(height)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        window = self.window()
+        if window is not self and window is not self._watched:
+            if self._watched is not None:
+                self._watched.removeEventFilter(self)
+            self._watched = window
+            window.installEventFilter(self)
+        self._fit_height()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is self._watched and event.type() == QEvent.Type.Resize:
+            self._fit_height()
+        return super().eventFilter(watched, event)
 
     # Draft -------------------------------------------------------------------------------------
     def text(self) -> str:

@@ -1,4 +1,4 @@
-"""Markdown from the model rendered into documents that cannot load anything.
+"""Markdown from the model rendered into documents that cannot load anything, shaped to read well.
 
 ``untrusted_document`` builds the ``QTextDocument`` the transcript paints for one message
 (``message_delegate.py``). Model text is untrusted: raw HTML in it is shown as text
@@ -6,27 +6,63 @@
 are never loaded: returning nothing from ``loadResource`` is not enough (QTextDocument then
 reads local paths itself, and ``file:///dev/zero`` would exhaust memory), so every image the
 Markdown names is given a blank 1x1 resource before layout, and the document's own
-``loadResource`` returns nothing else. Code blocks get a tinted background and a monospace font.
-``SelectableMessage`` shows such a document for selecting text, under the same rules.
+``loadResource`` returns nothing else.
+
+Nothing overflows the card: lines wrap at word boundaries, or anywhere inside a word too long
+for a line; a code line too wide wraps too, its continuation indented (the delegate paints a
+wrap mark there). Paragraphs, list ends, headings, code blocks and quotes get space around them;
+code blocks get a monospace font and room for a header (the delegate paints their background,
+language and Copy from ``code_groups``); quotes are indented and muted (``quote_blocks``: the
+delegate paints their bar). ``SelectableMessage`` shows such a document for selecting text,
+under the same rules.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QObject, Qt, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QFontMetricsF,
     QImage,
+    QTextBlock,
     QTextBlockFormat,
+    QTextCharFormat,
     QTextCursor,
     QTextDocument,
+    QTextFormat,
+    QTextOption,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 MARKDOWN_FEATURES = (
     QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
 )
+PARAGRAPH_SPACING = 8  # below a paragraph, a list, a quote; above and below a code block
+LIST_ITEM_SPACING = 3  # between the items of a list
+HEADING_SPACING = 10  # above a heading (below it: LIST_ITEM_SPACING)
+CODE_PAD_X = 10  # inside a code block's background
+CODE_PAD_Y = 6
+CODE_HEADER = 22  # the strip above a code block's first line: its language and Copy
+CODE_HANG = 16  # a wrapped code line's continuation starts this much further in than its text
+MAX_CODE_LEAD = 160  # a continuation follows the line's own indentation up to this far in
+QUOTE_INDENT = 16  # per quote level; the bar sits in it
+
+
+@dataclass(frozen=True)
+class CodeGroup:
+    """One code block of a document: its first and last ``QTextBlock`` numbers and language."""
+
+    first: int
+    last: int
+    language: str
+
+    def text(self, document: QTextDocument) -> str:
+        """The code as written (its lines joined by newlines)."""
+        return "\n".join(document.findBlockByNumber(n).text() for n in range(self.first, self.last + 1))
 
 
 _BLANK = None
@@ -40,35 +76,121 @@ def _blank_image() -> QImage:
     return _BLANK
 
 
-def render_markdown(document: QTextDocument, text: str, code_background: QColor) -> None:
-    """Fill ``document`` from untrusted Markdown ``text``; HTML stays literal text and no image
-    is ever loaded."""
+def _is_code(fmt: QTextBlockFormat) -> bool:
+    return fmt.hasProperty(QTextFormat.Property.BlockCodeFence) or fmt.hasProperty(
+        QTextFormat.Property.BlockCodeLanguage
+    )
+
+
+def _quote_level(fmt: QTextBlockFormat) -> int:
+    level = fmt.property(QTextFormat.Property.BlockQuoteLevel)
+    return int(level) if isinstance(level, int) else 0
+
+
+def _blank_images(document: QTextDocument, block: QTextBlock) -> None:
+    fragments = block.begin()
+    while not fragments.atEnd():
+        char_format = fragments.fragment().charFormat()
+        if char_format.isImageFormat():
+            document.addResource(
+                QTextDocument.ResourceType.ImageResource,
+                QUrl(char_format.toImageFormat().name()),
+                _blank_image(),
+            )
+        fragments += 1
+
+
+def _set_block(block: QTextBlock, fmt: QTextBlockFormat, char: QTextCharFormat | None = None) -> None:
+    cursor = QTextCursor(block)
+    cursor.setBlockFormat(fmt)
+    if char is not None:
+        cursor.mergeBlockCharFormat(char)
+        cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor)
+        cursor.mergeCharFormat(char)
+
+
+def render_markdown(document: QTextDocument, text: str, quote_colour: QColor | None = None) -> None:
+    """Fill ``document`` from untrusted Markdown ``text``, spaced and marked to read well; HTML
+    stays literal text and no image is ever loaded. Sets ``document.code_groups`` and
+    ``document.quote_blocks`` (block number, level) for the delegate to paint."""
     document.setMarkdown(text, MARKDOWN_FEATURES)
     mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    mono_char = QTextCharFormat()
+    mono_char.setFont(mono)
+    space = QFontMetricsF(mono).horizontalAdvance(" ")
+    quote_char = QTextCharFormat()
+    if quote_colour is not None:
+        quote_char.setForeground(quote_colour)
+    groups: list[CodeGroup] = []
+    quotes: list[tuple[int, int]] = []
+    code_start: int | None = None
+    images = "![" in text  # Markdown names an image only so (HTML is text)
     block = document.begin()
     while block.isValid():
-        fragments = block.begin()
-        while not fragments.atEnd():
-            char_format = fragments.fragment().charFormat()
-            if char_format.isImageFormat():
-                document.addResource(
-                    QTextDocument.ResourceType.ImageResource,
-                    QUrl(char_format.toImageFormat().name()),
-                    _blank_image(),
-                )
-            fragments += 1
+        if images:
+            _blank_images(document, block)
+        following = block.next()
         fmt = block.blockFormat()
-        if fmt.hasProperty(QTextBlockFormat.Property.BlockCodeFence) or fmt.hasProperty(
-            QTextBlockFormat.Property.BlockCodeLanguage
-        ):
-            cursor = QTextCursor(block)
-            fmt.setBackground(code_background)
-            cursor.setBlockFormat(fmt)
-            cursor.select(QTextCursor.SelectionType.BlockUnderCursor)
-            char = cursor.charFormat()
-            char.setFont(mono)
-            cursor.mergeCharFormat(char)
-        block = block.next()
+        number = block.blockNumber()
+        in_table = QTextCursor(block).currentTable() is not None
+        if _is_code(fmt):
+            if code_start is None:
+                code_start = number
+            last = not (following.isValid() and _is_code(following.blockFormat()))
+            fmt.setNonBreakableLines(False)  # wraps (a wrap mark shows the continuation)
+            lead = block.text()[: len(block.text()) - len(block.text().lstrip(" \t"))]
+            hang = min(MAX_CODE_LEAD, (len(lead) + 3 * lead.count("\t")) * space) + CODE_HANG
+            fmt.setLeftMargin(CODE_PAD_X + hang)
+            fmt.setTextIndent(-hang)
+            fmt.setRightMargin(CODE_PAD_X)
+            fmt.setTopMargin(
+                (PARAGRAPH_SPACING if number > 0 else 0) + CODE_HEADER if number == code_start else 0
+            )
+            fmt.setBottomMargin(CODE_PAD_Y + PARAGRAPH_SPACING if last else 0)
+            fmt.clearBackground()
+            _set_block(block, fmt, mono_char)
+            if last:
+                language = fmt.property(QTextFormat.Property.BlockCodeLanguage)
+                groups.append(CodeGroup(code_start, number, language if isinstance(language, str) else ""))
+                code_start = None
+        elif not in_table:
+            level = _quote_level(fmt)
+            if fmt.headingLevel() > 0:
+                fmt.setTopMargin(HEADING_SPACING if number > 0 else 0)
+                fmt.setBottomMargin(LIST_ITEM_SPACING)
+            elif block.textList() is not None:
+                next_is_item = following.isValid() and following.textList() is not None
+                fmt.setBottomMargin(LIST_ITEM_SPACING if next_is_item else PARAGRAPH_SPACING)
+            else:
+                fmt.setBottomMargin(PARAGRAPH_SPACING)
+            if level:
+                fmt.setLeftMargin(QUOTE_INDENT * level)
+                fmt.setRightMargin(0)
+                quotes.append((number, level))
+            _set_block(block, fmt, quote_char if level and quote_colour is not None else None)
+        block = following
+    document.code_groups = groups  # type: ignore[attr-defined]
+    document.quote_blocks = quotes  # type: ignore[attr-defined]
+
+
+def code_block_groups(document: QTextDocument) -> list[CodeGroup]:
+    """The code blocks of a document ``untrusted_document`` made (none for plain text)."""
+    return list(getattr(document, "code_groups", ()))
+
+
+def quote_blocks(document: QTextDocument) -> list[tuple[int, int]]:
+    """(block number, quote level) of each quoted block of such a document."""
+    return list(getattr(document, "quote_blocks", ()))
+
+
+def document_height(document: QTextDocument) -> float:
+    """The laid-out height a card gives ``document``: its size, and the padding of a code block
+    that ends it (Qt drops the last block's bottom margin)."""
+    height = document.size().height()
+    groups = code_block_groups(document)
+    if groups and groups[-1].last == document.blockCount() - 1:
+        height += CODE_PAD_Y
+    return height
 
 
 class UntrustedTextDocument(QTextDocument):
@@ -81,15 +203,24 @@ class UntrustedTextDocument(QTextDocument):
 
 
 def untrusted_document(
-    text: str, *, markdown: bool, code_background: QColor, font: QFont, parent: QObject | None = None
+    text: str,
+    *,
+    markdown: bool,
+    font: QFont,
+    quote_colour: QColor | None = None,
+    parent: QObject | None = None,
 ) -> QTextDocument:
-    """A document showing ``text`` as Markdown (answers) or as plain text (questions)."""
+    """A document showing ``text`` as Markdown (answers) or as plain text (questions), wrapping
+    at word boundaries, or anywhere in a word too long for a line."""
     document = UntrustedTextDocument(parent)
     document.setDefaultFont(font)
     document.setDocumentMargin(2)
     document.setUndoRedoEnabled(False)
+    option = QTextOption(document.defaultTextOption())
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    document.setDefaultTextOption(option)
     if markdown:
-        render_markdown(document, text, code_background)
+        render_markdown(document, text, quote_colour)
     else:
         document.setPlainText(text)
     return document

@@ -9,15 +9,34 @@ height from its text length, is laid out exactly when it is first painted, and t
 refined from the end of the conversation backwards a few milliseconds at a time while the
 event loop is idle. So opening a 1,000-message conversation lays out what is on screen, and
 streaming into the last row never touches the others.
+
+Cards sit in a centred reading column (``message_style.column``); a question's bubble is as wide
+as its text (measured once per layout), right-aligned, with its actions on its top line. What
+the document does not draw (code boxes with Copy, wrap marks, quote bars) is painted from
+rectangles its layout already has (``message_decorations``). ``hit`` says what is under a point
+(a thumbnail, a code block's Copy) for the view's clicks.
+
+The file is over 400 lines because the row cache, the lazy sizing, painting and hit testing all
+read one per-row layout and must stay in step with it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, QTimer
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QPointF,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+)
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QFont,
@@ -29,19 +48,24 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
-from desktop.widgets.markdown_view import SelectableMessage, untrusted_document
+from desktop.widgets.markdown_view import SelectableMessage, document_height, untrusted_document
+from desktop.widgets.message_decorations import code_block_near, copy_chip_at, paint_decorations
 from desktop.widgets.message_style import (
     FOOTER_HEIGHT,
     GAP,
-    MARGIN_X,
     PADDING_X,
     PADDING_Y,
     RADIUS,
     SPACING,
+    USER_MIN_WIDTH,
+    USER_SHARE,
     RenderedMessage,
     TranscriptColours,
+    column,
     scaled_thumbnail,
-    thumbnail_row_height,
+    thumbnail_rects,
+    thumbnail_sizes,
+    thumbnails_extent,
 )
 
 REFINE_BUDGET_S = 0.004  # layout work per idle slice
@@ -53,8 +77,10 @@ REFINE_RELAYOUT_S = 0.25  # while refining, rows are placed again at most this o
 class _RowCache:
     revision: int
     rendered: RenderedMessage
-    width: int = -1  # the width the document was last laid out at
+    width: int = -1  # the row width the document was last laid out at
     height: int = 0  # the row's height at that width
+    bubble: int = 0  # a question's card width at that width (an answer's spans the column)
+    thumbnails: list[QRect] = field(default_factory=list)  # from the text's left, below the author
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -129,7 +155,7 @@ class MessageDelegate(QStyledItemDelegate):
         document = untrusted_document(
             entry.text,
             markdown=entry.role == "assistant",
-            code_background=self.colours.code_background,
+            quote_colour=self.colours.author,
             font=self.body_font,
         )  # no Qt parent: a document is freed when no cache or caller holds it any more
         thumbnails = (
@@ -158,24 +184,43 @@ class MessageDelegate(QStyledItemDelegate):
         self._sizes.clear()
         return True
 
-    def _text_width(self, width: int) -> int:
-        return max(40, width - 2 * MARGIN_X - 2 * PADDING_X)
+    def _text_width(self, width: int, user: bool) -> int:
+        """The text's width in a row ``width`` wide (a question's: at its widest)."""
+        card = column(QRect(0, 0, width, 1)).width()
+        if user:
+            card = int(card * USER_SHARE)
+        return max(40, card - 2 * PADDING_X)
 
-    def _chrome_height(self, entry: TranscriptEntry) -> int:
-        """Everything in a row except the text."""
-        height = GAP + 2 * PADDING_Y + self._author_height + SPACING + FOOTER_HEIGHT
+    def _chrome_height(self, entry: TranscriptEntry, thumbnails: int = -1) -> int:
+        """Everything in a row except the text (``thumbnails``: their height, -1: one row's)."""
+        height = GAP + 2 * PADDING_Y + self._author_height + SPACING
+        if entry.role != "user":
+            height += FOOTER_HEIGHT  # a question's actions sit on its top line: no footer
         if entry.thumbnails:
-            height += thumbnail_row_height(entry) + SPACING
+            if thumbnails < 0:
+                thumbnails = thumbnails_extent(thumbnail_rects(thumbnail_sizes(entry)[:1], 1)).height()
+            height += thumbnails + SPACING
         return height
 
     def _laid_out(self, row: int, width: int) -> _RowCache:
         """The row rendered and laid out at ``width`` (the exact, possibly slow, path)."""
         cache = self._content(row)
         if cache.width != width:
+            entry = self._entry(row)
+            user = entry.role == "user"
             document = cache.rendered.document
-            document.setTextWidth(self._text_width(width))
+            text_width = self._text_width(width, user)
+            document.setTextWidth(text_width)
+            cache.thumbnails = thumbnail_rects(thumbnail_sizes(entry), text_width)
+            extent = thumbnails_extent(cache.thumbnails)
+            text_height = math.ceil(document_height(document))
+            if user:  # as wide as its text (right-aligned in the column)
+                content = max(
+                    math.ceil(document.idealWidth()) + 2, extent.width(), USER_MIN_WIDTH - 2 * PADDING_X
+                )
+                cache.bubble = min(text_width, content) + 2 * PADDING_X
             cache.width = width
-            cache.height = self._chrome_height(self._entry(row)) + math.ceil(document.size().height())
+            cache.height = self._chrome_height(entry, extent.height()) + text_height
         if width == self.width:
             self._sizes[row] = QSize(width, cache.height)
         self._estimated.discard(row)
@@ -218,7 +263,8 @@ class MessageDelegate(QStyledItemDelegate):
 
     def _estimate(self, entry: TranscriptEntry, width: int) -> QSize:
         """A row's size from its text's length, without laying it out."""
-        per_line = max(1, self._text_width(width) // max(1, self._body_metrics.averageCharWidth()))
+        text_width = self._text_width(width, entry.role == "user")
+        per_line = max(1, text_width // max(1, self._body_metrics.averageCharWidth()))
         lines = entry.text.count("\n") + 1 + len(entry.text) // per_line
         return QSize(width, self._chrome_height(entry) + lines * self._body_metrics.lineSpacing() + 4)
 
@@ -239,6 +285,20 @@ class MessageDelegate(QStyledItemDelegate):
         if estimated and not self._refine.isActive():
             self._refine.start()
 
+    def _card(self, row_rect: QRect, cache: _RowCache) -> QRect:
+        """The card of a row placed at ``row_rect``: the reading column of the row (its height may
+        still be an estimate), a question's bubble at its right."""
+        lane = column(row_rect).adjusted(0, GAP // 2, 0, -(GAP - GAP // 2))
+        if cache.bubble:
+            lane.setLeft(lane.right() + 1 - cache.bubble)
+        return lane
+
+    def _text_origin(self, card: QRect, cache: _RowCache) -> QPoint:
+        top = card.top() + PADDING_Y + self._author_height + SPACING
+        if cache.thumbnails:
+            top += thumbnails_extent(cache.thumbnails).height() + SPACING
+        return QPoint(card.left() + PADDING_X, top)
+
     def paint(
         self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> None:
@@ -251,7 +311,8 @@ class MessageDelegate(QStyledItemDelegate):
         colours = self.colours
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        card = QRectF(rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2)))
+        card_rect = self._card(rect, cache)
+        card = QRectF(card_rect)
         user = entry.role == "user"
         current = bool(option.state & QStyle.StateFlag.State_HasFocus) or bool(
             option.state & QStyle.StateFlag.State_Selected
@@ -261,15 +322,13 @@ class MessageDelegate(QStyledItemDelegate):
             if current
             else (colours.bubble_border if not user else Qt.GlobalColor.transparent)
         )
-        width = 2 if current else 1  # the current message's ring, as visible as a focused field's
-        painter.setPen(QPen(border, width))
+        painter.setPen(QPen(border, 1))
         painter.setBrush(colours.user_bubble if user else colours.assistant_bubble)
-        inset = width / 2
-        painter.drawRoundedRect(card.adjusted(inset, inset, -inset, -inset), RADIUS, RADIUS)
+        painter.drawRoundedRect(card.adjusted(0.5, 0.5, -0.5, -0.5), RADIUS, RADIUS)
 
-        x = int(card.left()) + PADDING_X
-        y = int(card.top()) + PADDING_Y
-        inner_width = int(card.width()) - 2 * PADDING_X
+        x = card_rect.left() + PADDING_X
+        y = card_rect.top() + PADDING_Y
+        inner_width = card_rect.width() - 2 * PADDING_X
         painter.setFont(self.author_font)
         painter.setPen(colours.author)
         painter.drawText(
@@ -278,19 +337,18 @@ class MessageDelegate(QStyledItemDelegate):
             "You" if user else "Llama",
         )
         y += self._author_height + SPACING
-        if cache.rendered.thumbnails:
-            left = x
-            for pixmap in cache.rendered.thumbnails:
-                painter.drawPixmap(left, y, pixmap)
-                painter.setPen(QPen(colours.bubble_border, 1))
-                painter.setBrush(Qt.BrushStyle.NoBrush)
-                painter.drawRoundedRect(QRectF(left, y, pixmap.width(), pixmap.height()), 6, 6)
-                left += pixmap.width() + 8
-            y += thumbnail_row_height(entry) + SPACING
+        for pixmap, place in zip(cache.rendered.thumbnails, cache.thumbnails, strict=False):
+            target = place.translated(x, y)
+            painter.drawPixmap(target.topLeft(), pixmap)
+            painter.setPen(QPen(colours.bubble_border, 1))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(QRectF(target), 6, 6)
 
         document = cache.rendered.document
+        origin = self._text_origin(card_rect, cache)
         painter.save()
-        painter.translate(x, y)
+        painter.translate(origin)
+        paint_decorations(painter, document, colours, self.footer_font)
         context = QAbstractTextDocumentLayout.PaintContext()
         context.palette.setColor(QPalette.ColorRole.Text, colours.text)
         context.clip = QRectF(0, 0, document.textWidth(), document.size().height())
@@ -301,31 +359,54 @@ class MessageDelegate(QStyledItemDelegate):
         if footer:
             painter.setFont(self.footer_font)
             painter.setPen(colours.error if entry.finish_reason == "error" else colours.footer)
-            footer_rect = QRect(x, int(card.bottom()) - PADDING_Y - FOOTER_HEIGHT, inner_width, FOOTER_HEIGHT)
+            footer_rect = QRect(x, card_rect.bottom() - PADDING_Y - FOOTER_HEIGHT, inner_width, FOOTER_HEIGHT)
             elided = QFontMetrics(self.footer_font).elidedText(
                 footer, Qt.TextElideMode.ElideRight, inner_width // 2
             )
             painter.drawText(footer_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
         painter.restore()
 
-    def action_bar_rect(self, row_rect: QRect, bar: QSize) -> QRect:
-        """Where a row's action bar goes: the right end of its footer line."""
-        card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
-        top = card.bottom() - PADDING_Y - FOOTER_HEIGHT + (FOOTER_HEIGHT - bar.height()) // 2 + 1
+    def action_bar_rect(self, row_rect: QRect, bar: QSize, row: int | None = None) -> QRect:
+        """Where a row's action bar goes: the right end of an answer's footer line, or of a
+        question's top line (without ``row``, an answer's place)."""
+        if row is None:
+            card = column(row_rect).adjusted(0, GAP // 2, 0, -(GAP - GAP // 2))
+            user = False
+        else:
+            card = self._card(row_rect, self._laid_out(row, self.width))
+            user = self._entry(row).role == "user"
+        if user:
+            top = card.top() + PADDING_Y + (self._author_height - bar.height()) // 2
+        else:
+            top = card.bottom() - PADDING_Y - FOOTER_HEIGHT + (FOOTER_HEIGHT - bar.height()) // 2 + 1
         return QRect(card.right() - PADDING_X - bar.width() + 4, top, bar.width(), bar.height())
 
     def body_rect(self, row_rect: QRect, row: int) -> QRect:
         """Where a row's text is painted (a text selection opens exactly there)."""
-        entry = self._entry(row)
         cache = self._laid_out(row, self.width)
-        card = row_rect.adjusted(MARGIN_X, GAP // 2, -MARGIN_X, -(GAP - GAP // 2))
-        top = card.top() + PADDING_Y + self._author_height + SPACING
-        if entry.thumbnails:
-            top += thumbnail_row_height(entry) + SPACING
+        card = self._card(row_rect, cache)
         document = cache.rendered.document
-        return QRect(
-            card.left() + PADDING_X, top, math.ceil(document.textWidth()), math.ceil(document.size().height())
-        )
+        width = min(math.ceil(document.textWidth()), card.width() - 2 * PADDING_X)
+        return QRect(self._text_origin(card, cache), QSize(width, math.ceil(document.size().height())))
+
+    def hit(self, row_rect: QRect, row: int, point: QPoint) -> tuple[str, int] | None:
+        """What is at ``point`` in the row placed at ``row_rect``: ("image", n) for its n-th
+        thumbnail, ("copy_code", n) for its n-th code block's Copy, or None."""
+        cache = self._laid_out(row, self.width)
+        card = self._card(row_rect, cache)
+        top = QPoint(card.left() + PADDING_X, card.top() + PADDING_Y + self._author_height + SPACING)
+        for n, place in enumerate(cache.thumbnails):
+            if place.translated(top).contains(point):
+                return ("image", n)
+        local = QPointF(point - self._text_origin(card, cache))
+        block = copy_chip_at(cache.rendered.document, local, QFontMetrics(self.footer_font))
+        return ("copy_code", block) if block is not None else None
+
+    def code_block_near(self, row_rect: QRect, row: int, point: QPoint) -> int | None:
+        """The row's code block under ``point``, or the nearest one (None without code)."""
+        cache = self._laid_out(row, self.width)
+        origin = self._text_origin(self._card(row_rect, cache), cache)
+        return code_block_near(cache.rendered.document, QPointF(point - origin))
 
     # Text selection (the item "editor") --------------------------------------------------------------
     def createEditor(
@@ -345,7 +426,7 @@ class MessageDelegate(QStyledItemDelegate):
             untrusted_document(
                 entry.text,
                 markdown=entry.role == "assistant",
-                code_background=self.colours.code_background,
+                quote_colour=self.colours.author,
                 font=self.body_font,
                 parent=editor,
             )

@@ -1,26 +1,33 @@
 """What a message card looks like: its sizes, colours, thumbnails, and what was painted.
 
 The delegate (``message_delegate``) lays out and paints with these; the view sets the colours
-from the style sheet.
+from the style sheet. Cards sit in a centred reading column (``column``) at most
+``MAX_TEXT_WIDTH`` of text wide; a question's bubble is as wide as its text needs, right-aligned,
+and at most ``USER_SHARE`` of the column. Thumbnails flow onto as many rows as the card needs
+(``thumbnail_rects``), so five images never overflow a narrow card.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPixmap, QTextDocument
 
 from desktop.qtmodels.transcript_model import TranscriptEntry
 
-MARGIN_X = 16  # between the view's edges and a message card
+MARGIN_X = 16  # between the view's edges and a message card, at the least
 GAP = 10  # between two cards
 PADDING_X = 14  # inside a card
 PADDING_Y = 10
 SPACING = 6  # between the parts of a card
 THUMBNAIL = 120  # the largest side of an image thumbnail
-FOOTER_HEIGHT = 24  # the footer line, also where the action bar sits
+THUMBNAIL_GAP = 8
+FOOTER_HEIGHT = 24  # an answer's footer line, also where its action bar sits
 RADIUS = 12
+MAX_TEXT_WIDTH = 760  # the reading column's text on a wide window
+USER_SHARE = 0.8  # a question's bubble is at most this share of the column
+USER_MIN_WIDTH = 170  # room for "You" and the question's action bar on its top line
 
 
 @dataclass
@@ -50,15 +57,41 @@ class RenderedMessage:
     renders: int  # how often this row's text was rendered into a document
 
 
+def column(row: QRect) -> QRect:
+    """The reading column inside a row: centred, at most ``MAX_TEXT_WIDTH`` of text wide."""
+    width = max(1, min(row.width() - 2 * MARGIN_X, MAX_TEXT_WIDTH + 2 * PADDING_X))
+    return QRect(row.left() + (row.width() - width) // 2, row.top(), width, row.height())
+
+
 def scaled_thumbnail(image: QImage) -> QPixmap:
     return QPixmap.fromImage(image).scaled(
         THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
     )
 
 
-def thumbnail_row_height(entry: TranscriptEntry) -> int:
-    """The height of a message's row of thumbnails (its tallest, scaled like the pixmaps)."""
-    return max(
-        image.size().scaled(THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio).height()
+def thumbnail_sizes(entry: TranscriptEntry) -> list[QSize]:
+    """Each thumbnail's size as painted (scaled like the pixmaps)."""
+    return [
+        image.size().scaled(THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio)
         for image in entry.thumbnails
-    )
+    ]
+
+
+def thumbnail_rects(sizes: list[QSize], width: int) -> list[QRect]:
+    """Where each thumbnail goes, from (0, 0), flowing onto a new row where ``width`` ends."""
+    rects: list[QRect] = []
+    x = y = row_height = 0
+    for size in sizes:
+        if x > 0 and x + size.width() > width:
+            x, y, row_height = 0, y + row_height + THUMBNAIL_GAP, 0
+        rects.append(QRect(x, y, size.width(), size.height()))
+        x += size.width() + THUMBNAIL_GAP
+        row_height = max(row_height, size.height())
+    return rects
+
+
+def thumbnails_extent(rects: list[QRect]) -> QSize:
+    """The width and height the thumbnails take."""
+    if not rects:
+        return QSize(0, 0)
+    return QSize(max(r.right() + 1 for r in rects), max(r.bottom() + 1 for r in rects))

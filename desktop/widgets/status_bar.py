@@ -1,4 +1,9 @@
-"""The window's status bar: the model and its loading, live memory, downloads, last answer's numbers."""
+"""The window's status bar: the model and its loading, live memory, downloads, how much of the
+context the open conversation holds, and the last answer's numbers, each labelled.
+
+One peak is shown: the last answer's (with its time to first token and speed); the live figure
+is the memory MLX holds now.
+"""
 
 from __future__ import annotations
 
@@ -39,11 +44,19 @@ class StatusBar(QStatusBar):
         self.cancel_load_button.hide()
         self.addWidget(self.cancel_load_button)
         self.memory_label = _plain_label("memoryLabel")
-        self.memory_label.setToolTip("Memory MLX holds now, and its peak during the last answer")
+        self.memory_label.setToolTip("Memory MLX holds now")
         self.addPermanentWidget(self.memory_label)
         self.download_label = _plain_label("downloadLabel")
         self.addPermanentWidget(self.download_label)
+        self.context_label = _plain_label("contextLabel")
+        self.context_label.setToolTip(
+            "Tokens this conversation holds, of its context length (Settings ▸ Context length)"
+        )
+        self.addPermanentWidget(self.context_label)
         self.stats_label = _plain_label("statsLabel")
+        self.stats_label.setToolTip(
+            "The last answer: time to its first token, generation speed, and the most memory it took"
+        )
         self.addPermanentWidget(self.stats_label)
         self._memory_timer = QTimer(self)
         self._memory_timer.setInterval(1000)
@@ -74,12 +87,23 @@ class StatusBar(QStatusBar):
 
     # Answers and downloads -----------------------------------------------------------------------
     def show_answer_numbers(self, ttft_s: float, generation_tps: float, peak_memory_gb: float) -> None:
-        self.stats_label.setText(
-            f"TTFT {ttft_s:.2f} s · {generation_tps:.1f} tok/s · peak {format_bytes(peak_memory_gb * GB)}"
-        )
+        text = f"First token {ttft_s:.2f} s · {generation_tps:.1f} tok/s"
+        if peak_memory_gb > 0:
+            text += f" · Peak {format_bytes(peak_memory_gb * GB)}"
+        self.stats_label.setText(text)
 
     def clear_answer_numbers(self) -> None:
         self.stats_label.setText("")
+
+    def show_context(self, used: int | None, context_length: int | None) -> None:
+        """The context gauge: ``used`` tokens of ``context_length`` (``used`` None: nothing to
+        show; ``context_length`` None: the model's own, not known here)."""
+        if used is None:
+            self.context_label.setText("")
+        elif context_length is None:
+            self.context_label.setText(f"{used:,} tokens")
+        else:
+            self.context_label.setText(f"{used:,} / {context_length:,} tokens")
 
     def show_download(self, text: str) -> None:
         self.download_label.setText(text)
@@ -90,6 +114,4 @@ class StatusBar(QStatusBar):
         if mx is None or not self._memory_timer.isActive():
             self.memory_label.setText("")
             return
-        self.memory_label.setText(
-            f"Memory {format_bytes(mx.get_active_memory())} · peak {format_bytes(mx.get_peak_memory())}"
-        )
+        self.memory_label.setText(f"Memory {format_bytes(mx.get_active_memory())}")

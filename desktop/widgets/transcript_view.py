@@ -4,7 +4,9 @@ The view only draws (``MessageDelegate`` paints each message from a cached docum
 offers the message actions: an action bar over the row under the mouse or the current row, the
 same actions in a context menu, and Ctrl+C to copy the current message. Double-clicking a message
 (or ``select_text``) opens its text in a read-only ``SelectableMessage`` over the row, for
-selecting part of it; Escape or another row closes it. A streaming answer
+selecting part of it; Escape or another row closes it. Clicking a thumbnail asks for the image
+larger (``image_requested``); clicking a code block's Copy, or "Copy code" in the menu opened
+over a code block, is about that block (``code_block_hint``). A streaming answer
 changes its row many times a second; the view collects those changes and redraws the changed
 row on a ~50 ms timer, so streaming costs the same in a long conversation as in a short one.
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
@@ -12,6 +14,9 @@ it stays where they are.
 
 A long conversation shows only its last messages until the person scrolls up to earlier ones
 (``desktop.widgets.shown_rows``).
+
+The file is over 400 lines because the view's mouse, key, menu and scroll handling all act on
+the same state (the hidden rows, the action bar's row, the row open for selection).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     Qt,
     QTimer,
     Signal,
@@ -70,9 +76,11 @@ def _colour_property(name: str) -> Property:
 class TranscriptView(QListView):
     """Signals:
     action_requested(str, int): a message action was chosen (action, row).
+    image_requested(int, int): a thumbnail was clicked (row, which image of the message).
     """
 
     action_requested = Signal(str, int)
+    image_requested = Signal(int, int)
 
     # Set from the style sheet: #transcript { qproperty-userBubble: #e4ecfb; … }
     userBubble = _colour_property("user_bubble")  # noqa: N815 - style sheet property names
@@ -102,6 +110,7 @@ class TranscriptView(QListView):
         self.action_bar = MessageActionBar(self.viewport())
         self.action_bar.action_triggered.connect(self.action_requested)
         self._hovered: int | None = None
+        self._code_block: tuple[int, int] | None = None  # (row, block) a "Copy code" is about
         self.delegate = MessageDelegate(self)
         self.shown = ShownRows(self, self.delegate)  # rows before ``shown.first`` are hidden
         self.setItemDelegate(self.delegate)
@@ -292,7 +301,7 @@ class TranscriptView(QListView):
             return
         self.action_bar.show_for(row, self._model.entry(row), row == rows - 1)
         rect = self.visualRect(self._model.index(row))
-        self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint()))
+        self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint(), row))
         self.action_bar.raise_()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
@@ -301,7 +310,46 @@ class TranscriptView(QListView):
         if hovered != self._hovered:
             self._hovered = hovered
             self._place_action_bar()
+        clickable = event.buttons() == Qt.MouseButton.NoButton and self._hit(event.position().toPoint())
+        self.viewport().setCursor(
+            Qt.CursorShape.PointingHandCursor if clickable else Qt.CursorShape.ArrowCursor
+        )
         super().mouseMoveEvent(event)
+
+    # Clicks on a thumbnail or a code block's Copy ------------------------------------------------
+    def _hit(self, point: QPoint) -> tuple[int, str, int] | None:
+        index = self.indexAt(point)
+        if not index.isValid() or self._model is None or self._model.entry(index.row()).streaming:
+            return None
+        hit = self.delegate.hit(self.visualRect(index), index.row(), point)
+        return (index.row(), *hit) if hit is not None else None
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        hit = self._hit(event.position().toPoint()) if event.button() == Qt.MouseButton.LeftButton else None
+        if hit is None:
+            super().mousePressEvent(event)
+            return
+        row, what, which = hit
+        if what == "image":
+            self.image_requested.emit(row, which)
+        else:
+            self.copy_code_block(row, which)
+        event.accept()
+
+    def copy_code_block(self, row: int, block: int) -> None:
+        """Ask for "Copy code" of one code block of ``row`` (its Copy was clicked)."""
+        self._code_block = (row, block)
+        try:
+            self.action_requested.emit("copy_code", row)
+        finally:
+            self._code_block = None
+
+    def code_block_hint(self, row: int) -> int | None:
+        """The code block of ``row`` a "Copy code" now is about: the one whose Copy was clicked,
+        or the one under (or nearest to) where the context menu opened; None: all of them."""
+        if self._code_block is not None and self._code_block[0] == row:
+            return self._code_block[1]
+        return None
 
     def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid() and current.row() < self.shown.first:  # Home, or typing a letter
@@ -360,7 +408,15 @@ class TranscriptView(QListView):
         index = self.indexAt(event.pos())
         if not index.isValid():
             return
-        self.action_menu(index.row()).exec(event.globalPos())
+        row = index.row()
+        block = None
+        if event.reason() == QContextMenuEvent.Reason.Mouse:  # "Copy code": the block pointed at
+            block = self.delegate.code_block_near(self.visualRect(index), row, event.pos())
+        self._code_block = (row, block) if block is not None else None
+        try:
+            self.action_menu(row).exec(event.globalPos())
+        finally:
+            self._code_block = None
 
     def action_menu(self, row: int) -> QMenu:
         """The actions of ``row`` as a menu (what right-clicking a message shows)."""

@@ -34,7 +34,7 @@ from desktop.dialogs.model_manager_dialog import ModelManagerDialog
 from desktop.dialogs.settings_dialog import SettingsDialog
 from desktop.preferences import ChatDefaults
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
-from desktop.widgets.message_style import FOOTER_HEIGHT, GAP, MARGIN_X, PADDING_X, PADDING_Y
+from desktop.widgets.message_style import FOOTER_HEIGHT, GAP, MARGIN_X, PADDING_Y
 from desktop.widgets.model_menu import ModelMenu
 from desktop.widgets.transcript_view import TranscriptView
 from models.chats.store import ConversationStore
@@ -267,13 +267,11 @@ def test_transcript_cards_code_and_links(qtbot, scheme):
         body = view.delegate.body_rect(view.visualRect(index), row)
         extra.append((f"card {what}", _mapped(view.viewport(), body, view)))
         row_rect = view.visualRect(index)
-        author = QRect(
-            row_rect.left() + MARGIN_X + PADDING_X, row_rect.top() + GAP // 2 + PADDING_Y, 60, AUTHOR_HEIGHT
-        )
+        author = QRect(body.left(), row_rect.top() + GAP // 2 + PADDING_Y, 60, AUTHOR_HEIGHT)
         extra.append((f"card {what} author", _mapped(view.viewport(), author, view)))
     answer = view.visualRect(model.index(1, 0))
     footer = QRect(
-        answer.left() + MARGIN_X + PADDING_X,
+        view.delegate.body_rect(answer, 1).left(),
         answer.bottom() - (GAP - GAP // 2) - PADDING_Y - FOOTER_HEIGHT,
         160,
         FOOTER_HEIGHT,
