@@ -8,9 +8,12 @@ reads local paths itself, and ``file:///dev/zero`` would exhaust memory), so eve
 Markdown names is given a blank 1x1 resource before layout, and the document's own
 ``loadResource`` returns nothing else. Code blocks get a tinted background and a monospace font.
 ``SelectableMessage`` shows such a document for selecting text, under the same rules.
+``plain_text`` is what such a document says without its formatting (for screen readers).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from PySide6.QtCore import QByteArray, QObject, Qt, QUrl
 from PySide6.QtGui import (
@@ -93,6 +96,16 @@ def untrusted_document(
     else:
         document.setPlainText(text)
     return document
+
+
+@lru_cache(maxsize=256)
+def plain_text(markdown: str) -> str:
+    """The words of untrusted Markdown ``markdown`` without its marks (no ``##``, ``**``, table
+    bars or fences), one line per block; nothing is loaded."""
+    document = UntrustedTextDocument()
+    document.setMarkdown(markdown, MARKDOWN_FEATURES)
+    lines = (line.replace("\ufffc", "").strip() for line in document.toPlainText().splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 class SelectableMessage(QTextBrowser):

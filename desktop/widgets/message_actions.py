@@ -1,5 +1,8 @@
 """The actions a message offers (Copy, Copy code, Edit, Regenerate, Continue) and the bar of
-buttons the transcript shows over the row under the mouse."""
+buttons the transcript shows over the row under the mouse or the current row.
+
+The buttons take focus from the keyboard (Tab from the transcript reaches the current row's
+actions; Space presses one), not from a click, so clicking one leaves focus where it was."""
 
 from __future__ import annotations
 
@@ -67,11 +70,15 @@ class MessageActionBar(QWidget):
             button.setText(label)
             button.setToolTip(tooltip)
             button.setAutoRaise(True)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             button.clicked.connect(partial(self._on_button_clicked, action))
             layout.addWidget(button)
             self.actions[action] = button
         self.hide()
+
+    def has_focus(self) -> bool:
+        """Whether one of the buttons has the keyboard focus (the bar then stays on its row)."""
+        return any(button.hasFocus() for button in self.actions.values())
 
     def show_for(self, row: int, entry: TranscriptEntry, is_last: bool) -> None:
         """Offer the actions that apply to ``entry`` (at ``row``)."""

@@ -4,8 +4,9 @@
 searching, a list of hits with their snippets); ``Sidebar`` draws it and reports what the
 person chose. The window does the work. Searches run on Qt's thread pool (``search_messages``,
 with its own connection), never on the UI thread; a result that arrives after a newer query
-was typed is dropped. Esc in the search box clears it, and so does a conversation becoming the
-open one while the search hides it (a chat just started), so the open conversation stays listed.
+was typed is dropped. Esc in the search box clears it (before any window shortcut on Esc), and
+so does a conversation becoming the open one while the search hides it (a chat just started), so
+the open conversation stays listed. ``focus_search`` is Edit ▸ Find… (Ctrl/Cmd+F or K).
 
 Signals (Sidebar):
     new_requested(): "New Chat" pressed.
@@ -242,12 +243,14 @@ class Sidebar(QFrame):
         self.search = QLineEdit()
         self.search.setObjectName("searchBox")
         self.search.setPlaceholderText("Search all chats")
+        self.search.setAccessibleName("Search all chats")
         self.search.setClearButtonEnabled(True)
         self.search.installEventFilter(self)
         layout.addWidget(self.search)
         self.model = ConversationListModel(self)
         self.view = QListView()
         self.view.setObjectName("conversationList")
+        self.view.setAccessibleName("Conversations")
         self.view.setModel(self.model)
         self.view.setItemDelegate(ConversationDelegate(self.view))
         self.view.setWordWrap(True)
@@ -318,13 +321,21 @@ class Sidebar(QFrame):
         if (
             watched is self.search
             and isinstance(event, QKeyEvent)
-            and event.type() == QEvent.Type.KeyPress
             and event.key() == Qt.Key.Key_Escape
             and self.search.text()
         ):
-            self.clear_search()  # Esc clears the search
-            return True
+            if event.type() == QEvent.Type.ShortcutOverride:
+                event.accept()  # Esc is the search's here, not Stop Answer's
+                return True
+            if event.type() == QEvent.Type.KeyPress:
+                self.clear_search()  # Esc clears the search
+                return True
         return super().eventFilter(watched, event)
+
+    def focus_search(self) -> None:
+        """Put the keyboard in the search box, its text selected (Find…)."""
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
 
     def _show_current(self) -> None:
         if self.model.searching:
