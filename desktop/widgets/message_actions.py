@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QToolButton, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry
@@ -52,9 +52,11 @@ class MessageActionBar(QWidget):
 
     Signals:
         action_triggered(str, int): an action button was pressed (action, row).
+        focused(): a button got the keyboard focus (the transcript brings the bar into view).
     """
 
     action_triggered = Signal(str, int)
+    focused = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -72,9 +74,15 @@ class MessageActionBar(QWidget):
             button.setAutoRaise(True)
             button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             button.clicked.connect(partial(self._on_button_clicked, action))
+            button.installEventFilter(self)
             layout.addWidget(button)
             self.actions[action] = button
         self.hide()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.FocusIn:
+            self.focused.emit()
+        return super().eventFilter(watched, event)
 
     def has_focus(self) -> bool:
         """Whether one of the buttons has the keyboard focus (the bar then stays on its row)."""

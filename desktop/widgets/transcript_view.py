@@ -110,6 +110,7 @@ class TranscriptView(QListView):
         self.placeholder.setWordWrap(True)
         self.action_bar = MessageActionBar(self.viewport())
         self.action_bar.action_triggered.connect(self.action_requested)
+        self.action_bar.focused.connect(self._reveal_action_bar)
         self._hovered: int | None = None
         self.delegate = MessageDelegate(self)
         self.shown = ShownRows(self, self.delegate)  # rows before ``shown.first`` are hidden
@@ -305,6 +306,17 @@ class TranscriptView(QListView):
         rect = self.visualRect(self._model.index(row))
         self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint()))
         self.action_bar.raise_()
+
+    def _reveal_action_bar(self) -> None:
+        """Scroll so the bar that has the keyboard focus is in sight (a tall row's footer)."""
+        bar, viewport = self.action_bar.geometry(), self.viewport().rect()
+        shift = bar.bottom() - viewport.bottom() if bar.bottom() > viewport.bottom() else 0
+        shift = bar.top() - viewport.top() if bar.top() < viewport.top() else shift
+        if shift:
+            self._follow = False
+            scroll = self.verticalScrollBar()
+            scroll.setValue(scroll.value() + shift + (8 if shift > 0 else -8))
+            self._place_action_bar()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         index = self.indexAt(event.position().toPoint())
