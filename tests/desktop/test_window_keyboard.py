@@ -63,7 +63,8 @@ def test_tab_walks_every_control_in_order_and_comes_back(loaded, qtbot):
     window = loaded
     ask(qtbot, window, "First question")
     qtbot.keyClicks(window.composer.edit, "a draft, so Send is on")
-    sidebar, composer = window.sidebar, window.composer
+    window.notice.show_message("Deleted “x”.", "Undo", lambda: None)
+    sidebar, composer, notice = window.sidebar, window.composer, window.notice
     seen = walk(composer.edit)
     bar = window.transcript.action_bar
     expected = [
@@ -75,6 +76,8 @@ def test_tab_walks_every_control_in_order_and_comes_back(loaded, qtbot):
         window.transcript,
         bar.actions["copy"],
         bar.actions["regenerate"],
+        notice.action_button,
+        notice.close_button,
     ]
     for widget in expected:
         assert widget in seen, f"{widget.objectName()} was not reached"
@@ -151,6 +154,9 @@ def test_find_shortcuts_focus_the_search_and_esc_clears_it(loaded, qtbot):
     qtbot.keyClicks(window.sidebar.search, "harbour")
     QTest.keyClick(window.sidebar.search, Qt.Key.Key_Escape)
     assert window.sidebar.search.text() == ""
+    window.show_sidebar(False)  # Find shows a hidden sidebar
+    QTest.keyClick(window.composer.edit, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.sidebar.isVisible() and focused() is window.sidebar.search
 
 
 def test_esc_stops_an_answer_wherever_focus_is(loaded, qtbot, fake_engines):
