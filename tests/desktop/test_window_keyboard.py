@@ -172,6 +172,10 @@ def test_esc_stops_an_answer_wherever_focus_is(loaded, qtbot, fake_engines):
         qtbot.keyClicks(window.sidebar.search, "harbour")
         QTest.keyClick(window.sidebar.search, Qt.Key.Key_Escape)  # the search's Esc, not Stop's
         assert window.sidebar.search.text() == "" and window.generating
+        selection = window.transcript.select_text(0)  # the question's text, open for selecting
+        QTest.keyClick(selection, Qt.Key.Key_Escape)  # closes it; the answer goes on
+        qtbot.waitUntil(lambda: window.transcript.text_selection() is None, timeout=TIMEOUT)
+        assert window.generating
         window.transcript.setFocus()
         QTest.keyClick(focused(), Qt.Key.Key_Escape)
     assert blocker.args[0].finish_reason == "cancelled"
