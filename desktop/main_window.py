@@ -11,15 +11,16 @@ model is its view). Nothing here waits on MLX, disk or network.
 The file is over 400 lines because it is where everything meets: the construction and wiring of
 every part, the dialog each menu and sidebar command opens (with the window as parent), and the
 thin public methods (``send``, ``regenerate``, ``load_model``, ``open_conversation``...) that
-the menus, the sidebar and the tests call.
+the menus, the sidebar and the tests call. The keyboard's way through the window is set here too
+(``_set_tab_order``: sidebar, transcript and the current message's actions, notice, composer).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QSettings, Signal
-from PySide6.QtWidgets import QMainWindow, QSplitter
+from PySide6.QtCore import QCoreApplication, QSettings, Qt, Signal
+from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QWidget
 
 from desktop.appearance import apply_appearance
 from desktop.controllers.answer_controller import AnswerController
@@ -53,6 +54,8 @@ from models.app_folders import APP_NAME
 from models.chats.answer_run import AnswerEnded, EndReason
 from models.chats.conversation_session import ConversationSession
 from models.memory.turn_size import conversation_tokens
+
+SIDEBAR_KEY = "window/sidebarVisible"
 
 
 class MainWindow(QMainWindow):
@@ -155,7 +158,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self._lay_out())
         self._build_menus()
         self._build_status_bar()
+        self._set_tab_order()
         self._update_placeholder()
+        self.show_sidebar(self.settings.value(SIDEBAR_KEY, True, type=bool))
         self.composer.edit.setFocus()
         if self.store_health.problem:
             self.store_health.report(self.store_health.problem)
@@ -177,6 +182,18 @@ class MainWindow(QMainWindow):
         splitter.setChildrenCollapsible(False)
         return splitter
 
+    def _set_tab_order(self) -> None:
+        """Tab goes New Chat → search → list → (first-run panel) → transcript → the current
+        message's actions → notice → composer → Attach → (images) → Send, and round again."""
+        sidebar, composer, notice = self.sidebar, self.composer, self.notice
+        welcome = [w for w in self.welcome.findChildren(QWidget) if w.focusPolicy() & Qt.FocusPolicy.TabFocus]
+        chain = [sidebar.new_button, sidebar.search, sidebar.view, *welcome, self.transcript]
+        chain += list(self.transcript.action_bar.actions.values())
+        chain += [notice.action_button, notice.close_button, composer.edit, composer.attach_button]
+        chain.append(composer.send_button)
+        for first, second in zip(chain, chain[1:], strict=False):
+            QWidget.setTabOrder(first, second)
+
     def _build_menus(self) -> None:
         self.menus = MainMenus(self, self.library)
         self.menus.open_model_requested.connect(self.choose_model_folder)
@@ -189,6 +206,12 @@ class MainWindow(QMainWindow):
         self.menus.import_requested.connect(self.import_conversation)
         self.menus.stop_requested.connect(self.stop)
         self.menus.about_requested.connect(self.show_about)
+        self.menus.find_requested.connect(self.find)
+        self.menus.sidebar_toggled.connect(self.show_sidebar)
+        self.menus.regenerate_requested.connect(self.chat.regenerate_last)
+        self.menus.copy_answer_requested.connect(self.chat.copy_last_answer)
+        self.menus.minimize_requested.connect(self.showMinimized)
+        self.menus.zoom_requested.connect(self.zoom)
         self.model_menu = self.menus.model_menu
         self.model_menu.use_requested.connect(self.use_model)
         self.model_menu.download_requested.connect(self.download_model)
@@ -403,6 +426,30 @@ class MainWindow(QMainWindow):
         self._update_context()
         self.sidebar.set_current(None)
         self.composer.edit.setFocus()
+
+    # Window ------------------------------------------------------------------------------------
+    def show_sidebar(self, visible: bool) -> None:
+        """Show or hide the sidebar (View ▸ Show Sidebar), remembered for the next start."""
+        focus = QApplication.focusWidget()
+        had_focus = focus is not None and self.sidebar.isAncestorOf(focus)
+        self.sidebar.setVisible(visible)
+        self.menus.sidebar_action.setChecked(visible)
+        self.settings.setValue(SIDEBAR_KEY, visible)
+        if had_focus and not visible:
+            self.composer.edit.setFocus()
+
+    def find(self) -> None:
+        """Edit ▸ Find…: the search box, with the sidebar shown."""
+        if self.sidebar.isHidden():
+            self.show_sidebar(True)
+        self.sidebar.focus_search()
+
+    def zoom(self) -> None:
+        """Window ▸ Zoom: fill the screen, or back."""
+        if self.isMaximized():
+            self.showNormal()
+        else:
+            self.showMaximized()
 
     # Conversations -----------------------------------------------------------------------------
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:

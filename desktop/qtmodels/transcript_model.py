@@ -5,7 +5,9 @@ events: a reset, one inserted row, one changed row (``dataChanged`` for that row
 streaming costs the same whatever the conversation's length), removed rows. Each row is a
 ``TranscriptEntry``: the turn's fields, the images' thumbnails (``QImage``, kept by content
 hash) and a ``revision`` bumped on every change, so a view can tell a changed row from an
-unchanged one without comparing text.
+unchanged one without comparing text. For screen readers a row's ``Qt.AccessibleTextRole`` is
+its plain text with who wrote it ("You, 2 images: …", "Llama: …", Markdown stripped) and its
+``AccessibleDescriptionRole`` the footer.
 
 The mutators below (``append_user``, ``begin_answer``, ``append_text``, ``finish_answer``, …)
 only forward to the session; the model never changes a row on its own.
@@ -19,6 +21,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QImage
 
+from desktop.widgets.markdown_view import plain_text
 from models.chats.conversation_session import (
     ConversationSession,
     SessionEvent,
@@ -102,6 +105,15 @@ class TranscriptEntry:
         if stats is not None and stats.generation_tokens:
             parts.append(f"{stats.generation_tokens} tokens · {stats.generation_tps:.1f} tok/s")
         return " · ".join(parts)
+
+    def spoken(self) -> str:
+        """The message as a screen reader says it: who, how many images, the plain text."""
+        who = "You" if self.role == "user" else "Llama"
+        count = len(self.images)
+        if count:
+            who += f", {count} image{'s' if count != 1 else ''}"
+        text = plain_text(self.text) if self.role == "assistant" else self.text.strip()
+        return f"{who}: {text or self.footer()}"
 
 
 def _drawn(turn: Turn) -> Turn:
@@ -195,6 +207,10 @@ class TranscriptModel(QAbstractListModel):
             return entry.footer()
         if role == self.RevisionRole:
             return entry.revision
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return entry.spoken()
+        if role == Qt.ItemDataRole.AccessibleDescriptionRole:
+            return entry.footer()
         return None
 
     def roleNames(self):  # noqa: N802

@@ -5,8 +5,9 @@ what they show of the answer flow.
 (its thumbnails stay with the transcript), Send turns into Stop while an answer runs, and a
 draft whose answer failed with nothing comes back. It handles the message buttons: copy and copy
 code here, edit by putting the question back in the composer (the controller's
-``editing_row``), regenerate and continue by asking the controller. It decides nothing about
-answers itself. A copy says so (``status``: "Copied …"); a clicked thumbnail opens larger.
+``editing_row``), regenerate and continue by asking the controller; ``regenerate_last`` and
+``copy_last_answer`` are the same for the last answer (Chat menu shortcuts). It decides nothing
+about answers itself. A copy says so (``status``: "Copied …"); a clicked thumbnail opens larger.
 
 Signals:
     status(str): a passing message for the status bar (what was copied).
@@ -155,6 +156,23 @@ class ChatPane(QWidget):
         images = self.transcript_model.entry(row).images
         if 0 <= which < len(images):
             show_image_preview(images[which], self)
+
+    def regenerate_last(self) -> None:
+        """Answer the last question again (Ctrl/Cmd+R), or say why not."""
+        rows = self.transcript_model.rowCount()
+        if not rows or self.transcript_model.entry(rows - 1).role != "assistant":
+            self.notice.show_message("There is no answer to regenerate yet.")
+            return
+        self._on_transcript_action_requested("regenerate", rows - 1)
+
+    def copy_last_answer(self) -> None:
+        """Copy the last answer's text (Ctrl/Cmd+Shift+C), or say there is none."""
+        for row in reversed(range(self.transcript_model.rowCount())):
+            entry = self.transcript_model.entry(row)
+            if entry.role == "assistant" and entry.text:
+                QGuiApplication.clipboard().setText(entry.text)
+                return
+        self.notice.show_message("There is no answer to copy yet.")
 
     def edit_message(self, row: int) -> None:
         """Put a question back in the composer; sending replaces it and what follows."""

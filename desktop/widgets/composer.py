@@ -4,8 +4,10 @@ Images arrive by drag-and-drop (files, or image data from another app), paste an
 picker; each is decoded off the UI thread and shown as a removable thumbnail, in the order
 chosen (``desktop.widgets.pick_queue``). Enter sends, Shift+Enter starts a new line, Esc stops
 an answer (the window's, or an API request's that the window's engine is answering) or, when
-none of the window's own runs, cancels an edit in progress. The text box grows with its text up
-to a third of the window's height (then it scrolls) and shrinks back when the draft is sent.
+none of the window's own runs, cancels an edit in progress. Tab and Shift+Tab move focus on
+(Ctrl+Tab types a tab); in the focus chain the text box is followed by Attach, each attached
+image's remove button, then Send/Stop. The text box grows with its text up to a third of the
+window's height (then it scrolls) and shrinks back when the draft is sent.
 
 Signals:
     send_requested(): the person asked to send the draft.
@@ -83,14 +85,25 @@ def _file_pick(path: str, check_suffix: bool = False) -> Pick:
 
 
 class PromptEdit(QPlainTextEdit):
-    """The text box: Enter sends, Shift+Enter is a newline, images go to the composer."""
+    """The text box: Enter sends, Shift+Enter is a newline, Tab leaves it (Ctrl+Tab types a tab),
+    images go to the composer."""
 
     submit = Signal()
     escape = Signal()
     images_offered = Signal(QMimeData)
 
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.setAccessibleName("Message")
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         key = event.key()
+        if key == Qt.Key.Key_Tab and event.modifiers() & (
+            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.MetaModifier
+        ):
+            self.insertPlainText("\t")  # Tab itself moves focus on
+            return
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
                 self.insertPlainText("\n")
@@ -135,6 +148,7 @@ class AttachmentChip(QFrame):
         self.remove_button.setObjectName("removeAttachment")
         self.remove_button.setText("×")
         self.remove_button.setToolTip(f"Remove {image.name}")
+        self.remove_button.setAccessibleName(f"Remove {image.name}")
         self.remove_button.clicked.connect(lambda: self.removed.emit(self))
         layout.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
 
@@ -173,6 +187,7 @@ class Composer(QFrame):
         self.attach_button.setObjectName("attachButton")
         self.attach_button.setText("＋")
         self.attach_button.setToolTip("Attach images (or drop or paste them)")
+        self.attach_button.setAccessibleName("Attach images")
         self.attach_button.clicked.connect(self.attach_requested)
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         self.edit = PromptEdit()
@@ -191,6 +206,8 @@ class Composer(QFrame):
         self.send_button.clicked.connect(self._on_send_button_clicked)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         outer.addLayout(row)
+        QWidget.setTabOrder(self.edit, self.attach_button)  # the text first, though Attach is left
+        QWidget.setTabOrder(self.attach_button, self.send_button)
         self._update_button()
 
     # Height ------------------------------------------------------------------------------------
@@ -296,6 +313,8 @@ class Composer(QFrame):
         self._thumbnails[image.sha256] = thumbnail
         self._chips.append(chip)
         self.strip_layout.insertWidget(len(self._chips) - 1, chip)
+        before = self._chips[-2].remove_button if len(self._chips) > 1 else self.attach_button
+        QWidget.setTabOrder(before, chip.remove_button)  # after Attach, in the chips' order
         self.strip.setVisible(True)
         self._update_button()
         self.notice_outdated.emit()
@@ -318,10 +337,12 @@ class Composer(QFrame):
         if self._generating:
             self.send_button.setText("Stop")
             self.send_button.setToolTip("Stop the answer (Esc)")
+            self.send_button.setAccessibleName("Stop")
             self.send_button.setEnabled(True)
         else:
             self.send_button.setText("Send")
             self.send_button.setToolTip("Send (Enter)")
+            self.send_button.setAccessibleName("Send")
             self.send_button.setEnabled(self.has_draft())
 
     def _on_send_button_clicked(self) -> None:

@@ -15,11 +15,13 @@ code blocks get a monospace font and room for a header (the delegate paints thei
 language and Copy from ``code_groups``); quotes are indented and muted (``quote_blocks``: the
 delegate paints their bar). ``SelectableMessage`` shows such a document for selecting text,
 under the same rules.
+``plain_text`` is what such a document says without its formatting (for screen readers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from PySide6.QtCore import QByteArray, QObject, Qt, QUrl
 from PySide6.QtGui import (
@@ -226,6 +228,16 @@ def untrusted_document(
     return document
 
 
+@lru_cache(maxsize=256)
+def plain_text(markdown: str) -> str:
+    """The words of untrusted Markdown ``markdown`` without its marks (no ``##``, ``**``, table
+    bars or fences), one line per block; nothing is loaded."""
+    document = UntrustedTextDocument()
+    document.setMarkdown(markdown, MARKDOWN_FEATURES)
+    lines = (line.replace("\ufffc", "").strip() for line in document.toPlainText().splitlines())
+    return "\n".join(line for line in lines if line)
+
+
 class SelectableMessage(QTextBrowser):
     """One message's text, selectable with the mouse and keyboard (the transcript opens it over
     a message on double-click). Read-only; it loads nothing and follows no link.
@@ -244,7 +256,9 @@ class SelectableMessage(QTextBrowser):
             Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
         )
         self.viewport().setAutoFillBackground(False)
-        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        # Transparent through the app's style sheet (QTextEdit#messageSelection): a widget's own
+        # sheet makes Qt keep a style for it that a later change of the app's sheet can leave
+        # dangling (a crash in QWidget::style() while the appearance changes).
 
     def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
         if kind == QTextDocument.ResourceType.ImageResource.value:

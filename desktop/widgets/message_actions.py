@@ -1,12 +1,15 @@
 """The actions a message offers (Copy, Copy code, Edit, Regenerate, Continue) and the bar of
-buttons the transcript shows over the row under the mouse."""
+buttons the transcript shows over the row under the mouse or the current row.
+
+The buttons take focus from the keyboard (Tab from the transcript reaches the current row's
+actions; Space presses one), not from a click, so clicking one leaves focus where it was."""
 
 from __future__ import annotations
 
 import re
 from functools import partial
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QToolButton, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry
@@ -49,9 +52,11 @@ class MessageActionBar(QWidget):
 
     Signals:
         action_triggered(str, int): an action button was pressed (action, row).
+        focused(): a button got the keyboard focus (the transcript brings the bar into view).
     """
 
     action_triggered = Signal(str, int)
+    focused = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -67,11 +72,21 @@ class MessageActionBar(QWidget):
             button.setText(label)
             button.setToolTip(tooltip)
             button.setAutoRaise(True)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             button.clicked.connect(partial(self._on_button_clicked, action))
+            button.installEventFilter(self)
             layout.addWidget(button)
             self.actions[action] = button
         self.hide()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.FocusIn:
+            self.focused.emit()
+        return super().eventFilter(watched, event)
+
+    def has_focus(self) -> bool:
+        """Whether one of the buttons has the keyboard focus (the bar then stays on its row)."""
+        return any(button.hasFocus() for button in self.actions.values())
 
     def show_for(self, row: int, entry: TranscriptEntry, is_last: bool) -> None:
         """Offer the actions that apply to ``entry`` (at ``row``)."""

@@ -95,3 +95,5 @@ class ModelMenu(QMenu):
         self.addSeparator()
         manage = self.addAction("Manage Models…")
         manage.triggered.connect(self.manage_requested)
+        for item in self.actions():
+            item.setMenuRole(QAction.MenuRole.NoRole)  # macOS must not move any to the app menu

@@ -40,6 +40,7 @@ class NoticeBar(QFrame):
         self.close_button.setObjectName("noticeClose")
         self.close_button.setText("×")
         self.close_button.setToolTip("Dismiss")
+        self.close_button.setAccessibleName("Dismiss")
         self.close_button.clicked.connect(self._on_close_button_clicked)
         layout.addWidget(self.close_button)
         self.hide()

@@ -20,6 +20,7 @@ class ServeApiAction(QAction):
     def __init__(self, controller: ServerController, status_bar: QStatusBar, parent=None):
         super().__init__(TITLE, parent)
         self.setCheckable(True)
+        self.setMenuRole(QAction.MenuRole.NoRole)
         self.setToolTip("Serve the loaded model over a local OpenAI-compatible API")
         self._controller = controller
         self._bar = status_bar

@@ -4,8 +4,10 @@
 searching, a list of hits with their snippets); ``Sidebar`` draws it and reports what the
 person chose. The window does the work. Searches run on Qt's thread pool (``search_messages``,
 with its own connection), never on the UI thread; a result that arrives after a newer query
-was typed is dropped. Esc in the search box clears it, and so does a conversation becoming the
-open one while the search hides it (a chat just started), so the open conversation stays listed.
+was typed is dropped. Esc in the search box clears it (before any window shortcut on Esc), and
+so does a conversation becoming the open one while the search hides it (a chat just started), so
+the open conversation stays listed. ``focus_search`` is Edit ▸ Find… (Ctrl/Cmd+F or K). In the
+list, the Menu key opens the current conversation's menu and Delete (or Cmd+Backspace) deletes it.
 
 Signals (Sidebar):
     new_requested(): "New Chat" pressed.
@@ -36,7 +38,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPalette
+from PySide6.QtGui import QColor, QContextMenuEvent, QFontMetrics, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QLineEdit,
@@ -242,12 +244,14 @@ class Sidebar(QFrame):
         self.search = QLineEdit()
         self.search.setObjectName("searchBox")
         self.search.setPlaceholderText("Search all chats")
+        self.search.setAccessibleName("Search all chats")
         self.search.setClearButtonEnabled(True)
         self.search.installEventFilter(self)
         layout.addWidget(self.search)
         self.model = ConversationListModel(self)
         self.view = QListView()
         self.view.setObjectName("conversationList")
+        self.view.setAccessibleName("Conversations")
         self.view.setModel(self.model)
         self.view.setItemDelegate(ConversationDelegate(self.view))
         self.view.setWordWrap(True)
@@ -256,6 +260,7 @@ class Sidebar(QFrame):
         self.view.customContextMenuRequested.connect(self._on_view_context_menu_requested)
         self.view.clicked.connect(self._on_view_clicked)
         self.view.activated.connect(self._on_view_clicked)
+        self.view.installEventFilter(self)
         layout.addWidget(self.view, 1)
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
@@ -315,16 +320,26 @@ class Sidebar(QFrame):
         self.refresh()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is not self.search and self._on_view_key(event):  # the list (set up after)
+            return True
         if (
             watched is self.search
             and isinstance(event, QKeyEvent)
-            and event.type() == QEvent.Type.KeyPress
             and event.key() == Qt.Key.Key_Escape
             and self.search.text()
         ):
-            self.clear_search()  # Esc clears the search
-            return True
+            if event.type() == QEvent.Type.ShortcutOverride:
+                event.accept()  # Esc is the search's here, not Stop Answer's
+                return True
+            if event.type() == QEvent.Type.KeyPress:
+                self.clear_search()  # Esc clears the search
+                return True
         return super().eventFilter(watched, event)
+
+    def focus_search(self) -> None:
+        """Put the keyboard in the search box, its text selected (Find…)."""
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
 
     def _show_current(self) -> None:
         if self.model.searching:
@@ -344,15 +359,36 @@ class Sidebar(QFrame):
         else:
             self.conversation_selected.emit(row.conversation_id)
 
+    def _on_view_key(self, event: QEvent) -> bool:
+        """The list's keys: Menu (or a keyboard context menu) and Delete, on the current row."""
+        current = self.view.currentIndex()
+        if not current.isValid():
+            return False
+        keyboard_menu = isinstance(event, QContextMenuEvent) and (
+            event.reason() == QContextMenuEvent.Reason.Keyboard
+        )
+        key = event.key() if isinstance(event, QKeyEvent) and event.type() == QEvent.Type.KeyPress else None
+        if keyboard_menu or key == Qt.Key.Key_Menu:
+            rect = self.view.visualRect(current)
+            self._conversation_menu(current.row()).exec(self.view.viewport().mapToGlobal(rect.center()))
+            return True
+        command = Qt.KeyboardModifier.ControlModifier
+        if key == Qt.Key.Key_Delete or (key == Qt.Key.Key_Backspace and event.modifiers() & command):
+            self.delete_requested.emit(self.model.row(current.row()).conversation_id)
+            return True
+        return False
+
     def _on_view_context_menu_requested(self, pos: QPoint) -> None:
         index = self.view.indexAt(pos)
-        if not index.isValid():
-            return
-        conversation_id = self.model.row(index.row()).conversation_id
+        if index.isValid():
+            self._conversation_menu(index.row()).exec(self.view.viewport().mapToGlobal(pos))
+
+    def _conversation_menu(self, row: int) -> QMenu:
+        conversation_id = self.model.row(row).conversation_id
         menu = QMenu(self)
         menu.addAction("Rename…", lambda: self.rename_requested.emit(conversation_id))
         menu.addAction("Export as Markdown…", lambda: self.export_requested.emit(conversation_id, "md"))
         menu.addAction("Export as JSON…", lambda: self.export_requested.emit(conversation_id, "json"))
         menu.addSeparator()
         menu.addAction("Delete", lambda: self.delete_requested.emit(conversation_id))
-        menu.exec(self.view.viewport().mapToGlobal(pos))
+        return menu

@@ -40,6 +40,7 @@ class StatusBar(QStatusBar):
         self.addWidget(self.load_progress)
         self.cancel_load_button = QPushButton("Cancel")
         self.cancel_load_button.setObjectName("cancelLoad")
+        self.cancel_load_button.setAccessibleName("Cancel loading the model")
         self.cancel_load_button.clicked.connect(self.cancel_load_requested)
         self.cancel_load_button.hide()
         self.addWidget(self.cancel_load_button)

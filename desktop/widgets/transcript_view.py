@@ -2,21 +2,26 @@
 
 The view only draws (``MessageDelegate`` paints each message from a cached document) and
 offers the message actions: an action bar over the row under the mouse or the current row, the
-same actions in a context menu, and Ctrl+C to copy the current message. Double-clicking a message
-(or ``select_text``) opens its text in a read-only ``SelectableMessage`` over the row, for
-selecting part of it; Escape or another row closes it. Clicking a thumbnail asks for the image
-larger (``image_requested``); clicking a code block's Copy, or "Copy code" in the menu opened
-over a code block, is about that block (``code_block_hint``). A streaming answer
-changes its row many times a second; the view collects those changes and redraws the changed
-row on a ~50 ms timer, so streaming costs the same in a long conversation as in a short one.
+same actions in a context menu (or the Menu key), and Ctrl+C to copy the current message. From
+the keyboard, focus entering the transcript lands on its last message (the arrow keys move),
+and Tab goes on to that row's action buttons; while one has focus the bar stays on its row.
+A screen reader reads each row's plain text (``TranscriptModel``'s accessible roles).
+Double-clicking a message (or ``select_text``) opens its text in a read-only
+``SelectableMessage`` over the row, for selecting part of it; Escape or another row closes it.
+Clicking a thumbnail asks for the image larger (``image_requested``); clicking a code block's
+Copy, or "Copy code" in the menu opened over a code block, is about that block
+(``code_block_hint``). A streaming answer changes its row many times a second; the view
+collects those changes and redraws the changed row on a ~50 ms timer, so streaming costs the
+same in a long conversation as in a short one.
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
 it stays where they are.
 
 A long conversation shows only its last messages until the person scrolls up to earlier ones
 (``desktop.widgets.shown_rows``).
 
-The file is over 400 lines because the view's mouse, key, menu and scroll handling all act on
-the same state (the hidden rows, the action bar's row, the row open for selection).
+The file is over 400 lines because the view is one Qt class whose overrides (mouse, keys, focus,
+scrolling, layout, menus) all act on the same state (the hidden rows, the action bar's row, the
+row open for selection).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
+    QFocusEvent,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
@@ -96,6 +102,7 @@ class TranscriptView(QListView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("transcript")
+        self.setAccessibleName("Messages")
         self._model: TranscriptModel | None = None
         self._dirty: set[int] = set()
         self._follow = True
@@ -109,6 +116,7 @@ class TranscriptView(QListView):
         self.placeholder.setWordWrap(True)
         self.action_bar = MessageActionBar(self.viewport())
         self.action_bar.action_triggered.connect(self.action_requested)
+        self.action_bar.focused.connect(self._reveal_action_bar)
         self._hovered: int | None = None
         self._code_block: tuple[int, int] | None = None  # (row, block) a "Copy code" is about
         self.delegate = MessageDelegate(self)
@@ -287,6 +295,8 @@ class TranscriptView(QListView):
 
     # Action bar, menu and keys ------------------------------------------------------------------------
     def _bar_row(self) -> int | None:
+        if self.action_bar.has_focus():
+            return self.action_bar.row  # the keyboard is on it: the mouse does not move it
         if self._hovered is not None:
             return self._hovered
         current = self.currentIndex()
@@ -303,6 +313,22 @@ class TranscriptView(QListView):
         rect = self.visualRect(self._model.index(row))
         self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint(), row))
         self.action_bar.raise_()
+
+    def _reveal_action_bar(self) -> None:
+        """Scroll so the bar that has the keyboard focus is in sight (a tall row's footer).
+
+        Scrolling lays rows out exactly (their estimated heights are refined), which can move
+        the bar again: so look again, a few times at most."""
+        for _ in range(4):
+            bar, viewport = self.action_bar.geometry(), self.viewport().rect()
+            shift = bar.bottom() - viewport.bottom() if bar.bottom() > viewport.bottom() else 0
+            shift = bar.top() - viewport.top() if bar.top() < viewport.top() else shift
+            if not shift:
+                return
+            self._follow = False
+            scroll = self.verticalScrollBar()
+            scroll.setValue(scroll.value() + shift + (8 if shift > 0 else -8))
+            self._place_action_bar()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         index = self.indexAt(event.position().toPoint())
@@ -429,13 +455,27 @@ class TranscriptView(QListView):
                 item.triggered.connect(lambda _checked=False, a=action: self.action_requested.emit(a, row))
         return menu
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+    def copy(self) -> bool:
+        """Copy the current message (Ctrl+C, Edit ▸ Copy); False if there is none to copy."""
         current = self.currentIndex()
-        if event.matches(QKeySequence.StandardKey.Copy) and current.isValid():
-            if "copy" in offered_actions(self._model.entry(current.row()), False):
-                self.action_requested.emit("copy", current.row())
+        if not current.isValid() or "copy" not in offered_actions(self._model.entry(current.row()), False):
+            return False
+        self.action_requested.emit("copy", current.row())
+        return True
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if event.matches(QKeySequence.StandardKey.Copy) and self.currentIndex().isValid():
+            self.copy()
             return
         super().keyPressEvent(event)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt override
+        rows = self._model.rowCount() if self._model is not None else 0
+        if rows and not self.currentIndex().isValid() and event.reason() != Qt.FocusReason.MouseFocusReason:
+            last = self._model.index(rows - 1)  # the latest message, not the first shown
+            self.selectionModel().setCurrentIndex(last, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.scrollTo(last)
+        super().focusInEvent(event)
 
     # Following the end --------------------------------------------------------------------------------
     def _on_value_changed(self, value: int) -> None:

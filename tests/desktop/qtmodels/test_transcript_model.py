@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
@@ -76,3 +77,28 @@ def test_thumbnails_made_elsewhere_are_reused(qapp):
     other = TranscriptModel()
     other.append_user("look", [image])  # none given: made here
     assert other.entry(0).thumbnails[0].width() > 0
+
+
+def test_a_row_reads_to_a_screen_reader_as_who_wrote_it_and_its_plain_text(qapp):
+    picture = load_image_bytes(image_bytes(8, 8), "a.png")
+    model = TranscriptModel()
+    model.set_entries(
+        [
+            TranscriptEntry(
+                "user", "what is **this**?", images=(picture, picture), thumbnails=(QImage(), QImage())
+            ),
+            TranscriptEntry(
+                "assistant",
+                "## What I see\n\n| Photo | Colour |\n|---|---|\n| 1 | **red** |\n\n![x](file:///dev/zero)",
+                finish_reason="stop",
+            ),
+            TranscriptEntry("assistant", "", streaming=True),
+        ]
+    )
+    spoken = [model.data(model.index(row), Qt.ItemDataRole.AccessibleTextRole) for row in range(3)]
+    assert spoken == [
+        "You, 2 images: what is **this**?",  # a question is shown as typed, so it is read so
+        "Llama: What I see\nPhoto\nColour\n1\nred",
+        "Llama: Thinking…",
+    ]
+    assert model.data(model.index(2), Qt.ItemDataRole.AccessibleDescriptionRole) == "Thinking…"

@@ -268,3 +268,21 @@ def test_a_new_message_hides_again_what_was_shown_far_above(view, qtbot):
     view.executeDelayedItemsLayout()
     bar = view.verticalScrollBar()
     assert bar.value() == bar.maximum()
+
+
+def test_tab_into_a_tall_answer_brings_its_focused_action_into_view(view, qtbot):
+    long_answer = "\n\n".join(f"Paragraph {n} of a long answer." for n in range(120))
+    answer = TranscriptEntry("assistant", long_answer, finish_reason="stop")
+    view.model().set_entries([TranscriptEntry("user", "Tell me a lot"), answer])
+    view.executeDelayedItemsLayout()
+    view.scrollToTop()
+    view.window().activateWindow()
+    qtbot.waitActive(view.window())
+    view.clearFocus()
+    view.setFocus(Qt.FocusReason.TabFocusReason)
+    assert view.currentIndex().row() == 1  # focus from the keyboard lands on the last message
+    qtbot.keyClick(view, Qt.Key.Key_Tab)
+    copy = view.action_bar.actions["copy"]
+    assert QApplication.focusWidget() is copy
+    centre = copy.mapTo(view.viewport(), copy.rect().center())
+    assert view.viewport().rect().contains(centre), "the focused button is scrolled out of sight"
