@@ -27,7 +27,8 @@ the environment's setting, where ``PYTHONDONTWRITEBYTECODE`` makes every import 
 ``BENCH_DUMP_STALLS=FILE`` writes every thread's Python stack whenever a tick is 30 ms late.
 It prints the longest stall of each phase in milliseconds over three runs, median and worst
 (the goal is under 50 ms everywhere).
-Figures, not pass/fail: run ``uv run python bench/bench_ui_stalls.py``.
+Figures, not pass/fail: run ``uv run python bench/bench_ui_stalls.py``. (Over 400 lines because
+the meter, the scenario and the runs that compare are one benchmark, read together.)
 """
 
 from __future__ import annotations
@@ -56,11 +57,22 @@ SETTLE_MS = 400  # after a conversation opened: its layout and first paints
 PHASE_TIMEOUT_S = 600
 
 
-def _run_queue_s() -> float | None:
-    """Seconds this thread has waited for a CPU core (Linux's schedstat), None elsewhere."""
+def _schedstat() -> int | None:
+    """A descriptor of this thread's Linux schedstat (None elsewhere), kept open: each tick
+    reads it with one ``pread``, since every system call lets another thread take the GIL,
+    and getting it back adds to the stall being measured."""
     try:
-        with open("/proc/thread-self/schedstat") as stats:
-            return int(stats.read().split()[1]) / 1e9
+        return os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _run_queue_s(fd: int | None) -> float | None:
+    """Seconds the thread of ``fd`` (``_schedstat``) has waited for a core, None elsewhere."""
+    if fd is None:
+        return None
+    try:
+        return int(os.pread(fd, 128, 0).split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return None
 
@@ -74,6 +86,7 @@ class StallMeter:
     def __init__(self) -> None:
         from PySide6.QtCore import Qt, QTimer
 
+        self._schedstat = _schedstat()
         self.reset()
         self._timer = QTimer()
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -88,7 +101,7 @@ class StallMeter:
             # faulthandler's watchdog thread needs no GIL: if the next tick is 30 ms late, it
             # writes what each thread runs (the one holding the GIL among them).
             faulthandler.dump_traceback_later(0.030, file=self._dump)
-        now, cpu, queued = time.perf_counter(), time.thread_time(), _run_queue_s()
+        now, cpu, queued = time.perf_counter(), time.thread_time(), _run_queue_s(self._schedstat)
         if now - self._last > self.longest:
             self.longest = now - self._last
             self.cpu = cpu - self._cpu
@@ -98,7 +111,8 @@ class StallMeter:
     def reset(self) -> None:
         self.longest = self.cpu = 0.0
         self.queued: float | None = None
-        self._last, self._cpu, self._queued = time.perf_counter(), time.thread_time(), _run_queue_s()
+        self._last, self._cpu = time.perf_counter(), time.thread_time()
+        self._queued = _run_queue_s(self._schedstat)
 
     def stall(self) -> dict:
         """The longest stall and its parts, in ms."""
