@@ -257,7 +257,12 @@ HEAVY_MODULES = ("mlx_lm", "mlx_vlm", "transformers")  # mlx.core: imported at s
 
 def prepare(root: Path) -> None:
     """In its own process: synthesize the checkpoint, store the conversations, and load the
-    model once (so its modules' bytecode is cached, as in an installed app)."""
+    model once and compile the app's modules (so their bytecode is cached, as in an installed
+    app: else the first run compiles what the window imports later, holding the GIL)."""
+    import compileall
+
+    for package in ("desktop", "models") if not sys.dont_write_bytecode else ():  # not cold
+        compileall.compile_dir(Path(__file__).resolve().parent.parent / package, quiet=1)
     from models.chats.store import ConversationStore
     from models.inference.engine import Engine
     from tests.support.synthetic_checkpoints import quantize_checkpoint, write_checkpoint
