@@ -1,13 +1,16 @@
 """App start-up: the QApplication, the style sheet, and the main window on screen.
 
-MLX is not imported here; the worker imports it on its own thread when the first model
-loads, so the window appears at once.
+MLX is not imported before the window is shown; then a background thread imports it and the
+rest of what a model load needs (``models.inference.loading_imports``), so the window appears
+at once and its first model load neither waits for those imports nor stalls on them.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import sys
+import threading
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -84,6 +87,30 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def _import_loading_stack(done: threading.Event) -> None:
+    from models.inference.loading_imports import import_loading_stack
+
+    try:
+        import_loading_stack()
+    except Exception:  # noqa: BLE001 - a model load imports again and reports the failure
+        logging.getLogger(__name__).debug("Importing the model-loading libraries failed", exc_info=True)
+    finally:
+        done.set()
+
+
+def show_window(window) -> threading.Event:
+    """Show the main window, freeze the start-up objects, and start importing the libraries a
+    model load needs (seconds of work) on a background thread, so the first load does not wait
+    for them; returns an event set once that is done."""
+    window.show()
+    freeze_startup_objects()
+    done = threading.Event()
+    threading.Thread(
+        target=_import_loading_stack, args=(done,), name="import-loading-stack", daemon=True
+    ).start()
+    return done
+
+
 def run_app(
     model: str | None = None,
     argv: list[str] | None = None,
@@ -111,8 +138,7 @@ def run_app(
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow(library=_library_for(cluster), engine_factory=_factory_for(cluster))
-    window.show()
-    freeze_startup_objects()
+    show_window(window)
     target = model or window.settings.value("last_model", None, type=str)
     if target:
         try:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.inference.checkpoint import Checkpoint
+from models.inference.loading_imports import import_loading_stack
 from models.inference.tokenizer_guard import tokenizer_call
 
 
@@ -100,6 +101,7 @@ def load_tokenizer(checkpoint: Checkpoint):
 
 
 def load_model_and_tokenizer(checkpoint: Checkpoint, report: Callable[[str], None]):
+    import_loading_stack()  # usually done at start-up; see models/inference/loading_imports.py
     import mlx.core as mx
     from mlx_vlm.utils import load_model
 
