@@ -131,7 +131,8 @@ def run_app(
         print(f"llama-desk: {exc}", file=sys.stderr)
         return 2
 
-    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(argv or sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(APP_NAME)
     icon = ASSETS / "icon.png"
@@ -142,7 +143,7 @@ def run_app(
     target = model or window.settings.value("last_model", None, type=str)
     if target:
         try:
-            window.load_model(resolve_model(target))
+            window.load_model(resolve_model(str(target)))
         except ModelNotFound as exc:
             window.notice.show_message(str(exc))
     return app.exec()

@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._set_tab_order()
         self._update_placeholder()
-        self.show_sidebar(self.settings.value(SIDEBAR_KEY, True, type=bool))
+        self.show_sidebar(bool(self.settings.value(SIDEBAR_KEY, True, type=bool)))
         self.composer.edit.setFocus()
         if self.store_health.problem:
             self.store_health.report(self.store_health.problem)
@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
         sidebar, composer, notice = self.sidebar, self.composer, self.notice
         welcome = [w for w in self.welcome.findChildren(QWidget) if w.focusPolicy() & Qt.FocusPolicy.TabFocus]
         chain = [sidebar.new_button, sidebar.search, sidebar.view, *welcome, self.transcript]
-        chain += list(self.transcript.action_bar.actions.values())
+        chain += list(self.transcript.action_bar.buttons.values())
         chain += [notice.action_button, notice.close_button, composer.edit, composer.attach_button]
         chain.append(composer.send_button)
         for first, second in zip(chain, chain[1:], strict=False):
@@ -206,7 +206,7 @@ class MainWindow(QMainWindow):
         self.menus.import_requested.connect(self.import_conversation)
         self.menus.stop_requested.connect(self.stop)
         self.menus.about_requested.connect(self.show_about)
-        self.menus.find_requested.connect(self.find)
+        self.menus.find_requested.connect(self.find_in_chats)
         self.menus.sidebar_toggled.connect(self.show_sidebar)
         self.menus.regenerate_requested.connect(self.chat.regenerate_last)
         self.menus.copy_answer_requested.connect(self.chat.copy_last_answer)
@@ -438,7 +438,7 @@ class MainWindow(QMainWindow):
         if had_focus and not visible:
             self.composer.edit.setFocus()
 
-    def find(self) -> None:
+    def find_in_chats(self) -> None:  # not `find`: QWidget.find() is Qt's
         """Edit ▸ Find…: the search box, with the sidebar shown."""
         if self.sidebar.isHidden():
             self.show_sidebar(True)

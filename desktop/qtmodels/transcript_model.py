@@ -74,7 +74,7 @@ class TranscriptEntry:
         if stats is not None and not isinstance(stats, AnswerStats):
             stats = AnswerStats.from_step(stats)
         return Turn(
-            role=self.role,
+            role="assistant" if self.role == "assistant" else "user",
             text=self.text,
             images=tuple(self.images),
             stats=stats,

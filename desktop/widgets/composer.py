@@ -63,7 +63,7 @@ def images_in_mime(mime: QMimeData) -> tuple[list[str], list[tuple[bytes, str]]]
                 if isinstance(image, QImage) and not image.isNull():
                     buffer = QBuffer()
                     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-                    image.save(buffer, "PNG")
+                    image.save(buffer, "PNG")  # type: ignore[call-overload]  # PySide takes str
                     datas.append((bytes(buffer.data().data()), "pasted image"))
     return paths, datas
 

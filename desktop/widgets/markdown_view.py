@@ -198,7 +198,7 @@ def document_height(document: QTextDocument) -> float:
 class UntrustedTextDocument(QTextDocument):
     """A document that never loads a resource by itself: images are blank, the rest empty."""
 
-    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
+    def loadResource(self, kind: int, url: QUrl | str):  # noqa: N802 - Qt override
         if kind == QTextDocument.ResourceType.ImageResource.value:
             return _blank_image()
         return QByteArray()
@@ -260,7 +260,7 @@ class SelectableMessage(QTextBrowser):
         # sheet makes Qt keep a style for it that a later change of the app's sheet can leave
         # dangling (a crash in QWidget::style() while the appearance changes).
 
-    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt override
+    def loadResource(self, kind: int, url: QUrl | str):  # noqa: N802 - Qt override
         if kind == QTextDocument.ResourceType.ImageResource.value:
             return _blank_image()
         return QByteArray()

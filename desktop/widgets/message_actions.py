@@ -65,7 +65,7 @@ class MessageActionBar(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self.actions: dict[str, QToolButton] = {}
+        self.buttons: dict[str, QToolButton] = {}  # not `actions`: QWidget.actions() is Qt's
         for action, label, tooltip in ACTIONS:
             button = QToolButton()
             button.setObjectName("messageAction")
@@ -76,7 +76,7 @@ class MessageActionBar(QWidget):
             button.clicked.connect(partial(self._on_button_clicked, action))
             button.installEventFilter(self)
             layout.addWidget(button)
-            self.actions[action] = button
+            self.buttons[action] = button
         self.hide()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
@@ -86,13 +86,13 @@ class MessageActionBar(QWidget):
 
     def has_focus(self) -> bool:
         """Whether one of the buttons has the keyboard focus (the bar then stays on its row)."""
-        return any(button.hasFocus() for button in self.actions.values())
+        return any(button.hasFocus() for button in self.buttons.values())
 
     def show_for(self, row: int, entry: TranscriptEntry, is_last: bool) -> None:
         """Offer the actions that apply to ``entry`` (at ``row``)."""
         self.row = row
         offered = offered_actions(entry, is_last)
-        for action, button in self.actions.items():
+        for action, button in self.buttons.items():
             button.setVisible(action in offered)
         self.adjustSize()
         self.setVisible(bool(offered))

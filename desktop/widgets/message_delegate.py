@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from PySide6.QtCore import (
     QModelIndex,
@@ -143,7 +144,10 @@ class MessageDelegate(QStyledItemDelegate):
         self._view.viewport().update()
 
     def _entry(self, row: int) -> TranscriptEntry:
-        return self._view.model().entry(row)
+        return self._transcript().entry(row)
+
+    def _transcript(self) -> TranscriptModel:
+        return cast(TranscriptModel, self._view.model())  # the view is only ever given one
 
     def _content(self, row: int) -> _RowCache:
         """The row's document for its current revision, rendered if the text changed."""
@@ -270,7 +274,7 @@ class MessageDelegate(QStyledItemDelegate):
 
     def _size_all(self, width: int) -> None:
         """Give every shown row without a size hint one: its laid-out height, or else an estimate."""
-        model = self._view.model()
+        model = self._transcript()
         estimated = False
         for row in range(self.first_row, model.rowCount()):
             if row in self._sizes:
@@ -422,6 +426,8 @@ class MessageDelegate(QStyledItemDelegate):
         palette = editor.palette()
         palette.setColor(QPalette.ColorRole.Text, self.colours.text)
         editor.setPalette(palette)
+        if not isinstance(editor, SelectableMessage):
+            return
         editor.setDocument(
             untrusted_document(
                 entry.text,

@@ -63,7 +63,7 @@ class ModelMenu(QMenu):
     def __init__(self, library: ModelLibrary, parent=None):
         super().__init__("&Model", parent)
         self.library = library
-        self.active_path = None
+        self.active_path: str | None = None
         self.aboutToShow.connect(self.rebuild)
         self.rebuild()
 

@@ -373,7 +373,8 @@ class Sidebar(QFrame):
             self._conversation_menu(current.row()).exec(self.view.viewport().mapToGlobal(rect.center()))
             return True
         command = Qt.KeyboardModifier.ControlModifier
-        if key == Qt.Key.Key_Delete or (key == Qt.Key.Key_Backspace and event.modifiers() & command):
+        held = event.modifiers() if isinstance(event, QKeyEvent) else Qt.KeyboardModifier.NoModifier
+        if key == Qt.Key.Key_Delete or (key == Qt.Key.Key_Backspace and held & command):
             self.delete_requested.emit(self.model.row(current.row()).conversation_id)
             return True
         return False

@@ -148,6 +148,12 @@ class TranscriptView(QListView):
         self._placeholder_suppressed = suppressed
         self._after_rows_changed()
 
+    def _transcript(self) -> TranscriptModel:
+        """The model, which the window sets right after building the view."""
+        if self._model is None:
+            raise RuntimeError("TranscriptView has no model yet (set_model)")
+        return self._model
+
     def set_model(self, model: TranscriptModel) -> None:
         self._model = model
         self.setModel(model)
@@ -168,7 +174,7 @@ class TranscriptView(QListView):
         self.flush()
         self.shown.show_row(row)
         self.executeDelayedItemsLayout()
-        index = self._model.index(row)
+        index = self._transcript().index(row)
         self.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.scrollTo(index)
         self._hovered = None
@@ -188,18 +194,23 @@ class TranscriptView(QListView):
         self.openPersistentEditor(index)
         self._selecting = QPersistentModelIndex(index)
         editor = self.indexWidget(index)
+        if not isinstance(editor, SelectableMessage):
+            return None
         editor.setFocus()
         return editor
 
     def text_selection(self) -> SelectableMessage | None:
         """The open text selection, if any."""
-        return self.indexWidget(QModelIndex(self._selecting)) if self._selecting is not None else None
+        if self._selecting is None:
+            return None
+        editor = self.indexWidget(self.model().index(self._selecting.row(), 0))
+        return editor if isinstance(editor, SelectableMessage) else None
 
     def close_text_selection(self) -> None:
         if self._selecting is not None:
             selecting, self._selecting = self._selecting, None
             if selecting.isValid():
-                self.closePersistentEditor(QModelIndex(selecting))
+                self.closePersistentEditor(selecting)
                 self.setFocus()
 
     def first_shown_row(self) -> int:
@@ -253,7 +264,12 @@ class TranscriptView(QListView):
             self._place_action_bar()
 
     # Model changes ----------------------------------------------------------------------------------
-    def dataChanged(self, first: QModelIndex, last: QModelIndex, roles: Sequence[int] = ()) -> None:  # noqa: N802
+    def dataChanged(  # noqa: N802 - Qt override
+        self,
+        first: QModelIndex | QPersistentModelIndex,
+        last: QModelIndex | QPersistentModelIndex,
+        roles: Sequence[int] = (),
+    ) -> None:
         """Collect changed rows; they are redrawn together on the refresh timer."""
         self._dirty.update(range(first.row(), last.row() + 1))
         if not self._timer.isActive():
@@ -309,8 +325,8 @@ class TranscriptView(QListView):
             self.action_bar.hide()
             self.action_bar.row = None
             return
-        self.action_bar.show_for(row, self._model.entry(row), row == rows - 1)
-        rect = self.visualRect(self._model.index(row))
+        self.action_bar.show_for(row, self._transcript().entry(row), row == rows - 1)
+        rect = self.visualRect(self._transcript().index(row))
         self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint(), row))
         self.action_bar.raise_()
 
@@ -447,7 +463,7 @@ class TranscriptView(QListView):
     def action_menu(self, row: int) -> QMenu:
         """The actions of ``row`` as a menu (what right-clicking a message shows)."""
         menu = QMenu(self)
-        offered = offered_actions(self._model.entry(row), row == self._model.rowCount() - 1)
+        offered = offered_actions(self._transcript().entry(row), row == self._transcript().rowCount() - 1)
         for action, label, tooltip in ACTIONS:
             if action in offered:
                 item = menu.addAction(label)
@@ -458,7 +474,9 @@ class TranscriptView(QListView):
     def copy(self) -> bool:
         """Copy the current message (Ctrl+C, Edit ▸ Copy); False if there is none to copy."""
         current = self.currentIndex()
-        if not current.isValid() or "copy" not in offered_actions(self._model.entry(current.row()), False):
+        if not current.isValid() or "copy" not in offered_actions(
+            self._transcript().entry(current.row()), False
+        ):
             return False
         self.action_requested.emit("copy", current.row())
         return True
@@ -472,7 +490,7 @@ class TranscriptView(QListView):
     def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt override
         rows = self._model.rowCount() if self._model is not None else 0
         if rows and not self.currentIndex().isValid() and event.reason() != Qt.FocusReason.MouseFocusReason:
-            last = self._model.index(rows - 1)  # the latest message, not the first shown
+            last = self._transcript().index(rows - 1)  # the latest message, not the first shown
             self.selectionModel().setCurrentIndex(last, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             self.scrollTo(last)
         super().focusInEvent(event)

@@ -32,11 +32,15 @@ from __future__ import annotations
 import gc
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from models.chats.answer_run import AnswerEnded, AnswerJob, EndReason, error_step, run_answer
 from models.hub.model_names import model_name
+
+if TYPE_CHECKING:
+    from models.inference.conversation_caches import ConversationCaches
 
 __all__ = ["AnswerJob", "InferenceWorker", "WorkerThread"]
 
@@ -72,7 +76,7 @@ class InferenceWorker(QObject):
         self.request_generate.connect(self._on_request_generate)
         self.request_unload.connect(self._on_request_unload)
         self.request_open_conversation.connect(self._on_request_open_conversation)
-        self._kv_caches = None  # ConversationCaches: KV caches saved per conversation
+        self._kv_caches: ConversationCaches | None = None  # KV caches saved per conversation
 
     @property
     def engine(self):
@@ -143,6 +147,9 @@ class InferenceWorker(QObject):
             # Outside the except blocks: their traceback no longer holds the half-loaded model.
             self._return_memory()
             self.load_failed.emit(failure)
+            return
+        if engine is None:  # a factory that returned nothing: nothing loaded
+            self.load_failed.emit(f"Could not load {name}.")
             return
         if cancel.is_set():
             engine.close()

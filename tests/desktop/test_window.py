@@ -316,7 +316,7 @@ def test_failed_edit_keeps_the_conversation(loaded, qtbot):
         with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
             qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     before = [(e.role, e.text) for e in window.transcript_model.entries()]
-    qtbot.mouseClick(window.transcript.row_actions(0).actions["edit"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.transcript.row_actions(0).buttons["edit"], Qt.MouseButton.LeftButton)
     window.composer.edit.selectAll()
     qtbot.keyClicks(window.composer.edit, "A much longer edited question " * 10)
     window.generation_settings = GenerationSettings(max_tokens=4, context_length=30)
@@ -343,7 +343,7 @@ def test_failed_regenerate_keeps_the_stored_answer(loaded, qtbot, fake_engines):
     before = [(e.role, e.text) for e in window.transcript_model.entries()]
     fake_engines.last.fail_next_answer("out of memory during prefill")
     with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
-        qtbot.mouseClick(window.transcript.row_actions(3).actions["regenerate"], Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(window.transcript.row_actions(3).buttons["regenerate"], Qt.MouseButton.LeftButton)
     assert [(e.role, e.text) for e in window.transcript_model.entries()] == before
     from models.chats.store import ConversationStore
 

@@ -74,8 +74,8 @@ def test_tab_walks_every_control_in_order_and_comes_back(loaded, qtbot):
         sidebar.search,
         sidebar.view,
         window.transcript,
-        bar.actions["copy"],
-        bar.actions["regenerate"],
+        bar.buttons["copy"],
+        bar.buttons["regenerate"],
         notice.action_button,
         notice.close_button,
     ]
@@ -109,7 +109,7 @@ def test_message_actions_are_reached_by_tab_and_pressed_with_space(loaded, qtbot
     window.transcript.setFocus(Qt.FocusReason.TabFocusReason)
     assert window.transcript.currentIndex().row() == 1  # the last message is where Tab lands
     QTest.keyClick(window.transcript, Qt.Key.Key_Tab)
-    copy = window.transcript.action_bar.actions["copy"]
+    copy = window.transcript.action_bar.buttons["copy"]
     assert focused() is copy and window.transcript.action_bar.row == 1
     QGuiApplication.clipboard().clear()
     QTest.keyClick(copy, Qt.Key.Key_Space)
@@ -119,7 +119,7 @@ def test_message_actions_are_reached_by_tab_and_pressed_with_space(loaded, qtbot
     QTest.keyClick(window.transcript, Qt.Key.Key_Up)
     QTest.keyClick(window.transcript, Qt.Key.Key_Tab)
     QTest.keyClick(focused(), Qt.Key.Key_Tab)
-    assert focused() is window.transcript.action_bar.actions["edit"]
+    assert focused() is window.transcript.action_bar.buttons["edit"]
     QTest.keyClick(focused(), Qt.Key.Key_Space)
     assert window.composer.text() == "First question" and focused() is window.composer.edit
 

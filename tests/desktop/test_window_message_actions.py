@@ -33,7 +33,7 @@ def ask(qtbot, window, text):
 
 
 def press(qtbot, window, row, action):
-    button = window.transcript.row_actions(row).actions[action]
+    button = window.transcript.row_actions(row).buttons[action]
     assert button.isVisibleTo(window), f"{action} is not offered on row {row}"
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT) as blocker:
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
@@ -48,18 +48,18 @@ def test_copy_and_copy_code(window, qtbot):
     model.finish_answer(row, None)
     window.transcript.flush()
     widget = window.transcript.row_actions(row)
-    qtbot.mouseClick(widget.actions["copy_code"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.buttons["copy_code"], Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == "print(1)\n\nls -la"
-    qtbot.mouseClick(widget.actions["copy"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.buttons["copy"], Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text().startswith("Here:")
-    assert not window.transcript.row_actions(0).actions["copy_code"].isVisibleTo(window)
+    assert not window.transcript.row_actions(0).buttons["copy_code"].isVisibleTo(window)
 
 
 def test_regenerate_replaces_the_last_answer(window, qtbot):
     ask(qtbot, window, "First question")
     first = window.transcript_model.entry(1).text
     window.generation_settings = GenerationSettings(max_tokens=6, temperature=1.0, seed=11)
-    assert not window.transcript.row_actions(0).actions["regenerate"].isVisibleTo(window)
+    assert not window.transcript.row_actions(0).buttons["regenerate"].isVisibleTo(window)
     step = press(qtbot, window, 1, "regenerate")
     model = window.transcript_model
     assert model.rowCount() == 2 and model.entry(0).text == "First question"
@@ -71,7 +71,7 @@ def test_edit_replaces_question_and_what_follows(window, qtbot):
     ask(qtbot, window, "One")
     ask(qtbot, window, "Two")
     assert window.transcript_model.rowCount() == 4
-    qtbot.mouseClick(window.transcript.row_actions(0).actions["edit"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.transcript.row_actions(0).buttons["edit"], Qt.MouseButton.LeftButton)
     assert window.composer.text() == "One"
     window.composer.edit.selectAll()
     qtbot.keyClicks(window.composer.edit, "Uno")

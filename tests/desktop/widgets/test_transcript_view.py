@@ -106,7 +106,7 @@ def test_actions_by_bar_menu_and_keys(view, qtbot):
     assert blocker.args == ["copy_code", last]
 
     bar = view.row_actions(0)
-    shown = [name for name, button in bar.actions.items() if button.isVisibleTo(view)]
+    shown = [name for name, button in bar.buttons.items() if button.isVisibleTo(view)]
     assert shown == ["copy", "edit"] and bar.isVisible()
     assert view.viewport().rect().contains(bar.geometry())
     with qtbot.waitSignal(view.action_requested) as blocker:
@@ -128,7 +128,7 @@ def test_actions_by_bar_menu_and_keys(view, qtbot):
         ),
     )
     assert bar.row == last
-    assert bar.actions["regenerate"].isVisibleTo(view)
+    assert bar.buttons["regenerate"].isVisibleTo(view)
 
 
 def test_a_streaming_answer_offers_no_actions(view):
@@ -282,7 +282,7 @@ def test_tab_into_a_tall_answer_brings_its_focused_action_into_view(view, qtbot)
     view.setFocus(Qt.FocusReason.TabFocusReason)
     assert view.currentIndex().row() == 1  # focus from the keyboard lands on the last message
     qtbot.keyClick(view, Qt.Key.Key_Tab)
-    copy = view.action_bar.actions["copy"]
+    copy = view.action_bar.buttons["copy"]
     assert QApplication.focusWidget() is copy
     centre = copy.mapTo(view.viewport(), copy.rect().center())
     assert view.viewport().rect().contains(centre), "the focused button is scrolled out of sight"
