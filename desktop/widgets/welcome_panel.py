@@ -119,8 +119,8 @@ class WelcomePanel(QFrame):
         head = f"No Llama 4 model fits this Mac's {gib} GB of memory." if gib else "No Llama 4 model fits."
         if smallest is not None and (needs := self._needs(smallest)):
             head += (
-                f" The smallest, {smallest.entry.display_name} ({format_size(smallest.size_bytes)} "
-                f"download), {needs}."
+                f" The smallest, {smallest.entry.display_name}, a {format_size(smallest.size_bytes)} "
+                f"download, {needs}."
             )
         return head + " You can still open a model folder you have, or pick one in Model ▸ Manage Models."
 

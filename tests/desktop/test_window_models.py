@@ -168,7 +168,7 @@ def test_welcome_says_which_mac_the_smallest_model_needs_when_none_fits(qtbot, t
     window._update_welcome()
     text = window.welcome.recommendation.text()
     assert text.startswith("No Llama 4 model fits this Mac's 16 GB of memory.")
-    assert "(3-bit)" in text and "runs on Macs with 96 GB or more" in text
+    assert "(3-bit), a 48.9 GB download, runs on Macs with 96 GB or more." in text
     assert not window.welcome.download_button.isVisible()
     window.close()
 
