@@ -7,15 +7,14 @@ mlx-lm's ``load_prompt_cache`` still reads), then loaded in turns, alternating:
 - **before**: what loading did before the checks, mlx-lm's ``load_prompt_cache`` and the
   evaluation of every layer's keys and values;
 - **checked**: ``load_cache_file``: the header parsed and checked against the layout, then the
-  tensors read in batches, each batch hashed (xxh3-64) in place on a second thread while the
-  next one is read, and compared with the checksum.
+  tensors read in batches, each tensor hashed (xxh3-64) in place on a pool of threads (one per
+  core, at most 8) while the next batch is read, and compared with the checksum.
 
 It prints the median and best of each, their ratios (the goal is at most 1.10), and how fast
-xxh3-64 alone hashes the file's bytes here. The file is in the page cache (just written), the
-case where hashing weighs most; from a cold disk the read takes longer and the ratio is smaller.
-On the 2-core build machine, shared with other jobs (load average 5 to 13), four runs gave
-ratios of the medians of 0.83 to 1.22 from the page cache and 0.98 to 1.32 from disk (best
-times: 0.93 to 1.38 and 1.07 to 1.40); xxh3-64 alone took 50 to 120 ms for the 1 GB file.
+xxh3-64 alone hashes the file's bytes here, from the page cache (just written, where hashing
+weighs most) and from disk. On a 16-core machine the medians' ratios were 1.01-1.04 from the
+page cache and 1.04-1.07 from disk; on the 2-core build machine 1.19-1.24 and 0.90-1.15, since
+there MLX's read already keeps both cores busy (docs/benchmarks.md).
 Figures, not pass/fail: ``uv run python bench/bench_kv_checksum.py [--tokens N] [--rounds N]``.
 """
 

@@ -10,8 +10,8 @@ Every name follows from the layers' classes, so the reader knows them all before
 and accepts no other.
 
 ``Checksum`` (xxh3-64, several GB/s) covers the metadata but the checksum itself, then every
-tensor in name order: its name, dtype and shape, and its bytes, hashed where they lie in memory
-(no copy).
+tensor's own xxh3-64 (its name, dtype and shape, and its bytes, hashed where they lie in memory,
+no copy) in name order: the tensors hash in parallel, one per core, as they are read.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 }
 FIELDS = ("format_version", "model_name", "model_digest", "kv", "tokens", "keys", "checksum")
 CHECKSUM_FIELD = "0.checksum"
-CHECKSUM_KIND = "xxh3_64"
+CHECKSUM_KIND = "xxh3_64_per_tensor"  # a file of another kind is refused as damaged
 DTYPE_SIZES = {"F16": 2, "BF16": 2, "F32": 4, "U32": 4, "I32": 4}
 FLOATS = ("F16", "BF16", "F32")
 
@@ -75,21 +75,37 @@ def tensor_names(classes: Sequence[str]) -> set[str]:
     return out
 
 
+def tensor_digest(name: str, dtype: str, shape: Sequence[int], array) -> bytes:
+    """xxh3-64 of one tensor: its name, dtype and shape, then its bytes where they lie (an
+    evaluated ``mx.array``; no copy unless it is not contiguous). xxhash lets go of the GIL
+    while it hashes, so tensors hash in parallel on as many threads as there are cores."""
+    digest = xxhash.xxh3_64(f"{name}:{dtype}:{list(shape)}\n".encode())
+    view = memoryview(array)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    digest.update(view)
+    return digest.digest()
+
+
 class Checksum:
-    """xxh3-64 of a file's content (see the module docstring); ``add`` tensors in name order."""
+    """xxh3-64 of a file's content (see the module docstring): the metadata, then each tensor's
+    ``tensor_digest`` in name order, so the tensors can be hashed in any order and in parallel."""
 
     def __init__(self, metadata: dict[str, str]):
-        self._hash = xxhash.xxh3_64()
         fields = {k: v for k, v in metadata.items() if k != CHECKSUM_FIELD}
-        self._hash.update(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        self._head = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        self._digests: dict[str, bytes] = {}
 
     def add(self, name: str, dtype: str, shape: Sequence[int], array) -> None:
         """Hash one tensor (an evaluated ``mx.array``, read in place)."""
-        self._hash.update(f"{name}:{dtype}:{list(shape)}\n".encode())
-        view = memoryview(array)
-        if not view.c_contiguous:
-            view = memoryview(view.tobytes())
-        self._hash.update(view)
+        self.add_digest(name, tensor_digest(name, dtype, shape, array))
+
+    def add_digest(self, name: str, digest: bytes) -> None:
+        """One tensor's ``tensor_digest``, computed elsewhere (another thread)."""
+        self._digests[name] = digest
 
     def text(self) -> str:
-        return f"{CHECKSUM_KIND}:{self._hash.hexdigest()}"
+        whole = xxhash.xxh3_64(self._head)
+        for name in sorted(self._digests):
+            whole.update(name.encode() + b"\0" + self._digests[name])
+        return f"{CHECKSUM_KIND}:{whole.hexdigest()}"

@@ -37,6 +37,7 @@ from models.inference.cache_file_format import (
     layer_tensor_names,
     safetensors_dtype,
     structure_metadata,
+    tensor_digest,
 )
 from models.inference.cache_layout import CacheLayout
 from models.inference.cache_snapshot import CacheSnapshot
@@ -46,7 +47,7 @@ from models.regular_files import InputFileError, open_regular_file
 FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
 TEMP_MARK = ".partial"  # in the names of files being written
-HASH_BATCH_BYTES = 128 * 1024 * 1024  # read as one (parallel reads), hashed while the next is read
+HASH_BATCH_BYTES = 256 * 1024 * 1024  # read as one (parallel reads), hashed while the next is read
 
 _log = logging.getLogger(__name__)
 
@@ -166,8 +167,8 @@ def _batches(names: list[str], tensors: dict) -> list[list[str]]:
 
 def _load_tensors(path: Path, checked: CheckedFile) -> tuple:
     """The checked file's layers: tensors read (MLX) in batches of ``HASH_BATCH_BYTES``, each
-    batch hashed in place (no copy) on a second thread while the next one is read, and the
-    whole compared with the checksum before anything is built from them."""
+    tensor hashed in place (no copy) on a pool of threads (one per core, at most 8) while the
+    next batch is read, and the whole compared with the checksum before anything is built."""
     import mlx.core as mx
     from mlx_lm.models import cache as lm
 
@@ -180,21 +181,16 @@ def _load_tensors(path: Path, checked: CheckedFile) -> tuple:
         if tuple(array.shape) != tensor.shape or safetensors_dtype(array.dtype) != tensor.dtype:
             raise CacheFileError("it changed while it was read")
     checksum = Checksum(checked.metadata)
-
-    def add(names: list[str]) -> None:
-        for name in names:
-            tensor = checked.tensors[name]
-            checksum.add(name, tensor.dtype, tensor.shape, arrays[name])
-
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kv-cache-hash") as hasher:
-        hashing: concurrent.futures.Future | None = None
+    workers = max(2, min(8, os.cpu_count() or 2))
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kv-cache-hash") as hasher:
+        digests: dict[str, concurrent.futures.Future] = {}
         for batch in _batches(sorted(arrays), checked.tensors):
             mx.eval([arrays[name] for name in batch])  # here: MLX's stream is this thread's
-            if hashing is not None:
-                hashing.result()
-            hashing = hasher.submit(add, batch)  # while the next batch is read
-        if hashing is not None:
-            hashing.result()
+            for name in batch:  # hashed on the other cores while the next batch is read
+                tensor = checked.tensors[name]
+                digests[name] = hasher.submit(tensor_digest, name, tensor.dtype, tensor.shape, arrays[name])
+        for name, digest in digests.items():
+            checksum.add_digest(name, digest.result())
     if checksum.text() != checked.checksum:
         raise CacheFileError("checksum mismatch: damaged on disk")
     if any(arrays[name].item() != value for name, value in checked.scalars.items()):
