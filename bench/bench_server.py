@@ -63,7 +63,7 @@ def main() -> None:
 
     from models.inference.prompt import ChatMessage
     from models.serving.api_server import ServerThread, create_app
-    from models.serving.engine_owner import EngineOwner
+    from models.serving.engine_host import EngineHost
     from tests.support.synthetic_checkpoints import bench_shape, quantize_checkpoint, write_checkpoint
 
     shape = bench_shape()
@@ -71,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         source = write_checkpoint(Path(folder) / "bf16", shape)
         path = quantize_checkpoint(source, Path(folder) / "4bit", bits=4, group_size=64)
-        owner = EngineOwner(path)
+        owner = EngineHost(path)
         owner.start()
         server = ServerThread(create_app(owner), port=0)
         server.start()

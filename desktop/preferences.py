@@ -26,6 +26,7 @@ from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 APPEARANCES = ("system", "light", "dark")
 CONVERSATION_OVERRIDES = ("temperature", "top_p", "max_tokens", "seed", "context_length")
 SETTINGS_FILE = "settings.ini"
+PARALLEL_KEY = "parallel_requests"  # Settings ▸ Parallel requests (the engine host's slots)
 
 
 def open_settings() -> QSettings:

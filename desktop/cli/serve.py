@@ -1,6 +1,6 @@
 """``llama-desk serve``: the loaded model behind a local OpenAI-compatible HTTP API.
 
-Loads the model on the engine's owner thread (``models.serving.engine_owner``), then serves
+Loads the model on the engine's owner thread (``models.serving.jobs``), then serves
 ``/v1/models`` and ``/v1/chat/completions`` with uvicorn until Ctrl-C or SIGTERM. Bound to
 127.0.0.1 unless ``--host`` says otherwise, and a host that is not loopback needs an API key
 (``--api-key`` or ``LLAMA_DESK_API_KEY``). Requests from web pages are refused unless their
@@ -20,7 +20,7 @@ import signal
 import sys
 
 from desktop.cli.command_error import CommandError
-from desktop.cli.window_settings import last_model, settings_context_length
+from desktop.cli.window_settings import last_model, settings_context_length, settings_parallel
 from models.inference.answer_defaults import MAX_TOKENS
 
 API_KEY_ENV = "LLAMA_DESK_API_KEY"
@@ -28,6 +28,7 @@ API_KEY_ENV = "LLAMA_DESK_API_KEY"
 
 def add_parser(sub) -> None:
     from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
+    from models.serving.engine_host import DEFAULT_QUEUE_LIMIT
 
     parser = sub.add_parser("serve", help="serve the model over a local OpenAI-compatible API")
     parser.add_argument("--model", help="checkpoint folder or downloaded repo id (default: the last opened)")
@@ -44,6 +45,17 @@ def add_parser(sub) -> None:
         "--context-length",
         type=int,
         help="prompt and answer together, in tokens (default: the window's Settings, else 32,768)",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        help="answer up to N requests at once (default: the window's Settings, else 4)",
+    )
+    parser.add_argument(
+        "--queue-limit",
+        type=int,
+        default=DEFAULT_QUEUE_LIMIT,
+        help=f"requests that may wait beyond those; more get 429 (default {DEFAULT_QUEUE_LIMIT})",
     )
     parser.add_argument(
         "--allow-origin",
@@ -88,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from models.hub.store import ModelNotFound, resolve_model
     from models.serving.api_server import ServerThread, create_app
     from models.serving.binding import check_bind
-    from models.serving.engine_owner import EngineOwner
+    from models.serving.engine_host import MAX_PARALLEL, EngineHost
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     try:
@@ -99,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--port must be in 0-65535.", 2)
     limits = _limits(args)
     origins = _origins(args)
+    parallel = args.parallel if args.parallel is not None else settings_parallel()
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise CommandError(f"--parallel must be in 1-{MAX_PARALLEL}.", 2)
+    if not 0 <= args.queue_limit <= 10_000:
+        raise CommandError("--queue-limit must be in 0-10,000.", 2)
     spec = args.model or last_model()
     try:
         path = resolve_model(spec)
@@ -107,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from models.hub.model_names import model_name
 
     print(f"Loading {model_name(path)}…", file=sys.stderr, flush=True)
-    owner = EngineOwner(path)
+    owner = EngineHost(path, parallel=parallel, queue_limit=args.queue_limit)
     try:
         owner.start()
     except RuntimeError as exc:
@@ -124,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
-    print(f"Serving {owner.model_name} at {server.url} (Ctrl-C stops)", flush=True)
+    at_once = f"{parallel} requests at once" if parallel > 1 else "one request at a time"
+    print(f"Serving {owner.model_name} at {server.url}, {at_once} (Ctrl-C stops)", flush=True)
     try:
         while server.alive:
             server.wait(0.5)

@@ -25,3 +25,15 @@ def settings_context_length() -> int:
 
     value = load_defaults(open_settings()).context_length
     return value if 2 <= value <= MAX_CONTEXT_LENGTH else CONTEXT_LENGTH
+
+
+def settings_parallel() -> int:
+    """Settings ▸ Parallel requests: how many answers the engine runs at once (4 when unset)."""
+    from desktop.preferences import PARALLEL_KEY, open_settings
+    from models.serving.engine_host import DEFAULT_PARALLEL, MAX_PARALLEL
+
+    try:
+        value = int(str(open_settings().value(PARALLEL_KEY, DEFAULT_PARALLEL)))
+    except (TypeError, ValueError):
+        return DEFAULT_PARALLEL
+    return value if 1 <= value <= MAX_PARALLEL else DEFAULT_PARALLEL

@@ -1,7 +1,7 @@
 """The window's "Serve API" switch: the OpenAI-compatible server on the window's own engine.
 
 No second copy of the model: ``WorkerJobRunner`` lives on the inference worker's QThread and
-answers the server's jobs there, through ``models.serving.engine_owner.run_job`` on
+answers the server's jobs there, through ``models.serving.jobs.run_job`` on
 ``worker.engine``. The worker's queued answers and the server's jobs share that thread's
 event queue, so they run one at a time, in the order they came: a question typed in the
 window while a request runs waits its turn, and ``ServerController`` says so (``note``).
@@ -35,7 +35,7 @@ from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT, check_bind
 
 if TYPE_CHECKING:
     from models.serving.api_server import ServerThread
-from models.serving.engine_owner import Job, JobEvent, run_job
+from models.serving.jobs import Job, JobEvent, run_job
 from models.serving.openai_api import Limits
 
 WAITING_NOTE = "Your question waits for an API request to finish."

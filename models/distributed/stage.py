@@ -35,10 +35,12 @@ class Stage:
     model: Any = None  # rank 0: the whole (pruned) mlx-vlm model
 
     def make_cache(self) -> list:
-        from mlx_vlm.models.cache import ChunkedKVCache, KVCache
+        from mlx_vlm.models.cache import KVCache
+
+        from models.inference.chunk_cache import current_chunk_cache
 
         layers = range(self.start, self.end)
-        return [ChunkedKVCache(self.chunk_size) if is_chunked(i) else KVCache() for i in layers]
+        return [current_chunk_cache(self.chunk_size) if is_chunked(i) else KVCache() for i in layers]
 
     def forward(self, h, cache: list):
         """Run the slice's layers on hidden states ``h`` (1, n, hidden), updating ``cache``."""

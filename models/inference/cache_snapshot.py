@@ -80,12 +80,14 @@ def engine_caches(layers: tuple) -> list:
     from mlx_lm.models import cache as lm
     from mlx_vlm.models import cache as vlm
 
+    from models.inference.chunk_cache import current_chunk_cache
+
     out: list[Any] = []  # mlx-vlm caches, of several classes
     for layer in layers:
         c: Any
         if isinstance(layer, lm.ChunkedKVCache):
             keys, values, offset, chunk, start = layer.state
-            c = vlm.ChunkedKVCache(int(chunk))
+            c = current_chunk_cache(int(chunk))
             c.keys, c.values, c.offset, c.start_position = keys, values, int(offset), int(start)
         elif isinstance(layer, lm.QuantizedKVCache):
             keys, values, offset, group, bits = layer.state

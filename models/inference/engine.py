@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from models.inference.batch_generation import Batch, LiveCache, Sequence, sampler_for, settle
 from models.inference.cache_layout import CacheLayout, cache_layout
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
@@ -67,6 +68,7 @@ from models.inference.tokenizer_guard import tokenizer_call
 from models.inference.wired_memory import wired_limit
 
 DEFAULT_SETTINGS = GenerationSettings()
+_BLANK = GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
 
 
 class Engine:
@@ -92,9 +94,7 @@ class Engine:
             self.eos_ids.add(eot)
         self._banned = {int(i): True for i in banned.nonzero()[0] if i < self._vocab_size}
         self._logit_mask = logit_mask(banned)
-        self._cache: list | None = None
-        self._cache_keys: list = []
-        self._cache_kv: tuple | None = None  # (bits, group size) the cache is quantized with
+        self._live = LiveCache([])  # the last conversation's KV cache (the host keeps others)
         self._features = ImageFeatures(model)
         self._continuing = False
         self._identity: ModelIdentity | None = None
@@ -165,12 +165,28 @@ class Engine:
     @property
     def cache_layers(self) -> tuple:
         """The live KV cache, one mlx-vlm cache object per decoder layer (read, do not keep)."""
-        return tuple(self._cache or ())
+        return tuple(self._live.caches)
 
     @property
     def cache_keys(self) -> tuple:
         """What the KV cache holds, per position: the token id, or (id, image hash, n)."""
-        return tuple(self._cache_keys)
+        return tuple(self._live.keys)
+
+    @property
+    def live_cache(self) -> LiveCache:
+        """The engine's own KV cache (what ``generate`` continues from), as a value the host can
+        keep and hand back with ``use_cache``."""
+        return self._live
+
+    def use_cache(self, live: LiveCache) -> None:
+        """Make ``live`` the cache ``generate`` continues from."""
+        self._live = live
+
+    @property
+    def batched(self) -> bool:
+        """Whether answers can share forward passes (``sequence`` and ``Batch``): a language model
+        on this machine; a pipeline across a cluster answers one at a time."""
+        return isinstance(self._lm, LanguageModelAdapter)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -182,12 +198,7 @@ class Engine:
     def snapshot_cache(self) -> CacheSnapshot | None:
         """A copy of the KV cache and its keys (None when nothing is cached); later turns do
         not change it, so it can be written to disk while the engine answers on."""
-        if self._cache is None or not self._cache_keys:
-            return None
-        offsets = {c.offset for c in self._cache}
-        if offsets != {len(self._cache_keys)}:
-            return None  # the cache and its keys disagree: nothing safe to keep
-        return CacheSnapshot(portable_layers(self._cache), tuple(self._cache_keys), self._cache_kv)
+        return snapshot_of(self._live)
 
     def adopt_cache(self, snapshot: CacheSnapshot, conversation_id: int | str | None = None) -> bool:
         """Make ``snapshot`` the KV cache (as after the turns it holds); False, and the cache
@@ -207,14 +218,12 @@ class Engine:
         taken from (``PipelineEngine``); one machine has no other share: nothing to do."""
 
     def _take_cache(self, caches: list, snapshot: CacheSnapshot) -> None:
-        self._cache = caches
-        self._cache_keys = list(snapshot.keys)
-        self._cache_kv = tuple(snapshot.kv) if snapshot.kv else None
+        kv = (int(snapshot.kv[0]), int(snapshot.kv[1])) if snapshot.kv else None
+        self._live = LiveCache(caches, list(snapshot.keys), kv)
 
     def reset_cache(self) -> None:
         """Forget the KV cache (the next turn prefills the whole conversation)."""
-        self._cache = None
-        self._cache_keys = []
+        self._live = LiveCache([])
 
     def close(self) -> None:
         """Release the model and every cache so the memory can go to the next model."""
@@ -235,14 +244,17 @@ class Engine:
     def _embeddings(self, prompt: EncodedPrompt, start: int, cancel: threading.Event):
         return self._features.embeddings(prompt, start, cancel)
 
-    def _reuse_cache(self, keys: list) -> int:
-        """Trim the cache to its longest prefix shared with ``keys``; return its length."""
-        shared = None if self._cache is None else trim_to_shared(self._cache, self._cache_keys, keys)
+    def _reuse_cache(self, live: LiveCache, keys: list, kv: tuple[int, int] | None) -> int:
+        """Trim ``live`` to its longest prefix shared with ``keys`` (emptied when it is quantized
+        otherwise than ``kv`` asks); return that length."""
+        if live.caches and live.kv != kv:
+            live.caches, live.keys = [], []  # a cache quantized differently is not reused
+        live.kv = kv
+        shared = trim_to_shared(live.caches, live.keys, keys) if live.caches else None
         if shared is None:
-            self._cache = self._lm.make_cache()
-            self._cache_keys = []
+            live.caches, live.keys = self._lm.make_cache(), []
             return 0
-        self._cache_keys = self._cache_keys[:shared]
+        live.keys = live.keys[:shared]
         return shared
 
     def prepare(
@@ -288,41 +300,133 @@ class Engine:
         cancel = cancel or threading.Event()
         start_time = time.perf_counter()
         mx.reset_peak_memory()
-        blank = GenerationStep("", None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
         try:
             prompt = prepared if prepared is not None else self.prepare(messages, settings, continue_final)
         except PromptError as exc:
-            yield replace(blank, finish_reason="error", error=str(exc), prompt_token_ids=exc.prompt_ids)
+            yield replace(_BLANK, finish_reason="error", error=str(exc), prompt_token_ids=exc.prompt_ids)
             return
-        limit = min(settings.context_length or self.max_context, self.max_context)
-        self._continuing = continue_final
-        max_tokens = max(0, min(settings.max_tokens, limit - len(prompt.ids)))
-
-        generated: list[int] = []
-        state = {"cached": 0, "prefilled": 0, "first": None}
         from mlx_lm.generate import generation_stream
 
         # On Metal the weights stay wired while the answer runs, as in mlx-lm's stream_generate.
         with wired_limit(self.model, [generation_stream]):
-            try:
-                with tokenizer_call("decoding the answer"):  # the streaming detokenizer
-                    yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
-            except GenerationCancelled:
-                yield self._final(blank, "cancelled", None, prompt, generated, state, start_time)
-            except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app
+            if self.batched:
+                yield from self._generate_alone(prompt, settings, cancel, continue_final, start_time)
+            else:
+                yield from self._generate_stepwise(prompt, settings, cancel, continue_final, start_time)
+
+    def max_new_tokens(self, prompt: EncodedPrompt, settings: GenerationSettings) -> int:
+        """How many tokens an answer to ``prompt`` may have: ``max_tokens``, within the context."""
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        return max(0, min(settings.max_tokens, limit - len(prompt.ids)))
+
+    def sequence(
+        self,
+        prompt: EncodedPrompt,
+        settings: GenerationSettings,
+        cancel: threading.Event,
+        live: LiveCache,
+        continue_final: bool = False,
+        priority: int = 0,
+        tag: object = None,
+    ) -> Sequence:
+        """An answer to ``prompt`` ready to join a ``Batch``: ``live`` (a conversation's KV cache,
+        now the sequence's) is trimmed to its longest prefix shared with the prompt, and the image
+        features of the rest are computed (raises ``GenerationCancelled`` when ``cancel`` is set
+        meanwhile). Runs on the thread that owns MLX."""
+        kv = (settings.kv_bits, settings.kv_group_size) if settings.kv_bits else None
+        start_time = time.perf_counter()
+        shared = self._reuse_cache(live, prompt.keys, kv)
+        embeddings = self._embeddings(prompt, shared, cancel)
+        if cancel.is_set():
+            raise GenerationCancelled
+        detokenizer = self.tokenizer.detokenizer
+        detokenizer.reset()
+        if continue_final and hasattr(detokenizer, "_maybe_trim_space"):
+            # mlx-lm's BPE detokenizer drops the leading space of an answer's first word; a
+            # continued answer is not at its start, so give it text to continue from.
+            detokenizer.text = " "
+            detokenizer.offset = 1
+        return Sequence(
+            prompt=prompt,
+            settings=settings,
+            cache=live,
+            shared=shared,
+            max_tokens=self.max_new_tokens(prompt, settings),
+            sample=sampler_for(settings, self._logit_mask),
+            detokenizer=detokenizer,
+            eos_ids=frozenset(self.eos_ids),
+            cancel=cancel,
+            embeddings=embeddings,
+            priority=priority,
+            tag=tag,
+            start_time=start_time,
+        )
+
+    def new_batch(self) -> Batch:
+        """An empty batch over this engine's language model."""
+        return Batch(self._lm.language_model)
+
+    def _generate_alone(self, prompt, settings, cancel, continue_final, start_time):
+        """One answer as a batch of one: the same computation as in a batch with others."""
+        live = self._live
+        try:
+            seq = self.sequence(prompt, settings, cancel, live, continue_final)
+        except GenerationCancelled:
+            yield replace(_BLANK, finish_reason="cancelled", prompt_token_ids=tuple(prompt.ids))
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed vision tower ends this answer
+            self.reset_cache()
+            yield replace(
+                _BLANK,
+                finish_reason="error",
+                error=f"Generation failed: {exc}",
+                prompt_token_ids=tuple(prompt.ids),
+            )
+            return
+        seq.start_time = start_time
+        if settings.seed is not None:
+            import mlx.core as mx
+
+            mx.random.seed(settings.seed)
+        batch = self.new_batch()
+        batch.add(seq)
+        try:
+            while batch.active:
+                for _, step in batch.step():
+                    yield step
+        finally:
+            if seq.finished is None:  # the consumer stopped early: keep what the cache holds
+                settle(seq)
+            if not live.caches:
                 self.reset_cache()
-                yield self._final(
-                    blank, "error", f"Generation failed: {exc}", prompt, generated, state, start_time
-                )
-            finally:
-                self._settle_cache(prompt, generated)
+
+    # -- one answer through mlx-lm's generate_step (a pipeline across a cluster) ----------------
+
+    def _generate_stepwise(self, prompt, settings, cancel, continue_final, start_time):
+        self._continuing = continue_final
+        max_tokens = self.max_new_tokens(prompt, settings)
+        generated: list[int] = []
+        state = {"cached": 0, "prefilled": 0, "first": None}
+        try:
+            with tokenizer_call("decoding the answer"):  # the streaming detokenizer
+                yield from self._run(prompt, settings, max_tokens, cancel, start_time, generated, state)
+        except GenerationCancelled:
+            yield self._final(_BLANK, "cancelled", None, prompt, generated, state, start_time)
+        except Exception as exc:  # noqa: BLE001 - an MLX failure ends this answer, not the app
+            self.reset_cache()
+            yield self._final(
+                _BLANK, "error", f"Generation failed: {exc}", prompt, generated, state, start_time
+            )
+        finally:
+            self._settle_cache(prompt, generated)
 
     def _settle_cache(self, prompt: EncodedPrompt, generated: list[int]) -> None:
         """Record what the cache now holds: the prompt, then the tokens fed back so far."""
-        if self._cache is None:
+        live = self._live
+        if not live.caches:
             return
         keys = prompt.keys + generated
-        offset = self._cache[0].offset if self._cache else 0
+        offset = live.caches[0].offset
         if not isinstance(offset, int):
             self.reset_cache()
             return
@@ -330,11 +434,11 @@ class Engine:
             # A stop right at the end of prefill: the cache took a sampled token we never
             # received. Take it back out rather than throw the whole cache away.
             excess = offset - len(keys)
-            if any(c.trim(excess) != excess for c in self._cache):
+            if any(c.trim(excess) != excess for c in live.caches):
                 self.reset_cache()
                 return
             offset = len(keys)
-        self._cache_keys = keys[:offset]
+        live.keys = keys[:offset]
 
     def _final(self, blank, reason, error, prompt, generated, state, start_time) -> GenerationStep:
         import mlx.core as mx
@@ -366,17 +470,14 @@ class Engine:
         from mlx_lm.sample_utils import make_sampler
 
         kv = (settings.kv_bits, settings.kv_group_size) if settings.kv_bits else None
-        if self._cache is not None and self._cache_kv != kv:
-            self.reset_cache()  # a cache quantized differently (or not at all) is not reused
-        self._cache_kv = kv
-        shared = self._reuse_cache(prompt.keys)
+        shared = self._reuse_cache(self._live, prompt.keys, kv)
         state["cached"] = shared
         new_ids = prompt.ids[shared:]
         state["prefilled"] = len(new_ids)
         embeddings = self._embeddings(prompt, shared, cancel)
         if cancel.is_set():
             raise GenerationCancelled
-        blank = GenerationStep("", None, len(new_ids), shared, 0, 0.0, 0.0, 0.0, 0.0)
+        blank = replace(_BLANK, prompt_tokens=len(new_ids), cached_tokens=shared)
         if max_tokens == 0:
             yield self._final(blank, "length", None, prompt, generated, state, start_time)
             return
@@ -392,8 +493,6 @@ class Engine:
         detokenizer = self.tokenizer.detokenizer
         detokenizer.reset()
         if self._continuing and hasattr(detokenizer, "_maybe_trim_space"):
-            # mlx-lm's BPE detokenizer drops the leading space of an answer's first word; a
-            # continued answer is not at its start, so give it text to continue from.
             detokenizer.text = " "
             detokenizer.offset = 1
         steps = generate_step(
@@ -401,7 +500,7 @@ class Engine:
             self._lm,
             max_tokens=max_tokens,
             sampler=sampler,
-            prompt_cache=self._cache,
+            prompt_cache=self._live.caches,
             prefill_step_size=max(1, settings.prefill_step_size),
             prompt_progress_callback=on_prefill,
             input_embeddings=embeddings,
@@ -441,3 +540,13 @@ class Engine:
         detokenizer.finalize()
         final = self._final(blank, reason, None, prompt, generated, state, start_time)
         yield replace(final, text=detokenizer.last_segment)
+
+
+def snapshot_of(live: LiveCache) -> CacheSnapshot | None:
+    """A copy of ``live`` and its keys (None when it holds nothing, or disagrees with its keys);
+    later turns do not change it, so it can be written to disk while the engine answers on."""
+    if not live.caches or not live.keys:
+        return None
+    if {c.offset for c in live.caches} != {len(live.keys)}:
+        return None
+    return CacheSnapshot(portable_layers(live.caches), tuple(live.keys), live.kv)

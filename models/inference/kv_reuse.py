@@ -20,7 +20,10 @@ class LanguageModelAdapter:
         return self.language_model.layers
 
     def make_cache(self):
-        return self.language_model.make_cache()
+        """Empty caches; the chunked-attention layers' hold only their current chunk."""
+        from models.inference.chunk_cache import language_model_caches
+
+        return language_model_caches(self.language_model.config)
 
 
 def common_prefix(a: list, b: list) -> int:
@@ -48,22 +51,35 @@ def masked_sampler(sampler, mask):
 
 def trim_to_shared(cache: list, cache_keys: list, keys: list) -> int | None:
     """Trim ``cache`` (holding ``cache_keys``) to its longest prefix shared with ``keys``, and
-    return that length; None when the cache cannot be trimmed there (start a fresh one)."""
+    return that length; None when the cache cannot be trimmed there (start a fresh one).
+
+    A chunked-attention layer's cache holds only its current chunk (``chunk_cache``): when the
+    shared prefix ends before that chunk's start, the tokens between the start of the shared
+    prefix's own chunk and its end are gone from those layers. Nothing before a chunk's start is
+    ever read again from a chunked layer, so the cache is cut back to that chunk boundary instead:
+    the global layers trimmed there, the chunked ones emptied there, and at most one chunk of the
+    prompt is prefilled again rather than all of it."""
     from mlx_lm.models.cache import can_trim_prompt_cache
 
     shared = common_prefix(cache_keys, keys)
     shared = min(shared, len(keys) - 1)  # at least one token must be processed
+    chunked = [c for c in cache if hasattr(c, "chunk_size")]
+    if any(getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size for c in chunked):
+        shared = (shared // chunked[0].chunk_size) * chunked[0].chunk_size
+        if shared == 0 or len({c.chunk_size for c in chunked}) != 1:
+            return None
+        for c in chunked:  # the chunk that starts at ``shared`` is filled again from there
+            c.keys = c.values = None
+            c.offset = c.start_position = shared
     excess = len(cache_keys) - shared
     if excess > 0:
-        trimmed = [c.trim(excess) for c in cache] if can_trim_prompt_cache(cache) else []
-        # A chunked-attention layer's cache drops its front as it grows; the tokens after
-        # ``shared`` attend from the start of their chunk, which must still be there.
-        lost_front = any(
-            getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size
-            for c in cache
-            if hasattr(c, "chunk_size")
-        )
-        if not trimmed or any(t != excess for t in trimmed) or lost_front:
+        if not can_trim_prompt_cache(cache):
+            return None
+        for c in cache:
+            n = c.offset - shared  # an emptied chunked layer is there already
+            if n > 0 and c.trim(n) != n:
+                return None
+        if any(c.offset != shared for c in cache):
             return None
     return shared
 

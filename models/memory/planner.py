@@ -14,7 +14,8 @@ quantization layout); without safetensors they are estimated from the config and
 and embedding quantized, router included; vision tower and projector in bf16).
 
 **KV cache**, with Llama 4's layout. Three of every four layers use chunked attention and keep
-a ``ChunkedKVCache`` trimmed to ``attention_chunk_size`` tokens (plus the tokens being added);
+only the current ``attention_chunk_size`` chunk's tokens (``models.inference.chunk_cache``: at most
+a chunk, plus the tokens being added; the planner counts that most);
 every fourth layer is global (NoPE) and its ``KVCache`` grows with the whole context. Buffers
 grow in steps of 256 tokens. KV quantization (``kv_bits``) goes through mlx-lm's
 ``maybe_quantize_kv_cache``, which calls ``to_quantized`` on each cache that has it: mlx-vlm's
@@ -261,8 +262,24 @@ class MemoryPlan:
         chunked = self.layout.chunked_layers * 2 * self.layout.kv_dim * self.activation_bytes
         return chunked + self.kv_bytes_per_token
 
+    def kv_cache_held_bytes(self, tokens: int, adding: int = 1) -> int:
+        """The caches' allocated bytes right after ``tokens`` tokens, the last ``adding`` just
+        added: the chunked-attention layers hold only the current chunk's tokens (what attention
+        can read, ``models.inference.chunk_cache``), so this falls back at each chunk boundary."""
+        if tokens <= 0:
+            return 0
+        s = self.layout
+        per_token_layer = 2 * s.kv_dim
+        glob = _round_up(tokens) * per_token_layer * self._global_kv_element * s.global_layers
+        before = tokens - adding
+        chunked_tokens = _round_up(tokens - (before // s.chunk) * s.chunk)
+        chunked = chunked_tokens * per_token_layer * self.activation_bytes * s.chunked_layers
+        return int(glob + chunked)
+
     def kv_cache_bytes(self, tokens: int, adding: int = 1) -> int:
-        """The caches' allocated bytes holding ``tokens`` tokens, the last ``adding`` just added."""
+        """The most the caches allocate on the way to ``tokens`` tokens (the last ``adding`` just
+        added), which is what must fit: the global layers' whole context and, for the chunked
+        layers, a full chunk once the context has reached one (held at a chunk's last token)."""
         if tokens <= 0:
             return 0
         s = self.layout

@@ -1,6 +1,7 @@
 """The HTTP side of the local server: a FastAPI app on a ``JobRunner``, served by uvicorn.
 
-The runner is an ``EngineOwner`` (``llama-desk serve``) or the window's own worker thread.
+The runner is an ``EngineHost`` (``llama-desk serve``'s, or the window's own), which answers
+several requests at once; past its queue's limit a request gets 429 with ``Retry-After``.
 
 ``create_app`` builds ``GET /v1/models`` (with the ``context_length`` requests are held to) and
 ``POST /v1/chat/completions`` (plain JSON, or server-sent events in OpenAI's chunk format with
@@ -37,8 +38,8 @@ from models.inference.generation_types import GenerationStep
 from models.serving import log_limits
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
 from models.serving.connections import ConnectionLimits, protocol_class
-from models.serving.engine_owner import EventKind, JobEvent, JobRunner
 from models.serving.job_events import JobEvents, StreamStalled
+from models.serving.jobs import EventKind, JobEvent, JobRunner, QueueFull
 from models.serving.json_body import decode_json
 from models.serving.openai_api import (
     AnswerMemory,
@@ -117,8 +118,10 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):
-        headers = {"Connection": "close"} if exc.status in _UNREAD_BODY else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        headers = dict(exc.headers)
+        if exc.status in _UNREAD_BODY:
+            headers["Connection"] = "close"
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers or None)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(_request, _exc: ClientDisconnect):
@@ -183,7 +186,16 @@ def create_app(
             events = JobEvents(loop, limits.stream_buffer_chunks, limits.stream_stall_s)
         else:
             events = JobEvents(loop)
-        job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver)
+        try:
+            job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver)
+        except QueueFull as exc:
+            raise ApiError(
+                429,
+                str(exc),
+                ErrorType.RATE_LIMIT,
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            ) from None
         app.state.jobs = [*app.state.jobs[-15:], job]
         ids = CompletionIds.new(model_id or owner.model_name)
         if chat.stream:

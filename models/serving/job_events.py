@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from models.serving.engine_owner import Job, JobEvent
+from models.serving.jobs import Job, JobEvent
 
 
 class StreamStalled(Exception):

@@ -21,7 +21,7 @@ SERVER_LOGGERS = (
     "uvicorn.asgi",
     "asyncio",
     "models.serving.api_server",
-    "models.serving.engine_owner",
+    "models.serving.jobs",
 )
 _MAX_KINDS = 1024  # distinct message templates tracked; beyond that the oldest are forgotten
 

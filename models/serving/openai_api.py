@@ -52,6 +52,7 @@ class ErrorType(Enum):
     AUTHENTICATION = "authentication_error"
     NOT_FOUND = "not_found_error"
     SERVER = "server_error"
+    RATE_LIMIT = "rate_limit_error"
 
 
 class ApiError(Exception):
@@ -64,6 +65,7 @@ class ApiError(Exception):
         kind: ErrorType = ErrorType.INVALID_REQUEST,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -71,6 +73,7 @@ class ApiError(Exception):
         self.kind = kind
         self.param = param
         self.code = code
+        self.headers = headers or {}
 
     def body(self) -> dict:
         return {

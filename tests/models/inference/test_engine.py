@@ -171,7 +171,7 @@ def test_cancel_during_prefill(engine_4bit):
     assert steps[-1].finish_reason == "cancelled"
     assert steps[-1].generation_tokens == 0
     # The partial prefill is remembered, so the next try continues from it.
-    partial = len(engine_4bit._cache_keys)
+    partial = len(engine_4bit.cache_keys)
     assert 0 < partial < len(steps[-1].prompt_token_ids)
     assert partial % 32 == 0  # whole prefill chunks
     _, again, _ = answer(engine_4bit, [ChatMessage("user", long_text)], GREEDY)

@@ -47,11 +47,14 @@ def run(engine, kv_bits, max_tokens=6):
 
 @pytest.mark.parametrize("bits", [8, 4])
 def test_only_the_global_layers_are_quantized(engine, bits):
-    from mlx_vlm.models.cache import ChunkedKVCache, QuantizedKVCache
+    from mlx_vlm.models.cache import QuantizedKVCache
 
+    from models.inference.chunk_cache import current_chunk_cache_class
+
+    chunked = current_chunk_cache_class()
     final = run(engine, bits)
     kinds = [type(c) for c in engine.cache_layers]
-    assert kinds == [ChunkedKVCache, ChunkedKVCache, ChunkedKVCache, QuantizedKVCache] * 2
+    assert kinds == [chunked, chunked, chunked, QuantizedKVCache] * 2
     assert all(c.bits == bits for c in engine.cache_layers if isinstance(c, QuantizedKVCache))
     written = final.prompt_tokens + final.generation_tokens
     assert engine.cache_layers[3].offset in (written - 1, written)  # mlx-lm computes one token ahead
@@ -64,8 +67,9 @@ def test_planner_counts_the_caches_mlx_allocates(engine):
         tokens = engine.cache_layers[3].offset
         plan = plan_model(engine.checkpoint.path, kv_bits=bits, backend="cpu")
         actual = sum(c.nbytes for c in engine.cache_layers)
-        predicted = plan.kv_cache_bytes(tokens)
+        predicted = plan.kv_cache_held_bytes(tokens)
         assert predicted == pytest.approx(actual, rel=0.15), (bits, final.prompt_tokens)
+        assert plan.kv_cache_bytes(tokens) >= actual  # what must fit: a full chunk at most
         global_actual = engine.cache_layers[3].nbytes + engine.cache_layers[7].nbytes
         per_token = plan.kv_bytes_per_token
         assert global_actual / (-(-tokens // 256) * 256) == pytest.approx(per_token, rel=0.01)

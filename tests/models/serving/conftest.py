@@ -9,9 +9,9 @@ from tests.support.fake_engine import FakeEngine
 
 @pytest.fixture(scope="module")
 def owner(checkpoints):
-    from models.serving.engine_owner import EngineOwner
+    from models.serving.engine_host import EngineHost
 
-    owner = EngineOwner(checkpoints["4bit"])
+    owner = EngineHost(checkpoints["4bit"])
     owner.start(timeout=120)
     yield owner
     owner.close()
@@ -50,9 +50,9 @@ def client(live):
 
 @pytest.fixture(scope="module")
 def fake_owner(checkpoints):
-    from models.serving.engine_owner import EngineOwner
+    from models.serving.engine_host import EngineHost
 
-    owner = EngineOwner(checkpoints["4bit"], loader=FakeEngine.load)
+    owner = EngineHost(checkpoints["4bit"], loader=FakeEngine.load)
     owner.start(timeout=60)
     yield owner
     owner.close()

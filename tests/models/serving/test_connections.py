@@ -153,7 +153,7 @@ class _SilentRunner:
         self.jobs = []
 
     def submit(self, messages, settings, deliver):
-        from models.serving.engine_owner import Job
+        from models.serving.jobs import Job
 
         job = Job(list(messages), settings, deliver)
         self.jobs.append(job)

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from models.serving.engine_owner import EventKind, Job, JobEvent
 from models.serving.job_events import JobEvents, StreamStalled
+from models.serving.jobs import EventKind, Job, JobEvent
 
 STARTED = JobEvent(EventKind.STARTED)
 
