@@ -103,7 +103,9 @@ class MainWindow(QMainWindow):
         self.conversations.opened.connect(self._on_conversations_opened)
         self.conversations.notice.connect(self.store_health.report)
 
-        self.worker = InferenceWorker(engine_factory, data_folder=store.folder)
+        from desktop.cli.window_settings import settings_parallel
+
+        self.worker = InferenceWorker(engine_factory, data_folder=store.folder, parallel=settings_parallel())
         self.worker_thread = WorkerThread(self.worker)
         self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
         self.server_controller.set_context_length(self.defaults.context_length)

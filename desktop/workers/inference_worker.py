@@ -1,9 +1,12 @@
-"""The one QObject that owns MLX: it loads, runs and unloads the engine on its own QThread.
+"""The window's relay to the engine host: loads, answers and unloads, off the UI thread.
 
-Everything MLX happens in this object's thread; the window talks to it through queued
-signals (``request_load``, ``request_generate``, ``request_unload``) and cancels through
-``cancel()``, which only sets a ``threading.Event`` and so is safe to call from the UI thread
-while the worker's event loop is busy generating.
+The engine host (``models.serving.engine_host.EngineHost``, Qt-free) owns MLX, the model, every
+conversation's KV cache and the batch scheduler; the window's API server submits to the same
+host (``desktop.controllers.server_controller``), so the window's questions and API requests
+are answered at once, in one batch. This object lives on its own QThread, which waits on the
+host so the UI thread never does: the window talks to it through queued signals
+(``request_load``, ``request_generate``, ``request_unload``, ``request_open_conversation``) and
+cancels through ``cancel()``, which only sets a ``threading.Event``.
 
 Signals:
     load_started(str): a model began loading (its display name).
@@ -16,37 +19,61 @@ Signals:
         ``AnswerEnded`` last, always).
     finished(object): the last GenerationStep of an answer (finish_reason set), after its
         ``AnswerEnded``.
+    activity(str): what the engine is doing, for the status bar ("Answering 3 requests"; ""
+        when idle), from the host's thread.
 
 Answers run as ``models.chats.answer_run.run_answer`` on this thread, which also stores them
 (the question before generation starts, the partial answer every 2 s, the rest when it ends),
-so the UI thread never waits on the database and a crash loses at most 2 s; this object only
-turns its events into signals.
-
-Each stored conversation's KV cache is kept on disk (``ConversationCaches``): saved in the
-background when an answer ends, loaded before the conversation's next answer, or earlier on
+so the UI thread never waits on the database; the tokens come from the host
+(``EngineHost.generate``, the window's priority: never behind API requests). Each stored
+conversation's KV cache is the host's: kept in memory, saved in the background when an answer
+ends, restored before the conversation's next answer, or earlier on
 ``request_open_conversation`` (conversation id, GenerationSettings) when the window opens it.
 """
 
 from __future__ import annotations
 
-import gc
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from models.chats.answer_run import AnswerEnded, AnswerJob, EndReason, error_step, run_answer
+from models.chats.answer_run import AnswerEnded, AnswerJob, EndReason, RowsStored, error_step, run_answer
 from models.hub.model_names import model_name
-
-if TYPE_CHECKING:
-    from models.inference.conversation_caches import ConversationCaches
+from models.serving.engine_host import WINDOW_PRIORITY, EngineHost
 
 __all__ = ["AnswerJob", "InferenceWorker", "WorkerThread"]
 
 
 class _LoadCancelled(Exception):
     """Raised from the load's progress callback when the person cancelled the load."""
+
+
+class _HostedEngine:
+    """What ``run_answer`` drives (``prepare``, ``generate``), answered by the host in one
+    conversation, at the window's priority."""
+
+    def __init__(self, host: EngineHost, conversation_id):
+        self._host = host
+        self.conversation = conversation_id  # set from RowsStored when the answer creates it
+
+    @property
+    def name(self) -> str:
+        return self._host.engine.name
+
+    def prepare(self, messages, settings, continue_final=False):
+        return self._host.engine.prepare(messages, settings, continue_final)
+
+    def generate(self, messages, settings, cancel=None, continue_final=False, prepared=None):
+        return self._host.generate(
+            messages,
+            settings,
+            cancel,
+            continue_final,
+            prepared,
+            conversation=self.conversation,
+            priority=WINDOW_PRIORITY,
+        )
 
 
 class InferenceWorker(QObject):
@@ -57,6 +84,7 @@ class InferenceWorker(QObject):
     unloaded = Signal()
     answer_event = Signal(object)
     finished = Signal(object)
+    activity = Signal(str)
 
     # Requests from the UI thread (queued into this object's thread).
     request_load = Signal(str, object)  # folder, a threading.Event that cancels this load
@@ -64,60 +92,59 @@ class InferenceWorker(QObject):
     request_unload = Signal()
     request_open_conversation = Signal(object, object)  # conversation id, GenerationSettings
 
-    def __init__(self, engine_factory=None, data_folder: str | Path | None = None):
+    def __init__(
+        self, engine_factory=None, data_folder: str | Path | None = None, parallel: int | None = None
+    ):
         super().__init__()
-        self._engine = None
+        from models.inference.engine import Engine
+        from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
+        from models.serving.engine_host import DEFAULT_PARALLEL
+
         self._data_folder = data_folder
         self._store = None  # this thread's own ConversationStore connection
-        self._engine_factory = engine_factory
+        folder = Path(data_folder) / FOLDER_NAME if data_folder is not None else None
+        self.host = EngineHost(
+            loader=engine_factory or Engine.load,
+            parallel=parallel or DEFAULT_PARALLEL,
+            keeper=PromptCacheKeeper(folder),
+        )
+        self.host.on_activity = self._on_host_activity
         self._cancel = threading.Event()  # the running answer's (AnswerJob.cancel)
+        self._answering = False
         self._cancel_load = threading.Event()  # the running load's
         self.request_load.connect(self._on_request_load)
         self.request_generate.connect(self._on_request_generate)
         self.request_unload.connect(self._on_request_unload)
         self.request_open_conversation.connect(self._on_request_open_conversation)
-        self._kv_caches: ConversationCaches | None = None  # KV caches saved per conversation
 
     @property
     def engine(self):
-        return self._engine
+        return self.host.engine
 
     def cancel(self) -> None:
-        """Stop the running answer within one token (thread-safe), whoever asked for it: the
-        window, or an API request run on this thread (``running``). A queued answer is stopped
-        through its own ``AnswerJob.cancel``."""
-        self._cancel.set()
-
-    def running(self, cancel: threading.Event) -> None:
-        """On this thread: a job that is not the window's (an API request) starts, and
-        ``cancel`` stops it; ``cancel()`` sets it from now on."""
-        self._cancel = cancel
+        """Stop the running answer within one token (thread-safe); with no answer of the
+        window's running, stop the API requests the engine answers (a runaway client)."""
+        if self._answering:
+            self._cancel.set()
+        else:
+            self.host.cancel_requests()
 
     def cancel_load(self) -> None:
         """Abandon the model load in progress (thread-safe); the half-loaded model is released."""
         self._cancel_load.set()
 
-    @staticmethod
-    def _return_memory() -> None:
-        """Collect what Python still holds, then hand MLX's cached buffers back to the system."""
-        import sys
-
-        gc.collect()
-        mx = sys.modules.get("mlx.core")
-        if mx is not None:
-            mx.clear_cache()
+    def _on_host_activity(self) -> None:  # on the host's thread: a queued signal crosses over
+        self.activity.emit(self.host.activity())
 
     def _release(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
-            self._return_memory()
+        if self.host.engine is not None:
+            self.host.unload().result()
             self.unloaded.emit()
 
     @Slot(str, object)
     def _on_request_load(self, path: str, cancel: threading.Event) -> None:
         from models.inference.checkpoint import CheckpointError
-        from models.inference.engine import Engine, ModelLoadError
+        from models.inference.engine import ModelLoadError
 
         self._cancel_load = cancel
         self._release()  # never two models resident
@@ -125,8 +152,8 @@ class InferenceWorker(QObject):
         if cancel.is_set():
             self.load_failed.emit("Loading was cancelled.")
             return
+
         self.load_started.emit(name)
-        factory = self._engine_factory or Engine.load
 
         def progress(stage: str) -> None:
             if cancel.is_set():
@@ -136,7 +163,7 @@ class InferenceWorker(QObject):
         failure = None
         engine = None
         try:
-            engine = factory(path, progress=progress)
+            engine = self.host.load(path, progress).result()
         except _LoadCancelled:
             failure = "Loading was cancelled."
         except (CheckpointError, ModelLoadError) as exc:
@@ -144,24 +171,20 @@ class InferenceWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the app goes on
             failure = f"Could not load {name}: {' '.join(str(exc).split()) or type(exc).__name__}"
         if failure is not None:
-            # Outside the except blocks: their traceback no longer holds the half-loaded model.
-            self._return_memory()
             self.load_failed.emit(failure)
             return
         if engine is None:  # a factory that returned nothing: nothing loaded
             self.load_failed.emit(f"Could not load {name}.")
             return
         if cancel.is_set():
-            engine.close()
-            self._return_memory()
+            self.host.unload().result()
             self.load_failed.emit("Loading was cancelled.")
             return
-        self._engine = engine
         self.loaded.emit(engine.name, str(engine.checkpoint.path))
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        self._release()
+        self.host.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -180,39 +203,27 @@ class InferenceWorker(QObject):
             self._store = ConversationStore(self._data_folder)
         return self._store
 
-    def _conversation_caches(self):
-        from models.inference.conversation_caches import ConversationCaches
-        from models.inference.prompt_cache_keeper import FOLDER_NAME, PromptCacheKeeper
-
-        if self._kv_caches is None:
-            folder = Path(self._data_folder) / FOLDER_NAME if self._data_folder is not None else None
-            self._kv_caches = ConversationCaches(PromptCacheKeeper(folder))
-        return self._kv_caches
-
     @Slot(object, object)
     def _on_request_open_conversation(self, conversation_id, settings) -> None:
         """Load the conversation's saved KV cache now, so its next question prefills only itself."""
-        if self._engine is not None and conversation_id is not None:
-            self._conversation_caches().open(self._engine, conversation_id, settings)
+        if self.host.engine is not None and conversation_id is not None:
+            self.host.open_conversation(conversation_id, settings)
 
     @Slot(object)
     def _on_request_generate(self, job: AnswerJob) -> None:
         """Answer one job (``models.chats.answer_run``). Always ends with ``finished``."""
         self._cancel = job.cancel
-        ended = None
+        self._answering = True
+        engine = _HostedEngine(self.host, job.conversation_id) if self.host.engine is not None else None
         try:
-            if self._engine is not None and job.conversation_id is not None:
-                self._conversation_caches().open(self._engine, job.conversation_id, job.settings)
-            for event in run_answer(self._engine, job, self._conversation_store):
-                if isinstance(event, AnswerEnded):
-                    ended = event
+            for event in run_answer(engine, job, self._conversation_store):
+                if isinstance(event, RowsStored) and engine is not None:
+                    engine.conversation = event.conversation_id
                 self._emit(event)
         except Exception as exc:  # noqa: BLE001 - the window must never wait forever
             self._emit(AnswerEnded(EndReason.FAILED, error_step(f"The answer failed: {exc}")))
-            return
-        if ended is not None and self._engine is not None and job.conversation_id is not None:
-            # Written on the keeper's thread, not this one.
-            self._conversation_caches().keep(self._engine, job.conversation_id, ended.final)
+        finally:
+            self._answering = False
 
     def _emit(self, event) -> None:
         self.answer_event.emit(event)

@@ -87,6 +87,11 @@ class ConversationCaches:
             _log.warning("Could not save the KV cache of conversation %s", conversation_id, exc_info=True)
             return None
 
+    def release(self) -> None:
+        """The engine's cache now holds something else (another caller's prompt): the next
+        answer in any conversation restores that conversation's saved cache."""
+        self._engine, self._owner = None, None
+
     def forget(self, conversation_id: int | str) -> None:
         """The conversation is gone: delete its saved cache."""
         if self._owner == str(conversation_id):

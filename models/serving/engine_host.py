@@ -83,6 +83,8 @@ class EngineHost:
         self._waiting: deque[Job] = deque()  # guarded by _lock
         self._running: list[Job] = []  # guarded by _lock
         self._caches = LiveCaches(keep=self.parallel + 2)
+        self._conversations: Any = None  # ConversationCaches, for an engine answering one at a time
+        self.on_activity: Callable[[], None] | None = None  # called on the host's thread
         self._batch: Any = None
         self._sequences: dict[int, Any] = {}  # id(job) -> its Sequence (host thread only)
         self._closing = False
@@ -337,6 +339,7 @@ class EngineHost:
                     return
                 self._waiting.remove(ahead)
                 self._running.append(ahead)
+            self._tell()
             self._start(ahead)
 
     def _start(self, job: Job) -> None:
@@ -397,9 +400,13 @@ class EngineHost:
         from models.inference.conversation_caches import ConversationCaches
 
         conversation = job.conversation
-        conversations = ConversationCaches(self.keeper) if self.keeper else None
+        if self.keeper is not None and self._conversations is None:
+            self._conversations = ConversationCaches(self.keeper)
+        conversations = self._conversations
         if conversations is not None and conversation is not None:
             conversations.open(engine, conversation, job.settings)
+        elif conversations is not None:
+            conversations.release()  # the engine's one cache is about to hold this request's
         try:
             run_job(engine, job)
         finally:
@@ -472,6 +479,49 @@ class EngineHost:
             if job in self._running:
                 self._running.remove(job)
         job.done.set()
+        self._tell()
+
+    def _tell(self) -> None:
+        if self.on_activity is not None:
+            try:
+                self.on_activity()
+            except Exception:  # noqa: BLE001 - a listener must not stop the engine
+                log.debug("The activity listener failed", exc_info=True)
+
+    def requests_running(self) -> bool:
+        """Whether an API request (not the window's own question) runs or waits."""
+        with self._lock:
+            return any(job.priority <= 0 for job in [*self._running, *self._waiting])
+
+    def cancel_requests(self) -> None:
+        """Stop every API request (running or waiting); the window's own answers go on."""
+        with self._lock:
+            jobs = [job for job in [*self._running, *self._waiting] if job.priority <= 0]
+        for job in jobs:
+            job.cancel()
+
+    def open_conversation(self, conversation_id: int | str, settings: GenerationSettings) -> Future:
+        """Bring a stored conversation's saved cache into memory now (when the window opens it),
+        so its next question prefills only itself."""
+
+        def work(engine) -> None:
+            if engine is None or self.keeper is None:
+                return
+            if not getattr(engine, "batched", False):
+                if self._conversations is None:
+                    from models.inference.conversation_caches import ConversationCaches
+
+                    self._conversations = ConversationCaches(self.keeper)
+                self._conversations.open(engine, conversation_id, settings)
+                return
+            if self._caches.get(conversation_id) is not None:
+                return
+            probe = Job([], settings, lambda _event: None, conversation=conversation_id)
+            restore = self._restore(probe)
+            taken = self._caches.take([], conversation_id, 0, restore)
+            self._caches.give_back(taken.key, taken.live)
+
+        return self.call(work)
 
     def _release(self) -> None:
         """Let the model go (cancelling what runs) and every cache in memory."""
@@ -482,6 +532,7 @@ class EngineHost:
                 self._step()
             self._batch = None
         self._caches.clear()
+        self._conversations = None
         if self.engine is not None:
             try:
                 self.engine.close()

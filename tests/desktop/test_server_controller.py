@@ -1,5 +1,5 @@
-"""The window's API switch: the server answers on the window's own worker and engine, and a
-question typed in the window while a request runs waits its turn, with a note."""
+"""The window's API switch: the server answers on the window's own engine host, and a question
+typed in the window while a request streams is answered at once, beside it."""
 
 import threading
 from dataclasses import replace
@@ -7,7 +7,7 @@ from dataclasses import replace
 import openai
 import pytest
 
-from desktop.controllers.server_controller import WAITING_NOTE, ServerController
+from desktop.controllers.server_controller import ServerController
 from desktop.workers.inference_worker import AnswerJob, InferenceWorker, WorkerThread
 from models.inference.engine import GenerationSettings
 from models.inference.prompt import ChatMessage
@@ -65,25 +65,39 @@ def test_requests_are_held_to_the_settings_context_length(controller):
     assert info.value.body["param"] == "max_tokens"
 
 
-def test_a_window_question_waits_for_a_running_request_with_a_note(controller, worker, qtbot):
+def test_the_window_answers_while_a_request_streams(controller, worker, qtbot):
     client = client_for(controller)
     stream = client.chat.completions.create(
         model="m", messages=[{"role": "user", "content": "Go on"}], max_tokens=5000, stream=True
     )
-    next(iter(stream))  # the request is running on the worker's thread
-    notes = []
-    controller.note.connect(notes.append)
-    job = AnswerJob([ChatMessage("user", "Hello")], GenerationSettings(max_tokens=3, temperature=0))
-    worker.request_generate.emit(job)
-    assert notes == [WAITING_NOTE]
-    server_job = controller.app.state.jobs[-1]
-    assert not server_job.done.is_set()
+    next(iter(stream))  # the request is running on the engine host
+    running = []
+    controller.job_running.connect(running.append)
+    qtbot.waitUntil(lambda: controller.job_is_running, timeout=10_000)
     finished = []
     worker.finished.connect(finished.append)
-    stream.close()  # the client goes away: its job ends within a token, then the window's runs
-    qtbot.waitUntil(lambda: bool(finished) and notes[-1] == "", timeout=60_000)
-    assert server_job.done.is_set() and server_job.final.finish_reason == "cancelled"
+    job = AnswerJob([ChatMessage("user", "Hello")], GenerationSettings(max_tokens=3, temperature=0))
+    worker.request_generate.emit(job)
+    qtbot.waitUntil(lambda: bool(finished), timeout=60_000)
+    server_job = controller.app.state.jobs[-1]
+    assert not server_job.done.is_set()  # the window did not wait for it, nor stop it
     assert finished[0].finish_reason in ("length", "stop") and finished[0].generation_tokens >= 1
+    stream.close()  # the client goes away: its job ends within a token
+    assert server_job.done.wait(60) and server_job.final.finish_reason == "cancelled"
+    qtbot.waitUntil(lambda: not controller.job_is_running, timeout=10_000)
+    assert running[-1] is False
+
+
+def test_stop_in_the_window_ends_a_runaway_request(controller, worker, qtbot):
+    client = client_for(controller)
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Go on"}], max_tokens=5000, stream=True
+    )
+    next(iter(stream))
+    server_job = controller.app.state.jobs[-1]
+    worker.cancel()  # the window's Stop, with no answer of its own running
+    assert server_job.done.wait(60) and server_job.final.finish_reason == "cancelled"
+    stream.close()
 
 
 def test_a_request_answered_in_the_window_keeps_no_decoded_image(controller, monkeypatch):
@@ -113,7 +127,7 @@ def test_stopping_cancels_requests_and_frees_the_port(controller, qtbot):
     url = controller.url
     with qtbot.waitSignal(controller.running, timeout=10_000) as stopped:
         controller.stop()
-    assert stopped.args[0] == "" and not controller.is_running
+    assert stopped.args[0] == "" and controller.url == ""
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=5).models.list()
 
@@ -127,7 +141,7 @@ def test_a_port_in_use_is_reported(worker, qtbot):
         controller = ServerController(worker)
         with qtbot.waitSignal(controller.failed, timeout=10_000) as failed:
             assert not controller.start(port=taken.getsockname()[1])
-    assert "did not start" in failed.args[0] and not controller.is_running
+    assert "did not start" in failed.args[0] and controller.url == ""
 
 
 def test_the_window_menu_switch_starts_and_stops_the_server(qtbot, checkpoints, tmp_path):

@@ -206,6 +206,40 @@ class FakeEngine:
         """Forget the KV cache (the next turn prefills the whole conversation)."""
         self._cache_keys = []
 
+    @property
+    def batched(self) -> bool:
+        """The fake answers one at a time, as a pipeline across a cluster does: the engine host
+        runs its jobs in turn, through ``generate``."""
+        return False
+
+    @property
+    def live_cache(self):
+        from models.inference.batch_generation import LiveCache
+
+        return LiveCache([], list(self._cache_keys), self._cache_kv)
+
+    def use_cache(self, live) -> None:
+        self._cache_keys, self._cache_kv = list(live.keys), live.kv
+
+    def max_new_tokens(self, prompt: EncodedPrompt, settings: GenerationSettings) -> int:
+        limit = min(settings.context_length or self.max_context, self.max_context)
+        return max(0, min(settings.max_tokens, limit - len(prompt.ids)))
+
+    def sequence(
+        self,
+        prompt: EncodedPrompt,
+        settings: GenerationSettings,
+        cancel: threading.Event,
+        live,
+        continue_final: bool = False,
+        priority: int = 0,
+        tag: object = None,
+    ):
+        raise NotImplementedError("the fake engine answers one at a time (batched is False)")
+
+    def new_batch(self):
+        raise NotImplementedError("the fake engine answers one at a time (batched is False)")
+
     def close(self) -> None:
         """Release the "model" and the cache."""
         self.reset_cache()

@@ -16,7 +16,7 @@ def _relays() -> list[QObject]:
 
 
 def test_many_results_arrive_on_the_ui_thread_and_their_relays_are_deleted(qtbot):
-    before = len(_relays())
+    before = len(_relays())  # earlier tests' relays may still be there, and go meanwhile
     ui_thread = threading.get_ident()
     results: list[tuple[int, int]] = []
     errors: list[str] = []
@@ -37,7 +37,7 @@ def test_many_results_arrive_on_the_ui_thread_and_their_relays_are_deleted(qtbot
     assert {thread for _, thread in results} == {ui_thread}
     assert sorted(errors) == sorted(f"bad {n}" for n in range(300) if n % 50 == 7)
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    assert len(_relays()) == before
+    assert len(_relays()) <= before
     assert not background_task._live
 
 

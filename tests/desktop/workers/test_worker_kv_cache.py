@@ -36,7 +36,7 @@ def test_a_restarted_worker_continues_from_the_saved_cache(checkpoints, tmp_path
         worker, AnswerJob(question, GREEDY, conversation_id=conversation.id, question=(question[0].text, ()))
     )
     assert first.finish_reason in ("stop", "length")
-    worker._conversation_caches().keeper.wait()
+    worker.host.keeper.wait()
     assert [f.conversation_id for f in PromptCacheKeeper(tmp_path / FOLDER_NAME).files()] == [
         str(conversation.id)
     ]
