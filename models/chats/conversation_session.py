@@ -119,9 +119,6 @@ class ConversationSession:
         """The finished turns as engine messages (the streaming answer is left out)."""
         return chat_messages(self._turns, system_prompt)
 
-    def row_of_message(self, message_id: int) -> int | None:
-        return next((row for row, t in enumerate(self._turns) if t.message_id == message_id), None)
-
     # Plain changes (each one event) ------------------------------------------------------------
     def show(self, turns: Iterable[Turn], conversation_id: int | None = None) -> None:
         """Show another conversation (or none): one reset."""
