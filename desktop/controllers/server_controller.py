@@ -142,10 +142,6 @@ class ServerController(QObject):
     def url(self) -> str:
         return self._server.url if self._server is not None else ""
 
-    @property
-    def is_running(self) -> bool:
-        return self._server is not None
-
     def set_context_length(self, tokens: int) -> None:
         """Hold requests to ``tokens`` (prompt and answer), from the next one on."""
         self._limits = replace(self._limits, context_length=tokens)
