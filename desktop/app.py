@@ -57,11 +57,6 @@ def _factory_for(hosts):
     return lambda path, progress=None: load_engine(path, hosts, progress)
 
 
-def _cluster_factory(hosts_file: str | None, ranks: int | None = None):
-    """``--hosts HOSTS.json`` / ``--ranks N``: models load across the cluster."""
-    return _factory_for(_window_cluster(hosts_file, ranks))
-
-
 def _library_for(hosts):
     """The window's model library: planned against the environment's budget (if set) and, with
     a cluster, across its hosts too (the Model menu's 'fits on 2 Macs'); None: the window's own."""

@@ -255,11 +255,6 @@ class MainWindow(QMainWindow):
     def model_path(self) -> str | None:
         return self.models.path
 
-    @property
-    def memory_plan(self):
-        """The loaded model's memory plan (unquantized KV), once worked out; or None."""
-        return self.turn_memory.plan
-
     def load_model(self, path: str | Path) -> None:
         """Ask the worker to load ``path``; any current answer is stopped first."""
         self.stop()

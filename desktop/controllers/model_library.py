@@ -100,7 +100,6 @@ class ModelLibrary(QObject):
         self.progress: dict[str, DownloadProgress | None] = {}  # repo id -> last report (None: queued)
         self.errors: dict[str, str] = {}
         self._cancels: dict[str, CancelEvent] = {}
-        self.fit_function = None  # tests may replace the planner: listing -> FitBadge | None
         self.budget = None  # models.memory.budget.MemoryBudget, once surveyed
         self.plans: dict[str, MemoryPlan] = {}  # listing key -> plan (unquantized KV)
         self.reports: dict[str, FitReport] = {}  # listing key -> fit at context/kv_bits
@@ -258,8 +257,6 @@ class ModelLibrary(QObject):
 
     def fit(self, listing) -> FitBadge | None:
         """The memory planner's verdict for this listing at the current context length."""
-        if self.fit_function is not None:
-            return self.fit_function(listing)
         report = self.reports.get(listing.key)
         cluster = self.cluster_plans.get(listing.key)
         if report is not None and cluster is not None and report.verdict == "wont_fit":

@@ -9,14 +9,13 @@ unchanged one without comparing text. For screen readers a row's ``Qt.Accessible
 its plain text with who wrote it ("You, 2 images: …", "Llama: …", Markdown stripped) and its
 ``AccessibleDescriptionRole`` the footer.
 
-The mutators below (``append_user``, ``begin_answer``, ``append_text``, ``finish_answer``, …)
-only forward to the session; the model never changes a row on its own.
+The model never changes a row on its own: what is asked and answered goes through the session
+(``ConversationSession.ask``, ``apply``, …); ``set_entries`` and ``clear`` forward to it too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QImage
@@ -32,7 +31,6 @@ from models.chats.conversation_session import (
 )
 from models.chats.turns import AnswerStats, Turn
 from models.inference.images import ChatImage
-from models.inference.prompt import ChatMessage
 
 
 @dataclass
@@ -229,36 +227,7 @@ class TranscriptModel(QAbstractListModel):
     def entries(self) -> list[TranscriptEntry]:
         return list(self._entries)
 
-    def row_of_message(self, message_id: int) -> int | None:
-        return self.session.row_of_message(message_id)
-
-    def messages(self, system_prompt: str | None = None) -> list[ChatMessage]:
-        """The finished turns as engine messages (the streaming answer is left out)."""
-        return self.session.messages(system_prompt)
-
     # Changes, forwarded to the session ---------------------------------------------------------
-    def append_user(self, text: str, images=(), thumbnails=()) -> int:
-        self.remember_thumbnails(images, thumbnails)
-        return self.session.append(Turn("user", text, tuple(images)))
-
-    def begin_answer(self) -> int:
-        return self.session.append(Turn("assistant", streaming=True))
-
-    def append_text(self, row: int, text: str) -> None:
-        self.session.append_text(row, text)
-
-    def resume_answer(self, row: int) -> None:
-        """Mark an answer as streaming again (it is being continued)."""
-        self.session.update(row, streaming=True)
-
-    def finish_answer(self, row: int, step: Any, continued: bool = False) -> None:
-        """Record how an answer ended; a continued answer extends its token ids."""
-        self.session.finish_answer(row, step, continued)
-
-    def remove_from(self, row: int) -> None:
-        """Drop rows ``row`` to the end."""
-        self.session.remove_from(row)
-
     def clear(self) -> None:
         self.session.clear()
 

@@ -107,7 +107,6 @@ class MessageDelegate(QStyledItemDelegate):
         self._sizes: dict[int, QSize] = {}  # row: its size hint at ``width`` (exact or estimated)
         self.width = 1  # what rows are laid out at; the view sets it when it is resized
         self.first_row = 0  # the view hides the rows before it: they need no size hint
-        self.size_hints_asked = 0  # how often Qt asked a row's size (a relayout: every shown row)
         self._refine = QTimer(self)
         self._refine.setSingleShot(True)
         self._refine.setInterval(0)
@@ -238,14 +237,6 @@ class MessageDelegate(QStyledItemDelegate):
         cache.rendered.error = entry.finish_reason == "error"
         return cache.rendered
 
-    def render_count(self, row: int) -> int:
-        """How often row ``row``'s text was rendered into a document so far."""
-        return self._renders.get(row, 0)
-
-    def rendered_rows(self) -> int:
-        """How many rows have a rendered document (the rest were never needed yet)."""
-        return len(self._rows)
-
     def relayout_row(self, row: int) -> bool:
         """Lay out a changed row now; return whether its height changed."""
         width = self.width
@@ -255,7 +246,6 @@ class MessageDelegate(QStyledItemDelegate):
 
     # Qt delegate interface ----------------------------------------------------------------------
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
-        self.size_hints_asked += 1
         row = index.row()
         size = self._sizes.get(row)  # exact, estimated, or the last height of a streaming row
         if size is None:

@@ -149,9 +149,6 @@ class ConversationListModel(QAbstractListModel):
         now = time.time()
         self._reset([_conversation_row(c, now) for c in store.list_conversations()], searching=False)
 
-    def show_search(self, store, text: str) -> None:
-        self.show_hits(store.search(text, start="«", end="»"))
-
     def show_hits(self, hits: list) -> None:
         """Show search hits (``SearchHit``s, snippets marked with « and »)."""
         self._reset(

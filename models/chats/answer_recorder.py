@@ -1,9 +1,11 @@
 """Writing an answer to the conversation store while it streams, so a crash loses little.
 
-``AnswerRecorder`` is what the CLI and the window use around ``Engine.generate``::
+``AnswerRecorder`` is what the CLI and the window use around ``Engine.generate``
+(``turns.chat_messages`` and ``conversation_session.stored_turns`` read the history)::
 
     recorder = AnswerRecorder(store, model=engine.name)
-    history = store.history(conversation_id)
+    recorder.claim(conversation_id)
+    history = chat_messages(stored_turns(store, conversation_id))  # read under the lock
     recorder.begin(conversation_id, question, images)   # committed before generating
     for step in engine.generate(history + [ChatMessage("user", question, images)], settings):
         recorder.record(step)                            # add() each piece, finish() the last

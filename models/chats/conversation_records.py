@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.chats.database import StoreError
-from models.inference.images import ChatImage
-from models.inference.prompt import ChatMessage, Role
+from models.inference.prompt import Role
 
 if TYPE_CHECKING:
     from models.inference.engine import GenerationSettings
@@ -193,9 +192,6 @@ class StoredMessage:
     def can_continue(self) -> bool:
         """An answer that stopped at the token limit, or was cut off, and can be carried on."""
         return self.role == "assistant" and (self.finish_reason == "length" or self.interrupted)
-
-    def chat_message(self, images: tuple[ChatImage, ...] = ()) -> ChatMessage:
-        return ChatMessage(self.role, self.text, images, self.token_ids)
 
 
 @dataclass(frozen=True)

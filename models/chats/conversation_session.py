@@ -35,7 +35,6 @@ from models.chats.answer_run import (
 )
 from models.chats.store import ConversationSettings, StoreError
 from models.chats.turns import AnswerStats, Turn, chat_messages
-from models.memory.turn_size import conversation_tokens
 
 if TYPE_CHECKING:
     from models.chats.store import ConversationStore
@@ -119,13 +118,6 @@ class ConversationSession:
     def messages(self, system_prompt: str | None = None) -> list[ChatMessage]:
         """The finished turns as engine messages (the streaming answer is left out)."""
         return chat_messages(self._turns, system_prompt)
-
-    def tokens_in_conversation(self) -> int:
-        """The conversation's size for the memory check (``turn_size.conversation_tokens``)."""
-        return conversation_tokens(self._turns)
-
-    def row_of_message(self, message_id: int) -> int | None:
-        return next((row for row, t in enumerate(self._turns) if t.message_id == message_id), None)
 
     # Plain changes (each one event) ------------------------------------------------------------
     def show(self, turns: Iterable[Turn], conversation_id: int | None = None) -> None:

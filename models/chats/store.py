@@ -7,12 +7,12 @@
 - conversations: ``create``, ``conversation``, ``list_conversations``, ``rename``,
   ``update_settings`` (system prompt, temperature, top_p, max tokens, seed, context length),
   ``delete`` / ``restore`` (soft delete, for undo) and ``purge_deleted`` (for good, later);
-- messages: ``add_message`` (the first question titles an untitled conversation), ``messages``,
-  ``message``, ``last_assistant``, ``replace_message_text`` (edit), ``truncate_after``
-  (regenerate, or drop what followed an edited question), ``update_message`` (used by
-  ``models.chats.answer_recorder`` while an answer streams in);
-- ``history``: a conversation as the ``ChatMessage`` list ``Engine.generate`` takes, assistant
-  turns with the token ids they were generated as, so the KV cache is reused exactly;
+- messages: ``add_message`` (the first question titles an untitled conversation), ``messages``
+  (with each answer's token ids, so the KV cache is reused exactly), ``message``,
+  ``update_message`` (used by ``models.chats.answer_recorder`` while an answer streams in),
+  ``truncate_after`` and ``delete_between`` (the turns a regenerate or an edit replaces);
+  ``load_image`` decodes a stored image (``conversation_session.stored_turns`` reads a
+  conversation for the engine with these);
 - ``search``: SQLite FTS5 over message text, each hit with a snippet and its message id.
 
 Times are Unix seconds (floats) from the injectable ``clock``. A store belongs to the thread
@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.chats.conversation_records import (
     DAMAGED_TITLE,
@@ -65,7 +65,7 @@ from models.chats.conversation_records import (
     valid_timestamp,
 )
 from models.chats.database import DATABASE_NAME, Database, StoreError, data_dir
-from models.chats.images import MAX_STORED_BYTES, ImageFolder, StoredImageFile
+from models.chats.images import MAX_STORED_BYTES, ImageFolder
 from models.chats.search_snippets import (
     SNIPPET_TOKEN_CHARS,
     SNIPPET_WINDOW_CHARS,
@@ -87,10 +87,7 @@ from models.chats.stored_rows import (
     stored_text,
 )
 from models.inference.images import ChatImage, ImageError
-from models.inference.prompt import ChatMessage, Role
-
-if TYPE_CHECKING:
-    pass
+from models.inference.prompt import Role
 
 _UNCHANGED: Any = object()
 _DEFAULT_SETTINGS = ConversationSettings()
@@ -351,15 +348,6 @@ class ConversationStore(AbstractContextManager):
         ).fetchall()
         return self._messages(rows)
 
-    def last_assistant(self, conversation_id: int) -> StoredMessage | None:
-        """The latest answer (to regenerate or continue), or None."""
-        row = self.db.execute(
-            "SELECT id FROM messages WHERE conversation_id = ? AND role = 'assistant'"
-            " ORDER BY id DESC LIMIT 1",
-            (conversation_id,),
-        ).fetchone()
-        return None if row is None else self.message(int(row["id"]))
-
     def update_message(
         self,
         message_id: int,
@@ -396,24 +384,10 @@ class ConversationStore(AbstractContextManager):
                 (self.clock(), row["conversation_id"]),
             )
 
-    def replace_message_text(self, message_id: int, text: str) -> StoredMessage:
-        """Edit a message's text. An edited answer forgets its token ids (they no longer match).
-
-        To re-ask an edited question, follow with ``truncate_after(message_id)`` (in one
-        ``transaction()`` if both must happen or neither).
-        """
-        message = self.message(message_id)
-        if message.role == "assistant":
-            self.update_message(message_id, text=text, token_ids=None)
-        else:
-            self.update_message(message_id, text=text)
-        return self.message(message_id)
-
     def truncate_after(self, message_id: int, *, inclusive: bool = False) -> int:
         """Delete the messages after ``message_id`` in its conversation (and it too, if ``inclusive``).
 
-        Regenerate the last answer: ``truncate_after(last_assistant(c).id, inclusive=True)``;
-        re-ask an edited question: ``truncate_after(question.id)``. Returns how many were deleted.
+        Returns how many were deleted.
         """
         with self.db.transaction() as conn:
             row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -455,26 +429,6 @@ class ConversationStore(AbstractContextManager):
         except (OSError, ImageError) as exc:
             name = image.name or image.sha256[:12]
             raise StoreError(f"The stored image {name} cannot be read: {exc}") from None
-
-    def history(self, conversation_id: int, *, before: int | None = None) -> list[ChatMessage]:
-        """The conversation as ``Engine.generate`` takes it: system prompt first, then the turns.
-
-        Answers carry the token ids they were generated as (None for cut-off or edited ones,
-        which are re-tokenized). Empty answers (an error, or a crash before any text) are left
-        out. ``before``: only the messages older than that message id.
-        """
-        conversation = self.conversation(conversation_id, include_deleted=True)
-        result: list[ChatMessage] = []
-        if conversation.settings.system_prompt.strip():
-            result.append(ChatMessage("system", conversation.settings.system_prompt))
-        for message in self.messages(conversation_id):
-            if before is not None and message.id >= before:
-                break
-            if message.role == "assistant" and not message.text:
-                continue
-            images = tuple(self.load_image(image) for image in message.images)
-            result.append(message.chat_message(images))
-        return result
 
     # -- search -----------------------------------------------------------------------------------
 
@@ -566,16 +520,3 @@ class ConversationStore(AbstractContextManager):
                     )
                 )
         return [message_from_row(r, tuple(images[int(r["id"])])) for r in rows]
-
-    def image_records(self) -> Iterator[StoredImageFile]:
-        """Every stored image file's record (for checks and maintenance)."""
-        for r in self.db.execute("SELECT * FROM images ORDER BY sha256"):
-            yield StoredImageFile(
-                r["sha256"],
-                r["media_type"],
-                int(r["size"]),
-                int(r["width"]),
-                int(r["height"]),
-                r["original_sha256"],
-                int(r["original_size"]),
-            )

@@ -92,7 +92,7 @@ class Turn:
     @property
     def in_prompt(self) -> bool:
         """Whether the turn goes to the engine: not while streaming, and not an answer without
-        text (a failure, or one cut off before its first token), as ``store.history`` has it."""
+        text (a failure, or one cut off before its first token)."""
         if self.streaming or self.role == "system":
             return False
         return not (self.role == "assistant" and not self.text)

@@ -20,7 +20,6 @@ MLX initializes its distributed group once per process: a process joins one clus
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from models.distributed.hosts import HostFile, free_port, ring_hostfile
 
@@ -246,6 +245,3 @@ class Cluster:
         self._closing = True
         if all(p.returncode == 0 for p in self.processes.values()):
             shutil.rmtree(self.log_dir, ignore_errors=True)  # kept when a rank failed
-
-    def command_line(self, rank: int) -> str:
-        return shlex.join(cast(list[str], self.processes[rank].args))  # start() passes an argv list

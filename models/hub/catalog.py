@@ -10,8 +10,8 @@ Hub. A person can add any local checkpoint folder (validated with
 Public API (no Qt):
 
 - ``load_catalog()`` / ``user_models()`` / ``all_models()`` -> ``CatalogEntry`` lists;
-  ``find_entry(key)``; ``describe_repo(repo_id)`` (the catalog's entry, or a guess from the
-  name); ``add_user_model(spec)`` / ``remove_user_model(key)``.
+  ``describe_repo(repo_id)`` (the catalog's entry, or a guess from the name);
+  ``add_user_model(spec)`` / ``remove_user_model(key)``.
 - ``check_online(entry)`` -> ``OnlineStatus`` (state ``available``, ``gated``, ``unavailable``,
   ``offline``), never raising: the real size from ``model_info(files_metadata=True)``.
 - ``list_models(online=False)`` -> ``ModelListing`` rows merging the catalog, the user's entries
@@ -227,12 +227,6 @@ def all_models() -> list[CatalogEntry]:
     catalog = load_catalog()
     known = {e.key for e in catalog}
     return catalog + [e for e in user_models() if e.key not in known]
-
-
-def find_entry(key: str) -> CatalogEntry | None:
-    """The catalog or user entry whose key (repo id or folder path) is ``key``."""
-    wanted = key if store.is_repo_id(key) else str(Path(key).expanduser().absolute())
-    return next((e for e in all_models() if e.key in (key, wanted)), None)
 
 
 def add_user_model(spec: str, display_name: str | None = None) -> CatalogEntry:

@@ -84,14 +84,3 @@ def license_accepted(version: str = LICENSE_VERSION) -> bool:
         return False
     accepted = record.get("accepted")
     return isinstance(accepted, dict) and version in accepted
-
-
-def accepted_at(version: str = LICENSE_VERSION) -> str | None:
-    """When ``version`` was accepted (ISO 8601, UTC), or None."""
-    from models.app_folders import UserDataError
-
-    try:
-        accepted = read_json(LICENSE_FILE, {}).get("accepted")
-    except UserDataError:
-        return None
-    return accepted.get(version) if isinstance(accepted, dict) else None

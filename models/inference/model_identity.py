@@ -17,9 +17,6 @@ class ModelIdentity:
     name: str  # the checkpoint folder, resolved
     digest: str  # sha256 of config.json and the weight index
 
-    def as_text(self) -> str:
-        return f"{self.name}#{self.digest}"
-
 
 def model_identity(path: str | Path) -> ModelIdentity:
     """The identity of the checkpoint folder ``path``."""

@@ -240,9 +240,6 @@ class PromptCacheKeeper:
         self.wait()
         return self.evict()
 
-    def used_bytes(self) -> int:
-        return sum(f.bytes for f in self.files())
-
     def evict(self, keep: Path | None = None) -> list[str]:
         """Remove least recently used caches until the folder fits the budget; ``keep`` goes last."""
         entries = self.files()

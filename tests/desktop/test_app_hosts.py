@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from desktop.app import _cluster_factory, run_app
+from desktop.app import _factory_for, _window_cluster, run_app
 
 
 def test_without_hosts_the_window_loads_on_this_machine():
-    assert _cluster_factory(None) is None
+    assert _window_cluster(None) is None and _factory_for(None) is None
 
 
 def test_a_host_file_gives_the_window_a_cluster_loader(tmp_path, monkeypatch):
@@ -17,7 +17,7 @@ def test_a_host_file_gives_the_window_a_cluster_loader(tmp_path, monkeypatch):
         "models.distributed.load.load_engine",
         lambda path, cluster, progress=None: seen.update(path=path, hosts=[h.ssh for h in cluster.hosts]),
     )
-    _cluster_factory(str(hosts))("/models/x", progress=None)
+    _factory_for(_window_cluster(str(hosts)))("/models/x", progress=None)  # as run_app makes it
     assert seen == {"path": "/models/x", "hosts": ["127.0.0.1", "mac-b"]}
 
 

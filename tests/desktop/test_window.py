@@ -7,6 +7,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from desktop.main_window import MainWindow
+from models.chats.turns import Turn
 from models.inference.engine import GenerationSettings
 from tests.support.fake_engine import FakeScript
 
@@ -247,13 +248,16 @@ def test_load_failure_is_a_message(window, qtbot, tmp_path):
     assert window.model_label.text() == "No model"
 
 
-def test_model_output_html_is_text(window):
-    model = window.transcript_model
-    model.append_user("hi")
-    row = model.begin_answer()
-    model.append_text(row, "**bold** <b>raw</b> <img src='http://example.com/x.png'>\n\n```py\nx = 1\n```")
-    model.finish_answer(row, None)
+def show_answer(window, answer: Turn) -> int:
+    """Show a question and ``answer`` in the window (as opening a stored conversation does)."""
+    window.session.show([Turn("user", "hi"), answer])
     window.transcript.flush()
+    return 1
+
+
+def test_model_output_html_is_text(window):
+    answer = "**bold** <b>raw</b> <img src='http://example.com/x.png'>\n\n```py\nx = 1\n```"
+    row = show_answer(window, Turn("assistant", answer, finish_reason="stop"))
     plain = window.transcript.rendered(row).document.toPlainText()
     assert "<b>raw</b>" in plain and "<img src=" in plain
     assert "bold" in plain and "**" not in plain  # Markdown is rendered
@@ -267,29 +271,15 @@ def test_model_output_cannot_load_local_files(window, tmp_path):
     image = QImage(300, 400, QImage.Format.Format_RGB32)
     image.fill(Qt.GlobalColor.red)
     image.save(str(picture))
-    model = window.transcript_model
-    model.append_user("hi")
-    row = model.begin_answer()
-    model.append_text(row, f"![a]({picture.as_uri()}) ![b](file:///dev/zero) ![c]({picture})")
-    model.finish_answer(row, None)
-    window.transcript.flush()
+    answer = f"![a]({picture.as_uri()}) ![b](file:///dev/zero) ![c]({picture})"
+    row = show_answer(window, Turn("assistant", answer, finish_reason="stop"))
     document = window.transcript.rendered(row).document
     assert document.size().height() < 60  # no 400-px picture was laid out
 
 
 def test_footer_shows_error_text_as_text(window):
-    model = window.transcript_model
-    model.append_user("hi")
-    row = model.begin_answer()
-    from types import SimpleNamespace
-
-    model.finish_answer(
-        row,
-        SimpleNamespace(
-            finish_reason="error", error="<b>bold</b> <img src='x.png'>", token_ids=(), generation_tokens=0
-        ),
-    )
-    window.transcript.flush()
+    failed = Turn("assistant", finish_reason="error", error="<b>bold</b> <img src='x.png'>")
+    row = show_answer(window, failed)  # a stored answer that failed before any text
     footer = window.transcript.rendered(row).footer  # painted with QPainter.drawText: plain text
     assert "<b>bold</b>" in footer
 

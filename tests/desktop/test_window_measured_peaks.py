@@ -23,7 +23,7 @@ def test_an_answers_peak_corrects_later_plans(qtbot, tmp_path, checkpoints, monk
     wait_listed(qtbot, library, lambda: library.listing(path) is not None)
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
         window.load_model(path)
-    qtbot.waitUntil(lambda: window.memory_plan is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.turn_memory.plan is not None, timeout=10_000)
 
     # This machine is not a Mac: pretend it is, and that MLX used twice what was planned.
     monkeypatch.setattr(memory_budget, "detect_backend", lambda: "metal")

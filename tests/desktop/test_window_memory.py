@@ -6,7 +6,6 @@ from dataclasses import replace
 import pytest
 from PySide6.QtCore import Qt
 
-from desktop.controllers.fit_badge import FitBadge
 from desktop.controllers.model_library import ModelLibrary
 from desktop.dialogs.settings_dialog import SettingsDialog
 from desktop.preferences import ChatDefaults
@@ -42,10 +41,11 @@ def test_badges_come_from_the_planner_and_follow_the_context(qtbot, tmp_path, ch
 @pytest.mark.parametrize("anyway", [False, True])
 def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypatch, anyway, fake_engines):
     add_user_model(str(checkpoints["4bit"]))
-    library = ModelLibrary()
-    library.fit_function = lambda listing: FitBadge("wont_fit", "Won't fit: 90 GB of 60 GB.")
+    library = ModelLibrary(budget=MemoryBudget(10**8, 10**8, 0, "metal", "test"))  # 100 MB: too small
     window = make_window(qtbot, tmp_path, library, engine_factory=fake_engines)
     wait_listed(qtbot, library, lambda: len(library.runnable()) == 1)
+    badge = library.fit(library.runnable()[0])  # the planner's verdict
+    assert badge.verdict == "wont_fit" and badge.detail.startswith("Won't fit: ")
     asked, requested = [], []
     monkeypatch.setattr(window, "_confirm_load_anyway", lambda name, detail: asked.append(detail) or anyway)
     window.worker.request_load.connect(lambda path, _cancel: requested.append(path))
@@ -57,7 +57,7 @@ def test_a_model_that_wont_fit_asks_first(qtbot, tmp_path, checkpoints, monkeypa
     else:
         window.use_model(library.runnable()[0])
         assert requested == [] and window.model_name is None
-    assert asked == ["Won't fit: 90 GB of 60 GB."]
+    assert asked == [badge.detail]
     window.close()
 
 
@@ -67,7 +67,7 @@ def loaded(qtbot, tmp_path, checkpoints, fake_engines):
     window = make_window(qtbot, tmp_path, library, engine_factory=fake_engines)
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT):
         window.load_model(checkpoints["4bit"])
-    qtbot.waitUntil(lambda: window.memory_plan is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.turn_memory.plan is not None, timeout=10_000)
     yield window
     window.close()
 
@@ -75,7 +75,7 @@ def loaded(qtbot, tmp_path, checkpoints, fake_engines):
 def test_prefill_chunk_is_chosen_to_stay_in_budget(loaded, qtbot):
     window = loaded
     window.generation_settings = GenerationSettings(max_tokens=3000, temperature=0.0)
-    plan = window.memory_plan
+    plan = window.turn_memory.plan
     turn = 5 // 3 + 8 + 3000  # "Hello" as estimated, plus the answer's room
     tight = plan.peak_bytes(turn, 256) + 1
     # A survey still running (the loaded folder is listed) must not put the real budget back.
@@ -99,7 +99,7 @@ def test_a_turn_that_would_outgrow_memory_stops_first(loaded, qtbot, monkeypatch
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT):
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     first_id = window.conversations.current_id
-    budget = window.memory_plan.weights.total + 1000  # nothing beyond the weights
+    budget = window.turn_memory.plan.weights.total + 1000  # nothing beyond the weights
     # A survey still running (the loaded folder is listed) must not put the real budget back.
     window.library.budget = window.library.budget_override = MemoryBudget(budget, budget, 0, "cpu", "test")
     offered = []
@@ -135,4 +135,5 @@ def test_settings_say_what_context_fits(loaded, qtbot):
 
 
 def test_loaded_model_plan_matches_the_folder(loaded, checkpoints):
-    assert loaded.memory_plan.weights.total == plan_model(checkpoints["4bit"], backend="cpu").weights.total
+    planned = plan_model(checkpoints["4bit"], backend="cpu")
+    assert loaded.turn_memory.plan.weights.total == planned.weights.total

@@ -6,6 +6,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 
 from desktop.main_window import MainWindow
+from models.chats.turns import Turn
 from models.inference.engine import GenerationSettings
 
 TIMEOUT = 120_000
@@ -41,11 +42,9 @@ def press(qtbot, window, row, action):
 
 
 def test_copy_and_copy_code(window, qtbot):
-    model = window.transcript_model
-    model.append_user("show code")
-    row = model.begin_answer()
-    model.append_text(row, "Here:\n\n```python\nprint(1)\n```\n\nand\n\n```\nls -la\n```\n")
-    model.finish_answer(row, None)
+    answer = "Here:\n\n```python\nprint(1)\n```\n\nand\n\n```\nls -la\n```\n"
+    window.session.show([Turn("user", "show code"), Turn("assistant", answer, finish_reason="stop")])
+    row = 1
     window.transcript.flush()
     widget = window.transcript.row_actions(row)
     qtbot.mouseClick(widget.buttons["copy_code"], Qt.MouseButton.LeftButton)

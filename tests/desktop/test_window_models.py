@@ -60,7 +60,7 @@ def test_switch_variant_from_the_menu(qtbot, tmp_path, checkpoints):
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     answer = blocker.args[0]
-    messages = window.transcript_model.messages()[:-1]  # as sent: before this answer
+    messages = window.session.messages()[:-1]  # as sent: before this answer
     reference = list(Engine.load(checkpoints["8bit"]).generate(messages, window.generation_settings))[-1]
     assert answer.token_ids == reference.token_ids
     assert answer.cached_tokens == 0  # a new model starts with an empty cache

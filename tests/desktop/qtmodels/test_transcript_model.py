@@ -53,29 +53,27 @@ def test_the_model_shows_what_the_session_holds(qapp):
     assert seen[-1] == ("reset",)
 
 
-def test_the_old_mutators_go_through_the_session(qapp):
+def test_showing_entries_and_clearing_go_through_the_session(qapp):
     model = TranscriptModel()
-    model.append_user("hi")
-    row = model.begin_answer()
-    model.append_text(row, "partial")
-    assert [t.text for t in model.session.turns] == ["hi", "partial"]
-    model.finish_answer(row, None)
-    assert model.session.turn(row).finish_reason == "error" and not model.entry(row).streaming
+    seen = _record(model)
     answer = TranscriptEntry("assistant", "A", finish_reason="stop")
-    model.set_entries([TranscriptEntry("user", "Question"), answer])
-    assert [m.text for m in model.messages("sys")] == ["sys", "Question", "A"]
+    model.set_entries([TranscriptEntry("user", "Question"), answer], conversation_id=4)
+    assert seen == [("reset",)] and model.session.conversation_id == 4
+    assert [m.text for m in model.session.messages("sys")] == ["sys", "Question", "A"]
+    assert model.entries() == [TranscriptEntry("user", "Question"), answer]
     model.clear()
-    assert model.rowCount() == 0 and model.session.turns == ()
+    assert model.rowCount() == 0 and model.session.turns == () and model.session.conversation_id is None
 
 
 def test_thumbnails_made_elsewhere_are_reused(qapp):
     image = load_image_bytes(image_bytes(16, 16), "tiny.png")
     thumbnail = QImage(4, 4, QImage.Format.Format_RGB888)
     model = TranscriptModel()
-    model.append_user("look", [image], [thumbnail])
+    model.remember_thumbnails([image], [thumbnail])  # as the chat pane does with the composer's
+    model.session.ask("look", [image], settings=None)
     assert model.entry(0).thumbnails[0] is thumbnail
     other = TranscriptModel()
-    other.append_user("look", [image])  # none given: made here
+    other.session.ask("look", [image], settings=None)  # none given: made here
     assert other.entry(0).thumbnails[0].width() > 0
 
 

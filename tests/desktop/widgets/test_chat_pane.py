@@ -10,6 +10,7 @@ from desktop.controllers.answer_controller import Draft
 from desktop.controllers.model_library import ModelLibrary
 from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.chat_pane import ChatPane
+from models.chats.turns import Turn
 
 
 class StubAnswers(QObject):
@@ -34,6 +35,11 @@ class StubAnswers(QObject):
 
     def regenerate(self, row: int) -> None:
         self.regenerated.append(row)
+
+
+def show_question(pane: ChatPane, text: str) -> None:
+    """Open a conversation that holds one question (as the sidebar opens a stored one)."""
+    pane.transcript_model.session.show([Turn("user", text)], conversation_id=1)
 
 
 @pytest.fixture
@@ -79,7 +85,7 @@ def test_a_sent_draft_leaves_the_composer_and_comes_back_if_the_answer_fails(pan
 
 def test_editing_puts_the_question_back_until_the_draft_is_cleared(pane, qtbot):
     answers = pane.answers_stub
-    pane.transcript_model.append_user("One")
+    show_question(pane, "One")
     qtbot.keyClicks(pane.composer.edit, "half-written")
     pane.edit_message(0)
     assert answers.editing_row is None and pane.composer.text() == "half-written"  # refused
@@ -93,8 +99,8 @@ def test_editing_puts_the_question_back_until_the_draft_is_cleared(pane, qtbot):
 
 def test_message_buttons_wait_for_the_answer_in_progress(pane):
     answers = pane.answers_stub
-    pane.transcript_model.append_user("One")
-    row = pane.transcript_model.begin_answer()
+    pane.transcript_model.session.ask("One", settings=None)  # a question and its answer, streaming
+    row = pane.transcript_model.session.answer_row
     answers.generating = True
     pane.transcript.action_requested.emit("regenerate", row)
     assert answers.regenerated == [] and pane.notice.isVisible()
@@ -108,7 +114,7 @@ def test_closing_the_editing_notice_or_esc_cancels_the_edit(pane, qtbot, how):
     from PySide6.QtCore import Qt
 
     answers = pane.answers_stub
-    pane.transcript_model.append_user("One")
+    show_question(pane, "One")
     pane.edit_message(0)
     assert answers.editing_row == 0 and pane.notice.text().startswith("Editing a question")
     if how == "Esc":
@@ -123,7 +129,7 @@ def test_closing_another_notice_keeps_the_edit(pane, qtbot):
     from PySide6.QtCore import Qt
 
     answers = pane.answers_stub
-    pane.transcript_model.append_user("One")
+    show_question(pane, "One")
     pane.edit_message(0)
     answers.notice.emit("Something else happened.")
     qtbot.mouseClick(pane.notice.close_button, Qt.MouseButton.LeftButton)

@@ -6,8 +6,12 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QTextEdit, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
+from desktop.widgets import message_delegate
+from desktop.widgets.message_delegate import MessageDelegate
 from desktop.widgets.shown_rows import EARLIER_ROWS, SHOWN_ROWS
 from desktop.widgets.transcript_view import TranscriptView
+from models.chats.answer_run import AnswerEnded, EndReason, TextGenerated
+from tests.support.scripted_engine import step
 
 ANSWER = "## Part\n\nSome **bold** text.\n\n```python\nprint(1)\n```\n\nA closing line.\n"
 
@@ -24,6 +28,50 @@ def view(qtbot):
     return transcript
 
 
+@pytest.fixture
+def documents(monkeypatch) -> list[str]:
+    """The texts the delegate renders into documents, in order (its renderer wrapped)."""
+    made: list[str] = []
+    render = message_delegate.untrusted_document
+
+    def counting(text, *args, **kwargs):
+        made.append(text)
+        return render(text, *args, **kwargs)
+
+    monkeypatch.setattr(message_delegate, "untrusted_document", counting)
+    return made
+
+
+@pytest.fixture
+def size_hints(monkeypatch) -> list[int]:
+    """The rows Qt asks the delegate for their size (its ``sizeHint`` wrapped). Ask for it before
+    ``view``: Qt looks the method up when the delegate is made."""
+    asked: list[int] = []
+    size_hint = MessageDelegate.sizeHint
+
+    def counting(self, option, index):
+        asked.append(index.row())
+        return size_hint(self, option, index)
+
+    monkeypatch.setattr(MessageDelegate, "sizeHint", counting)
+    return asked
+
+
+def ask(model: TranscriptModel, text: str) -> int:
+    """Ask ``text`` as the window does (through the session); the streaming answer's row."""
+    model.session.ask(text, settings=None)
+    assert model.session.answer_row is not None
+    return model.session.answer_row
+
+
+def stream(model: TranscriptModel, text: str) -> None:
+    model.session.apply(TextGenerated(text))
+
+
+def finish(model: TranscriptModel) -> None:
+    model.session.apply(AnswerEnded(EndReason.FINISHED, step("", "stop")))
+
+
 def long_conversation(turns: int) -> list[TranscriptEntry]:
     entries = []
     for n in range(turns):
@@ -32,12 +80,12 @@ def long_conversation(turns: int) -> list[TranscriptEntry]:
     return entries
 
 
-def test_opening_a_long_conversation_draws_only_what_is_on_screen(view, qtbot):
+def test_opening_a_long_conversation_draws_only_what_is_on_screen(view, qtbot, documents):
     widgets_before = len(view.findChildren(QWidget))
     view.model().set_entries(long_conversation(150))
     view.executeDelayedItemsLayout()
     view.viewport().repaint()
-    assert 0 < view.delegate.rendered_rows() < 30  # not 300 messages rendered at once
+    assert 0 < len(documents) < 30  # not 300 messages rendered at once
     assert len(view.findChildren(QWidget)) == widgets_before  # no widget per message
     assert not view.findChildren(QTextEdit)
     assert not view.placeholder.isVisible()
@@ -46,22 +94,23 @@ def test_opening_a_long_conversation_draws_only_what_is_on_screen(view, qtbot):
     assert view.first_shown_row() == 300 - SHOWN_ROWS
     assert view.isRowHidden(0) and view.isRowHidden(300 - SHOWN_ROWS - 1)
     assert not view.isRowHidden(300 - SHOWN_ROWS)
-    qtbot.waitUntil(lambda: view.delegate.rendered_rows() == SHOWN_ROWS, timeout=20_000)
+    qtbot.waitUntil(lambda: len(documents) == SHOWN_ROWS, timeout=20_000)
     bar = view.verticalScrollBar()
     qtbot.waitUntil(lambda: bar.value() == bar.maximum() > 0, timeout=5_000)
+    assert len(documents) == SHOWN_ROWS  # the hidden rows were never rendered
 
 
-def test_streaming_redraws_only_the_answer_and_once_per_refresh(view, qtbot):
+def test_streaming_redraws_only_the_answer_and_once_per_refresh(view, qtbot, documents):
     model = view.model()
     model.set_entries(long_conversation(20))
-    model.append_user("And now?")
-    row = model.begin_answer()
+    row = ask(model, "And now?")
     view.flush()
     earlier = [view.rendered(r).renders for r in range(row)]
     answer_renders = view.rendered(row).renders
+    rendered = len(documents)
     for _ in range(40):
-        model.append_text(row, "word ")
-    assert view.delegate.render_count(row) == answer_renders  # nothing redrawn per token
+        stream(model, "word ")
+    assert len(documents) == rendered  # nothing redrawn per token
     view.flush()
     assert view.rendered(row).text == "word " * 40
     assert view.rendered(row).renders == answer_renders + 1
@@ -71,15 +120,15 @@ def test_streaming_redraws_only_the_answer_and_once_per_refresh(view, qtbot):
 def test_follows_the_answer_unless_scrolled_up(view, qtbot):
     model = view.model()
     model.set_entries(long_conversation(10))
-    row = model.begin_answer()
+    ask(model, "And now?")
     bar = view.verticalScrollBar()
     for _ in range(5):
-        model.append_text(row, "line\n\n" * 10)
+        stream(model, "line\n\n" * 10)
         view.flush()
         view.executeDelayedItemsLayout()
         assert bar.value() == bar.maximum() > 0
     bar.setValue(0)
-    model.append_text(row, "more\n\n" * 30)
+    stream(model, "more\n\n" * 30)
     view.flush()
     view.executeDelayedItemsLayout()
     assert bar.value() == 0
@@ -88,7 +137,7 @@ def test_follows_the_answer_unless_scrolled_up(view, qtbot):
 def test_placeholder_only_when_empty(view):
     view.set_placeholder("Nothing yet")
     assert view.placeholder.isVisible() and view.placeholder.text() == "Nothing yet"
-    view.model().append_user("hi")
+    ask(view.model(), "hi")
     assert not view.placeholder.isVisible()
     view.model().clear()
     assert view.placeholder.isVisible()
@@ -133,19 +182,17 @@ def test_actions_by_bar_menu_and_keys(view, qtbot):
 
 def test_a_streaming_answer_offers_no_actions(view):
     model = view.model()
-    model.append_user("hi")
-    row = model.begin_answer()
-    model.append_text(row, "partial")
+    row = ask(model, "hi")
+    stream(model, "partial")
     assert view.action_menu(row).actions() == []
     assert not view.row_actions(row).isVisible()
 
 
 def test_double_click_opens_the_text_for_selection(view, qtbot):
     model = view.model()
-    model.append_user("hi")
-    row = model.begin_answer()
-    model.append_text(row, "Some **bold** and <b>raw</b>\n\n```py\nx = 1\n```\n")
-    model.finish_answer(row, None)
+    row = ask(model, "hi")
+    stream(model, "Some **bold** and <b>raw</b>\n\n```py\nx = 1\n```\n")
+    finish(model)
     view.flush()
     view.executeDelayedItemsLayout()
     point = view.visualRect(model.index(row)).center()
@@ -198,27 +245,25 @@ def test_removing_rows_from_a_hidden_one_shows_the_last_rows_again(view):
     model = view.model()
     model.set_entries(long_conversation(150))
     assert view.first_shown_row() == 300 - SHOWN_ROWS > 150
-    model.remove_from(150)  # e.g. editing a question that was hidden until the person scrolled up
+    model.session.remove_from(150)  # e.g. editing a question that was hidden until the person scrolled up
     assert model.rowCount() == 150
     assert view.first_shown_row() == 150 - SHOWN_ROWS
     assert [view.isRowHidden(r) for r in range(150)] == [r < 150 - SHOWN_ROWS for r in range(150)]
 
 
-def test_a_relayout_while_streaming_asks_only_the_shown_rows_for_their_size(view):
+def test_a_relayout_while_streaming_asks_only_the_shown_rows_for_their_size(size_hints, view):
     model = view.model()
     model.set_entries(long_conversation(500))
-    model.append_user("And now?")
-    row = model.begin_answer()
+    ask(model, "And now?")
     view.flush()
     view.executeDelayedItemsLayout()
-    asked = view.delegate.size_hints_asked
-    model.append_text(row, "a line that makes the answer taller\n\n" * 5)
+    size_hints.clear()
+    stream(model, "a line that makes the answer taller\n\n" * 5)
     view.flush()
     view.executeDelayedItemsLayout()
-    asked = view.delegate.size_hints_asked - asked
     assert view.first_shown_row() == model.rowCount() - 2 - SHOWN_ROWS  # shown when it opened
     shown = model.rowCount() - view.first_shown_row()
-    assert 0 < asked <= shown + 2  # the shown rows (and row 0, Qt's scroll step), not all 1,002
+    assert 0 < len(size_hints) <= shown + 2  # the shown rows (and row 0, Qt's scroll step), not all 1,002
 
 
 def test_home_or_typing_shows_a_hidden_row_before_it_becomes_current(view, qtbot):
@@ -240,7 +285,7 @@ def test_edit_near_the_first_shown_row_keeps_the_last_rows_shown(view, qtbot):
     model = view.model()
     model.set_entries(long_conversation(150))
     assert view.first_shown_row() == 300 - SHOWN_ROWS
-    model.remove_from(300 - SHOWN_ROWS + 3)  # edit and resend the fourth shown message
+    model.session.remove_from(300 - SHOWN_ROWS + 3)  # edit and resend the fourth shown message
     assert view.first_shown_row() == model.rowCount() - SHOWN_ROWS
     view.executeDelayedItemsLayout()
     bar = view.verticalScrollBar()
@@ -250,7 +295,7 @@ def test_edit_near_the_first_shown_row_keeps_the_last_rows_shown(view, qtbot):
 def test_showing_earlier_rows_while_following_the_end_keeps_the_row_in_view(view, qtbot):
     model = view.model()
     model.set_entries(long_conversation(150))
-    model.remove_from(300 - SHOWN_ROWS + 3)
+    model.session.remove_from(300 - SHOWN_ROWS + 3)
     view.executeDelayedItemsLayout()
     first = view.first_shown_row()
     view.verticalScrollBar().setValue(0)
@@ -263,8 +308,8 @@ def test_a_new_message_hides_again_what_was_shown_far_above(view, qtbot):
     model.set_entries(long_conversation(150))
     view.scroll_to(0)  # e.g. a search hit in the first message: everything is shown
     assert view.first_shown_row() == 0
-    model.append_user("And now?")  # the view follows the new question to the end
-    assert view.first_shown_row() == model.rowCount() - SHOWN_ROWS
+    answer = ask(model, "And now?")  # the view follows the new question to the end
+    assert view.first_shown_row() == answer - SHOWN_ROWS  # the question's last rows, and its answer
     view.executeDelayedItemsLayout()
     bar = view.verticalScrollBar()
     assert bar.value() == bar.maximum()

@@ -78,7 +78,7 @@ def test_continue_an_answer_that_stopped_at_the_token_limit(store):
     recorder = AnswerRecorder(store)
     recorder.begin(conversation.id, "Count to six")
     first = recorder.finish(FakeStep("one two three", "length", (1, 2, 3)))
-    assert first.can_continue and store.last_assistant(conversation.id).id == first.id
+    assert first.can_continue and store.messages(conversation.id)[-1] == first
 
     resumed = recorder.resume(first.id)
     assert resumed.interrupted and resumed.finish_reason is None  # a kill now keeps "one two three"

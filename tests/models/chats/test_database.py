@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from models.chats.conversation_session import stored_turns
 from models.chats.database import SCHEMA_VERSION, StoreError
 from models.chats.store import (
     ConversationSettings,
@@ -74,9 +75,9 @@ def test_migration_from_schema_1_keeps_everything(tmp_path):
         assert (answer.interrupted, answer.token_ids, answer.finish_reason) == (False, None, None)
         (hit,) = store.search("keratin")  # the old text is indexed; the deleted chat is not found
         assert (hit.conversation_id, hit.message_id) == (1, 2)
-        assert store.history(1)[0].images[0].data == data
-        (record,) = store.image_records()
-        assert record.original_sha256 == sha and not record.downscaled
+        assert stored_turns(store, 1)[0].images[0].data == data
+        images = [tuple(r) for r in store.db.execute("SELECT sha256, original_sha256 FROM images")]
+        assert images == [(sha, sha)]  # the original's hash recorded, and not downscaled
         # and the upgraded database works like a new one
         store.add_message(1, "user", "And armadillos?")
         assert store.search("armadillos")[0].conversation_id == 1

@@ -14,9 +14,11 @@ import sqlite3
 import pytest
 
 from desktop.cli.main import main
+from models.chats.conversation_session import stored_turns
 from models.chats.database import DATABASE_NAME, data_dir
 from models.chats.export import export_json, import_json
 from models.chats.store import ConversationSettings, ConversationStore
+from models.chats.turns import chat_messages
 from models.inference.images import load_image_bytes
 from tests.conftest import image_bytes
 
@@ -252,7 +254,7 @@ def test_poisoned_settings_and_metadata_are_read_as_defaults(chats):
             None,
             None,
         )
-        assert [m.role for m in store.history(conversation_id)] == ["user", "assistant"]
+        assert [m.role for m in chat_messages(stored_turns(store, conversation_id))] == ["user", "assistant"]
     status, out, _ = chats("show", conversation_id)
     assert status == 0 and "A colour." in out
     status, out, _ = chats("export", conversation_id, "--format", "json")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.chats.answer_recorder import AnswerRecorder
+from models.chats.conversation_session import stored_turns
 from models.chats.database import StoreError
 from models.chats.store import (
     ConversationNotFound,
@@ -15,6 +16,7 @@ from models.chats.store import (
     ConversationStore,
     title_from_question,
 )
+from models.chats.turns import chat_messages
 from models.inference.images import load_image_bytes
 from tests.support.stored_chats import (
     FakeStep,
@@ -145,7 +147,7 @@ def test_delete_undo_and_purge(store, clock):
     with pytest.raises(ConversationNotFound):
         store.conversation(doomed.id, include_deleted=True)
     assert not own_path.exists() and shared_path.exists()
-    assert store.history(kept.id)[0].images[0].data == shared.data
+    assert stored_turns(store, kept.id)[0].images[0].data == shared.data
     assert store.db.integrity_check() == "ok"
 
 
@@ -183,17 +185,18 @@ def test_large_images_are_stored_downscaled(tmp_path):
         assert stored.media_type == "image/jpeg" and stored.size <= limit
         assert stored.sha256 != big.sha256 and stored.width < 600
         assert stored.width * 400 == pytest.approx(stored.height * 600, rel=0.02)
-        (record,) = store.image_records()
-        assert record.downscaled and record.original_sha256 == big.sha256
+        originals = "SELECT sha256, original_sha256 FROM images"
+        assert [tuple(r) for r in store.db.execute(originals)] == [(stored.sha256, big.sha256)]
         again = store.add_message(conversation.id, "user", "again", [big]).images[0]
         assert again.sha256 == stored.sha256  # found by the original's hash, not downscaled anew
-        assert len(list(store.image_records())) == 1
-        assert store.history(conversation.id)[0].images[0].sha256 == stored.sha256
+        assert [tuple(r) for r in store.db.execute(originals)] == [(stored.sha256, big.sha256)]
+        assert len([p for p in (store.folder / "images").rglob("*") if p.is_file()]) == 1
+        assert stored_turns(store, conversation.id)[0].images[0].sha256 == stored.sha256
 
 
 def test_regenerate_drops_the_last_answer_only(store):
     conversation, ids = make_exchange(store)
-    last = store.last_assistant(conversation.id)
+    last = store.messages(conversation.id)[-1]
     assert last.id == ids[-1] and last.text == "answer 1"
     assert store.truncate_after(last.id, inclusive=True) == 1
     assert [m.id for m in store.messages(conversation.id)] == ids[:3]
@@ -204,19 +207,15 @@ def test_regenerate_drops_the_last_answer_only(store):
     assert texts == ["question 0", "answer 0", "question 1", "a new answer"]
 
 
-def test_edit_replaces_the_question_and_drops_what_followed(store):
+def test_an_edit_replaces_the_question_and_what_followed_in_search_too(store):
     conversation, ids = make_exchange(store, turns=3)
-    with store.transaction():
-        store.replace_message_text(ids[2], "question 1, edited")
-        assert store.truncate_after(ids[2]) == 3
+    edited = store.add_message(conversation.id, "user", "question 1, edited")  # as an edit stores it
+    store.add_message(conversation.id, "assistant", "answer 1, new")
+    assert store.delete_between(ids[2], edited.id) == 4  # once the new answer has text
     messages = store.messages(conversation.id)
-    assert [m.text for m in messages] == ["question 0", "answer 0", "question 1, edited"]
-    assert store.search("edited")[0].message_id == ids[2]
-    assert store.search("answer 2") == []
-
-    edited_answer = store.replace_message_text(ids[1], "answer 0, edited")
-    assert edited_answer.token_ids is None  # no longer what the model generated
-    assert store.message(ids[0]).text == "question 0"
+    assert [m.text for m in messages] == ["question 0", "answer 0", "question 1, edited", "answer 1, new"]
+    assert [h.message_id for h in store.search("edited")] == [edited.id]
+    assert store.search("answer 2") == [] and store.search("question 2") == []
 
 
 def test_a_failed_transaction_leaves_nothing(store):
@@ -228,7 +227,7 @@ def test_a_failed_transaction_leaves_nothing(store):
     assert [m.id for m in store.messages(conversation.id)] == ids
 
 
-def test_history_is_what_the_engine_takes(store):
+def test_the_stored_turns_are_what_the_engine_takes(store):
     conversation = store.create(settings=ConversationSettings(system_prompt="You are terse."))
     image = picture()
     store.add_message(conversation.id, "user", "look", [image])
@@ -236,7 +235,8 @@ def test_history_is_what_the_engine_takes(store):
     store.add_message(conversation.id, "user", "again?")
     store.add_message(conversation.id, "assistant", "", finish_reason="error", error="boom")
     store.add_message(conversation.id, "user", "third time")
-    history = store.history(conversation.id)
+    system_prompt = store.conversation(conversation.id).settings.system_prompt
+    history = chat_messages(stored_turns(store, conversation.id), system_prompt)
     assert [(m.role, m.text) for m in history] == [
         ("system", "You are terse."),
         ("user", "look"),
@@ -246,10 +246,6 @@ def test_history_is_what_the_engine_takes(store):
     ]
     assert history[2].token_ids == (11, 12, 13)
     assert history[1].images[0].data == image.data and history[1].images[0].sha256 == image.sha256
-    assert [m.text for m in store.history(conversation.id, before=store.messages(conversation.id)[1].id)] == [
-        "You are terse.",
-        "look",
-    ]
 
 
 def test_a_missing_image_file_is_a_one_line_error(store):
@@ -257,7 +253,7 @@ def test_a_missing_image_file_is_a_one_line_error(store):
     stored = store.add_message(conversation.id, "user", "look", [picture()]).images[0]
     stored.path.unlink()
     with pytest.raises(StoreError, match="missing"):
-        store.history(conversation.id)
+        stored_turns(store, conversation.id)
 
 
 def test_delete_between_removes_only_the_replaced_turns(store):

@@ -306,7 +306,7 @@ def test_a_downloaded_model_loads_and_answers_with_the_server_gone(hub):
 
 
 def test_check_online_reports_size_gating_and_absence(hub, checkpoints):
-    from models.hub.catalog import CatalogEntry, check_online, find_entry
+    from models.hub.catalog import CatalogEntry, check_online, describe_repo
 
     plan = store.fetch_plan(REPO)
     entry = CatalogEntry(key=REPO, display_name="tiny", family="other", repo_id=REPO)
@@ -317,7 +317,7 @@ def test_check_online_reports_size_gating_and_absence(hub, checkpoints):
     gated = CatalogEntry(key="g", display_name="g", family="other", repo_id="meta-llama/Llama-4-Tiny-Gated")
     assert check_online(gated).state == "gated"
 
-    scout = find_entry("mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit")
+    scout = describe_repo("mlx-community/Llama-4-Scout-17B-16E-Instruct-4bit")
     missing = check_online(scout)  # the fake Hub does not serve the catalog's repos
     assert missing.state == "unavailable" and "was not found on the Hub" in missing.message
 
