@@ -115,6 +115,7 @@ def run_app(
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
+    from desktop import notices
     from desktop.main_window import MainWindow
     from models.app_folders import APP_NAME
     from models.distributed.hosts import HostFileError
@@ -140,5 +141,5 @@ def run_app(
         try:
             window.load_model(resolve_model(str(target)))
         except ModelNotFound as exc:
-            window.notice.show_message(str(exc))
+            window.notice.show_message(str(exc), notices.LOAD)
     return app.exec()

@@ -12,7 +12,8 @@ The file is over 400 lines because it is where everything meets: the constructio
 every part, the dialog each menu and sidebar command opens (with the window as parent), and the
 thin public methods (``send``, ``regenerate``, ``load_model``, ``open_conversation``...) that
 the menus, the sidebar and the tests call. The keyboard's way through the window is set here too
-(``_set_tab_order``: sidebar, transcript and the current message's actions, notice, composer).
+(``_set_tab_order``: sidebar, transcript and the current message's actions, notices, composer;
+set again whenever the notices change). Every notice names its source (``desktop.notices``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QSettings, Qt, Signal
 from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QWidget
 
+from desktop import notices
 from desktop.appearance import apply_appearance
 from desktop.controllers.answer_controller import AnswerController
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_controller import ModelController
 from desktop.controllers.model_library import ModelLibrary
 from desktop.controllers.server_controller import ServerController
-from desktop.controllers.store_health import Notice, StoreHealth
+from desktop.controllers.store_health import StoreHealth
 from desktop.controllers.turn_memory import TurnMemory
 from desktop.dialogs import conversation_dialogs, model_dialogs
 from desktop.dialogs.license_dialog import ensure_license_accepted
@@ -96,7 +98,7 @@ class MainWindow(QMainWindow):
         self.library.set_fit_parameters(self.defaults.context_length, self.defaults.kv_bits)
         self.turn_memory = TurnMemory(self.library, self)
         self.store_health = StoreHealth(data_folder, busy=lambda: self.answers.busy, parent=self)
-        self.store_health.notice.connect(self._show_notice)
+        self.store_health.notice.connect(self.notice.show_notice)
         self.store_health.started_new.connect(self._on_store_health_started_new)
         store = self.store_health.store
         self.conversations = ConversationController(store, self)
@@ -122,6 +124,7 @@ class MainWindow(QMainWindow):
         self.models.ready.connect(self._on_models_ready)
         self.models.load_failed.connect(self._on_models_load_failed)
         self.models.notice.connect(self.notice.show_message)
+        self.models.notice_outdated.connect(self.notice.withdraw)
 
         self.answers = AnswerController(
             self.session,
@@ -144,7 +147,7 @@ class MainWindow(QMainWindow):
         self.composer.attach_requested.connect(self.choose_images)
 
         self.sidebar = Sidebar(store)
-        self.sidebar.notice.connect(self.store_health.report)
+        self.sidebar.notice.connect(self._on_sidebar_notice)
         self.sidebar.new_requested.connect(self.new_chat)
         self.sidebar.conversation_selected.connect(self.open_conversation)
         self.sidebar.hit_selected.connect(self.open_conversation)
@@ -161,6 +164,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._set_tab_order()
+        self.notice.changed.connect(self._on_notice_changed)
         self._update_placeholder()
         self.show_sidebar(bool(self.settings.value(SIDEBAR_KEY, True, type=bool)))
         self.composer.edit.setFocus()
@@ -191,7 +195,7 @@ class MainWindow(QMainWindow):
         welcome = [w for w in self.welcome.findChildren(QWidget) if w.focusPolicy() & Qt.FocusPolicy.TabFocus]
         chain = [sidebar.new_button, sidebar.search, sidebar.view, *welcome, self.transcript]
         chain += list(self.transcript.action_bar.buttons.values())
-        chain += [notice.action_button, notice.close_button, composer.edit, composer.attach_button]
+        chain += [*notice.focus_widgets(), composer.edit, composer.attach_button]
         chain.append(composer.send_button)
         for first, second in zip(chain, chain[1:], strict=False):
             QWidget.setTabOrder(first, second)
@@ -232,15 +236,18 @@ class MainWindow(QMainWindow):
         self.memory_label = self.status_bar.memory_label
         self.stats_label = self.status_bar.stats_label
         self.chat.status.connect(lambda text: self.status_bar.showMessage(text, 3000))
-        self.serve_api_action = ServeApiAction(self.server_controller, self.status_bar, self)
+        self.serve_api_action = ServeApiAction(self.server_controller, self.status_bar, self.notice, self)
         self.server_controller.job_running.connect(self._on_api_job_running)
         self.menus.add_file_action(self.serve_api_action)
 
     def _update_placeholder(self) -> None:
         self.chat.show_model_state(self.model_name, self.models.loading)
 
-    def _show_notice(self, notice: Notice) -> None:
-        self.notice.show_message(notice.text, notice.action_label, notice.action)
+    def _on_notice_changed(self) -> None:
+        self._set_tab_order()  # each notice's buttons, between the transcript and the composer
+
+    def _on_sidebar_notice(self, text: str) -> None:
+        self.store_health.report(text, notices.SEARCH)
 
     def _on_store_health_started_new(self) -> None:
         self.new_chat()
@@ -293,13 +300,13 @@ class MainWindow(QMainWindow):
         self.turn_memory.model_loaded(path)
         self._update_placeholder()
         self._update_welcome()
+        self.notice.withdraw(notices.SEND)  # "No model is loaded" and the like: past
         self.model_ready.emit(name)
 
     def _on_models_load_failed(self, message: str) -> None:
         self.status_bar.show_model(None)
         self.turn_memory.model_unloaded()
-        self.model_menu.active_path = None
-        self.notice.show_message(message)
+        self.model_menu.active_path = None  # the controller shows why, as the load's notice
         self._update_placeholder()
 
     def download_model(self, listing) -> None:
@@ -309,8 +316,11 @@ class MainWindow(QMainWindow):
         if repo is None:
             return
         if requires_license(repo) and not ensure_license_accepted(self):
-            self.notice.show_message("The download needs the Llama 4 license to be accepted.")
+            self.notice.show_message(
+                "The download needs the Llama 4 license to be accepted.", notices.download(repo)
+            )
             return
+        self.notice.withdraw(notices.download(repo))  # it starts again: what it said is past
         self.library.start_download(repo)
 
     def show_model_manager(self) -> None:
@@ -417,8 +427,7 @@ class MainWindow(QMainWindow):
         self.conversations.new()
         self.transcript_model.clear()
         self.answers.editing_row = None
-        self.notice.withdraw("edit")
-        self.notice.withdraw("composer")  # what it said about the draft is past
+        self.chat.forget_conversation_notices()
         self.status_bar.clear_answer_numbers()
         self._update_context()
         self.sidebar.set_current(None)
@@ -462,8 +471,7 @@ class MainWindow(QMainWindow):
         conversation, entries, row = result
         self.conversations.current = conversation
         self.answers.editing_row = None
-        self.notice.withdraw("edit")
-        self.notice.withdraw("composer")
+        self.chat.forget_conversation_notices()
         self.transcript_model.set_entries(entries, conversation.id)
         self.sidebar.set_current(conversation.id)
         self.status_bar.clear_answer_numbers()
@@ -492,7 +500,10 @@ class MainWindow(QMainWindow):
             if was_open:
                 self.new_chat()
             self.notice.show_message(
-                f"Deleted “{title}”.", "Undo", lambda: self.conversations.restore(conversation_id)
+                f"Deleted “{title}”.",
+                notices.DELETED,
+                "Undo",
+                lambda: self.conversations.restore(conversation_id),
             )
 
         if self.conversations.current_id == conversation_id:
@@ -502,7 +513,7 @@ class MainWindow(QMainWindow):
 
     def export_conversation(self, conversation_id: int | None, fmt: str) -> None:
         if conversation_id is None:
-            self.notice.show_message("There is no saved conversation to export yet.")
+            self.notice.show_message("There is no saved conversation to export yet.", notices.EXPORT)
             return
         title = self.conversations.store.conversation(conversation_id).display_title
         path = conversation_dialogs.choose_export_path(self, title, fmt)
@@ -519,7 +530,9 @@ class MainWindow(QMainWindow):
 
     def show_conversation_settings(self) -> None:
         if self.conversations.current is None:
-            self.notice.show_message("Ask a first question; then this conversation has settings of its own.")
+            self.notice.show_message(
+                "Ask a first question; then this conversation has settings of its own.", notices.COMMAND
+            )
             return
         dialog = SettingsDialog(
             with_conversation_settings(self.defaults, self.conversations.settings),

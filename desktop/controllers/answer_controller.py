@@ -14,7 +14,8 @@ Signals:
     draft_returned(object): the ``Draft`` of a question whose answer failed with nothing.
     current_changed(object): the open conversation (its id, or None) was stored or replaced.
     storage_failed(str): the store refused a write of the answer.
-    notice(str): a one-line message for the person.
+    notice(str, str): a one-line message for the person, and its source (``desktop.notices``:
+        a question that could not go now, or an answer that failed).
     answer_finished(object): the final ``GenerationStep``, after the waiting actions ran.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop import notices
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.controllers.model_controller import ModelController
 from desktop.controllers.turn_memory import TurnMemory
@@ -51,7 +53,7 @@ class AnswerController(QObject):
     draft_returned = Signal(object)
     current_changed = Signal(object)
     storage_failed = Signal(str)
-    notice = Signal(str)
+    notice = Signal(str, str)
     answer_finished = Signal(object)
 
     def __init__(
@@ -108,11 +110,12 @@ class AnswerController(QObject):
             self.notice.emit(
                 "Still loading the model; your question is kept."
                 if self.models.loading
-                else "No model is loaded; open one with File ▸ Open Model Folder…. Your question is kept."
+                else "No model is loaded; open one with File ▸ Open Model Folder…. Your question is kept.",
+                notices.SEND,
             )
             return False
         if draft.images_pending:
-            self.notice.emit("An image is still being read; try again in a moment.")
+            self.notice.emit("An image is still being read; try again in a moment.", notices.SEND)
             return False
         turn_settings, too_big = self._turn_settings(draft.text, draft.images)
         if too_big is not None:
@@ -209,7 +212,7 @@ class AnswerController(QObject):
         """Check the next turn against the memory budget and keep its settings; say why not."""
         turn_settings, too_big = self._turn_settings("", ())
         if too_big is not None:
-            self.notice.emit(too_big)
+            self.notice.emit(too_big, notices.SEND)
             return False
         self._next_settings = turn_settings
         return True
@@ -226,7 +229,7 @@ class AnswerController(QObject):
         """The next turn would outgrow memory: say so, and offer to carry on in a new conversation
         that keeps only the last exchange (the draft stays in the composer either way)."""
         if not self._confirm_fresh_start(reason):
-            self.notice.emit(reason)
+            self.notice.emit(reason, notices.SEND)
             return
         self.editing_row = None
         system_prompt = self._effective_system_prompt() or ""
@@ -234,10 +237,10 @@ class AnswerController(QObject):
         conversation_id = self.conversations.ensure_current(system_prompt)
         problem = self.session.carry_over(self.conversations.store, conversation_id)
         if problem is not None:
-            self.notice.emit(problem)
+            self.storage_failed.emit(problem)
         self.conversations.reload_current()
         self.current_changed.emit(self.conversations.current_id)
-        self.notice.emit("Continued in a new conversation with the last exchange; press Send.")
+        self.notice.emit("Continued in a new conversation with the last exchange; press Send.", notices.SEND)
 
     # Following the worker ----------------------------------------------------------------------
     def _submit(self, job: AnswerJob) -> None:
@@ -267,7 +270,7 @@ class AnswerController(QObject):
                 if self._sent_draft is not None:
                     self.draft_returned.emit(self._sent_draft)
                 self.conversations.reload_current()  # the worker removed what it had added
-            self.notice.emit(step.error or "The answer failed.")
+            self.notice.emit(step.error or "The answer failed.", notices.ANSWER)
         else:
             self.turn_memory.record_peak(step)
         self._sent_draft = None

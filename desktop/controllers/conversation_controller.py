@@ -9,7 +9,8 @@ stored by ``models.chats.answer_run.run_answer`` on the MLX worker's thread.
 Signals:
     opened(object): (conversation or None, transcript entries, row to show or None).
     list_changed(): the sidebar should re-read the list.
-    notice(str): a one-line message for the person.
+    notice(str, str): a one-line message for the person, and its source (``desktop.notices``:
+        the store, an export or an import).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop import notices
 from desktop.qtmodels.transcript_model import entry_from_stored
 from desktop.workers.background_task import run_in_background
 from desktop.workers.image_loader import thumbnail_qimage
@@ -41,7 +43,7 @@ def _load_conversation(folder: Path, conversation_id: int, message_id: int | Non
 class ConversationController(QObject):
     opened = Signal(object)
     list_changed = Signal()
-    notice = Signal(str)
+    notice = Signal(str, str)
 
     def __init__(self, store: ConversationStore, parent=None):
         super().__init__(parent)
@@ -73,7 +75,7 @@ class ConversationController(QObject):
             try:
                 self.current = self.store.create(settings=self.new_settings(system_prompt))
             except StoreError as exc:
-                self.notice.emit(f"This conversation cannot be saved: {exc}")
+                self.notice.emit(f"This conversation cannot be saved: {exc}", notices.STORE)
                 return None
         return self.current.id
 
@@ -89,7 +91,7 @@ class ConversationController(QObject):
             try:
                 self.current = self.store.conversation(conversation_id)
             except StoreError as exc:
-                self.notice.emit(f"The conversation could not be read back: {exc}")
+                self.notice.emit(f"The conversation could not be read back: {exc}", notices.STORE)
         self.reload_current()
 
     def reload_current(self) -> None:
@@ -120,7 +122,7 @@ class ConversationController(QObject):
         def on_error(message: str) -> None:
             if self._opening == conversation_id:
                 self._opening = None
-                self.notice.emit(f"The conversation could not be opened: {message}")
+                self.notice.emit(f"The conversation could not be opened: {message}", notices.STORE)
 
         run_in_background(
             lambda: _load_conversation(folder, conversation_id, message_id), on_done, on_error, owner=self
@@ -130,7 +132,7 @@ class ConversationController(QObject):
         try:
             renamed = self.store.rename(conversation_id, title)
         except StoreError as exc:
-            self.notice.emit(str(exc))
+            self.notice.emit(str(exc), notices.STORE)
             return
         if self.current_id == conversation_id:
             self.current = renamed
@@ -142,7 +144,7 @@ class ConversationController(QObject):
             title = self.store.conversation(conversation_id).display_title
             self.store.delete(conversation_id)
         except StoreError as exc:
-            self.notice.emit(str(exc))
+            self.notice.emit(str(exc), notices.STORE)
             return None
         if self.current_id == conversation_id:
             self.current = None
@@ -155,7 +157,7 @@ class ConversationController(QObject):
         try:
             self.store.restore(conversation_id)
         except StoreError as exc:
-            self.notice.emit(str(exc))
+            self.notice.emit(str(exc), notices.STORE)
         self.list_changed.emit()
 
     def update_settings(self, settings: ConversationSettings) -> None:
@@ -164,7 +166,7 @@ class ConversationController(QObject):
         try:
             self.current = self.store.update_settings(self.current.id, settings)
         except StoreError as exc:
-            self.notice.emit(str(exc))
+            self.notice.emit(str(exc), notices.STORE)
 
     def export(self, conversation_id: int, fmt: str, path: str) -> None:
         from models.chats import export as chat_export
@@ -181,8 +183,8 @@ class ConversationController(QObject):
 
         run_in_background(
             work,
-            lambda p: self.notice.emit(f"Exported to {p}."),
-            lambda message: self.notice.emit(f"Export failed: {message}"),
+            lambda p: self.notice.emit(f"Exported to {p}.", notices.EXPORT),
+            lambda message: self.notice.emit(f"Export failed: {message}", notices.EXPORT),
             owner=self,
         )
 
@@ -200,5 +202,8 @@ class ConversationController(QObject):
             self.open(conversation_id)
 
         run_in_background(
-            work, on_done, lambda message: self.notice.emit(f"Import failed: {message}"), owner=self
+            work,
+            on_done,
+            lambda message: self.notice.emit(f"Import failed: {message}", notices.IMPORT),
+            owner=self,
         )

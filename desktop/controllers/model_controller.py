@@ -6,12 +6,18 @@ won't fit, loaded only if ``confirm(name, detail)`` says so. Loads wait for the 
 progress through ``when_idle(action)``. Downloads are the library's; their endings arrive here
 as a ``DownloadEnd`` and become one line for the person.
 
+Each line names its source (``desktop.notices``): a download's own, or the Hub's when it could not
+be reached; a load failure; a model that won't fit. Each is withdrawn (``notice_outdated``) once
+it no longer holds: a download that moves again ends its own and the Hub's, a load that starts
+ends the load failure and the fit warning, a model loaded and ready ends those and the Hub's.
+
 Signals:
     load_started(str): the worker began loading (the model's folder name).
     load_stage(str): a loading stage, for the status bar.
     ready(str, str): a model is loaded (name, folder).
-    load_failed(str): a load failed or was cancelled (a one-line reason).
-    notice(str): a one-line message for the person.
+    load_failed(str): a load failed or was cancelled (a one-line reason; also a notice).
+    notice(str, str): a one-line message for the person, and its source.
+    notice_outdated(str): the notice of this source no longer holds.
     download_status(str): the download line for the status bar ("" when none runs).
 """
 
@@ -23,6 +29,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
+from desktop import notices
 from desktop.controllers.model_library import ModelLibrary
 from desktop.workers.background_task import run_in_background
 from desktop.workers.inference_worker import InferenceWorker
@@ -35,7 +42,8 @@ class ModelController(QObject):
     load_stage = Signal(str)
     ready = Signal(str, str)
     load_failed = Signal(str)
-    notice = Signal(str)
+    notice = Signal(str, str)
+    notice_outdated = Signal(str)
     download_status = Signal(str)
 
     def __init__(
@@ -109,7 +117,8 @@ class ModelController(QObject):
                 self._when_idle(lambda: self.load(path))
             else:
                 self.notice.emit(
-                    f"{name} won't fit: {report.summary} Choose it in the Model menu to load it anyway."
+                    f"{name} won't fit: {report.summary} Choose it in the Model menu to load it anyway.",
+                    notices.FIT,
                 )
 
         # A folder the planner cannot read is left to the loader, which says what is wrong.
@@ -138,6 +147,7 @@ class ModelController(QObject):
     def _on_worker_load_started(self, name: str) -> None:
         self.loading = True
         self.name = None
+        self._withdraw(notices.LOAD, notices.FIT)  # about an earlier choice
         self.load_started.emit(name)
 
     def _on_worker_loaded(self, name: str, path: str) -> None:
@@ -145,12 +155,20 @@ class ModelController(QObject):
         self.name, self.path = name, path
         self.settings.setValue("last_model", path)
         self.library.remember_folder(path)  # a folder opened directly is listed in the Model menu
+        # A model is loaded and ready: nothing said about loading holds, nor that the Hub could
+        # not be reached (the person has a model; a download that still matters says so again).
+        self._withdraw(notices.LOAD, notices.FIT, notices.HUB)
         self.ready.emit(name, path)
 
     def _on_worker_load_failed(self, message: str) -> None:
         self.loading = False
         self.name = self.path = None
+        self.notice.emit(message, notices.LOAD)
         self.load_failed.emit(message)
+
+    def _withdraw(self, *sources: str) -> None:
+        for source in sources:
+            self.notice_outdated.emit(source)
 
     # Downloads ---------------------------------------------------------------------------------
     def _listing_name(self, repo_id: str) -> str:
@@ -158,6 +176,7 @@ class ModelController(QObject):
         return listing.entry.display_name if listing else repo_id
 
     def _on_library_download_progress(self, repo_id: str, progress) -> None:
+        self._withdraw(notices.HUB, notices.download(repo_id))  # it moves: the Hub answers
         percent = 100 * progress.bytes_done / progress.bytes_total if progress.bytes_total else 0
         self.download_status.emit(
             f"Downloading {self._listing_name(repo_id)}: {percent:.0f} % · {progress.describe()}"
@@ -168,6 +187,12 @@ class ModelController(QObject):
 
     def _download_ended(self, end: DownloadEnd) -> None:
         self.download_status.emit("")
-        self.notice.emit(end.describe(self._listing_name(end.repo_id)))
+        source = notices.download(end.repo_id)
+        if end.hub_unreachable:  # one notice for the Hub, whichever download met it
+            self._withdraw(source)
+            source = notices.HUB
+        elif end.kind is DownloadEndKind.FINISHED:
+            self._withdraw(notices.HUB)
+        self.notice.emit(end.describe(self._listing_name(end.repo_id)), source)
         if end.kind is DownloadEndKind.FINISHED and end.path and self.name is None and not self.loading:
             self.load_checked(end.path, ask=False)

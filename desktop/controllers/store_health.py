@@ -1,8 +1,9 @@
 """The conversation database's health: opening it (or a temporary one when it can't open),
 SQLite's quick check at start on the thread pool, and moving a damaged file aside on request.
 
-A storage failure becomes a ``Notice``; one that says the database is damaged carries the
-"Move Aside and Start New" action. The window only shows notices.
+A storage failure becomes a ``Notice`` (``desktop.notices``), under the source it came from (the
+store itself unless said); one that says the database is damaged carries the "Move Aside and
+Start New" action, and what moving it aside says replaces it. The window only shows notices.
 
 Signals:
     notice(object): a ``Notice`` for the person.
@@ -13,26 +14,18 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop import notices
+from desktop.notices import Notice
 from desktop.workers.background_task import run_in_background
 from models.chats.database import DatabaseDamaged, check_database, move_aside
 from models.chats.store import ConversationStore, StoreError
 
 DAMAGE_ACTION = "Move Aside and Start New"
 _DAMAGE_MARK = " is damaged ("  # how models.chats.database words DatabaseDamaged
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A one-line message, optionally with one action button."""
-
-    text: str
-    action_label: str | None = None
-    action: Callable[[], object] | None = None
 
 
 class StoreHealth(QObject):
@@ -71,18 +64,20 @@ class StoreHealth(QObject):
         if damage is not None:
             self.report(str(damage))
 
-    def report(self, message: str) -> None:
-        """A storage failure as a notice; a damaged database's comes with the way out."""
+    def report(self, message: str, source: str = notices.STORE) -> None:
+        """A storage failure as ``source``'s notice; a damaged database's is the store's, with
+        the way out."""
         if _DAMAGE_MARK in message:
             self.notice.emit(
                 Notice(
+                    notices.STORE,
                     f"{message} Move it aside to start a new one; the old file is kept.",
                     DAMAGE_ACTION,
                     self.move_aside,
                 )
             )
         else:
-            self.notice.emit(Notice(message))
+            self.notice.emit(Notice(source, message))
 
     def move_aside(self) -> None:
         """Rename the damaged database (kept) and start an empty one."""
@@ -90,16 +85,20 @@ class StoreHealth(QObject):
             try:
                 moved = move_aside(self._damaged_database)
             except StoreError as exc:
-                self.notice.emit(Notice(str(exc)))
+                self.notice.emit(Notice(notices.STORE, str(exc)))
                 return
             self._damaged_database = None
             self.notice.emit(
-                Notice(f"The damaged database was moved to {moved}. Restart Llama Desk to start a new one.")
+                Notice(
+                    notices.STORE,
+                    f"The damaged database was moved to {moved}. Restart Llama Desk to start a new one.",
+                )
             )
             return
         if self._busy():
             self.notice.emit(
                 Notice(
+                    notices.STORE,
                     "Stop the current answer first, then move the damaged database aside.",
                     DAMAGE_ACTION,
                     self.move_aside,
@@ -109,7 +108,9 @@ class StoreHealth(QObject):
         try:
             moved = self.store.db.move_aside_and_start_new()
         except StoreError as exc:
-            self.notice.emit(Notice(str(exc)))
+            self.notice.emit(Notice(notices.STORE, str(exc)))
             return
         self.started_new.emit()
-        self.notice.emit(Notice(f"The damaged database was moved to {moved} (kept); a new one has started."))
+        self.notice.emit(
+            Notice(notices.STORE, f"The damaged database was moved to {moved} (kept); a new one has started.")
+        )

@@ -9,6 +9,11 @@ code here, edit by putting the question back in the composer (the controller's
 ``copy_last_answer`` are the same for the last answer (Chat menu shortcuts). It decides nothing
 about answers itself. A copy says so (``status``: "Copied …"); a clicked thumbnail opens larger.
 
+Its notices (``desktop.notices``) go when they no longer hold: a refused file's when the
+attachments change or are sent, a refused question's when one goes, an answer's failure when
+the next answer starts, a command's refusal ("Stop the current answer first.") when the answer
+ends, and all of them when another conversation is shown (``forget_conversation_notices``).
+
 Signals:
     status(str): a passing message for the status bar (what was copied).
 """
@@ -19,6 +24,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from desktop import notices
 from desktop.controllers.answer_controller import AnswerController, Draft
 from desktop.controllers.model_library import ModelLibrary
 from desktop.dialogs.image_preview import show_image_preview
@@ -50,7 +56,7 @@ class ChatPane(QWidget):
         self.notice = NoticeBar()
         self.composer = Composer()
         self.composer.notice.connect(self._on_composer_notice)
-        self.composer.notice_outdated.connect(lambda: self.notice.withdraw("composer"))
+        self.composer.notice_outdated.connect(self._on_composer_notice_outdated)
         self.composer.cancel_requested.connect(self._on_composer_cancel_requested)
         self.notice.dismissed.connect(self._on_notice_dismissed)
         self.composer.edit.textChanged.connect(self._on_composer_text_changed)
@@ -103,18 +109,28 @@ class ChatPane(QWidget):
         self.answers.ask(Draft(composer.text(), images, composer.thumbnails(), pending))
 
     def _on_composer_notice(self, text: str) -> None:
-        self.notice.show_message(text, source="composer")
+        self.notice.show_message(text, notices.COMPOSER)
+
+    def _on_composer_notice_outdated(self) -> None:
+        self.notice.withdraw(notices.COMPOSER)
+
+    def forget_conversation_notices(self) -> None:
+        """Another conversation is shown: what was said about the last one's draft, edit,
+        questions, answers and commands is past (the model's, store's and others' stay)."""
+        self.notice.withdraw(notices.EDIT, notices.COMPOSER, notices.SEND, notices.ANSWER, notices.COMMAND)
 
     def _on_answers_question_taken(self, draft: Draft) -> None:
         self.composer.clear_draft()
-        self.notice.hide()
+        self.notice.withdraw(notices.COMPOSER, notices.EDIT, notices.SEND)  # the draft went
         self.transcript_model.remember_thumbnails(draft.images, draft.thumbnails)
 
     def _on_answers_answer_started(self) -> None:
         self.composer.set_generating(True)
+        self.notice.withdraw(notices.SEND, notices.ANSWER)  # an answer is under way again
 
     def _on_answers_answer_ended(self, _event: AnswerEnded) -> None:
         self.composer.set_generating(False)
+        self.notice.withdraw(notices.COMMAND)  # "Stop the current answer first." holds no more
         self.transcript.flush()
 
     def _on_answers_draft_returned(self, draft: Draft) -> None:
@@ -131,7 +147,7 @@ class ChatPane(QWidget):
         elif self.answers is None:
             return
         elif self.answers.generating:
-            self.notice.show_message("Stop the current answer first.")
+            self.notice.show_message("Stop the current answer first.", notices.COMMAND)
         elif action == "edit":
             self.edit_message(row)
         elif action == "regenerate":
@@ -161,7 +177,7 @@ class ChatPane(QWidget):
         """Answer the last question again (Ctrl/Cmd+R), or say why not."""
         rows = self.transcript_model.rowCount()
         if not rows or self.transcript_model.entry(rows - 1).role != "assistant":
-            self.notice.show_message("There is no answer to regenerate yet.")
+            self.notice.show_message("There is no answer to regenerate yet.", notices.COMMAND)
             return
         self._on_transcript_action_requested("regenerate", rows - 1)
 
@@ -172,7 +188,7 @@ class ChatPane(QWidget):
             if entry.role == "assistant" and entry.text:
                 QGuiApplication.clipboard().setText(entry.text)
                 return
-        self.notice.show_message("There is no answer to copy yet.")
+        self.notice.show_message("There is no answer to copy yet.", notices.COMMAND)
 
     def edit_message(self, row: int) -> None:
         """Put a question back in the composer; sending replaces it and what follows."""
@@ -180,14 +196,16 @@ class ChatPane(QWidget):
         if self.answers is None or entry.role != "user":
             return
         if self.composer.has_draft():
-            self.notice.show_message("Send or clear the question you are writing before editing another.")
+            self.notice.show_message(
+                "Send or clear the question you are writing before editing another.", notices.COMMAND
+            )
             return
         self.composer.clear_draft()
         self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
         self.answers.editing_row = row
         self.notice.show_message(
             "Editing a question: Send replaces it and the messages after it; × or Esc cancels.",
-            source="edit",
+            notices.EDIT,
         )
         self.composer.edit.setFocus()
 
@@ -197,7 +215,7 @@ class ChatPane(QWidget):
             return
         self.answers.editing_row = None
         self.composer.clear_draft()
-        self.notice.withdraw("edit")
+        self.notice.withdraw(notices.EDIT)
 
     def _on_composer_cancel_requested(self) -> None:
         """Esc with no answer of the window's running: cancel an edit in progress, else stop
@@ -208,7 +226,7 @@ class ChatPane(QWidget):
             self.composer.stop_requested.emit()
 
     def _on_notice_dismissed(self, source: str) -> None:
-        if source == "edit":  # closing "Editing a question" cancels the edit
+        if source == notices.EDIT:  # closing "Editing a question" cancels the edit
             self.cancel_edit()
 
     def _on_composer_text_changed(self) -> None:
@@ -221,4 +239,4 @@ class ChatPane(QWidget):
         answers = self.answers
         if answers is not None and answers.editing_row is not None and not self.composer.has_draft():
             answers.editing_row = None  # the draft was cleared: the next question is a new one
-            self.notice.withdraw("edit")
+            self.notice.withdraw(notices.EDIT)

@@ -39,6 +39,9 @@ class DownloadWorker(QObject):
             discard = getattr(cancel, "discard", False)  # set by cancel_download, not pause
             self.failed.emit(DownloadEnd(repo_id, Kind.CANCELLED if discard else Kind.PAUSED))
             return
+        except store.NetworkError as exc:
+            self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=str(exc), hub_unreachable=True))
+            return
         except store.StoreError as exc:
             self.failed.emit(DownloadEnd(repo_id, Kind.FAILED, reason=str(exc)))
             return

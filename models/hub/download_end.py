@@ -21,12 +21,14 @@ class DownloadEndKind(enum.Enum):
 @dataclass(frozen=True)
 class DownloadEnd:
     """How a download ended: its repo, the kind, and the folder (finished) or the reason
-    (failed)."""
+    (failed); ``hub_unreachable``: it failed because the Hub could not be reached (no network,
+    the server down or failing: a ``NetworkError``), not because of this model."""
 
     repo_id: str
     kind: DownloadEndKind
     path: str | None = None
     reason: str | None = None
+    hub_unreachable: bool = False
 
     @property
     def status(self) -> str:

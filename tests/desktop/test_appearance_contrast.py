@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop import notices
 from desktop.appearance import apply_appearance
 from desktop.controllers.model_library import ModelLibrary
 from desktop.dialogs import model_dialogs
@@ -226,7 +227,8 @@ def test_main_window(qtbot, scheme, tmp_path, fake_engines):
     wait_listed(qtbot, window.library, lambda: bool(window.library.listings))
     apply_appearance(scheme)  # the window applied its own setting ("system") when it opened
     window.resize(1180, 780)
-    window.notice.show_message("notes.txt is not a supported image.", "Undo", lambda: None)
+    window.notice.show_message("notes.txt is not a supported image.", notices.COMPOSER, "Undo", lambda: None)
+    window.notice.show_message("Cannot reach the Hub at https://huggingface.co.", notices.HUB)
     QApplication.processEvents()
     sidebar = window.sidebar.view
     qtbot.waitUntil(lambda: sidebar.model().rowCount() == 2)

@@ -3,6 +3,7 @@
 import pytest
 from PySide6.QtCore import Qt
 
+from desktop import notices
 from models.chats.store import ConversationSettings, ConversationStore
 from tests.support.window_helpers import make_window
 
@@ -111,8 +112,9 @@ def test_rename_delete_and_undo(window, qtbot, monkeypatch):
     window.delete_conversation(conversation_id)
     assert sidebar_titles(window) == []
     assert window.transcript_model.rowCount() == 0
-    assert "Deleted “Kept”" in window.notice.text() and window.notice.action_button.isVisible()
-    qtbot.mouseClick(window.notice.action_button, Qt.MouseButton.LeftButton)
+    undo = window.notice.row(notices.DELETED).action_button
+    assert "Deleted “Kept”" in window.notice.text() and undo.isVisible()
+    qtbot.mouseClick(undo, Qt.MouseButton.LeftButton)
     assert sidebar_titles(window) == ["Kept"]
 
 

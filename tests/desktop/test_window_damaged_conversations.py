@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from desktop import notices
 from desktop.widgets.sidebar import _when
 from models.chats.database import DATABASE_NAME
 from models.chats.store import ConversationSettings, ConversationStore
@@ -82,7 +83,8 @@ def test_a_poisoned_import_is_a_notice_in_the_window(qtbot, tmp_path, text, reas
     path.write_text(text)
     with qtbot.waitSignal(window.conversations.notice, timeout=10_000) as blocker:
         window.conversations.import_file(str(path))
-    (message,) = blocker.args
+    message, source = blocker.args
+    assert source == notices.IMPORT
     assert message.startswith("Import failed:") and reason in message and "\n" not in message
     assert window.sidebar.model.rows() == []
     window.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from desktop import notices
 from desktop.main_window import MainWindow
 from models.chats.answer_recorder import AnswerRecorder
 from models.chats.store import ConversationStore
@@ -19,9 +20,11 @@ def test_a_damaged_database_is_reported_at_start_and_moved_aside_on_request(qtbo
 
     window: MainWindow = make_window(qtbot, tmp_path, data=data)
     qtbot.waitUntil(lambda: "is damaged" in window.notice.text(), timeout=10_000)
-    assert window.notice.action_button.isVisible()
-    assert window.notice.action_button.text() == "Move Aside and Start New"
-    window.notice.action_button.click()
+    move_aside = window.notice.row(notices.STORE).action_button
+    assert move_aside.isVisible()
+    assert move_aside.text() == "Move Aside and Start New"
+    move_aside.click()
+    assert window.notice.texts() == [window.notice.row(notices.STORE).text()]  # it replaced that one
     assert "moved to" in window.notice.text()
     kept = [p for p in data.iterdir() if p.name.startswith("conversations.damaged-")]
     assert len(kept) == 1

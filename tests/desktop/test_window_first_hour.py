@@ -10,6 +10,7 @@ import threading
 import pytest
 from PySide6.QtCore import QMimeData, Qt, QThreadPool, QUrl
 
+from desktop import notices
 from models.chats.export import export_json
 from models.inference.engine import GenerationSettings
 from models.inference.images import load_image_file
@@ -189,7 +190,7 @@ def test_closing_the_editing_notice_cancels_the_edit(loaded, qtbot):
     ask(qtbot, window, "One")
     window.chat.edit_message(0)
     assert window.composer.text() == "One" and window.notice.text().startswith("Editing a question")
-    qtbot.mouseClick(window.notice.close_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.notice.row(notices.EDIT).close_button, Qt.MouseButton.LeftButton)
     assert window.composer.text() == ""
     ask(qtbot, window, "Two")
     stored = window.conversations.store.messages(window.conversations.current_id)

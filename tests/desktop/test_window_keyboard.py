@@ -11,6 +11,7 @@ from PySide6.QtGui import QAccessible, QAction, QGuiApplication, QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
+from desktop import notices
 from desktop.main_window import MainWindow
 from models.inference.engine import GenerationSettings
 from tests.support.fake_engine import FakeScript
@@ -63,8 +64,8 @@ def test_tab_walks_every_control_in_order_and_comes_back(loaded, qtbot):
     window = loaded
     ask(qtbot, window, "First question")
     qtbot.keyClicks(window.composer.edit, "a draft, so Send is on")
-    window.notice.show_message("Deleted “x”.", "Undo", lambda: None)
-    sidebar, composer, notice = window.sidebar, window.composer, window.notice
+    window.notice.show_message("Deleted “x”.", notices.DELETED, "Undo", lambda: None)
+    sidebar, composer, notice = window.sidebar, window.composer, window.notice.row(notices.DELETED)
     seen = walk(composer.edit)
     bar = window.transcript.action_bar
     expected = [
@@ -262,7 +263,9 @@ def test_screen_readers_get_names_and_plain_messages(loaded, qtbot, png_file):
     assert accessible_name(window.sidebar.search) == "Search all chats"
     assert accessible_name(window.sidebar.view) == "Conversations"
     assert accessible_name(window.transcript) == "Messages"
-    assert accessible_name(window.notice.close_button) == "Dismiss"
+    window.notice.show_message("Deleted “x”.", notices.DELETED, "Undo", lambda: None)
+    assert accessible_name(window.notice.row(notices.DELETED).close_button) == "Dismiss “Deleted “x”.”"
+    window.notice.withdraw(notices.DELETED)
     composer.add_files([png_file("a.png"), png_file("b.png", color=(0, 90, 0))])
     qtbot.waitUntil(lambda: len(composer.images()) == 2, timeout=TIMEOUT)
     ask(qtbot, window, "what is this?")

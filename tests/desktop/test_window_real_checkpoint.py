@@ -5,6 +5,7 @@ import shutil
 
 from PySide6.QtCore import Qt
 
+from desktop import notices
 from tests.support.window_helpers import make_window
 
 LOAD_TIMEOUT = 60_000
@@ -36,8 +37,8 @@ def test_a_load_failure_is_a_one_line_notice(qtbot, tmp_path, checkpoints):
     window = make_window(qtbot, tmp_path)
     window.load_model(broken)
     # The worker's signal comes from its thread; wait for what the window shows instead.
-    qtbot.waitUntil(lambda: window.notice.label.text().startswith("Could not load"), timeout=LOAD_TIMEOUT)
-    message = window.notice.label.text()
+    qtbot.waitUntil(lambda: window.notice.text().startswith("Could not load"), timeout=LOAD_TIMEOUT)
+    message = window.notice.row(notices.LOAD).text()
     assert message.startswith("Could not load broken-tokenizer: ") and "\n" not in message
     assert window.notice.isVisible() and window.model_name is None
     window.close()
@@ -64,6 +65,6 @@ def test_a_tokenizer_panic_while_answering_is_a_one_line_notice(qtbot, tmp_path,
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     step = blocker.args[0]
     assert step.finish_reason == "error" and "tokenizer failed" in step.error
-    qtbot.waitUntil(lambda: "tokenizer failed" in window.notice.label.text(), timeout=10_000)
-    assert "\n" not in window.notice.label.text()
+    qtbot.waitUntil(lambda: "tokenizer failed" in window.notice.text(), timeout=10_000)
+    assert "\n" not in window.notice.row(notices.ANSWER).text()
     window.close()

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from desktop import notices
 from desktop.controllers.answer_controller import AnswerController, Draft
 from desktop.controllers.conversation_controller import ConversationController
 from desktop.workers.inference_worker import InferenceWorker, WorkerThread
@@ -89,6 +90,9 @@ class Flow:
     def notices(self) -> list[str]:
         return [args[0] for name, args in self.signals if name == "notice"]
 
+    def notice_sources(self) -> list[str]:
+        return [args[1] for name, args in self.signals if name == "notice"]
+
     def texts(self) -> list[str]:
         return [turn.text for turn in self.session.turns]
 
@@ -140,6 +144,7 @@ def test_nothing_is_sent_without_a_model_or_while_images_are_read(flow, fake_eng
     assert flow.notices()[0].startswith("No model is loaded")
     assert flow.notices()[1] == "Still loading the model; your question is kept."
     assert flow.notices()[2] == "An image is still being read; try again in a moment."
+    assert flow.notice_sources() == [notices.SEND] * 3  # one notice: the latest refusal
     assert fake_engines.last.calls == [] and len(flow.session) == 0
 
 
@@ -204,7 +209,7 @@ def test_an_answer_failing_with_nothing_gives_the_draft_back(flow, fake_engines)
     draft = Draft("Hello there")
     flow.controller.ask(draft)
     assert ("draft_returned", (draft,)) in flow.signals
-    assert "The model broke." in flow.notices()[-1]
+    assert "The model broke." in flow.notices()[-1] and flow.notice_sources()[-1] == notices.ANSWER
     assert flow.names()[-1] == "answer_finished"
     assert len(flow.session) == 0 and flow.memory.peaks == []
 

@@ -1,4 +1,5 @@
-"""How a download's end becomes one line: typed ends, not message strings."""
+"""How a download's end becomes one line: typed ends, not message strings; each line under its
+source (the Hub, the download, the load, the memory fit), withdrawn once it no longer holds."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import threading
 import pytest
 from PySide6.QtCore import QObject, QSettings, Signal
 
+from desktop import notices
 from desktop.controllers.model_controller import ModelController
 from models.hub.download_end import DownloadEnd, DownloadEndKind
+from models.hub.downloader import DownloadProgress
 
 
 @pytest.mark.parametrize(
@@ -62,16 +65,68 @@ def controller(qtbot, tmp_path):
 
 def test_library_endings_become_notices_and_clear_the_status(controller, qtbot):
     controller, _worker, library, _settings = controller
-    notices, statuses = [], []
-    controller.notice.connect(notices.append)
+    shown, statuses = [], []
+    controller.notice.connect(lambda text, source: shown.append((text, source)))
     controller.download_status.connect(statuses.append)
     library.download_stopped.emit(DownloadEnd("org/scout", DownloadEndKind.PAUSED))
     library.download_stopped.emit(DownloadEnd("org/scout", DownloadEndKind.CANCELLED))
-    assert notices == [
-        "org/scout: download paused; resume it from the Model menu.",
-        "org/scout: download cancelled.",
+    assert shown == [
+        ("org/scout: download paused; resume it from the Model menu.", notices.download("org/scout")),
+        ("org/scout: download cancelled.", notices.download("org/scout")),
     ]
     assert statuses == ["", ""]
+
+
+def _progress(repo_id: str) -> DownloadProgress:
+    return DownloadProgress(repo_id, "model.safetensors", 10, 100, 10, 100, 1.0, None)
+
+
+def test_an_unreachable_hub_is_one_notice_gone_once_a_download_moves(controller):
+    controller, _worker, library, _settings = controller
+    shown, withdrawn = [], []
+    controller.notice.connect(lambda text, source: shown.append(source))
+    controller.notice_outdated.connect(withdrawn.append)
+    offline = "Cannot reach the Hub at http://hub: no network connection or the server is down."
+    for repo in ("org/scout", "org/maverick"):
+        library.download_stopped.emit(
+            DownloadEnd(repo, DownloadEndKind.FAILED, reason=offline, hub_unreachable=True)
+        )
+    assert shown == [notices.HUB, notices.HUB]  # one problem, whichever download met it
+    withdrawn.clear()
+    library.download_progress.emit("org/scout", _progress("org/scout"))  # the Hub answers again
+    assert set(withdrawn) == {notices.HUB, notices.download("org/scout")}
+
+
+def test_a_download_failure_goes_when_it_resumes_or_finishes(controller):
+    controller, _worker, library, _settings = controller
+    shown, withdrawn = [], []
+    controller.notice.connect(lambda text, source: shown.append((text, source)))
+    controller.notice_outdated.connect(withdrawn.append)
+    library.download_stopped.emit(
+        DownloadEnd("org/scout", DownloadEndKind.FAILED, reason="The disk is full.")
+    )
+    assert shown == [("org/scout: The disk is full.", notices.download("org/scout"))]
+    library.download_progress.emit("org/maverick", _progress("org/maverick"))  # another download
+    assert notices.download("org/scout") not in withdrawn
+    library.download_progress.emit("org/scout", _progress("org/scout"))
+    assert notices.download("org/scout") in withdrawn
+    controller.name = "tiny"  # a model is loaded: the finished one is not loaded by itself
+    library.download_finished.emit("org/scout", "/models/scout")  # replaces it, and the Hub's
+    assert shown[-1] == ("org/scout is downloaded and ready.", notices.download("org/scout"))
+    assert withdrawn[-1] == notices.HUB
+
+
+def test_a_load_failure_goes_when_a_model_loads(controller):
+    controller, worker, _library, _settings = controller
+    shown, withdrawn = [], []
+    controller.notice.connect(lambda text, source: shown.append((text, source)))
+    controller.notice_outdated.connect(withdrawn.append)
+    worker.load_failed.emit("img has no config.json; it is not a model folder.")
+    assert shown == [("img has no config.json; it is not a model folder.", notices.LOAD)]
+    worker.load_started.emit("tiny")
+    worker.loaded.emit("tiny", "/models/tiny")
+    # Loaded and ready: no load failure, fit warning or unreachable Hub holds any more.
+    assert {notices.LOAD, notices.FIT, notices.HUB} <= set(withdrawn)
 
 
 def test_a_new_load_supersedes_the_one_still_waiting(controller):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from desktop.controllers.store_health import DAMAGE_ACTION, StoreHealth
+from desktop.notices import SEARCH, STORE
 
 
 def test_a_damaged_database_notice_carries_the_way_out(qtbot, tmp_path):
@@ -11,10 +12,12 @@ def test_a_damaged_database_notice_carries_the_way_out(qtbot, tmp_path):
     health.notice.connect(notices.append)
     health.report("The conversation database /x/conversations.sqlite3 is damaged (malformed).")
     health.report("The disk is full.")
-    damaged, plain = notices
+    health.report("The search failed: no such table.", SEARCH)
+    damaged, plain, search = notices
     assert damaged.action_label == DAMAGE_ACTION and damaged.action == health.move_aside
     assert "the old file is kept" in damaged.text
     assert plain.action_label is None and plain.text == "The disk is full."
+    assert (damaged.source, plain.source, search.source) == (STORE, STORE, SEARCH)
     health.store.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QObject, Signal
 
+from desktop import notices
 from desktop.controllers.answer_controller import Draft
 from desktop.controllers.model_library import ModelLibrary
 from desktop.qtmodels.transcript_model import TranscriptModel
@@ -20,7 +21,7 @@ class StubAnswers(QObject):
     answer_started = Signal()
     answer_ended = Signal(object)
     draft_returned = Signal(object)
-    notice = Signal(str)
+    notice = Signal(str, str)
 
     def __init__(self):
         super().__init__()
@@ -79,8 +80,10 @@ def test_a_sent_draft_leaves_the_composer_and_comes_back_if_the_answer_fails(pan
     assert pane.composer.send_button.text() == "Send"
     answers.draft_returned.emit(answers.asked[0])
     assert pane.composer.text() == "Hello"
-    answers.notice.emit("The answer failed.")
-    assert pane.notice.isVisible()
+    answers.notice.emit("The answer failed.", notices.ANSWER)
+    assert pane.notice.texts() == ["The answer failed."]
+    answers.answer_started.emit()  # the next answer: that failure is past
+    assert not pane.notice.isVisible()
 
 
 def test_editing_puts_the_question_back_until_the_draft_is_cleared(pane, qtbot):
@@ -120,7 +123,7 @@ def test_closing_the_editing_notice_or_esc_cancels_the_edit(pane, qtbot, how):
     if how == "Esc":
         qtbot.keyClick(pane.composer.edit, Qt.Key.Key_Escape)
     else:
-        qtbot.mouseClick(pane.notice.close_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(pane.notice.row(notices.EDIT).close_button, Qt.MouseButton.LeftButton)
     assert answers.editing_row is None  # Send now asks a new question, it replaces nothing
     assert pane.composer.text() == "" and not pane.notice.isVisible()
 
@@ -131,6 +134,8 @@ def test_closing_another_notice_keeps_the_edit(pane, qtbot):
     answers = pane.answers_stub
     show_question(pane, "One")
     pane.edit_message(0)
-    answers.notice.emit("Something else happened.")
-    qtbot.mouseClick(pane.notice.close_button, Qt.MouseButton.LeftButton)
+    answers.notice.emit("Something else happened.", notices.ANSWER)
+    assert pane.notice.texts()[-1] == "Something else happened."  # below the editing notice
+    qtbot.mouseClick(pane.notice.row(notices.ANSWER).close_button, Qt.MouseButton.LeftButton)
     assert answers.editing_row == 0 and pane.composer.text() == "One"
+    assert pane.notice.text().startswith("Editing a question")
