@@ -190,10 +190,12 @@ class MainWindow(QMainWindow):
 
     def _set_tab_order(self) -> None:
         """Tab goes New Chat → search → list → (first-run panel) → transcript → the current
-        message's actions → notice → composer → Attach → (images) → Send, and round again."""
+        message's code blocks → its actions → notice → composer → Attach → (images) → Send, and
+        round again."""
         sidebar, composer, notice = self.sidebar, self.composer, self.notice
         welcome = [w for w in self.welcome.findChildren(QWidget) if w.focusPolicy() & Qt.FocusPolicy.TabFocus]
         chain = [sidebar.new_button, sidebar.search, sidebar.view, *welcome, self.transcript]
+        chain.append(self.transcript.code_focus)
         chain += list(self.transcript.action_bar.buttons.values())
         chain += [*notice.focus_widgets(), composer.edit, composer.attach_button]
         chain.append(composer.send_button)

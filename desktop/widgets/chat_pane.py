@@ -31,7 +31,7 @@ from desktop.dialogs.image_preview import show_image_preview
 from desktop.qtmodels.transcript_model import TranscriptModel
 from desktop.widgets.composer import Composer
 from desktop.widgets.markdown_view import code_block_groups
-from desktop.widgets.message_actions import code_blocks
+from desktop.widgets.message_actions import code_as_written, code_blocks
 from desktop.widgets.notice_bar import NoticeBar
 from desktop.widgets.transcript_view import TranscriptView
 from desktop.widgets.welcome_panel import WelcomePanel
@@ -161,7 +161,10 @@ class ChatPane(QWidget):
         document = self.transcript.rendered(row).document
         groups = code_block_groups(document)
         if block is not None and block < len(groups):
-            QGuiApplication.clipboard().setText(groups[block].text(document))
+            shown = groups[block].text(document)
+            QGuiApplication.clipboard().setText(
+                code_as_written(self.transcript_model.entry(row).text, shown, block)
+            )
             self.status.emit("Copied the code block")
             return
         blocks = code_blocks(self.transcript_model.entry(row).text)

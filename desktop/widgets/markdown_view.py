@@ -8,13 +8,14 @@ reads local paths itself, and ``file:///dev/zero`` would exhaust memory), so eve
 Markdown names is given a blank 1x1 resource before layout, and the document's own
 ``loadResource`` returns nothing else.
 
-Nothing overflows the card: lines wrap at word boundaries, or anywhere inside a word too long
-for a line; a code line too wide wraps too, its continuation indented (the delegate paints a
-wrap mark there). Paragraphs, list ends, headings, code blocks and quotes get space around them;
-code blocks get a monospace font and room for a header (the delegate paints their background,
-language and Copy from ``code_groups``); quotes are indented and muted (``quote_blocks``: the
-delegate paints their bar). ``SelectableMessage`` shows such a document for selecting text,
-under the same rules.
+Nothing but code overflows the card: lines wrap at word boundaries, or anywhere inside a word
+too long for a line. A code line never wraps: it is laid out whole, however wide, and the
+delegate clips each code block to its box and scrolls it sideways (``message_decorations``).
+Paragraphs, list ends, headings, code blocks and quotes get space around them; code blocks get
+a monospace font, room for a header above (the delegate paints their background, language and
+Copy from ``code_groups``) and for a sideways scroll bar below; quotes are indented and muted
+(``quote_blocks``: the delegate paints their bar). ``SelectableMessage`` shows such a document
+for selecting text, under the same rules.
 ``plain_text`` is what such a document says without its formatting (for screen readers).
 """
 
@@ -28,7 +29,6 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
-    QFontMetricsF,
     QImage,
     QTextBlock,
     QTextBlockFormat,
@@ -47,10 +47,8 @@ PARAGRAPH_SPACING = 8  # below a paragraph, a list, a quote; above and below a c
 LIST_ITEM_SPACING = 3  # between the items of a list
 HEADING_SPACING = 10  # above a heading (below it: LIST_ITEM_SPACING)
 CODE_PAD_X = 10  # inside a code block's background
-CODE_PAD_Y = 6
 CODE_HEADER = 22  # the strip above a code block's first line: its language and Copy
-CODE_HANG = 16  # a wrapped code line's continuation starts this much further in than its text
-MAX_CODE_LEAD = 160  # a continuation follows the line's own indentation up to this far in
+CODE_FOOTER = 14  # the strip below its last line: where its sideways scroll bar goes
 QUOTE_INDENT = 16  # per quote level; the bar sits in it
 
 
@@ -119,7 +117,6 @@ def render_markdown(document: QTextDocument, text: str, quote_colour: QColor | N
     mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
     mono_char = QTextCharFormat()
     mono_char.setFont(mono)
-    space = QFontMetricsF(mono).horizontalAdvance(" ")
     quote_char = QTextCharFormat()
     if quote_colour is not None:
         quote_char.setForeground(quote_colour)
@@ -139,16 +136,14 @@ def render_markdown(document: QTextDocument, text: str, quote_colour: QColor | N
             if code_start is None:
                 code_start = number
             last = not (following.isValid() and _is_code(following.blockFormat()))
-            fmt.setNonBreakableLines(False)  # wraps (a wrap mark shows the continuation)
-            lead = block.text()[: len(block.text()) - len(block.text().lstrip(" \t"))]
-            hang = min(MAX_CODE_LEAD, (len(lead) + 3 * lead.count("\t")) * space) + CODE_HANG
-            fmt.setLeftMargin(CODE_PAD_X + hang)
-            fmt.setTextIndent(-hang)
+            fmt.setNonBreakableLines(True)  # whole, however wide: the block scrolls sideways
+            fmt.setLeftMargin(CODE_PAD_X)
+            fmt.setTextIndent(0)
             fmt.setRightMargin(CODE_PAD_X)
             fmt.setTopMargin(
                 (PARAGRAPH_SPACING if number > 0 else 0) + CODE_HEADER if number == code_start else 0
             )
-            fmt.setBottomMargin(CODE_PAD_Y + PARAGRAPH_SPACING if last else 0)
+            fmt.setBottomMargin(CODE_FOOTER + PARAGRAPH_SPACING if last else 0)
             fmt.clearBackground()
             _set_block(block, fmt, mono_char)
             if last:
@@ -171,6 +166,10 @@ def render_markdown(document: QTextDocument, text: str, quote_colour: QColor | N
                 quotes.append((number, level))
             _set_block(block, fmt, quote_char if level and quote_colour is not None else None)
         block = following
+    if groups and groups[0].first == 0:  # Qt drops the first block's top margin: make its room
+        frame = document.rootFrame().frameFormat()
+        frame.setTopMargin(document.documentMargin() + CODE_HEADER)
+        document.rootFrame().setFrameFormat(frame)
     document.code_groups = groups  # type: ignore[attr-defined]
     document.quote_blocks = quotes  # type: ignore[attr-defined]
 
@@ -186,12 +185,12 @@ def quote_blocks(document: QTextDocument) -> list[tuple[int, int]]:
 
 
 def document_height(document: QTextDocument) -> float:
-    """The laid-out height a card gives ``document``: its size, and the padding of a code block
+    """The laid-out height a card gives ``document``: its size, and the footer of a code block
     that ends it (Qt drops the last block's bottom margin)."""
     height = document.size().height()
     groups = code_block_groups(document)
     if groups and groups[-1].last == document.blockCount() - 1:
-        height += CODE_PAD_Y
+        height += CODE_FOOTER
     return height
 
 
@@ -213,7 +212,7 @@ def untrusted_document(
     parent: QObject | None = None,
 ) -> QTextDocument:
     """A document showing ``text`` as Markdown (answers) or as plain text (questions), wrapping
-    at word boundaries, or anywhere in a word too long for a line."""
+    at word boundaries, or anywhere in a word too long for a line (code lines never wrap)."""
     document = UntrustedTextDocument(parent)
     document.setDefaultFont(font)
     document.setDocumentMargin(2)

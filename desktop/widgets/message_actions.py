@@ -22,6 +22,23 @@ def code_blocks(markdown: str) -> list[str]:
     return [block.rstrip("\n") for block in _CODE_BLOCK.findall(markdown)]
 
 
+def _as_shown(code: str) -> str:
+    """``code`` as a rendered document shows it: tabs in a line's indentation become spaces."""
+    lines = []
+    for line in code.split("\n"):
+        body = line.lstrip(" \t")
+        lines.append(line[: len(line) - len(body)].expandtabs(4) + body)
+    return "\n".join(lines)
+
+
+def code_as_written(markdown: str, shown: str, block: int) -> str:
+    """The code block ``block`` of ``markdown`` as the model wrote it (its tabs kept), given the
+    text its document shows (``shown``); that text itself when no fenced block matches it."""
+    written = code_blocks(markdown)
+    candidates = written[block : block + 1] + written
+    return next((code for code in candidates if _as_shown(code) == shown), shown)
+
+
 # (action, label, tooltip): which actions a message offers; ``offered_actions`` picks the ones
 # that apply.
 ACTIONS = (

@@ -12,9 +12,12 @@ streaming into the last row never touches the others.
 
 Cards sit in a centred reading column (``message_style.column``); a question's bubble is as wide
 as its text (measured once per layout), right-aligned, with its actions on its top line. What
-the document does not draw (code boxes with Copy, wrap marks, quote bars) is painted from
-rectangles its layout already has (``message_decorations``). ``hit`` says what is under a point
-(a thumbnail, a code block's Copy) for the view's clicks.
+the document does not draw (code boxes with Copy and a scroll bar, quote bars) is painted from
+rectangles its layout already has (``message_decorations``). A code line never wraps: a code
+block wider than the card is drawn clipped to its box, moved left by that block's offset, which
+is kept here per row and block (``scroll_code``) and outlives the row's revisions while it
+streams; changing it repaints the row and lays nothing out. ``hit`` says what is under a point
+(a thumbnail, a code block's Copy or scroll bar) for the view's clicks.
 
 The file is over 400 lines because the row cache, the lazy sizing, painting and hit testing all
 read one per-row layout and must stay in step with it.
@@ -39,7 +42,6 @@ from PySide6.QtCore import (
     QTimer,
 )
 from PySide6.QtGui import (
-    QAbstractTextDocumentLayout,
     QFont,
     QFontMetrics,
     QPainter,
@@ -49,8 +51,27 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from desktop.qtmodels.transcript_model import TranscriptEntry, TranscriptModel
-from desktop.widgets.markdown_view import SelectableMessage, document_height, untrusted_document
-from desktop.widgets.message_decorations import code_block_near, copy_chip_at, paint_decorations
+from desktop.widgets.markdown_view import (
+    CodeGroup,
+    SelectableMessage,
+    code_block_groups,
+    document_height,
+    untrusted_document,
+)
+from desktop.widgets.message_decorations import (
+    ShownCode,
+    code_block_at,
+    code_block_near,
+    code_boxes,
+    code_overflow,
+    copy_chip_at,
+    draw_document,
+    offset_for_thumb,
+    paint_decorations,
+    scroll_bar_at,
+    scroll_thumb,
+    scroll_track,
+)
 from desktop.widgets.message_style import (
     FOOTER_HEIGHT,
     GAP,
@@ -82,6 +103,9 @@ class _RowCache:
     height: int = 0  # the row's height at that width
     bubble: int = 0  # a question's card width at that width (an answer's spans the column)
     thumbnails: list[QRect] = field(default_factory=list)  # from the text's left, below the author
+    code_boxes: list[QRectF] = field(default_factory=list)  # in document coordinates
+    code_groups: list[CodeGroup] = field(default_factory=list)
+    code_overflows: dict[int, float] = field(default_factory=dict)  # how far a box scrolls sideways
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -105,6 +129,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._renders: dict[int, int] = {}
         self._estimated: set[int] = set()  # rows whose size hint is a guess
         self._sizes: dict[int, QSize] = {}  # row: its size hint at ``width`` (exact or estimated)
+        self._code_offsets: dict[int, dict[int, float]] = {}  # row: {code block: sideways offset}
         self.width = 1  # what rows are laid out at; the view sets it when it is resized
         self.first_row = 0  # the view hides the rows before it: they need no size hint
         self._refine = QTimer(self)
@@ -125,7 +150,7 @@ class MessageDelegate(QStyledItemDelegate):
         Freeing a thousand documents at once would stall the window, so they are freed a few at
         a time while it is idle."""
         self._discarded.extend(cache for row, cache in self._rows.items() if row >= first)
-        for cache in (self._rows, self._renders, self._sizes):
+        for cache in (self._rows, self._renders, self._sizes, self._code_offsets):
             for row in [r for r in cache if r >= first]:
                 del cache[row]
         self._estimated = {r for r in self._estimated if r < first}
@@ -222,6 +247,9 @@ class MessageDelegate(QStyledItemDelegate):
                     math.ceil(document.idealWidth()) + 2, extent.width(), USER_MIN_WIDTH - 2 * PADDING_X
                 )
                 cache.bubble = min(text_width, content) + 2 * PADDING_X
+            cache.code_groups = code_block_groups(document)
+            cache.code_boxes = code_boxes(document)
+            cache.code_overflows = {}  # measured when first asked (painting asks for those in sight)
             cache.width = width
             cache.height = self._chrome_height(entry, extent.height()) + text_height
         if width == self.width:
@@ -340,13 +368,19 @@ class MessageDelegate(QStyledItemDelegate):
 
         document = cache.rendered.document
         origin = self._text_origin(card_rect, cache)
+        visible = QRectF(rect.intersected(self._view.viewport().rect()).translated(-origin))
+        selecting = isinstance(self._view.indexWidget(index), SelectableMessage)
+        code = []
+        for n, (group, box) in enumerate(zip(cache.code_groups, cache.code_boxes, strict=True)):
+            if box.intersects(visible):
+                offset, overflow = self.code_scroll(row, n)
+                # Open for selection, the editor draws the text, unscrolled.
+                code.append(ShownCode(group, box, 0.0 if selecting else offset, overflow))
         painter.save()
         painter.translate(origin)
-        paint_decorations(painter, document, colours, self.footer_font)
-        context = QAbstractTextDocumentLayout.PaintContext()
-        context.palette.setColor(QPalette.ColorRole.Text, colours.text)
-        context.clip = QRectF(0, 0, document.textWidth(), document.size().height())
-        document.documentLayout().draw(painter, context)
+        paint_decorations(painter, document, colours, self.footer_font, code)
+        if not selecting:
+            draw_document(painter, document, colours.text, visible, code)
         painter.restore()
 
         footer = entry.footer()
@@ -385,7 +419,8 @@ class MessageDelegate(QStyledItemDelegate):
 
     def hit(self, row_rect: QRect, row: int, point: QPoint) -> tuple[str, int] | None:
         """What is at ``point`` in the row placed at ``row_rect``: ("image", n) for its n-th
-        thumbnail, ("copy_code", n) for its n-th code block's Copy, or None."""
+        thumbnail, ("copy_code", n) for its n-th code block's Copy, ("code_bar", n) for that
+        block's sideways scroll bar (only a block wider than its box has one), or None."""
         cache = self._laid_out(row, self.width)
         card = self._card(row_rect, cache)
         top = QPoint(card.left() + PADDING_X, card.top() + PADDING_Y + self._author_height + SPACING)
@@ -393,14 +428,70 @@ class MessageDelegate(QStyledItemDelegate):
             if place.translated(top).contains(point):
                 return ("image", n)
         local = QPointF(point - self._text_origin(card, cache))
-        block = copy_chip_at(cache.rendered.document, local, QFontMetrics(self.footer_font))
-        return ("copy_code", block) if block is not None else None
+        block = copy_chip_at(cache.code_boxes, local, QFontMetrics(self.footer_font))
+        if block is not None:
+            return ("copy_code", block)
+        block = scroll_bar_at(cache.code_boxes, local)
+        return ("code_bar", block) if block is not None and self.code_scroll(row, block)[1] else None
 
     def code_block_near(self, row_rect: QRect, row: int, point: QPoint) -> int | None:
         """The row's code block under ``point``, or the nearest one (None without code)."""
+        cache, origin = self._code_origin(row_rect, row)
+        return code_block_near(cache.code_boxes, QPointF(point) - origin)
+
+    # Code blocks scrolled sideways --------------------------------------------------------------
+    def _code_origin(self, row_rect: QRect, row: int) -> tuple[_RowCache, QPointF]:
+        """The row laid out, and where its document's origin is in the view."""
         cache = self._laid_out(row, self.width)
-        origin = self._text_origin(self._card(row_rect, cache), cache)
-        return code_block_near(cache.rendered.document, QPointF(point - origin))
+        return cache, QPointF(self._text_origin(self._card(row_rect, cache), cache))
+
+    def code_groups(self, row: int) -> list[CodeGroup]:
+        """The code blocks of row ``row``, in order."""
+        return self._laid_out(row, self.width).code_groups
+
+    def code_block_at(self, row_rect: QRect, row: int, point: QPoint) -> int | None:
+        """The row's code block whose box holds ``point``, if any."""
+        cache, origin = self._code_origin(row_rect, row)
+        return code_block_at(cache.code_boxes, QPointF(point) - origin)
+
+    def code_box(self, row_rect: QRect, row: int, block: int) -> QRect:
+        """Where code block ``block`` of the row placed at ``row_rect`` is painted."""
+        cache, origin = self._code_origin(row_rect, row)
+        return cache.code_boxes[block].translated(origin).toAlignedRect()
+
+    def code_scroll(self, row: int, block: int) -> tuple[float, float]:
+        """(offset, overflow) of a code block: how far it is scrolled sideways, and how far it
+        can be (0 when it fits its box)."""
+        cache = self._laid_out(row, self.width)
+        overflow = cache.code_overflows.get(block)
+        if overflow is None:
+            if block >= len(cache.code_boxes):
+                return 0.0, 0.0
+            document = cache.rendered.document
+            overflow = code_overflow(document, cache.code_groups[block], cache.code_boxes[block])
+            cache.code_overflows[block] = overflow
+        return min(self._code_offsets.get(row, {}).get(block, 0.0), overflow), overflow
+
+    def scroll_code(self, row: int, block: int, offset: float) -> bool:
+        """Scroll a code block sideways to ``offset`` (clamped to what it can); return whether it
+        moved (the view then repaints the row)."""
+        before, overflow = self.code_scroll(row, block)
+        offset = min(max(0.0, offset), overflow)
+        self._code_offsets.setdefault(row, {})[block] = offset
+        return offset != before
+
+    def code_thumb(self, row_rect: QRect, row: int, block: int) -> tuple[QRectF, QRectF]:
+        """(track, handle) of a code block's scroll bar, where they are painted."""
+        cache, origin = self._code_origin(row_rect, row)
+        box = cache.code_boxes[block]
+        offset, overflow = self.code_scroll(row, block)
+        return scroll_track(box).translated(origin), scroll_thumb(box, overflow, offset).translated(origin)
+
+    def code_offset_for_thumb(self, row_rect: QRect, row: int, block: int, thumb_left: float) -> float:
+        """The offset that puts the block's scroll bar handle at ``thumb_left`` (view x)."""
+        cache, origin = self._code_origin(row_rect, row)
+        overflow = self.code_scroll(row, block)[1]
+        return offset_for_thumb(cache.code_boxes[block], overflow, thumb_left - origin.x())
 
     # Text selection (the item "editor") --------------------------------------------------------------
     def createEditor(

@@ -43,6 +43,8 @@ class TranscriptColours:
     footer: QColor = field(default_factory=lambda: QColor("#8a8a86"))
     error: QColor = field(default_factory=lambda: QColor("#b3261e"))
     code_background: QColor = field(default_factory=lambda: QColor(127, 127, 127, 40))
+    scroll_handle: QColor = field(default_factory=lambda: QColor("#74757c"))  # a code block's
+    focus: QColor = field(default_factory=lambda: QColor("#2a56c0"))  # a code block's focus ring
 
 
 @dataclass

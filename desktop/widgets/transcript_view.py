@@ -10,9 +10,13 @@ Double-clicking a message (or ``select_text``) opens its text in a read-only
 ``SelectableMessage`` over the row, for selecting part of it; Escape or another row closes it.
 Clicking a thumbnail asks for the image larger (``image_requested``); clicking a code block's
 Copy, or "Copy code" in the menu opened over a code block, is about that block
-(``code_block_hint``). A streaming answer changes its row many times a second; the view
-collects those changes and redraws the changed row on a ~50 ms timer, so streaming costs the
-same in a long conversation as in a short one.
+(``code_block_hint``). A code block wider than the card scrolls sideways inside it: its scroll
+bar is dragged (or clicked), Shift+wheel or a sideways wheel over it scrolls it, and from the
+keyboard Tab reaches each code block of the row (``CodeBlockFocus``) before the row's actions,
+where Left/Right scroll it and Enter copies it. Scrolling a block repaints its row only.
+A streaming answer changes its row many times a second; the view collects those changes and
+redraws the changed row on a ~50 ms timer, so streaming costs the same in a long conversation
+as in a short one.
 While the person is at the bottom, the view follows the answer; if they scrolled up to read,
 it stays where they are.
 
@@ -21,12 +25,13 @@ A long conversation shows only its last messages until the person scrolls up to 
 
 The file is over 400 lines because the view is one Qt class whose overrides (mouse, keys, focus,
 scrolling, layout, menus) all act on the same state (the hidden rows, the action bar's row, the
-row open for selection).
+row open for selection, the code block dragged or focused).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from PySide6.QtCore import (
     Property,
@@ -58,12 +63,24 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.qtmodels.transcript_model import TranscriptModel
+from desktop.widgets.code_block_focus import CodeBlockFocus
 from desktop.widgets.markdown_view import SelectableMessage
 from desktop.widgets.message_actions import ACTIONS, MessageActionBar, offered_actions
 from desktop.widgets.message_delegate import MessageDelegate, RenderedMessage
 from desktop.widgets.shown_rows import ShownRows
 
 REFRESH_MS = 50
+WHEEL_STEP = 48.0  # pixels a code block scrolls sideways per wheel notch (120 eighths of a degree)
+
+
+@dataclass
+class _CodeDrag:
+    """A code block's scroll bar being dragged: its row and block, and where in the handle the
+    mouse holds it."""
+
+    row: int
+    block: int
+    grip: float
 
 
 def _colour_property(name: str) -> Property:
@@ -98,6 +115,8 @@ class TranscriptView(QListView):
     footerColour = _colour_property("footer")  # noqa: N815
     errorColour = _colour_property("error")  # noqa: N815
     codeBackground = _colour_property("code_background")  # noqa: N815
+    scrollHandle = _colour_property("scroll_handle")  # noqa: N815
+    focusRing = _colour_property("focus")  # noqa: N815
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -114,12 +133,19 @@ class TranscriptView(QListView):
         self.placeholder.setObjectName("transcriptPlaceholder")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)
+        self.delegate = MessageDelegate(self)
+        # Made before the action bar: Tab reaches a row's code blocks, then its actions.
+        self.code_focus = CodeBlockFocus(self.delegate.colours, self.viewport())
+        self.code_focus.focused.connect(self._on_code_focus_focused)
+        self.code_focus.scroll_requested.connect(self._on_code_focus_scroll_requested)
+        self.code_focus.copy_requested.connect(self._on_code_focus_copy_requested)
+        self.code_focus.dismissed.connect(self._on_code_focus_dismissed)
+        self._code_drag: _CodeDrag | None = None
         self.action_bar = MessageActionBar(self.viewport())
         self.action_bar.action_triggered.connect(self.action_requested)
         self.action_bar.focused.connect(self._reveal_action_bar)
         self._hovered: int | None = None
         self._code_block: tuple[int, int] | None = None  # (row, block) a "Copy code" is about
-        self.delegate = MessageDelegate(self)
         self.shown = ShownRows(self, self.delegate)  # rows before ``shown.first`` are hidden
         self.setItemDelegate(self.delegate)
         self.setUniformItemSizes(False)
@@ -289,6 +315,7 @@ class TranscriptView(QListView):
             self._selecting = None
         self.shown.rows_removed(first, last)
         self.delegate.forget(first)
+        self._code_drag = None
         self._dirty = {r for r in self._dirty if r < first}
         self._after_rows_changed()
 
@@ -296,6 +323,7 @@ class TranscriptView(QListView):
         self._selecting = None  # Qt closed the editor with the rows
         self.shown.reset()
         self.delegate.forget(0)
+        self._code_drag = None
         self._dirty.clear()
         self._hovered = None
         self._follow = True
@@ -313,6 +341,8 @@ class TranscriptView(QListView):
     def _bar_row(self) -> int | None:
         if self.action_bar.has_focus():
             return self.action_bar.row  # the keyboard is on it: the mouse does not move it
+        if self.code_focus.hasFocus():
+            return self.code_focus.row
         if self._hovered is not None:
             return self._hovered
         current = self.currentIndex()
@@ -324,27 +354,112 @@ class TranscriptView(QListView):
         if row is None or row >= rows:
             self.action_bar.hide()
             self.action_bar.row = None
+            self._place_code_focus(None)
             return
         self.action_bar.show_for(row, self._transcript().entry(row), row == rows - 1)
         rect = self.visualRect(self._transcript().index(row))
         self.action_bar.setGeometry(self.delegate.action_bar_rect(rect, self.action_bar.sizeHint(), row))
         self.action_bar.raise_()
+        self._place_code_focus(row)
+
+    def _place_code_focus(self, row: int | None) -> None:
+        """Lay the keyboard's code block stop over the code block it is on in ``row`` (none
+        while the row streams or has no code)."""
+        focus = self.code_focus
+        groups = (
+            [] if row is None or self._transcript().entry(row).streaming else self.delegate.code_groups(row)
+        )
+        if row is None or not groups:
+            focus.hide()
+            focus.row = None
+            return
+        scrollable = [self.delegate.code_scroll(row, n)[1] > 0 for n in range(len(groups))]
+        focus.show_for(row, groups, scrollable)
+        rect = self.visualRect(self._transcript().index(row))
+        focus.setGeometry(self.delegate.code_box(rect, row, focus.block))
+        focus.raise_()
 
     def _reveal_action_bar(self) -> None:
-        """Scroll so the bar that has the keyboard focus is in sight (a tall row's footer).
+        self._reveal(self.action_bar)
+
+    def _reveal(self, widget: QWidget) -> None:
+        """Scroll so ``widget``, which has the keyboard focus, is in sight (a tall row's footer;
+        the top of a code block taller than the view).
 
         Scrolling lays rows out exactly (their estimated heights are refined), which can move
-        the bar again: so look again, a few times at most."""
+        the widget again: so look again, a few times at most."""
         for _ in range(4):
-            bar, viewport = self.action_bar.geometry(), self.viewport().rect()
-            shift = bar.bottom() - viewport.bottom() if bar.bottom() > viewport.bottom() else 0
-            shift = bar.top() - viewport.top() if bar.top() < viewport.top() else shift
+            place, viewport = widget.geometry(), self.viewport().rect()
+            shift = place.bottom() - viewport.bottom() + 8 if place.bottom() > viewport.bottom() else 0
+            if place.top() - shift < viewport.top():
+                shift = place.top() - viewport.top() - 8
             if not shift:
                 return
             self._follow = False
             scroll = self.verticalScrollBar()
-            scroll.setValue(scroll.value() + shift + (8 if shift > 0 else -8))
+            scroll.setValue(scroll.value() + shift)
             self._place_action_bar()
+
+    # Code blocks scrolled sideways ----------------------------------------------------------------
+    def _scroll_code_by(self, row: int, block: int, delta: float) -> None:
+        offset = self.delegate.code_scroll(row, block)[0]
+        if self.delegate.scroll_code(row, block, offset + delta):
+            self.viewport().update(self.visualRect(self._transcript().index(row)))
+
+    def _drag_code(self, x: float) -> None:
+        drag = self._code_drag
+        if drag is None or self._model is None or drag.row >= self._model.rowCount():
+            return
+        rect = self.visualRect(self._model.index(drag.row))
+        offset = self.delegate.code_offset_for_thumb(rect, drag.row, drag.block, x - drag.grip)
+        if self.delegate.scroll_code(drag.row, drag.block, offset):
+            self.viewport().update(rect)
+
+    def _start_code_drag(self, row: int, block: int, x: float) -> None:
+        """The mouse pressed a code block's scroll bar: hold its handle where it was pressed, or
+        (pressed beside the handle) by its middle, moved under the mouse."""
+        _track, thumb = self.delegate.code_thumb(self.visualRect(self._transcript().index(row)), row, block)
+        on_thumb = thumb.left() <= x <= thumb.right()
+        self._code_drag = _CodeDrag(row, block, x - thumb.left() if on_thumb else thumb.width() / 2)
+        if not on_thumb:
+            self._drag_code(x)
+
+    def _wheel_code(self, event: QWheelEvent) -> bool:
+        """Scroll the code block under the mouse sideways for a sideways wheel, or Shift+wheel;
+        whether the event was the block's."""
+        angle, pixels = event.angleDelta(), event.pixelDelta()
+        if abs(angle.x()) > abs(angle.y()):
+            delta = -(pixels.x() if pixels.x() else angle.x() * WHEEL_STEP / 120)
+        elif event.modifiers() & Qt.KeyboardModifier.ShiftModifier and angle.y():
+            delta = -(pixels.y() if pixels.y() else angle.y() * WHEEL_STEP / 120)
+        else:
+            return False
+        point = event.position().toPoint()
+        index = self.indexAt(point)
+        if not index.isValid():
+            return False
+        row = index.row()
+        block = self.delegate.code_block_at(self.visualRect(index), row, point)
+        if block is None or not self.delegate.code_scroll(row, block)[1]:
+            return False
+        self._scroll_code_by(row, block, delta)
+        event.accept()
+        return True
+
+    def _on_code_focus_focused(self) -> None:
+        self._place_action_bar()
+        self._reveal(self.code_focus)
+
+    def _on_code_focus_scroll_requested(self, delta: float) -> None:
+        if self.code_focus.row is not None:
+            self._scroll_code_by(self.code_focus.row, self.code_focus.block, delta)
+
+    def _on_code_focus_copy_requested(self) -> None:
+        if self.code_focus.row is not None:
+            self.copy_code_block(self.code_focus.row, self.code_focus.block)
+
+    def _on_code_focus_dismissed(self) -> None:
+        self.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         index = self.indexAt(event.position().toPoint())
@@ -352,7 +467,11 @@ class TranscriptView(QListView):
         if hovered != self._hovered:
             self._hovered = hovered
             self._place_action_bar()
-        clickable = event.buttons() == Qt.MouseButton.NoButton and self._hit(event.position().toPoint())
+        if self._code_drag is not None:
+            self._drag_code(event.position().x())
+            return
+        hit = self._hit(event.position().toPoint()) if event.buttons() == Qt.MouseButton.NoButton else None
+        clickable = hit is not None and hit[1] != "code_bar"
         self.viewport().setCursor(
             Qt.CursorShape.PointingHandCursor if clickable else Qt.CursorShape.ArrowCursor
         )
@@ -360,11 +479,15 @@ class TranscriptView(QListView):
 
     # Clicks on a thumbnail or a code block's Copy ------------------------------------------------
     def _hit(self, point: QPoint) -> tuple[int, str, int] | None:
+        """What is clickable at ``point``: (row, what, which); a streaming answer's scroll bars
+        only (its Copy waits for the whole code)."""
         index = self.indexAt(point)
-        if not index.isValid() or self._model is None or self._model.entry(index.row()).streaming:
+        if not index.isValid() or self._model is None:
             return None
         hit = self.delegate.hit(self.visualRect(index), index.row(), point)
-        return (index.row(), *hit) if hit is not None else None
+        if hit is None or (hit[0] != "code_bar" and self._model.entry(index.row()).streaming):
+            return None
+        return (index.row(), *hit)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         hit = self._hit(event.position().toPoint()) if event.button() == Qt.MouseButton.LeftButton else None
@@ -374,9 +497,19 @@ class TranscriptView(QListView):
         row, what, which = hit
         if what == "image":
             self.image_requested.emit(row, which)
+        elif what == "code_bar":
+            self._start_code_drag(row, which, event.position().x())
         else:
             self.copy_code_block(row, which)
         event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if self._code_drag is not None:
+            self._drag_code(event.position().x())
+            self._code_drag = None
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
 
     def copy_code_block(self, row: int, block: int) -> None:
         """Ask for "Copy code" of one code block of ``row`` (its Copy was clicked)."""
@@ -401,6 +534,8 @@ class TranscriptView(QListView):
             self.scrollTo(current)
         if self._selecting is not None and current.row() != self._selecting.row():
             self.close_text_selection()
+        if self.code_focus.hasFocus() and current.row() != self.code_focus.row:
+            self.setFocus(Qt.FocusReason.OtherFocusReason)  # Up/Down from a code block: the rows
         self._place_action_bar()
 
     def _on_delegate_close_editor(self, *_args: object) -> None:
@@ -441,6 +576,8 @@ class TranscriptView(QListView):
         self._place_action_bar()
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        if self._wheel_code(event):
+            return
         bar = self.verticalScrollBar()
         if event.angleDelta().y() > 0 and bar.value() == bar.minimum() and self.shown.first > 0:
             self.show_earlier()  # already at the top (everything shown fits): show more

@@ -385,3 +385,38 @@ def test_scroll_bar_handle_stands_out(qtbot, scheme):
     shown = f"{found.ratio:5.2f}:1 ({found.foreground} on {found.background})" if found else "none seen"
     print(f"\nCONTRAST {'Scroll bar handle':<26} {scheme:<5} {shown}")
     assert found is not None and found.ratio >= CONTROL, f"scroll bar in {scheme}: {found}"
+
+
+def test_a_code_blocks_scroll_bar_and_focus_ring_stand_out(qtbot, scheme):
+    model = TranscriptModel()
+    view = TranscriptView()
+    view.set_model(model)
+    view.resize(700, 400)
+    qtbot.addWidget(view)
+    wide = "".join(chr(ord("a") + n % 26) for n in range(300))
+    model.set_entries([TranscriptEntry("assistant", f"```\n{wide}\n```\n", finish_reason="stop")])
+    _settle(view, qtbot)
+    view.activateWindow()
+    qtbot.waitUntil(view.isActiveWindow)
+    view.rendered(0)
+    view.scheduleDelayedItemsLayout()
+    view.executeDelayedItemsLayout()
+    view.setFocus()
+    view.setCurrentIndex(model.index(0, 0))
+    QApplication.processEvents()
+    before = contrast.pixels(view.grab().toImage())
+    row = view.visualRect(model.index(0, 0))
+    _track, handle = view.delegate.code_thumb(row, 0, 0)
+    box = view.delegate.code_box(row, 0, 0)
+    handle_px = _mapped(view.viewport(), handle.toAlignedRect(), view).center()
+    fill_px = _mapped(view.viewport(), box, view).topLeft() + QPoint(12, 8)
+    found = float(contrast.ratio(before[handle_px.y(), handle_px.x()], before[fill_px.y(), fill_px.x()]))
+    print(f"\nCONTRAST {'Code scroll bar handle':<26} {scheme:<5} {found:5.2f}:1")
+    assert found >= CONTROL, f"code scroll bar in {scheme}: {found:.2f}:1"
+
+    view.code_focus.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.waitUntil(view.code_focus.hasFocus)
+    after = contrast.pixels(view.grab().toImage())
+    changed, perimeter = contrast.focus_change(before, after, _mapped(view.viewport(), box, view), pad=1)
+    print(f"\nFOCUS {'code block':<10} {scheme:<5} {changed} px changed by 3:1 (perimeter {perimeter})")
+    assert changed >= 0.9 * perimeter, f"code block in {scheme}: {changed} px changed by 3:1, not a ring"

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop import notices
 from desktop.main_window import MainWindow
+from desktop.qtmodels.transcript_model import TranscriptEntry
 from models.inference.engine import GenerationSettings
 from tests.support.fake_engine import FakeScript
 from tests.support.window_helpers import make_window
@@ -86,6 +87,21 @@ def test_tab_walks_every_control_in_order_and_comes_back(loaded, qtbot):
     assert order == sorted(order), [w.objectName() for w in seen]
     # Shift+Tab goes the same way back.
     back = walk(composer.edit, Qt.Key.Key_Backtab)
+    assert back == list(reversed(seen))
+
+
+def test_tab_reaches_each_code_block_of_the_message_before_its_actions(loaded, qtbot):
+    window = loaded
+    answer = TranscriptEntry(
+        "assistant", "```python\nx = 1\n```\n\nThen:\n\n```\ny\n```\n", finish_reason="stop"
+    )
+    window.transcript_model.set_entries([TranscriptEntry("user", "Code?"), answer])
+    view, code = window.transcript, window.transcript.code_focus
+    view.executeDelayedItemsLayout()
+    seen = walk(view)
+    blocks = [index for index, widget in enumerate(seen) if widget is code]
+    assert blocks == [0, 1] and seen[2] is view.action_bar.buttons["copy"]
+    back = walk(view, Qt.Key.Key_Backtab)
     assert back == list(reversed(seen))
 
 

@@ -48,6 +48,21 @@ def test_a_code_blocks_copy_copies_that_block_and_says_so(pane, qtbot):  # noqa:
     assert QGuiApplication.clipboard().text() == "print(1)"
 
 
+def test_a_wide_scrolled_block_copies_its_exact_code(pane, qtbot):  # noqa: F811
+    code = "<b>&amp;</b>" + "".join(chr(ord("a") + n % 26) for n in range(400)) + "\n\tindented <i>"
+    pane.show()
+    pane.resize(900, 700)
+    model = pane.transcript_model
+    answer = TranscriptEntry("assistant", f"```html\n{code}\n```\n", finish_reason="stop")
+    model.set_entries([TranscriptEntry("user", "code?"), answer])
+    view = pane.transcript
+    view.executeDelayedItemsLayout()
+    assert view.delegate.scroll_code(1, 0, 10_000)  # scrolled to its end: copying is the same
+    with qtbot.waitSignal(pane.status):
+        qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=_find(view, 1, ("copy_code", 0)))
+    assert QGuiApplication.clipboard().text() == code
+
+
 class _Choosing:
     """A context menu that, shown, chooses "Copy code" at once (no modal menu in a test)."""
 

@@ -1,5 +1,6 @@
 """Message cards: a readable column on wide windows, questions as bubbles as wide as their text,
-nothing wider than the card, and what lies under a point (a thumbnail, a code block's Copy)."""
+nothing wider than the card (a wide code line scrolls inside its box), and what lies under a
+point (a thumbnail, a code block's Copy)."""
 
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ def test_a_question_is_a_bubble_as_wide_as_its_text_at_the_right(view):
 @pytest.mark.parametrize("width", [500, 800, 1600])
 def test_wide_code_and_long_words_stay_inside_the_card(view, width):
     _shown(view, width, [TranscriptEntry("user", "y" * 500), TranscriptEntry("assistant", ANSWER)])
+    assert view.rendered(0).document.idealWidth() <= _body(view, 0).width() + 1
+    answer, box = _body(view, 1), view.delegate.code_box(view.visualRect(view.model().index(1)), 1, 0)
+    assert answer.left() <= box.left() and box.right() <= answer.right() + 1
+    assert view.delegate.code_scroll(1, 0)[1] > 0  # the code line is whole: its box scrolls it
     for row in (0, 1):
-        body = _body(view, row)
-        document = view.rendered(row).document
-        assert document.idealWidth() <= body.width() + 1
-        assert body.right() < view.viewport().width()
+        assert _body(view, row).right() < view.viewport().width()
 
 
 def _hits(view, row: int, top: int, bottom: int) -> set:
