@@ -105,9 +105,9 @@ class MainWindow(QMainWindow):
         self.conversations.opened.connect(self._on_conversations_opened)
         self.conversations.notice.connect(self.store_health.report)
 
-        from desktop.cli.window_settings import settings_parallel
-
-        self.worker = InferenceWorker(engine_factory, data_folder=store.folder, parallel=settings_parallel())
+        self.worker = InferenceWorker(
+            engine_factory, data_folder=store.folder, parallel=self.defaults.parallel
+        )
         self.worker_thread = WorkerThread(self.worker)
         self.server_controller = ServerController(self.worker, self)  # File ▸ Serve API
         self.server_controller.set_context_length(self.defaults.context_length)
@@ -556,6 +556,7 @@ class MainWindow(QMainWindow):
         apply_appearance(defaults.appearance)
         self.library.set_fit_parameters(defaults.context_length, defaults.kv_bits)
         self.server_controller.set_context_length(defaults.context_length)
+        self.worker.host.parallel = defaults.parallel  # from the next answer admitted on
         self._update_context()
 
     def show_settings(self) -> None:

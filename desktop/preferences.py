@@ -19,14 +19,20 @@ from PySide6.QtCore import QSettings
 
 from models.app_folders import DATA_DIR_ENV, data_dir
 from models.chats.store import ConversationSettings
-from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS, TEMPERATURE, TOP_P
+from models.inference.answer_defaults import (
+    CONTEXT_LENGTH,
+    MAX_PARALLEL,
+    MAX_TOKENS,
+    PARALLEL,
+    TEMPERATURE,
+    TOP_P,
+)
 from models.inference.engine import GenerationSettings
 from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
 APPEARANCES = ("system", "light", "dark")
 CONVERSATION_OVERRIDES = ("temperature", "top_p", "max_tokens", "seed", "context_length")
 SETTINGS_FILE = "settings.ini"
-PARALLEL_KEY = "parallel_requests"  # Settings ▸ Parallel requests (the engine host's slots)
 
 
 def open_settings() -> QSettings:
@@ -47,6 +53,7 @@ class ChatDefaults:
     context_length: int = CONTEXT_LENGTH
     kv_bits: int = 16  # one of planner.KV_CACHE_CHOICES; kv_cache_bits() turns 16 into None
     appearance: str = "system"
+    parallel: int = PARALLEL  # answers at once (the engine host's slots), for the window and its API
 
     def generation_settings(self, **overrides) -> GenerationSettings:
         values = replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -99,6 +106,8 @@ def load_defaults(settings: QSettings) -> ChatDefaults:
                 values[f.name] = str(raw)
         except (TypeError, ValueError):
             continue
+    if not 1 <= values.get("parallel", PARALLEL) <= MAX_PARALLEL:
+        values.pop("parallel")
     if values.get("appearance") not in (None, *APPEARANCES):
         values.pop("appearance")
     return replace(base, **values)

@@ -98,9 +98,10 @@ def _limits(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from models.hub.store import ModelNotFound, resolve_model
+    from models.inference.answer_defaults import MAX_PARALLEL
     from models.serving.api_server import ServerThread, create_app
     from models.serving.binding import check_bind
-    from models.serving.engine_host import MAX_PARALLEL, EngineHost
+    from models.serving.engine_host import EngineHost
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     try:

@@ -29,11 +29,6 @@ def settings_context_length() -> int:
 
 def settings_parallel() -> int:
     """Settings ▸ Parallel requests: how many answers the engine runs at once (4 when unset)."""
-    from desktop.preferences import PARALLEL_KEY, open_settings
-    from models.serving.engine_host import DEFAULT_PARALLEL, MAX_PARALLEL
+    from desktop.preferences import load_defaults, open_settings
 
-    try:
-        value = int(str(open_settings().value(PARALLEL_KEY, DEFAULT_PARALLEL)))
-    except (TypeError, ValueError):
-        return DEFAULT_PARALLEL
-    return value if 1 <= value <= MAX_PARALLEL else DEFAULT_PARALLEL
+    return load_defaults(open_settings()).parallel

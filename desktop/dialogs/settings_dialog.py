@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.preferences import APPEARANCES, ChatDefaults
+from models.inference.answer_defaults import MAX_PARALLEL
 from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
 _KV_LABELS = {16: "bf16 (full precision)", 8: "8-bit", 4: "4-bit"}  # for KV_CACHE_CHOICES
@@ -101,6 +102,18 @@ class SettingsDialog(QDialog):
         self.appearance.setCurrentIndex(
             APPEARANCES.index(values.appearance) if values.appearance in APPEARANCES else 0
         )
+        self.parallel = QSpinBox()
+        self.parallel.setRange(1, MAX_PARALLEL)
+        self.parallel.setValue(values.parallel)
+        self.parallel.setToolTip(
+            "How many answers the model works on at once: the window's and the API's. Each holds "
+            "its own KV cache; more at once raises the total speed, not one answer's."
+        )
+        self.parallel.setAccessibleName("Parallel requests")
+        if conversation_title is None:
+            form.addRow("Parallel requests:", self.parallel)
+        else:
+            self.parallel.hide()
         if conversation_title is None:
             form.addRow("Appearance:", self.appearance)
         else:
@@ -151,6 +164,7 @@ class SettingsDialog(QDialog):
         self.seed.setValue(-1)
         self.context_length.setValue(defaults.context_length)
         self.kv_bits.setCurrentIndex(0)
+        self.parallel.setValue(defaults.parallel)
 
     def values(self) -> ChatDefaults:
         seed = self.seed.value()
@@ -164,4 +178,5 @@ class SettingsDialog(QDialog):
             context_length=self.context_length.value(),
             kv_bits=int(self.kv_bits.currentData()),
             appearance=str(self.appearance.currentData()),
+            parallel=self.parallel.value(),
         )

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from models.hub.model_names import model_name
+from models.inference.answer_defaults import PARALLEL
 from models.inference.engine import (
     Engine,
     GenerationCancelled,
@@ -51,8 +52,7 @@ from models.serving.live_caches import LiveCaches
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARALLEL = 4  # Settings ▸ Parallel requests and ``serve --parallel``
-MAX_PARALLEL = 16
+DEFAULT_PARALLEL = PARALLEL  # Settings ▸ Parallel requests and ``serve --parallel``
 DEFAULT_QUEUE_LIMIT = 32
 WINDOW_PRIORITY = 1
 

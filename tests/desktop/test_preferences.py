@@ -46,3 +46,16 @@ def test_settings_without_a_data_folder_are_the_platform_ones(monkeypatch):
 @pytest.mark.parametrize(("stored", "kv_bits"), [(16, None), (8, 8), (4, 4), (12, None), (0, None)])
 def test_kv_precision_follows_the_planner_choices(stored, kv_bits):
     assert ChatDefaults(kv_bits=stored).generation_settings().kv_bits == kv_bits
+
+
+@pytest.mark.parametrize(("stored", "loaded"), [("2", 2), ("16", 16), ("0", 4), ("99", 4), ("many", 4)])
+def test_parallel_requests_are_kept_within_range(tmp_path, stored, loaded):
+    from PySide6.QtCore import QSettings
+
+    from desktop.preferences import load_defaults, save_defaults
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    settings.setValue("defaults/parallel", stored)
+    assert load_defaults(settings).parallel == loaded
+    save_defaults(settings, ChatDefaults(parallel=3))
+    assert load_defaults(settings).parallel == 3

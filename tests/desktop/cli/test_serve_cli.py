@@ -116,3 +116,10 @@ def test_allowed_origins_are_normalized():
 
     given = serve_args("--allow-origin", "HTTP://LocalHost:5173", "--allow-origin", "https://app.example")
     assert _origins(given) == ("http://localhost:5173", "https://app.example")
+
+
+@pytest.mark.parametrize("value", ["0", "17", "-3"])
+def test_parallel_out_of_range_is_one_line(value):
+    result = run_cli("serve", "--model", "/no/such/model", "--parallel", value)
+    assert result.returncode == 2 and "--parallel must be in 1-16" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

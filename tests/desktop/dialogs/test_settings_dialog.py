@@ -68,3 +68,20 @@ def test_window_uses_new_defaults(qtbot, tmp_path):
     assert reopened.defaults.max_tokens == 5
     window.close()
     reopened.close()
+
+
+def test_parallel_requests_are_an_app_setting_the_engine_host_follows(qtbot, tmp_path):
+    dialog = SettingsDialog(ChatDefaults())
+    qtbot.addWidget(dialog)
+    assert dialog.parallel.value() == 4 and dialog.parallel.maximum() == 16
+    dialog.parallel.setValue(2)
+    assert dialog.values().parallel == 2
+    per_conversation = SettingsDialog(ChatDefaults(), conversation_title="Trip")
+    qtbot.addWidget(per_conversation)
+    assert per_conversation.parallel.isHidden()
+    window = MainWindow(settings=QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    assert window.worker.host.parallel == 4
+    window.set_defaults(ChatDefaults(parallel=2))
+    assert window.worker.host.parallel == 2
+    window.close()
