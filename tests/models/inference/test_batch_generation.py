@@ -170,3 +170,36 @@ def test_regenerating_past_a_chunk_boundary_prefills_one_chunk_at_most(engine):
     again = list(engine.generate(question, settings))[-1]
     assert again.cached_tokens == ((prompt - 1) // CHUNK) * CHUNK
     assert again.token_ids == first.token_ids
+
+
+def test_a_saved_cache_holds_only_the_current_chunk_and_continues_the_same(engine, tmp_path):
+    """A conversation several chunks long: the file's chunked layers hold the tokens since the
+    last chunk boundary (a sliding window would hold a whole chunk), and a fresh engine that
+    adopts it continues with the same greedy tokens as the engine that wrote it."""
+    from models.inference.prompt_cache_files import load_cache_file, save_cache_file
+
+    settings = GenerationSettings(max_tokens=10, temperature=0.0, prefill_step_size=8)
+    question = [ChatMessage("user", " ".join(["word"] * 25))]
+    engine.reset_cache()
+    first = list(engine.generate(question, settings))[-1]
+    snapshot = engine.snapshot_cache()
+    tokens = snapshot.tokens
+    assert tokens > 3 * CHUNK and tokens % CHUNK != 0
+    held = tokens - (tokens // CHUNK) * CHUNK
+    for index, layer in enumerate(snapshot.layers):
+        kept = layer.state[0].shape[2]
+        assert kept == (held if (index + 1) % 4 != 0 else tokens)
+    chunked_bytes = sum(layer.nbytes for i, layer in enumerate(snapshot.layers) if (i + 1) % 4 != 0)
+    sliding_bytes = chunked_bytes * CHUNK // held  # what a window of a whole chunk would hold
+    assert chunked_bytes < sliding_bytes
+    save_cache_file(tmp_path / "c.safetensors", snapshot, engine.identity)
+
+    answer = ChatMessage("assistant", "", token_ids=first.token_ids)
+    follow_up = [*question, answer, ChatMessage("user", "more")]
+    here = list(engine.generate(follow_up, settings))[-1]
+    restarted = Engine.load(engine.checkpoint.path)
+    loaded = load_cache_file(tmp_path / "c.safetensors", restarted.identity, None, restarted.cache_layout)
+    assert restarted.adopt_cache(loaded.snapshot)
+    there = list(restarted.generate(follow_up, settings))[-1]
+    assert there.cached_tokens == here.cached_tokens > 0
+    assert there.token_ids == here.token_ids
