@@ -412,6 +412,24 @@ class MemoryPlan:
         )
         return max(self._step_peak(prefill_step, context), decode)
 
+    def batch_peak_bytes(self, contexts: list[int] | tuple[int, ...], prefill_step: int = 512) -> int:
+        """Peak memory of answers running at once (continuous batching), each reaching its
+        ``contexts`` tokens: the weights once, every answer's own KV cache, and the working memory
+        of one step (the engine host prefills one chunk a step, beside one token of each other
+        answer), counted at the longest answer's."""
+        if not contexts:
+            return self._scaled(self.weights.total)
+        longest = max(max(1, int(n)) for n in contexts)
+        others = sum(self.kv_cache_bytes(max(1, int(n))) for n in contexts) - self.kv_cache_bytes(longest)
+        return self.peak_bytes(longest, prefill_step) + self._scaled(others)
+
+    def max_parallel(self, context: int, budget_bytes: int, prefill_step: int = 512, most: int = 16) -> int:
+        """How many answers of ``context`` tokens each fit ``budget_bytes`` at once (0: not one)."""
+        count = 0
+        while count < most and self.batch_peak_bytes([context] * (count + 1), prefill_step) <= budget_bytes:
+            count += 1
+        return count
+
     def transient_bytes(self, context: int, prefill_step: int = 512) -> int:
         return self.peak_bytes(context, prefill_step) - self.weights.total - self.kv_cache_bytes(context)
 

@@ -67,12 +67,17 @@ class EngineHost:
         parallel: int = DEFAULT_PARALLEL,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         keeper=None,
+        fits: Callable[[list[int]], bool] | None = None,
     ):
         self.path = Path(path) if path is not None else None
         self._loader = loader
         self.parallel = max(1, int(parallel))
         self.queue_limit = max(0, int(queue_limit))
         self.keeper = keeper  # PromptCacheKeeper: stored conversations' saved caches, or None
+        # Whether answers reaching these context lengths fit in memory at once; None: the
+        # memory planner's verdict for the loaded model (``slot_memory``), set at each load.
+        self._given_fits = fits
+        self.fits: Callable[[list[int]], bool] | None = fits
         self.engine: Any = None
         self.model_name = model_name(self.path) if self.path is not None else ""
         self.ready = threading.Event()
@@ -127,6 +132,10 @@ class EngineHost:
                 done.set_exception(exc.with_traceback(None))
                 return
             self.engine, self.path, self.load_error = engine, Path(path), None
+            if self._given_fits is None:
+                from models.serving.slot_memory import memory_gate
+
+                self.fits = memory_gate(Path(path), getattr(engine, "max_context", None))
             self.model_name = getattr(engine, "name", None) or model_name(path)
             self.ready.set()
             done.set_result(engine)
@@ -295,6 +304,15 @@ class EngineHost:
     def _running_count(self) -> int:
         return len(self._running)
 
+    def _room_for(self, job: Job) -> bool:
+        """Whether ``job`` may start beside the running ones (under ``_lock``): a free slot, and
+        memory for every running answer's context and its own (the first always starts)."""
+        if self._running_count() >= self.parallel:
+            return False
+        if self.fits is None or not self._running:
+            return True
+        return self.fits([_context_of(j) for j in [*self._running, job]])
+
     def _retry_after(self) -> int:
         return max(1, min(60, 2 * (len(self._waiting) // max(1, self.parallel) + 1)))
 
@@ -303,6 +321,7 @@ class EngineHost:
     def _main(self) -> None:
         try:
             while True:
+                self._admit()  # a job that waited for room starts as soon as there is
                 idle = self._batch is None or not self._batch.active
                 if not self._take_inbox(block=idle):
                     break
@@ -335,7 +354,7 @@ class EngineHost:
                 if not self._waiting:
                     return
                 ahead = sorted(self._waiting, key=lambda j: (-j.priority, j.number))[0]
-                if ahead.priority <= 0 and self._running_count() >= self.parallel:
+                if ahead.priority <= 0 and not self._room_for(ahead):
                     return
                 self._waiting.remove(ahead)
                 self._running.append(ahead)
@@ -533,16 +552,15 @@ class EngineHost:
             self._batch = None
         self._caches.clear()
         self._conversations = None
-        if self.engine is not None:
-            try:
-                self.engine.close()
-            except Exception:  # noqa: BLE001 - closing must not stop the next load
-                log.warning("Closing the engine failed", exc_info=True)
-            self.engine = None
-        import gc
+        if self.engine is None:
+            return
+        try:
+            self.engine.close()  # which collects what Python held and frees MLX's buffers
+        except Exception:  # noqa: BLE001 - closing must not stop the next load
+            log.warning("Closing the engine failed", exc_info=True)
+        self.engine = None
         import sys
 
-        gc.collect()
         mx = sys.modules.get("mlx.core")
         if mx is not None:
             mx.clear_cache()
@@ -568,3 +586,8 @@ class EngineHost:
                 clear()
             except Exception:  # noqa: BLE001 - best effort at thread exit
                 log.debug("mx.clear_streams failed", exc_info=True)
+
+
+def _context_of(job: Job) -> int:
+    """The most tokens ``job``'s answer may reach: its context length (the model's when unset)."""
+    return int(job.settings.context_length or 131072)

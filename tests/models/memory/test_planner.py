@@ -328,3 +328,24 @@ def test_the_offered_kv_precisions_plan():
     assert KV_CACHE_CHOICES[0] == 16 and plans[0].kv_bits is None
     per_token = [p.kv_bytes_per_token for p in plans]
     assert per_token == sorted(per_token, reverse=True) and len(set(per_token)) == len(per_token)
+
+
+def test_parallel_answers_share_the_weights_and_each_hold_their_cache():
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from models.memory.planner import plan_model
+    from tests.support.synthetic_checkpoints import scout_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "config.json").write_text(json.dumps(scout_config()))
+        plan = plan_model(folder, kv_bits=None, backend="metal")
+    one = plan.peak_bytes(32768)
+    assert plan.batch_peak_bytes([32768]) == one
+    four = plan.batch_peak_bytes([32768] * 4)
+    assert four == one + 3 * plan.kv_cache_bytes(32768)  # the weights once, four caches
+    assert plan.batch_peak_bytes([32768, 1000]) < four
+    budget = one + 2 * plan.kv_cache_bytes(32768) + 1
+    assert plan.max_parallel(32768, budget) == 3
+    assert plan.max_parallel(32768, plan.weights.total) == 0

@@ -175,3 +175,39 @@ def test_a_conversation_cache_is_restored_from_its_file(checkpoints, tmp_path):
     finally:
         again.close()
     assert second.cached_tokens >= len(first.prompt_token_ids)
+
+
+def test_an_answer_that_would_not_fit_in_memory_waits_its_turn(checkpoints):
+    """Slots are free, but the planner says two answers of this context do not fit at once: the
+    second waits (with its position) and starts when the first ends."""
+    seen = []
+
+    def fits(contexts):
+        seen.append(list(contexts))
+        return len(contexts) < 2
+
+    host = EngineHost(checkpoints["4bit"], parallel=4, fits=fits)
+    host.start(timeout=120)
+    try:
+        long = GenerationSettings(max_tokens=2000, temperature=0.0, context_length=4096)
+        first, second = Collect(), Collect()
+        jobs = [host.submit([ChatMessage("user", "one")], long, first.deliver)]
+        assert first.first.wait(60)
+        jobs.append(host.submit([ChatMessage("user", "two")], GREEDY, second.deliver))
+        host.call(lambda _engine: None).result(30)  # the host looked at its queue since
+        assert host.waiting == 1 and host.position(jobs[1]) == 0 and not second.first.is_set()
+        assert [4096, GREEDY.context_length or 131072] in seen
+        jobs[0].cancel()
+        assert second.wait().finish_reason == "length"
+    finally:
+        for job in jobs:
+            job.cancel()
+        host.close()
+
+
+def test_the_memory_gate_plans_the_loaded_model(checkpoints):
+    from models.serving.slot_memory import memory_gate
+
+    fits = memory_gate(checkpoints["4bit"])
+    assert fits is not None and fits([32768] * 4)  # a tiny model: four long answers fit
+    assert not fits([10**9] * 2) or memory_gate(checkpoints["4bit"], max_context=1000)([10**9] * 2)
