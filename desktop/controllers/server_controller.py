@@ -6,9 +6,10 @@ window's questions together in one batch. A question typed in the window never w
 API requests (it is admitted at once, at the window's priority), and each conversation keeps
 its own KV cache, so neither side evicts the other's. Stop in the window, with no answer of its
 own running, ends the API requests (``InferenceWorker.cancel``), and ``job_running`` says when
-one runs, so the window can offer Stop. Requests are held to Settings ▸ Context length
-(``set_context_length``, also while serving); the server takes no web page's requests
-(``allowed_origins`` is empty unless set).
+one runs, so the window can offer Stop. A model split across a cluster of Macs answers one
+request at a time (``ONE_AT_A_TIME`` says so when the server starts). Requests are held to
+Settings ▸ Context length (``set_context_length``, also while serving); the server takes no web
+page's requests (``allowed_origins`` is empty unless set).
 
 Signals (ServerController):
     running(str): the server listens at this base URL ("" once stopped).
@@ -30,6 +31,8 @@ from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT, check_bind
 if TYPE_CHECKING:
     from models.serving.api_server import ServerThread
 from models.serving.openai_api import Limits
+
+ONE_AT_A_TIME = "Across a cluster of Macs, the API answers one request at a time."
 
 
 class ServerController(QObject):
@@ -88,6 +91,9 @@ class ServerController(QObject):
             return False
         self._server = server
         self.running.emit(server.url)
+        engine = self.runner.engine
+        if engine is not None and not getattr(engine, "batched", True) and self.runner.parallel > 1:
+            self.note.emit(ONE_AT_A_TIME)  # a pipeline across a cluster does not batch
         return True
 
     def stop(self) -> None:

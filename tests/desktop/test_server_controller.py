@@ -168,3 +168,23 @@ def test_the_window_menu_switch_starts_and_stops_the_server(qtbot, checkpoints, 
     action.trigger()
     assert not action.isChecked() and action.text() == "Serve API"
     win.close()
+
+
+def test_an_engine_that_answers_one_at_a_time_says_so_when_serving(qtbot, checkpoints):
+    """A pipeline across a cluster does not batch (the fake engine stands for one here)."""
+    from desktop.controllers.server_controller import ONE_AT_A_TIME
+    from tests.support.fake_engine import FakeEngine
+
+    worker = InferenceWorker(engine_factory=FakeEngine.load)
+    thread = WorkerThread(worker)
+    worker.request_load.emit(str(checkpoints["4bit"]), threading.Event())
+    qtbot.waitUntil(lambda: worker.engine is not None, timeout=60_000)
+    controller = ServerController(worker)
+    notes = []
+    controller.note.connect(notes.append)
+    try:
+        assert controller.start(port=0)
+        assert notes == [ONE_AT_A_TIME]
+    finally:
+        controller.stop()
+        thread.stop()

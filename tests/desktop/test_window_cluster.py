@@ -45,6 +45,15 @@ def test_the_window_on_two_ranks_answers_as_one_machine(qtbot, tmp_path, checkpo
     assert across.error is None and across.finish_reason == alone.finish_reason == "length"
     assert list(across.token_ids) == list(alone.token_ids) and len(across.token_ids) == 8
     assert two.transcript_model.entry(1).text == one.transcript_model.entry(1).text
+    # Across a cluster the pipeline answers one request at a time, and the API says so.
+    from desktop.controllers.server_controller import ONE_AT_A_TIME
+
+    assert not engine.batched and two.worker.host.parallel > 1
+    notes = []
+    two.server_controller.note.connect(notes.append)
+    assert two.server_controller.start(port=0)
+    assert notes == [ONE_AT_A_TIME]
+    two.server_controller.stop()
     processes = list(engine.pipeline.cluster.processes.values())
     two.close()  # unloading the model ends the other rank
     qtbot.waitUntil(lambda: all(p.poll() is not None for p in processes), timeout=30_000)
