@@ -314,3 +314,66 @@ def test_a_stream_whose_client_stops_reading_is_cancelled_and_the_next_client_an
         assert stalled.final.generation_tokens < 20_000
     finally:
         silent.close()
+
+
+def test_four_streamed_clients_at_once_get_what_each_gets_alone(client, owner):
+    """Different prompts, lengths and stop strings, streamed at once: each client's text equals
+    its answer alone (greedy), and they ran together (the host holds four at once)."""
+    requests = [
+        ("Tell me about rivers.", 16, None),
+        ("Describe a mountain " * 8, 24, None),
+        ("Short one", 8, None),
+        ("A story about a fox and a hound " * 3, 20, None),
+    ]
+
+    def streamed(text, max_tokens, stop):
+        stream = ask(client, text, max_tokens=max_tokens, stream=True, stop=stop)
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    alone = [streamed(*r) for r in requests]
+    # A stop string each request's own answer contains: the cut must happen in the batch too.
+    requests = [
+        (t, n, [a[len(a) // 2 : len(a) // 2 + 2]] if len(a) > 4 else None)
+        for (t, n, _), a in zip(requests, alone, strict=True)
+    ]
+    alone = [streamed(*r) for r in requests]
+    results = [None] * len(requests)
+
+    def run(i):
+        results[i] = streamed(*requests[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == alone
+    assert owner.parallel >= 4
+
+
+def test_past_the_queue_limit_a_request_gets_429_with_retry_after(checkpoints):
+    import httpx
+
+    from models.serving.api_server import ServerThread, create_app
+    from models.serving.engine_host import EngineHost
+
+    host = EngineHost(checkpoints["4bit"], parallel=1, queue_limit=0)
+    host.start(timeout=120)
+    server = ServerThread(create_app(host), port=0)
+    server.start()
+    try:
+        busy = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=60)
+        stream = ask(busy, "Write a very long essay.", max_tokens=5000, stream=True)
+        next(iter(stream))  # it runs, and holds the only slot
+        refused = httpx.post(
+            f"{server.url}/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "Me too"}], "max_tokens": 2},
+            timeout=30,
+        )
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        stream.close()
+    finally:
+        server.stop()
+        host.close()
