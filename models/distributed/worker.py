@@ -42,11 +42,11 @@ def sync_cache(stage, cache: list | None, held: int, header: Header) -> list:
             f"KV cache out of step: rank 0 continues cache {header.cache}, this rank holds "
             f"{'none' if cache is None else held}"
         )
+    from models.inference.kv_reuse import cut_to
+
     offset = header.offset
-    held_positions = cache[0].offset
-    if held_positions > offset:
-        for c in cache:
-            c.trim(held_positions - offset)
+    if cache[0].offset > offset:
+        cut_to(cache, offset)  # as rank 0 cut its own (to a chunk's start when it had to)
     if cache[0].offset != offset:
         raise RuntimeError(f"KV cache out of step: holds {cache[0].offset} positions, rank 0 {offset}")
     return cache

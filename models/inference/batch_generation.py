@@ -205,13 +205,18 @@ class Batch:
 
     @staticmethod
     def _prefill_segment(seq: Sequence) -> Segment:
+        """The next piece of the prompt: chunks of ``prefill_step_size`` while more than one
+        token is left, then the last token, whose logits give the first answer token (as
+        mlx-lm's ``generate_step`` and a pipeline across a cluster prefill, so their answers and
+        this one's are the same computation)."""
         import mlx.core as mx
 
         size = max(1, int(seq.settings.prefill_step_size))
+        total = len(seq.prompt.ids) - seq.shared
         begin = seq.fed
-        end = min(seq.fed + size, len(seq.prompt.ids) - seq.shared)
+        end = min(begin + size, total - 1) if total - begin > 1 else total
         seq.fed = end
-        last = end == len(seq.prompt.ids) - seq.shared
+        last = end == total
         if seq.embeddings is not None:
             return Segment(seq.cache.caches, embeddings=seq.embeddings[begin:end], wants_logits=last)
         ids = mx.array(seq.prompt.ids[seq.shared + begin : seq.shared + end])

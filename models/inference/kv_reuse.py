@@ -56,32 +56,38 @@ def trim_to_shared(cache: list, cache_keys: list, keys: list) -> int | None:
     A chunked-attention layer's cache holds only its current chunk (``chunk_cache``): when the
     shared prefix ends before that chunk's start, the tokens between the start of the shared
     prefix's own chunk and its end are gone from those layers. Nothing before a chunk's start is
-    ever read again from a chunked layer, so the cache is cut back to that chunk boundary instead:
-    the global layers trimmed there, the chunked ones emptied there, and at most one chunk of the
-    prompt is prefilled again rather than all of it."""
-    from mlx_lm.models.cache import can_trim_prompt_cache
-
+    ever read again from a chunked layer, so the cache is cut back to that chunk boundary instead
+    (``cut_to``), and at most one chunk of the prompt is prefilled again rather than all of it."""
     shared = common_prefix(cache_keys, keys)
     shared = min(shared, len(keys) - 1)  # at least one token must be processed
     chunked = [c for c in cache if hasattr(c, "chunk_size")]
     if any(getattr(c, "start_position", 0) > (shared // c.chunk_size) * c.chunk_size for c in chunked):
         shared = (shared // chunked[0].chunk_size) * chunked[0].chunk_size
-        if shared == 0 or len({c.chunk_size for c in chunked}) != 1:
+        if shared == 0:
             return None
-        for c in chunked:  # the chunk that starts at ``shared`` is filled again from there
-            c.keys = c.values = None
-            c.offset = c.start_position = shared
-    excess = len(cache_keys) - shared
-    if excess > 0:
-        if not can_trim_prompt_cache(cache):
-            return None
-        for c in cache:
-            n = c.offset - shared  # an emptied chunked layer is there already
-            if n > 0 and c.trim(n) != n:
-                return None
-        if any(c.offset != shared for c in cache):
-            return None
-    return shared
+    return shared if cut_to(cache, shared) else None
+
+
+def cut_to(cache: list, offset: int) -> bool:
+    """Trim every layer of ``cache`` back to ``offset`` positions; a chunked-attention layer that
+    no longer holds the chunk's tokens up to ``offset`` is emptied there, which is right only at
+    a chunk boundary (else False, as for any layer that cannot be trimmed so far)."""
+    from mlx_lm.models.cache import can_trim_prompt_cache
+
+    if not can_trim_prompt_cache(cache):
+        return False
+    for c in cache:
+        chunk = getattr(c, "chunk_size", None)
+        if chunk is not None and getattr(c, "start_position", 0) > (offset // chunk) * chunk:
+            if offset % chunk != 0:
+                return False
+            c.keys = c.values = None  # the chunk that starts at ``offset`` is filled again
+            c.offset = c.start_position = offset
+    for c in cache:
+        n = c.offset - offset
+        if n > 0 and c.trim(n) != n:
+            return False
+    return all(c.offset == offset for c in cache)
 
 
 def banned_ids(hf_tokenizer, vocab: int):

@@ -22,6 +22,8 @@ Past ``queue_limit`` waiting jobs, ``submit`` raises ``QueueFull`` (the API answ
 within one token (or one prefill chunk); one cancelled while waiting never starts. An engine that
 answers one at a time (a pipeline across a cluster; ``Engine.batched`` False) runs its jobs in
 turn, with its own single cache. MLX's thread-local streams are released when the thread ends.
+(Over 400 lines because one class owns the thread, the queue and its admission, and the hand-off
+of each answer's cache; split apart, each part would reach into the others' locked state.)
 """
 
 from __future__ import annotations

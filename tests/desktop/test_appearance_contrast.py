@@ -5,7 +5,8 @@ widget that shows text, the text's contrast with its background is measured from
 (``tests.support.contrast``) and must reach WCAG's 4.5:1; the edges of buttons, fields, spin
 boxes, combo boxes and check boxes must reach 3:1 against what surrounds them, and a control
 taking focus must change a ring all round it by 3:1 (a visible focus ring). Disabled controls
-are exempt. The minimum per window and scheme is printed (``pytest -s``)."""
+are exempt. The minimum per window and scheme is printed (``pytest -s``). Long because every
+dialog the app shows is opened and measured here, in both schemes, one test each."""
 
 from __future__ import annotations
 

@@ -181,6 +181,7 @@ def held_after(fake_engines, tokens: int):
     """The loaded fake streams ``tokens`` tokens (10 ms apart, so the window shows some), then
     holds the answer until it is stopped."""
     fake_engines.last.script = FakeScript(token_interval_s=0.01, hold_after=tokens)
+    fake_engines.last.holding.clear()  # the last answer's hold says nothing about the next
     return fake_engines.last
 
 

@@ -215,34 +215,50 @@ def test_a_message_without_code_is_passed_by_the_keyboard(view, qtbot):
     assert QApplication.focusWidget() is view.action_bar.buttons["copy"]
 
 
-def test_a_streaming_answer_growing_a_long_line_stays_one_line_and_keeps_its_scroll(view):
+def test_a_streaming_answer_growing_a_long_line_stays_one_line_and_keeps_its_scroll(view, monkeypatch):
+    from desktop.widgets import message_delegate
+    from models.chats.answer_run import AnswerEnded, EndReason, TextGenerated
+    from tests.desktop.widgets.test_transcript_view import step
+
+    made: list[str] = []
+    render = message_delegate.untrusted_document
+
+    def counting(text, *args, **kwargs):
+        made.append(text)
+        return render(text, *args, **kwargs)
+
+    monkeypatch.setattr(message_delegate, "untrusted_document", counting)
     model = view.model()
-    model.append_user("q")
-    row = model.begin_answer()
-    model.append_text(row, "Code:\n\n```\n")
-    model.append_text(row, "y")
+    model.session.ask("q", settings=None)
+    row = model.session.answer_row
+
+    def append(text):
+        model.session.apply(TextGenerated(text))
+
+    append("Code:\n\n```\n")
+    append("y")
     view.flush()
     view.executeDelayedItemsLayout()
     height = _rect(view, row).height()
-    renders = view.delegate.render_count(row)
+    renders = len(made)
     for _ in range(20):
-        model.append_text(row, "y" * 20)
+        append("y" * 20)
         view.flush()
         view.executeDelayedItemsLayout()
     assert _rect(view, row).height() == height
-    assert view.delegate.render_count(row) == renders + 20  # once per refresh
+    assert len(made) == renders + 20  # once per refresh
     offset, maximum = view.delegate.code_scroll(row, 0)
     assert offset == 0 < maximum
     _wheel(view, _box(view, row, 0).center(), QPoint(0, -120), Qt.KeyboardModifier.ShiftModifier)
     scrolled = view.delegate.code_scroll(row, 0)[0]
     assert scrolled > 0
-    model.append_text(row, "y" * 200 + "\nsecond line\n")
+    append("y" * 200 + "\nsecond line\n")
     view.flush()
     view.executeDelayedItemsLayout()
     assert view.delegate.code_scroll(row, 0)[0] == scrolled  # the new text keeps where it was
     assert view.delegate.code_scroll(row, 0)[1] > maximum
-    model.append_text(row, "```\n\nDone.")
-    model.finish_answer(row, None)
+    append("```\n\nDone.")
+    model.session.apply(AnswerEnded(EndReason.FINISHED, step("", "stop")))
     view.flush()
     document = view.rendered(row).document
     (group,) = code_block_groups(document)

@@ -90,7 +90,9 @@ def test_greedy_answers_are_identical_on_one_two_and_three_ranks(runs):
         assert [r["tokens"] for r in turns] == [r["tokens"] for r in single[:3]]
         # Turns after the first reused the cache (on every rank, or they would differ).
         assert [r["cached_tokens"] for r in turns] == [r["cached_tokens"] for r in single[:3]]
-        assert turns[1]["cached_tokens"] > 0 and turns[2]["cached_tokens"] > turns[1]["cached_tokens"]
+        # (The third turn's prompt parts from the cache inside the second chunk: the chunked
+        # layers hold only their current chunk, so every rank cuts back to the chunk's start.)
+        assert turns[1]["cached_tokens"] > 0 and turns[2]["cached_tokens"] > 0
 
 
 def test_two_ranks_answer_every_turn_and_report_their_peaks(runs):
