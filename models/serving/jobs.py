@@ -23,6 +23,7 @@ from typing import Protocol
 
 from models.inference.engine import Engine, GenerationSettings, GenerationStep, PromptError
 from models.inference.images import ImageError
+from models.inference.output_constraint import OutputConstraint
 from models.inference.prompt import ChatMessage, EncodedPrompt
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Job:
     priority: int = 0  # the window's own questions (1) go before API requests (0)
     continue_final: bool = False  # continue the last (assistant) message
     prepared: EncodedPrompt | None = None  # the prompt, when the caller built it already
+    constraint: OutputConstraint | None = None  # structured output: what the answer must be
 
     def cancel(self) -> None:
         if not self.cancel_event.is_set():
