@@ -185,7 +185,7 @@ class Composer(QFrame):
         row = QHBoxLayout()
         self.attach_button = QToolButton()
         self.attach_button.setObjectName("attachButton")
-        self.attach_button.setText("＋")
+        self.attach_button.setText("+")  # ASCII: every font has it (U+FF0B is missing in some)
         self.attach_button.setToolTip("Attach images (or drop or paste them)")
         self.attach_button.setAccessibleName("Attach images")
         self.attach_button.clicked.connect(self.attach_requested)
