@@ -218,7 +218,10 @@ class Batch:
         seq.fed = end
         last = end == total
         if seq.embeddings is not None:
-            return Segment(seq.cache.caches, embeddings=seq.embeddings[begin:end], wants_logits=last)
+            embeddings = seq.embeddings[begin:end]
+            if last:
+                seq.embeddings = None  # the image features are in the cache now
+            return Segment(seq.cache.caches, embeddings=embeddings, wants_logits=last)
         ids = mx.array(seq.prompt.ids[seq.shared + begin : seq.shared + end])
         return Segment(seq.cache.caches, ids=ids, wants_logits=last)
 
