@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -199,7 +199,8 @@ class PromptEncoder:
         image_index = 0
         for piece, slot in self._pieces(rendered, messages):
             if slot is not None:
-                ids.extend(self._slot_ids(messages, *slot, bool(tools), valid_id))
+                index, call, as_json = slot
+                ids.extend(self._slot_ids(messages, index, call, as_json, bool(tools), valid_id))
                 continue
             chunks = piece.split("<|image|>")
             for k, chunk in enumerate(chunks):
@@ -261,7 +262,9 @@ class PromptEncoder:
         return conversation, images
 
     @staticmethod
-    def _pieces(rendered: str, messages: list[ChatMessage]):
+    def _pieces(
+        rendered: str, messages: list[ChatMessage]
+    ) -> Iterator[tuple[str, tuple[int, int | None, bool] | None]]:
         """The rendered text as (template text, None) and ("", (message, call, as_json)) for
         each placeholder. A call's arguments or a tool result that the template wrote as JSON
         (in quotes) takes the quotes: its value's JSON goes there."""
@@ -280,7 +283,15 @@ class PromptEncoder:
             position = end
         yield rendered[position:], None
 
-    def _slot_ids(self, messages, index: int, call: int | None, as_json: bool, with_tools: bool, valid_id):
+    def _slot_ids(
+        self,
+        messages: list[ChatMessage],
+        index: int,
+        call: int | None,
+        as_json: bool,
+        with_tools: bool,
+        valid_id,
+    ) -> list[int]:
         """The ids of one placeholder: a message's text, a call's arguments or a tool result
         (as JSON where the template wrote JSON), always tokenized as text."""
         message = messages[index]

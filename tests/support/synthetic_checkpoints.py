@@ -73,7 +73,8 @@ _SPLIT_PATTERN = (
 )
 
 # Llama 4's chat template, as shipped with the Instruct checkpoints (tool branches included).
-LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
+LLAMA4_CHAT_TEMPLATE = (
+    """{{- bos_token }}
 {%- if custom_tools is defined %}
     {%- set tools = custom_tools %}
 {%- endif %}
@@ -113,8 +114,10 @@ LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
         {{- "Environment: ipython\\n" }}
     {%- endif %}
     {%- if tools is not none and not tools_in_user_message %}
-        {{- "You have access to the following functions. To call a function, please respond with JSON for a function call." }}
-        {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+        {{- "You have access to the following functions. To call"""
+    """ a function, please respond with JSON for a function call." }}
+        {{- 'Respond in the format {"name": function name, "parameters":"""
+    """ dictionary of argument name and its value}.' }}
         {{- "Do not use variables.\\n\\n" }}
         {%- for t in tools %}
             {{- t | tojson(indent=4) }}
@@ -132,12 +135,14 @@ LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
         {%- set first_user_message = messages[0]['content']|trim %}
         {%- set messages = messages[1:] %}
     {%- else %}
-        {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+        {{- raise_exception("Cannot put tools in the first user"""
+    """ message when there's no first user message!") }}
 {%- endif %}
     {{- '<|header_start|>user<|header_end|>\\n\\n' -}}
     {{- "Given the following functions, please respond with a JSON for a function call " }}
     {{- "with its proper arguments that best answers the given prompt.\\n\\n" }}
-    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- 'Respond in the format {"name": function name, "parameters":"""
+    """ dictionary of argument name and its value}.' }}
     {{- "Do not use variables.\\n\\n" }}
     {%- for t in tools %}
         {{- t | tojson(indent=4) }}
@@ -197,6 +202,7 @@ LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
     {{- '<|header_start|>assistant<|header_end|>\\n\\n' }}
 {%- endif %}
 """
+)
 
 _CORPUS = (
     "The quick brown fox jumps over the lazy dog. What is in this picture? A cat sits on a "

@@ -116,3 +116,18 @@ def test_without_tools_the_prompt_is_as_before(encoder):
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
     ]
     assert encoder.tokenizer.decode(encoder.encode(messages).ids) == transformers_text(conversation, None)
+
+
+def test_with_tools_images_in_the_first_question_are_refused_not_lost(encoder, checkpoints):
+    from models.inference.images import load_image_bytes
+    from tests.conftest import image_bytes
+
+    image = load_image_bytes(image_bytes(40, 30), "photo.png")
+    with pytest.raises(ValueError, match="dropped attached images"):  # Llama 4's template drops them
+        encoder.encode([ChatMessage("user", "What is this?", (image,), tools=(WEATHER,))])
+    later = [
+        ChatMessage("user", "Hi", tools=(WEATHER,)),
+        ChatMessage("assistant", "Hello."),
+        ChatMessage("user", "This?", (image,)),
+    ]
+    assert len(encoder.encode(later).images) == 1
