@@ -449,16 +449,22 @@ class ChatTemplate:
                 f"The model's chat template cannot be compiled ({one_line(exc, 200)})."
             ) from None
 
-    def render(self, messages: list[dict], add_generation_prompt: bool, variables: dict[str, Any]) -> str:
+    def render(
+        self,
+        messages: list[dict],
+        add_generation_prompt: bool,
+        variables: dict[str, Any],
+        tools: list[dict] | None = None,
+    ) -> str:
         """The template's text for ``messages`` (plain dicts), with ``variables`` (the special
-        tokens) defined, as transformers renders it; ``ChatTemplateError`` when it fails or
-        goes past a bound."""
-        token = _BUDGET.set(_Budget(len(messages)))
+        tokens) defined and ``tools`` (OpenAI-style function dicts, or None) offered, as
+        transformers renders it; ``ChatTemplateError`` when it fails or goes past a bound."""
+        token = _BUDGET.set(_Budget(len(messages) + len(tools or ())))
         try:
             return self._template.render(
                 **variables,
                 messages=messages,
-                tools=None,
+                tools=tools,
                 documents=None,
                 add_generation_prompt=add_generation_prompt,
             )

@@ -8,6 +8,13 @@ placeholders and are tokenized separately, so that:
   shares its whole prefix with the KV cache and only the new tokens are prefilled;
 - the prompt starts with one ``<|begin_of_text|>`` (the template's), never two.
 
+Tools go through the template too (``ChatMessage.tools`` on the first message, as
+OpenAI-style function dicts), and so do an assistant's tool calls and ``tool`` results. A call's
+arguments and a result are placeholders as well: where the template writes one as JSON (its
+``tojson``, a quoted placeholder), the value's JSON is put in, as text; a result that is a JSON
+object or list goes in as that value, as if the caller had sent it parsed. The functions'
+definitions are template text, so one that holds a control token's text is refused.
+
 Each ``<|image|>`` the template emits becomes the tile layout of ``models.inference.preprocess``.
 The template is rendered by ``models.inference.chat_template`` (bounded work, values and output)
 and every tokenizer call is guarded (``models.inference.tokenizer_guard``): a hostile template
@@ -16,20 +23,25 @@ or a tokenizer panic fails the prompt with one line.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from models.inference.chat_template import ChatTemplate
 from models.inference.images import ChatImage
+from models.inference.output_constraint import ToolSpec
 from models.inference.preprocess import ProcessorConfig, TilePlan, image_token_string, preprocess_image
 from models.inference.tokenizer_guard import tokenizer_call
 
-Role = Literal["system", "user", "assistant"]
-_SENTINEL = re.compile("\ue000(\\d+)\ue001")
+Role = Literal["system", "user", "assistant"]  # what a stored conversation holds
+MessageRole = Literal["system", "user", "assistant", "tool"]  # "tool": a call's result (the API's)
+# A message's text (``\ue000i\ue001``) or a tool call's arguments (``\ue000i.j\ue001``).
+_SENTINEL = re.compile("\ue000(\\d+)(?:\\.(\\d+))?\ue001")
 
 
 def _plain(token) -> str | list[str] | None:
@@ -42,13 +54,51 @@ def _plain(token) -> str | list[str] | None:
 
 
 @dataclass(frozen=True)
-class ChatMessage:
-    """One turn. ``token_ids`` are the ids an assistant turn was generated as, when known."""
+class ToolCall:
+    """A function call an assistant turn made: its id, the function and its arguments."""
 
-    role: Role
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn. ``token_ids`` are the ids an assistant turn was generated as, when known.
+
+    ``tool_calls``: the calls an assistant turn made; ``tool_call_id``: the call a ``tool``
+    turn is the result of; ``tools``: the functions offered to the model, given on a
+    conversation's first message (only the API's conversations have any)."""
+
+    role: MessageRole
     text: str
     images: tuple[ChatImage, ...] = ()
     token_ids: tuple[int, ...] | None = field(default=None, compare=False)
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+
+
+def tool_definition(tool: ToolSpec) -> dict[str, Any]:
+    """``tool`` as the OpenAI-style function dict chat templates take (``tools=[...]``)."""
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.parameters:
+        function["parameters"] = dict(tool.parameters)
+    return {"type": "function", "function": function}
+
+
+def _result_value(text: str) -> Any:
+    """A tool result as the template should see it: the JSON object or list it holds, else
+    the text itself."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except (ValueError, RecursionError):
+            pass
+    return text
 
 
 @dataclass(frozen=True)
@@ -135,30 +185,22 @@ class PromptEncoder:
             head = self.encode(messages[:-1], add_generation_prompt=True, valid_id=valid_id)
             tail = self._answer_ids(messages[-1], valid_id)
             return EncodedPrompt(ids=head.ids + tail, keys=head.keys + tail, images=head.images)
-        conversation: list[dict[str, object]] = []
-        images: list[ChatImage] = []
-        for i, message in enumerate(messages):
-            placeholder = f"\ue000{i}\ue001"
-            content: str | list[dict[str, str]] = placeholder
-            if message.role == "user":
-                content = [{"type": "image"} for _ in message.images]
-                content.append({"type": "text", "text": placeholder})
-                images.extend(message.images)
-            conversation.append({"role": message.role, "content": content})
-        rendered = self.template.render(conversation, add_generation_prompt, self._template_variables)
+        tools = [tool_definition(tool) for tool in messages[0].tools] if messages else []
+        if tools:
+            self._check_definitions(tools)
+        conversation, images = self._conversation(messages, bool(tools))
+        rendered = self.template.render(
+            conversation, add_generation_prompt, self._template_variables, tools or None
+        )
 
         plans = [self.pixels(image) for image in images]
         per_tile = self.processor.patches_per_tile
         ids: list[int] = []
         image_index = 0
-        for n, piece in enumerate(_SENTINEL.split(rendered)):
-            if n % 2 == 1:  # a message's text
-                message = messages[int(piece)]
-                if message.role == "assistant":
-                    ids.extend(self._answer_ids(message, valid_id))
-                else:
-                    text = message.text.strip() if message.role == "system" else message.text
-                    ids.extend(self._text_ids(text))
+        for piece, slot in self._pieces(rendered, messages):
+            if slot is not None:
+                index, call, as_json = slot
+                ids.extend(self._slot_ids(messages, index, call, as_json, bool(tools), valid_id))
                 continue
             chunks = piece.split("<|image|>")
             for k, chunk in enumerate(chunks):
@@ -187,3 +229,88 @@ class PromptEncoder:
         if start != len(patch_positions):
             raise ValueError("the prompt has more <|patch|> tokens than the images yield")
         return EncodedPrompt(ids=ids, keys=keys, images=prompt_images)
+
+    @staticmethod
+    def _conversation(messages: list[ChatMessage], with_tools: bool) -> tuple[list[dict], list[ChatImage]]:
+        """The messages as the template takes them, each text a placeholder, and their images.
+
+        With tools, a user message without images is a plain string: Llama 4's template puts
+        the first one after the functions with ``|trim``, which a list of parts would not
+        survive (the two render alike everywhere else)."""
+        conversation: list[dict[str, object]] = []
+        images: list[ChatImage] = []
+        for i, message in enumerate(messages):
+            placeholder = f"\ue000{i}\ue001"
+            entry: dict[str, object] = {"role": message.role, "content": placeholder}
+            if message.role == "user" and (message.images or not with_tools):
+                parts: list[dict[str, str]] = [{"type": "image"} for _ in message.images]
+                parts.append({"type": "text", "text": placeholder})
+                entry["content"] = parts
+                images.extend(message.images)
+            if message.role == "assistant" and message.tool_calls:
+                entry["tool_calls"] = [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": f"\ue000{i}.{j}\ue001"},
+                    }
+                    for j, call in enumerate(message.tool_calls)
+                ]
+            if message.role == "tool":
+                entry["tool_call_id"] = message.tool_call_id
+            conversation.append(entry)
+        return conversation, images
+
+    @staticmethod
+    def _pieces(
+        rendered: str, messages: list[ChatMessage]
+    ) -> Iterator[tuple[str, tuple[int, int | None, bool] | None]]:
+        """The rendered text as (template text, None) and ("", (message, call, as_json)) for
+        each placeholder. A call's arguments or a tool result that the template wrote as JSON
+        (in quotes) takes the quotes: its value's JSON goes there."""
+        position = 0
+        for match in _SENTINEL.finditer(rendered):
+            start, end = match.span()
+            index = int(match.group(1))
+            call = None if match.group(2) is None else int(match.group(2))
+            as_json = (call is not None or messages[index].role == "tool") and (
+                start - 1 >= position and rendered[start - 1] == '"' and rendered[end : end + 1] == '"'
+            )
+            if as_json:
+                start, end = start - 1, end + 1
+            yield rendered[position:start], None
+            yield "", (index, call, as_json)
+            position = end
+        yield rendered[position:], None
+
+    def _slot_ids(
+        self,
+        messages: list[ChatMessage],
+        index: int,
+        call: int | None,
+        as_json: bool,
+        with_tools: bool,
+        valid_id,
+    ) -> list[int]:
+        """The ids of one placeholder: a message's text, a call's arguments or a tool result
+        (as JSON where the template wrote JSON), always tokenized as text."""
+        message = messages[index]
+        if call is not None:
+            arguments = message.tool_calls[call].arguments
+            return self._text_ids(json.dumps(dict(arguments), ensure_ascii=False))
+        if message.role == "tool":
+            if as_json:
+                return self._text_ids(json.dumps(_result_value(message.text), ensure_ascii=False))
+            return self._text_ids(message.text)
+        if message.role == "assistant":
+            return self._answer_ids(message, valid_id)
+        first_turn = with_tools and index == (1 if messages[0].role == "system" else 0)
+        strip = message.role == "system" or first_turn  # as the template's ``|trim``
+        return self._text_ids(message.text.strip() if strip else message.text)
+
+    def _check_definitions(self, tools: list[dict]) -> None:
+        """Refuse function definitions holding a control token's text: the template writes
+        them as its own text, so ``<|eot|>`` in a description would end the turn."""
+        text = json.dumps(tools, ensure_ascii=False)
+        if self._text_ids(text) != self._template_ids(text):
+            raise ValueError("a tool's definition holds the text of one of the model's control tokens")

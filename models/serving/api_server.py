@@ -5,7 +5,11 @@ several requests at once; past its queue's limit a request gets 429 with ``Retry
 
 ``create_app`` builds ``GET /v1/models`` (with the ``context_length`` requests are held to) and
 ``POST /v1/chat/completions`` (plain JSON, or server-sent events in OpenAI's chunk format with
-a ``usage`` chunk at the end). Every error, unknown routes and unexpected failures included,
+a ``usage`` chunk at the end). With tools, the answer is read for calls
+(``tool_calls.CallReader``): ``message.tool_calls`` and ``finish_reason: "tool_calls"``, or,
+streamed, text that could begin a call held back and the calls sent as OpenAI's
+``delta.tool_calls`` chunks; a request's ``OutputConstraint`` goes to the runner with its job.
+Every error, unknown routes and unexpected failures included,
 has OpenAI's shape (a 500 never carries a traceback). Before anything else,
 ``request_guard.RequestGuard`` refuses foreign ``Host``s, unlisted ``Origin``s and bodies not
 declared JSON. With an API key, requests without ``Authorization: Bearer KEY`` get 401.
@@ -35,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from models.inference.generation_types import GenerationStep
+from models.inference.prompt import ToolCall
 from models.serving import log_limits
 from models.serving.binding import DEFAULT_HOST, DEFAULT_PORT
 from models.serving.connections import ConnectionLimits, protocol_class
@@ -54,9 +59,11 @@ from models.serving.openai_api import (
     finish_reason,
     models_list,
     parse_chat_request,
+    tool_call_deltas,
     usage_chunk,
 )
 from models.serving.request_guard import RequestGuard
+from models.serving.tool_calls import CallReader
 
 _DISCONNECT_POLL_S = 0.2
 # Each connection's kernel send buffer (set on the listening socket, which connections inherit),
@@ -67,15 +74,18 @@ _UNREAD_BODY = (408, 413)  # answered before the body was read in full: the conn
 
 
 class _Answer:
-    """Turns one job's events into text, stop-string cuts and the final step."""
+    """Turns one job's events into text, stop-string cuts, tool calls and the final step."""
 
     def __init__(self, request: ChatRequest):
         self.stops = StopStrings(request.stop)
+        self.reader = CallReader(request.call_names, request.parallel)
         self.parts: list[str] = []
+        self.calls: tuple[ToolCall, ...] = ()
         self.final: GenerationStep | None = None
 
     def take(self, event: JobEvent) -> str:
-        """The text to send for ``event``; raises ``ApiError`` for a rejected or failed job."""
+        """The text to send for ``event``; raises ``ApiError`` for a rejected or failed job.
+        Text that could begin a tool call is held back; at the end, ``calls`` are set."""
         if event.kind is EventKind.REJECTED:
             code = event.code or "context_length_exceeded"
             raise ApiError(400, event.message, param=event.param, code=code)
@@ -88,14 +98,23 @@ class _Answer:
             raise ApiError(500, step.error or "Generation failed.", ErrorType.SERVER)
         text = self.stops.feed(step.text)
         if step.finish_reason is not None:
-            self.final = step
             text += self.stops.flush()
+        text = self.reader.feed(text)
+        if step.finish_reason is not None:
+            self.final = step
+            self.calls, rest = self.reader.finish()
+            text += rest
         self.parts.append(text)
         return text
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def reason(self) -> str:
+        assert self.final is not None
+        return finish_reason(self.final, self.stops.hit, bool(self.calls))
 
 
 def create_app(
@@ -187,7 +206,9 @@ def create_app(
         else:
             events = JobEvents(loop)
         try:
-            job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver)
+            # Only a constrained answer passes a constraint (a runner without one takes none).
+            extra = {"constraint": chat.constraint} if chat.constraint is not None else {}
+            job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver, **extra)
         except QueueFull as exc:
             raise ApiError(
                 429,
@@ -229,7 +250,7 @@ def _stalled() -> ApiError:
 
 
 def _remember(memory: AnswerMemory, answer: _Answer) -> None:
-    if answer.final is not None and not answer.stops.hit:
+    if answer.final is not None and not answer.stops.hit and not answer.calls:
         memory.remember(answer.text, answer.final.token_ids)
 
 
@@ -260,7 +281,7 @@ async def _whole(request, job, events, chat, ids, memory):
         if answer.final is None:
             job.cancel()
     _remember(memory, answer)
-    return completion(ids, answer.text, finish_reason(answer.final, answer.stops.hit), answer.final)
+    return completion(ids, answer.text, answer.reason, answer.final, answer.calls)
 
 
 def _sse(payload: dict) -> str:
@@ -270,7 +291,8 @@ def _sse(payload: dict) -> str:
 async def _stream(job, events, answer: _Answer, ids, memory):
     """The answer as server-sent events; cancels the job when the client goes away."""
     try:
-        yield _sse(chunk(ids, {"role": "assistant", "content": ""}))
+        # An answer that may be calls has no content until it is known to be text (OpenAI's way).
+        yield _sse(chunk(ids, {"role": "assistant", "content": None if answer.reader.names else ""}))
         while answer.final is None:
             try:
                 text = answer.take(await events.get())
@@ -284,8 +306,9 @@ async def _stream(job, events, answer: _Answer, ids, memory):
                 yield _sse(chunk(ids, {"content": text}))
             if answer.stops.hit and answer.final is None:
                 job.cancel()
-        reason = finish_reason(answer.final, answer.stops.hit)
-        yield _sse(chunk(ids, {}, reason))
+        for delta in tool_call_deltas(answer.calls):
+            yield _sse(chunk(ids, delta))
+        yield _sse(chunk(ids, {}, answer.reason))
         yield _sse(usage_chunk(ids, answer.final))
         yield "data: [DONE]\n\n"
         _remember(memory, answer)

@@ -48,6 +48,7 @@ from models.inference.engine import (
     GenerationStep,
     PromptError,
 )
+from models.inference.output_constraint import OutputConstraint
 from models.inference.prompt import ChatMessage, EncodedPrompt
 from models.serving.jobs import BLANK, EventKind, Job, JobEvent, QueueFull, rejection, run_job, send
 from models.serving.live_caches import LiveCaches
@@ -183,10 +184,12 @@ class EngineHost:
         continue_final: bool = False,
         prepared: EncodedPrompt | None = None,
         cancel: threading.Event | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Job:
         """Queue an answer; ``deliver`` gets its events on the host's thread. ``cancel`` (else a
-        new one: ``Job.cancel``) stops it. Raises ``QueueFull`` when ``queue_limit`` jobs wait
-        already (never for the window's own)."""
+        new one: ``Job.cancel``) stops it; ``constraint`` is what the answer must be (structured
+        output). Raises ``QueueFull`` when ``queue_limit`` jobs wait already (never for the
+        window's own)."""
         self._ensure_thread()
         job = Job(
             list(messages),
@@ -197,6 +200,7 @@ class EngineHost:
             priority=priority,
             continue_final=continue_final,
             prepared=prepared,
+            constraint=constraint,
         )
         if cancel is not None:
             job.cancel_event = cancel

@@ -83,13 +83,19 @@ class QueueFull(RuntimeError):
 
 class JobRunner(Protocol):
     """What the HTTP side needs: a model name and a queue to put jobs in (``EngineHost``, the
-    server's or the window's); ``submit`` raises ``QueueFull`` past the queue's limit."""
+    server's or the window's); ``submit`` raises ``QueueFull`` past the queue's limit. The API
+    passes ``constraint`` only for structured output."""
 
     @property
     def model_name(self) -> str: ...
 
     def submit(
-        self, messages: list[ChatMessage], settings: GenerationSettings, deliver: Callable[[JobEvent], None]
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings,
+        deliver: Callable[[JobEvent], None],
+        *,
+        constraint: OutputConstraint | None = None,
     ) -> Job: ...
 
 

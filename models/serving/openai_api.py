@@ -11,6 +11,17 @@ Remote ``http(s)`` URLs are refused (the app is offline) and so is anything else
 never names a file on this machine. Text is bounded in characters, per message and in all,
 before anything is tokenized.
 
+Tools (``tools``, ``tool_choice``, ``parallel_tool_calls``) and structured output
+(``response_format``) are checked here too: the functions' names and parameter schemas, the
+assistant's ``tool_calls`` sent back (arguments must be JSON objects) and ``tool`` results
+(for a call made earlier in the conversation). A forced call (``required``, a named function)
+or a JSON ``response_format`` becomes the request's ``OutputConstraint``; its schemas are
+bounded in depth, size and enum values and, where the grammar engine is installed
+(``models.inference.constraints``), compiled before the request is queued. With tools offered
+and ``tool_choice`` ``auto`` the answer is free (a call or text), so ``response_format`` is not
+enforced then. The functions ride on the first message (``ChatMessage.tools``) to the chat
+template; the answer is read for calls by ``models.serving.tool_calls``.
+
 A user message's images go before its text, as in the window. No Qt, no HTTP here. The module
 is long because it checks every field of a request with a reason a client can act on, and
 shapes every answer, chunk and error: one wire format, in one place.
@@ -20,12 +31,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
+import importlib.util
+import json
 import math
+import re
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 
 from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
@@ -38,13 +55,27 @@ from models.inference.images import (
     ImageError,
     load_image_bytes,
 )
-from models.inference.prompt import ChatMessage, Role
+from models.inference.output_constraint import ConstraintError, OutputConstraint, ToolSpec
+from models.inference.prompt import ChatMessage, MessageRole, ToolCall
 
-ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES: dict[str, MessageRole] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 MAX_STOP_STRINGS = 4
 MAX_MESSAGE_CHARS = 2_000_000  # as a conversation import allows (models.chats.export_format)
 MAX_TEXT_CHARS = 4_000_000  # a request's messages in all, whatever the context
 CHARS_PER_TOKEN = 32  # generous: Llama 4's tokens hold about 4 characters of text
+MAX_TOOLS = 128  # as OpenAI allows
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for a function's name
+MAX_CALL_ID_CHARS = 256
+MAX_SCHEMA_DEPTH = 64  # a parameters or response schema: levels of nesting,
+MAX_SCHEMA_NODES = 10_000  # objects, lists and values in all,
+MAX_ENUM_VALUES = 1_000  # and values of one enum (or const list)
+TOOL_CHOICES = ("none", "auto", "required")
 
 
 class ErrorType(Enum):
@@ -120,6 +151,25 @@ class ChatRequest:
     settings: GenerationSettings
     stream: bool = False
     stop: tuple[str, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()  # offered to the model (none with tool_choice "none")
+    tool_choice: str = "none"  # "none", "auto", "required" or "function" (``forced``)
+    forced: str = ""  # tool_choice "function": the function's name
+    parallel_tool_calls: bool = True
+    constraint: OutputConstraint | None = None  # what the answer must be (the grammar's)
+
+    @property
+    def call_names(self) -> tuple[str, ...]:
+        """The names the answer may call; its text is read for calls only when there are any."""
+        if self.tool_choice == "none":
+            return ()
+        if self.tool_choice == "function":
+            return (self.forced,)
+        return tuple(tool.name for tool in self.tools)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the answer may make more than one call."""
+        return self.parallel_tool_calls and self.tool_choice != "function"
 
 
 class AnswerMemory:
@@ -238,6 +288,7 @@ def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple
     out = []
     budget = ImageBudget(limits.max_images_per_request, limits.max_pixels_per_request)
     chars = 0
+    call_ids: set[str] = set()  # the calls made so far, which a tool result must answer
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
             raise _invalid(f"messages[{i}] must be an object.", f"messages[{i}]")
@@ -246,17 +297,87 @@ def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple
         if role is None:
             raise _invalid(
                 f"messages[{i}].role {message.get('role')!r} is not supported "
-                "(use system, developer, user or assistant).",
+                "(use system, developer, user, assistant or tool).",
                 f"messages[{i}].role",
             )
+        calls = _message_calls(message, i) if role == "assistant" else ()
         text, images = _content(message, i, role, limits, budget)
-        chars += len(text)
+        chars += len(text) + sum(len(json.dumps(dict(c.arguments))) + len(c.name) for c in calls)
         _check_length(text, chars, f"messages[{i}].content", limits)
-        ids = memory.lookup(text) if memory is not None and role == "assistant" else None
-        out.append(ChatMessage(role, text, images, ids))
-    if out[-1].role != "user":
-        raise _invalid("The last message must be the user's.", f"messages[{len(out) - 1}].role")
+        call_id = _result_call_id(message, i, call_ids) if role == "tool" else None
+        call_ids.update(call.id for call in calls)
+        ids = memory.lookup(text) if memory is not None and role == "assistant" and not calls else None
+        out.append(ChatMessage(role, text, images, ids, tool_calls=calls, tool_call_id=call_id))
+    if out[-1].role not in ("user", "tool"):
+        raise _invalid(
+            "The last message must be the user's (or a tool's result).", f"messages[{len(out) - 1}].role"
+        )
     return tuple(out)
+
+
+def _message_calls(message: dict, index: int) -> tuple[ToolCall, ...]:
+    """An assistant message's ``tool_calls``, checked: ids, function names, JSON arguments."""
+    raw = message.get("tool_calls")
+    where = f"messages[{index}].tool_calls"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _invalid(f"{where} must be a list.", where)
+    calls = []
+    for j, call in enumerate(raw):
+        at = f"{where}[{j}]"
+        if not isinstance(call, dict):
+            raise _invalid(f"{at} must be an object.", at)
+        if call.get("type", "function") != "function":
+            raise _invalid(f"{at}.type must be function.", f"{at}.type")
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id or len(call_id) > MAX_CALL_ID_CHARS:
+            raise _invalid(f"{at}.id must be a string of 1 to {MAX_CALL_ID_CHARS} characters.", f"{at}.id")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise _invalid(f"{at}.function must be an object.", f"{at}.function")
+        name = _function_name(function.get("name"), f"{at}.function.name")
+        calls.append(
+            ToolCall(call_id, name, _arguments(function.get("arguments"), f"{at}.function.arguments"))
+        )
+    return tuple(calls)
+
+
+def _arguments(raw: object, param: str) -> dict:
+    """A call's ``arguments``: a string of JSON holding an object (decoded within bounds)."""
+    from models.serving.json_body import decode_json  # it raises this module's ApiError
+
+    if not isinstance(raw, str):
+        raise _invalid(f"{param} must be a string of JSON.", param)
+    try:
+        value = decode_json(raw.encode("utf-8")) if raw.strip() else {}
+    except ApiError as exc:
+        raise _invalid(f"{param} is not valid JSON: {exc.message}", param, "invalid_tool_arguments") from None
+    if not isinstance(value, dict):
+        raise _invalid(f"{param} must be a JSON object.", param, "invalid_tool_arguments")
+    return value
+
+
+def _result_call_id(message: dict, index: int, call_ids: set[str]) -> str:
+    param = f"messages[{index}].tool_call_id"
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise _invalid(f"{param} must name the call this is the result of.", param)
+    if call_id not in call_ids:
+        raise _invalid(
+            f"{param} {call_id!r} matches no tool call of an earlier assistant message.",
+            param,
+            "unknown_tool_call_id",
+        )
+    return call_id
+
+
+def _function_name(raw: object, param: str) -> str:
+    if not isinstance(raw, str) or FUNCTION_NAME.fullmatch(raw) is None:
+        raise _invalid(
+            f"{param} must be 1 to 64 letters, digits, underscores or dashes.", param, "invalid_function_name"
+        )
+    return raw
 
 
 def _check_length(text: str, total: int, param: str, limits: Limits) -> None:
@@ -314,6 +435,161 @@ def _stop(raw: object) -> tuple[str, ...]:
     return tuple(s for s in stops if s)
 
 
+def _check_schema(schema: object, param: str) -> Mapping[str, Any]:
+    """A JSON schema (an object), bounded in nesting, size and enum values before anything
+    compiles it: a schema bomb is refused here, in microseconds."""
+    if not isinstance(schema, dict):
+        raise _invalid(f"{param} must be a JSON schema (an object).", param, "invalid_schema")
+    nodes = 0
+    stack: list[tuple[object, int]] = [(schema, 1)]
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_SCHEMA_NODES:
+            raise _invalid(
+                f"{param} is too large: over {MAX_SCHEMA_NODES:,} values in all.", param, "schema_too_large"
+            )
+        if depth > MAX_SCHEMA_DEPTH:
+            raise _invalid(
+                f"{param} nests more than {MAX_SCHEMA_DEPTH} levels deep.", param, "schema_too_large"
+            )
+        if isinstance(value, dict):
+            for key in ("enum", "const"):
+                listed = value.get(key)
+                if isinstance(listed, list) and len(listed) > MAX_ENUM_VALUES:
+                    raise _invalid(
+                        f"{param} has an {key} of {len(listed):,} values, more than {MAX_ENUM_VALUES:,}.",
+                        param,
+                        "schema_too_large",
+                    )
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return schema
+
+
+def _tools(raw: object) -> tuple[ToolSpec, ...]:
+    """The request's ``tools``: functions with a name, a description and a parameters schema."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _invalid("tools must be a list of functions.", "tools")
+    if len(raw) > MAX_TOOLS:
+        raise _invalid(f"tools takes at most {MAX_TOOLS} functions.", "tools")
+    tools: list[ToolSpec] = []
+    for i, tool in enumerate(raw):
+        at = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise _invalid(f'{at} must be an object of type "function".', at)
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise _invalid(f"{at}.function must be an object.", f"{at}.function")
+        name = _function_name(function.get("name"), f"{at}.function.name")
+        if any(t.name == name for t in tools):
+            raise _invalid(f"{at}.function.name {name!r} is given twice.", f"{at}.function.name")
+        description = function.get("description", "")
+        if not isinstance(description, str):
+            raise _invalid(f"{at}.function.description must be a string.", f"{at}.function.description")
+        parameters = function.get("parameters")
+        if parameters is None:
+            parameters = {}
+        else:
+            parameters = _check_schema(parameters, f"{at}.function.parameters")
+        tools.append(ToolSpec(name, description, parameters))
+    return tuple(tools)
+
+
+def _tool_choice(raw: object, tools: tuple[ToolSpec, ...]) -> tuple[str, str]:
+    """``tool_choice`` as (choice, forced name): "none", "auto", "required", or ("function",
+    its name) for a named function, which must be one of ``tools``."""
+    if raw is None:
+        return ("auto" if tools else "none"), ""
+    if isinstance(raw, str) and raw in TOOL_CHOICES:
+        choice, name = raw, ""
+    elif isinstance(raw, dict) and raw.get("type") == "function" and isinstance(raw.get("function"), dict):
+        choice, name = "function", raw["function"].get("name")
+        if not isinstance(name, str) or name not in {t.name for t in tools}:
+            raise _invalid(
+                f"tool_choice names the function {name!r}, which is not in tools.",
+                "tool_choice",
+                "unknown_tool",
+            )
+    else:
+        raise _invalid(
+            'tool_choice must be "none", "auto", "required" or '
+            '{"type": "function", "function": {"name": ...}}.',
+            "tool_choice",
+        )
+    if choice in ("required", "function") and not tools:
+        raise _invalid(f"tool_choice {raw!r} needs tools to choose from.", "tool_choice")
+    return choice, name
+
+
+def _response_format(raw: object) -> OutputConstraint | None:
+    """``response_format``: text (no constraint), any JSON object, or JSON for a schema."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _invalid("response_format must be an object.", "response_format")
+    kind = raw.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return OutputConstraint("json_object")
+    if kind != "json_schema":
+        raise _invalid(
+            f"response_format.type {kind!r} is not supported (use text, json_object or json_schema).",
+            "response_format.type",
+        )
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _invalid("response_format.json_schema must be an object.", "response_format.json_schema")
+    name = _function_name(spec.get("name"), "response_format.json_schema.name")
+    if not isinstance(spec.get("strict", True), bool | None):
+        raise _invalid(
+            "response_format.json_schema.strict must be true or false.", "response_format.json_schema.strict"
+        )
+    schema = _check_schema(spec.get("schema"), "response_format.json_schema.schema")
+    return OutputConstraint("json_schema", schema=schema, name=name)
+
+
+def _constraint(
+    tools: tuple[ToolSpec, ...], choice: str, forced: str, parallel: bool, response: OutputConstraint | None
+) -> OutputConstraint | None:
+    """What the answer must be: the calls a forced ``tool_choice`` asks for, else the
+    ``response_format`` (not while the model is free to call a tool instead: ``auto``)."""
+    if choice == "required":
+        return OutputConstraint("tool_call", tools=tools, parallel=parallel)
+    if choice == "function":
+        return OutputConstraint("tool_call", tools=tuple(t for t in tools if t.name == forced))
+    if choice == "auto":
+        return None
+    return response
+
+
+def _grammar_compiler():
+    """The grammar engine's ``compile_constraint``, when it is installed (else None)."""
+    name = "models.inference.constraints"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return getattr(importlib.import_module(name), "compile_constraint", None)
+
+
+def check_constraint(constraint: OutputConstraint | None) -> None:
+    """Compile ``constraint`` once, as the engine will, so that a schema the grammar engine
+    cannot use is the request's 400 (naming the field), not a failed answer."""
+    if constraint is None:
+        return
+    compile_constraint = _grammar_compiler()
+    if compile_constraint is None:
+        return
+    default = "tools" if constraint.kind == "tool_call" else "response_format"
+    try:
+        compile_constraint(constraint)
+    except ConstraintError as exc:
+        raise _invalid(str(exc), exc.param or default, "invalid_schema") from None
+
+
 def parse_chat_request(
     body: object, limits: Limits | None = None, memory: AnswerMemory | None = None
 ) -> ChatRequest:
@@ -323,9 +599,19 @@ def parse_chat_request(
         raise _invalid("The request body must be a JSON object.")
     if body.get("n") not in (None, 1):
         raise _invalid("Only n=1 is supported.", "n")
-    if body.get("tools") or body.get("tool_choice") not in (None, "none"):
-        raise _invalid("Tools are not supported.", "tools")
+    tools = _tools(body.get("tools"))
+    choice, forced = _tool_choice(body.get("tool_choice"), tools)
+    parallel = body.get("parallel_tool_calls", True)
+    if parallel is None:
+        parallel = True
+    if not isinstance(parallel, bool):
+        raise _invalid("parallel_tool_calls must be true or false.", "parallel_tool_calls")
+    response = _response_format(body.get("response_format"))
     messages = _messages(body.get("messages"), limits, memory)
+    if tools and choice != "none":
+        definitions = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
+        _check_length("", sum(len(m.text) for m in messages) + definitions, "tools", limits)
+        messages = (replace(messages[0], tools=tools), *messages[1:])
     tokens_field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = _integer(body, tokens_field, 1)
     context = limits.context_length
@@ -346,7 +632,19 @@ def parse_chat_request(
         seed=None if seed is None else seed % 2**32,
         context_length=limits.context_length,
     )
-    return ChatRequest(messages, settings, stream, _stop(body.get("stop")))
+    constraint = _constraint(tools, choice, forced, parallel, response)
+    check_constraint(constraint)
+    return ChatRequest(
+        messages,
+        settings,
+        stream,
+        _stop(body.get("stop")),
+        tools=tools if choice != "none" else (),
+        tool_choice=choice,
+        forced=forced,
+        parallel_tool_calls=parallel,
+        constraint=constraint,
+    )
 
 
 class StopStrings:
@@ -383,8 +681,10 @@ class StopStrings:
         return "" if self.hit else held
 
 
-def finish_reason(step: GenerationStep, stopped: bool) -> str:
-    """OpenAI's ``finish_reason`` for an answer's last step."""
+def finish_reason(step: GenerationStep, stopped: bool, called: bool = False) -> str:
+    """OpenAI's ``finish_reason`` for an answer's last step (``called``: it made tool calls)."""
+    if called:
+        return "tool_calls"
     if stopped or step.finish_reason == "stop":
         return "stop"
     return "length" if step.finish_reason == "length" else "stop"
@@ -413,7 +713,48 @@ class CompletionIds:
         return cls(model, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
 
 
-def completion(ids: CompletionIds, text: str, reason: str, step: GenerationStep) -> dict:
+ARGUMENT_PIECE_CHARS = 32  # a streamed call's arguments come in pieces of this size, as OpenAI's
+
+
+def arguments_json(call: ToolCall) -> str:
+    return json.dumps(dict(call.arguments), ensure_ascii=False)
+
+
+def tool_call_json(call: ToolCall) -> dict:
+    """A call as ``message.tool_calls`` lists it: ``arguments`` a string of JSON."""
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": arguments_json(call)},
+    }
+
+
+def tool_call_deltas(calls: tuple[ToolCall, ...]) -> list[dict]:
+    """The ``delta``s that stream ``calls`` as OpenAI does: for each, one with its index, id,
+    type and name (and empty arguments), then its arguments in pieces."""
+    deltas: list[dict] = []
+    for index, call in enumerate(calls):
+        head = {
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        deltas.append({"tool_calls": [head]})
+        text = arguments_json(call)
+        for start in range(0, len(text), ARGUMENT_PIECE_CHARS):
+            piece = text[start : start + ARGUMENT_PIECE_CHARS]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    return deltas
+
+
+def completion(
+    ids: CompletionIds, text: str, reason: str, step: GenerationStep, calls: tuple[ToolCall, ...] = ()
+) -> dict:
+    """The whole answer; with ``calls``, ``content`` is None unless the model wrote text too."""
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = [tool_call_json(call) for call in calls]
     return {
         "id": ids.id,
         "object": "chat.completion",
@@ -422,7 +763,7 @@ def completion(ids: CompletionIds, text: str, reason: str, step: GenerationStep)
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "finish_reason": reason,
                 "logprobs": None,
             }

@@ -73,7 +73,8 @@ _SPLIT_PATTERN = (
 )
 
 # Llama 4's chat template, as shipped with the Instruct checkpoints (tool branches included).
-LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
+LLAMA4_CHAT_TEMPLATE = (
+    """{{- bos_token }}
 {%- if custom_tools is defined %}
     {%- set tools = custom_tools %}
 {%- endif %}
@@ -112,8 +113,42 @@ LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
     {%- if tools is not none %}
         {{- "Environment: ipython\\n" }}
     {%- endif %}
+    {%- if tools is not none and not tools_in_user_message %}
+        {{- "You have access to the following functions. To call"""
+    """ a function, please respond with JSON for a function call." }}
+        {{- 'Respond in the format {"name": function name, "parameters":"""
+    """ dictionary of argument name and its value}.' }}
+        {{- "Do not use variables.\\n\\n" }}
+        {%- for t in tools %}
+            {{- t | tojson(indent=4) }}
+            {{- "\\n\\n" }}
+        {%- endfor %}
+    {%- endif %}
     {{- system_message }}
     {{- "<|eot|>" }}
+{%- endif %}
+
+{#- Custom tools are passed in a user message with some extra guidance #}
+{%- if tools_in_user_message and not tools is none %}
+    {#- Extract the first user message so we can plug it in here #}
+    {%- if messages | length != 0 %}
+        {%- set first_user_message = messages[0]['content']|trim %}
+        {%- set messages = messages[1:] %}
+    {%- else %}
+        {{- raise_exception("Cannot put tools in the first user"""
+    """ message when there's no first user message!") }}
+{%- endif %}
+    {{- '<|header_start|>user<|header_end|>\\n\\n' -}}
+    {{- "Given the following functions, please respond with a JSON for a function call " }}
+    {{- "with its proper arguments that best answers the given prompt.\\n\\n" }}
+    {{- 'Respond in the format {"name": function name, "parameters":"""
+    """ dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\\n\\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\\n\\n" }}
+    {%- endfor %}
+    {{- first_user_message + "<|eot|>"}}
 {%- endif %}
 
 {%- for message in messages %}
@@ -131,6 +166,28 @@ LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
             {%- endfor %}
         {%- endif %}
         {{- "<|eot|>" }}
+    {%- elif 'tool_calls' in message and message.tool_calls|length > 0 %}
+       {{- '<|header_start|>assistant<|header_end|>\\n\\n' -}}
+       {{- '<|python_start|>' }}
+        {%- if message['content'] is string %}
+            {{- message['content'] }}
+        {%- else %}
+            {%- for content in message['content'] %}
+                {%- if content['type'] == 'image' %}
+                    {{- '<|image|>' }}
+                {%- elif content['type'] == 'text' %}
+                    {{- content['text'] }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+       {{- '<|python_end|>' }}
+        {%- for tool_call in message.tool_calls %}
+           {{- '{"name": "' + tool_call.function.name + '", ' }}
+           {{- '"parameters": ' }}
+           {{- tool_call.function.arguments | tojson }}
+           {{- "}" }}
+        {%- endfor %}
+       {{- "<|eot|>" }}
     {%- elif message.role == "tool" or message.role == "ipython" %}
         {{- "<|header_start|>ipython<|header_end|>\\n\\n" }}
         {%- if message.content is mapping or message.content is iterable %}
@@ -145,6 +202,7 @@ LLAMA4_CHAT_TEMPLATE = """{{- bos_token }}
     {{- '<|header_start|>assistant<|header_end|>\\n\\n' }}
 {%- endif %}
 """
+)
 
 _CORPUS = (
     "The quick brown fox jumps over the lazy dog. What is in this picture? A cat sits on a "
