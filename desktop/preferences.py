@@ -19,19 +19,13 @@ from PySide6.QtCore import QSettings
 
 from models.app_folders import DATA_DIR_ENV, data_dir
 from models.chats.store import ConversationSettings
-from models.inference.answer_defaults import (
-    CONTEXT_LENGTH,
-    MAX_PARALLEL,
-    MAX_TOKENS,
-    PARALLEL,
-    TEMPERATURE,
-    TOP_P,
-)
+from models.inference.answer_defaults import MAX_PARALLEL, PARALLEL
 from models.inference.engine import GenerationSettings
+from models.inference.settings_spec import SETTINGS, is_setting, setting
 from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
 APPEARANCES = ("system", "light", "dark")
-CONVERSATION_OVERRIDES = ("temperature", "top_p", "max_tokens", "seed", "context_length")
+CONVERSATION_OVERRIDES = tuple(spec.name for spec in SETTINGS if spec.per_conversation)
 SETTINGS_FILE = "settings.ini"
 
 
@@ -45,12 +39,17 @@ def open_settings() -> QSettings:
 
 @dataclass(frozen=True)
 class ChatDefaults:
+    """The window's defaults: the system prompt, one field per setting of the table of settings
+    (``settings_spec.SETTINGS``, which the window keeps: ``stored``) and the app's own."""
+
     system_prompt: str = ""
-    temperature: float = TEMPERATURE  # Llama 4 Instruct's generation_config
-    top_p: float = TOP_P
-    max_tokens: int = MAX_TOKENS
-    seed: int | None = None
-    context_length: int = CONTEXT_LENGTH
+    temperature: float = setting("temperature").window_default
+    top_p: float = setting("top_p").window_default
+    min_p: float = setting("min_p").window_default
+    repetition_penalty: float = setting("repetition_penalty").window_default
+    max_tokens: int = setting("max_tokens").window_default
+    seed: int | None = setting("seed").window_default
+    context_length: int = setting("context_length").window_default
     kv_bits: int = 16  # one of planner.KV_CACHE_CHOICES; kv_cache_bits() turns 16 into None
     appearance: str = "system"
     parallel: int = PARALLEL  # answers at once (the engine host's slots), for the window and its API
@@ -58,11 +57,7 @@ class ChatDefaults:
     def generation_settings(self, **overrides) -> GenerationSettings:
         values = replace(self, **{k: v for k, v in overrides.items() if v is not None})
         return GenerationSettings(
-            max_tokens=values.max_tokens,
-            temperature=values.temperature,
-            top_p=values.top_p,
-            seed=values.seed,
-            context_length=values.context_length,
+            **{spec.name: getattr(values, spec.name) for spec in SETTINGS if spec.stored},
             kv_bits=kv_cache_bits(values.kv_bits) if values.kv_bits in KV_CACHE_CHOICES else None,
         )
 
@@ -94,8 +89,11 @@ def load_defaults(settings: QSettings) -> ChatDefaults:
             continue
         default = getattr(base, f.name)
         try:
-            if f.name == "seed":
-                values[f.name] = int(str(raw))
+            if is_setting(f.name):
+                spec = setting(f.name)
+                value = spec.kind(str(raw))
+                if not spec.problem(value):  # out of the table's range: the default
+                    values[f.name] = value
             elif isinstance(default, bool):
                 values[f.name] = str(raw).lower() in ("1", "true", "yes")
             elif isinstance(default, int):

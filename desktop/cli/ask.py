@@ -26,10 +26,11 @@ import json
 import sys
 
 from desktop.cli.command_error import CommandError
-from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
+from models.inference.settings_spec import SETTINGS, SettingSpec
 
-DEFAULTS = {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "top_p": TOP_P}
-SETTING_FLAGS = ("max_tokens", "temperature", "top_p", "seed", "context_length")
+
+def _flag_help(spec: SettingSpec) -> str:
+    return spec.help if spec.default is None else f"{spec.help} (default {spec.default})"
 
 
 def _chat_spec(value: str) -> str | int:
@@ -55,11 +56,8 @@ def add_parser(sub) -> None:
         help="attach an image (repeat for several, at most 5)",
     )
     parser.add_argument("--system", help="system prompt")
-    parser.add_argument("--max-tokens", type=int, help=f"default {DEFAULTS['max_tokens']}")
-    parser.add_argument("--temperature", type=float, help=f"0 is greedy (default {DEFAULTS['temperature']})")
-    parser.add_argument("--top-p", type=float, help=f"default {DEFAULTS['top_p']}")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--context-length", type=int, help="refuse prompts longer than this")
+    for spec in SETTINGS:  # left out: the conversation's value, else the default
+        parser.add_argument(spec.flag, type=spec.kind, help=_flag_help(spec))
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument(
         "--chat",
@@ -80,10 +78,11 @@ def _check_args(args: argparse.Namespace) -> None:
     from models.chats.conversation_records import setting_problem
 
     # The ranges a stored conversation, an import and the Settings dialog hold to.
-    for name in (*SETTING_FLAGS, "system_prompt"):
-        if problem := setting_problem(name, getattr(args, "system" if name == "system_prompt" else name)):
-            flag = "--system" if name == "system_prompt" else "--" + name.replace("_", "-")
-            raise CommandError(f"{flag} {problem}.", 2)
+    if problem := setting_problem("system_prompt", args.system):
+        raise CommandError(f"--system {problem}.", 2)
+    for spec in SETTINGS:
+        if problem := spec.problem(getattr(args, spec.name)):
+            raise CommandError(f"{spec.flag} {problem}.", 2)
     if args.ranks is not None and args.ranks < 1:
         raise CommandError("--ranks must be at least 1.", 2)
     if not args.prompt.strip() and not args.image:
@@ -94,10 +93,17 @@ def _chat_settings(args: argparse.Namespace, stored):
     """The conversation's settings with the flags given on this command line applied."""
     from dataclasses import replace
 
-    changes = {name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name) is not None}
+    names = [spec.name for spec in SETTINGS if spec.per_conversation]
+    changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.system is not None:
         changes["system_prompt"] = args.system
     return replace(stored, **changes)
+
+
+def _answer_only(args: argparse.Namespace) -> dict:
+    """The flags given for settings a conversation does not keep: for this answer only."""
+    names = [spec.name for spec in SETTINGS if not spec.per_conversation]
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _open_chat(args: argparse.Namespace):
@@ -148,7 +154,7 @@ def _ask(args: argparse.Namespace, session, images: tuple, store, conversation):
     return session.ask(
         args.prompt,
         images,
-        settings=chat_settings.generation_settings(GenerationSettings()),  # the answer defaults
+        settings=chat_settings.generation_settings(GenerationSettings(**_answer_only(args))),
         system_prompt=system_prompt,
         create_with=create_with,
         store_settings=store_settings,

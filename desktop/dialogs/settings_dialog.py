@@ -1,13 +1,15 @@
 """The settings dialog: answer defaults and appearance, or one conversation's overrides.
 
 In defaults mode it edits ``ChatDefaults`` (saved by the caller); in conversation mode the
-same fields are shown with the conversation's values and Appearance is hidden. The dialog
-only gathers values; the window decides where they go.
+same fields are shown with the conversation's values and Appearance is hidden. The answer
+settings are one spin box each, from the table of settings (``settings_spec.SETTINGS``: label,
+range, step, tooltip). The dialog only gathers values; the window decides where they go.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from desktop.preferences import APPEARANCES, ChatDefaults
 from models.inference.answer_defaults import MAX_PARALLEL
+from models.inference.settings_spec import SETTINGS, SettingSpec, setting
 from models.memory.planner import KV_CACHE_CHOICES, kv_cache_bits
 
 _KV_LABELS = {16: "bf16 (full precision)", 8: "8-bit", 4: "4-bit"}  # for KV_CACHE_CHOICES
@@ -54,37 +57,24 @@ class SettingsDialog(QDialog):
         self.system_prompt.setPlaceholderText("None (Llama 4 works well without one)")
         self.system_prompt.setFixedHeight(80)
         form.addRow("System prompt:", self.system_prompt)
-        self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.0, 2.0)
-        self.temperature.setSingleStep(0.05)
-        self.temperature.setValue(values.temperature)
-        self.temperature.setToolTip("0 always picks the most likely token")
-        form.addRow("Temperature:", self.temperature)
-        self.top_p = QDoubleSpinBox()
-        self.top_p.setRange(0.01, 1.0)
-        self.top_p.setSingleStep(0.05)
-        self.top_p.setValue(values.top_p)
-        form.addRow("Top-p:", self.top_p)
-        self.max_tokens = QSpinBox()
-        self.max_tokens.setRange(1, 131072)
-        self.max_tokens.setValue(values.max_tokens)
-        form.addRow("Max answer tokens:", self.max_tokens)
-        self.seed = QSpinBox()
-        self.seed.setRange(-1, 2**31 - 1)
-        self.seed.setSpecialValueText("Random")
-        self.seed.setValue(-1 if values.seed is None else values.seed)
-        form.addRow("Seed:", self.seed)
-        self.context_length = QSpinBox()
-        self.context_length.setRange(256, 10_485_760)
-        self.context_length.setSingleStep(1024)
-        self.context_length.setValue(values.context_length)
-        form.addRow("Context length:", self.context_length)
-        self.context_hint = QLabel()
+        self.context_hint = QLabel()  # under Context length: what fits in memory
         self.context_hint.setWordWrap(True)
         self.context_hint.setObjectName("contextHint")
         self.context_hint.setTextFormat(Qt.TextFormat.PlainText)
         self.context_hint.setVisible(memory is not None)
-        form.addRow("", self.context_hint)
+        # One spin box per setting of the table the window keeps, with the table's range.
+        self.boxes: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        for spec in SETTINGS:
+            if spec.stored:
+                self.boxes[spec.name] = box = _spin_box(spec, getattr(values, spec.name))
+                form.addRow(spec.label, box)
+                if conversation_title is not None and not spec.per_conversation:
+                    form.setRowVisible(box, False)
+                if spec.name == "context_length":
+                    form.addRow("", self.context_hint)
+        context_length = self.boxes["context_length"]
+        assert isinstance(context_length, QSpinBox)
+        self.context_length = context_length
         self._memory = memory
         self.kv_bits = QComboBox()
         for bits in KV_CACHE_CHOICES:
@@ -158,25 +148,53 @@ class SettingsDialog(QDialog):
     def _on_restore(self) -> None:
         defaults = ChatDefaults(appearance=self._values.appearance)
         self.system_prompt.setPlainText(defaults.system_prompt)
-        self.temperature.setValue(defaults.temperature)
-        self.top_p.setValue(defaults.top_p)
-        self.max_tokens.setValue(defaults.max_tokens)
-        self.seed.setValue(-1)
-        self.context_length.setValue(defaults.context_length)
+        for name, box in self.boxes.items():
+            _show(box, getattr(defaults, name))
         self.kv_bits.setCurrentIndex(0)
         self.parallel.setValue(defaults.parallel)
 
     def values(self) -> ChatDefaults:
-        seed = self.seed.value()
         return replace(
             self._values,
             system_prompt=self.system_prompt.toPlainText().strip(),
-            temperature=round(self.temperature.value(), 3),
-            top_p=round(self.top_p.value(), 3),
-            max_tokens=self.max_tokens.value(),
-            seed=None if seed < 0 else seed,
-            context_length=self.context_length.value(),
+            **{name: _chosen(box, setting(name)) for name, box in self.boxes.items()},
             kv_bits=int(self.kv_bits.currentData()),
             appearance=str(self.appearance.currentData()),
             parallel=self.parallel.value(),
         )
+
+
+def _spin_box(spec: SettingSpec, value: Any) -> QSpinBox | QDoubleSpinBox:
+    """A spin box over the setting's range (``SettingSpec.dialog_range``) showing ``value``."""
+    low, high = spec.dialog_range()
+    box: QSpinBox | QDoubleSpinBox
+    if spec.kind is int:
+        box = QSpinBox()
+        box.setRange(int(low), int(high))
+        box.setSingleStep(int(spec.step))
+    else:
+        box = QDoubleSpinBox()
+        box.setDecimals(spec.decimals)
+        box.setRange(low, high)
+        box.setSingleStep(spec.step)
+    if spec.unset_text:
+        box.setSpecialValueText(spec.unset_text)  # shown at the minimum, one step below the range
+    box.setToolTip(spec.help[:1].upper() + spec.help[1:])
+    box.setAccessibleName(spec.label.rstrip(":"))
+    _show(box, value)
+    return box
+
+
+def _show(box: QSpinBox | QDoubleSpinBox, value: Any) -> None:
+    """Show ``value``; unset (None) is the box's minimum, its special value text."""
+    if isinstance(box, QSpinBox):
+        box.setValue(box.minimum() if value is None else int(value))
+    else:
+        box.setValue(box.minimum() if value is None else float(value))
+
+
+def _chosen(box: QSpinBox | QDoubleSpinBox, spec: SettingSpec) -> Any:
+    """The box's value as the setting's (None: unset, for a setting that may be)."""
+    if spec.unset_text and box.value() == box.minimum():
+        return None
+    return round(box.value(), spec.decimals) if spec.kind is float else int(box.value())

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from models.chats.database import StoreError
 from models.inference.prompt import Role
+from models.inference.settings_spec import MAX_CONTEXT_LENGTH as MAX_CONTEXT_LENGTH
+from models.inference.settings_spec import MAX_SEED as MAX_SEED
+from models.inference.settings_spec import is_setting, setting
 
 if TYPE_CHECKING:
     from models.inference.engine import GenerationSettings
@@ -27,8 +30,6 @@ DAMAGED_TITLE = "Damaged conversation"
 # overflow date formatting in some time zones).
 MIN_TIMESTAMP = 0.0
 MAX_TIMESTAMP = 253_370_764_800.0
-MAX_CONTEXT_LENGTH = 10_485_760  # Llama 4 Scout's 10M tokens
-MAX_SEED = 2**63 - 1
 MAX_SYSTEM_PROMPT_CHARS = 1_000_000
 FINISH_REASONS = ("stop", "length", "cancelled", "error")
 
@@ -39,11 +40,15 @@ class ConversationNotFound(StoreError, LookupError):
 
 @dataclass(frozen=True)
 class ConversationSettings:
-    """Per-conversation generation settings; ``None`` means "the app's default"."""
+    """Per-conversation generation settings; ``None`` means "the app's default". Besides the
+    system prompt, one field per setting of the table a conversation may override
+    (``settings_spec.SETTINGS``, ``per_conversation``)."""
 
     system_prompt: str = ""
     temperature: float | None = None
     top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
     context_length: int | None = None
@@ -104,31 +109,19 @@ def is_whole_number(value: Any) -> bool:
 
 
 def setting_problem(name: str, value: Any) -> str | None:
-    """Why ``value`` is not a valid conversation setting ``name`` (None: it is, or it is unset)."""
+    """Why ``value`` is not a valid conversation setting ``name`` (None: it is, or it is unset):
+    the system prompt's rule, or the range in the table of settings."""
     if value is None:
         return None
     if name == "system_prompt":
         if not isinstance(value, str):
             return "must be text"
         return "is too long" if len(value) > MAX_SYSTEM_PROMPT_CHARS else None
-    if name == "temperature":
-        return None if is_finite_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
-    if name == "top_p":
-        return None if is_finite_number(value) and 0 < value <= 1 else "must be a number above 0, at most 1"
-    if name == "max_tokens":
-        ok = is_whole_number(value) and 1 <= value <= MAX_CONTEXT_LENGTH
-        return None if ok else f"must be a whole number from 1 to {MAX_CONTEXT_LENGTH:,}"
-    if name == "seed":
-        ok = is_whole_number(value) and 0 <= value <= MAX_SEED
-        return None if ok else "must be a whole number from 0 to 2**63-1"
-    if name == "context_length":
-        ok = is_whole_number(value) and 2 <= value <= MAX_CONTEXT_LENGTH
-        return None if ok else f"must be a whole number from 2 to {MAX_CONTEXT_LENGTH:,}"
-    return None
+    return setting(name).problem(value) if is_setting(name) else None
 
 
 def _setting_value(name: str, value: Any) -> Any:
-    return float(value) if name in ("temperature", "top_p") else value
+    return setting(name).value(value) if is_setting(name) else value
 
 
 def valid_timestamp(value: Any) -> float | None:

@@ -4,8 +4,10 @@ In the spirit of qutebrowser's ``misc/sql.py``: one connection in autocommit mod
 transactions as context managers (``with db.transaction(): ...``; nested ones are savepoints),
 the schema version in ``PRAGMA user_version`` and a list of forward migrations, each applied in
 its own transaction together with the version bump, so a crash mid-upgrade leaves the previous
-version intact. The journal is WAL with ``synchronous=FULL``: a committed transaction survives
-a killed process (and a power cut), and readers in other processes never block the writer.
+version intact. Columns that older versions can ignore (``ADDED_COLUMNS``) are added without a
+version bump, so those versions keep opening the file. The journal is WAL with
+``synchronous=FULL``: a committed transaction survives a killed process (and a power cut), and
+readers in other processes never block the writer.
 
 Every failure a person can meet (a damaged file, a file from a newer Llama Desk, a locked or
 read-only database) is raised as ``StoreError`` with a one-line message; a damaged file as its
@@ -14,6 +16,9 @@ subclass ``DatabaseDamaged``, which the CLI (``chats repair``) and the window an
 ``conversations.damaged-<timestamp>.sqlite3`` and kept, and a new database starts. A database
 whose folder or file cannot be written is opened read-only (``Database.read_only``): it can be
 listed, shown and searched; a write reports one line.
+
+Over 400 lines because every released migration stays here as it was released (never edited),
+beside the code that opens, upgrades and checks the file.
 """
 
 from __future__ import annotations
@@ -127,6 +132,16 @@ MIGRATIONS: list[Sequence[str]] = [
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Columns an older Llama Desk ignores (nullable, read by name only by the code that added them):
+# added when missing at every read-write open, without raising ``user_version``, so a database
+# this version wrote still opens in the versions before it (they refuse any ``user_version``
+# above their own ``SCHEMA_VERSION``). A migration must not rely on them.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # JSON object: a conversation's overrides of the settings with no column of their own
+    # (models.chats.stored_rows.SETTING_COLUMNS has those), so a new knob needs no migration.
+    ("conversations", "settings", "TEXT"),
+)
 
 
 class Database:
@@ -294,6 +309,14 @@ class Database:
                 for statement in MIGRATIONS[target - 1]:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
+        if any(not self._has_column(table, column) for table, column, _ in ADDED_COLUMNS):
+            with self.transaction() as conn:
+                for table, column, declaration in ADDED_COLUMNS:
+                    if not self._has_column(table, column):  # re-read under the write lock
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(row[1] == column for row in self.execute(f"PRAGMA table_info({table})"))
 
 
 def check_database(path: str | Path) -> DatabaseDamaged | None:

@@ -5,7 +5,7 @@
 (``models.chats.images``). It offers:
 
 - conversations: ``create``, ``conversation``, ``list_conversations``, ``rename``,
-  ``update_settings`` (system prompt, temperature, top_p, max tokens, seed, context length),
+  ``update_settings`` (the system prompt and the overrides of ``settings_spec.SETTINGS``),
   ``delete`` / ``restore`` (soft delete, for undo) and ``purge_deleted`` (for good, later);
 - messages: ``add_message`` (the first question titles an untitled conversation), ``messages``
   (with each answer's token ids, so the KV cache is reused exactly), ``message``,
@@ -77,6 +77,7 @@ from models.chats.search_snippets import (
 from models.chats.stored_rows import (
     CONVERSATION_SELECT,
     MESSAGE_SELECT,
+    SETTING_COLUMNS,
     chunks,
     conversation_from_row,
     message_from_row,
@@ -91,6 +92,8 @@ from models.inference.prompt import Role
 
 _UNCHANGED: Any = object()
 _DEFAULT_SETTINGS = ConversationSettings()
+_SETTING_NAMES = ", ".join(SETTING_COLUMNS)
+_SETTING_MARKS = ", ".join("?" for _ in SETTING_COLUMNS)
 
 __all__ = [
     "DAMAGED_TITLE",
@@ -162,8 +165,8 @@ class ConversationStore(AbstractContextManager):
         now = self.clock() if created is None else created
         with self.db.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO conversations (title, created, updated, system_prompt, temperature, top_p,"
-                " max_tokens, seed, context_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO conversations (title, created, updated, {_SETTING_NAMES}, settings)"
+                f" VALUES (?, ?, ?, {_SETTING_MARKS}, ?)",
                 (" ".join(title.split()), now, now, *settings_row(settings)),
             )
             conversation_id = row_id(cursor)
@@ -198,10 +201,11 @@ class ConversationStore(AbstractContextManager):
     def update_settings(self, conversation_id: int, settings: ConversationSettings) -> Conversation:
         with self.db.transaction() as conn:
             self._require(conversation_id)
+            stored = conn.execute("SELECT settings FROM conversations WHERE id = ?", (conversation_id,))
+            assignments = ", ".join(f"{name} = ?" for name in (*SETTING_COLUMNS, "settings"))
             conn.execute(
-                "UPDATE conversations SET system_prompt = ?, temperature = ?, top_p = ?, max_tokens = ?,"
-                " seed = ?, context_length = ? WHERE id = ?",
-                (*settings_row(settings), conversation_id),
+                f"UPDATE conversations SET {assignments} WHERE id = ?",
+                (*settings_row(settings, stored.fetchone()[0]), conversation_id),
             )
         return self.conversation(conversation_id)
 

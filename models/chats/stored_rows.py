@@ -32,20 +32,43 @@ CONVERSATION_SELECT = (
 MESSAGE_SELECT = "SELECT m.* FROM messages m"
 
 
-def settings_row(settings: ConversationSettings) -> tuple:
+# The settings with a column of their own (schema 2), which older versions read and write; every
+# other override is in the JSON ``settings`` column, by name.
+SETTING_COLUMNS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed", "context_length")
+
+
+def settings_row(settings: ConversationSettings, stored_json: Any = None) -> tuple:
+    """The values of ``SETTING_COLUMNS`` then the ``settings`` JSON: the overrides without a
+    column, over ``stored_json`` (the row's JSON so far), whose keys this version does not know
+    (a newer Llama Desk's) are kept."""
+    values = settings.to_json()
+    kept = {k: v for k, v in _stored_json(stored_json).items() if k not in values}
+    extra = {
+        name: value for name, value in values.items() if name not in SETTING_COLUMNS and value is not None
+    }
+    merged = {**kept, **extra}
     return (
-        settings.system_prompt,
-        settings.temperature,
-        settings.top_p,
-        settings.max_tokens,
-        settings.seed,
-        settings.context_length,
+        *(values[name] for name in SETTING_COLUMNS),
+        json.dumps(merged, sort_keys=True) if merged else None,
     )
+
+
+def _stored_json(value: Any) -> dict[str, Any]:
+    """A stored JSON object as a dict; anything else (damaged, not an object) as {}."""
+    if not isinstance(value, str | bytes) or not value:
+        return {}
+    try:
+        data = json.loads(value)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def conversation_from_row(row) -> Conversation:
     """A conversation row as read, whatever it holds (see the module docstring)."""
-    settings = ConversationSettings.from_stored({name: row[name] for name in _SETTING_COLUMNS})
+    stored = _stored_json(row["settings"]) if "settings" in row.keys() else {}  # absent: read-only, older
+    stored.update({name: row[name] for name in SETTING_COLUMNS})
+    settings = ConversationSettings.from_stored(stored)
     problems = []
     created, updated = valid_timestamp(row["created"]), valid_timestamp(row["updated"])
     if created is None:
@@ -69,9 +92,6 @@ def conversation_from_row(row) -> Conversation:
         message_count=stored_int(row["message_count"]),
         damaged="; ".join(problems),
     )
-
-
-_SETTING_COLUMNS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed", "context_length")
 
 
 def message_from_row(r, images: tuple[StoredImage, ...]) -> StoredMessage:

@@ -1,9 +1,11 @@
-"""The defaults of an answer, defined once: the engine, the window's settings and the command
-line all start from these (Llama 4 Instruct's generation_config for the sampling)."""
+"""The defaults of an answer, by the names the engine, the window's settings and the command line
+use. The generation settings' own defaults are the table's (``models.inference.settings_spec``)."""
 
-MAX_TOKENS = 1024  # the longest answer, in tokens, unless a setting says otherwise
-TEMPERATURE = 0.6
-TOP_P = 0.9
-CONTEXT_LENGTH = 32768  # the context a conversation is planned and run with, unless set otherwise
+from models.inference.settings_spec import setting
+
+MAX_TOKENS: int = setting("max_tokens").default  # the longest answer, in tokens
+TEMPERATURE: float = setting("temperature").default  # Llama 4 Instruct's generation_config
+TOP_P: float = setting("top_p").default
+CONTEXT_LENGTH: int = setting("context_length").window_default  # a conversation's, unless set
 PARALLEL = 4  # answers the engine host runs at once (Settings ▸ Parallel requests, serve --parallel)
 MAX_PARALLEL = 16

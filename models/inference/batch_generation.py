@@ -22,12 +22,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Sequence as PySequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from models.inference.batch_forward import Segment, forward
 from models.inference.generation_types import GenerationSettings, GenerationStep
 from models.inference.prompt import EncodedPrompt
+from models.inference.settings_spec import REPETITION_CONTEXT
 from models.inference.tokenizer_guard import TokenizerFailure, tokenizer_call
 
 
@@ -45,26 +47,68 @@ class LiveCache:
         return len(self.keys)
 
 
-def sampler_for(settings: GenerationSettings, mask) -> Callable[[Any, Any], Any]:
-    """``sample(logprobs, key)`` for ``settings``: greedy at temperature 0, else top-p and
-    temperature as mlx-lm's ``make_sampler``, drawing with ``key`` (a request's own seed) or the
-    global generator (``key`` None); never a banned id (``mask``: -inf on them)."""
+def sampler_for(
+    settings: GenerationSettings, mask, context: PySequence[int] = ()
+) -> Callable[[Any, Any], Any]:
+    """``sample(logits, key)`` for ``settings``, as mlx-lm's ``generate_step`` samples: the
+    repetition penalty on the logits (``make_repetition_penalty`` over the last
+    ``REPETITION_CONTEXT`` tokens: ``context``'s tail, the prompt's, then the tokens this sampler
+    drew), log-probabilities, then greedy at temperature 0, else top-p, min-p and temperature as
+    ``make_sampler``, drawing with ``key`` (a request's own seed) or the global generator (``key``
+    None); never a banned id (``mask``: -inf on them). A filter that is off adds no work."""
     import mlx.core as mx
-    from mlx_lm.sample_utils import apply_top_p
+    from mlx_lm.sample_utils import apply_min_p, apply_top_p, make_repetition_penalty
 
     temperature, top_p = float(settings.temperature), float(settings.top_p)
+    min_p, penalty = float(settings.min_p), float(settings.repetition_penalty)
+    penalize = make_repetition_penalty(penalty, REPETITION_CONTEXT) if penalty != 1 else None
+    recent = mx.array(list(context[-REPETITION_CONTEXT:]) if penalize else [], dtype=mx.uint32)
 
-    def sample(logprobs, key):
+    def sample(logits, key):
+        nonlocal recent
+        if penalize is not None:
+            logits = penalize(recent, logits)
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         if mask is not None:
             logprobs = logprobs + mask
             logprobs = logprobs - mx.logsumexp(logprobs, axis=-1, keepdims=True)
         if temperature == 0:
-            return mx.argmax(logprobs, axis=-1)
-        if 0 < top_p < 1:
-            logprobs = apply_top_p(logprobs, top_p)
-        return mx.random.categorical(logprobs * (1 / temperature), key=key)
+            token = mx.argmax(logprobs, axis=-1)
+        else:
+            if 0 < top_p < 1:
+                logprobs = apply_top_p(logprobs, top_p)
+            if min_p != 0:
+                logprobs = apply_min_p(logprobs, min_p)
+            token = mx.random.categorical(logprobs * (1 / temperature), key=key)
+        if penalize is not None:  # lazily: the token is not read back here
+            recent = mx.concatenate([recent, token.astype(mx.uint32)])[-REPETITION_CONTEXT:]
+        return token
 
     return sample
+
+
+def repetition_processors(settings: GenerationSettings, cached_ids: PySequence[int]) -> list | None:
+    """mlx-lm ``generate_step``'s ``logits_processors`` for ``settings``: the repetition penalty
+    as ``sampler_for`` applies it (``make_logits_processors``, the last ``REPETITION_CONTEXT``
+    tokens), with the tail of ``cached_ids`` (the prompt the KV cache held, which
+    ``generate_step`` never sees) before the tokens it feeds; None when the penalty is off."""
+    if float(settings.repetition_penalty) == 1:
+        return None
+    import mlx.core as mx
+    from mlx_lm.sample_utils import make_logits_processors
+
+    (penalize,) = make_logits_processors(
+        repetition_penalty=float(settings.repetition_penalty), repetition_context_size=REPETITION_CONTEXT
+    )
+    tail = list(cached_ids[-REPETITION_CONTEXT:])
+    if not tail:
+        return [penalize]
+    before = mx.array(tail, dtype=mx.uint32)
+
+    def with_cached_tail(tokens, logits):
+        return penalize(mx.concatenate([before, tokens.astype(mx.uint32)]), logits)
+
+    return [with_cached_tail]
 
 
 @dataclass(eq=False)
@@ -78,7 +122,7 @@ class Sequence:
     cache: LiveCache
     shared: int
     max_tokens: int
-    sample: Callable[[Any, Any], Any]
+    sample: Callable[[Any, Any], Any]  # (logits, key) -> token: ``sampler_for``
     detokenizer: Any
     eos_ids: frozenset[int]
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -227,8 +271,6 @@ class Batch:
 
     @staticmethod
     def _sample(members: list[Sequence], segments: list[Segment], logits) -> list:
-        import mlx.core as mx
-
         out: list = []
         row = 0
         for seq, seg in zip(members, segments, strict=True):
@@ -237,8 +279,7 @@ class Batch:
                 continue
             line = logits[row : row + 1]
             row += 1
-            logprobs = line - mx.logsumexp(line, axis=-1, keepdims=True)
-            out.append(seq.sample(logprobs, seq._next_key())[0])
+            out.append(seq.sample(line, seq._next_key())[0])
         return out
 
     def _deliver(self, seq: Sequence, token: int, events: list) -> None:

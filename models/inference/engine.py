@@ -34,7 +34,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from models.inference.batch_generation import Batch, LiveCache, Sequence, sampler_for, settle
+from models.inference.batch_generation import (
+    Batch,
+    LiveCache,
+    Sequence,
+    repetition_processors,
+    sampler_for,
+    settle,
+)
 from models.inference.cache_layout import CacheLayout, cache_layout
 from models.inference.cache_snapshot import CacheSnapshot, fitting_caches, portable_layers
 from models.inference.checkpoint import Checkpoint, CheckpointError, read_checkpoint
@@ -352,7 +359,7 @@ class Engine:
             cache=live,
             shared=shared,
             max_tokens=self.max_new_tokens(prompt, settings),
-            sample=sampler_for(settings, self._logit_mask),
+            sample=sampler_for(settings, self._logit_mask, prompt.ids),
             detokenizer=detokenizer,
             eos_ids=frozenset(self.eos_ids),
             cancel=cancel,
@@ -488,8 +495,9 @@ class Engine:
 
         if settings.seed is not None:
             mx.random.seed(settings.seed)
-        base = make_sampler(temp=settings.temperature, top_p=settings.top_p)
+        base = make_sampler(temp=settings.temperature, top_p=settings.top_p, min_p=settings.min_p)
         sampler = masked_sampler(base, self._logit_mask)
+        processors = repetition_processors(settings, prompt.ids[:shared])
         detokenizer = self.tokenizer.detokenizer
         detokenizer.reset()
         if self._continuing and hasattr(detokenizer, "_maybe_trim_space"):
@@ -500,6 +508,7 @@ class Engine:
             self._lm,
             max_tokens=max_tokens,
             sampler=sampler,
+            logits_processors=processors,
             prompt_cache=self._live.caches,
             prefill_step_size=max(1, settings.prefill_step_size),
             prompt_progress_callback=on_prefill,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.inference.answer_defaults import MAX_TOKENS, TEMPERATURE, TOP_P
+from models.inference.settings_spec import setting
 
 FINISH_REASONS = ("stop", "length", "cancelled", "error")
 
@@ -27,12 +27,17 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    max_tokens: int = MAX_TOKENS
-    temperature: float = TEMPERATURE
-    top_p: float = TOP_P
-    seed: int | None = None
+    """What an answer is generated with. The knobs a person or a client sets are the table's
+    (``settings_spec.SETTINGS``: defaults, ranges, flags, fields); the rest are the engine's."""
+
+    max_tokens: int = setting("max_tokens").default
+    temperature: float = setting("temperature").default
+    top_p: float = setting("top_p").default
+    min_p: float = setting("min_p").default  # 0: off
+    repetition_penalty: float = setting("repetition_penalty").default  # 1: off
+    seed: int | None = setting("seed").default
     prefill_step_size: int = 512
-    context_length: int | None = None  # None: the model's maximum
+    context_length: int | None = setting("context_length").default  # None: the model's maximum
     kv_bits: int | None = None  # quantize the KV cache (8 or 4); only the global layers' caches can be
     kv_group_size: int = 64
 

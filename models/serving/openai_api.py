@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, TypeGuard
 
 from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
@@ -57,6 +57,7 @@ from models.inference.images import (
 )
 from models.inference.output_constraint import ConstraintError, OutputConstraint, ToolSpec
 from models.inference.prompt import ChatMessage, MessageRole, ToolCall
+from models.inference.settings_spec import SETTINGS, SettingSpec
 
 ROLES: dict[str, MessageRole] = {
     "system": "system",
@@ -399,29 +400,61 @@ def _check_length(text: str, total: int, param: str, limits: Limits) -> None:
         )
 
 
-def _number(body: dict, name: str, low: float, high: float, default, *, low_open: bool = False):
+def _field_given(body: dict, spec: SettingSpec) -> str:
+    """Which of the setting's request fields counts: the first one given (else the first)."""
+    return next((f for f in spec.api_fields if body.get(f) is not None), spec.api_fields[0])
+
+
+def _setting(body: dict, spec: SettingSpec, name: str) -> Any:
+    """The request's value of one setting of the table, from field ``name``, checked against the
+    table's range (None when not given); ``ApiError`` names the field."""
     value = body.get(name)
     if value is None:
-        return default
+        return None
+    if spec.kind is int:
+        if not _whole(value):
+            raise _invalid(f"{name} must be an integer.", name)
+        if spec.api_modulo:
+            return value % spec.api_modulo
+        if not spec.low <= value <= spec.high:
+            raise _invalid(f"{name} must be an integer in [{spec.low}, {spec.high}].", name)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(f"{name} must be a number.", name)
     if not math.isfinite(value):
         raise _invalid(f"{name} must be a finite number.", name)
-    if value > high or value < low or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise _invalid(f"{name} must be in {bracket}{low}, {high}].", name)
-    return value
+    if spec.problem(value):
+        bracket = "(" if spec.low_open else "["
+        raise _invalid(f"{name} must be in {bracket}{spec.low:g}, {spec.high:g}].", name)
+    return float(value)
 
 
-def _integer(body: dict, name: str, low: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"{name} must be an integer.", name)
-    if value < low:
-        raise _invalid(f"{name} must be at least {low}.", name)
-    return value
+def _generation_settings(body: dict, limits: Limits) -> GenerationSettings:
+    """The request's generation settings: each field of the table of settings that it gives,
+    checked against the table's range (max_tokens also against the context); the table's
+    defaults for the rest (the server's for max_tokens)."""
+    context = limits.context_length
+    values = {}
+    for spec in SETTINGS:
+        if not spec.api_fields:
+            continue
+        name = _field_given(body, spec)
+        asked = body.get(name)
+        if spec.name == "max_tokens" and context is not None and _whole(asked) and asked > context - 1:
+            raise _invalid(
+                f"{name} must be at most {context - 1:,}: the context length is {context:,} "
+                "tokens, prompt and answer together.",
+                name,
+            )
+        value = _setting(body, spec, name)
+        if value is not None:
+            values[spec.name] = value
+    values.setdefault("max_tokens", limits.default_max_tokens)
+    return GenerationSettings(**values, context_length=context)
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _stop(raw: object) -> tuple[str, ...]:
@@ -612,26 +645,10 @@ def parse_chat_request(
         definitions = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
         _check_length("", sum(len(m.text) for m in messages) + definitions, "tools", limits)
         messages = (replace(messages[0], tools=tools), *messages[1:])
-    tokens_field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = _integer(body, tokens_field, 1)
-    context = limits.context_length
-    if max_tokens is not None and context is not None and max_tokens > context - 1:
-        raise _invalid(
-            f"{tokens_field} must be at most {context - 1:,}: the context length is {context:,} "
-            "tokens, prompt and answer together.",
-            tokens_field,
-        )
-    seed = _integer(body, "seed", -(2**63))
+    settings = _generation_settings(body, limits)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _invalid("stream must be true or false.", "stream")
-    settings = GenerationSettings(
-        max_tokens=max_tokens or limits.default_max_tokens,
-        temperature=float(_number(body, "temperature", 0, 2, 0.6)),
-        top_p=float(_number(body, "top_p", 0, 1, 0.9, low_open=True)),
-        seed=None if seed is None else seed % 2**32,
-        context_length=limits.context_length,
-    )
     constraint = _constraint(tools, choice, forced, parallel, response)
     check_constraint(constraint)
     return ChatRequest(

@@ -20,5 +20,22 @@ def test_the_dialogs_values_become_the_conversations_settings():
         system_prompt="S", temperature=1.1, top_p=0.5, max_tokens=99, seed=3, context_length=4096
     )
     assert conversation_settings_from(chosen) == ConversationSettings(
-        system_prompt="S", temperature=1.1, top_p=0.5, max_tokens=99, seed=3, context_length=4096
+        system_prompt="S",
+        temperature=1.1,
+        top_p=0.5,
+        min_p=0.0,
+        repetition_penalty=1.0,
+        max_tokens=99,
+        seed=3,
+        context_length=4096,
     )
+
+
+def test_a_conversation_overrides_min_p_and_repetition_penalty():
+    defaults = ChatDefaults(min_p=0.02)
+    own = ConversationSettings(repetition_penalty=1.2)
+    effective = with_conversation_settings(defaults, own)
+    assert (effective.min_p, effective.repetition_penalty) == (0.02, 1.2)
+    settings = effective.generation_settings()
+    assert (settings.min_p, settings.repetition_penalty) == (0.02, 1.2)
+    assert conversation_settings_from(effective).repetition_penalty == 1.2

@@ -5,6 +5,7 @@ from PySide6.QtCore import QSettings
 from desktop.dialogs.settings_dialog import SettingsDialog
 from desktop.main_window import MainWindow
 from desktop.preferences import ChatDefaults, load_defaults, save_defaults
+from models.inference.settings_spec import SETTINGS
 
 
 def test_defaults_round_trip(tmp_path):
@@ -39,9 +40,9 @@ def test_dialog_edits_values(qtbot):
     dialog = SettingsDialog(ChatDefaults())
     qtbot.addWidget(dialog)
     dialog.system_prompt.setPlainText("  You are a botanist.  ")
-    dialog.temperature.setValue(0.0)
-    dialog.max_tokens.setValue(99)
-    dialog.seed.setValue(42)
+    dialog.boxes["temperature"].setValue(0.0)
+    dialog.boxes["max_tokens"].setValue(99)
+    dialog.boxes["seed"].setValue(42)
     dialog.kv_bits.setCurrentIndex(2)
     dialog.appearance.setCurrentIndex(2)
     values = dialog.values()
@@ -53,8 +54,54 @@ def test_dialog_edits_values(qtbot):
         4,
         "dark",
     )
-    dialog.seed.setValue(-1)
+    dialog.boxes["seed"].setValue(-1)
     assert dialog.values().seed is None
+
+
+def test_the_dialog_has_a_box_for_every_setting_with_the_tables_range(qtbot):
+    dialog = SettingsDialog(ChatDefaults())
+    qtbot.addWidget(dialog)
+    defaults = ChatDefaults()
+    for spec in SETTINGS:
+        box = dialog.boxes[spec.name]
+        low, high = spec.dialog_range()
+        assert (box.minimum(), box.maximum()) == (low, high), spec.name
+        assert spec.low <= low + (1 if spec.unset_text else 0) and high <= spec.high, spec.name
+        if spec.low_open:
+            assert low > spec.low
+        value = getattr(defaults, spec.name)
+        assert box.value() == (low if value is None else value), spec.name
+        assert getattr(dialog.values(), spec.name) == value, spec.name
+    assert dialog.boxes["min_p"].value() == 0.0 and dialog.boxes["repetition_penalty"].value() == 1.0
+
+
+def test_min_p_and_repetition_penalty_are_edited_and_restored(qtbot, tmp_path):
+    dialog = SettingsDialog(ChatDefaults(), conversation_title="Trip")
+    qtbot.addWidget(dialog)
+    assert not dialog.boxes["min_p"].isHidden() and not dialog.boxes["repetition_penalty"].isHidden()
+    dialog.boxes["min_p"].setValue(0.05)
+    dialog.boxes["repetition_penalty"].setValue(1.3)
+    dialog.boxes["repetition_penalty"].setValue(7.0)  # clamped to the table's range
+    chosen = dialog.values()
+    assert (chosen.min_p, chosen.repetition_penalty) == (0.05, 2.0)
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    save_defaults(settings, chosen)
+    assert load_defaults(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)) == chosen
+    generation = chosen.generation_settings()
+    assert (generation.min_p, generation.repetition_penalty) == (0.05, 2.0)
+    dialog._on_restore()
+    assert (dialog.values().min_p, dialog.values().repetition_penalty) == (0.0, 1.0)
+
+
+def test_out_of_range_stored_defaults_are_ignored(tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    settings.setValue("defaults/min_p", "3")
+    settings.setValue("defaults/repetition_penalty", "0.2")
+    settings.setValue("defaults/temperature", "9")
+    settings.setValue("defaults/top_p", "0.4")
+    loaded = load_defaults(settings)
+    assert (loaded.min_p, loaded.repetition_penalty, loaded.temperature) == (0.0, 1.0, 0.6)
+    assert loaded.top_p == 0.4
 
 
 def test_window_uses_new_defaults(qtbot, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -107,3 +109,105 @@ def test_a_damaged_file_is_a_one_line_error(tmp_path):
 def test_new_database_uses_wal(store):
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.user_version == SCHEMA_VERSION
+
+
+# -- settings added after schema 2: one JSON column, no version bump ----------------------------
+
+PREVIOUS_SCHEMA = 2  # what Llama Desk read before the settings column: it refuses anything newer
+# The statements the previous version writes settings with (its store.py, verbatim).
+PREVIOUS_INSERT = (
+    "INSERT INTO conversations (title, created, updated, system_prompt, temperature, top_p,"
+    " max_tokens, seed, context_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+PREVIOUS_UPDATE = (
+    "UPDATE conversations SET system_prompt = ?, temperature = ?, top_p = ?, max_tokens = ?,"
+    " seed = ?, context_length = ? WHERE id = ?"
+)
+
+
+def write_v2_database(folder) -> None:
+    """A database as schema 2 left it (the released migrations, run by hand) with one tuned
+    conversation."""
+    from models.chats.database import MIGRATIONS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(folder / "conversations.sqlite3", isolation_level=None)
+    for migration in MIGRATIONS[:PREVIOUS_SCHEMA]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {PREVIOUS_SCHEMA}")
+    conn.execute(PREVIOUS_INSERT, ("Tuned", 1600000000, 1600000000, "Be brief.", 0.3, 0.8, 64, 5, 4096))
+    conn.close()
+
+
+def test_a_database_with_new_settings_still_opens_in_the_previous_version(tmp_path):
+    folder = tmp_path / "data"
+    tuned = ConversationSettings(temperature=0.2, min_p=0.05, repetition_penalty=1.3, max_tokens=99)
+    with ConversationStore(folder) as store:
+        conversation = store.create("Tuned", tuned)
+    conn = sqlite3.connect(folder / "conversations.sqlite3", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    assert conn.execute("PRAGMA user_version").fetchone()[0] <= PREVIOUS_SCHEMA  # not refused
+    row = conn.execute("SELECT c.* FROM conversations c WHERE id = ?", (conversation.id,)).fetchone()
+    assert (row["temperature"], row["max_tokens"], row["top_p"]) == (0.2, 99, None)  # read as before
+    # the previous version edits a conversation's settings and starts another, as it always did
+    conn.execute(PREVIOUS_UPDATE, ("Terse.", 0.9, 0.5, 12, None, None, conversation.id))
+    conn.execute(PREVIOUS_INSERT, ("Old", 1600000000, 1600000000, "", None, None, None, None, None))
+    conn.close()
+    with ConversationStore(folder) as store:
+        edited = store.conversation(conversation.id).settings
+        assert edited == ConversationSettings(
+            system_prompt="Terse.",
+            temperature=0.9,
+            top_p=0.5,
+            max_tokens=12,
+            min_p=0.05,
+            repetition_penalty=1.3,
+        )
+        (old,) = [c for c in store.list_conversations() if c.title == "Old"]
+        assert old.settings == ConversationSettings()
+
+
+def test_a_schema_2_database_gains_the_settings_column_and_keeps_its_settings(tmp_path):
+    folder = tmp_path / "data"
+    write_v2_database(folder)
+    kept = ConversationSettings(
+        system_prompt="Be brief.", temperature=0.3, top_p=0.8, max_tokens=64, seed=5, context_length=4096
+    )
+    with ConversationStore(folder) as store:
+        assert store.db.user_version == SCHEMA_VERSION == PREVIOUS_SCHEMA
+        assert store.db.integrity_check() == "ok"
+        (conversation,) = store.list_conversations()
+        assert conversation.settings == kept
+        store.update_settings(conversation.id, replace(kept, min_p=0.1))
+    with ConversationStore(folder) as again:
+        assert again.conversation(conversation.id).settings == replace(kept, min_p=0.1)
+        columns = [r["name"] for r in again.db.execute("PRAGMA table_info(conversations)")]
+        assert columns.count("settings") == 1  # added once
+
+
+def test_a_read_only_schema_2_database_without_the_column_is_read(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    write_v2_database(folder)
+    monkeypatch.setattr("models.chats.database._writable", lambda path: False, raising=False)
+    with ConversationStore(folder) as store:
+        (conversation,) = store.list_conversations()
+        assert conversation.settings.temperature == 0.3 and conversation.settings.min_p is None
+
+
+def test_stored_settings_json_is_not_trusted_and_a_newer_versions_keys_are_kept(store):
+    conversation = store.create(settings=ConversationSettings(min_p=0.05))
+    store.db.execute(
+        "UPDATE conversations SET settings = ? WHERE id = ?",
+        ('{"min_p": 7, "repetition_penalty": 1.2, "top_k": 40}', conversation.id),
+    )
+    settings = store.conversation(conversation.id).settings
+    assert (settings.min_p, settings.repetition_penalty) == (None, 1.2)  # out of range: the default
+    store.update_settings(conversation.id, ConversationSettings(min_p=0.1))
+    stored = store.db.execute(
+        "SELECT settings FROM conversations WHERE id = ?", (conversation.id,)
+    ).fetchone()
+    assert json.loads(stored[0]) == {"min_p": 0.1, "top_k": 40}  # a newer Llama Desk's knob survives
+    for damaged in ("{not json", "[1, 2]", "null", "1e999"):
+        store.db.execute("UPDATE conversations SET settings = ? WHERE id = ?", (damaged, conversation.id))
+        assert store.conversation(conversation.id).settings == ConversationSettings()

@@ -77,7 +77,14 @@ def test_settings_are_per_conversation(store):
     from models.inference.engine import GenerationSettings
 
     tuned = ConversationSettings(
-        system_prompt="Be brief.", temperature=0.0, top_p=0.5, max_tokens=64, seed=7, context_length=4096
+        system_prompt="Be brief.",
+        temperature=0.0,
+        top_p=0.5,
+        min_p=0.05,
+        repetition_penalty=1.3,
+        max_tokens=64,
+        seed=7,
+        context_length=4096,
     )
     a = store.create(settings=tuned)
     b = store.create()
@@ -87,6 +94,11 @@ def test_settings_are_per_conversation(store):
     store.update_settings(b.id, ConversationSettings(temperature=1.2))
     assert store.conversation(b.id).settings.temperature == 1.2
     assert store.conversation(a.id).settings == tuned
+    store.update_settings(b.id, ConversationSettings(repetition_penalty=1.5))
+    assert store.conversation(b.id).settings == ConversationSettings(repetition_penalty=1.5)
+    with ConversationStore(store.folder) as reopened:
+        assert reopened.conversation(a.id).settings == tuned
+        assert reopened.conversation(b.id).settings.repetition_penalty == 1.5
 
     generation = store.conversation(a.id).settings.generation_settings(GenerationSettings(max_tokens=512))
     assert (
@@ -95,7 +107,9 @@ def test_settings_are_per_conversation(store):
         generation.max_tokens,
         generation.seed,
         generation.context_length,
-    ) == (0.0, 0.5, 64, 7, 4096)
+        generation.min_p,
+        generation.repetition_penalty,
+    ) == (0.0, 0.5, 64, 7, 4096, 0.05, 1.3)
     defaults = store.conversation(b.id).settings.generation_settings(GenerationSettings(max_tokens=512))
     assert defaults.max_tokens == 512 and defaults.top_p == GenerationSettings().top_p
 
