@@ -9,7 +9,9 @@ project's ``Engine`` with the tokenizer and processor files of a synthesized che
 (``tests.support.synthetic_checkpoints``); a logits fingerprint shows that every process built
 the same model. Random weights favour byte-fragment tokens, which a streaming detokenizer holds
 back, so both sides sample only from a few ASCII word tokens (the same mask for the engine and
-for bare mlx-lm; the engine's banned-id mask is replaced by it).
+for bare mlx-lm; the engine's banned-id mask is replaced by it). (Over 400 lines because it
+builds the model, runs three measurements and writes each as it goes, in one process that must
+end within one device call.)
 
 Measurements (``--parts a,b,c``; each result is written to ``$OUT/results.json`` as soon as it
 is taken, so a run cut short still returns what it measured):

@@ -23,7 +23,13 @@ from desktop import notices
 from desktop.qtmodels.transcript_model import entry_from_stored
 from desktop.workers.background_task import run_in_background
 from desktop.workers.image_loader import thumbnail_qimage
-from models.chats.store import Conversation, ConversationSettings, ConversationStore, StoreError
+from models.chats.store import (
+    Conversation,
+    ConversationNotFound,
+    ConversationSettings,
+    ConversationStore,
+    StoreError,
+)
 
 
 def _load_conversation(folder: Path, conversation_id: int, message_id: int | None):
@@ -90,6 +96,10 @@ class ConversationController(QObject):
         if self.current is None:
             try:
                 self.current = self.store.conversation(conversation_id)
+            except ConversationNotFound:
+                # Gone already: the answer failed with nothing and took its new rows (and the
+                # conversation they created) back out before this was read; its end says so.
+                return
             except StoreError as exc:
                 self.notice.emit(f"The conversation could not be read back: {exc}", notices.STORE)
         self.reload_current()

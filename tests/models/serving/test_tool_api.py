@@ -7,7 +7,9 @@ Answers that must be calls come from a scripted engine (a fake whose answer text
 gives), so they are deterministic; the real tiny checkpoint shows the prompt the template
 renders and a free answer. Forced calls and schemas need the grammar engine
 (``models.inference.constraints``): those tests are skipped without it, since random weights
-write valid JSON only under a grammar."""
+write valid JSON only under a grammar. Long because every
+tool-calling behaviour the API promises is driven here by the official client.
+"""
 
 from __future__ import annotations
 
