@@ -79,6 +79,37 @@ def _attention(attention, q, k, v, cache, offset: int, mask):
     return out.transpose(0, 2, 1, 3).reshape(1, length, -1)
 
 
+def _attention_decoding(attention, q, k, v, caches: list, offsets):
+    """Several sequences' one decoding token each, at once where the arithmetic allows: ``q, k,
+    v`` are ``(1, D, heads*dim)`` and ``offsets`` an ``mx.array`` of the D positions. RoPE,
+    QK-norm and the NoPE layers' query scaling take every sequence's position in one call; only
+    the cache update and attention itself run per sequence (each on its own cache)."""
+    import mlx.core as mx
+    from mlx_vlm.models.base import scaled_dot_product_attention
+
+    count = q.shape[1]
+    q = q.reshape(count, 1, attention.n_heads, -1).transpose(0, 2, 1, 3)
+    k = k.reshape(count, 1, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
+    v = v.reshape(count, 1, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
+    if attention.use_rope:
+        q = attention.rope(q, offset=offsets)
+        k = attention.rope(k, offset=offsets)
+    if attention.use_qk_norm:
+        q = mx.fast.rms_norm(q, weight=None, eps=1e-6)
+        k = mx.fast.rms_norm(k, weight=None, eps=1e-6)
+    if attention.attn_temperature_tuning and not attention.use_rope:
+        scales = mx.log(mx.floor((offsets + 1) / attention.floor_scale) + 1.0) * attention.attn_scale + 1.0
+        q = (q * scales[:, None, None, None]).astype(q.dtype)
+    outs = []
+    for i, cache in enumerate(caches):
+        keys, values = cache.update_and_fetch(k[i : i + 1], v[i : i + 1])
+        outs.append(
+            scaled_dot_product_attention(q[i : i + 1], keys, values, cache, scale=attention.scale, mask=None)
+        )
+    out = mx.concatenate(outs, axis=0)
+    return out.transpose(0, 2, 1, 3).reshape(1, count, -1)
+
+
 def forward(language_model, segments: list[Segment]):
     """Run ``segments`` through mlx-vlm's Llama 4 ``language_model`` (updating each segment's
     caches) and return the logits ``(n, vocab)`` of the last position of each segment that
@@ -108,13 +139,28 @@ def forward(language_model, segments: list[Segment]):
         local_masks.append(chunk_mask(b - a, chunk, int(first.start_position), int(first.offset)))
         global_masks.append(None if b - a == 1 else "causal")
 
+    # The leading sequences that decode one token each, every key of their chunk readable,
+    # go through attention together (``_attention_decoding``).
+    together = 0
+    while together < len(segments) and segments[together].length == 1 and local_masks[together] is None:
+        together += 1
+    if together < 2:
+        together = 0
+    positions = mx.array(offsets[:together]) if together else None
+
     for index, layer in enumerate(model.layers):
         attention = layer.self_attn
         x = layer.input_layernorm(h)
         q_all, k_all, v_all = attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)
         chunked = (index + 1) % 4 != 0
         outs = []
+        if together:
+            caches = [seg.caches[index] for seg in segments[:together]]
+            qkv = (q_all[:, :together], k_all[:, :together], v_all[:, :together])
+            outs.append(_attention_decoding(attention, *qkv, caches, positions))
         for n, (seg, (a, b)) in enumerate(zip(segments, bounds, strict=True)):
+            if n < together:
+                continue
             cache = seg.caches[index]
             offset = offsets[n] if chunked else int(cache.offset)
             mask = local_masks[n] if chunked else global_masks[n]

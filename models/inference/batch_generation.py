@@ -205,9 +205,9 @@ class Batch:
                 segments.append(Segment(seq.cache.caches, ids=seq._pending.reshape(1)))
                 members.append(seq)
                 seq._pending = None
-            elif seq is prefill:
-                segments.append(self._prefill_segment(seq))
-                members.append(seq)
+        if prefill is not None:  # after the decoding ones, which go through attention together
+            segments.append(self._prefill_segment(prefill))
+            members.append(prefill)
 
         if segments:
             try:
