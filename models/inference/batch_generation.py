@@ -10,6 +10,12 @@ as in mlx-lm's ``generate_step``: the next step is queued on the device (``mx.as
 before the previous step's tokens are read back, so building the graph overlaps the device's
 work.
 
+A sequence with a ``constraint`` (a ``models.inference.constraints.Matcher``) samples only what
+its grammar allows: once its last token is read and fed to the matcher, the next mask is computed
+on the CPU while the device runs the step's forward pass, then its token is sampled under it and
+fed back next step like any other (one step ahead too); a complete grammar ends it with "stop".
+Sequences without one take exactly the path they took before.
+
 Each step returns ``(sequence, GenerationStep)`` pairs: a sequence's tokens in order and, last, a
 step with its ``finish_reason`` ("stop", "length", "cancelled", "error"). A sequence's cancel
 ``Event`` is checked every step: a cancelled prefill stops within one chunk, a cancelled answer
@@ -129,6 +135,7 @@ class Sequence:
     embeddings: Any = None  # (len(prompt.ids) - shared, hidden), or None: ids are embedded
     priority: int = 0  # higher prefills first (the window's own question)
     tag: Any = None  # the caller's: which request this is
+    constraint: Any = None  # a constraints.Matcher: only the tokens its grammar allows, or None
     # -- progress ----------------------------------------------------------------------------
     fed: int = 0  # prompt tokens after ``shared`` that went into the cache
     generated: list[int] = field(default_factory=list)
@@ -196,6 +203,7 @@ class Batch:
         segments: list[Segment] = []
         members: list[Sequence] = []
         reading: list[tuple[Sequence, Any]] = []  # tokens of the last step, read after this one
+        held: list[tuple[Sequence, Any]] = []  # constrained sequences' logprobs, sampled below
         prefill = self._next_prefill()
         for seq in self.sequences:
             if seq._pending is not None:
@@ -213,12 +221,13 @@ class Batch:
             try:
                 with mx.stream(generation_stream):
                     logits = forward(self.language_model, segments)
-                    sampled = self._sample(members, segments, logits)
+                    sampled = self._sample(members, segments, logits, held)
                     for seq in members:
                         self._quantize(seq)
                     chunks = [s for s, seg in zip(members, segments, strict=True) if not seg.wants_logits]
                     mx.async_eval(
                         [t for t in sampled if t is not None]
+                        + [logprobs for _, logprobs in held]
                         + [[c.keys, c.values] for seq in chunks for c in seq.cache.caches]
                     )
             except Exception as exc:  # noqa: BLE001 - a failed step ends the answers in it
@@ -234,6 +243,8 @@ class Batch:
         for seq, token in reading:
             if seq.finished is None:
                 self._deliver(seq, int(token.item()), events)
+        if held:
+            self._sample_constrained(held, events)
         self._steps += 1
         if any(not seg.wants_logits or seg.length > 1 for seg in segments) or self._steps % 256 == 0:
             mx.clear_cache()
@@ -270,7 +281,9 @@ class Batch:
         return Segment(seq.cache.caches, ids=ids, wants_logits=last)
 
     @staticmethod
-    def _sample(members: list[Sequence], segments: list[Segment], logits) -> list:
+    def _sample(members: list[Sequence], segments: list[Segment], logits, held: list) -> list:
+        """Each member's next token (None for a prefill chunk); a constrained member's
+        logits go to ``held`` instead, to be sampled once its mask is known."""
         out: list = []
         row = 0
         for seq, seg in zip(members, segments, strict=True):
@@ -279,8 +292,36 @@ class Batch:
                 continue
             line = logits[row : row + 1]
             row += 1
+            if seq.constraint is not None:
+                held.append((seq, line))
+                out.append(None)
+                continue
             out.append(seq.sample(line, seq._next_key())[0])
         return out
+
+    def _sample_constrained(self, held: list, events: list) -> None:
+        """Sample the constrained sequences' tokens under their grammars' masks. Their last
+        tokens were read and fed to their matchers just before, so each mask is computed on the
+        CPU while the device runs this step's forward pass; the token then goes on in the next
+        step as any other, the pipeline kept."""
+        import mlx.core as mx
+        from mlx_lm.generate import generation_stream
+
+        tokens = []
+        for seq, logits in held:
+            if seq.finished is not None:
+                continue
+            try:
+                allowed = seq.constraint.mask()
+                with mx.stream(generation_stream):
+                    masked = mx.where(allowed, logits, -mx.inf)  # ``sample`` normalizes
+                    seq._pending = seq.sample(masked, seq._next_key())[0]
+            except Exception as exc:  # noqa: BLE001 - a grammar that cannot go on ends its answer
+                self._finish(seq, "error", events, f"Structured output failed: {exc}")
+                continue
+            tokens.append(seq._pending)
+        if tokens:
+            mx.async_eval(tokens)
 
     def _deliver(self, seq: Sequence, token: int, events: list) -> None:
         now = time.perf_counter()
@@ -298,10 +339,25 @@ class Batch:
             self._finish(seq, "error", events, f"Generation failed: {exc}")
             return
         events.append((seq, self._progress(seq, text, token, now)))
+        if seq.constraint is not None and not self._advance(seq, token, events):
+            return
         if len(seq.generated) >= seq.max_tokens:
             self._finish(seq, "length", events)
         elif seq.cancel.is_set():
             self._finish(seq, "cancelled", events)
+
+    def _advance(self, seq: Sequence, token: int, events: list) -> bool:
+        """Feed ``token`` to the sequence's grammar; False when that ended the answer: "stop"
+        when the grammar is complete, "error" when it refused the token."""
+        try:
+            seq.constraint.advance(token)
+        except Exception as exc:  # noqa: BLE001 - a grammar that cannot go on ends its answer
+            self._finish(seq, "error", events, f"Structured output failed: {exc}")
+            return False
+        if seq.constraint.done:
+            self._finish(seq, "stop", events)
+            return False
+        return True
 
     @staticmethod
     def _progress(seq: Sequence, text: str, token: int | None, now: float) -> GenerationStep:

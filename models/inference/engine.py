@@ -70,6 +70,7 @@ from models.inference.model_loading import (  # noqa: F401 - fix_vision_tower, l
     load_tokenizer,
     one_line,
 )
+from models.inference.output_constraint import OutputConstraint
 from models.inference.prompt import ChatMessage, EncodedPrompt, PromptEncoder
 from models.inference.tokenizer_guard import tokenizer_call
 from models.inference.wired_memory import wired_limit
@@ -335,11 +336,19 @@ class Engine:
         continue_final: bool = False,
         priority: int = 0,
         tag: object = None,
+        constraint: OutputConstraint | None = None,
     ) -> Sequence:
         """An answer to ``prompt`` ready to join a ``Batch``: ``live`` (a conversation's KV cache,
         now the sequence's) is trimmed to its longest prefix shared with the prompt, and the image
         features of the rest are computed (raises ``GenerationCancelled`` when ``cancel`` is set
-        meanwhile). Runs on the thread that owns MLX."""
+        meanwhile). With a ``constraint`` the answer is decoded under its grammar (raises
+        ``ConstraintError`` when it cannot be compiled). Runs on the thread that owns MLX."""
+        matcher = None
+        if constraint is not None:
+            from models.inference.constraints import compile_constraint
+
+            vocab = int(self.checkpoint.config["text_config"]["vocab_size"])
+            matcher = compile_constraint(constraint, self.tokenizer, vocab, self.eos_ids).matcher()
         kv = (settings.kv_bits, settings.kv_group_size) if settings.kv_bits else None
         start_time = time.perf_counter()
         shared = self._reuse_cache(live, prompt.keys, kv)
@@ -367,6 +376,7 @@ class Engine:
             priority=priority,
             tag=tag,
             start_time=start_time,
+            constraint=matcher,
         )
 
     def new_batch(self) -> Batch:

@@ -48,7 +48,7 @@ from models.inference.engine import (
     GenerationStep,
     PromptError,
 )
-from models.inference.output_constraint import OutputConstraint
+from models.inference.output_constraint import ConstraintError, OutputConstraint
 from models.inference.prompt import ChatMessage, EncodedPrompt
 from models.serving.jobs import BLANK, EventKind, Job, JobEvent, QueueFull, rejection, run_job, send
 from models.serving.live_caches import LiveCaches
@@ -187,9 +187,9 @@ class EngineHost:
         constraint: OutputConstraint | None = None,
     ) -> Job:
         """Queue an answer; ``deliver`` gets its events on the host's thread. ``cancel`` (else a
-        new one: ``Job.cancel``) stops it; ``constraint`` is what the answer must be (structured
-        output). Raises ``QueueFull`` when ``queue_limit`` jobs wait already (never for the
-        window's own)."""
+        new one: ``Job.cancel``) stops it; ``constraint`` decodes it under a grammar (a schema
+        that cannot be compiled is ``REJECTED`` naming its field). Raises ``QueueFull`` when
+        ``queue_limit`` jobs wait already (never for the window's own)."""
         self._ensure_thread()
         job = Job(
             list(messages),
@@ -225,6 +225,7 @@ class EngineHost:
         *,
         conversation: int | str | None = None,
         priority: int = WINDOW_PRIORITY,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[GenerationStep]:
         """``Engine.generate`` through the host, for a caller on another thread: the steps of
         the answer, the last with its ``finish_reason``. ``cancel`` (or closing the iterator)
@@ -239,6 +240,7 @@ class EngineHost:
             continue_final=continue_final,
             prepared=prepared,
             cancel=cancel,
+            constraint=constraint,
         )
         try:
             while True:
@@ -379,6 +381,13 @@ class EngineHost:
             self._ended(job)
             return
         if not getattr(engine, "batched", False):
+            if job.constraint is not None:
+                message = "Structured output and forced tool calls are not supported across a cluster."
+                param = "tools" if job.constraint.kind == "tool_call" else "response_format"
+                code = "unsupported_parameter"
+                send(job, JobEvent(EventKind.REJECTED, message=message, code=code, param=param))
+                self._ended(job)
+                return
             self._run_alone(engine, job)
             return
         try:
@@ -397,7 +406,13 @@ class EngineHost:
                 job.continue_final,
                 job.priority,
                 (job, taken),
+                constraint=job.constraint,
             )
+        except ConstraintError as exc:
+            self._caches.give_back(taken.key, taken.live)
+            send(job, JobEvent(EventKind.REJECTED, message=str(exc), code="invalid_value", param=exc.param))
+            self._ended(job)
+            return
         except GenerationCancelled:
             self._caches.give_back(taken.key, taken.live)
             job.final = replace(BLANK, finish_reason="cancelled", prompt_token_ids=tuple(prompt.ids))

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
-import importlib.util
 import json
 import math
 import re
@@ -600,25 +598,18 @@ def _constraint(
     return response
 
 
-def _grammar_compiler():
-    """The grammar engine's ``compile_constraint``, when it is installed (else None)."""
-    name = "models.inference.constraints"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return getattr(importlib.import_module(name), "compile_constraint", None)
-
-
 def check_constraint(constraint: OutputConstraint | None) -> None:
-    """Compile ``constraint`` once, as the engine will, so that a schema the grammar engine
-    cannot use is the request's 400 (naming the field), not a failed answer."""
+    """Check ``constraint`` as the request arrives (bounds, and the grammar engine's validation),
+    so that a schema that cannot be used is the request's 400 naming the field, not a failed
+    answer; the engine compiles it for the model's vocabulary when the answer starts (and
+    refuses it there too, as a 400)."""
     if constraint is None:
         return
-    compile_constraint = _grammar_compiler()
-    if compile_constraint is None:
-        return
+    from models.inference.constraints import check_constraint as check_grammar
+
     default = "tools" if constraint.kind == "tool_call" else "response_format"
     try:
-        compile_constraint(constraint)
+        check_grammar(constraint)
     except ConstraintError as exc:
         raise _invalid(str(exc), exc.param or default, "invalid_schema") from None
 

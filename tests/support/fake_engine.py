@@ -235,6 +235,7 @@ class FakeEngine:
         continue_final: bool = False,
         priority: int = 0,
         tag: object = None,
+        constraint=None,
     ):
         raise NotImplementedError("the fake engine answers one at a time (batched is False)")
 
