@@ -20,7 +20,9 @@ Each step returns ``(sequence, GenerationStep)`` pairs: a sequence's tokens in o
 step with its ``finish_reason`` ("stop", "length", "cancelled", "error"). A sequence's cancel
 ``Event`` is checked every step: a cancelled prefill stops within one chunk, a cancelled answer
 within one token. When a sequence ends its cache holds exactly ``keys`` (the prompt's keys, then
-the tokens fed back), trimmed if the pipeline ran one token ahead.
+the tokens fed back), trimmed if the pipeline ran one token ahead. (Over 400 lines because a
+step's parts, the sequences' states and their sampling, constrained or not, are one schedule
+and read best together.)
 """
 
 from __future__ import annotations
