@@ -55,15 +55,16 @@ def chunk_mask(length: int, chunk: int, start: int, offset: int):
     return (keys // chunk == queries // chunk) & (keys <= queries)
 
 
-def _attention(attention, q, k, v, cache, offset: int, mask):
-    """mlx-vlm's Llama 4 attention for one sequence: ``q, k, v`` are ``(1, L, heads*dim)``."""
+def _positioned(attention, q, k, v, rows: int, length: int, offset, positions):
+    """``q, k, v`` (``(1, rows*length, heads*dim)``) as ``(rows, heads, length, dim)``, with RoPE
+    at ``offset`` (an int, or an ``mx.array`` of each row's), QK-norm on the RoPE layers and, on
+    the global (NoPE) layers, mlx-vlm's temperature tuning of the queries at ``positions`` (the
+    1-based positions, shaped to broadcast over the queries), step for step as mlx-vlm does."""
     import mlx.core as mx
-    from mlx_vlm.models.base import scaled_dot_product_attention
 
-    length = q.shape[1]
-    q = q.reshape(1, length, attention.n_heads, -1).transpose(0, 2, 1, 3)
-    k = k.reshape(1, length, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
-    v = v.reshape(1, length, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
+    q = q.reshape(rows, length, attention.n_heads, -1).transpose(0, 2, 1, 3)
+    k = k.reshape(rows, length, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
+    v = v.reshape(rows, length, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
     if attention.use_rope:
         q = attention.rope(q, offset=offset)
         k = attention.rope(k, offset=offset)
@@ -71,9 +72,20 @@ def _attention(attention, q, k, v, cache, offset: int, mask):
         q = mx.fast.rms_norm(q, weight=None, eps=1e-6)
         k = mx.fast.rms_norm(k, weight=None, eps=1e-6)
     if attention.attn_temperature_tuning and not attention.use_rope:
-        positions = mx.arange(offset + 1, offset + length + 1)
-        scales = mx.log(mx.floor(positions / attention.floor_scale) + 1.0) * attention.attn_scale + 1.0
-        q = (q * scales[:, None]).astype(q.dtype)
+        scales = mx.log(mx.floor(positions() / attention.floor_scale) + 1.0) * attention.attn_scale + 1.0
+        q = (q * scales).astype(q.dtype)
+    return q, k, v
+
+
+def _attention(attention, q, k, v, cache, offset: int, mask):
+    """mlx-vlm's Llama 4 attention for one sequence: ``q, k, v`` are ``(1, L, heads*dim)``."""
+    import mlx.core as mx
+    from mlx_vlm.models.base import scaled_dot_product_attention
+
+    length = q.shape[1]
+    q, k, v = _positioned(
+        attention, q, k, v, 1, length, offset, lambda: mx.arange(offset + 1, offset + length + 1)[:, None]
+    )
     keys, values = cache.update_and_fetch(k, v)
     out = scaled_dot_product_attention(q, keys, values, cache, scale=attention.scale, mask=mask)
     return out.transpose(0, 2, 1, 3).reshape(1, length, -1)
@@ -88,18 +100,9 @@ def _attention_decoding(attention, q, k, v, caches: list, offsets):
     from mlx_vlm.models.base import scaled_dot_product_attention
 
     count = q.shape[1]
-    q = q.reshape(count, 1, attention.n_heads, -1).transpose(0, 2, 1, 3)
-    k = k.reshape(count, 1, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
-    v = v.reshape(count, 1, attention.n_kv_heads, -1).transpose(0, 2, 1, 3)
-    if attention.use_rope:
-        q = attention.rope(q, offset=offsets)
-        k = attention.rope(k, offset=offsets)
-    if attention.use_qk_norm:
-        q = mx.fast.rms_norm(q, weight=None, eps=1e-6)
-        k = mx.fast.rms_norm(k, weight=None, eps=1e-6)
-    if attention.attn_temperature_tuning and not attention.use_rope:
-        scales = mx.log(mx.floor((offsets + 1) / attention.floor_scale) + 1.0) * attention.attn_scale + 1.0
-        q = (q * scales[:, None, None, None]).astype(q.dtype)
+    q, k, v = _positioned(
+        attention, q, k, v, count, 1, offsets, lambda: (offsets + 1).reshape(count, 1, 1, 1)
+    )
     outs = []
     for i, cache in enumerate(caches):
         keys, values = cache.update_and_fetch(k[i : i + 1], v[i : i + 1])
