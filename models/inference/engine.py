@@ -5,8 +5,12 @@
 peak memory and, on the last one, a ``finish_reason`` ("stop", "length", "cancelled", "error").
 
 Built on the libraries, not beside them: mlx-vlm builds and loads the model (vision tower,
-projector, language model with its chunked/global KV caches), mlx-lm's ``generate_step`` runs
-prefill and decoding with its samplers and streaming detokenizer. Where mlx-vlm 0.7.10 departs
+projector, language model with its chunked/global KV caches) and mlx-lm provides the samplers,
+KV caches and streaming detokenizer. An answer runs as a ``Batch`` of one
+(``models.inference.batch_generation``): ``sequence()`` makes an answer ready to join a batch
+with others (the engine host's continuous batching), on a KV cache it is given as a value
+(``LiveCache``), and ``generate`` runs one alone, the same computation. A pipeline across a
+cluster (``batched`` False) answers through mlx-lm's ``generate_step``. Where mlx-vlm 0.7.10 departs
 from Meta's reference, the loaded model is corrected, not site-packages: image tiling comes from
 ``models.inference.preprocess`` (mlx-vlm's processor stretches and drops the global tile) and the
 features are merged by ``models.inference.image_features``; the vision tower's GELU and unfold
@@ -16,9 +20,10 @@ The KV cache outlives a turn: the next turn's prompt is compared with what the c
 (token ids, and image hashes for image positions) and only the differing tail is prefilled
 (``models.inference.kv_reuse``). Public seams for other code (the server, pipeline parallelism,
 saved caches): ``language_model``, ``new_cache()``, ``cache_keys``, ``snapshot_cache()``,
-``adopt_cache()``, ``cache_layout`` and ``identity``. Loading never lets transformers validate
-the model config, and any failure while loading becomes one ``ModelLoadError`` line, with MLX's
-buffer cache freed. While an answer runs on Metal the weights stay wired (``models.inference.wired_memory``).
+``adopt_cache()``, ``live_cache``/``use_cache()``, ``cache_layout`` and ``identity``. Loading
+never lets transformers validate the model config, and any failure while loading becomes one
+``ModelLoadError`` line, with MLX's buffer cache freed. While an answer runs on Metal the weights
+stay wired (``models.inference.wired_memory``).
 
 Cancel is a ``threading.Event`` checked between images, between prefill chunks and at every
 token. mlx and mlx-vlm are imported inside the functions that need them, so a window can show
