@@ -27,8 +27,9 @@ stay wired (``models.inference.wired_memory``).
 
 Cancel is a ``threading.Event`` checked between images, between prefill chunks and at every
 token. mlx and mlx-vlm are imported inside the functions that need them, so a window can show
-before they load. One thread should own an Engine. (A little over 400 lines: generation, its
-bookkeeping and the cache seams read best together.)"""
+before they load. One thread should own an Engine. (Over 400 lines because generation, its
+bookkeeping and the cache seams read best together, and a pipeline's one-at-a-time path lives
+here until the pipeline batches too.)"""
 
 from __future__ import annotations
 
