@@ -68,7 +68,11 @@ def test_requests_are_held_to_the_settings_context_length(controller):
 def test_the_window_answers_while_a_request_streams(controller, worker, qtbot):
     client = client_for(controller)
     stream = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "Go on"}], max_tokens=5000, stream=True
+        model="m",
+        messages=[{"role": "user", "content": "Go on"}],
+        max_tokens=5000,
+        temperature=0,  # greedy: the tiny model never says it is done (sampled, it may)
+        stream=True,
     )
     next(iter(stream))  # the request is running on the engine host
     running = []
@@ -91,7 +95,11 @@ def test_the_window_answers_while_a_request_streams(controller, worker, qtbot):
 def test_stop_in_the_window_ends_a_runaway_request(controller, worker, qtbot):
     client = client_for(controller)
     stream = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "Go on"}], max_tokens=5000, stream=True
+        model="m",
+        messages=[{"role": "user", "content": "Go on"}],
+        max_tokens=5000,
+        temperature=0,  # greedy: the tiny model never says it is done (sampled, it may)
+        stream=True,
     )
     next(iter(stream))
     server_job = controller.app.state.jobs[-1]
