@@ -65,15 +65,20 @@ def test_requests_are_held_to_the_settings_context_length(controller):
     assert info.value.body["param"] == "max_tokens"
 
 
-def test_the_window_answers_while_a_request_streams(controller, worker, qtbot):
-    client = client_for(controller)
-    stream = client.chat.completions.create(
+def endless_stream(controller):
+    """A streamed request that runs until it is stopped (greedy: the tiny model never says it is
+    done; sampled, it may)."""
+    return client_for(controller).chat.completions.create(
         model="m",
         messages=[{"role": "user", "content": "Go on"}],
         max_tokens=5000,
-        temperature=0,  # greedy: the tiny model never says it is done (sampled, it may)
+        temperature=0,
         stream=True,
     )
+
+
+def test_the_window_answers_while_a_request_streams(controller, worker, qtbot):
+    stream = endless_stream(controller)
     next(iter(stream))  # the request is running on the engine host
     running = []
     controller.job_running.connect(running.append)
@@ -93,14 +98,7 @@ def test_the_window_answers_while_a_request_streams(controller, worker, qtbot):
 
 
 def test_stop_in_the_window_ends_a_runaway_request(controller, worker, qtbot):
-    client = client_for(controller)
-    stream = client.chat.completions.create(
-        model="m",
-        messages=[{"role": "user", "content": "Go on"}],
-        max_tokens=5000,
-        temperature=0,  # greedy: the tiny model never says it is done (sampled, it may)
-        stream=True,
-    )
+    stream = endless_stream(controller)
     next(iter(stream))
     server_job = controller.app.state.jobs[-1]
     worker.cancel()  # the window's Stop, with no answer of its own running
