@@ -627,9 +627,21 @@ class TranscriptView(QListView):
     def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt override
         rows = self._model.rowCount() if self._model is not None else 0
         if rows and not self.currentIndex().isValid() and event.reason() != Qt.FocusReason.MouseFocusReason:
-            last = self._transcript().index(rows - 1)  # the latest message, not the first shown
-            self.selectionModel().setCurrentIndex(last, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-            self.scrollTo(last)
+            # The last message in view (the latest one while following the end): focus arriving,
+            # from Tab or a window activated late, never moves what the person is reading.
+            viewport = self.viewport().rect()
+            current = self.indexAt(QPoint(viewport.center().x(), viewport.bottom()))
+            if not current.isValid():
+                current = self._transcript().index(rows - 1)
+            auto_scroll = self.hasAutoScroll()
+            self.setAutoScroll(False)  # Qt would scroll a partly shown row fully into view
+            try:
+                select = QItemSelectionModel.SelectionFlag.ClearAndSelect
+                self.selectionModel().setCurrentIndex(current, select)
+            finally:
+                self.setAutoScroll(auto_scroll)
+            if not viewport.intersects(self.visualRect(current)):
+                self.scrollTo(current)
         super().focusInEvent(event)
 
     # Following the end --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ On Python 3.12+ both are immortal and their counts never fall.
 import sys
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QThreadPool
 
 from models.inference.engine import GenerationSettings
 from tests.support.window_helpers import make_window
@@ -25,6 +25,10 @@ def test_a_long_streamed_answer_keeps_true_and_none_alive(qtbot, tmp_path, check
         window.load_model(checkpoints["4bit"])
     window.generation_settings = GenerationSettings(max_tokens=LONG_ANSWER_TOKENS, temperature=0.0)
     qtbot.keyClicks(window.composer.edit, "Tell me a long story")
+    # The loaded model's memory plan is worked out on the thread pool, reading its config and
+    # headers: a passing ~2,000 references to True. Counted once it is in, not meanwhile.
+    qtbot.waitUntil(lambda: window.turn_memory.plan is not None, timeout=TIMEOUT)
+    assert QThreadPool.globalInstance().waitForDone(TIMEOUT)
     true_before, none_before = sys.getrefcount(True), sys.getrefcount(None)
     with qtbot.waitSignal(window.answer_finished, timeout=TIMEOUT) as blocker:
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)

@@ -331,3 +331,19 @@ def test_tab_into_a_tall_answer_brings_its_focused_action_into_view(view, qtbot)
     assert QApplication.focusWidget() is copy
     centre = copy.mapTo(view.viewport(), copy.rect().center())
     assert view.viewport().rect().contains(centre), "the focused button is scrolled out of sight"
+
+
+def test_focus_from_the_keyboard_lands_on_a_message_in_view_without_scrolling(view, qtbot):
+    model = view.model()
+    model.set_entries(long_conversation(150))
+    view.executeDelayedItemsLayout()
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)  # the person reads somewhere in the middle
+    value = bar.value()
+    view.window().activateWindow()
+    qtbot.waitActive(view.window())
+    view.clearFocus()
+    view.setFocus(Qt.FocusReason.TabFocusReason)  # or the window is activated late
+    assert bar.value() == value  # not thrown to the end
+    current = view.currentIndex()
+    assert current.isValid() and view.viewport().rect().intersects(view.visualRect(current))
