@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from models.documents.chat_documents import ChatDocument, message_parts
 from models.inference.images import ChatImage
 from models.inference.prompt import ChatMessage, Role
 
@@ -74,13 +75,17 @@ class Turn:
     message_id: int | None = None  # the stored message, once the store has it
     interrupted: bool = False  # cut off by a crash or kill before it finished
     streaming: bool = False
+    documents: tuple[ChatDocument, ...] = ()  # a question's attached PDFs (their pages chosen)
 
     @classmethod
-    def from_stored(cls, message: StoredMessage, images: Iterable[ChatImage] = ()) -> Turn:
+    def from_stored(
+        cls, message: StoredMessage, images: Iterable[ChatImage] = (), documents: Iterable[ChatDocument] = ()
+    ) -> Turn:
         return cls(
             role=message.role,
             text=message.text,
             images=tuple(images),
+            documents=tuple(documents),
             stats=AnswerStats.from_stored(message.stats),
             token_ids=message.token_ids,
             finish_reason=message.finish_reason,
@@ -100,7 +105,8 @@ class Turn:
     def chat_message(self) -> ChatMessage:
         if self.role == "assistant":
             return ChatMessage("assistant", self.text, token_ids=self.token_ids)
-        return ChatMessage("user", self.text, self.images)
+        text, images = message_parts(self.text, self.images, self.documents)
+        return ChatMessage("user", text, images)
 
 
 def chat_messages(turns: Iterable[Turn], system_prompt: str | None = None) -> list[ChatMessage]:
