@@ -163,7 +163,7 @@ class PdfFile:
             except ValueError:
                 raise DocumentError(f"{self.name}: page {number} has no size.", self.name) from None
         buffer = io.BytesIO()
-        picture.save(buffer, "PNG", optimize=False, compress_level=6)
+        picture.save(buffer, "PNG", optimize=False, compress_level=1)
         data = buffer.getvalue()
         stem = Path(self.name).stem or "document"
         return ChatImage(hashlib.sha256(data).hexdigest(), f"{stem}, page {number}.png", data, picture.size)

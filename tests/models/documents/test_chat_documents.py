@@ -119,7 +119,7 @@ def _page_image(data: bytes, index: int, name: str):
         scale=min(width / width_pt, height / height_pt), may_draw_forms=False, fill_color=(255, 255, 255, 255)
     )
     buffer = io.BytesIO()
-    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=6)
+    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=1)
     return load_image_bytes(buffer.getvalue(), name)
 
 
