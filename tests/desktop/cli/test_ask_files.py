@@ -63,7 +63,7 @@ def page_png(data: bytes, index: int, folder) -> bytes:
         scale=min(width / width_pt, height / height_pt), may_draw_forms=False, fill_color=(255, 255, 255, 255)
     )
     buffer = io.BytesIO()
-    bitmap.to_pil().convert("RGB").save(buffer, "PNG")
+    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
 
 
@@ -149,9 +149,13 @@ def test_image_pages_that_do_not_fit_the_context_go_as_text(checkpoints, tmp_pat
     pdf.write_bytes(pdf_bytes([Page(lines=(f"Page {n}",), scan=(96, 128, (200, 40, 40))) for n in (1, 2, 3)]))
     roomy = ask_json(checkpoints["4bit"], "--file", pdf, "Hi")
     assert roomy["attachments"][0]["pages_as_images"] == [1, 2, 3]
-    tight = ask_json(checkpoints["4bit"], "--context-length", str(roomy["prompt_tokens"]), "--file", pdf, "Hi")
+    tight = ask_json(
+        checkpoints["4bit"], "--context-length", str(roomy["prompt_tokens"]), "--file", pdf, "Hi"
+    )
     (listed,) = tight["attachments"]
-    assert listed["pages_as_text"] and listed["pages_as_images"] == [1, 2, 3][: 3 - len(listed["pages_as_text"])]
+    assert (
+        listed["pages_as_text"] and listed["pages_as_images"] == [1, 2, 3][: 3 - len(listed["pages_as_text"])]
+    )
     assert tight["prompt_tokens"] < roomy["prompt_tokens"] and tight["finish_reason"] in ("length", "stop")
     # Text only does not fit either: the usual one line.
     result = run_cli("ask", "--model", checkpoints["4bit"], "--context-length", "16", "--file", pdf, "Hi")
