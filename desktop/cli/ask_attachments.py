@@ -1,7 +1,8 @@
 """What ``llama-desk ask`` attaches to its question: images (``--image``) and files (``--file``:
 an image or a PDF, told apart by their bytes), read and checked before the model loads.
 
-A PDF given with ``--file`` (``looks_like_pdf``, or a name ending in .pdf) is opened and its page
+A PDF given with ``--file`` (``looks_like_pdf``; a name ending in .pdf whose bytes are no image
+is refused as the PDF it claims to be) is opened and its page
 list (``--pages``, the same list for every PDF given) checked at once, so a damaged, encrypted or
 mis-named file is refused in one line before a model is loaded; anything else given with
 ``--file`` is an image, as with ``--image``. Once the model is loaded its pages are read
@@ -56,13 +57,15 @@ def _read_file(path: str, pages: str | None):
         data = read_regular_file(path, max(MAX_DOCUMENT_BYTES, MAX_FILE_BYTES), name)
     except InputFileError as exc:
         raise CommandError(str(exc)) from None
-    if not (looks_like_pdf(data) or name.lower().endswith(FILE_SUFFIXES)):
+    if not looks_like_pdf(data):
         try:
             if len(data) > MAX_FILE_BYTES:
                 raise ImageError(f"{name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.", name)
             return load_image_bytes(data, name)
         except ImageError as exc:
-            raise CommandError(str(exc)) from None
+            if not name.lower().endswith(FILE_SUFFIXES):
+                raise CommandError(str(exc)) from None
+            # Named as a PDF: say what it is instead (a ZIP, zeros, damaged...), below.
     try:
         check_pdf_bytes(data, name)
         with open_pdf(data, name) as pdf:

@@ -108,6 +108,11 @@ def test_a_png_given_with_file_is_an_image(checkpoints, tmp_path):
     assert patch_count(checkpoints["4bit"], as_file["prompt_token_ids"]) == 12
     assert as_file["attachments"] == [{"name": "photo.png", "kind": "image"}]
     assert as_image["attachments"] == [{"name": "photo.png", "kind": "image"}]
+    misnamed = tmp_path / "photo.pdf"  # by content, not by name
+    misnamed.write_bytes(photo.read_bytes())
+    as_pdf_name = ask_json(checkpoints["4bit"], "--file", misnamed, "What do you see?")
+    assert as_pdf_name["prompt_token_ids"] == as_image["prompt_token_ids"]
+    assert as_pdf_name["attachments"] == [{"name": "photo.pdf", "kind": "image"}]
 
 
 def test_five_images_a_message_counts_the_pages_and_the_questions_own_images(checkpoints, tmp_path):
