@@ -1,4 +1,10 @@
-"""``llama-desk ask``: one question (with images) answered on stdout by the engine.
+"""``llama-desk ask``: one question (with images and PDFs) answered on stdout by the engine.
+
+``--image FILE`` and ``--file FILE`` (an image or a PDF, told apart by its bytes) attach files,
+in the order given; ``--pages 1-3,7`` chooses the pages of every PDF given (all by default).
+A PDF's first chosen pages go as images (as many as the 5-images-a-message rule leaves after the
+question's own images, and as the context holds), the rest as their text
+(``desktop.cli.ask_attachments``); ``--json`` lists the ``attachments`` and how their pages went.
 
 Streams the answer as it is generated, or with ``--json`` prints one JSON object with the
 text, token ids and figures (an answer that fails, even before any text, still prints its
@@ -45,15 +51,38 @@ def _chat_spec(value: str) -> str | int:
     return number
 
 
+class _Attach(argparse.Action):
+    """``--image`` and ``--file``: each appends to its own list and, in the order given, to
+    ``attached`` as (kind, path) pairs."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        attached = getattr(namespace, "attached", None) or []
+        namespace.attached = [*attached, (self.dest, values)]
+
+
 def add_parser(sub) -> None:
     parser = sub.add_parser("ask", help="answer one question on the command line")
     parser.add_argument("--model", help="checkpoint folder or downloaded repo id (default: the last opened)")
     parser.add_argument(
         "--image",
-        action="append",
+        action=_Attach,
         default=[],
         metavar="FILE",
         help="attach an image (repeat for several, at most 5)",
+    )
+    parser.add_argument(
+        "--file",
+        action=_Attach,
+        default=[],
+        metavar="FILE",
+        help="attach a PDF or an image (repeat for several); a PDF's first pages go as images "
+        "(5 images a message in all), the rest as text",
+    )
+    parser.add_argument(
+        "--pages",
+        metavar="1-3,7",
+        help="the pages of the PDFs given with --file to attach (the same for each; default all)",
     )
     parser.add_argument("--system", help="system prompt")
     for spec in SETTINGS:  # left out: the conversation's value, else the default
@@ -71,7 +100,7 @@ def add_parser(sub) -> None:
         "--hosts", metavar="HOSTS.json", help="split the model over the Macs of an mlx.launch host file"
     )
     parser.add_argument("prompt", help="the question")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, attached=[])
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -85,7 +114,7 @@ def _check_args(args: argparse.Namespace) -> None:
             raise CommandError(f"{spec.flag} {problem}.", 2)
     if args.ranks is not None and args.ranks < 1:
         raise CommandError("--ranks must be at least 1.", 2)
-    if not args.prompt.strip() and not args.image:
+    if not args.prompt.strip() and not args.image and not args.file:
         raise CommandError("the prompt is empty.", 2)
 
 
@@ -131,11 +160,14 @@ def _open_chat(args: argparse.Namespace):
     return store, conversation, recorder
 
 
-def _ask(args: argparse.Namespace, session, images: tuple, store, conversation):
-    """The session's job for this question: with ``--chat``, the stored history first, and the
+def _ask(args: argparse.Namespace, session, engine, images: tuple, documents: tuple, store, conversation):
+    """The session's job for this question, and its documents as they go (page images that do
+    not fit the context go as text): with ``--chat``, the stored history first, and the
     conversation (created, or its settings updated) stored with the question."""
+    from desktop.cli.ask_attachments import fit_documents
     from models.chats.conversation_session import stored_turns
     from models.chats.store import ConversationSettings
+    from models.documents.chat_documents import message_parts
     from models.inference.engine import GenerationSettings
 
     base = conversation.settings if conversation is not None else ConversationSettings()
@@ -151,14 +183,29 @@ def _ask(args: argparse.Namespace, session, images: tuple, store, conversation):
             session.show(stored_turns(store, conversation.id), conversation.id)
             if chat_settings != conversation.settings:
                 store_settings = chat_settings
-    return session.ask(
-        args.prompt,
-        images,
-        settings=chat_settings.generation_settings(GenerationSettings(**_answer_only(args))),
+    settings = chat_settings.generation_settings(GenerationSettings(**_answer_only(args)))
+    if documents:
+        history = session.messages(system_prompt)
+        fitted, fits = fit_documents(engine, history, args.prompt, images, documents, settings)
+        if fits and fitted != documents:
+            demoted = [d.name for d, before in zip(fitted, documents, strict=True) if d != before]
+            print(
+                f"llama-desk: some pages of {', '.join(demoted)} go as text: their images do not fit "
+                "the context.",
+                file=sys.stderr,
+            )
+        documents = fitted
+    # The documents go in as their page images and text blocks (what Turn.documents expands to).
+    text, pictures = message_parts(args.prompt, images, documents)
+    job = session.ask(
+        text,
+        pictures,
+        settings=settings,
         system_prompt=system_prompt,
         create_with=create_with,
         store_settings=store_settings,
     )
+    return job, documents
 
 
 def _open_kv_cache(store, conversation, engine, settings):
@@ -175,7 +222,7 @@ def _open_kv_cache(store, conversation, engine, settings):
     return caches
 
 
-def _print_json(final, session, ended, ranks: int, emptied: bool) -> None:
+def _print_json(final, session, ended, ranks: int, emptied: bool, attachments: list[dict]) -> None:
     """The answer as one JSON object; ``emptied``: it failed before any text, and the session
     put its turns back as they were (its last turn is not this answer)."""
     out = {
@@ -191,6 +238,7 @@ def _print_json(final, session, ended, ranks: int, emptied: bool) -> None:
         "peak_memory_gb": round(final.peak_memory_gb, 6),
         "finish_reason": final.finish_reason,
         "ranks": ranks,
+        "attachments": attachments,
     }
     if final.finish_reason == "error":
         out["error"] = final.error or "generation failed."
@@ -201,6 +249,7 @@ def _print_json(final, session, ended, ranks: int, emptied: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from desktop.cli.ask_attachments import attachment_json, read_attachments, read_documents
     from desktop.cli.chats import store_failure
     from models.chats.answer_run import AnswerEnded, StorageFailed, TextGenerated, run_answer
     from models.chats.conversation_session import ConversationSession
@@ -208,18 +257,13 @@ def run(args: argparse.Namespace) -> int:
     from models.hub.store import ModelNotFound, resolve_model
     from models.inference.checkpoint import CheckpointError
     from models.inference.engine import ModelLoadError
-    from models.inference.images import ImageError, check_image_count, load_image_file
 
     _check_args(args)
     if not args.model:
         from desktop.cli.window_settings import last_model
 
         args.model = last_model()
-    try:
-        check_image_count(len(args.image))
-        images = tuple(load_image_file(path) for path in args.image)
-    except ImageError as exc:
-        raise CommandError(str(exc)) from None
+    attachments = read_attachments(args.attached, args.pages)  # checked before a model loads
     store = conversation = recorder = None
     if args.chat is not None:
         store, conversation, recorder = _open_chat(args)
@@ -235,9 +279,10 @@ def run(args: argparse.Namespace) -> int:
         cause = " ".join(str(exc).split()) or type(exc).__name__
         raise CommandError(f"Could not load {args.model}: {cause}") from None
 
+    images, documents = read_documents(attachments, engine.encoder.processor)
     session = ConversationSession()
     try:
-        job = _ask(args, session, images, store, conversation)
+        job, documents = _ask(args, session, engine, images, documents, store, conversation)
     except StoreError as exc:
         raise store_failure(exc) from None
     kv_caches = _open_kv_cache(store, conversation, engine, job.settings)
@@ -267,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
             kv_caches.keep(engine, session.conversation_id, final)
         kv_caches.keeper.close()
     if args.json:
-        _print_json(final, session, ended, getattr(engine, "ranks", 1), emptied)
+        listed = attachment_json(attachments, documents)
+        _print_json(final, session, ended, getattr(engine, "ranks", 1), emptied, listed)
     else:
         sys.stdout.write("\n")
     stored = session.conversation_id is not None and ended.stored_answer_id is not None

@@ -5,12 +5,13 @@ several requests at once; past its queue's limit a request gets 429 with ``Retry
 
 ``create_app`` builds ``GET /v1/models`` (with the ``context_length`` requests are held to) and
 ``POST /v1/chat/completions`` (plain JSON, or server-sent events in OpenAI's chunk format with
-a ``usage`` chunk at the end). With tools, the answer is read for calls
-(``tool_calls.CallReader``): ``message.tool_calls`` and ``finish_reason: "tool_calls"``, or,
-streamed, text that could begin a call held back and the calls sent as OpenAI's
-``delta.tool_calls`` chunks; a request's ``OutputConstraint`` goes to the runner with its job.
-Every error, unknown routes and unexpected failures included,
-has OpenAI's shape (a 500 never carries a traceback). Before anything else,
+a ``usage`` chunk at the end). A request is checked on a worker thread (``parse_chat_request``:
+its images' headers read, its PDFs' pages rendered at the loaded model's tiler size).
+With tools, the answer is read for calls (``tool_calls.CallReader``): ``message.tool_calls``
+and ``finish_reason: "tool_calls"``, or, streamed, text that could begin a call held back and
+the calls sent as OpenAI's ``delta.tool_calls`` chunks; a request's ``OutputConstraint`` goes to
+the runner with its job. Every error, unknown routes and unexpected failures included, has
+OpenAI's shape (a 500 never carries a traceback). Before anything else,
 ``request_guard.RequestGuard`` refuses foreign ``Host``s, unlisted ``Origin``s and bodies not
 declared JSON. With an API key, requests without ``Authorization: Bearer KEY`` get 401.
 Bodies over ``Limits.max_body_bytes`` get 413 before they are read in full, bodies slower than
@@ -199,7 +200,8 @@ def create_app(
         authorize(request)
         limits = request.app.state.limits
         body = await read_body(request, limits)
-        chat = await run_in_threadpool(parse_chat_request, body, limits, memory)
+        # Off the event loop: images' headers are read and PDFs' pages rendered here.
+        chat = await run_in_threadpool(parse_chat_request, body, limits, memory, _processor(owner))
         loop = asyncio.get_running_loop()
         if chat.stream:  # a stream's client that stops reading must not keep the engine
             events = JobEvents(loop, limits.stream_buffer_chunks, limits.stream_stall_s)
@@ -234,6 +236,12 @@ def create_app(
         return await _whole(request, job, events, chat, ids, memory)
 
     return app
+
+
+def _processor(owner: JobRunner):
+    """The loaded model's tiler (PDF pages are rendered at its size), or None (Llama 4's)."""
+    checkpoint = getattr(getattr(owner, "engine", None), "checkpoint", None)
+    return getattr(checkpoint, "processor", None)
 
 
 def _too_large(limits: Limits) -> ApiError:

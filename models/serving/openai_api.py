@@ -11,6 +11,15 @@ Remote ``http(s)`` URLs are refused (the app is offline) and so is anything else
 never names a file on this machine. Text is bounded in characters, per message and in all,
 before anything is tokenized.
 
+PDFs come as OpenAI's ``file`` content parts (``{"type": "file", "file": {"filename": ...,
+"file_data": "data:application/pdf;base64,..."}}``; a ``file_id`` is refused: there is no file
+store). They are read here, page by page, as the window reads them (``models.documents``): the
+first pages as images at the model's tiler size (as many as the 5-images-a-message rule leaves
+after the message's own images, and within the request's image budget), the rest as their text,
+the document going into its message through ``message_parts``. A request's files are bounded in
+bytes and pages in all (``Limits``); a file that is not a usable PDF is a 400 with one line.
+This runs where ``parse_chat_request`` runs: on a worker thread, never on the event loop.
+
 Tools (``tools``, ``tool_choice``, ``parallel_tool_calls``) and structured output
 (``response_format``) are checked here too: the functions' names and parameter schemas, the
 assistant's ``tool_calls`` sent back (arguments must be JSON objects) and ``tool`` results
@@ -42,6 +51,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeGuard
 
+from models.documents.chat_documents import MAX_TEXT_CHARS as MAX_DOCUMENT_TEXT_CHARS
+from models.documents.chat_documents import ChatDocument, message_parts, read_document
+from models.documents.pdf_reading import DocumentError, open_pdf
 from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
 from models.inference.images import (
@@ -54,6 +66,7 @@ from models.inference.images import (
     load_image_bytes,
 )
 from models.inference.output_constraint import ConstraintError, OutputConstraint, ToolSpec
+from models.inference.preprocess import ProcessorConfig
 from models.inference.prompt import ChatMessage, MessageRole, ToolCall
 from models.inference.settings_spec import SETTINGS, SettingSpec
 
@@ -75,6 +88,9 @@ MAX_SCHEMA_DEPTH = 64  # a parameters or response schema: levels of nesting,
 MAX_SCHEMA_NODES = 10_000  # objects, lists and values in all,
 MAX_ENUM_VALUES = 1_000  # and values of one enum (or const list)
 TOOL_CHOICES = ("none", "auto", "required")
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024  # a request's files in all, decoded (a body is 64 MB of base64)
+MAX_DOCUMENT_PAGES = 500  # a request's files' pages in all
+MAX_FILENAME_CHARS = 128
 
 
 class ErrorType(Enum):
@@ -125,6 +141,8 @@ class Limits:
     max_images_per_request: int = MAX_IMAGES_PER_REQUEST
     max_pixels_per_request: int = MAX_PIXELS_PER_REQUEST
     max_message_chars: int = MAX_MESSAGE_CHARS
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
+    max_document_pages: int = MAX_DOCUMENT_PAGES
     max_text_chars: int | None = None  # None: from the context length (see ``text_chars``)
     stream_buffer_chunks: int = 256  # a stream whose client is this far behind is cancelled,
     stream_stall_s: float = 30.0  # as is one whose client takes nothing for this long
@@ -231,7 +249,125 @@ def decode_image_url(url: object, param: str) -> ChatImage:
         raise _invalid(str(exc), param, "invalid_image") from None
 
 
-def _content(message: dict, index: int, role: str, limits: Limits, budget: ImageBudget) -> tuple[str, tuple]:
+def _data_url_bytes(url: str, param: str, max_bytes: int, too_large: str) -> bytes:
+    """The bytes of a base64 ``data:`` URL (never more than ``max_bytes``: ``too_large`` says so)."""
+    header, comma, payload = url.partition(",")
+    if not comma or not header.lower().endswith(";base64"):
+        raise _invalid(f"{param}: a data: URL must be base64 (data:...;base64,...).", param, "invalid_file")
+    if len(payload) // 4 * 3 > max_bytes + 2:
+        raise _invalid(too_large, param, "file_too_large")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid(f"{param} is not valid base64.", param, "invalid_file") from None
+    if len(data) > max_bytes:
+        raise _invalid(too_large, param, "file_too_large")
+    return data
+
+
+def _file_name(raw: object, param: str) -> str:
+    """A ``filename`` as it may go in the prompt: one line, printable, bounded."""
+    if raw is None:
+        return "document.pdf"
+    if not isinstance(raw, str):
+        raise _invalid(f"{param}.file.filename must be a string.", param, "invalid_file")
+    name = " ".join("".join(ch if ch.isprintable() else " " for ch in raw).split())[:MAX_FILENAME_CHARS]
+    return name or "document.pdf"
+
+
+class _DocumentReader:
+    """Reads a request's ``file`` parts, within its bytes and pages (``Limits``) in all."""
+
+    def __init__(self, limits: Limits, processor: ProcessorConfig | None):
+        self.limits = limits
+        self.processor = processor or ProcessorConfig()
+        self.bytes_left = limits.max_document_bytes
+        self.pages_left = limits.max_document_pages
+
+    def decode(self, part: dict, param: str) -> tuple[str, bytes]:
+        """A ``file`` part's name and bytes (nothing read yet); ``ApiError`` says what is wrong."""
+        file = part.get("file")
+        if not isinstance(file, dict):
+            raise _invalid(
+                f"{param}.file must be an object with file_data (data:application/pdf;base64,...).",
+                param,
+                "invalid_file",
+            )
+        if file.get("file_id") is not None:
+            raise _invalid(
+                f"{param}.file.file_id is not supported: Llama Desk keeps no file store. "
+                "Send the file inline as file_data (data:application/pdf;base64,...).",
+                param,
+                "unsupported_file_id",
+            )
+        name = _file_name(file.get("filename"), param)
+        url = file.get("file_data")
+        if not isinstance(url, str):
+            raise _invalid(
+                f"{param}.file.file_data must be a data: URL (data:application/pdf;base64,...).",
+                param,
+                "invalid_file",
+            )
+        lowered = url[:16].lower()
+        if lowered.startswith(("http://", "https://")):
+            raise _invalid(
+                "Remote file URLs are not fetched: Llama Desk works offline. "
+                "Send the file inline as file_data (data:application/pdf;base64,...).",
+                param,
+                "unsupported_file_url",
+            )
+        if not lowered.startswith("data:"):
+            raise _invalid(
+                "Only data: URLs are accepted as file_data (data:application/pdf;base64,...); "
+                "file paths and other schemes are not.",
+                param,
+                "unsupported_file_url",
+            )
+        mb = self.limits.max_document_bytes / (1024 * 1024)
+        too_large = f"{name} would bring the request's files over {mb:g} MB in all."
+        data = _data_url_bytes(url, param, self.bytes_left, too_large)
+        self.bytes_left -= len(data)
+        return name, data
+
+    def read(self, name: str, data: bytes, param: str, image_pages: int) -> ChatDocument:
+        """``data`` read as a document: its first ``image_pages`` pages as images."""
+        try:
+            with open_pdf(data, name) as pdf:
+                count = pdf.page_count
+            if count > self.pages_left:
+                raise _invalid(
+                    f"{name} has {count:,} pages: the files of a request may bring at most "
+                    f"{self.limits.max_document_pages:,} pages in all.",
+                    param,
+                    "too_many_pages",
+                )
+            self.pages_left -= count
+            text_chars = min(
+                MAX_DOCUMENT_TEXT_CHARS, self.limits.max_message_chars // 2, self.limits.text_chars // 2
+            )
+            return read_document(
+                data, name, image_pages=image_pages, processor=self.processor, max_text_chars=text_chars
+            )
+        except DocumentError as exc:
+            raise _invalid(" ".join(str(exc).split()), param, "invalid_file") from None
+
+
+def _take_pages(document: ChatDocument, budget: ImageBudget) -> ChatDocument:
+    """``document`` with as many page images as the request's image budget takes (the others
+    go as text: a page is never a reason to refuse the request)."""
+    kept = 0
+    for image in document.images:
+        try:
+            budget.take(image)
+        except ImageError:
+            break
+        kept += 1
+    return document if kept == len(document.images) else document.with_image_pages(kept)
+
+
+def _content(
+    message: dict, index: int, role: str, limits: Limits, budget: ImageBudget, reader: _DocumentReader
+) -> tuple[str, tuple]:
     param = f"messages[{index}].content"
     content = message.get("content")
     if content is None:
@@ -244,6 +380,7 @@ def _content(message: dict, index: int, role: str, limits: Limits, budget: Image
         raise _invalid(f"{param} must be a string or a list of content parts.", param)
     texts: list[str] = []
     images: list[ChatImage] = []
+    files: list[tuple[str, bytes, str]] = []  # (name, bytes, param), read once the images are in
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
@@ -274,18 +411,32 @@ def _content(message: dict, index: int, role: str, limits: Limits, budget: Image
             except ImageError as exc:
                 raise _invalid(str(exc), where, "too_many_pixels") from None
             images.append(image)
+        elif kind == "file":
+            if role != "user":
+                raise _invalid("Only user messages can carry files.", where)
+            files.append((*reader.decode(part, where), where))
         else:
-            raise _invalid(f"{where} has an unsupported type {kind!r} (use text or image_url).", where)
-    return "\n".join(texts), tuple(images)
+            raise _invalid(f"{where} has an unsupported type {kind!r} (use text, image_url or file).", where)
+    documents: list[ChatDocument] = []
+    room = limits.max_images_per_message - len(images)  # the 5-images rule: pages count too
+    for name, data, where in files:
+        allowed = max(0, min(room, budget.max_images - budget.images))
+        document = _take_pages(reader.read(name, data, where, allowed), budget)
+        room -= len(document.image_pages)
+        documents.append(document)
+    return message_parts("\n".join(texts), images, documents)
 
 
-def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple[ChatMessage, ...]:
+def _messages(
+    raw: object, limits: Limits, memory: AnswerMemory | None, processor: ProcessorConfig | None = None
+) -> tuple[ChatMessage, ...]:
     if not isinstance(raw, list) or not raw:
         raise _invalid("messages must be a non-empty list.", "messages")
     if len(raw) > limits.max_messages:
         raise _invalid(f"At most {limits.max_messages} messages a request.", "messages")
     out = []
     budget = ImageBudget(limits.max_images_per_request, limits.max_pixels_per_request)
+    reader = _DocumentReader(limits, processor)
     chars = 0
     call_ids: set[str] = set()  # the calls made so far, which a tool result must answer
     for i, message in enumerate(raw):
@@ -300,7 +451,7 @@ def _messages(raw: object, limits: Limits, memory: AnswerMemory | None) -> tuple
                 f"messages[{i}].role",
             )
         calls = _message_calls(message, i) if role == "assistant" else ()
-        text, images = _content(message, i, role, limits, budget)
+        text, images = _content(message, i, role, limits, budget, reader)
         chars += len(text) + sum(len(json.dumps(dict(c.arguments))) + len(c.name) for c in calls)
         _check_length(text, chars, f"messages[{i}].content", limits)
         call_id = _result_call_id(message, i, call_ids) if role == "tool" else None
@@ -615,9 +766,14 @@ def check_constraint(constraint: OutputConstraint | None) -> None:
 
 
 def parse_chat_request(
-    body: object, limits: Limits | None = None, memory: AnswerMemory | None = None
+    body: object,
+    limits: Limits | None = None,
+    memory: AnswerMemory | None = None,
+    processor: ProcessorConfig | None = None,
 ) -> ChatRequest:
-    """Check a ``/v1/chat/completions`` body; raise ``ApiError`` (400) saying what is wrong."""
+    """Check a ``/v1/chat/completions`` body; raise ``ApiError`` (400) saying what is wrong.
+    ``processor``: the model's tiler, which a PDF's page images are rendered for (Llama 4's
+    by default). Files are read here: call it off the event loop."""
     limits = limits or Limits()
     if not isinstance(body, dict):
         raise _invalid("The request body must be a JSON object.")
@@ -631,7 +787,7 @@ def parse_chat_request(
     if not isinstance(parallel, bool):
         raise _invalid("parallel_tool_calls must be true or false.", "parallel_tool_calls")
     response = _response_format(body.get("response_format"))
-    messages = _messages(body.get("messages"), limits, memory)
+    messages = _messages(body.get("messages"), limits, memory, processor)
     if tools and choice != "none":
         definitions = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
         _check_length("", sum(len(m.text) for m in messages) + definitions, "tools", limits)
