@@ -52,7 +52,7 @@ def story_pdf() -> bytes:
 
 def page_png(data: bytes, index: int, folder) -> bytes:
     """Page ``index`` rendered by the test itself, at the size the checkpoint's tiler wants."""
-    from models.documents.pdf_reading import render_size
+    from models.documents.pdf_reading import PNG_COMPRESS_LEVEL, render_size
     from models.inference.checkpoint import read_checkpoint
 
     processor = read_checkpoint(folder).processor
@@ -63,7 +63,7 @@ def page_png(data: bytes, index: int, folder) -> bytes:
         scale=min(width / width_pt, height / height_pt), may_draw_forms=False, fill_color=(255, 255, 255, 255)
     )
     buffer = io.BytesIO()
-    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=6)
+    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

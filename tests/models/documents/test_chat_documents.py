@@ -16,7 +16,7 @@ from models.documents.chat_documents import (
     parse_pages,
     read_document,
 )
-from models.documents.pdf_reading import DocumentError, render_size
+from models.documents.pdf_reading import PNG_COMPRESS_LEVEL, DocumentError, render_size
 from models.inference.images import load_image_bytes
 from models.inference.preprocess import ProcessorConfig
 from models.inference.prompt import ChatMessage
@@ -119,7 +119,7 @@ def _page_image(data: bytes, index: int, name: str):
         scale=min(width / width_pt, height / height_pt), may_draw_forms=False, fill_color=(255, 255, 255, 255)
     )
     buffer = io.BytesIO()
-    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=1)
+    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     return load_image_bytes(buffer.getvalue(), name)
 
 
