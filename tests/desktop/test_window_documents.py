@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from PySide6.QtCore import QMimeData, Qt, QUrl
+from PySide6.QtWidgets import QApplication
 
 from desktop.dialogs import conversation_dialogs
 from models.documents import pdf_reading
@@ -151,6 +152,14 @@ def test_a_pasted_pdf_file_is_attached(window, qtbot, tmp_path):
     assert window.composer.text() == ""
 
 
+def test_pasted_pdf_data_is_attached(window, qtbot):
+    mime = QMimeData()
+    mime.setData("application/pdf", text_pdf(THREE_PAGES))
+    window.composer.edit.insertFromMimeData(mime)
+    wait_documents(qtbot, window, 1)
+    assert window.composer.documents()[0].page_count == 3 and window.composer.images() == []
+
+
 def test_the_page_picker_reads_the_pages_chosen_again(window, qtbot, tmp_path):
     composer = window.composer
     composer.add_files([str(pdf_file(tmp_path))])
@@ -236,3 +245,50 @@ def test_a_pdf_whose_page_images_do_not_fit_goes_partly_as_text(loaded, qtbot, t
     assert sent.image_pages == (1,) and sent.text_pages == (2, 3)
     assert len(fake_engines.last.calls[-1].messages[-1].images) == 1
     assert "report.pdf: pages 2-3 go as text" in window.notice.text()
+
+
+def test_a_photo_added_after_a_pdf_takes_a_pages_slot(window, qtbot, tmp_path, png_file):
+    composer = window.composer
+    composer.add_files([str(pdf_file(tmp_path, texts=[f"Page {n}" for n in range(1, 8)]))])
+    wait_documents(qtbot, window, 1)
+    assert composer.documents()[0].image_pages == (1, 2, 3, 4, 5)
+    with qtbot.waitSignal(composer.notice, timeout=20_000) as said:
+        composer.add_files([str(png_file())])
+        wait_images(qtbot, window, 1)
+    assert said.args[0] == "report.pdf: page 5 now goes as text (a message carries at most 5 images)."
+    document = composer.documents()[0]
+    assert document.image_pages == (1, 2, 3, 4) and document.text_pages == (5, 6, 7)
+    chip = composer.document_chips()[0]
+    assert len(chip.page_chips) == 4 and chip.text_chip.text() == "pages 5-7 as text"
+
+
+def test_a_question_with_a_pdf_shows_it_and_edits_with_it(window, qtbot, tmp_path):
+    from desktop.dialogs.image_preview import ImagePreview
+    from desktop.qtmodels.transcript_model import TranscriptEntry
+    from desktop.workers.image_loader import thumbnail_qimage
+    from models.documents.chat_documents import read_document
+    from tests.desktop.widgets.test_chat_pane_copy_and_images import _find
+
+    document = read_document(text_pdf(THREE_PAGES), "report.pdf", image_pages=2)
+    thumbnails = tuple(thumbnail_qimage(image) for image in document.images)
+    question = TranscriptEntry("user", "Sum it up", documents=(document,), document_thumbnails=thumbnails)
+    window.transcript_model.set_entries(
+        [question, TranscriptEntry("assistant", "Done.", finish_reason="stop")]
+    )
+    view = window.transcript
+    view.executeDelayedItemsLayout()
+    assert view.rendered(0).documents == ["report.pdf (3 pages): pages 1-2 as images; page 3 as text"]
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=_find(view, 0, ("page", 1)))
+
+    def preview() -> ImagePreview | None:
+        shown = [w for w in QApplication.topLevelWidgets() if isinstance(w, ImagePreview) and w.isVisible()]
+        return shown[0] if shown else None
+
+    qtbot.waitUntil(lambda: preview() is not None, timeout=10_000)
+    assert preview().windowTitle() == "report, page 2.png"
+    qtbot.keyClick(preview(), Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: preview() is None, timeout=5_000)
+
+    window.chat.edit_message(0)
+    assert window.composer.text() == "Sum it up" and window.composer.documents() == [document]
+    assert len(window.composer.document_chips()[0].page_chips) == 2
