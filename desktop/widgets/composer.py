@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from desktop.widgets.document_chip import DocumentChip
 from desktop.widgets.pick_queue import Pick, PickQueue
 from desktop.workers.document_loader import DocumentLoader
-from desktop.workers.image_loader import ImageLoader
+from desktop.workers.image_loader import ImageLoader, thumbnail_qimage
 from models.documents import pdf_reading
 from models.documents.chat_documents import ChatDocument, page_list
 from models.inference.images import FILE_SUFFIXES, MAX_IMAGES_PER_MESSAGE, ChatImage
@@ -350,8 +350,6 @@ class Composer(QFrame):
             if document.sha256 in held:
                 continue
             if len(pages) < len(document.images):
-                from desktop.workers.image_loader import thumbnail_qimage
-
                 pages = [thumbnail_qimage(image) for image in document.images]
             chip = self._new_document_chip(document.name)
             chip.show_document(document, pages)

@@ -137,7 +137,8 @@ class DocumentChip(QFrame):
         self.pages_button.setText("Pages…")
         self.pages_button.setToolTip(f"Choose the pages of {name} to send")
         self.pages_button.setAccessibleName(f"Choose pages of {name}")
-        self.pages_button.setEnabled(False)
+        self.pages_button.hide()  # until the PDF is read
+        self.title.hide()  # the progress line names it meanwhile
         self.pages_button.clicked.connect(self._on_pages_button_clicked)
         layout.addWidget(self.pages_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.remove_button = QToolButton()
@@ -156,7 +157,8 @@ class DocumentChip(QFrame):
         self.ticket = ticket
         self.status.setText(f"Reading {self.name}…")
         self.status.show()
-        self.pages_button.setEnabled(False)
+        self.title.hide()
+        self.pages_button.hide()
         self._name_remove_button()
 
     def show_progress(self, done: int, total: int) -> None:
@@ -208,7 +210,8 @@ class DocumentChip(QFrame):
         else:
             self.text_chip.hide()
         self.status.hide()
-        self.pages_button.setEnabled(True)
+        self.title.show()
+        self.pages_button.show()
         self._name_remove_button()
 
     def chosen_pages(self) -> str:
