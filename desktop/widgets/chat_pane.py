@@ -90,7 +90,7 @@ class ChatPane(QWidget):
             )
         else:
             text = (
-                f"{model_name} is ready.\nDrop, paste or attach up to five images, "
+                f"{model_name} is ready.\nDrop, paste or attach up to five images or PDFs, "
                 "type a question and press Enter."
             )
         self.transcript.set_placeholder(text)
