@@ -17,6 +17,7 @@ FIT = "fit"  # a chosen model won't fit memory, so it was not loaded; gone likew
 SEND = "send"  # a question could not go now; gone when one goes, a model is ready, a chat opens
 ANSWER = "answer"  # the last answer failed; gone when the next starts or another chat opens
 COMPOSER = "composer"  # attached files were refused; gone when the attachments change or go
+PAGES = "pages"  # a question's PDF pages went as text to fit memory; gone when the next goes, a chat opens
 EDIT = "edit"  # a question is being edited (× cancels the edit); gone when the edit ends
 COMMAND = "command"  # a command could not run now, and why; gone when the answer ends, a chat opens
 STORE = "store"  # the conversation database failed or is damaged (with its way out)

@@ -15,7 +15,8 @@ Signals:
     current_changed(object): the open conversation (its id, or None) was stored or replaced.
     storage_failed(str): the store refused a write of the answer.
     notice(str, str): a one-line message for the person, and its source (``desktop.notices``:
-        a question that could not go now, or an answer that failed).
+        a question that could not go now, PDF pages sent as text to fit memory, or an answer
+        that failed).
     answer_finished(object): the final ``GenerationStep``, after the waiting actions ran.
 """
 
@@ -44,6 +45,9 @@ class Draft:
     images: Sequence[Any] = ()  # models.inference.images.ChatImage
     thumbnails: Sequence[Any] = ()  # QImage, one per image
     images_pending: int = 0  # attached images still being read
+    documents: Sequence[Any] = ()  # models.documents.chat_documents.ChatDocument
+    document_thumbnails: Sequence[Any] = ()  # QImage, one per page that goes as an image
+    documents_pending: int = 0  # attached PDFs still being read
 
 
 class AnswerController(QObject):
@@ -104,7 +108,7 @@ class AnswerController(QObject):
     def ask(self, draft: Draft) -> bool:
         """Send ``draft`` (replacing the question being edited, if any); False, with a notice
         or a fresh start offered, when it cannot go now."""
-        if self.generating or not (draft.text.strip() or draft.images):
+        if self.generating or not (draft.text.strip() or draft.images or draft.documents):
             return False
         if self.models.name is None:
             self.notice.emit(
@@ -117,7 +121,14 @@ class AnswerController(QObject):
         if draft.images_pending:
             self.notice.emit("An image is still being read; try again in a moment.", notices.SEND)
             return False
-        turn_settings, too_big = self._turn_settings(draft.text, draft.images)
+        if draft.documents_pending:
+            self.notice.emit("A PDF is still being read; try again in a moment.", notices.SEND)
+            return False
+        settings = self.conversations.settings.generation_settings(self.generation_settings)
+        documents, demoted = self.turn_memory.fit_documents(
+            settings, draft.text, draft.images, draft.documents, self.session.turns
+        )
+        turn_settings, too_big = self._turn_settings(draft.text, draft.images, documents)
         if too_big is not None:
             self._offer_fresh_start(too_big)
             return False
@@ -133,6 +144,7 @@ class AnswerController(QObject):
             self.session.ask(
                 draft.text,
                 draft.images,
+                documents=documents,
                 settings=self._take_turn_settings(),
                 system_prompt=self._effective_system_prompt(),
                 conversation_id=conversation_id,
@@ -142,6 +154,8 @@ class AnswerController(QObject):
                 else None,
             )
         )
+        if demoted:
+            self.notice.emit(demoted, notices.PAGES)
         return True
 
     def regenerate(self, row: int) -> None:
@@ -202,11 +216,13 @@ class AnswerController(QObject):
             return self.conversations.settings.system_prompt.strip() or None
         return self.system_prompt
 
-    def _turn_settings(self, text: str, images: Sequence[Any]) -> tuple[Any, str | None]:
+    def _turn_settings(
+        self, text: str, images: Sequence[Any], documents: Sequence[Any] = ()
+    ) -> tuple[Any, str | None]:
         """The next turn's settings with a prefill chunk that keeps the peak in budget, or why
         the turn would outgrow memory (``TurnMemory``)."""
         settings = self.conversations.settings.generation_settings(self.generation_settings)
-        return self.turn_memory.turn_settings(settings, text, images, self.session.turns)
+        return self.turn_memory.turn_settings(settings, text, images, self.session.turns, documents)
 
     def _plan_turn(self) -> bool:
         """Check the next turn against the memory budget and keep its settings; say why not."""

@@ -1,11 +1,16 @@
 """The questions the window asks about conversations: a new title, where to export, what to
-import, which images to attach, and whether to go on in a new conversation when memory runs out."""
+import, which images and PDFs to attach, and whether to go on in a new conversation when memory runs out."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
+PDF_FILTER = "PDFs (*.pdf)"
+ATTACH_FILTER = (
+    "Images and PDFs (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff *.pdf)"
+    f";;{IMAGE_FILTER};;{PDF_FILTER}"
+)
 
 
 def ask_title(parent: QWidget, current: str) -> str | None:
@@ -32,7 +37,7 @@ def choose_import_file(parent: QWidget) -> str | None:
 
 
 def choose_images(parent: QWidget) -> list[str]:
-    paths, _ = QFileDialog.getOpenFileNames(parent, "Attach images", "", IMAGE_FILTER)
+    paths, _ = QFileDialog.getOpenFileNames(parent, "Attach images or PDFs", "", ATTACH_FILTER)
     return list(paths)
 
 

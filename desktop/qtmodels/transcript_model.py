@@ -3,11 +3,12 @@
 The session (``models.chats.conversation_session``) owns the turns; this model follows its
 events: a reset, one inserted row, one changed row (``dataChanged`` for that row only, so
 streaming costs the same whatever the conversation's length), removed rows. Each row is a
-``TranscriptEntry``: the turn's fields, the images' thumbnails (``QImage``, kept by content
-hash) and a ``revision`` bumped on every change, so a view can tell a changed row from an
-unchanged one without comparing text. For screen readers a row's ``Qt.AccessibleTextRole`` is
-its plain text with who wrote it ("You, 2 images: …", "Llama: …", Markdown stripped) and its
-``AccessibleDescriptionRole`` the footer.
+``TranscriptEntry``: the turn's fields, the thumbnails (``QImage``, kept by content hash) of
+its images and of its PDFs' pages that went as images, and a ``revision`` bumped on every
+change, so a view can tell a changed row from an unchanged one without comparing text. For
+screen readers a row's ``Qt.AccessibleTextRole`` is its plain text with who wrote it ("You, 2
+images, 1 PDF: …", "Llama: …", Markdown stripped) and its ``AccessibleDescriptionRole`` the
+footer.
 
 The model never changes a row on its own: what is asked and answered goes through the session
 (``ConversationSession.ask``, ``apply``, …); ``set_entries`` and ``clear`` forward to it too.
@@ -30,6 +31,7 @@ from models.chats.conversation_session import (
     TurnsReset,
 )
 from models.chats.turns import AnswerStats, Turn
+from models.documents.chat_documents import ChatDocument
 from models.inference.images import ChatImage
 
 
@@ -49,9 +51,17 @@ class TranscriptEntry:
     message_id: int | None = None  # the stored message, once the store has it
     interrupted: bool = False  # cut off by a crash or kill before it finished
     revision: int = field(default=0, compare=False)  # bumped by the model on every change
+    documents: tuple[ChatDocument, ...] = ()  # a question's PDFs
+    document_thumbnails: tuple[QImage, ...] = ()  # one per page of theirs that went as an image
 
     @classmethod
-    def from_turn(cls, turn: Turn, thumbnails: tuple[QImage, ...] = (), revision: int = 0) -> TranscriptEntry:
+    def from_turn(
+        cls,
+        turn: Turn,
+        thumbnails: tuple[QImage, ...] = (),
+        revision: int = 0,
+        document_thumbnails: tuple[QImage, ...] = (),
+    ) -> TranscriptEntry:
         return cls(
             role=turn.role,
             text=turn.text,
@@ -65,6 +75,8 @@ class TranscriptEntry:
             message_id=turn.message_id,
             interrupted=turn.interrupted,
             revision=revision,
+            documents=turn.documents,
+            document_thumbnails=document_thumbnails,
         )
 
     def turn(self) -> Turn:
@@ -82,6 +94,7 @@ class TranscriptEntry:
             message_id=self.message_id,
             interrupted=self.interrupted,
             streaming=self.streaming,
+            documents=tuple(self.documents),
         )
 
     def footer(self) -> str:
@@ -110,6 +123,8 @@ class TranscriptEntry:
         count = len(self.images)
         if count:
             who += f", {count} image{'s' if count != 1 else ''}"
+        if self.documents:
+            who += f", {len(self.documents)} PDF{'s' if len(self.documents) != 1 else ''}"
         text = plain_text(self.text) if self.role == "assistant" else self.text.strip()
         return f"{who}: {text or self.footer()}"
 
@@ -153,7 +168,10 @@ class TranscriptModel(QAbstractListModel):
         return thumbnail
 
     def _entry(self, turn: Turn, revision: int = 0) -> TranscriptEntry:
-        return TranscriptEntry.from_turn(turn, tuple(self._thumbnail(i) for i in turn.images), revision)
+        pages = tuple(self._thumbnail(i) for document in turn.documents for i in document.images)
+        return TranscriptEntry.from_turn(
+            turn, tuple(self._thumbnail(i) for i in turn.images), revision, pages
+        )
 
     def _on_session_event(self, event: SessionEvent) -> None:
         if isinstance(event, TurnChanged):
@@ -175,12 +193,14 @@ class TranscriptModel(QAbstractListModel):
         elif isinstance(event, TurnsReset):
             self.beginResetModel()
             kept = {image.sha256 for turn in event.turns for image in turn.images}
+            kept |= {image.sha256 for turn in event.turns for d in turn.documents for image in d.images}
             self._thumbnails = {key: value for key, value in self._thumbnails.items() if key in kept}
             shown, self._shown = self._shown, None
             if (
                 shown is not None
                 and len(shown) == len(event.turns)
                 and all(len(e.thumbnails) == len(e.images) for e in shown)
+                and all(len(e.document_thumbnails) == sum(len(d.images) for d in e.documents) for e in shown)
             ):
                 self._entries = shown  # set_entries built them already: no second conversion
             else:
@@ -235,6 +255,8 @@ class TranscriptModel(QAbstractListModel):
         """Show another conversation (one reset, not row by row)."""
         for entry in entries:
             self.remember_thumbnails(entry.images, entry.thumbnails)
+            pages = [image for document in entry.documents for image in document.images]
+            self.remember_thumbnails(pages, entry.document_thumbnails)
         self._shown = list(entries)
         try:
             self.session.show([entry.turn() for entry in entries], conversation_id)

@@ -53,6 +53,7 @@ class ChatPane(QWidget):
         self.transcript.set_model(transcript_model)
         self.transcript.action_requested.connect(self._on_transcript_action_requested)
         self.transcript.image_requested.connect(self._on_transcript_image_requested)
+        self.transcript.page_requested.connect(self._on_transcript_page_requested)
         self.notice = NoticeBar()
         self.composer = Composer()
         self.composer.notice.connect(self._on_composer_notice)
@@ -89,7 +90,7 @@ class ChatPane(QWidget):
             )
         else:
             text = (
-                f"{model_name} is ready.\nDrop, paste or attach up to five images, "
+                f"{model_name} is ready.\nDrop, paste or attach up to five images or PDFs, "
                 "type a question and press Enter."
             )
         self.transcript.set_placeholder(text)
@@ -105,8 +106,17 @@ class ChatPane(QWidget):
         if self.answers is None or self.answers.generating or not self.composer.has_draft():
             return
         composer = self.composer
-        images, pending = composer.images(), composer.reading_images()
-        self.answers.ask(Draft(composer.text(), images, composer.thumbnails(), pending))
+        self.answers.ask(
+            Draft(
+                composer.text(),
+                composer.images(),
+                composer.thumbnails(),
+                composer.reading_images(),
+                tuple(composer.documents()),
+                tuple(composer.document_thumbnails()),
+                composer.reading_documents(),
+            )
+        )
 
     def _on_composer_notice(self, text: str) -> None:
         self.notice.show_message(text, notices.COMPOSER)
@@ -117,12 +127,16 @@ class ChatPane(QWidget):
     def forget_conversation_notices(self) -> None:
         """Another conversation is shown: what was said about the last one's draft, edit,
         questions, answers and commands is past (the model's, store's and others' stay)."""
-        self.notice.withdraw(notices.EDIT, notices.COMPOSER, notices.SEND, notices.ANSWER, notices.COMMAND)
+        self.notice.withdraw(
+            notices.EDIT, notices.COMPOSER, notices.SEND, notices.PAGES, notices.ANSWER, notices.COMMAND
+        )
 
     def _on_answers_question_taken(self, draft: Draft) -> None:
         self.composer.clear_draft()
-        self.notice.withdraw(notices.COMPOSER, notices.EDIT, notices.SEND)  # the draft went
+        self.notice.withdraw(notices.COMPOSER, notices.EDIT, notices.SEND, notices.PAGES)  # the draft went
         self.transcript_model.remember_thumbnails(draft.images, draft.thumbnails)
+        pages = [image for document in draft.documents for image in document.images]
+        self.transcript_model.remember_thumbnails(pages, draft.document_thumbnails)
 
     def _on_answers_answer_started(self) -> None:
         self.composer.set_generating(True)
@@ -134,7 +148,13 @@ class ChatPane(QWidget):
         self.transcript.flush()
 
     def _on_answers_draft_returned(self, draft: Draft) -> None:
-        self.composer.restore_draft(draft.text, list(draft.images), list(draft.thumbnails))
+        self.composer.restore_draft(
+            draft.text,
+            list(draft.images),
+            list(draft.thumbnails),
+            list(draft.documents),
+            list(draft.document_thumbnails),
+        )
 
     # Message actions ---------------------------------------------------------------------------
     def _on_transcript_action_requested(self, action: str, row: int) -> None:
@@ -176,6 +196,13 @@ class ChatPane(QWidget):
         if 0 <= which < len(images):
             show_image_preview(images[which], self)
 
+    def _on_transcript_page_requested(self, row: int, which: int) -> None:
+        pages = [
+            image for document in self.transcript_model.entry(row).documents for image in document.images
+        ]
+        if 0 <= which < len(pages):
+            show_image_preview(pages[which], self)
+
     def regenerate_last(self) -> None:
         """Answer the last question again (Ctrl/Cmd+R), or say why not."""
         rows = self.transcript_model.rowCount()
@@ -204,7 +231,13 @@ class ChatPane(QWidget):
             )
             return
         self.composer.clear_draft()
-        self.composer.restore_draft(entry.text, list(entry.images), list(entry.thumbnails))
+        self.composer.restore_draft(
+            entry.text,
+            list(entry.images),
+            list(entry.thumbnails),
+            list(entry.documents),
+            list(entry.document_thumbnails),
+        )
         self.answers.editing_row = row
         self.notice.show_message(
             "Editing a question: Send replaces it and the messages after it; × or Esc cancels.",

@@ -1,12 +1,19 @@
-"""Where a question is written: the text box, the attached images, Attach and Send/Stop.
+"""Where a question is written: the text box, the attached images and PDFs, Attach and Send/Stop.
 
 Images arrive by drag-and-drop (files, or image data from another app), paste and the file
 picker; each is decoded off the UI thread and shown as a removable thumbnail, in the order
-chosen (``desktop.widgets.pick_queue``). Enter sends, Shift+Enter starts a new line, Esc stops
-an answer (the window's, or an API request's that the window's engine is answering) or, when
-none of the window's own runs, cancels an edit in progress. Tab and Shift+Tab move focus on
-(Ctrl+Tab types a tab); in the focus chain the text box is followed by Attach, each attached
-image's remove button, then Send/Stop. The text box grows with its text up to a third of the
+chosen (``desktop.widgets.pick_queue``). A PDF arrives the same ways (a file named .pdf, or PDF
+data) and is read off the UI thread page by page (``desktop.workers.document_loader``), its
+progress and then its pages shown on its chip (``desktop.widgets.document_chip``), whose ×
+cancels the read or removes it; Pages… reads it again with other pages. Its pages go as images
+in the slots the question's own images leave of the five a message carries (an image added
+later takes a page's slot: that page then goes as text), the rest as text.
+
+Enter sends, Shift+Enter starts a new line, Esc stops an answer (the window's, or an API
+request's that the window's engine is answering) or, when none of the window's own runs,
+cancels an edit in progress. Tab and Shift+Tab move focus on (Ctrl+Tab types a tab); in the
+focus chain the text box is followed by Attach, each PDF's Pages… and remove buttons, each
+attached image's remove button, then Send/Stop. The text box grows with its text up to a third of the
 window's height (then it scrolls) and shrinks back when the draft is sent.
 
 Signals:
@@ -15,8 +22,8 @@ Signals:
     cancel_requested(): Esc while no answer of the window's runs (the chat column cancels an edit
         in progress, else stops whatever job the engine runs).
     attach_requested(): the Attach button was pressed (the window opens the file picker).
-    notice(str): a one-line message to show (images refused, too many images).
-    notice_outdated(): the attached images changed, so the last ``notice`` no longer holds.
+    notice(str): a one-line message to show (images or PDFs refused, too many images).
+    notice_outdated(): the attachments changed, so the last ``notice`` no longer holds.
 """
 
 from __future__ import annotations
@@ -34,25 +41,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.widgets.document_chip import DocumentChip
 from desktop.widgets.pick_queue import Pick, PickQueue
-from desktop.workers.image_loader import ImageLoader
+from desktop.workers.document_loader import DocumentLoader
+from desktop.workers.image_loader import ImageLoader, thumbnail_qimage
+from models.documents import pdf_reading
+from models.documents.chat_documents import ChatDocument, page_list
 from models.inference.images import FILE_SUFFIXES, MAX_IMAGES_PER_MESSAGE, ChatImage
 
 MIN_EDIT_HEIGHT = 72  # the text box's height with a line or two
 WINDOW_SHARE = 3  # it grows to at most a third of the window's height
 
 _RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+_PDF_TYPE = "application/pdf"
 
 
 def images_in_mime(mime: QMimeData) -> tuple[list[str], list[tuple[bytes, str]]]:
-    """The image files and raw image data a drop or paste carries."""
+    """The files and raw image (or PDF) data a drop or paste carries."""
     paths: list[str] = []
     datas: list[tuple[bytes, str]] = []
     if mime.hasUrls():
         for url in mime.urls():
             if url.isLocalFile():
                 paths.append(url.toLocalFile())
-    if not paths:
+    if not paths and mime.hasFormat(_PDF_TYPE):
+        datas.append((bytes(mime.data(_PDF_TYPE).data()), "pasted PDF.pdf"))
+    elif not paths:
         for kind in _RAW_IMAGE_TYPES:
             if mime.hasFormat(kind):
                 datas.append((bytes(mime.data(kind).data()), f"pasted {kind.split('/')[1].upper()}"))
@@ -69,7 +83,8 @@ def images_in_mime(mime: QMimeData) -> tuple[list[str], list[tuple[bytes, str]]]
 
 
 def mime_has_images(mime: QMimeData) -> bool:
-    if mime.hasImage() or any(mime.hasFormat(kind) for kind in _RAW_IMAGE_TYPES):
+    """Whether a drop or paste carries something to attach (files, image or PDF data)."""
+    if mime.hasImage() or any(mime.hasFormat(kind) for kind in (*_RAW_IMAGE_TYPES, _PDF_TYPE)):
         return True
     return mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())
 
@@ -80,8 +95,14 @@ def _file_pick(path: str, check_suffix: bool = False) -> Pick:
 
     name = Path(path).name
     if check_suffix and not path.lower().endswith(FILE_SUFFIXES):
-        return Pick(name, error=f"{name} is not a supported image (PNG, JPEG, WebP, GIF, BMP, TIFF).")
+        return Pick(
+            name, error=f"{name} is not a supported image or PDF (PNG, JPEG, WebP, GIF, BMP, TIFF, PDF)."
+        )
     return Pick(name, path=path)
+
+
+def _is_pdf_name(path: str) -> bool:
+    return str(path).lower().endswith(pdf_reading.FILE_SUFFIXES)
 
 
 class PromptEdit(QPlainTextEdit):
@@ -166,11 +187,16 @@ class Composer(QFrame):
         self.setObjectName("composer")
         self._generating = False
         self._chips: list[AttachmentChip] = []
+        self._document_chips: list[DocumentChip] = []
         self._thumbnails: dict[str, QImage] = {}
         self.loader = ImageLoader(self)
         self.picks = PickQueue(self.loader, self.images, self)
         self.picks.accepted.connect(self._add_chip)
         self.picks.refused.connect(self.notice)
+        self.document_loader = DocumentLoader(self)
+        self.document_loader.progress.connect(self._on_document_loader_progress)
+        self.document_loader.loaded.connect(self._on_document_loader_loaded)
+        self.document_loader.failed.connect(self._on_document_loader_failed)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 8, 12, 12)
@@ -186,13 +212,15 @@ class Composer(QFrame):
         self.attach_button = QToolButton()
         self.attach_button.setObjectName("attachButton")
         self.attach_button.setText("+")  # ASCII: every font has it (U+FF0B is missing in some)
-        self.attach_button.setToolTip("Attach images (or drop or paste them)")
-        self.attach_button.setAccessibleName("Attach images")
+        self.attach_button.setToolTip("Attach images or PDFs (or drop or paste them)")
+        self.attach_button.setAccessibleName("Attach images or PDFs")
         self.attach_button.clicked.connect(self.attach_requested)
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         self.edit = PromptEdit()
         self.edit.setObjectName("promptEdit")
-        self.edit.setPlaceholderText("Ask about an image… (Enter to send, Shift+Enter for a new line)")
+        self.edit.setPlaceholderText(
+            "Ask about an image or a PDF… (Enter to send, Shift+Enter for a new line)"
+        )
         self.edit.setFixedHeight(MIN_EDIT_HEIGHT)
         self.edit.document().documentLayout().documentSizeChanged.connect(self._fit_height)
         self._watched: QWidget | None = None  # the window whose height bounds the text box
@@ -257,21 +285,48 @@ class Composer(QFrame):
     def thumbnails(self) -> list[QImage]:
         return [self._thumbnails[chip.image.sha256] for chip in self._chips]
 
+    def documents(self) -> list[ChatDocument]:
+        """The attached PDFs that are read (one being read again is left out until it is)."""
+        return [c.document for c in self._document_chips if c.document is not None and not c.reading]
+
+    def document_thumbnails(self) -> list[QImage]:
+        """One thumbnail per page that goes as an image, of ``documents()`` in order."""
+        return [
+            t for c in self._document_chips if c.document is not None and not c.reading for t in c.thumbnails
+        ]
+
+    def document_chips(self) -> list[DocumentChip]:
+        return list(self._document_chips)
+
     def reading_images(self) -> int:
         """How many attached images are still being read (sending waits for them)."""
         return self.picks.pending
 
+    def reading_documents(self) -> int:
+        """How many attached PDFs are still being read (sending waits for them)."""
+        return sum(chip.reading for chip in self._document_chips)
+
     def has_draft(self) -> bool:
-        return bool(self.text().strip() or self._chips)
+        return bool(self.text().strip() or self._chips or self._document_chips)
 
     def clear_draft(self) -> None:
         self.edit.clear()
         self.picks.clear()
         for chip in list(self._chips):
             self._remove_chip(chip)
+        for document_chip in list(self._document_chips):
+            self._remove_document_chip(document_chip)
 
-    def restore_draft(self, text: str, images: list[ChatImage], thumbnails: list[QImage]) -> None:
-        """Put a draft back (after a failed send) without losing what is typed now."""
+    def restore_draft(
+        self,
+        text: str,
+        images: list[ChatImage],
+        thumbnails: list[QImage],
+        documents: list[ChatDocument] | tuple[ChatDocument, ...] = (),
+        document_thumbnails: list[QImage] | tuple[QImage, ...] = (),
+    ) -> None:
+        """Put a draft back (after a failed send, or to edit a question) without losing what is
+        typed or attached now."""
         current = self.text()
         if not current.strip():
             self.edit.setPlainText(text)
@@ -285,6 +340,21 @@ class Composer(QFrame):
                 self._too_many()
                 break
             self._add_chip(image, thumbnail)
+        page_thumbnails = list(document_thumbnails)
+        held = {chip.document.sha256 for chip in self._document_chips if chip.document is not None}
+        for document in documents:
+            pages, page_thumbnails = (
+                page_thumbnails[: len(document.images)],
+                page_thumbnails[len(document.images) :],
+            )
+            if document.sha256 in held:
+                continue
+            if len(pages) < len(document.images):
+                pages = [thumbnail_qimage(image) for image in document.images]
+            chip = self._new_document_chip(document.name)
+            chip.show_document(document, pages)
+        self._fit_page_images()
+        self._update_button()
 
     # Images ------------------------------------------------------------------------------------
     def _too_many(self) -> None:
@@ -293,18 +363,27 @@ class Composer(QFrame):
         )
 
     def add_files(self, paths: list[str]) -> None:
-        """Attach image files, in this order (after any still being read)."""
-        self.picks.add([_file_pick(path) for path in paths])
+        """Attach image and PDF files, in this order (after any still being read)."""
+        self.picks.add([_file_pick(path) for path in paths if not _is_pdf_name(path)])
+        for path in paths:
+            if _is_pdf_name(path):
+                self._read_document(path=path)
 
     def add_image_data(self, data: bytes, name: str = "pasted image") -> None:
         self.picks.add([Pick(name, data=bytes(data))])
 
     def add_from_mime(self, mime: QMimeData) -> bool:
-        """Attach the images a drop/paste carries, in its order; False if it carries none."""
+        """Attach the images and PDFs a drop/paste carries, in its order; False if it carries none."""
         paths, datas = images_in_mime(mime)
-        picks = [_file_pick(path, check_suffix=True) for path in paths]
-        picks += [Pick(name, data=data) for data, name in datas]
+        picks = [_file_pick(path, check_suffix=True) for path in paths if not _is_pdf_name(path)]
+        picks += [Pick(name, data=data) for data, name in datas if not pdf_reading.looks_like_pdf(data)]
         self.picks.add(picks)
+        for path in paths:
+            if _is_pdf_name(path):
+                self._read_document(path=path)
+        for data, name in datas:
+            if pdf_reading.looks_like_pdf(data):
+                self._read_document(data=data, name=name)
         return bool(paths or datas)
 
     def _add_chip(self, image: ChatImage, thumbnail: QImage) -> None:
@@ -312,10 +391,11 @@ class Composer(QFrame):
         chip.removed.connect(self._remove_chip)
         self._thumbnails[image.sha256] = thumbnail
         self._chips.append(chip)
-        self.strip_layout.insertWidget(len(self._chips) - 1, chip)
-        before = self._chips[-2].remove_button if len(self._chips) > 1 else self.attach_button
+        self.strip_layout.insertWidget(len(self._document_chips) + len(self._chips) - 1, chip)
+        before = self._chips[-2].remove_button if len(self._chips) > 1 else self._last_document_button()
         QWidget.setTabOrder(before, chip.remove_button)  # after Attach, in the chips' order
         self.strip.setVisible(True)
+        self._fit_page_images()
         self._update_button()
         self.notice_outdated.emit()
 
@@ -325,8 +405,132 @@ class Composer(QFrame):
             self.strip_layout.removeWidget(chip)
             chip.deleteLater()
             self.notice_outdated.emit()
-        self.strip.setVisible(bool(self._chips))
+        self._after_removal()
+
+    def _after_removal(self) -> None:
+        self.strip.setVisible(bool(self._chips or self._document_chips))
         self._update_button()
+
+    # PDFs --------------------------------------------------------------------------------------
+    def _last_document_button(self) -> QWidget:
+        return self._document_chips[-1].remove_button if self._document_chips else self.attach_button
+
+    def _new_document_chip(self, name: str) -> DocumentChip:
+        chip = DocumentChip(name)
+        chip.removed.connect(self._remove_document_chip)
+        chip.pages_chosen.connect(self._on_document_chip_pages_chosen)
+        before = self._last_document_button()
+        self._document_chips.append(chip)
+        self.strip_layout.insertWidget(len(self._document_chips) - 1, chip)  # before the images
+        QWidget.setTabOrder(before, chip.pages_button)
+        QWidget.setTabOrder(chip.pages_button, chip.remove_button)
+        if self._chips:
+            QWidget.setTabOrder(chip.remove_button, self._chips[0].remove_button)
+        self.strip.setVisible(True)
+        self._update_button()
+        return chip
+
+    def _page_slots(self, chip: DocumentChip | None = None) -> int:
+        """How many of a message's images the pages of ``chip`` may be: what the question's own
+        images (attached or being read) and the other PDFs' pages leave."""
+        taken = len(self._chips) + self.picks.pending
+        for other in self._document_chips:
+            if other is not chip and other.document is not None:
+                taken += len(other.document.image_pages)
+        return max(0, MAX_IMAGES_PER_MESSAGE - taken)
+
+    def _read_document(self, path: str | None = None, data: bytes | None = None, name: str = "") -> None:
+        from pathlib import Path
+
+        chip = self._new_document_chip(Path(path).name if path is not None else name)
+        slots = self._page_slots(chip)
+        if path is not None:
+            ticket = self.document_loader.load_file(path, image_pages=slots)
+        else:
+            ticket = self.document_loader.load_data(data or b"", name, image_pages=slots)
+        chip.start_reading(ticket)
+        self.notice_outdated.emit()
+
+    def _document_chip(self, ticket: int) -> DocumentChip | None:
+        return next((chip for chip in self._document_chips if chip.ticket == ticket), None)
+
+    def _on_document_chip_pages_chosen(self, chip: DocumentChip, pages: str) -> None:
+        document = chip.document
+        if document is None or chip.reading or chip not in self._document_chips:
+            return
+        ticket = self.document_loader.load_data(
+            document.data, document.name, pages=pages or None, image_pages=self._page_slots(chip)
+        )
+        chip.start_reading(ticket)
+        self._update_button()
+
+    def _on_document_loader_progress(self, ticket: int, done: int, total: int) -> None:
+        chip = self._document_chip(ticket)
+        if chip is not None:
+            chip.show_progress(done, total)
+
+    def _on_document_loader_loaded(self, ticket: int, document: ChatDocument, thumbnails: list) -> None:
+        chip = self._document_chip(ticket)
+        if chip is None:  # removed meanwhile
+            return
+        if any(
+            c is not chip and c.document and c.document.sha256 == document.sha256
+            for c in self._document_chips
+        ):
+            self._remove_document_chip(chip)
+            self.notice.emit(f"{document.name} is already attached.")
+            return
+        chip.show_document(document, thumbnails)
+        self._fit_page_images(chip)
+        self._update_button()
+        self.notice_outdated.emit()
+
+    def _on_document_loader_failed(self, ticket: int, message: str) -> None:
+        chip = self._document_chip(ticket)
+        if chip is None:
+            return
+        if chip.document is None:
+            self._remove_document_chip(chip)
+        else:  # read again with other pages: what was attached stays
+            chip.stop_reading()
+            self._update_button()
+        self.notice.emit(message)
+
+    def _remove_document_chip(self, chip: DocumentChip) -> None:
+        if chip in self._document_chips:
+            if chip.ticket is not None:
+                self.document_loader.cancel(chip.ticket)
+            self._document_chips.remove(chip)
+            self.strip_layout.removeWidget(chip)
+            chip.deleteLater()
+            self.notice_outdated.emit()
+        self._after_removal()
+
+    def _fit_page_images(self, keep: DocumentChip | None = None) -> None:
+        """Keep the question's images and its PDFs' page images within five: pages of the last
+        PDFs (``keep`` last of all) go as text instead, and the person is told."""
+        over = (
+            len(self._chips)
+            + sum(len(c.document.image_pages) for c in self._document_chips if c.document is not None)
+            - MAX_IMAGES_PER_MESSAGE
+        )
+        if over <= 0:
+            return
+        order = [c for c in reversed(self._document_chips) if c is not keep]
+        if keep is not None:
+            order.append(keep)
+        for chip in order:
+            document = chip.document
+            if over <= 0 or document is None or not document.image_pages:
+                continue
+            kept = max(0, len(document.image_pages) - over)
+            demoted = document.image_pages[kept:]
+            over -= len(demoted)
+            chip.show_document(document.with_image_pages(kept), chip.thumbnails[:kept])
+            self.notice.emit(
+                f"{document.name}: {page_list(demoted)} now go{'es' if len(demoted) == 1 else ''} as text "
+                f"(a message carries at most {MAX_IMAGES_PER_MESSAGE} images)."
+            )
 
     # Send / stop -------------------------------------------------------------------------------
     def set_generating(self, generating: bool) -> None:

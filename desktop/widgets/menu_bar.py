@@ -57,7 +57,7 @@ class MainMenus(QObject):
         self.open_model_action = self._add(
             file_menu, "Open Model Folder…", self.open_model_requested, Key.Open
         )
-        self._add(file_menu, "Attach Images…", self.attach_requested, "Ctrl+Shift+A")
+        self._add(file_menu, "Attach Images or PDFs…", self.attach_requested, "Ctrl+Shift+A")
         file_menu.addSeparator()
         # StandardKey.Preferences is Cmd+, on macOS and nothing elsewhere: the same keys everywhere.
         self._add(file_menu, "Settings…", self.settings_requested, "Ctrl+,", Role.PreferencesRole)

@@ -1,4 +1,4 @@
-"""Paints one transcript message per row of a ``QListView``: who spoke, images, text, footer.
+"""Paints one transcript message per row of a ``QListView``: who spoke, PDFs, images, text, footer.
 
 No widget is built per message. Each row's text is rendered once per content revision into a
 ``QTextDocument`` (``markdown_view.untrusted_document``: HTML stays text, links are inert,
@@ -17,7 +17,9 @@ rectangles its layout already has (``message_decorations``). A code line never w
 block wider than the card is drawn clipped to its box, moved left by that block's offset, which
 is kept here per row and block (``scroll_code``) and outlives the row's revisions while it
 streams; changing it repaints the row and lays nothing out. ``hit`` says what is under a point
-(a thumbnail, a code block's Copy or scroll bar) for the view's clicks.
+(a thumbnail, a PDF page's, a code block's Copy or scroll bar) for the view's clicks. A
+question's PDFs are drawn above its images: a caption each (a PDF tag, its name, which pages
+went as images and which as text) over the thumbnails of its pages sent as images.
 
 The file is over 400 lines because the row cache, the lazy sizing, painting and hit testing all
 read one per-row layout and must stay in step with it.
@@ -73,17 +75,22 @@ from desktop.widgets.message_decorations import (
     scroll_track,
 )
 from desktop.widgets.message_style import (
+    BADGE,
     FOOTER_HEIGHT,
     GAP,
     PADDING_X,
     PADDING_Y,
+    PAGE_THUMBNAIL,
     RADIUS,
     SPACING,
     USER_MIN_WIDTH,
     USER_SHARE,
+    DocumentPlace,
     RenderedMessage,
     TranscriptColours,
     column,
+    document_places,
+    scaled_page_thumbnail,
     scaled_thumbnail,
     thumbnail_rects,
     thumbnail_sizes,
@@ -106,6 +113,8 @@ class _RowCache:
     code_boxes: list[QRectF] = field(default_factory=list)  # in document coordinates
     code_groups: list[CodeGroup] = field(default_factory=list)
     code_overflows: dict[int, float] = field(default_factory=dict)  # how far a box scrolls sideways
+    documents: list[DocumentPlace] = field(default_factory=list)  # from the text's left, below the author
+    documents_height: int = 0
 
 
 class MessageDelegate(QStyledItemDelegate):
@@ -125,6 +134,8 @@ class MessageDelegate(QStyledItemDelegate):
         self.footer_font.setPixelSize(11)
         self._body_metrics = QFontMetrics(self.body_font)
         self._author_height = QFontMetrics(self.author_font).height()
+        self._footer_metrics = QFontMetrics(self.footer_font)
+        self._caption_height = self._footer_metrics.height() + 6  # room for the PDF tag's box
         self._rows: dict[int, _RowCache] = {}
         self._renders: dict[int, int] = {}
         self._estimated: set[int] = set()  # rows whose size hint is a guess
@@ -191,6 +202,11 @@ class MessageDelegate(QStyledItemDelegate):
             if cached is not None and cached.rendered.thumbnails
             else [scaled_thumbnail(image) for image in entry.thumbnails]
         )
+        page_thumbnails = (
+            cached.rendered.page_thumbnails
+            if cached is not None and cached.rendered.page_thumbnails
+            else [scaled_page_thumbnail(image) for image in entry.document_thumbnails]
+        )
         rendered = RenderedMessage(
             document,
             entry.text,
@@ -198,6 +214,8 @@ class MessageDelegate(QStyledItemDelegate):
             entry.footer(),
             entry.finish_reason == "error",
             self._renders[row],
+            [d.summary() for d in entry.documents],
+            page_thumbnails,
         )
         fresh = _RowCache(entry.revision, rendered)
         self._rows[row] = fresh
@@ -219,9 +237,16 @@ class MessageDelegate(QStyledItemDelegate):
             card = int(card * USER_SHARE)
         return max(40, card - 2 * PADDING_X)
 
-    def _chrome_height(self, entry: TranscriptEntry, thumbnails: int = -1) -> int:
-        """Everything in a row except the text (``thumbnails``: their height, -1: one row's)."""
+    def _chrome_height(self, entry: TranscriptEntry, thumbnails: int = -1, documents: int = -1) -> int:
+        """Everything in a row except the text (``thumbnails``: their height, -1: one row's;
+        ``documents``: the PDFs' height, -1: a caption and one row of pages each)."""
         height = GAP + 2 * PADDING_Y + self._author_height + SPACING
+        if documents < 0:
+            documents = sum(
+                self._caption_height + SPACING // 2 + (PAGE_THUMBNAIL + SPACING if d.images else 0)
+                for d in entry.documents
+            )
+        height += documents
         if entry.role != "user":
             height += FOOTER_HEIGHT  # a question's actions sit on its top line: no footer
         if entry.thumbnails:
@@ -241,17 +266,24 @@ class MessageDelegate(QStyledItemDelegate):
             document.setTextWidth(text_width)
             cache.thumbnails = thumbnail_rects(thumbnail_sizes(entry), text_width)
             extent = thumbnails_extent(cache.thumbnails)
+            cache.documents, cache.documents_height = document_places(entry, text_width, self._caption_height)
             text_height = math.ceil(document_height(document))
             if user:  # as wide as its text (right-aligned in the column)
+                captions = [self._caption_width(caption) for caption in cache.rendered.documents]
+                pages = [thumbnails_extent(place.pages).width() for place in cache.documents]
                 content = max(
-                    math.ceil(document.idealWidth()) + 2, extent.width(), USER_MIN_WIDTH - 2 * PADDING_X
+                    math.ceil(document.idealWidth()) + 2,
+                    extent.width(),
+                    *captions,
+                    *pages,
+                    USER_MIN_WIDTH - 2 * PADDING_X,
                 )
                 cache.bubble = min(text_width, content) + 2 * PADDING_X
             cache.code_groups = code_block_groups(document)
             cache.code_boxes = code_boxes(document)
             cache.code_overflows = {}  # measured when first asked (painting asks for those in sight)
             cache.width = width
-            cache.height = self._chrome_height(entry, extent.height()) + text_height
+            cache.height = self._chrome_height(entry, extent.height(), cache.documents_height) + text_height
         if width == self.width:
             self._sizes[row] = QSize(width, cache.height)
         self._estimated.discard(row)
@@ -315,8 +347,15 @@ class MessageDelegate(QStyledItemDelegate):
             lane.setLeft(lane.right() + 1 - cache.bubble)
         return lane
 
+    def _caption_width(self, caption: str) -> int:
+        """How wide a PDF's caption is drawn: its tag, a gap, its text."""
+        return self._badge_width() + 6 + self._footer_metrics.horizontalAdvance(caption) + 2
+
+    def _badge_width(self) -> int:
+        return self._footer_metrics.horizontalAdvance(BADGE) + 10
+
     def _text_origin(self, card: QRect, cache: _RowCache) -> QPoint:
-        top = card.top() + PADDING_Y + self._author_height + SPACING
+        top = card.top() + PADDING_Y + self._author_height + SPACING + cache.documents_height
         if cache.thumbnails:
             top += thumbnails_extent(cache.thumbnails).height() + SPACING
         return QPoint(card.left() + PADDING_X, top)
@@ -359,6 +398,8 @@ class MessageDelegate(QStyledItemDelegate):
             "You" if user else "Llama",
         )
         y += self._author_height + SPACING
+        self._paint_documents(painter, cache, x, y, inner_width)
+        y += cache.documents_height
         for pixmap, place in zip(cache.rendered.thumbnails, cache.thumbnails, strict=False):
             target = place.translated(x, y)
             painter.drawPixmap(target.topLeft(), pixmap)
@@ -394,6 +435,32 @@ class MessageDelegate(QStyledItemDelegate):
             painter.drawText(footer_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
         painter.restore()
 
+    def _paint_documents(self, painter: QPainter, cache: _RowCache, x: int, y: int, width: int) -> None:
+        """Each PDF's caption (its tag, then what went how) and its pages' thumbnails."""
+        colours = self.colours
+        pixmaps = iter(cache.rendered.page_thumbnails)
+        for caption, place in zip(cache.rendered.documents, cache.documents, strict=False):
+            line = place.caption.translated(x, y)
+            badge = QRect(line.left(), line.top() + 2, self._badge_width(), line.height() - 4)
+            painter.setFont(self.footer_font)
+            painter.setPen(QPen(colours.footer, 1))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(QRectF(badge).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
+            painter.setPen(colours.author)
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, BADGE)
+            text = QRect(badge.right() + 7, line.top(), max(1, width - badge.width() - 7), line.height())
+            elided = self._footer_metrics.elidedText(caption, Qt.TextElideMode.ElideMiddle, text.width())
+            painter.drawText(text, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
+            for page in place.pages:
+                pixmap = next(pixmaps, None)
+                if pixmap is None:
+                    break
+                target = page.translated(x, y)
+                painter.drawPixmap(target.topLeft(), pixmap)
+                painter.setPen(QPen(colours.bubble_border, 1))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRoundedRect(QRectF(target), 4, 4)
+
     def action_bar_rect(self, row_rect: QRect, bar: QSize, row: int | None = None) -> QRect:
         """Where a row's action bar goes: the right end of an answer's footer line, or of a
         question's top line (without ``row``, an answer's place)."""
@@ -419,11 +486,17 @@ class MessageDelegate(QStyledItemDelegate):
 
     def hit(self, row_rect: QRect, row: int, point: QPoint) -> tuple[str, int] | None:
         """What is at ``point`` in the row placed at ``row_rect``: ("image", n) for its n-th
-        thumbnail, ("copy_code", n) for its n-th code block's Copy, ("code_bar", n) for that
-        block's sideways scroll bar (only a block wider than its box has one), or None."""
+        thumbnail, ("page", n) for the n-th PDF page sent as an image (all its PDFs' in order),
+        ("copy_code", n) for its n-th code block's Copy, ("code_bar", n) for that block's
+        sideways scroll bar (only a block wider than its box has one), or None."""
         cache = self._laid_out(row, self.width)
         card = self._card(row_rect, cache)
         top = QPoint(card.left() + PADDING_X, card.top() + PADDING_Y + self._author_height + SPACING)
+        pages = [page for place in cache.documents for page in place.pages]
+        for n, page in enumerate(pages):
+            if page.translated(top).contains(point):
+                return ("page", n)
+        top += QPoint(0, cache.documents_height)
         for n, place in enumerate(cache.thumbnails):
             if place.translated(top).contains(point):
                 return ("image", n)

@@ -4,7 +4,9 @@ The delegate (``message_delegate``) lays out and paints with these; the view set
 from the style sheet. Cards sit in a centred reading column (``column``) at most
 ``MAX_TEXT_WIDTH`` of text wide; a question's bubble is as wide as its text needs, right-aligned,
 and at most ``USER_SHARE`` of the column. Thumbnails flow onto as many rows as the card needs
-(``thumbnail_rects``), so five images never overflow a narrow card.
+(``thumbnail_rects``), so five images never overflow a narrow card. A question's PDFs come
+first, each a caption (its name and which pages went how) over its pages' smaller thumbnails
+(``document_places``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ PADDING_Y = 10
 SPACING = 6  # between the parts of a card
 THUMBNAIL = 120  # the largest side of an image thumbnail
 THUMBNAIL_GAP = 8
+PAGE_THUMBNAIL = 84  # the largest side of a PDF page's thumbnail
+BADGE = "PDF"  # the tag before a document's caption
 FOOTER_HEIGHT = 24  # an answer's footer line, also where its action bar sits
 RADIUS = 12
 MAX_TEXT_WIDTH = 760  # the reading column's text on a wide window
@@ -57,6 +61,8 @@ class RenderedMessage:
     footer: str
     error: bool
     renders: int  # how often this row's text was rendered into a document
+    documents: list[str] = field(default_factory=list)  # each PDF's caption
+    page_thumbnails: list[QPixmap] = field(default_factory=list)  # their pages sent as images
 
 
 def column(row: QRect) -> QRect:
@@ -69,6 +75,45 @@ def scaled_thumbnail(image: QImage) -> QPixmap:
     return QPixmap.fromImage(image).scaled(
         THUMBNAIL, THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
     )
+
+
+def scaled_page_thumbnail(image: QImage) -> QPixmap:
+    return QPixmap.fromImage(image).scaled(
+        PAGE_THUMBNAIL,
+        PAGE_THUMBNAIL,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
+
+
+@dataclass
+class DocumentPlace:
+    """Where one PDF of a question is drawn, from the card's content origin below the author:
+    its caption line and its pages' thumbnails."""
+
+    caption: QRect
+    pages: list[QRect]
+
+
+def document_places(
+    entry: TranscriptEntry, width: int, caption_height: int
+) -> tuple[list[DocumentPlace], int]:
+    """Each of the entry's PDFs placed down the card, and the height they take (0 without)."""
+    sizes = [
+        image.size().scaled(PAGE_THUMBNAIL, PAGE_THUMBNAIL, Qt.AspectRatioMode.KeepAspectRatio)
+        for image in entry.document_thumbnails
+    ]
+    places: list[DocumentPlace] = []
+    y = 0
+    for document in entry.documents:
+        caption = QRect(0, y, width, caption_height)
+        y += caption_height + SPACING // 2
+        mine, sizes = sizes[: len(document.images)], sizes[len(document.images) :]
+        pages = [rect.translated(0, y) for rect in thumbnail_rects(mine, width)]
+        if pages:
+            y = thumbnails_extent(pages).height() + SPACING  # the extent is measured from 0
+        places.append(DocumentPlace(caption, pages))
+    return places, y
 
 
 def thumbnail_sizes(entry: TranscriptEntry) -> list[QSize]:

@@ -100,10 +100,13 @@ class TranscriptView(QListView):
     """Signals:
     action_requested(str, int): a message action was chosen (action, row).
     image_requested(int, int): a thumbnail was clicked (row, which image of the message).
+    page_requested(int, int): a PDF page's thumbnail was clicked (row, which page image of the
+        message's PDFs, in order).
     """
 
     action_requested = Signal(str, int)
     image_requested = Signal(int, int)
+    page_requested = Signal(int, int)
 
     # Set from the style sheet: #transcript { qproperty-userBubble: #e4ecfb; … }
     userBubble = _colour_property("user_bubble")  # noqa: N815 - style sheet property names
@@ -497,6 +500,8 @@ class TranscriptView(QListView):
         row, what, which = hit
         if what == "image":
             self.image_requested.emit(row, which)
+        elif what == "page":
+            self.page_requested.emit(row, which)
         elif what == "code_bar":
             self._start_code_drag(row, which, event.position().x())
         else:

@@ -38,6 +38,7 @@ from models.chats.turns import AnswerStats, Turn, chat_messages
 
 if TYPE_CHECKING:
     from models.chats.store import ConversationStore
+    from models.documents.chat_documents import ChatDocument
     from models.inference.images import ChatImage
     from models.inference.prompt import ChatMessage
 
@@ -180,6 +181,7 @@ class ConversationSession:
         text: str,
         images: Sequence[ChatImage] = (),
         *,
+        documents: Sequence[ChatDocument] = (),
         settings: Any,
         system_prompt: str | None = None,
         conversation_id: int | None = None,
@@ -187,8 +189,9 @@ class ConversationSession:
         create_with: ConversationSettings | None = None,
         store_settings: ConversationSettings | None = None,
     ) -> AnswerJob:
-        """Add the question and a streaming answer; the job stores them (``conversation_id`` or
-        ``create_with``), replacing the turns from ``replacing_row`` on (edit and resend)."""
+        """Add the question (with its attached ``documents``: their pages go into its prompt)
+        and a streaming answer; the job stores them (``conversation_id`` or ``create_with``),
+        replacing the turns from ``replacing_row`` on (edit and resend)."""
         self._require_idle()
         self._before = list(self._turns)
         truncate_from = None
@@ -197,7 +200,7 @@ class ConversationSession:
             self.remove_from(replacing_row)
         if conversation_id is not None:
             self.conversation_id = conversation_id
-        self._question_row = self.append(Turn("user", text, tuple(images)))
+        self._question_row = self.append(Turn("user", text, tuple(images), documents=tuple(documents)))
         messages = self.messages(system_prompt)
         self._start(self.append(Turn("assistant", streaming=True)), continuing=False)
         return AnswerJob(

@@ -274,7 +274,7 @@ def test_screen_readers_get_names_and_plain_messages(loaded, qtbot, png_file):
     window = loaded
     composer = window.composer
     assert accessible_name(composer.edit) == "Message"
-    assert accessible_name(composer.attach_button) == "Attach images"
+    assert accessible_name(composer.attach_button) == "Attach images or PDFs"
     assert accessible_name(composer.send_button) == "Send"
     assert accessible_name(window.sidebar.search) == "Search all chats"
     assert accessible_name(window.sidebar.view) == "Conversations"

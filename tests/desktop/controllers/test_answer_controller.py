@@ -35,11 +35,14 @@ class StubTurnMemory:
         self.checked: list[tuple[str, int, int]] = []  # (text, images, turns so far)
         self.peaks: list = []
 
-    def turn_settings(self, settings, new_text, images, entries):
+    def turn_settings(self, settings, new_text, images, entries, documents=()):
         self.checked.append((new_text, len(images), len(entries)))
         if self.too_big is not None:
             return settings, self.too_big
         return replace(settings, prefill_step_size=PREFILL_STEP), None
+
+    def fit_documents(self, settings, new_text, images, documents, entries):
+        return tuple(documents), None
 
     def record_peak(self, step) -> None:
         self.peaks.append(step)
