@@ -167,7 +167,6 @@ def _ask(args: argparse.Namespace, session, engine, images: tuple, documents: tu
     from desktop.cli.ask_attachments import fit_documents
     from models.chats.conversation_session import stored_turns
     from models.chats.store import ConversationSettings
-    from models.documents.chat_documents import message_parts
     from models.inference.engine import GenerationSettings
 
     base = conversation.settings if conversation is not None else ConversationSettings()
@@ -195,11 +194,10 @@ def _ask(args: argparse.Namespace, session, engine, images: tuple, documents: tu
                 file=sys.stderr,
             )
         documents = fitted
-    # The documents go in as their page images and text blocks (what Turn.documents expands to).
-    text, pictures = message_parts(args.prompt, images, documents)
     job = session.ask(
-        text,
-        pictures,
+        args.prompt,
+        images,
+        documents=documents,
         settings=settings,
         system_prompt=system_prompt,
         create_with=create_with,
