@@ -394,7 +394,14 @@ class ConversationStore(AbstractContextManager):
             self.db.execute(
                 "INSERT INTO document_pages (message_id, position, number, text, image_sha256, image_name)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (message_id, position, page.number, page.text, image_sha, page.image.name if page.image else ""),
+                (
+                    message_id,
+                    position,
+                    page.number,
+                    page.text,
+                    image_sha,
+                    page.image.name if page.image else "",
+                ),
             )
 
     def message(self, message_id: int) -> StoredMessage:
@@ -507,7 +514,9 @@ class ConversationStore(AbstractContextManager):
             DocumentPage(page.number, page.text, self.load_image(page.image) if page.image else None)
             for page in document.pages
         )
-        return ChatDocument(document.sha256, document.name, data, document.page_count, pages, document.left_out)
+        return ChatDocument(
+            document.sha256, document.name, data, document.page_count, pages, document.left_out
+        )
 
     # -- search -----------------------------------------------------------------------------------
 
@@ -535,16 +544,20 @@ class ConversationStore(AbstractContextManager):
             " ORDER BY rank, m.id DESC LIMIT ?",
             (query, limit),
         ).fetchall()
-        pages = [] if not self.db.holds_documents else self.db.execute(
-            "SELECT m.id, m.conversation_id, m.role, m.created, c.title, document_pages_fts.rank AS score,"
-            " p.id AS page_id, p.number, md.name AS document"
-            " FROM document_pages_fts JOIN document_pages p ON p.id = document_pages_fts.rowid"
-            " JOIN message_documents md ON md.message_id = p.message_id AND md.position = p.position"
-            " JOIN messages m ON m.id = p.message_id JOIN conversations c ON c.id = m.conversation_id"
-            " WHERE document_pages_fts MATCH ? AND c.deleted_at IS NULL"
-            " ORDER BY rank, p.id LIMIT ?",
-            (query, 4 * limit),
-        ).fetchall()
+        pages = (
+            []
+            if not self.db.holds_documents
+            else self.db.execute(
+                "SELECT m.id, m.conversation_id, m.role, m.created, c.title, document_pages_fts.rank AS score,"
+                " p.id AS page_id, p.number, md.name AS document"
+                " FROM document_pages_fts JOIN document_pages p ON p.id = document_pages_fts.rowid"
+                " JOIN message_documents md ON md.message_id = p.message_id AND md.position = p.position"
+                " JOIN messages m ON m.id = p.message_id JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE document_pages_fts MATCH ? AND c.deleted_at IS NULL"
+                " ORDER BY rank, p.id LIMIT ?",
+                (query, 4 * limit),
+            ).fetchall()
+        )
         best: dict[int, Any] = {}  # message id -> its best-ranked row (its text's, or a page's)
         for r in sorted([*rows, *pages], key=lambda r: (_score(r["score"]), r["page_id"] is not None)):
             best.setdefault(int(r["id"]), r)
@@ -628,7 +641,9 @@ class ConversationStore(AbstractContextManager):
                     )
                 )
         documents = self._documents(ids)
-        return [message_from_row(r, tuple(images[int(r["id"])]), documents.get(int(r["id"]), ())) for r in rows]
+        return [
+            message_from_row(r, tuple(images[int(r["id"])]), documents.get(int(r["id"]), ())) for r in rows
+        ]
 
     def _documents(self, ids: list[int]) -> dict[int, tuple[StoredDocument, ...]]:
         """The documents of the messages ``ids``, in order, with their pages as read."""

@@ -42,7 +42,9 @@ def test_a_conversation_with_a_pdf_survives_close_and_reopen(tmp_path, tiny_imag
     question = Turn("user", "Summarise both.", (tiny_image,), documents=(report, scan))
     with ConversationStore(folder) as store:
         conversation = store.create()
-        stored = store.add_message(conversation.id, "user", question.text, [tiny_image], documents=[report, scan])
+        stored = store.add_message(
+            conversation.id, "user", question.text, [tiny_image], documents=[report, scan]
+        )
         store.add_message(conversation.id, "assistant", "Scales and smiles.", finish_reason="stop")
         assert [d.name for d in stored.documents] == ["report.pdf", "scan.pdf"]
     with ConversationStore(folder) as store:
@@ -150,7 +152,9 @@ def test_search_finds_a_word_only_in_a_pages_text_layer(store):
 
 def test_a_message_and_its_page_both_matching_give_one_hit(store):
     conversation = store.create()
-    question = store.add_message(conversation.id, "user", "Tell me about pangolin", documents=[report_document()])
+    question = store.add_message(
+        conversation.id, "user", "Tell me about pangolin", documents=[report_document()]
+    )
     assert [h.message_id for h in store.search("pangolin")] == [question.id]
 
 
@@ -206,7 +210,9 @@ def write_schema_2_database(folder) -> None:
             conn.execute(statement)
     conn.execute("PRAGMA user_version = 2")
     conn.execute("INSERT INTO conversations (id, title, created, updated) VALUES (1, 'Old', 1.6e9, 1.6e9)")
-    conn.execute("INSERT INTO messages (id, conversation_id, role, text, created) VALUES (1, 1, 'user', 'wombat', 1.6e9)")
+    conn.execute(
+        "INSERT INTO messages (id, conversation_id, role, text, created) VALUES (1, 1, 'user', 'wombat', 1.6e9)"
+    )
     conn.execute(
         "INSERT INTO images (sha256, media_type, size, width, height, created, original_sha256, original_size)"
         " VALUES (?, 'image/png', ?, 12, 8, 1.6e9, ?, ?)",
