@@ -1,6 +1,7 @@
 """What a stored conversation is, as the rest of the app sees it: ``Conversation``,
-``StoredMessage``, ``StoredImage``, ``StoredDocument`` (with its ``StoredPage``s), ``SearchHit``, per-conversation ``ConversationSettings`` and
-the rules every stored or imported value must meet (``setting_problem``, ``valid_timestamp``)."""
+``StoredMessage``, ``StoredImage``, ``StoredDocument`` (with its ``StoredPage``s), ``SearchHit``,
+per-conversation ``ConversationSettings`` and the rules every stored or imported value must
+meet (``setting_problem``, ``valid_timestamp``)."""
 
 from __future__ import annotations
 

@@ -172,10 +172,12 @@ MIGRATIONS: list[Sequence[str]] = [
             INSERT INTO document_pages_fts(rowid, text) VALUES (new.id, new.text);
         END""",
         """CREATE TRIGGER document_pages_fts_delete AFTER DELETE ON document_pages BEGIN
-            INSERT INTO document_pages_fts(document_pages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO document_pages_fts(document_pages_fts, rowid, text)
+                VALUES ('delete', old.id, old.text);
         END""",
         """CREATE TRIGGER document_pages_fts_update AFTER UPDATE OF text ON document_pages BEGIN
-            INSERT INTO document_pages_fts(document_pages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO document_pages_fts(document_pages_fts, rowid, text)
+                VALUES ('delete', old.id, old.text);
             INSERT INTO document_pages_fts(rowid, text) VALUES (new.id, new.text);
         END""",
     ),

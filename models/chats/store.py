@@ -382,26 +382,23 @@ class ConversationStore(AbstractContextManager):
             self.documents.write(sha, document.data)
         if row is None:
             self.db.execute(
-                "INSERT INTO documents (sha256, media_type, size, page_count, created) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO documents (sha256, media_type, size, page_count, created)"
+                " VALUES (?, ?, ?, ?, ?)",
                 (sha, PDF_MEDIA_TYPE, len(document.data), document.page_count, self.clock()),
             )
         self.db.execute(
-            "INSERT INTO message_documents (message_id, position, sha256, name, left_out) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO message_documents (message_id, position, sha256, name, left_out)"
+            " VALUES (?, ?, ?, ?, ?)",
             (message_id, position, sha, document.name, pack_pages(document.left_out)),
         )
         for page in document.pages:
-            image_sha = self._store_image(page.image) if page.image is not None else None
+            image_sha, image_name = None, ""
+            if page.image is not None:
+                image_sha, image_name = self._store_image(page.image), page.image.name
             self.db.execute(
                 "INSERT INTO document_pages (message_id, position, number, text, image_sha256, image_name)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    message_id,
-                    position,
-                    page.number,
-                    page.text,
-                    image_sha,
-                    page.image.name if page.image else "",
-                ),
+                (message_id, position, page.number, page.text, image_sha, image_name),
             )
 
     def message(self, message_id: int) -> StoredMessage:
@@ -544,20 +541,7 @@ class ConversationStore(AbstractContextManager):
             " ORDER BY rank, m.id DESC LIMIT ?",
             (query, limit),
         ).fetchall()
-        pages = (
-            []
-            if not self.db.holds_documents
-            else self.db.execute(
-                "SELECT m.id, m.conversation_id, m.role, m.created, c.title, document_pages_fts.rank AS score,"
-                " p.id AS page_id, p.number, md.name AS document"
-                " FROM document_pages_fts JOIN document_pages p ON p.id = document_pages_fts.rowid"
-                " JOIN message_documents md ON md.message_id = p.message_id AND md.position = p.position"
-                " JOIN messages m ON m.id = p.message_id JOIN conversations c ON c.id = m.conversation_id"
-                " WHERE document_pages_fts MATCH ? AND c.deleted_at IS NULL"
-                " ORDER BY rank, p.id LIMIT ?",
-                (query, 4 * limit),
-            ).fetchall()
-        )
+        pages = self._matching_pages(query, 4 * limit)
         best: dict[int, Any] = {}  # message id -> its best-ranked row (its text's, or a page's)
         for r in sorted([*rows, *pages], key=lambda r: (_score(r["score"]), r["page_id"] is not None)):
             best.setdefault(int(r["id"]), r)
@@ -596,6 +580,21 @@ class ConversationStore(AbstractContextManager):
                 )
             )
         return hits
+
+    def _matching_pages(self, query: str, limit: int) -> list:
+        """The rows of the best ``limit`` document pages of live conversations matching ``query``."""
+        if not self.db.holds_documents:
+            return []
+        return self.db.execute(
+            "SELECT m.id, m.conversation_id, m.role, m.created, c.title,"
+            " document_pages_fts.rank AS score, p.id AS page_id, p.number, md.name AS document"
+            " FROM document_pages_fts JOIN document_pages p ON p.id = document_pages_fts.rowid"
+            " JOIN message_documents md ON md.message_id = p.message_id AND md.position = p.position"
+            " JOIN messages m ON m.id = p.message_id JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE document_pages_fts MATCH ? AND c.deleted_at IS NULL"
+            " ORDER BY rank, p.id LIMIT ?",
+            (query, limit),
+        ).fetchall()
 
     def _message_text(self, message_id: int) -> str:
         row = self.db.execute("SELECT text FROM messages WHERE id = ?", (message_id,)).fetchone()

@@ -211,11 +211,12 @@ def write_schema_2_database(folder) -> None:
     conn.execute("PRAGMA user_version = 2")
     conn.execute("INSERT INTO conversations (id, title, created, updated) VALUES (1, 'Old', 1.6e9, 1.6e9)")
     conn.execute(
-        "INSERT INTO messages (id, conversation_id, role, text, created) VALUES (1, 1, 'user', 'wombat', 1.6e9)"
+        "INSERT INTO messages (id, conversation_id, role, text, created)"
+        " VALUES (1, 1, 'user', 'wombat', 1.6e9)"
     )
     conn.execute(
-        "INSERT INTO images (sha256, media_type, size, width, height, created, original_sha256, original_size)"
-        " VALUES (?, 'image/png', ?, 12, 8, 1.6e9, ?, ?)",
+        "INSERT INTO images (sha256, media_type, size, width, height, created, original_sha256,"
+        " original_size) VALUES (?, 'image/png', ?, 12, 8, 1.6e9, ?, ?)",
         (sha, len(data), sha, len(data)),
     )
     conn.execute("INSERT INTO message_images VALUES (1, 0, ?, 'old.png')", (sha,))
