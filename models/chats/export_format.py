@@ -191,9 +191,8 @@ def check_attachment(
         raise ChatImportError(f"{where} has no pages.")
     left_out = _list(entry, "left_out", page_count, where)
     went_in = {page.number for page in pages}
-    if not all(
-        _is_int(n) and 1 <= n <= page_count and n not in went_in for n in left_out
-    ) or left_out != sorted(set(left_out)):
+    pages_left_out = all(_is_int(n) and 1 <= n <= page_count and n not in went_in for n in left_out)
+    if not pages_left_out or left_out != sorted(set(left_out)):  # ints by now: each once, in order
         raise ChatImportError(f"{where}.left_out are not pages of the document that were left out.")
     return CheckedAttachment(sha, name, page_count, pages, tuple(left_out))
 
