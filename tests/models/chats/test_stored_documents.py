@@ -254,3 +254,18 @@ def test_a_read_only_schema_2_database_is_read_without_documents(tmp_path, monke
         (old,) = stored_turns(store, 1)
         assert (old.text, old.documents) == ("wombat", ())
         assert [h.message_id for h in store.search("wombat")] == [1]
+
+
+def test_a_pdf_is_not_written_through_a_linked_documents_subfolder(store, tmp_path):
+    import os
+
+    report = report_document()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store.folder / "documents").mkdir()
+    os.symlink(outside, store.folder / "documents" / report.sha256[:2])
+    conversation = store.create()
+    with pytest.raises(StoreError, match="link") as info:
+        store.add_message(conversation.id, "user", "Read", documents=[report])
+    assert "\n" not in str(info.value)
+    assert list(outside.iterdir()) == [] and store.messages(conversation.id) == []
