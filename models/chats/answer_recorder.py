@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from models.chats.conversation_lock import ConversationLock
 from models.chats.store import ConversationStore, StoredMessage
 from models.chats.turns import STAT_FIELDS, AnswerStats
+from models.documents.chat_documents import ChatDocument
 from models.inference.images import ChatImage
 
 if TYPE_CHECKING:
@@ -100,12 +101,21 @@ class AnswerRecorder:
     def active(self) -> bool:
         return self.answer_id is not None
 
-    def begin(self, conversation_id: int, text: str, images: Iterable[ChatImage] = ()) -> StoredMessage:
-        """Commit the question and an empty answer marked interrupted; return the question."""
+    def begin(
+        self,
+        conversation_id: int,
+        text: str,
+        images: Iterable[ChatImage] = (),
+        documents: Iterable[ChatDocument] = (),
+    ) -> StoredMessage:
+        """Commit the question (with its images and documents) and an empty answer marked
+        interrupted; return the question."""
         self.claim(conversation_id)
         try:
             with self.store.transaction():
-                self.question = self.store.add_message(conversation_id, "user", text, images)
+                self.question = self.store.add_message(
+                    conversation_id, "user", text, images, documents=documents
+                )
                 self._open(conversation_id)
         except BaseException:
             self.answer_id = None

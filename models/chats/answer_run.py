@@ -39,6 +39,7 @@ from models.chats.conversation_lock import ConversationBusy
 from models.chats.store import ConversationSettings, ConversationStore, StoreError
 
 if TYPE_CHECKING:
+    from models.documents.chat_documents import ChatDocument
     from models.inference.engine import GenerationStep
     from models.inference.images import ChatImage
     from models.inference.prompt import ChatMessage
@@ -80,6 +81,7 @@ class AnswerJob:
     continue_final: bool = False
     conversation_id: int | None = None
     question: tuple[str, tuple[ChatImage, ...]] | None = None  # (text, images)
+    question_documents: tuple[ChatDocument, ...] = ()  # the question's attached PDFs, stored with it
     truncate_from: int | None = None
     resume_message_id: int | None = None
     create_with: ConversationSettings | None = None
@@ -181,7 +183,9 @@ class _Storage:
                 if job.resume_message_id is not None:
                     recorder.resume(job.resume_message_id)
                 elif job.question is not None:
-                    recorder.begin(self._stored_id(), job.question[0], job.question[1])
+                    recorder.begin(
+                        self._stored_id(), job.question[0], job.question[1], job.question_documents
+                    )
                 else:
                     recorder.begin_answer(self._stored_id())
         except ConversationBusy:

@@ -1,6 +1,7 @@
 """What a stored conversation is, as the rest of the app sees it: ``Conversation``,
-``StoredMessage``, ``StoredImage``, ``SearchHit``, per-conversation ``ConversationSettings`` and
-the rules every stored or imported value must meet (``setting_problem``, ``valid_timestamp``)."""
+``StoredMessage``, ``StoredImage``, ``StoredDocument`` (with its ``StoredPage``s), ``SearchHit``,
+per-conversation ``ConversationSettings`` and the rules every stored or imported value must
+meet (``setting_problem``, ``valid_timestamp``)."""
 
 from __future__ import annotations
 
@@ -167,6 +168,38 @@ class StoredImage:
 
 
 @dataclass(frozen=True)
+class StoredPage:
+    """A page of an attached document that went in: its number (from 1), its text layer, and
+    its page image when it went in as one."""
+
+    number: int
+    text: str
+    image: StoredImage | None = None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document (PDF) attached to a question: its stored file, the name it was attached with,
+    and the pages that went in (``left_out``: chosen pages whose text did not fit)."""
+
+    sha256: str  # of the PDF's bytes
+    name: str
+    size: int
+    page_count: int
+    pages: tuple[StoredPage, ...]
+    left_out: tuple[int, ...]
+    path: Path
+
+    @property
+    def image_pages(self) -> tuple[int, ...]:
+        return tuple(page.number for page in self.pages if page.image is not None)
+
+    @property
+    def text_pages(self) -> tuple[int, ...]:
+        return tuple(page.number for page in self.pages if page.image is None)
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     id: int
     conversation_id: int
@@ -180,6 +213,7 @@ class StoredMessage:
     error: str | None = None
     interrupted: bool = False  # the answer was cut off (crash, kill) before it finished
     token_ids: tuple[int, ...] | None = field(default=None, repr=False)
+    documents: tuple[StoredDocument, ...] = ()  # a question's attached PDFs, in order
 
     @property
     def can_continue(self) -> bool:
@@ -195,6 +229,8 @@ class SearchHit:
     role: Role
     snippet: str  # the matching passage, matches between the markers given to ``search``
     created: float
+    document: str = ""  # the attached document whose page matched ("" for the message's text)
+    page: int | None = None  # that page's number
 
 
 def title_from_question(text: str, limit: int = TITLE_LENGTH) -> str:

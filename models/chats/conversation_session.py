@@ -74,9 +74,13 @@ Listener = Callable[[SessionEvent], None]
 
 
 def stored_turns(store: ConversationStore, conversation_id: int) -> list[Turn]:
-    """The stored conversation's turns, images loaded."""
+    """The stored conversation's turns, images and documents loaded."""
     return [
-        Turn.from_stored(message, tuple(store.load_image(image) for image in message.images))
+        Turn.from_stored(
+            message,
+            tuple(store.load_image(image) for image in message.images),
+            tuple(store.load_document(document) for document in message.documents),
+        )
         for message in store.messages(conversation_id)
     ]
 

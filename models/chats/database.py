@@ -130,8 +130,63 @@ MIGRATIONS: list[Sequence[str]] = [
         END""",
         "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
     ),
+    # 3: documents (PDFs) attached to questions: each file once by hash, per message the
+    # documents in order, per document the pages that went in (text layer, and the page image,
+    # an ordinary row of ``images``), and full-text search over the pages' text. A version
+    # before this one refuses the file (it would purge the page images it does not know of).
+    (
+        """CREATE TABLE documents (
+            sha256 TEXT PRIMARY KEY,
+            media_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            page_count INTEGER NOT NULL,
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE message_documents (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL REFERENCES documents(sha256),
+            name TEXT NOT NULL DEFAULT '',
+            left_out TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (message_id, position)
+        )""",
+        "CREATE INDEX message_documents_by_document ON message_documents(sha256)",
+        """CREATE TABLE document_pages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            text TEXT NOT NULL DEFAULT '',
+            image_sha256 TEXT REFERENCES images(sha256),
+            image_name TEXT NOT NULL DEFAULT '',
+            FOREIGN KEY (message_id, position)
+                REFERENCES message_documents(message_id, position) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX document_pages_by_document ON document_pages(message_id, position, number)",
+        "CREATE INDEX document_pages_by_image ON document_pages(image_sha256)",
+        """CREATE VIRTUAL TABLE document_pages_fts USING fts5(
+            text, content='document_pages', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )""",
+        """CREATE TRIGGER document_pages_fts_insert AFTER INSERT ON document_pages BEGIN
+            INSERT INTO document_pages_fts(rowid, text) VALUES (new.id, new.text);
+        END""",
+        """CREATE TRIGGER document_pages_fts_delete AFTER DELETE ON document_pages BEGIN
+            INSERT INTO document_pages_fts(document_pages_fts, rowid, text)
+                VALUES ('delete', old.id, old.text);
+        END""",
+        """CREATE TRIGGER document_pages_fts_update AFTER UPDATE OF text ON document_pages BEGIN
+            INSERT INTO document_pages_fts(document_pages_fts, rowid, text)
+                VALUES ('delete', old.id, old.text);
+            INSERT INTO document_pages_fts(rowid, text) VALUES (new.id, new.text);
+        END""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+DOCUMENTS_SCHEMA = 3  # the first schema with stored documents
+# A read-only file cannot be upgraded: from this schema on it is read as it is (a schema 2 file
+# as one without documents, ``Database.holds_documents``).
+OLDEST_READ_ONLY_SCHEMA = 2
 
 # Columns an older Llama Desk ignores (nullable, read by name only by the code that added them):
 # added when missing at every read-write open, without raising ``user_version``, so a database
@@ -187,7 +242,7 @@ class Database:
             self._inode = os.stat(self.path).st_ino if self.path.exists() else None
             if self.read_only:
                 self._check_version(self.user_version)
-                if self.user_version < SCHEMA_VERSION:
+                if self.user_version < OLDEST_READ_ONLY_SCHEMA:
                     raise DatabaseReadOnly(
                         f"The conversation database {self.path} is read-only and needs "
                         "an upgrade; make its folder writable."
@@ -276,6 +331,11 @@ class Database:
             return function(*args)
         except sqlite3.DatabaseError as exc:
             raise _error(exc, self.path) from None
+
+    @property
+    def holds_documents(self) -> bool:
+        """Whether the file has the tables of stored documents (a read-only schema 2 file has not)."""
+        return not self.read_only or self.user_version >= DOCUMENTS_SCHEMA
 
     @property
     def user_version(self) -> int:

@@ -154,15 +154,22 @@ class ImageFolder:
 
         The age guard leaves alone a file another process has just written and not yet committed.
         """
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for path, info in contained_paths.regular_files(self.data_root, self.root, depth=1):
-            if len(path.parent.name) != 2:
-                continue
-            sha = path.name.split(".", 1)[0]
-            if sha in known and not path.name.startswith(".incoming-"):
-                continue
-            with contextlib.suppress(OSError):
-                if info.st_mtime < cutoff and contained_paths.remove_file(self.data_root, path):
-                    removed += 1
-        return removed
+        return remove_orphan_files(self.data_root, self.root, known, older_than_s)
+
+
+def remove_orphan_files(data_root: Path, root: Path, known: set[str], older_than_s: float) -> int:
+    """Delete the files of ``root/ab/<sha256>.<ext>`` (below the trusted ``data_root``; links
+    skipped) whose hash is not in ``known`` and that are older than ``older_than_s``; leftover
+    temporary files too. Returns how many went."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path, info in contained_paths.regular_files(data_root, root, depth=1):
+        if len(path.parent.name) != 2:
+            continue
+        sha = path.name.split(".", 1)[0]
+        if sha in known and not path.name.startswith(".incoming-"):
+            continue
+        with contextlib.suppress(OSError):
+            if info.st_mtime < cutoff and contained_paths.remove_file(data_root, path):
+                removed += 1
+    return removed

@@ -2,18 +2,23 @@
 
 ``ConversationStore`` opens (and upgrades) ``conversations.sqlite3`` in the data folder
 (``models.chats.database.data_dir()``) and keeps attached images beside it
-(``models.chats.images``). It offers:
+(``models.chats.images``), and attached documents (PDFs) too (``models.chats.document_files``).
+It offers:
 
 - conversations: ``create``, ``conversation``, ``list_conversations``, ``rename``,
   ``update_settings`` (the system prompt and the overrides of ``settings_spec.SETTINGS``),
   ``delete`` / ``restore`` (soft delete, for undo) and ``purge_deleted`` (for good, later);
-- messages: ``add_message`` (the first question titles an untitled conversation), ``messages``
+- messages: ``add_message`` (the first question titles an untitled conversation; a question's
+  documents are stored with their pages: the PDF once by hash, each page's text layer, each page
+  image as a stored image), ``messages``
   (with each answer's token ids, so the KV cache is reused exactly), ``message``,
   ``update_message`` (used by ``models.chats.answer_recorder`` while an answer streams in),
   ``truncate_after`` and ``delete_between`` (the turns a regenerate or an edit replaces);
-  ``load_image`` decodes a stored image (``conversation_session.stored_turns`` reads a
+  ``load_image`` decodes a stored image and ``load_document`` reads a stored document back as
+  the ``ChatDocument`` it was attached as (``conversation_session.stored_turns`` reads a
   conversation for the engine with these);
-- ``search``: SQLite FTS5 over message text, each hit with a snippet and its message id.
+- ``search``: SQLite FTS5 over message text and the text layers of attached documents' pages,
+  each hit with a snippet and its message id (and, for a page, its document and number).
 
 Times are Unix seconds (floats) from the injectable ``clock``. A store belongs to the thread
 that opened it; open another on the same folder for another thread or process.
@@ -32,8 +37,10 @@ touches the tables is here, so a schema change is checked in one file. What a re
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -55,8 +62,10 @@ from models.chats.conversation_records import (
     ConversationNotFound,
     ConversationSettings,
     SearchHit,
+    StoredDocument,
     StoredImage,
     StoredMessage,
+    StoredPage,
     is_finite_number,
     pack_token_ids,
     setting_problem,
@@ -65,6 +74,7 @@ from models.chats.conversation_records import (
     valid_timestamp,
 )
 from models.chats.database import DATABASE_NAME, Database, StoreError, data_dir
+from models.chats.document_files import PDF_MEDIA_TYPE, DocumentFolder
 from models.chats.images import MAX_STORED_BYTES, ImageFolder
 from models.chats.search_snippets import (
     SNIPPET_TOKEN_CHARS,
@@ -80,13 +90,17 @@ from models.chats.stored_rows import (
     SETTING_COLUMNS,
     chunks,
     conversation_from_row,
+    document_from_row,
     message_from_row,
+    pack_pages,
+    page_number,
     row_id,
     settings_row,
     stats_json,
     stored_int,
     stored_text,
 )
+from models.documents.chat_documents import ChatDocument, DocumentPage
 from models.inference.images import ChatImage, ImageError
 from models.inference.prompt import Role
 
@@ -114,8 +128,10 @@ __all__ = [
     "ConversationSettings",
     "ConversationStore",
     "SearchHit",
+    "StoredDocument",
     "StoredImage",
     "StoredMessage",
+    "StoredPage",
     "build_snippet",
     "fts_query",
     "is_finite_number",
@@ -140,6 +156,7 @@ class ConversationStore(AbstractContextManager):
         self.folder = Path(folder) if folder is not None else data_dir()
         self.clock = clock
         self.images = ImageFolder(self.folder / "images", max_image_bytes)
+        self.documents = DocumentFolder(self.folder / "documents")
         self.db = Database(self.folder / DATABASE_NAME)
 
     def close(self) -> None:
@@ -229,7 +246,8 @@ class ConversationStore(AbstractContextManager):
         return self.conversation(conversation_id)
 
     def purge_deleted(self, older_than_s: float = PURGE_AFTER_S) -> int:
-        """Erase conversations deleted more than ``older_than_s`` ago, and images no message uses.
+        """Erase conversations deleted more than ``older_than_s`` ago, and the images and documents
+        no message uses (a page image is used while its page is stored).
 
         Returns how many conversations were erased. Call it now and then (e.g. at start-up).
         """
@@ -238,16 +256,24 @@ class ConversationStore(AbstractContextManager):
             purged = conn.execute(
                 "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,)
             ).rowcount
-            unused = conn.execute(
-                "SELECT sha256, media_type FROM images"
+            unused_images = (
                 " WHERE sha256 NOT IN (SELECT sha256 FROM message_images)"
-            ).fetchall()
-            conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM message_images)")
+                " AND sha256 NOT IN (SELECT image_sha256 FROM document_pages WHERE image_sha256 IS NOT NULL)"
+            )
+            unused = conn.execute("SELECT sha256, media_type FROM images" + unused_images).fetchall()
+            conn.execute("DELETE FROM images" + unused_images)
+            unused_documents = " WHERE sha256 NOT IN (SELECT sha256 FROM message_documents)"
+            documents = conn.execute("SELECT sha256 FROM documents" + unused_documents).fetchall()
+            conn.execute("DELETE FROM documents" + unused_documents)
             # Remove the files while holding the write lock, so no other writer can re-add one.
             for row in unused:
                 self.images.remove(row["sha256"], row["media_type"])
+            for row in documents:
+                self.documents.remove(row["sha256"])
         known = {row["sha256"] for row in self.db.execute("SELECT sha256 FROM images")}
         self.images.remove_orphans(known)
+        known = {row["sha256"] for row in self.db.execute("SELECT sha256 FROM documents")}
+        self.documents.remove_orphans(known)
         return purged
 
     # -- messages ---------------------------------------------------------------------------------
@@ -259,6 +285,7 @@ class ConversationStore(AbstractContextManager):
         text: str,
         images: Iterable[ChatImage] = (),
         *,
+        documents: Iterable[ChatDocument] = (),
         model: str | None = None,
         stats: Mapping[str, float] | None = None,
         finish_reason: str | None = None,
@@ -267,7 +294,7 @@ class ConversationStore(AbstractContextManager):
         token_ids: Sequence[int] | None = None,
         created: float | None = None,
     ) -> StoredMessage:
-        """Append a message (its images stored once by hash) and commit.
+        """Append a message (its images and documents stored once by hash) and commit.
 
         The first question of an untitled conversation gives it its title.
         """
@@ -299,6 +326,8 @@ class ConversationStore(AbstractContextManager):
                     "INSERT INTO message_images (message_id, position, sha256, name) VALUES (?, ?, ?, ?)",
                     (message_id, position, sha, image.name),
                 )
+            for position, document in enumerate(documents):
+                self._store_document(message_id, position, document)
             title = conversation["title"]
             if role == "user" and not title and text.strip():
                 title = title_from_question(text)
@@ -337,6 +366,40 @@ class ConversationStore(AbstractContextManager):
             ),
         )
         return record.sha256
+
+    def _store_document(self, message_id: int, position: int, document: ChatDocument) -> None:
+        """Store ``document`` as the ``position``-th of message ``message_id`` (in the current
+        transaction): its PDF unless already there, its pages, their images."""
+        name = document.name or "document"
+        sha = hashlib.sha256(document.data).hexdigest()
+        if sha != document.sha256:
+            raise StoreError(f"The document {name} does not match its hash; it was not stored.")
+        numbers = [page.number for page in document.pages] + list(document.left_out)
+        if any(page_number(n) is None or n > document.page_count for n in numbers):
+            raise StoreError(f"The document {name} names a page it does not have; it was not stored.")
+        row = self.db.execute("SELECT sha256 FROM documents WHERE sha256 = ?", (sha,)).fetchone()
+        if row is None or not self.documents.exists(sha):  # new, or a lost file repaired
+            self.documents.write(sha, document.data)
+        if row is None:
+            self.db.execute(
+                "INSERT INTO documents (sha256, media_type, size, page_count, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (sha, PDF_MEDIA_TYPE, len(document.data), document.page_count, self.clock()),
+            )
+        self.db.execute(
+            "INSERT INTO message_documents (message_id, position, sha256, name, left_out)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (message_id, position, sha, document.name, pack_pages(document.left_out)),
+        )
+        for page in document.pages:
+            image_sha, image_name = None, ""
+            if page.image is not None:
+                image_sha, image_name = self._store_image(page.image), page.image.name
+            self.db.execute(
+                "INSERT INTO document_pages (message_id, position, number, text, image_sha256, image_name)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, position, page.number, page.text, image_sha, image_name),
+            )
 
     def message(self, message_id: int) -> StoredMessage:
         rows = self.db.execute(MESSAGE_SELECT + " WHERE m.id = ?", (message_id,)).fetchall()
@@ -434,14 +497,34 @@ class ConversationStore(AbstractContextManager):
             name = image.name or image.sha256[:12]
             raise StoreError(f"The stored image {name} cannot be read: {exc}") from None
 
+    def load_document(self, document: StoredDocument) -> ChatDocument:
+        """A stored document as the ``ChatDocument`` it was attached as (its PDF's bytes, its
+        pages with their images decoded); ``StoreError`` if its file or a page image is gone."""
+        name = document.name or document.sha256[:12]
+        try:
+            data = self.documents.read(document.sha256)
+        except FileNotFoundError:
+            raise StoreError(f"The stored document {name} is missing from {self.documents.root}.") from None
+        except OSError as exc:
+            raise StoreError(f"The stored document {name} cannot be read: {exc.strerror or exc}.") from None
+        pages = tuple(
+            DocumentPage(page.number, page.text, self.load_image(page.image) if page.image else None)
+            for page in document.pages
+        )
+        return ChatDocument(
+            document.sha256, document.name, data, document.page_count, pages, document.left_out
+        )
+
     # -- search -----------------------------------------------------------------------------------
 
     def search(
         self, text: str, *, limit: int = 50, start: str = "[", end: str = "]", context_tokens: int = 12
     ) -> list[SearchHit]:
-        """Messages of live conversations holding every word of ``text`` (prefixes match), best first.
+        """Messages of live conversations holding every word of ``text`` (prefixes match) in their
+        text or in one page of an attached document's text layer, best first, each message once.
 
-        Each hit names its conversation and message, and has a snippet with the matches between
+        Each hit names its conversation and message (and the document and page that matched, its
+        snippet then starting "report.pdf, page 3: "), and has a snippet with the matches between
         ``start`` and ``end`` (the text is not escaped: a GUI escapes it and uses marker characters).
         FTS5 finds the messages; the snippet is built here from at most ``SNIPPET_WINDOW_CHARS``
         of the text around the first match (FTS5's own ``snippet()`` costs time quadratic in the
@@ -451,18 +534,30 @@ class ConversationStore(AbstractContextManager):
         if not query:
             return []
         rows = self.db.execute(
-            "SELECT m.id, m.conversation_id, m.role, m.created, c.title"
-            " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+            "SELECT m.id, m.conversation_id, m.role, m.created, c.title, messages_fts.rank AS score,"
+            " NULL AS page_id FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? AND c.deleted_at IS NULL"
             " ORDER BY rank, m.id DESC LIMIT ?",
             (query, limit),
         ).fetchall()
+        pages = self._matching_pages(query, 4 * limit)
+        best: dict[int, Any] = {}  # message id -> its best-ranked row (its text's, or a page's)
+        for r in sorted([*rows, *pages], key=lambda r: (_score(r["score"]), r["page_id"] is not None)):
+            best.setdefault(int(r["id"]), r)
+        chosen = sorted(best.values(), key=lambda r: (_score(r["score"]), -int(r["id"])))[:limit]
         terms = [fold(term) for term in re.findall(r"\w+", text)]
         hits = []
-        for r in rows:
-            window, at_start, at_end = text_window(self._message_text(int(r["id"])), terms)
-            snippet = build_snippet(
+        for r in chosen:
+            document, page, prefix = "", None, ""
+            if r["page_id"] is None:
+                searched = self._message_text(int(r["id"]))
+            else:
+                document, page = stored_text(r["document"]), page_number(r["number"])
+                searched = self._page_text(int(r["page_id"]))
+                prefix = f"{' '.join(document.split())[:80] or 'document'}, page {page}: "
+            window, at_start, at_end = text_window(searched, terms)
+            snippet = prefix + build_snippet(
                 window,
                 terms,
                 start=start,
@@ -480,12 +575,33 @@ class ConversationStore(AbstractContextManager):
                     r["role"],
                     snippet,
                     valid_timestamp(r["created"]) or MIN_TIMESTAMP,
+                    document,
+                    page,
                 )
             )
         return hits
 
+    def _matching_pages(self, query: str, limit: int) -> list:
+        """The rows of the best ``limit`` document pages of live conversations matching ``query``."""
+        if not self.db.holds_documents:
+            return []
+        return self.db.execute(
+            "SELECT m.id, m.conversation_id, m.role, m.created, c.title,"
+            " document_pages_fts.rank AS score, p.id AS page_id, p.number, md.name AS document"
+            " FROM document_pages_fts JOIN document_pages p ON p.id = document_pages_fts.rowid"
+            " JOIN message_documents md ON md.message_id = p.message_id AND md.position = p.position"
+            " JOIN messages m ON m.id = p.message_id JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE document_pages_fts MATCH ? AND c.deleted_at IS NULL"
+            " ORDER BY rank, p.id LIMIT ?",
+            (query, limit),
+        ).fetchall()
+
     def _message_text(self, message_id: int) -> str:
         row = self.db.execute("SELECT text FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return "" if row is None else stored_text(row["text"])
+
+    def _page_text(self, page_id: int) -> str:
+        row = self.db.execute("SELECT text FROM document_pages WHERE id = ?", (page_id,)).fetchone()
         return "" if row is None else stored_text(row["text"])
 
     # -- internals --------------------------------------------------------------------------------
@@ -523,4 +639,54 @@ class ConversationStore(AbstractContextManager):
                         self.images.path(r["sha256"], r["media_type"]),
                     )
                 )
-        return [message_from_row(r, tuple(images[int(r["id"])])) for r in rows]
+        documents = self._documents(ids)
+        return [
+            message_from_row(r, tuple(images[int(r["id"])]), documents.get(int(r["id"]), ())) for r in rows
+        ]
+
+    def _documents(self, ids: list[int]) -> dict[int, tuple[StoredDocument, ...]]:
+        """The documents of the messages ``ids``, in order, with their pages as read."""
+        found: dict[int, list[StoredDocument]] = defaultdict(list)
+        if not self.db.holds_documents:
+            return {}
+        for chunk in chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            pages: dict[tuple[int, int], list[StoredPage]] = defaultdict(list)
+            for r in self.db.execute(
+                "SELECT p.message_id, p.position, p.number, p.text, p.image_name,"
+                " i.sha256, i.media_type, i.size, i.width, i.height"
+                " FROM document_pages p LEFT JOIN images i ON i.sha256 = p.image_sha256"
+                f" WHERE p.message_id IN ({marks}) ORDER BY p.message_id, p.position, p.id",
+                chunk,
+            ):
+                number = page_number(r["number"])
+                if number is None:
+                    continue
+                image = None
+                if isinstance(r["sha256"], str):
+                    image = StoredImage(
+                        r["sha256"],
+                        stored_text(r["image_name"]),
+                        r["media_type"],
+                        stored_int(r["size"]),
+                        stored_int(r["width"]),
+                        stored_int(r["height"]),
+                        self.images.path(r["sha256"], r["media_type"]),
+                    )
+                key = (int(r["message_id"]), stored_int(r["position"]))
+                pages[key].append(StoredPage(number, stored_text(r["text"]), image))
+            for r in self.db.execute(
+                "SELECT md.message_id, md.position, md.name, md.left_out, d.sha256, d.size, d.page_count"
+                " FROM message_documents md JOIN documents d ON d.sha256 = md.sha256"
+                f" WHERE md.message_id IN ({marks}) ORDER BY md.message_id, md.position",
+                chunk,
+            ):
+                key = (int(r["message_id"]), stored_int(r["position"]))
+                path = self.documents.path(stored_text(r["sha256"]))
+                found[key[0]].append(document_from_row(r, pages[key], path))
+        return {message_id: tuple(documents) for message_id, documents in found.items()}
+
+
+def _score(value: Any) -> float:
+    """An FTS5 rank as a sort key (lower is better; an unreadable one sorts last)."""
+    return float(value) if is_finite_number(value) else float("inf")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from models.chats.conversation_records import (
@@ -15,8 +16,10 @@ from models.chats.conversation_records import (
     ROLES,
     Conversation,
     ConversationSettings,
+    StoredDocument,
     StoredImage,
     StoredMessage,
+    StoredPage,
     is_finite_number,
     is_whole_number,
     unpack_token_ids,
@@ -94,7 +97,9 @@ def conversation_from_row(row) -> Conversation:
     )
 
 
-def message_from_row(r, images: tuple[StoredImage, ...]) -> StoredMessage:
+def message_from_row(
+    r, images: tuple[StoredImage, ...], documents: tuple[StoredDocument, ...] = ()
+) -> StoredMessage:
     """A message row as read: unreadable metadata is dropped, odd text is shown as text."""
     role = r["role"]
     if role not in ROLES:
@@ -113,6 +118,51 @@ def message_from_row(r, images: tuple[StoredImage, ...]) -> StoredMessage:
         error=r["error"] if isinstance(r["error"], str) else None,
         interrupted=bool(r["interrupted"]),
         token_ids=_stored_token_ids(r["token_ids"]),
+        documents=documents,
+    )
+
+
+MAX_PAGE_NUMBER = 1_000_000  # far beyond any PDF a person attaches; a larger stored number is damage
+
+
+def page_number(value: Any) -> int | None:
+    """A stored page number (1..``MAX_PAGE_NUMBER``), or None for anything else."""
+    return value if is_whole_number(value) and 1 <= value <= MAX_PAGE_NUMBER else None
+
+
+def pack_pages(numbers: Sequence[int]) -> str:
+    """Page numbers as stored in a text column: ``4,5,6``."""
+    return ",".join(str(n) for n in numbers)
+
+
+def unpack_pages(value: Any) -> tuple[int, ...]:
+    """``pack_pages``'s text read back, sorted and each once; () for anything else."""
+    if not isinstance(value, str) or not value:
+        return ()
+    parts = value.split(",")
+    if len(parts) > MAX_PAGE_NUMBER or not all(p.isascii() and p.isdigit() and len(p) < 8 for p in parts):
+        return ()
+    numbers = [page_number(int(p)) for p in parts]
+    return tuple(sorted({n for n in numbers if n is not None}))
+
+
+def document_from_row(r, pages: list[StoredPage], path: Path) -> StoredDocument:
+    """A ``message_documents`` row joined with its ``documents`` row, and its pages as read (a
+    page whose number cannot be read is left out; the page count covers every page named)."""
+    by_number: dict[int, StoredPage] = {}
+    for page in pages:
+        by_number.setdefault(page.number, page)
+    left_out = tuple(n for n in unpack_pages(r["left_out"]) if n not in by_number)
+    named = max([*by_number, *left_out, 1])
+    count = r["page_count"]
+    return StoredDocument(
+        sha256=stored_text(r["sha256"]),
+        name=stored_text(r["name"]),
+        size=stored_int(r["size"]),
+        page_count=count if is_whole_number(count) and count >= named else named,
+        pages=tuple(by_number[n] for n in sorted(by_number)),
+        left_out=left_out,
+        path=path,
     )
 
 

@@ -60,6 +60,17 @@ def test_a_question_is_stored_then_streamed_then_finished(store):
     assert store.message(rows.answer_id).stats["generation_tokens"] == 2
 
 
+def test_a_questions_documents_are_stored_with_it(store):
+    from models.chats.conversation_session import stored_turns
+    from tests.models.chats.test_stored_documents import report_document
+
+    report = report_document()
+    conversation = store.create()
+    _run(ScriptedEngine(ANSWER), _job(store, conversation.id, question_documents=(report,)), store)
+    question, _ = stored_turns(store, conversation.id)
+    assert question.documents == (report,)
+
+
 def test_create_with_stores_the_conversation_with_the_question(store):
     settings = ConversationSettings(system_prompt="be brief", max_tokens=9)
     events = _run(ScriptedEngine(ANSWER), _job(store, None, create_with=settings), store)
