@@ -39,7 +39,10 @@ def _load_conversation(folder: Path, conversation_id: int, message_id: int | Non
         entries = []
         for message in store.messages(conversation_id):
             images = tuple(store.load_image(image) for image in message.images)
-            entries.append(entry_from_stored(message, images, tuple(thumbnail_qimage(i) for i in images)))
+            documents = tuple(store.load_document(document) for document in message.documents)
+            pages = tuple(thumbnail_qimage(i) for document in documents for i in document.images)
+            thumbnails = tuple(thumbnail_qimage(i) for i in images)
+            entries.append(entry_from_stored(message, images, thumbnails, documents, pages))
     row = None
     if message_id is not None:
         row = next((i for i, e in enumerate(entries) if e.message_id == message_id), None)

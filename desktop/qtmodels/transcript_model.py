@@ -134,9 +134,11 @@ def _drawn(turn: Turn) -> Turn:
     return replace(turn, message_id=None, token_ids=None)
 
 
-def entry_from_stored(message, images=(), thumbnails=()) -> TranscriptEntry:
-    """A transcript entry for a ``models.chats.store.StoredMessage``."""
-    return TranscriptEntry.from_turn(Turn.from_stored(message, images), tuple(thumbnails))
+def entry_from_stored(message, images=(), thumbnails=(), documents=(), page_thumbnails=()) -> TranscriptEntry:
+    """A transcript entry for a ``models.chats.store.StoredMessage`` (its images and documents
+    loaded, with their thumbnails)."""
+    turn = Turn.from_stored(message, images, documents)
+    return TranscriptEntry.from_turn(turn, tuple(thumbnails), 0, tuple(page_thumbnails))
 
 
 class TranscriptModel(QAbstractListModel):

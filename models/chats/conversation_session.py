@@ -212,6 +212,7 @@ class ConversationSession:
             settings=settings,
             conversation_id=self.conversation_id,
             question=(text, tuple(images)),
+            question_documents=tuple(documents),
             truncate_from=truncate_from,
             create_with=create_with,
             store_settings=store_settings,
@@ -318,6 +319,7 @@ class ConversationSession:
                         turn.images,
                         finish_reason=turn.finish_reason,
                         token_ids=turn.token_ids,
+                        documents=turn.documents,
                     )
                     copy = replace(copy, message_id=stored.id)
                 except (StoreError, OSError) as exc:

@@ -292,3 +292,28 @@ def test_a_question_with_a_pdf_shows_it_and_edits_with_it(window, qtbot, tmp_pat
     window.chat.edit_message(0)
     assert window.composer.text() == "Sum it up" and window.composer.documents() == [document]
     assert len(window.composer.document_chips()[0].page_chips) == 2
+
+
+def test_a_conversation_with_a_pdf_opens_again_with_it_and_finds_its_text(loaded, qtbot, tmp_path):
+    from tests.desktop.test_window_conversations import open_row
+
+    window = loaded
+    composer = window.composer
+    composer.add_files([str(pdf_file(tmp_path, texts=["Armadillo census", "Pangolin scales", "The end"]))])
+    wait_documents(qtbot, window, 1)
+    qtbot.keyClicks(composer.edit, "What is counted?")
+    with qtbot.waitSignal(window.answer_finished, timeout=ANSWER_TIMEOUT):
+        qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
+    asked = window.answers.session.turn(0).documents
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.transcript_model.rowCount() == 0
+    window.sidebar.search.setText("pangolin")  # only in page 2's text layer
+    qtbot.waitUntil(
+        lambda: window.sidebar.model.searching and window.sidebar.model.rowCount() == 1, timeout=5_000
+    )
+    open_row(qtbot, window, 0)
+    entry = window.transcript_model.entry(0)
+    assert entry.text == "What is counted?" and entry.documents == asked
+    assert len(entry.document_thumbnails) == 3
+    assert window.transcript.rendered(0).documents == ["report.pdf (3 pages): pages 1-3 as images"]
+    assert window.answers.session.turn(0).documents == asked  # the next prompt has the pages again

@@ -194,3 +194,26 @@ def test_events_after_the_end_are_ignored(session):
     assert not session.apply(TextGenerated("late"))
     assert not session.apply(AnswerEnded(EndReason.FINISHED, step("", "stop")))
     assert session.turns == ()
+
+
+def test_a_question_with_a_pdf_is_stored_with_it_and_carried_over(session, store):
+    from models.chats.conversation_session import stored_turns
+    from models.documents.chat_documents import read_document
+    from models.inference.preprocess import ProcessorConfig
+    from tests.support.pdf_files import text_pdf
+
+    document = read_document(
+        text_pdf(["Pangolin", "Quokka"]),
+        "animals.pdf",
+        image_pages=1,
+        processor=ProcessorConfig(tile=56, max_patches=2),
+    )
+    conversation = store.create()
+    job = session.ask("Which?", documents=(document,), settings=None, conversation_id=conversation.id)
+    assert job.messages[-1].images == document.images and "[Page 2]\nQuokka" in job.messages[-1].text
+    _answer(session, job, ANSWER, store)
+    question = stored_turns(store, conversation.id)[0]
+    assert question.documents == (document,) and question.text == "Which?"
+    fresh = store.create()
+    assert session.carry_over(store, fresh.id) is None
+    assert stored_turns(store, fresh.id)[0].documents == (document,)
