@@ -63,7 +63,9 @@ def add_parser(sub) -> None:
     search.add_argument("--json", action="store_true", help="print a JSON list")
     search.set_defaults(run=run_search)
 
-    importing = chats.add_parser("import", help="add a conversation from a JSON export")
+    importing = chats.add_parser(
+        "import", help="add a conversation from an export (JSON, or Markdown with its files beside it)"
+    )
     importing.add_argument("file", type=Path)
     importing.add_argument("--json", action="store_true", help='print {"chat_id": ID}')
     importing.set_defaults(run=run_import)
@@ -212,9 +214,9 @@ def run_search(store, args: argparse.Namespace) -> int:
 
 @_store_errors
 def run_import(store, args: argparse.Namespace) -> int:
-    from models.chats.export import read_json
+    from models.chats.export import read_export
 
-    conversation_id = read_json(store, args.file)
+    conversation_id = read_export(store, args.file)
     if args.json:
         print(json.dumps({"chat_id": conversation_id}))
     else:

@@ -208,7 +208,7 @@ class ConversationController(QObject):
 
         def work() -> int:
             with ConversationStore(folder) as store:
-                return chat_export.read_json(store, Path(path))
+                return chat_export.read_export(store, Path(path))
 
         def on_done(conversation_id: int) -> None:
             self.list_changed.emit()

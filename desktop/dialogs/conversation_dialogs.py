@@ -32,7 +32,9 @@ def choose_export_path(parent: QWidget, title: str, fmt: str) -> str | None:
 
 
 def choose_import_file(parent: QWidget) -> str | None:
-    path, _ = QFileDialog.getOpenFileName(parent, "Import a conversation", "", "JSON (*.json)")
+    path, _ = QFileDialog.getOpenFileName(
+        parent, "Import a conversation", "", "Conversations (*.json *.md);;JSON (*.json);;Markdown (*.md)"
+    )
     return path or None
 
 
