@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from models.documents.chat_documents import ChatDocument, message_parts
+from models.documents.chat_documents import ChatDocument
 from models.inference.images import ChatImage
 from models.inference.prompt import ChatMessage, Role
 
@@ -105,8 +105,7 @@ class Turn:
     def chat_message(self) -> ChatMessage:
         if self.role == "assistant":
             return ChatMessage("assistant", self.text, token_ids=self.token_ids)
-        text, images = message_parts(self.text, self.images, self.documents)
-        return ChatMessage("user", text, images)
+        return ChatMessage("user", self.text, self.images, documents=self.documents)
 
 
 def chat_messages(turns: Iterable[Turn], system_prompt: str | None = None) -> list[ChatMessage]:

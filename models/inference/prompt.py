@@ -27,11 +27,12 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from models.documents.chat_documents import ChatDocument, message_parts
 from models.inference.chat_template import ChatTemplate
 from models.inference.images import ChatImage
 from models.inference.output_constraint import ToolSpec
@@ -68,7 +69,9 @@ class ChatMessage:
 
     ``tool_calls``: the calls an assistant turn made; ``tool_call_id``: the call a ``tool``
     turn is the result of; ``tools``: the functions offered to the model, given on a
-    conversation's first message (only the API's conversations have any)."""
+    conversation's first message (only the API's conversations have any); ``documents``: a
+    question's attached PDFs, which the encoder puts in as their page images and text blocks
+    (``models.documents.chat_documents.message_parts``) before its own images and text."""
 
     role: MessageRole
     text: str
@@ -77,6 +80,28 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     tools: tuple[ToolSpec, ...] = ()
+    documents: tuple[ChatDocument, ...] = ()
+
+    def expanded(self) -> ChatMessage:
+        """The message with its documents put in: page images first, their text blocks before
+        its text (itself when it has none)."""
+        if not self.documents:
+            return self
+        text, images = message_parts(self.text, self.images, self.documents)
+        return replace(self, text=text, images=images, documents=())
+
+    def with_image_pages(self, count: int) -> ChatMessage:
+        """The message with only its documents' first ``count`` page images kept as images (in
+        document order; the others go as text)."""
+        documents = []
+        for document in self.documents:
+            documents.append(document.with_image_pages(count))
+            count = max(0, count - len(documents[-1].image_pages))
+        return replace(self, documents=tuple(documents))
+
+    @property
+    def page_images(self) -> int:
+        return sum(len(document.image_pages) for document in self.documents)
 
 
 def tool_definition(tool: ToolSpec) -> dict[str, Any]:
@@ -179,6 +204,7 @@ class PromptEncoder:
         """Encode ``messages``; with ``continue_final`` the last (assistant) turn is left open
         so that generation continues it (an answer that stopped at the token limit).
         ``valid_id(token_id) -> bool`` vets stored answer ids before they are reused."""
+        messages = [message.expanded() for message in messages]
         if continue_final:
             if not messages or messages[-1].role != "assistant":
                 raise ValueError("only an assistant answer can be continued")

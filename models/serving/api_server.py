@@ -32,6 +32,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -209,7 +210,10 @@ def create_app(
             events = JobEvents(loop)
         try:
             # Only a constrained answer passes a constraint (a runner without one takes none).
-            extra = {"constraint": chat.constraint} if chat.constraint is not None else {}
+            # So does a request with PDFs ``fit_pages``: page images that do not fit go as text.
+            extra: dict[str, Any] = {"constraint": chat.constraint} if chat.constraint is not None else {}
+            if any(message.documents for message in chat.messages):
+                extra["fit_pages"] = True
             job = events.job = owner.submit(list(chat.messages), chat.settings, events.deliver, **extra)
         except QueueFull as exc:
             raise ApiError(

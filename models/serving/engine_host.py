@@ -185,11 +185,13 @@ class EngineHost:
         prepared: EncodedPrompt | None = None,
         cancel: threading.Event | None = None,
         constraint: OutputConstraint | None = None,
+        fit_pages: bool = False,
     ) -> Job:
         """Queue an answer; ``deliver`` gets its events on the host's thread. ``cancel`` (else a
         new one: ``Job.cancel``) stops it; ``constraint`` decodes it under a grammar (a schema
-        that cannot be compiled is ``REJECTED`` naming its field). Raises ``QueueFull`` when
-        ``queue_limit`` jobs wait already (never for the window's own)."""
+        that cannot be compiled is ``REJECTED`` naming its field); ``fit_pages``: PDFs' last
+        page images go as text while the prompt is longer than the context. Raises
+        ``QueueFull`` when ``queue_limit`` jobs wait already (never for the window's own)."""
         self._ensure_thread()
         job = Job(
             list(messages),
@@ -201,6 +203,7 @@ class EngineHost:
             continue_final=continue_final,
             prepared=prepared,
             constraint=constraint,
+            fit_pages=fit_pages,
         )
         if cancel is not None:
             job.cancel_event = cancel
@@ -391,7 +394,7 @@ class EngineHost:
             self._run_alone(engine, job)
             return
         try:
-            prompt = job.prepared or engine.prepare(job.messages, job.settings, job.continue_final)
+            prompt = job.prepared or _fitted_prompt(engine, job)
         except PromptError as exc:
             send(job, rejection(exc))
             self._ended(job)
@@ -607,6 +610,24 @@ class EngineHost:
                 clear()
             except Exception:  # noqa: BLE001 - best effort at thread exit
                 log.debug("mx.clear_streams failed", exc_info=True)
+
+
+def _fitted_prompt(engine, job: Job) -> EncodedPrompt:
+    """``job``'s prompt. With ``job.fit_pages`` (an API request), while it is longer than the
+    context, the last page image of its latest message with one goes as text instead, and the
+    job keeps the messages that fit; without page images to spare, the ``PromptError`` stands."""
+    messages = list(job.messages)
+    while True:
+        try:
+            prompt = engine.prepare(messages, job.settings, job.continue_final)
+        except PromptError:
+            spare = next((i for i in reversed(range(len(messages))) if messages[i].page_images), None)
+            if not job.fit_pages or spare is None:
+                raise
+            messages[spare] = messages[spare].with_image_pages(messages[spare].page_images - 1)
+            continue
+        job.messages = messages
+        return prompt
 
 
 def _context_of(job: Job) -> int:

@@ -66,6 +66,7 @@ class Job:
     continue_final: bool = False  # continue the last (assistant) message
     prepared: EncodedPrompt | None = None  # the prompt, when the caller built it already
     constraint: OutputConstraint | None = None  # structured output: what the answer must be
+    fit_pages: bool = False  # PDFs' last page images go as text while the prompt is too long (API)
 
     def cancel(self) -> None:
         if not self.cancel_event.is_set():
@@ -84,7 +85,7 @@ class QueueFull(RuntimeError):
 class JobRunner(Protocol):
     """What the HTTP side needs: a model name and a queue to put jobs in (``EngineHost``, the
     server's or the window's); ``submit`` raises ``QueueFull`` past the queue's limit. The API
-    passes ``constraint`` only for structured output."""
+    passes ``constraint`` only for structured output, ``fit_pages`` only with PDFs."""
 
     @property
     def model_name(self) -> str: ...
@@ -96,6 +97,7 @@ class JobRunner(Protocol):
         deliver: Callable[[JobEvent], None],
         *,
         constraint: OutputConstraint | None = None,
+        fit_pages: bool = False,
     ) -> Job: ...
 
 

@@ -367,15 +367,16 @@ def _take_pages(document: ChatDocument, budget: ImageBudget) -> ChatDocument:
 
 def _content(
     message: dict, index: int, role: str, limits: Limits, budget: ImageBudget, reader: _DocumentReader
-) -> tuple[str, tuple]:
+) -> tuple[str, tuple[ChatImage, ...], tuple[ChatDocument, ...]]:
+    """A message's text, images and documents (its PDFs, read page by page)."""
     param = f"messages[{index}].content"
     content = message.get("content")
     if content is None:
         if role == "assistant":
-            return "", ()
+            return "", (), ()
         raise _invalid(f"{param} is missing.", param)
     if isinstance(content, str):
-        return content, ()
+        return content, (), ()
     if not isinstance(content, list):
         raise _invalid(f"{param} must be a string or a list of content parts.", param)
     texts: list[str] = []
@@ -424,7 +425,7 @@ def _content(
         document = _take_pages(reader.read(name, data, where, allowed), budget)
         room -= len(document.image_pages)
         documents.append(document)
-    return message_parts("\n".join(texts), images, documents)
+    return "\n".join(texts), tuple(images), tuple(documents)
 
 
 def _messages(
@@ -451,13 +452,16 @@ def _messages(
                 f"messages[{i}].role",
             )
         calls = _message_calls(message, i) if role == "assistant" else ()
-        text, images = _content(message, i, role, limits, budget, reader)
-        chars += len(text) + sum(len(json.dumps(dict(c.arguments))) + len(c.name) for c in calls)
-        _check_length(text, chars, f"messages[{i}].content", limits)
+        text, images, documents = _content(message, i, role, limits, budget, reader)
+        shown = message_parts(text, images, documents)[0]  # the text as it goes in, documents too
+        chars += len(shown) + sum(len(json.dumps(dict(c.arguments))) + len(c.name) for c in calls)
+        _check_length(shown, chars, f"messages[{i}].content", limits)
         call_id = _result_call_id(message, i, call_ids) if role == "tool" else None
         call_ids.update(call.id for call in calls)
         ids = memory.lookup(text) if memory is not None and role == "assistant" and not calls else None
-        out.append(ChatMessage(role, text, images, ids, tool_calls=calls, tool_call_id=call_id))
+        out.append(
+            ChatMessage(role, text, images, ids, tool_calls=calls, tool_call_id=call_id, documents=documents)
+        )
     if out[-1].role not in ("user", "tool"):
         raise _invalid(
             "The last message must be the user's (or a tool's result).", f"messages[{len(out) - 1}].role"

@@ -208,7 +208,7 @@ def test_a_question_with_a_pdf_carries_its_pages(loaded, qtbot, tmp_path, fake_e
     assert turn.text == "What does page 2 count?" and turn.images == ()
     (document,) = turn.documents
     assert document.name == "report.pdf" and document.image_pages == (1, 2, 3)
-    question = fake_engines.last.calls[-1].messages[-1]
+    question = fake_engines.last.calls[-1].messages[-1].expanded()
     assert question.role == "user" and list(question.images) == list(document.images)
     assert "[Document: report.pdf, 3 pages]" in question.text and "3 apples, 4 pears" in question.text
     assert question.text.endswith("What does page 2 count?")
@@ -243,7 +243,7 @@ def test_a_pdf_whose_page_images_do_not_fit_goes_partly_as_text(loaded, qtbot, t
         qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
     (sent,) = window.answers.session.turn(0).documents
     assert sent.image_pages == (1,) and sent.text_pages == (2, 3)
-    assert len(fake_engines.last.calls[-1].messages[-1].images) == 1
+    assert len(fake_engines.last.calls[-1].messages[-1].expanded().images) == 1
     assert "report.pdf: pages 2-3 go as text" in window.notice.text()
 
 

@@ -210,7 +210,10 @@ def test_a_question_with_a_pdf_is_stored_with_it_and_carried_over(session, store
     )
     conversation = store.create()
     job = session.ask("Which?", documents=(document,), settings=None, conversation_id=conversation.id)
-    assert job.messages[-1].images == document.images and "[Page 2]\nQuokka" in job.messages[-1].text
+    assert (
+        job.messages[-1].expanded().images == document.images
+        and "[Page 2]\nQuokka" in job.messages[-1].expanded().text
+    )
     _answer(session, job, ANSWER, store)
     question = stored_turns(store, conversation.id)[0]
     assert question.documents == (document,) and question.text == "Which?"
