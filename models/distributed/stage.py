@@ -80,14 +80,14 @@ def load_stage(path: str | Path, start: int, end: int, first: bool, last: bool) 
 
     from models.inference.checkpoint import read_checkpoint
     from models.inference.engine import fix_vision_tower
+    from models.inference.model_loading import float32_on_cpu
 
     checkpoint = read_checkpoint(path)
     model = load_model(checkpoint.path, lazy=True)
     lm = model.language_model
     layers = list(lm.model.layers[start:end])
     lm.model.layers = layers
-    if checkpoint.quantization is None and mx.default_device() == mx.cpu:
-        model.set_dtype(mx.float32)  # as Engine: no bf16 gather_mm on the CPU backend
+    float32_on_cpu(model)  # as Engine
     chunk = int(lm.config.attention_chunk_size)
     if first:
         fix_vision_tower(model)

@@ -34,7 +34,8 @@ class ImageFeatures:
             return hit
         if cancel.is_set():
             raise GenerationCancelled
-        dtype = self.model.language_model.model.embed_tokens.weight.dtype
+        embed = self.model.language_model.model.embed_tokens
+        dtype = getattr(embed, "scales", embed.weight).dtype  # a quantized table's float dtype
         if dtype not in (mx.float16, mx.bfloat16, mx.float32):
             dtype = mx.bfloat16
         pixels = mx.array(prompt_image.pixel_values).astype(dtype)

@@ -1,7 +1,8 @@
 """Loading a checkpoint's model and tokenizer, and correcting mlx-vlm's Llama 4 vision tower.
 
 ``load_model_and_tokenizer`` reads the weights with mlx-vlm, applies ``fix_vision_tower`` (the
-exact GELU of the reference, and the patch embedding's unfold as one reshape) and loads the
+exact GELU of the reference, and the patch embedding's unfold as one reshape), on MLX's CPU
+backend casts the float parameters to float32 (quantized weights stay packed), and loads the
 tokenizer without transformers validating the model config (``load_tokenizer``).
 """
 
@@ -100,6 +101,21 @@ def load_tokenizer(checkpoint: Checkpoint):
     return wrapper
 
 
+def float32_on_cpu(model) -> None:
+    """On MLX's CPU backend, cast a loaded model's float parameters to float32; elsewhere nothing.
+
+    The CPU backend has no bf16 ``gather_mm`` for unquantized experts, and emulates bf16
+    arithmetic elsewhere (a quantized matmul's cost then grows with its rows, which undoes
+    batching). So every float parameter (a quantized layer's scales and biases, norms,
+    unquantized matrices, the vision tower) becomes float32, and with them the activations and
+    the KV cache; ``set_dtype``'s default predicate (floating dtypes only) leaves the packed
+    uint32 weights alone. The memory planner counts the same (``WeightBytes.in_float32``)."""
+    import mlx.core as mx
+
+    if mx.default_device() == mx.cpu:
+        model.set_dtype(mx.float32)
+
+
 def load_model_and_tokenizer(checkpoint: Checkpoint, report: Callable[[str], None]):
     import_loading_stack()  # usually done at start-up; see models/inference/loading_imports.py
     import mlx.core as mx
@@ -108,9 +124,7 @@ def load_model_and_tokenizer(checkpoint: Checkpoint, report: Callable[[str], Non
     report("Reading weights")
     model = load_model(checkpoint.path, lazy=False)
     fix_vision_tower(model)
-    if checkpoint.quantization is None and mx.default_device() == mx.cpu:
-        # MLX's CPU backend has no bf16 gather_mm for the unquantized experts.
-        model.set_dtype(mx.float32)
+    float32_on_cpu(model)
     report("Loading tokenizer")
     tokenizer = load_tokenizer(checkpoint)
     mx.eval(model.parameters())

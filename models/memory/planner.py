@@ -126,7 +126,7 @@ the catalog's configs (``catalog_configs``) are modules of their own, re-exporte
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -608,18 +608,11 @@ def plan_from_config(
     profile = PROFILES.get(backend)
     if profile is None:
         raise PlanError(f"unknown backend {backend!r} (cpu, cuda or metal).")
+    if backend == "cpu":
+        # The engine runs every checkpoint's float tensors and activations in float32 on the CPU
+        # (no bf16 gather_mm there for unquantized experts; bf16 emulated and slow for the rest).
+        weights = weights.in_float32()
     activation = weights.activation_bytes
-    if layout.quant_bits is None and backend == "cpu" and activation < 4:
-        # The engine runs unquantized checkpoints in float32 on the CPU (no bf16 gather_mm there).
-        scale = 4 // activation
-        weights = replace(
-            weights,
-            total=weights.total * scale,
-            language=weights.language * scale,
-            vision=weights.vision * scale,
-            activation_bytes=4,
-        )
-        activation = 4
     return MemoryPlan(layout, weights, kv_cache_bits(kv_bits), kv_group, profile, activation)
 
 

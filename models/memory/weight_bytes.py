@@ -1,11 +1,13 @@
 """A checkpoint's weight bytes: exact from its safetensors headers (no tensor data is read), or
-estimated from its config the way mlx stores quantized linear layers."""
+estimated from its config the way mlx stores quantized linear layers; ``WeightBytes.in_float32``
+the same weights with their float tensors (scales, biases, norms, unquantized matrices) cast to
+float32, as the engine runs them on MLX's CPU backend."""
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +22,27 @@ class WeightBytes:
     vision: int
     source: Literal["safetensors", "estimated"]
     activation_bytes: int = 2  # bytes per element of activations (the scales' or weights' dtype)
+    float_language: int | None = None  # bytes of the language part's float tensors (None: all of it)
+    float_vision: int | None = None  # likewise for the vision tower and projector
+
+    def in_float32(self) -> WeightBytes:
+        """These weights with every float tensor cast to float32 (packed integer weights kept)."""
+        if self.activation_bytes >= 4:
+            return self
+        scale = 4 / self.activation_bytes
+        float_language = self.language if self.float_language is None else self.float_language
+        float_vision = self.vision if self.float_vision is None else self.float_vision
+        language = self.language + round(float_language * (scale - 1))
+        vision = self.vision + round(float_vision * (scale - 1))
+        return replace(
+            self,
+            total=language + vision,
+            language=language,
+            vision=vision,
+            activation_bytes=4,
+            float_language=round(float_language * scale),
+            float_vision=round(float_vision * scale),
+        )
 
 
 _DTYPE_BYTES = {
@@ -39,6 +62,7 @@ _DTYPE_BYTES = {
     "F8_E4M3": 1,
     "F8_E5M2": 1,
 }
+_FLOAT_DTYPES = {"F16", "BF16"}  # what a backend without bf16 runs in float32
 
 
 def read_safetensors_header(path: Path) -> dict:
@@ -63,7 +87,7 @@ def read_safetensors_header(path: Path) -> dict:
 
 def weights_from_safetensors(files: list[Path]) -> WeightBytes:
     """Exact weight bytes from the headers of ``files`` (no tensor data is read)."""
-    language = vision = 0
+    language = vision = float_language = float_vision = 0
     act: dict[str, int] = {}
     for path in files:
         for name, info in read_safetensors_header(path).items():
@@ -71,15 +95,26 @@ def weights_from_safetensors(files: list[Path]) -> WeightBytes:
                 continue
             start, end = info.get("data_offsets", (0, 0))
             nbytes = int(end) - int(start)
+            is_float = str(info.get("dtype")) in _FLOAT_DTYPES
             if name.startswith(("vision_model", "multi_modal_projector")):
                 vision += nbytes
+                float_vision += nbytes * is_float
             else:
                 language += nbytes
+                float_language += nbytes * is_float
             if name.endswith((".scales", "norm.weight")):
                 kind = str(info.get("dtype"))
                 act[kind] = act.get(kind, 0) + 1
     dtype = max(act, key=lambda kind: act[kind]) if act else "BF16"
-    return WeightBytes(language + vision, language, vision, "safetensors", _DTYPE_BYTES.get(dtype, 2))
+    return WeightBytes(
+        language + vision,
+        language,
+        vision,
+        "safetensors",
+        _DTYPE_BYTES.get(dtype, 2),
+        float_language,
+        float_vision,
+    )
 
 
 def _linear_bytes(out_dim: int, in_dim: int, bits: int | None, group: int, dtype_bytes: int = 2) -> int:
@@ -89,20 +124,22 @@ def _linear_bytes(out_dim: int, in_dim: int, bits: int | None, group: int, dtype
     return out_dim * in_dim * dtype_bytes
 
 
-def vocab_matrix_bytes(layout: ModelLayout) -> int:
-    """One vocab x hidden matrix (the embeddings, or ``lm_head``) as the converter stores it."""
-    return _linear_bytes(layout.vocab, layout.hidden, layout.quant_bits, layout.quant_group)
+def vocab_matrix_bytes(layout: ModelLayout, dtype_bytes: int = 2) -> int:
+    """One vocab x hidden matrix (the embeddings, or ``lm_head``) as the converter stores it
+    (its float parts at ``dtype_bytes`` per element)."""
+    return _linear_bytes(layout.vocab, layout.hidden, layout.quant_bits, layout.quant_group, dtype_bytes)
 
 
-def layer_weight_bytes(layout: ModelLayout) -> list[int]:
+def layer_weight_bytes(layout: ModelLayout, dtype_bytes: int = 2) -> list[int]:
     """Each decoder layer's weight bytes, estimated from the config (MoE layers hold far more
-    than dense ones, so a slice of layers is not a proportional share)."""
+    than dense ones, so a slice of layers is not a proportional share); float parts at
+    ``dtype_bytes`` per element."""
     s, b, g = layout, layout.quant_bits, layout.quant_group
-    lin = lambda o, i: _linear_bytes(o, i, b, g)  # noqa: E731
+    lin = lambda o, i: _linear_bytes(o, i, b, g, dtype_bytes)  # noqa: E731
     sizes = []
     for i in range(s.layers):
         n = 2 * lin(s.kv_dim, s.hidden) + lin(s.q_dim, s.hidden) + lin(s.hidden, s.q_dim)
-        n += 2 * 2 * s.hidden  # the two RMSNorms
+        n += 2 * dtype_bytes * s.hidden  # the two RMSNorms
         if s.is_moe(i):
             n += lin(s.experts, s.hidden)  # router
             n += s.experts * (2 * lin(s.expert_intermediate, s.hidden) + lin(s.hidden, s.expert_intermediate))
@@ -118,6 +155,8 @@ def estimate_weights(layout: ModelLayout) -> WeightBytes:
     s = layout
     language = 2 * vocab_matrix_bytes(s) + 2 * s.hidden  # embedding, lm_head, final norm
     language += sum(layer_weight_bytes(s))
+    # Every byte above is linear in the float dtype's size: at 0 bytes only packed weights remain.
+    packed = 2 * vocab_matrix_bytes(s, 0) + sum(layer_weight_bytes(s, 0))
     vision = 0
     v = s.vision
     if v is not None:
@@ -130,4 +169,4 @@ def estimate_weights(layout: ModelLayout) -> WeightBytes:
         params += v.projector_input * v.intermediate + v.projector_output * v.projector_output
         params += s.hidden * v.projector_output  # multi_modal_projector
         vision = params * bf16
-    return WeightBytes(language + vision, language, vision, "estimated", 2)
+    return WeightBytes(language + vision, language, vision, "estimated", 2, language - packed, vision)

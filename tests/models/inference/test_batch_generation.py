@@ -4,7 +4,9 @@ Greedy answers of 2, 4 and 8 sequences that join at different steps (different p
 images, one cancelled midway) are token-identical to the same requests answered one at a time,
 across chunk boundaries of the chunked-attention layers (``attention_chunk_size`` 16 here,
 8,192 in Scout). They hold in bf16 and 4-bit as well as float32: a sequence's attention is its
-own, and MLX's matrix products give each row the same result whatever the number of rows.
+own, and MLX's matrix products give each row the same result whatever the number of rows. (On
+MLX's CPU backend, where the suite runs, both checkpoints run in float32: the engine casts their
+float parameters, see ``models.inference.model_loading.float32_on_cpu``.)
 """
 
 from __future__ import annotations

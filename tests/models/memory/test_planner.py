@@ -185,6 +185,29 @@ def test_unquantized_on_cpu_runs_in_float32():
     assert plan.activation_bytes == 4 and metal.activation_bytes == 2
 
 
+def test_quantized_on_cpu_counts_float32_scales_and_activations(checkpoints):
+    """On the CPU the engine runs a quantized checkpoint's float parameters (scales, biases,
+    norms, the vision tower) and its activations in float32; its packed weights stay as stored."""
+    cpu = plan_model(checkpoints["4bit"], backend="cpu")
+    metal = plan_model(checkpoints["4bit"], backend="metal")
+    assert metal.activation_bytes == 2 and cpu.activation_bytes == 4
+    packed = 0
+    for file in checkpoints["4bit"].glob("*.safetensors"):
+        with open(file, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        packed += sum(
+            e["data_offsets"][1] - e["data_offsets"][0]
+            for n, e in header.items()
+            if n != "__metadata__" and e["dtype"] == "U32"
+        )
+    assert cpu.weights.total == packed + 2 * (metal.weights.total - packed)
+    assert cpu.kv_bytes_per_token == 2 * metal.kv_bytes_per_token
+    assert cpu.activation_bytes_per_token() == 2 * metal.activation_bytes_per_token()
+    estimated = plan_from_config(scout_config(4), backend="cpu")
+    assert estimated.activation_bytes == 4
+    assert estimated.weights.total > plan_from_config(scout_config(4), backend="metal").weights.total
+
+
 def _tensor_bytes(path):
     total = 0
     for file in path.glob("*.safetensors"):
