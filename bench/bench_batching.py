@@ -2,7 +2,8 @@
 
 On one ``EngineHost`` (``--parallel`` slots, default the most clients asked for, at least five)
 behind the real HTTP server (``create_app`` + ``ServerThread``), for a synthesized 4-bit Llama 4
-checkpoint (the benchmarks' shape, as ``bench_server.py``) or ``--model FOLDER``:
+checkpoint (the benchmarks' shape, as ``bench_server.py``; ``--bits 8``, or ``--bits 16`` for its
+bf16 original, which MLX's CPU backend runs in float32) or ``--model FOLDER``:
 
 - **aggregate tokens/s** with 1, 2, 4, 8 (``--clients``) concurrent clients, each streaming one
   greedy answer of ``--max-tokens`` to its own prompt of about ``--prompt-tokens`` tokens
@@ -230,6 +231,13 @@ def main() -> None:
         "--parallel", type=int, default=None, help="the host's slots (default: most clients, >= 5)"
     )
     parser.add_argument("--model", help="a checkpoint folder (default: synthesize the benchmarks' shape)")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        choices=(4, 8, 16),
+        default=4,
+        help="the synthesized checkpoint's weights: 4- or 8-bit, or 16 (bf16; float32 on MLX's CPU backend)",
+    )
     parser.add_argument("--no-newcomer", action="store_true", help="skip the newcomer's time to first token")
     parser.add_argument("--out", help="write the figures and every run here as JSON")
     args = parser.parse_args()
@@ -246,7 +254,12 @@ def main() -> None:
             from tests.support.synthetic_checkpoints import bench_shape, quantize_checkpoint, write_checkpoint
 
             source = write_checkpoint(Path(folder) / "bf16", bench_shape())
-            path = quantize_checkpoint(source, Path(folder) / "4bit", bits=4, group_size=64)
+            if args.bits == 16:
+                path = source
+            else:
+                path = quantize_checkpoint(
+                    source, Path(folder) / f"{args.bits}bit", bits=args.bits, group_size=64
+                )
         report = _run(
             path, clients, args.max_tokens, args.prompt_tokens, repeats, parallel, not args.no_newcomer
         )

@@ -45,8 +45,8 @@ from desktop.preferences import (
     with_conversation_settings,
 )
 from desktop.qtmodels.transcript_model import TranscriptModel
+from desktop.widgets.attachment_sources import mime_has_images
 from desktop.widgets.chat_pane import ChatPane
-from desktop.widgets.composer import mime_has_images
 from desktop.widgets.menu_bar import MainMenus
 from desktop.widgets.serve_action import ServeApiAction
 from desktop.widgets.sidebar import Sidebar

@@ -16,6 +16,10 @@ focus chain the text box is followed by Attach, each PDF's Pages… and remove b
 attached image's remove button, then Send/Stop. The text box grows with its text up to a third of the
 window's height (then it scrolls) and shrinks back when the draft is sent.
 
+Over 400 lines because a draft's images and PDFs share the five image slots of a message and
+are kept in step here (a PDF's pages go as text when an image takes their slot); the text box,
+the chips and where attachments come from are modules of their own.
+
 Signals:
     send_requested(): the person asked to send the draft.
     stop_requested(): the person asked to stop the answer (Esc or Stop).
@@ -28,150 +32,30 @@ Signals:
 
 from __future__ import annotations
 
-from PySide6.QtCore import QBuffer, QEvent, QIODevice, QMimeData, QObject, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QPixmap, QShowEvent
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
+from PySide6.QtGui import QImage, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
-    QPlainTextEdit,
     QPushButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop.widgets.attachment_chip import AttachmentChip
+from desktop.widgets.attachment_sources import file_pick, images_in_mime, is_pdf_name
 from desktop.widgets.document_chip import DocumentChip
 from desktop.widgets.pick_queue import Pick, PickQueue
+from desktop.widgets.prompt_edit import PromptEdit
 from desktop.workers.document_loader import DocumentLoader
 from desktop.workers.image_loader import ImageLoader, thumbnail_qimage
 from models.documents import pdf_reading
 from models.documents.chat_documents import ChatDocument, page_list
-from models.inference.images import FILE_SUFFIXES, MAX_IMAGES_PER_MESSAGE, ChatImage
+from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage
 
 MIN_EDIT_HEIGHT = 72  # the text box's height with a line or two
 WINDOW_SHARE = 3  # it grows to at most a third of the window's height
-
-_RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
-_PDF_TYPE = "application/pdf"
-
-
-def images_in_mime(mime: QMimeData) -> tuple[list[str], list[tuple[bytes, str]]]:
-    """The files and raw image (or PDF) data a drop or paste carries."""
-    paths: list[str] = []
-    datas: list[tuple[bytes, str]] = []
-    if mime.hasUrls():
-        for url in mime.urls():
-            if url.isLocalFile():
-                paths.append(url.toLocalFile())
-    if not paths and mime.hasFormat(_PDF_TYPE):
-        datas.append((bytes(mime.data(_PDF_TYPE).data()), "pasted PDF.pdf"))
-    elif not paths:
-        for kind in _RAW_IMAGE_TYPES:
-            if mime.hasFormat(kind):
-                datas.append((bytes(mime.data(kind).data()), f"pasted {kind.split('/')[1].upper()}"))
-                break
-        else:
-            if mime.hasImage():
-                image = mime.imageData()
-                if isinstance(image, QImage) and not image.isNull():
-                    buffer = QBuffer()
-                    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-                    image.save(buffer, "PNG")  # type: ignore[call-overload]  # PySide takes str
-                    datas.append((bytes(buffer.data().data()), "pasted image"))
-    return paths, datas
-
-
-def mime_has_images(mime: QMimeData) -> bool:
-    """Whether a drop or paste carries something to attach (files, image or PDF data)."""
-    if mime.hasImage() or any(mime.hasFormat(kind) for kind in (*_RAW_IMAGE_TYPES, _PDF_TYPE)):
-        return True
-    return mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())
-
-
-def _file_pick(path: str, check_suffix: bool = False) -> Pick:
-    """A file to attach; with ``check_suffix`` (a drop), one not named like an image is refused."""
-    from pathlib import Path
-
-    name = Path(path).name
-    if check_suffix and not path.lower().endswith(FILE_SUFFIXES):
-        return Pick(
-            name, error=f"{name} is not a supported image or PDF (PNG, JPEG, WebP, GIF, BMP, TIFF, PDF)."
-        )
-    return Pick(name, path=path)
-
-
-def _is_pdf_name(path: str) -> bool:
-    return str(path).lower().endswith(pdf_reading.FILE_SUFFIXES)
-
-
-class PromptEdit(QPlainTextEdit):
-    """The text box: Enter sends, Shift+Enter is a newline, Tab leaves it (Ctrl+Tab types a tab),
-    images go to the composer."""
-
-    submit = Signal()
-    escape = Signal()
-    images_offered = Signal(QMimeData)
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setTabChangesFocus(True)
-        self.setAccessibleName("Message")
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
-        key = event.key()
-        if key == Qt.Key.Key_Tab and event.modifiers() & (
-            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.MetaModifier
-        ):
-            self.insertPlainText("\t")  # Tab itself moves focus on
-            return
-        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-                self.insertPlainText("\n")
-            else:
-                self.submit.emit()
-            return
-        if key == Qt.Key.Key_Escape:
-            self.escape.emit()
-            return
-        super().keyPressEvent(event)
-
-    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802
-        return mime_has_images(source) or super().canInsertFromMimeData(source)
-
-    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802
-        if mime_has_images(source):
-            self.images_offered.emit(source)
-            return
-        super().insertFromMimeData(source)
-
-
-class AttachmentChip(QFrame):
-    """A thumbnail of an attached image with a button that removes it."""
-
-    removed = Signal(object)
-
-    def __init__(self, image: ChatImage, thumbnail: QImage, parent=None):
-        super().__init__(parent)
-        self.image = image
-        self.setObjectName("attachment")
-        self.setToolTip(f"{image.name} — {image.size[0]}×{image.size[1]}")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        self.picture = QLabel()
-        self.picture.setPixmap(
-            QPixmap.fromImage(thumbnail).scaled(
-                QSize(64, 64), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-            )
-        )
-        layout.addWidget(self.picture)
-        self.remove_button = QToolButton()
-        self.remove_button.setObjectName("removeAttachment")
-        self.remove_button.setText("×")
-        self.remove_button.setToolTip(f"Remove {image.name}")
-        self.remove_button.setAccessibleName(f"Remove {image.name}")
-        self.remove_button.clicked.connect(lambda: self.removed.emit(self))
-        layout.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
 
 
 class Composer(QFrame):
@@ -364,9 +248,9 @@ class Composer(QFrame):
 
     def add_files(self, paths: list[str]) -> None:
         """Attach image and PDF files, in this order (after any still being read)."""
-        self.picks.add([_file_pick(path) for path in paths if not _is_pdf_name(path)])
+        self.picks.add([file_pick(path) for path in paths if not is_pdf_name(path)])
         for path in paths:
-            if _is_pdf_name(path):
+            if is_pdf_name(path):
                 self._read_document(path=path)
 
     def add_image_data(self, data: bytes, name: str = "pasted image") -> None:
@@ -375,11 +259,11 @@ class Composer(QFrame):
     def add_from_mime(self, mime: QMimeData) -> bool:
         """Attach the images and PDFs a drop/paste carries, in its order; False if it carries none."""
         paths, datas = images_in_mime(mime)
-        picks = [_file_pick(path, check_suffix=True) for path in paths if not _is_pdf_name(path)]
+        picks = [file_pick(path, check_suffix=True) for path in paths if not is_pdf_name(path)]
         picks += [Pick(name, data=data) for data, name in datas if not pdf_reading.looks_like_pdf(data)]
         self.picks.add(picks)
         for path in paths:
-            if _is_pdf_name(path):
+            if is_pdf_name(path):
                 self._read_document(path=path)
         for data, name in datas:
             if pdf_reading.looks_like_pdf(data):

@@ -24,6 +24,9 @@
   leaves either the old file or the new one, never a mix, even on a full disk. The place is
   the person's choice, but nothing planted there is followed: a ``NAME_images`` that is a link
   is refused, and temporary files are never opened through a link at their name.
+
+Over 400 lines because both formats are written and read here with their images and documents,
+each side beside the other, so that a change to one shows in the other.
 """
 
 from __future__ import annotations

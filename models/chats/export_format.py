@@ -1,6 +1,10 @@
 """The JSON export's format: its name and version, the limits an import must stay within, and
 the checks every imported field passes before anything is stored (``ImportChecker``); a refusal
-is a ``ChatImportError`` naming the field."""
+is a ``ChatImportError`` naming the field.
+
+Long because every field of a hostile file (messages, images, documents and their pages) has
+its own bound and check, and they stay together so that one table says what an import accepts.
+"""
 
 from __future__ import annotations
 

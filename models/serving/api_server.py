@@ -22,6 +22,9 @@ engine never waits on a client). ``app.state.jobs`` keeps the last jobs (their n
 final steps: a job drops its messages and images when it ends). ``ServerThread`` runs uvicorn
 on a background thread (the CLI, the window, the tests), with ``connections.ConnectionLimits``
 and rate-limited logs.
+
+Long because the two routes share the streamed and the plain answer, tool calls and errors in
+OpenAI's shape; request checks, HTTP guards and connection limits are in modules of their own.
 """
 
 from __future__ import annotations

@@ -162,6 +162,25 @@ def test_chats_export_json_then_import_gives_the_same_conversation(chat, chats, 
             store.purge_deleted(older_than_s=0)
 
 
+def test_chats_export_markdown_then_import_gives_the_messages_back(chat, chats, tmp_path):
+    chat_id = chat[2]["chat_id"]
+    path = tmp_path / "exported.md"
+    status, _, err = chats("export", chat_id, "--format", "md", "--out", path)
+    assert status == 0, err
+    status, out, err = chats("import", path, "--json")
+    assert status == 0, err
+    new_id = json.loads(out)["chat_id"]
+    try:
+        with ConversationStore(chat[0]) as store:
+            old, new = store.messages(chat_id), store.messages(new_id)
+            assert [(m.role, m.text) for m in new] == [(m.role, m.text) for m in old if m.role != "system"]
+            assert new[0].images[0].path.read_bytes() == chat[1].read_bytes()
+    finally:
+        with ConversationStore(chat[0]) as store:
+            store.delete(new_id)
+            store.purge_deleted(older_than_s=0)
+
+
 def test_chats_export_markdown_writes_images_beside_it(chat, chats, tmp_path):
     chat_id = chat[2]["chat_id"]
     status, _, err = chats("export", chat_id, "--format", "md")
@@ -263,22 +282,3 @@ def test_ask_chat_keeps_the_kv_cache_and_delete_removes_it(chat, chats):
     assert saved.is_file()
     status, _out, _err = chats("delete", first["chat_id"])
     assert status == 0 and not saved.exists()
-
-
-def test_chats_export_markdown_then_import_gives_the_messages_back(chat, chats, tmp_path):
-    chat_id = chat[2]["chat_id"]
-    path = tmp_path / "exported.md"
-    status, _, err = chats("export", chat_id, "--format", "md", "--out", path)
-    assert status == 0
-    status, out, err = chats("import", path, "--json")
-    assert status == 0, err
-    new_id = json.loads(out)["chat_id"]
-    try:
-        with ConversationStore(chat[0]) as store:
-            old, new = store.messages(chat_id), store.messages(new_id)
-            assert [(m.role, m.text) for m in new] == [(m.role, m.text) for m in old if m.role != "system"]
-            assert new[0].images[0].path.read_bytes() == chat[1].read_bytes()
-    finally:
-        with ConversationStore(chat[0]) as store:
-            store.delete(new_id)
-            store.purge_deleted(older_than_s=0)
