@@ -167,6 +167,15 @@ def replace_file(root: str | Path, path: str | Path, data: bytes, prefix: str | 
         replace_in_folder(fd, path.name, data, prefix)
 
 
+def write_once(root: str | Path, path: str | Path, data: bytes) -> None:
+    """Write ``data`` at ``path`` atomically unless a regular file of its size is there already
+    (files named by their content's hash: the same name holds the same bytes)."""
+    info = lstat_file(root, path)
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == len(data):
+        return
+    replace_file(root, path, data, prefix=".incoming-")
+
+
 def open_file(root: str | Path, path: str | Path, flags: int, mode: int = 0o600) -> int:
     """``os.open`` of ``path`` below ``root`` (its folders made when ``flags`` has ``O_CREAT``),
     never following a link, and refusing anything but a regular file. Returns the descriptor."""

@@ -60,10 +60,7 @@ class DocumentFolder:
         """Write ``data`` under its hash, atomically; an existing file of that size is kept."""
         target = self.path(sha256)
         try:
-            info = contained_paths.lstat_file(self.data_root, target)
-            if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == len(data):
-                return target
-            contained_paths.replace_file(self.data_root, target, data, prefix=".incoming-")
+            contained_paths.write_once(self.data_root, target, data)
         except OSError as exc:
             raise StoreError(f"The document could not be stored: {exc.strerror or exc}.") from None
         return target

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import io
 import logging
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +126,7 @@ class ImageFolder:
         """Write ``data`` under its hash, atomically; an existing identical file is kept."""
         target = self.path(record.sha256, record.media_type)
         try:
-            info = contained_paths.lstat_file(self.data_root, target)
-            if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == len(data):
-                return target
-            contained_paths.replace_file(self.data_root, target, data, prefix=".incoming-")
+            contained_paths.write_once(self.data_root, target, data)
         except OSError as exc:
             raise StoreError(f"The image could not be stored: {exc.strerror or exc}.") from None
         return target

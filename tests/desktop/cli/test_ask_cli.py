@@ -1,14 +1,12 @@
 """``llama-desk ask`` end to end, in a child process as a person runs it."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import image_bytes
+from tests.support import cli_process
 
 JSON_FIELDS = {
     "text": str,
@@ -34,14 +32,7 @@ def tokenizer_of(folder):
 
 
 def run_cli(*args, timeout=180):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return cli_process.run_cli(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 
 import pypdfium2
 import pytest
 
 from tests.conftest import image_bytes
-from tests.support.hostile_files import child_memory_cap, device_or_fifo, needs_posix_devices
+from tests.support import cli_process
+from tests.support.hostile_files import device_or_fifo, needs_posix_devices
 from tests.support.pdf_files import Page, pdf_bytes, scanned_pdf, text_pdf
 
 THREE_PAGES = ["The cat sat on the mat.", "Figures: 3 apples, 4 pears.", "The end."]
@@ -21,15 +19,7 @@ GREEDY = ["--temperature", "0", "--max-tokens", "2", "--seed", "1"]
 
 
 def run_cli(*args, timeout=180):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        preexec_fn=child_memory_cap(),
-    )
+    return cli_process.run_cli(*args, timeout=timeout, memory_cap=True)
 
 
 def ask_json(model, *args):

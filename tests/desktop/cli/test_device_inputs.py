@@ -8,13 +8,10 @@ read fails it with ``MemoryError`` instead of exhausting the machine).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.support.hostile_files import child_memory_cap, device_or_fifo, needs_posix_devices
+from tests.support import cli_process
+from tests.support.hostile_files import device_or_fifo, needs_posix_devices
 
 pytestmark = needs_posix_devices
 
@@ -22,15 +19,7 @@ KINDS = ["dev-zero", "fifo"]
 
 
 def run_cli(data_dir, *args, timeout=120):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", LLAMA_DESK_DATA_DIR=str(data_dir))
-    return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        preexec_fn=child_memory_cap(),
-    )
+    return cli_process.run_cli(*args, timeout=timeout, data_dir=data_dir, memory_cap=True)
 
 
 def assert_one_line_refusal(result, name):
