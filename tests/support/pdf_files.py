@@ -156,3 +156,23 @@ def javascript_pdf() -> bytes:
         extra_catalog="/OpenAction {x0} 0 R /Names << /EmbeddedFiles << /Names [(x.txt) {x1} 0 R] >> >> ",
         extra_objects=(js, spec, embedded),
     )
+
+
+def page_png(data: bytes, index: int, processor) -> bytes:
+    """Page ``index`` (from 0) of ``data`` rendered by the test itself, with bare pypdfium2 at
+    the size ``processor``'s tiler wants, on white, PNG-encoded as the app encodes page images:
+    what a PDF's page image must be, byte for byte."""
+    import io
+
+    import pypdfium2
+
+    from models.documents.pdf_reading import PNG_COMPRESS_LEVEL, render_size
+
+    page = pypdfium2.PdfDocument(data)[index]
+    width_pt, height_pt = page.get_size()
+    width, height = render_size(width_pt, height_pt, processor)
+    scale = min(width / width_pt, height / height_pt)
+    bitmap = page.render(scale=scale, may_draw_forms=False, fill_color=(255, 255, 255, 255))
+    buffer = io.BytesIO()
+    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()

@@ -3,14 +3,12 @@ process on the tiny checkpoint as a person runs it; hostile files refused in one
 
 from __future__ import annotations
 
-import io
 import json
 
-import pypdfium2
 import pytest
 
 from tests.conftest import image_bytes
-from tests.support import cli_process
+from tests.support import cli_process, pdf_files
 from tests.support.hostile_files import device_or_fifo, needs_posix_devices
 from tests.support.pdf_files import Page, pdf_bytes, scanned_pdf, text_pdf
 
@@ -42,19 +40,9 @@ def story_pdf() -> bytes:
 
 def page_png(data: bytes, index: int, folder) -> bytes:
     """Page ``index`` rendered by the test itself, at the size the checkpoint's tiler wants."""
-    from models.documents.pdf_reading import PNG_COMPRESS_LEVEL, render_size
     from models.inference.checkpoint import read_checkpoint
 
-    processor = read_checkpoint(folder).processor
-    page = pypdfium2.PdfDocument(data)[index]
-    width_pt, height_pt = page.get_size()
-    width, height = render_size(width_pt, height_pt, processor)
-    bitmap = page.render(
-        scale=min(width / width_pt, height / height_pt), may_draw_forms=False, fill_color=(255, 255, 255, 255)
-    )
-    buffer = io.BytesIO()
-    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    return pdf_files.page_png(data, index, read_checkpoint(folder).processor)
 
 
 STORY_BY_HAND = (

@@ -2,10 +2,8 @@
 prompt, token for token the prompt of its pages as images plus their text."""
 
 import hashlib
-import io
 import threading
 
-import pypdfium2
 import pytest
 
 from models.documents.chat_documents import (
@@ -16,11 +14,11 @@ from models.documents.chat_documents import (
     parse_pages,
     read_document,
 )
-from models.documents.pdf_reading import PNG_COMPRESS_LEVEL, DocumentError, render_size
+from models.documents.pdf_reading import DocumentError
 from models.inference.images import load_image_bytes
 from models.inference.preprocess import ProcessorConfig
 from models.inference.prompt import ChatMessage
-from tests.support.pdf_files import Page, pdf_bytes, scanned_pdf, text_pdf
+from tests.support.pdf_files import Page, page_png, pdf_bytes, scanned_pdf, text_pdf
 
 THREE_PAGES = ["The cat sat on the mat.", "Figures: 3 apples, 4 pears.", "The end."]
 
@@ -111,16 +109,7 @@ def test_progress_per_page_and_cancel_between_pages():
 
 def _page_image(data: bytes, index: int, name: str):
     """A page rendered by the test itself (PDFium at the tiler's size), as an attached PNG."""
-    document = pypdfium2.PdfDocument(data)
-    page = document[index]
-    width_pt, height_pt = page.get_size()
-    width, height = render_size(width_pt, height_pt, ProcessorConfig())
-    bitmap = page.render(
-        scale=min(width / width_pt, height / height_pt), may_draw_forms=False, fill_color=(255, 255, 255, 255)
-    )
-    buffer = io.BytesIO()
-    bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
-    return load_image_bytes(buffer.getvalue(), name)
+    return load_image_bytes(page_png(data, index, ProcessorConfig()), name)
 
 
 def test_a_three_page_pdf_prompts_as_its_pages_as_images_plus_their_text(engine_4bit):
