@@ -22,12 +22,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from models.documents.pdf_reading import DocumentError, open_pdf
+from models.documents.pdf_reading import DocumentError, document_name, open_pdf
 from models.inference.images import MAX_IMAGES_PER_MESSAGE, ChatImage
 from models.inference.preprocess import ProcessorConfig
 
 MAX_TEXT_CHARS = 400_000  # text layers read for one document (~100K tokens)
 MAX_PAGE_SPEC_CHARS = 1_000
+TEXT_CUT = "[… the rest of this page's text is left out: the document's text is too long]"
 
 
 class DocumentCancelled(Exception):
@@ -68,6 +69,11 @@ class ChatDocument:
     def images(self) -> tuple[ChatImage, ...]:
         return tuple(page.image for page in self.pages if page.image is not None)
 
+    @property
+    def textless_pages(self) -> tuple[int, ...]:
+        """Pages that go as text but have none (scans past the image slots): only named."""
+        return tuple(page.number for page in self.pages if page.image is None and not page.text)
+
     def with_image_pages(self, count: int) -> ChatDocument:
         """The document with only its first ``count`` image pages kept as images, the later
         ones going in as text (what the memory planner asks when images would not fit)."""
@@ -85,9 +91,13 @@ class ChatDocument:
         """One line for chips, the CLI and the transcript: which pages went in how."""
         parts = []
         if self.image_pages:
-            parts.append(f"{page_list(self.image_pages)} as images")
-        if self.text_pages:
-            parts.append(f"{page_list(self.text_pages)} as text")
+            kind = "as an image" if len(self.image_pages) == 1 else "as images"
+            parts.append(f"{page_list(self.image_pages)} {kind}")
+        textless = set(self.textless_pages)
+        if as_text := [n for n in self.text_pages if n not in textless]:
+            parts.append(f"{page_list(as_text)} as text")
+        if textless:
+            parts.append(f"{page_list(sorted(textless))} without text (scans: only named)")
         if self.left_out:
             parts.append(f"{page_list(self.left_out)} left out")
         pages = f"{self.page_count} page" + ("s" if self.page_count != 1 else "")
@@ -150,6 +160,7 @@ def read_document(
     page numbers; all by default), the first ``image_pages`` of them rendered, the text of all
     of them read until ``max_text_chars``. ``progress(done, total)`` after each page."""
     processor = processor or ProcessorConfig()
+    name = document_name(name)
     with open_pdf(data, name) as pdf:
         count = pdf.page_count
         if pages is None or isinstance(pages, str):
@@ -168,8 +179,11 @@ def read_document(
             if image is None and budget <= 0:
                 left_out.append(number)
             else:
-                text = pdf.page_text(number)[: max(budget, 0)]
-                budget -= len(text)
+                whole = pdf.page_text(number)
+                text = whole[: max(budget, 0)]
+                if len(text) < len(whole):  # said in the text itself, so a stored page reads the same
+                    text = (text.rstrip() + " " if text.strip() else "") + TEXT_CUT
+                budget -= len(whole)
                 out.append(DocumentPage(number, text, image))
             if progress is not None:
                 progress(done, len(chosen))

@@ -46,6 +46,16 @@ class DocumentError(ValueError):
         self.source = source
 
 
+MAX_NAME_CHARS = 128
+
+
+def document_name(raw: str, default: str = "document.pdf") -> str:
+    """A file name as it may go in one-line messages and the prompt: printable characters on one
+    line (new lines and controls become spaces), at most ``MAX_NAME_CHARS``, ``default`` if none."""
+    name = " ".join("".join(ch if ch.isprintable() else " " for ch in raw).split())[:MAX_NAME_CHARS]
+    return name or default
+
+
 def looks_like_pdf(data: bytes) -> bool:
     """Whether ``data`` starts as a PDF does (``%PDF-`` within its first KB, as readers allow)."""
     return b"%PDF-" in data[:1024]
@@ -75,7 +85,7 @@ def check_pdf_bytes(data: bytes, name: str) -> None:
 
 def read_document_file(path: str | Path) -> bytes:
     """The bytes of a PDF file (regular files only, never past ``MAX_DOCUMENT_BYTES``)."""
-    name = Path(path).name
+    name = document_name(Path(path).name)
     try:
         data = read_regular_file(path, MAX_DOCUMENT_BYTES, name)
     except InputFileError as exc:
@@ -161,6 +171,8 @@ class PdfFile:
                 raise DocumentError(
                     f"{self.name}: page {number} cannot be drawn ({exc}).", self.name
                 ) from None
+            except DocumentError:
+                raise
             except ValueError:
                 raise DocumentError(f"{self.name}: page {number} has no size.", self.name) from None
         buffer = io.BytesIO()
@@ -184,6 +196,7 @@ def open_pdf(data: bytes, name: str = "document.pdf") -> Iterator[PdfFile]:
     """``data`` opened as a PDF, or ``DocumentError`` saying why not."""
     import pypdfium2 as pdfium
 
+    name = document_name(name)
     check_pdf_bytes(data, name)
     with _PDFIUM:
         try:

@@ -53,7 +53,7 @@ from typing import Any, TypeGuard
 
 from models.documents.chat_documents import MAX_TEXT_CHARS as MAX_DOCUMENT_TEXT_CHARS
 from models.documents.chat_documents import ChatDocument, message_parts, read_document
-from models.documents.pdf_reading import DocumentError, open_pdf
+from models.documents.pdf_reading import DocumentError, document_name, open_pdf
 from models.inference.answer_defaults import CONTEXT_LENGTH, MAX_TOKENS
 from models.inference.engine import GenerationSettings, GenerationStep
 from models.inference.images import (
@@ -90,7 +90,6 @@ MAX_ENUM_VALUES = 1_000  # and values of one enum (or const list)
 TOOL_CHOICES = ("none", "auto", "required")
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024  # a request's files in all, decoded (a body is 64 MB of base64)
 MAX_DOCUMENT_PAGES = 500  # a request's files' pages in all
-MAX_FILENAME_CHARS = 128
 
 
 class ErrorType(Enum):
@@ -271,8 +270,7 @@ def _file_name(raw: object, param: str) -> str:
         return "document.pdf"
     if not isinstance(raw, str):
         raise _invalid(f"{param}.file.filename must be a string.", param, "invalid_file")
-    name = " ".join("".join(ch if ch.isprintable() else " " for ch in raw).split())[:MAX_FILENAME_CHARS]
-    return name or "document.pdf"
+    return document_name(raw)
 
 
 class _DocumentReader:

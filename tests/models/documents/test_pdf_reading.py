@@ -163,3 +163,36 @@ def test_two_threads_reading_at_once_take_turns():
 
 def test_clean_text_keeps_lines_and_drops_control_characters():
     assert clean_text("a\r\nb\x00c\x07\rd  \n\n") == "a\nbc\nd"
+
+
+def test_a_page_claiming_20000_points_square_renders_bounded():
+    with open_pdf(
+        pdf_bytes([Page(width=20_000, height=20_000, lines=("vast",), font_size=400)]), "vast.pdf"
+    ) as pdf:
+        image = pdf.render_page(1, PROCESSOR)
+    assert image.size[0] * image.size[1] <= PROCESSOR.max_patches * PROCESSOR.tile**2
+
+
+def test_a_page_past_the_end_is_named_not_called_sizeless():
+    with open_pdf(text_pdf(["one"]), "one.pdf") as pdf:
+        with pytest.raises(DocumentError, match="has no page 2"):
+            pdf.render_page(2, PROCESSOR)
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("report\n.pdf", "report .pdf"),
+        ("a\x00b\tc.pdf", "a b c.pdf"),
+        ("", "document.pdf"),
+        ("x" * 300, "x" * 128),
+    ],
+)
+def test_file_names_are_one_printable_line(raw, shown, tmp_path):
+    from models.documents.pdf_reading import document_name
+
+    assert document_name(raw) == shown
+    with pytest.raises(DocumentError) as error:
+        with open_pdf(b"PK\x03\x04" + b"\x00" * 64, raw):
+            pass
+    assert "\n" not in str(error.value) and str(error.value).startswith(shown)
