@@ -37,9 +37,10 @@ def _load_conversation(folder: Path, conversation_id: int, message_id: int | Non
     with ConversationStore(folder) as store:
         conversation = store.conversation(conversation_id)
         entries = []
+        read: dict[str, bytes] = {}  # a PDF on many questions is read, and held, once
         for message in store.messages(conversation_id):
             images = tuple(store.load_image(image) for image in message.images)
-            documents = tuple(store.load_document(document) for document in message.documents)
+            documents = tuple(store.load_document(document, read) for document in message.documents)
             pages = tuple(thumbnail_qimage(i) for document in documents for i in document.images)
             thumbnails = tuple(thumbnail_qimage(i) for i in images)
             entries.append(entry_from_stored(message, images, thumbnails, documents, pages))

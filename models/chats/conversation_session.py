@@ -74,12 +74,14 @@ Listener = Callable[[SessionEvent], None]
 
 
 def stored_turns(store: ConversationStore, conversation_id: int) -> list[Turn]:
-    """The stored conversation's turns, images and documents loaded."""
+    """The stored conversation's turns, images and documents loaded (a PDF on many questions
+    read once)."""
+    read: dict[str, bytes] = {}
     return [
         Turn.from_stored(
             message,
             tuple(store.load_image(image) for image in message.images),
-            tuple(store.load_document(document) for document in message.documents),
+            tuple(store.load_document(document, read) for document in message.documents),
         )
         for message in store.messages(conversation_id)
     ]

@@ -45,7 +45,7 @@ from models.chats.export_format import (
 )
 from models.chats.store import ConversationStore, title_from_question
 from models.documents.chat_documents import MAX_TEXT_CHARS as MAX_DOCUMENT_TEXT_CHARS
-from models.documents.chat_documents import ChatDocument, DocumentPage
+from models.documents.chat_documents import ChatDocument, DocumentPage, text_within
 from models.documents.pdf_reading import MAX_DOCUMENT_BYTES, DocumentError, open_pdf
 from models.inference.images import (
     MAX_FILE_BYTES,
@@ -89,6 +89,7 @@ class _Reader:
     def __init__(self, path: Path, budget: int):
         self.root = path.parent
         self.budget = budget
+        self._read: dict[str, bytes] = {}  # a file linked from many messages is read (and counted) once
 
     def read(self, target: str, max_bytes: int, where: str) -> tuple[str, bytes]:
         """The file a link names (its shown name, its bytes)."""
@@ -96,6 +97,8 @@ class _Reader:
         if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
             raise ChatImportError(f"{where}: {target[:80]} is not a file in a folder beside the export.")
         shown = "/".join(parts)
+        if shown in self._read:
+            return parts[1], self._read[shown]
         try:
             data = read_contained_file(
                 self.root, self.root / parts[0] / parts[1], min(max_bytes, self.budget)
@@ -105,6 +108,7 @@ class _Reader:
         except OSError as exc:
             raise ChatImportError(f"{where}: {shown[:80]} cannot be read ({exc.strerror or exc}).") from None
         self.budget -= len(data)
+        self._read[shown] = data
         return parts[1], data
 
 
@@ -275,9 +279,9 @@ def _document(
             by_number = dict(zip(kinds["as images"], images, strict=True))
             pages, budget = [], MAX_DOCUMENT_TEXT_CHARS  # read as read_document reads them
             for number in chosen:
-                text = pdf.page_text(number)[: max(budget, 0)]
-                budget -= len(text)
-                pages.append(DocumentPage(number, text, by_number.get(number)))
+                whole = pdf.page_text(number)
+                pages.append(DocumentPage(number, text_within(whole, budget), by_number.get(number)))
+                budget -= len(whole)
     except DocumentError as exc:
         raise ChatImportError(f"{where}: {exc}") from None
     sha = hashlib.sha256(data).hexdigest()

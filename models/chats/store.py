@@ -38,6 +38,7 @@ touches the tables is here, so a schema change is checked in one file. What a re
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections import defaultdict
@@ -105,6 +106,7 @@ from models.inference.images import ChatImage, ImageError
 from models.inference.prompt import Role
 
 _UNCHANGED: Any = object()
+_log = logging.getLogger(__name__)
 _DEFAULT_SETTINGS = ConversationSettings()
 _SETTING_NAMES = ", ".join(SETTING_COLUMNS)
 _SETTING_MARKS = ", ".join("?" for _ in SETTING_COLUMNS)
@@ -497,16 +499,23 @@ class ConversationStore(AbstractContextManager):
             name = image.name or image.sha256[:12]
             raise StoreError(f"The stored image {name} cannot be read: {exc}") from None
 
-    def load_document(self, document: StoredDocument) -> ChatDocument:
+    def load_document(self, document: StoredDocument, read: dict[str, bytes] | None = None) -> ChatDocument:
         """A stored document as the ``ChatDocument`` it was attached as (its PDF's bytes, its
-        pages with their images decoded); ``StoreError`` if its file or a page image is gone."""
+        pages with their images decoded); ``StoreError`` if a page image is gone. ``read``: the
+        PDFs already read while loading a conversation, by hash (one PDF on many questions is
+        read, and held, once). A PDF file that is gone or unreadable leaves ``data`` empty: its
+        pages, all a prompt needs, are stored apart (reading other pages then says it is empty)."""
         name = document.name or document.sha256[:12]
-        try:
-            data = self.documents.read(document.sha256)
-        except FileNotFoundError:
-            raise StoreError(f"The stored document {name} is missing from {self.documents.root}.") from None
-        except OSError as exc:
-            raise StoreError(f"The stored document {name} cannot be read: {exc.strerror or exc}.") from None
+        data = read.get(document.sha256) if read is not None else None
+        if data is None:
+            try:
+                data = self.documents.read(document.sha256)
+            except OSError as exc:
+                reason = "missing" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
+                _log.warning("The stored document %s cannot be read (%s); its pages are kept.", name, reason)
+                data = b""
+            if read is not None:
+                read[document.sha256] = data
         pages = tuple(
             DocumentPage(page.number, page.text, self.load_image(page.image) if page.image else None)
             for page in document.pages

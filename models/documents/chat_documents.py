@@ -145,6 +145,15 @@ def parse_pages(spec: str | None, page_count: int, name: str = "the document") -
     return tuple(sorted(chosen))
 
 
+def text_within(whole: str, budget: int) -> str:
+    """A page's text layer within the ``budget`` of characters left; cut, it says so in its text
+    (so a stored page reads the same in a prompt built again)."""
+    text = whole[: max(budget, 0)]
+    if len(text) < len(whole):
+        text = (text.rstrip() + " " if text.strip() else "") + TEXT_CUT
+    return text
+
+
 def read_document(
     data: bytes,
     name: str,
@@ -180,9 +189,7 @@ def read_document(
                 left_out.append(number)
             else:
                 whole = pdf.page_text(number)
-                text = whole[: max(budget, 0)]
-                if len(text) < len(whole):  # said in the text itself, so a stored page reads the same
-                    text = (text.rstrip() + " " if text.strip() else "") + TEXT_CUT
+                text = text_within(whole, budget)
                 budget -= len(whole)
                 out.append(DocumentPage(number, text, image))
             if progress is not None:

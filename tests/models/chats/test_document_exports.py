@@ -349,3 +349,18 @@ def test_markdown_of_a_document_keeps_a_copy_independent_of_the_store(store, tmp
     before = copy.deepcopy(turns_of(store, 1))
     _first_pdf(path).write_bytes(b"changed")  # the export is a copy, not a link into the data folder
     assert turns_of(store, 1) == before
+
+
+def test_a_pdf_linked_from_many_questions_is_read_and_counted_once(store, tmp_path, monkeypatch):
+    from models.chats import markdown_import
+
+    report = report_document(image_pages=0)
+    conversation = store.create()
+    for n in range(3):
+        store.add_message(conversation.id, "user", f"Question {n}", documents=[report])
+    path = export_markdown(store, conversation.id, tmp_path / "out" / "chat.md")
+    # A budget that holds the PDF once (and the Markdown), not three times.
+    monkeypatch.setattr(markdown_import.export_format, "MAX_IMPORT_BYTES", 2 * len(report.data))
+    with ConversationStore(tmp_path / "elsewhere") as other:
+        new_id = read_markdown(other, path)
+        assert [t.documents[0].data for t in stored_turns(other, new_id)] == [report.data] * 3

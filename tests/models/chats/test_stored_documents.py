@@ -181,16 +181,31 @@ def test_damaged_document_rows_do_not_stop_reading(store):
     assert turn.documents[0].name == "7"
 
 
-def test_a_missing_pdf_file_is_a_one_line_store_error(store):
+def test_a_missing_pdf_file_keeps_the_conversation_and_its_pages(store, caplog):
     report = report_document()
     conversation = store.create()
     store.add_message(conversation.id, "user", "Read", documents=[report])
     (store.folder / "documents" / report.sha256[:2] / f"{report.sha256}.pdf").unlink()
-    with pytest.raises(StoreError, match="report.pdf is missing") as info:
-        stored_turns(store, conversation.id)
-    assert "\n" not in str(info.value)
+    (question,) = stored_turns(store, conversation.id)  # the conversation still opens
+    (document,) = question.documents
+    assert document.data == b"" and document.pages == report.pages  # what the prompt needs
+    assert question.chat_message() == Turn("user", "Read", documents=(report,)).chat_message()
+    assert "report.pdf cannot be read (missing)" in caplog.text
     store.add_message(conversation.id, "user", "Again", documents=[report])  # attaching it repairs it
-    assert stored_turns(store, conversation.id)[0].documents == (report,)
+    assert stored_turns(store, conversation.id)[0].documents[0].data == report.data
+
+
+def test_one_pdf_on_many_questions_is_read_once(store, monkeypatch):
+    report = report_document()
+    conversation = store.create()
+    for n in range(3):
+        store.add_message(conversation.id, "user", f"Question {n}", documents=[report])
+    reads = []
+    read = store.documents.read
+    monkeypatch.setattr(store.documents, "read", lambda sha: reads.append(sha) or read(sha))
+    turns = stored_turns(store, conversation.id)
+    assert reads == [report.sha256]
+    assert turns[0].documents[0].data is turns[2].documents[0].data
 
 
 # -- a schema 2 database (written before documents) ------------------------------------------------
