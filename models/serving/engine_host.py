@@ -50,7 +50,17 @@ from models.inference.engine import (
 )
 from models.inference.output_constraint import ConstraintError, OutputConstraint
 from models.inference.prompt import ChatMessage, EncodedPrompt
-from models.serving.jobs import BLANK, EventKind, Job, JobEvent, QueueFull, rejection, run_job, send
+from models.serving.jobs import (
+    BLANK,
+    EventKind,
+    Job,
+    JobEvent,
+    QueueFull,
+    fitted_prompt,
+    rejection,
+    run_job,
+    send,
+)
 from models.serving.live_caches import LiveCaches
 
 log = logging.getLogger(__name__)
@@ -394,7 +404,7 @@ class EngineHost:
             self._run_alone(engine, job)
             return
         try:
-            prompt = job.prepared or _fitted_prompt(engine, job)
+            prompt = job.prepared or fitted_prompt(engine, job)
         except PromptError as exc:
             send(job, rejection(exc))
             self._ended(job)
@@ -610,24 +620,6 @@ class EngineHost:
                 clear()
             except Exception:  # noqa: BLE001 - best effort at thread exit
                 log.debug("mx.clear_streams failed", exc_info=True)
-
-
-def _fitted_prompt(engine, job: Job) -> EncodedPrompt:
-    """``job``'s prompt. With ``job.fit_pages`` (an API request), while it is longer than the
-    context, the last page image of its latest message with one goes as text instead, and the
-    job keeps the messages that fit; without page images to spare, the ``PromptError`` stands."""
-    messages = list(job.messages)
-    while True:
-        try:
-            prompt = engine.prepare(messages, job.settings, job.continue_final)
-        except PromptError:
-            spare = next((i for i in reversed(range(len(messages))) if messages[i].page_images), None)
-            if not job.fit_pages or spare is None:
-                raise
-            messages[spare] = messages[spare].with_image_pages(messages[spare].page_images - 1)
-            continue
-        job.messages = messages
-        return prompt
 
 
 def _context_of(job: Job) -> int:

@@ -121,6 +121,25 @@ def run_job(engine: Engine | None, job: Job) -> None:
         job.messages = []
 
 
+def fitted_prompt(engine: Engine, job: Job) -> EncodedPrompt:
+    """``job``'s prompt. With ``job.fit_pages`` (an API request), while it is longer than the
+    context, the last page image of its latest message with one goes as text instead, and the
+    job keeps the messages that fit; a prompt refused for another reason, or without page
+    images to spare, raises its ``PromptError``."""
+    messages = list(job.messages)
+    while True:
+        try:
+            prompt = engine.prepare(messages, job.settings, job.continue_final)
+        except PromptError as exc:
+            spare = next((i for i in reversed(range(len(messages))) if messages[i].page_images), None)
+            if not job.fit_pages or not exc.prompt_ids or spare is None:  # prompt_ids: too long
+                raise
+            messages[spare] = messages[spare].with_image_pages(messages[spare].page_images - 1)
+            continue
+        job.messages = messages
+        return prompt
+
+
 def rejection(exc: PromptError) -> JobEvent:
     """What a prompt that cannot be answered is for the client: a damaged image or messages the
     chat template refuses are its fault (400), a model whose tokenizer failed is ours (500)."""
@@ -145,7 +164,7 @@ def _run(engine: Engine | None, job: Job) -> None:
         send(job, JobEvent(EventKind.FAILED, message="No model is loaded."))
         return
     try:
-        prompt = job.prepared or engine.prepare(job.messages, job.settings, job.continue_final)
+        prompt = job.prepared or fitted_prompt(engine, job)
     except PromptError as exc:
         send(job, rejection(exc))
         return
