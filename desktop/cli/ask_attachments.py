@@ -132,25 +132,26 @@ def fit_documents(
 ) -> tuple[tuple[ChatDocument, ...], bool]:
     """``documents`` with as many of their last page images going as text as the prompt
     (``history`` and this question) needs to fit the context, and whether it was seen to fit
-    with page images; unchanged when it fits, or when it fails for another reason (the answer
-    then reports it)."""
+    (with every page as text, too); unchanged when it fits, or when it fails for another reason
+    (the answer then reports it)."""
     from models.documents.chat_documents import message_parts
     from models.inference.generation_types import PromptError
     from models.inference.prompt import ChatMessage
     from models.memory.turn_size import demoted_to_fit
 
     limit = min(settings.context_length or engine.max_context, engine.max_context)
-    while any(document.image_pages for document in documents):
+    if not any(document.image_pages for document in documents):
+        return documents, False
+    while True:
         question, pictures = message_parts(text, images, documents)
         try:
             engine.prepare([*history, ChatMessage("user", question, pictures)], settings)
         except PromptError as exc:
-            if not exc.prompt_ids:  # not the context: not for page images to fix
-                return documents, False
+            if not exc.prompt_ids or not any(document.image_pages for document in documents):
+                return documents, False  # another failure, or too long even as text: reported
             documents = demoted_to_fit(documents, len(exc.prompt_ids) - limit + 1, engine.encoder.processor)
             continue
         return documents, True
-    return documents, False
 
 
 def attachment_json(attachments: Sequence, documents: Sequence[ChatDocument]) -> list[dict]:

@@ -203,3 +203,20 @@ def test_pages_without_a_pdf_is_a_usage_error(checkpoints, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "--pages" in line and "PDF" in line
+
+
+def test_when_every_page_image_must_go_the_person_is_told(checkpoints, tmp_path):
+    pdf = tmp_path / "three.pdf"
+    pdf.write_bytes(text_pdf(["One.", "Two.", "Three."]))
+    text_only = ask_json(checkpoints["4bit"], "--file", pdf, "--pages", "1-3", "Hi", "--max-tokens", "1")
+    assert text_only["attachments"][0]["pages_as_images"] == [1, 2, 3]
+    # Room for the pages' text but for no page image.
+    images = patch_count(checkpoints["4bit"], text_only["prompt_token_ids"])
+    room = str(text_only["prompt_tokens"] - images + 8)
+    result = run_cli(
+        "ask", "--model", checkpoints["4bit"], "--json", "--context-length", room, "--file", pdf, "Hi"
+    )
+    assert result.returncode == 0, result.stderr
+    (listed,) = json.loads(result.stdout)["attachments"]
+    assert listed["pages_as_images"] == [] and listed["pages_as_text"] == [1, 2, 3]
+    assert "some pages of three.pdf go as text" in result.stderr
