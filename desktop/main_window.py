@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
         return model_dialogs.confirm_load_anyway(self, name, detail)
 
     def _on_models_load_started(self, name: str) -> None:
+        self.composer.document_loader.processor = None  # the model before is gone: the default tiler
         self.status_bar.show_loading(f"Loading {name}…")
         self._update_placeholder()
 
@@ -300,12 +301,23 @@ class MainWindow(QMainWindow):
         self.status_bar.show_model(name)
         self.model_menu.active_path = path
         self.turn_memory.model_loaded(path)
+        self.composer.document_loader.processor = self._loaded_processor(path)
         self._update_placeholder()
         self._update_welcome()
         self.notice.withdraw(notices.SEND)  # "No model is loaded" and the like: past
         self.model_ready.emit(name)
 
+    def _loaded_processor(self, path: str):
+        """The tiler of the model loaded from ``path`` (PDF pages are rendered at its size), or
+        None (the default tiler) if another load has replaced it meanwhile."""
+        engine = self.worker.engine
+        checkpoint = getattr(engine, "checkpoint", None)
+        if checkpoint is None or str(checkpoint.path) != path:
+            return None
+        return checkpoint.processor
+
     def _on_models_load_failed(self, message: str) -> None:
+        self.composer.document_loader.processor = None
         self.status_bar.show_model(None)
         self.turn_memory.model_unloaded()
         self.model_menu.active_path = None  # the controller shows why, as the load's notice
@@ -573,6 +585,7 @@ class MainWindow(QMainWindow):
         model_dialogs.show_about(self)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.composer.shut_down()  # PDFs being read stop at their next page: exit waits for none
         self.models.shut_down()
         self.stop()
         self.server_controller.stop()

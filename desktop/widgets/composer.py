@@ -6,8 +6,12 @@ chosen (``desktop.widgets.pick_queue``). A PDF arrives the same ways (a file nam
 data) and is read off the UI thread page by page (``desktop.workers.document_loader``), its
 progress and then its pages shown on its chip (``desktop.widgets.document_chip``), whose ×
 cancels the read or removes it; Pages… reads it again with other pages. Its pages go as images
-in the slots the question's own images leave of the five a message carries (an image added
-later takes a page's slot: that page then goes as text), the rest as text.
+in the slots the question's own images leave of the five a message carries, the rest as text.
+The slots go to the PDFs in the order they were attached, whenever each read ends: a PDF being
+read holds the slots it asked for until it is read, and an image added later takes a page's
+slot from the last PDF attached (that page then goes as text). Each PDF is read with as many
+pages rendered as it could get, so a slot given back (an image or a PDF removed) goes to the
+next PDF without reading it again. Closing the window stops the reads (``shut_down``).
 
 Enter sends, Shift+Enter starts a new line, Esc stops an answer (the window's, or an API
 request's that the window's engine is answering) or, when none of the window's own runs,
@@ -71,7 +75,11 @@ class Composer(QFrame):
         self.setObjectName("composer")
         self._generating = False
         self._chips: list[AttachmentChip] = []
-        self._document_chips: list[DocumentChip] = []
+        self._document_chips: list[DocumentChip] = []  # in the order attached
+        # Each read PDF as read (all its rendered pages, their thumbnails): the chip shows the
+        # first of them that the slots allow. A read under way holds the slots it asked for.
+        self._as_read: dict[DocumentChip, tuple[ChatDocument, list[QImage]]] = {}
+        self._reserved: dict[DocumentChip, int] = {}
         self._thumbnails: dict[str, QImage] = {}
         self.loader = ImageLoader(self)
         self.picks = PickQueue(self.loader, self.images, self)
@@ -237,6 +245,7 @@ class Composer(QFrame):
                 pages = [thumbnail_qimage(image) for image in document.images]
             chip = self._new_document_chip(document.name)
             chip.show_document(document, pages)
+            self._as_read[chip] = (document, list(pages))
         self._fit_page_images()
         self._update_button()
 
@@ -279,9 +288,9 @@ class Composer(QFrame):
         before = self._chips[-2].remove_button if len(self._chips) > 1 else self._last_document_button()
         QWidget.setTabOrder(before, chip.remove_button)  # after Attach, in the chips' order
         self.strip.setVisible(True)
+        self.notice_outdated.emit()  # before the fit: what it says about the pages holds
         self._fit_page_images()
         self._update_button()
-        self.notice_outdated.emit()
 
     def _remove_chip(self, chip: AttachmentChip) -> None:
         if chip in self._chips:
@@ -293,7 +302,12 @@ class Composer(QFrame):
 
     def _after_removal(self) -> None:
         self.strip.setVisible(bool(self._chips or self._document_chips))
+        self._fit_page_images()  # a slot given back goes to the first PDF that can use it
         self._update_button()
+
+    def shut_down(self) -> None:
+        """The window is closing: stop the PDFs being read (at their next page)."""
+        self.document_loader.cancel_all()
 
     # PDFs --------------------------------------------------------------------------------------
     def _last_document_button(self) -> QWidget:
@@ -314,14 +328,22 @@ class Composer(QFrame):
         self._update_button()
         return chip
 
-    def _page_slots(self, chip: DocumentChip | None = None) -> int:
-        """How many of a message's images the pages of ``chip`` may be: what the question's own
-        images (attached or being read) and the other PDFs' pages leave."""
-        taken = len(self._chips) + self.picks.pending
-        for other in self._document_chips:
-            if other is not chip and other.document is not None:
+    def _page_slots(self, chip: DocumentChip) -> int:
+        """How many pages of ``chip`` to render: the most it could get, what the question's
+        images and the PDFs attached before it leave (one still being read takes none yet: it
+        may be short). The slots it gets are decided as the reads end (``_fit_page_images``)."""
+        taken = len(self._chips)
+        for other in self._document_chips[: self._document_chips.index(chip)]:
+            if not other.reading and other.document is not None:
                 taken += len(other.document.image_pages)
         return max(0, MAX_IMAGES_PER_MESSAGE - taken)
+
+    def _start_reading(self, chip: DocumentChip, ticket: int, slots: int) -> None:
+        chip.start_reading(ticket)
+        self._reserved[chip] = slots
+        self.notice_outdated.emit()
+        self._fit_page_images()  # its slots are held: a later PDF's pages may go as text now
+        self._update_button()
 
     def _read_document(self, path: str | None = None, data: bytes | None = None, name: str = "") -> None:
         from pathlib import Path
@@ -332,8 +354,7 @@ class Composer(QFrame):
             ticket = self.document_loader.load_file(path, image_pages=slots)
         else:
             ticket = self.document_loader.load_data(data or b"", name, image_pages=slots)
-        chip.start_reading(ticket)
-        self.notice_outdated.emit()
+        self._start_reading(chip, ticket, slots)
 
     def _document_chip(self, ticket: int) -> DocumentChip | None:
         return next((chip for chip in self._document_chips if chip.ticket == ticket), None)
@@ -342,11 +363,11 @@ class Composer(QFrame):
         document = chip.document
         if document is None or chip.reading or chip not in self._document_chips:
             return
+        slots = self._page_slots(chip)
         ticket = self.document_loader.load_data(
-            document.data, document.name, pages=pages or None, image_pages=self._page_slots(chip)
+            document.data, document.name, pages=pages or None, image_pages=slots
         )
-        chip.start_reading(ticket)
-        self._update_button()
+        self._start_reading(chip, ticket, slots)
 
     def _on_document_loader_progress(self, ticket: int, done: int, total: int) -> None:
         chip = self._document_chip(ticket)
@@ -364,10 +385,12 @@ class Composer(QFrame):
             self._remove_document_chip(chip)
             self.notice.emit(f"{document.name} is already attached.")
             return
+        self._reserved.pop(chip, None)
+        self._as_read[chip] = (document, list(thumbnails))
         chip.show_document(document, thumbnails)
-        self._fit_page_images(chip)
+        self.notice_outdated.emit()  # before the fit: what it says about the pages holds
+        self._fit_page_images()
         self._update_button()
-        self.notice_outdated.emit()
 
     def _on_document_loader_failed(self, ticket: int, message: str) -> None:
         chip = self._document_chip(ticket)
@@ -376,7 +399,9 @@ class Composer(QFrame):
         if chip.document is None:
             self._remove_document_chip(chip)
         else:  # read again with other pages: what was attached stays
+            self._reserved.pop(chip, None)
             chip.stop_reading()
+            self._fit_page_images()
             self._update_button()
         self.notice.emit(message)
 
@@ -385,36 +410,46 @@ class Composer(QFrame):
             if chip.ticket is not None:
                 self.document_loader.cancel(chip.ticket)
             self._document_chips.remove(chip)
+            self._as_read.pop(chip, None)
+            self._reserved.pop(chip, None)
             self.strip_layout.removeWidget(chip)
             chip.deleteLater()
             self.notice_outdated.emit()
         self._after_removal()
 
-    def _fit_page_images(self, keep: DocumentChip | None = None) -> None:
-        """Keep the question's images and its PDFs' page images within five: pages of the last
-        PDFs (``keep`` last of all) go as text instead, and the person is told."""
-        over = (
-            len(self._chips)
-            + sum(len(c.document.image_pages) for c in self._document_chips if c.document is not None)
-            - MAX_IMAGES_PER_MESSAGE
-        )
-        if over <= 0:
-            return
-        order = [c for c in reversed(self._document_chips) if c is not keep]
-        if keep is not None:
-            order.append(keep)
-        for chip in order:
-            document = chip.document
-            if over <= 0 or document is None or not document.image_pages:
+    def _fit_page_images(self) -> None:
+        """Share the slots the question's images leave among the PDFs in the order attached: a
+        read one gets as many of its rendered pages as are left, one being read holds what it
+        asked for. A PDF that loses page images is named in a notice (they go as text)."""
+        left = MAX_IMAGES_PER_MESSAGE - len(self._chips)
+        for chip in self._document_chips:
+            if chip.reading:
+                left -= min(left, self._reserved.get(chip, 0))
                 continue
-            kept = max(0, len(document.image_pages) - over)
-            demoted = document.image_pages[kept:]
-            over -= len(demoted)
-            chip.show_document(document.with_image_pages(kept), chip.thumbnails[:kept])
-            self.notice.emit(
-                f"{document.name}: {page_list(demoted)} now go{'es' if len(demoted) == 1 else ''} as text "
-                f"(a message carries at most {MAX_IMAGES_PER_MESSAGE} images)."
-            )
+            read = self._as_read.get(chip)
+            shown = chip.document
+            if read is None or shown is None:
+                continue
+            document, thumbnails = read
+            kept = min(len(document.image_pages), left)
+            left -= kept
+            if kept == len(shown.image_pages):
+                continue
+            chip.show_document(document.with_image_pages(kept), thumbnails[:kept])
+            if kept < len(shown.image_pages):
+                self.notice.emit(self._demoted_line(document, shown.image_pages[kept:]))
+
+    @staticmethod
+    def _demoted_line(document: ChatDocument, demoted: tuple[int, ...]) -> str:
+        """``document``'s ``demoted`` pages go as text now; scans among them go without text."""
+        textless = [page.number for page in document.pages if page.number in demoted and not page.text]
+        with_text = [n for n in demoted if n not in textless]
+        first = with_text or textless
+        said = f"{page_list(first)} now go{'es' if len(first) == 1 else ''} "
+        said += "as text" if with_text else "without text, only named"
+        if with_text and textless:
+            said += f", {page_list(textless)} without text"
+        return f"{document.name}: {said} (a message carries at most {MAX_IMAGES_PER_MESSAGE} images)."
 
     # Send / stop -------------------------------------------------------------------------------
     def set_generating(self, generating: bool) -> None:

@@ -1,11 +1,13 @@
 """An attached PDF in the composer: its name, its reading progress, a chip per page that goes as
-an image, one for the pages that go as text, and its page picker.
+an image, one for the pages that go as text, one for scanned pages without text, and its page
+picker.
 
 While the PDF is read the chip says how far ("Reading report.pdf — page 3 of 12") and its ×
 cancels; once read, it shows each page sent as an image as a small thumbnail and the rest as
-"pages 4-12 as text". Pages… opens ``PagePicker``: a page list ("1-3,7") checked as it is typed
-(``models.documents.chat_documents.parse_pages``); accepting it reads the document again with
-those pages. The chip draws and asks; the composer reads and decides.
+"pages 4-12 as text", except scans past the image slots (no text layer: only their numbers go),
+shown as "pages 6-9 without text". Pages… opens ``PagePicker``: a page list ("1-3,7") checked
+as it is typed (``models.documents.chat_documents.parse_pages``); accepting it reads the
+document again with those pages. The chip draws and asks; the composer reads and decides.
 
 Signals (DocumentChip):
     removed(object): the × was pressed (the chip; reading it is cancelled).
@@ -34,6 +36,7 @@ from models.documents.chat_documents import ChatDocument, page_list, parse_pages
 from models.documents.pdf_reading import DocumentError
 
 PAGE_THUMBNAIL = 44  # a page chip's longest side
+TEXTLESS_TIP = "scanned pages: no text layer, and no image slot left"
 
 
 def page_spec(numbers: Sequence[int]) -> str:
@@ -132,6 +135,11 @@ class DocumentChip(QFrame):
         self.text_chip.setObjectName("documentTextPages")
         self.text_chip.hide()
         layout.addWidget(self.text_chip)
+        self.textless_chip = QLabel("")
+        self.textless_chip.setObjectName("documentTextlessPages")
+        self.textless_chip.setToolTip(TEXTLESS_TIP)
+        self.textless_chip.hide()
+        layout.addWidget(self.textless_chip)
         self.pages_button = QToolButton()
         self.pages_button.setObjectName("documentPages")
         self.pages_button.setText("Pages…")
@@ -196,19 +204,23 @@ class DocumentChip(QFrame):
             chip.setAccessibleName(f"Page {number} of {document.name}, as an image")
             self.pages_row.addWidget(chip)
             self.page_chips.append(chip)
-        as_text = [*document.text_pages, *document.left_out]
-        if document.text_pages:
-            self.text_chip.setText(f"{page_list(document.text_pages)} as text")
+        textless = document.textless_pages
+        as_text = [n for n in document.text_pages if n not in textless]
+        self.text_chip.setToolTip("")
+        if as_text:
+            self.text_chip.setText(f"{page_list(as_text)} as text")
             if document.left_out:
                 self.text_chip.setToolTip(
                     f"{page_list(document.left_out).capitalize()} are left out (too long)"
                 )
             self.text_chip.show()
-        elif as_text:
+        elif document.left_out:
             self.text_chip.setText(f"{page_list(document.left_out)} left out")
             self.text_chip.show()
         else:
             self.text_chip.hide()
+        self.textless_chip.setText(f"{page_list(textless)} without text" if textless else "")
+        self.textless_chip.setVisible(bool(textless))
         self.status.hide()
         self.title.show()
         self.pages_button.show()

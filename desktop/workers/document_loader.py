@@ -6,7 +6,12 @@ the rest. Progress comes back after each page; ``cancel`` is seen between two pa
 ends without a result, and says so). Thumbnails of the rendered pages are made in the task
 too, so the window never waits on disk, PDFium or Pillow.
 
-Each ``load_*`` call returns a ticket that its signals carry.
+Pages are rendered at the size the loaded model's tiler wants (``processor``, which the window
+sets when a model loads; the default tiler's when none is): a read keeps the tiler it started
+with, so a PDF read before a model change stays as it was read.
+
+Each ``load_*`` call returns a ticket that its signals carry; ``cancel_all`` stops every read
+(the window is closing: nothing waits for a long PDF at exit).
 
 Signals:
     progress(int, int, int): a ticket, the pages read and the pages to read.
@@ -29,6 +34,7 @@ from desktop.workers.image_loader import thumbnail_qimage
 from models.documents.chat_documents import DocumentCancelled, read_document
 from models.documents.pdf_reading import DocumentError, check_pdf_bytes, read_document_file
 from models.inference.images import MAX_IMAGES_PER_MESSAGE
+from models.inference.preprocess import ProcessorConfig
 
 
 class _Relay(QObject):
@@ -47,12 +53,14 @@ class _ReadTask(QRunnable):
         name: str,
         pages: str | Sequence[int] | None,
         image_pages: int,
+        processor: ProcessorConfig | None,
         cancel: threading.Event,
     ):
         super().__init__()
         self._relay, self._ticket = relay, ticket
         self._source, self._name = source, name
         self._pages, self._image_pages, self._cancel = pages, image_pages, cancel
+        self._processor = processor
 
     def run(self) -> None:
         relay, ticket = self._relay, self._ticket
@@ -67,6 +75,7 @@ class _ReadTask(QRunnable):
                 self._name,
                 pages=self._pages,
                 image_pages=self._image_pages,
+                processor=self._processor,
                 progress=lambda done, total: relay.progress.emit(ticket, done, total),
                 cancel=self._cancel,
             )
@@ -95,6 +104,7 @@ class DocumentLoader(QObject):
         self._relay.cancelled.connect(self._on_relay_cancelled)
         self._cancels: dict[int, threading.Event] = {}
         self._tickets = itertools.count(1)
+        self.processor: ProcessorConfig | None = None  # the loaded model's tiler; None: the default
 
     @property
     def pending(self) -> int:
@@ -127,10 +137,23 @@ class DocumentLoader(QObject):
         if event is not None:
             event.set()
 
+    def cancel_all(self) -> None:
+        """Stop every read at its next page (the window is closing)."""
+        for event in self._cancels.values():
+            event.set()
+
+    def cancelling(self, ticket: int) -> bool:
+        """Whether the read ``ticket`` was asked to stop and has not stopped yet."""
+        event = self._cancels.get(ticket)
+        return event is not None and event.is_set()
+
     def _start(self, source: str | bytes, name: str, pages, image_pages: int) -> int:
         ticket = next(self._tickets)
         cancel = self._cancels[ticket] = threading.Event()
-        self._pool.start(_ReadTask(self._relay, ticket, source, name, pages, max(0, image_pages), cancel))
+        task = _ReadTask(
+            self._relay, ticket, source, name, pages, max(0, image_pages), self.processor, cancel
+        )
+        self._pool.start(task)
         return ticket
 
     def _on_relay_loaded(self, ticket: int, document: object, thumbnails: list) -> None:
