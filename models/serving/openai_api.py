@@ -274,13 +274,16 @@ def _file_name(raw: object, param: str) -> str:
 
 
 class _DocumentReader:
-    """Reads a request's ``file`` parts, within its bytes and pages (``Limits``) in all."""
+    """Reads a request's ``file`` parts, within its bytes, pages and text (``Limits``) in all."""
 
     def __init__(self, limits: Limits, processor: ProcessorConfig | None):
         self.limits = limits
         self.processor = processor or ProcessorConfig()
         self.bytes_left = limits.max_document_bytes
         self.pages_left = limits.max_document_pages
+        # The documents' text layers in all, across the request: half of what a message (and
+        # the request) may hold, so that later pages are "left out" rather than the request 400.
+        self.text_left = min(limits.max_message_chars // 2, limits.text_chars // 2)
 
     def decode(self, part: dict, param: str) -> tuple[str, bytes]:
         """A ``file`` part's name and bytes (nothing read yet); ``ApiError`` says what is wrong."""
@@ -340,12 +343,12 @@ class _DocumentReader:
                     "too_many_pages",
                 )
             self.pages_left -= count
-            text_chars = min(
-                MAX_DOCUMENT_TEXT_CHARS, self.limits.max_message_chars // 2, self.limits.text_chars // 2
-            )
-            return read_document(
+            text_chars = min(MAX_DOCUMENT_TEXT_CHARS, max(self.text_left, 0))
+            document = read_document(
                 data, name, image_pages=image_pages, processor=self.processor, max_text_chars=text_chars
             )
+            self.text_left -= sum(len(page.text) for page in document.pages)
+            return document
         except DocumentError as exc:
             raise _invalid(" ".join(str(exc).split()), param, "invalid_file") from None
 

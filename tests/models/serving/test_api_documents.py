@@ -276,3 +276,23 @@ def test_page_images_that_do_not_fit_the_context_go_as_text(client, serve):
     with pytest.raises(openai.BadRequestError) as info:
         tiny.chat.completions.create(messages=messages, max_tokens=2, **GREEDY)
     assert info.value.body["code"] == "context_length_exceeded"
+
+
+def test_several_long_pdfs_share_one_text_budget_rather_than_a_400():
+    line = "The quarterly figures rose against the plan in every region. " * 2
+    long_pdf = pdf_bytes([Page(lines=(line,) * 140, font_size=3)] * 3)  # ~17,000 characters a page
+    limits = Limits(context_length=4096)
+    request = parse_chat_request(
+        body(*(file_part(long_pdf, f"part {n}.pdf") for n in range(3)), {"type": "text", "text": "Sum up."}),
+        limits,
+        processor=ProcessorConfig(tile=56, max_patches=2),
+    )
+    (message,) = request.messages
+    documents = message.documents
+    from models.documents.chat_documents import TEXT_CUT
+
+    read = sum(
+        len(page.text.replace(TEXT_CUT, "").rstrip()) for document in documents for page in document.pages
+    )
+    assert read <= limits.text_chars // 2  # the request's documents in all, not each
+    assert documents[-1].left_out  # the last PDF's later pages are named as left out
