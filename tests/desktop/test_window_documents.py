@@ -17,11 +17,10 @@ from models.documents import pdf_reading
 from models.memory.budget import MemoryBudget
 from tests.desktop import test_window
 from tests.desktop.test_window import ANSWER_TIMEOUT, drop, wait_images
-from tests.support.pdf_files import Page, pdf_bytes, text_pdf
+from tests.support.pdf_files import THREE_PAGES, Page, pdf_bytes, text_pdf
 
 window = test_window.window  # the fixtures: a shown window, and one with a model loaded
 loaded = test_window.loaded
-THREE_PAGES = ["The cat sat on the mat.", "Figures: 3 apples, 4 pears.", "The end."]
 
 
 def pdf_file(tmp_path, name: str = "report.pdf", texts: list[str] | None = None):

@@ -176,3 +176,23 @@ def page_png(data: bytes, index: int, processor) -> bytes:
     buffer = io.BytesIO()
     bitmap.to_pil().convert("RGB").save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
+
+
+THREE_PAGES = ["The cat sat on the mat.", "Figures: 3 apples, 4 pears.", "The end."]
+# What a question "What is on page 2?" with story.pdf attached must read as, written by hand.
+STORY_BY_HAND = (
+    "[Document: story.pdf, 3 pages]\n"
+    "[Pages 1-3: images 1-3 of this message, in order]\n\n"
+    "[Page 1]\nThe cat sat on the mat.\n\n"
+    "[Page 2]\nFigures: 3 apples, 4 pears.\n\n"
+    "[Page 3]\nThe end.\n"
+    "[End of story.pdf]\n\n"
+    "What is on page 2?"
+)
+
+
+def story_pdf() -> bytes:
+    """The prompt-equality tests' PDF: THREE_PAGES, the last page rotated."""
+    return pdf_bytes(
+        [Page(lines=(text,)) for text in THREE_PAGES[:2]] + [Page(lines=(THREE_PAGES[2],), rotate=90)]
+    )

@@ -10,9 +10,15 @@ import pytest
 from tests.conftest import image_bytes
 from tests.support import cli_process, pdf_files
 from tests.support.hostile_files import device_or_fifo, needs_posix_devices
-from tests.support.pdf_files import Page, pdf_bytes, scanned_pdf, text_pdf
+from tests.support.pdf_files import (
+    STORY_BY_HAND,
+    Page,
+    pdf_bytes,
+    scanned_pdf,
+    story_pdf,
+    text_pdf,
+)
 
-THREE_PAGES = ["The cat sat on the mat.", "Figures: 3 apples, 4 pears.", "The end."]
 GREEDY = ["--temperature", "0", "--max-tokens", "2", "--seed", "1"]
 
 
@@ -32,28 +38,11 @@ def patch_count(folder, ids) -> int:
     return list(ids).count(tokenizer_of(folder).convert_tokens_to_ids("<|patch|>"))
 
 
-def story_pdf() -> bytes:
-    return pdf_bytes(
-        [Page(lines=(text,)) for text in THREE_PAGES[:2]] + [Page(lines=(THREE_PAGES[2],), rotate=90)]
-    )
-
-
 def page_png(data: bytes, index: int, folder) -> bytes:
     """Page ``index`` rendered by the test itself, at the size the checkpoint's tiler wants."""
     from models.inference.checkpoint import read_checkpoint
 
     return pdf_files.page_png(data, index, read_checkpoint(folder).processor)
-
-
-STORY_BY_HAND = (
-    "[Document: story.pdf, 3 pages]\n"
-    "[Pages 1-3: images 1-3 of this message, in order]\n\n"
-    "[Page 1]\nThe cat sat on the mat.\n\n"
-    "[Page 2]\nFigures: 3 apples, 4 pears.\n\n"
-    "[Page 3]\nThe end.\n"
-    "[End of story.pdf]\n\n"
-    "What is on page 2?"
-)
 
 
 def test_chosen_pages_go_as_images_and_are_listed(checkpoints, tmp_path):

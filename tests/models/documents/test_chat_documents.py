@@ -19,9 +19,13 @@ from models.documents.pdf_reading import DocumentError
 from models.inference.images import load_image_bytes
 from models.inference.preprocess import ProcessorConfig
 from models.inference.prompt import ChatMessage
-from tests.support.pdf_files import Page, page_png, pdf_bytes, scanned_pdf, text_pdf
-
-THREE_PAGES = ["The cat sat on the mat.", "Figures: 3 apples, 4 pears.", "The end."]
+from tests.support.pdf_files import (
+    STORY_BY_HAND,
+    page_png,
+    scanned_pdf,
+    story_pdf,
+    text_pdf,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,23 +118,13 @@ def _page_image(data: bytes, index: int, name: str):
 
 
 def test_a_three_page_pdf_prompts_as_its_pages_as_images_plus_their_text(engine_4bit):
-    data = pdf_bytes(
-        [Page(lines=(text,)) for text in THREE_PAGES[:2]] + [Page(lines=(THREE_PAGES[2],), rotate=90)]
-    )
+    data = story_pdf()
     document = read_document(data, "story.pdf")
     text, images = message_parts("What is on page 2?", (), [document])
     from_document = engine_4bit.encoder.encode([ChatMessage("user", text, images)])
 
     pages = tuple(_page_image(data, n, f"page {n + 1}.png") for n in range(3))
-    by_hand = (
-        "[Document: story.pdf, 3 pages]\n"
-        "[Pages 1-3: images 1-3 of this message, in order]\n\n"
-        "[Page 1]\nThe cat sat on the mat.\n\n"
-        "[Page 2]\nFigures: 3 apples, 4 pears.\n\n"
-        "[Page 3]\nThe end.\n"
-        "[End of story.pdf]\n\n"
-        "What is on page 2?"
-    )
+    by_hand = STORY_BY_HAND
     from_pages = engine_4bit.encoder.encode([ChatMessage("user", by_hand, pages)])
     assert from_document.ids == from_pages.ids
     assert from_document.keys == from_pages.keys  # the KV cache keys hold the page images' hashes

@@ -16,7 +16,7 @@ from models.documents.chat_documents import read_document
 from models.inference.preprocess import ProcessorConfig
 from models.serving.openai_api import ApiError, Limits, parse_chat_request
 from tests.conftest import image_bytes
-from tests.support.pdf_files import Page, pdf_bytes, scanned_pdf, text_pdf
+from tests.support.pdf_files import STORY_BY_HAND, Page, pdf_bytes, scanned_pdf, story_pdf, text_pdf
 
 GREEDY = {"model": "llama", "temperature": 0, "seed": 1}
 
@@ -165,13 +165,6 @@ def test_reading_follows_the_models_tiler():
 # On the live server (the tiny checkpoint) -----------------------------------------------------
 
 
-def story_pdf() -> bytes:
-    return pdf_bytes(
-        [Page(lines=(text,)) for text in ("The cat sat on the mat.", "Figures: 3 apples, 4 pears.")]
-        + [Page(lines=("The end.",), rotate=90)]
-    )
-
-
 def last_prompt_ids(app) -> list[int]:
     return list(app.state.jobs[-1].final.prompt_token_ids)
 
@@ -181,7 +174,7 @@ def test_a_pdf_through_the_api_prompts_as_its_pages_as_images_plus_their_text(
     client, live, checkpoints, tmp_path, monkeypatch
 ):
     from models.serving import api_server
-    from tests.desktop.cli.test_ask_files import STORY_BY_HAND, page_png
+    from tests.desktop.cli.test_ask_files import page_png
 
     app, _ = live
     parsed = []
